@@ -1,0 +1,48 @@
+# shiploop: the two commands a newcomer needs are `make run` and `make test`.
+GO      ?= go
+# Every module of the workspace except the tools module (no packages of ours).
+MODULES := $(shell $(GO) list -m -f '{{.Dir}}' | grep -v '/tools$$')
+TEST_FLAGS ?= -timeout 20m
+
+.PHONY: run test generate check-generated lint vet fmt-check bench build clean
+
+## run: everything in one process on embedded defaults (NATS, SQLite)
+run:
+	$(GO) run ./cmd/shiploop up
+
+## build: the shiploop binary in bin/
+build:
+	$(GO) build -o bin/shiploop ./cmd/shiploop
+
+## test: every module's tests (go test ./... at the root would skip the modules)
+test:
+	@set -e; for m in $(MODULES); do \
+		echo "== $${m#$(CURDIR)/}"; \
+		(cd $$m && $(GO) test $(TEST_FLAGS) ./...); \
+	done
+
+## generate: protobuf Go code from proto/ with the pinned plugins
+generate:
+	$(GO) tool buf generate
+
+## check-generated: fail when the committed generated code is stale
+check-generated: generate
+	@git diff --exit-code --stat -- proto/ || { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- proto/)" || { git status --porcelain -- proto/; echo "generated files not committed: run 'make generate' and commit"; exit 1; }
+
+## lint: go vet on every module, buf lint, gofmt
+lint: vet fmt-check
+	$(GO) tool buf lint
+
+vet:
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$out" || { echo "gofmt would change:"; echo "$$out"; exit 1; }
+
+## bench: the benchmarks in tests/bench; figures go to docs/benchmarks.md
+bench:
+	cd tests && $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
+
+clean:
+	rm -rf bin .shiploop

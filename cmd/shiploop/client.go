@@ -1,0 +1,389 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
+	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+)
+
+// clientOptions are the flags of every command that talks to a server.
+type clientOptions struct {
+	server string
+	token  string
+	json   bool
+}
+
+func clientFlags(c *command, o *clientOptions) {
+	c.flags.StringVar(&o.server, "server", "127.0.0.1:9090", "gRPC address of shiploop")
+	c.flags.StringVar(&o.token, "token", "", "bearer token, when the server requires one")
+	c.flags.BoolVar(&o.json, "json", false, "print JSON (one object per line) for scripts")
+}
+
+func (o clientOptions) dial() (buildsv1.BuildServiceClient, func(), error) {
+	conn, err := grpc.NewClient(o.server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting to %s: %w (set --server or SHIPLOOP_SERVER)", o.server, err)
+	}
+	return buildsv1.NewBuildServiceClient(conn), func() { _ = conn.Close() }, nil
+}
+
+func (o clientOptions) ctx(parent context.Context) context.Context {
+	if o.token != "" {
+		return metadata.AppendToOutgoingContext(parent, "authorization", "Bearer "+o.token)
+	}
+	return parent
+}
+
+var jsonOut = protojson.MarshalOptions{UseProtoNames: true}
+
+func printJSON(w io.Writer, m proto.Message) {
+	b, _ := jsonOut.Marshal(m)
+	fmt.Fprintln(w, string(b))
+}
+
+func watchCommand() *command {
+	var o clientOptions
+	var types listFlag
+	var repo string
+	var since sinceFlag
+	c := newCommand("watch", "shiploop watch [flags]", "Show every event as it happens, one readable line each.",
+		`Columns: time, type, repository, then the event's key fields.
+Filter with --type (build.finished, build.*, build; repeatable) and --repo.
+--since 10m (or an RFC 3339 time) replays what already happened first.`)
+	clientFlags(c, &o)
+	c.flags.Var(&types, "type", "event types to show (repeatable or comma-separated)")
+	c.flags.StringVar(&repo, "repo", "", "only this repository's events")
+	c.flags.Var(&since, "since", "replay events since a duration ago (10m) or a time")
+	c.run = func(c *command, args []string) error {
+		cl, closeFn, err := o.dial()
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		ctx, stop := signalContext()
+		defer stop()
+		req := &buildsv1.WatchEventsRequest{Types: types, Repository: repo}
+		if !since.t.IsZero() {
+			req.Since = timestamppb.New(since.t)
+		}
+		st, err := cl.WatchEvents(o.ctx(ctx), req)
+		if err != nil {
+			return err
+		}
+		for {
+			resp, err := st.Recv()
+			if err != nil {
+				if ctx.Err() != nil || errors.Is(err, io.EOF) {
+					return nil
+				}
+				return fmt.Errorf("watching %s: %w", o.server, err)
+			}
+			ev := resp.GetEvent()
+			if o.json {
+				printJSON(c.stdout, ev)
+				continue
+			}
+			fmt.Fprintln(c.stdout, formatEvent(ev))
+		}
+	}
+	return c
+}
+
+// formatEvent is the one-line human form of an event.
+func formatEvent(ev *eventsv1.Event) string {
+	t := ev.GetTime().AsTime().Local().Format("15:04:05.000")
+	typ := strings.TrimSuffix(strings.TrimPrefix(ev.GetType(), "dev.shiploop."), ".v1")
+	repo := ev.GetRepository()
+	if repo == "" {
+		repo = "-"
+	}
+	return fmt.Sprintf("%s  %-20s %-24s %s", t, typ, repo, keyFields(ev))
+}
+
+func keyFields(ev *eventsv1.Event) string {
+	if ev.GetData() == nil {
+		return ""
+	}
+	m, err := ev.GetData().UnmarshalNew()
+	if err != nil {
+		return ""
+	}
+	switch d := m.(type) {
+	case *eventsv1.Change:
+		s := fmt.Sprintf("%s %s", d.GetRef(), short(d.GetAfter()))
+		if d.GetPullRequestNumber() > 0 {
+			s += fmt.Sprintf(" PR #%d", d.GetPullRequestNumber())
+		}
+		if d.GetSender() != "" {
+			s += " by " + d.GetSender()
+		}
+		return s
+	case *eventsv1.BuildCreated:
+		return fmt.Sprintf("#%d %s %s version=%s", d.GetNumber(), d.GetRef(), short(d.GetCommit()), d.GetVersion())
+	case *eventsv1.BuildStarted:
+		return fmt.Sprintf("build=%s version=%s agent=%s", short8(d.GetBuildId()), d.GetVersion(), d.GetAgent())
+	case *eventsv1.BuildFinished:
+		s := fmt.Sprintf("#%d %s version=%s in %s", d.GetNumber(), statusWord(d.GetStatus()), d.GetVersion(), d.GetDuration().AsDuration().Round(time.Millisecond))
+		if d.GetFailedStep() != "" {
+			s += " failed_step=" + d.GetFailedStep()
+		}
+		if d.GetError() != "" && d.GetFailedStep() == "" {
+			s += " error=" + strconv.Quote(d.GetError())
+		}
+		return s
+	case *eventsv1.JobQueued:
+		return fmt.Sprintf("job=%s kind=%s steps=%s", short8(d.GetJobId()), d.GetKind(), strings.Join(d.GetSteps(), ","))
+	case *eventsv1.JobStarted:
+		return fmt.Sprintf("job=%s agent=%s attempt=%d", short8(d.GetJobId()), d.GetAgent(), d.GetAttempt())
+	case *eventsv1.JobStepFinished:
+		st := d.GetStep()
+		return fmt.Sprintf("job=%s step=%s %s exit=%d in %s", short8(d.GetJobId()), st.GetName(), statusWord(st.GetStatus()), st.GetExitCode(), st.GetDuration().AsDuration().Round(time.Millisecond))
+	case *eventsv1.JobFinished:
+		s := fmt.Sprintf("job=%s %s in %s", short8(d.GetJobId()), statusWord(d.GetStatus()), d.GetDuration().AsDuration().Round(time.Millisecond))
+		if d.GetFailedStep() != "" {
+			s += " failed_step=" + d.GetFailedStep()
+		}
+		return s
+	}
+	return ev.GetSubject()
+}
+
+func statusWord(s eventsv1.BuildStatus) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "BUILD_STATUS_"))
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+func short8(id string) string {
+	if len(id) > 8 {
+		return id[len(id)-8:]
+	}
+	return id
+}
+
+func repoCommand() *command {
+	var o clientOptions
+	var cloneURL, secret, branch string
+	c := newCommand("repo", "shiploop repo add NAME --clone-url URL [--secret S] | shiploop repo list",
+		"Register repositories and list them.",
+		`add registers (or updates) a repository and prints the webhook secret to set on the forge.
+Point the forge's webhook at http://HOST:8080/hooks/<forge> with that secret.`)
+	clientFlags(c, &o)
+	c.flags.StringVar(&cloneURL, "clone-url", "", "URL or path git clones the repository from (add)")
+	c.flags.StringVar(&secret, "secret", "", "webhook secret (add; a random one is made when empty)")
+	c.flags.StringVar(&branch, "default-branch", "main", "default branch (add)")
+	c.run = func(c *command, args []string) error {
+		if len(args) == 0 {
+			return usagef("say add or list")
+		}
+		cl, closeFn, err := o.dial()
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		ctx, cancel := context.WithTimeout(o.ctx(context.Background()), 30*time.Second)
+		defer cancel()
+		switch args[0] {
+		case "add":
+			if len(args) != 2 {
+				return usagef("repo add takes one NAME, e.g. acme/web")
+			}
+			resp, err := cl.RegisterRepository(ctx, &buildsv1.RegisterRepositoryRequest{Name: args[1], CloneUrl: cloneURL, WebhookSecret: secret, DefaultBranch: branch})
+			if err != nil {
+				return err
+			}
+			if o.json {
+				printJSON(c.stdout, resp)
+				return nil
+			}
+			fmt.Fprintf(c.stdout, "registered %s (clone %s)\nwebhook secret: %s\n", resp.GetRepository().GetName(), resp.GetRepository().GetCloneUrl(), resp.GetWebhookSecret())
+			return nil
+		case "list":
+			resp, err := cl.ListRepositories(ctx, &buildsv1.ListRepositoriesRequest{PageSize: 500})
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+			if !o.json {
+				fmt.Fprintln(tw, "NAME\tCLONE URL\tDEFAULT BRANCH")
+			}
+			for _, r := range resp.GetRepositories() {
+				if o.json {
+					printJSON(c.stdout, r)
+					continue
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", r.GetName(), r.GetCloneUrl(), r.GetDefaultBranch())
+			}
+			return tw.Flush()
+		}
+		return usagef("unknown repo action %q (add or list)", args[0])
+	}
+	return c
+}
+
+func buildsCommand() *command {
+	var o clientOptions
+	var repo string
+	var limit int
+	c := newCommand("builds", "shiploop builds [list] [--repo R] | shiploop builds get ID|REPO#N", "List builds or show one with its steps.", "")
+	clientFlags(c, &o)
+	c.flags.StringVar(&repo, "repo", "", "only this repository (list)")
+	c.flags.IntVar(&limit, "limit", 20, "how many builds to list")
+	c.run = func(c *command, args []string) error {
+		cl, closeFn, err := o.dial()
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		ctx, cancel := context.WithTimeout(o.ctx(context.Background()), 30*time.Second)
+		defer cancel()
+		if len(args) == 0 || args[0] == "list" {
+			resp, err := cl.ListBuilds(ctx, &buildsv1.ListBuildsRequest{Repository: repo, PageSize: int32(limit)})
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+			if !o.json {
+				fmt.Fprintln(tw, "REPOSITORY\t#\tSTATUS\tVERSION\tREF\tCOMMIT\tCREATED")
+			}
+			for _, b := range resp.GetBuilds() {
+				if o.json {
+					printJSON(c.stdout, b)
+					continue
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", b.GetRepository(), b.GetNumber(), statusWord(b.GetStatus()), b.GetVersion(), b.GetRef(), short(b.GetCommit()), b.GetCreatedAt().AsTime().Local().Format(time.DateTime))
+			}
+			return tw.Flush()
+		}
+		if args[0] != "get" || len(args) != 2 {
+			return usagef("builds get takes one ID or REPO#NUMBER")
+		}
+		req := &buildsv1.GetBuildRequest{Id: args[1]}
+		if r, n, ok := strings.Cut(args[1], "#"); ok {
+			num, err := strconv.ParseInt(n, 10, 64)
+			if err != nil {
+				return usagef("%q: the number after # must be an integer", args[1])
+			}
+			req = &buildsv1.GetBuildRequest{Repository: r, Number: num}
+		}
+		resp, err := cl.GetBuild(ctx, req)
+		if err != nil {
+			return err
+		}
+		b := resp.GetBuild()
+		if o.json {
+			printJSON(c.stdout, b)
+			return nil
+		}
+		fmt.Fprintf(c.stdout, "build %s#%d  %s\n  id       %s\n  version  %s\n  ref      %s @ %s\n  trigger  %s\n", b.GetRepository(), b.GetNumber(), statusWord(b.GetStatus()), b.GetId(), b.GetVersion(), b.GetRef(), short(b.GetCommit()), b.GetTrigger())
+		if b.GetError() != "" {
+			fmt.Fprintf(c.stdout, "  error    %s\n", b.GetError())
+		}
+		if len(b.GetJobIds()) > 0 {
+			fmt.Fprintf(c.stdout, "  jobs     %s  (shiploop logs JOB)\n", strings.Join(b.GetJobIds(), ", "))
+		}
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  STEP\tSTATUS\tEXIT\tDURATION\tNOTE")
+		for _, s := range b.GetSteps() {
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\n", s.GetName(), statusWord(s.GetStatus()), s.GetExitCode(), s.GetDuration().AsDuration().Round(time.Millisecond), s.GetError())
+		}
+		return tw.Flush()
+	}
+	return c
+}
+
+func buildCommand() *command {
+	var o clientOptions
+	c := newCommand("build", "shiploop build trigger REPO [REF]", "Start a build of a branch, tag or ref by hand.", "REF defaults to the repository's default branch.")
+	clientFlags(c, &o)
+	c.run = func(c *command, args []string) error {
+		if len(args) < 2 || args[0] != "trigger" || len(args) > 3 {
+			return usagef("usage: shiploop build trigger REPO [REF]")
+		}
+		cl, closeFn, err := o.dial()
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		ctx, cancel := context.WithTimeout(o.ctx(context.Background()), time.Minute)
+		defer cancel()
+		req := &buildsv1.TriggerBuildRequest{Repository: args[1]}
+		if len(args) == 3 {
+			req.Ref = args[2]
+		}
+		resp, err := cl.TriggerBuild(ctx, req)
+		if err != nil {
+			return err
+		}
+		if o.json {
+			printJSON(c.stdout, resp)
+			return nil
+		}
+		fmt.Fprintf(c.stdout, "triggered %s %s @ %s (event %s)\n", args[1], resp.GetRef(), short(resp.GetCommit()), resp.GetEventId())
+		return nil
+	}
+	return c
+}
+
+func logsCommand() *command {
+	var o clientOptions
+	var follow bool
+	c := newCommand("logs", "shiploop logs [--follow] JOB_ID", "Print a job's log (job ids: shiploop builds get).", "")
+	clientFlags(c, &o)
+	c.flags.BoolVar(&follow, "follow", false, "keep printing lines until the job ends")
+	c.run = func(c *command, args []string) error {
+		if len(args) != 1 {
+			return usagef("logs takes one JOB_ID")
+		}
+		cl, closeFn, err := o.dial()
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		ctx, stop := signalContext()
+		defer stop()
+		st, err := cl.StreamLogs(o.ctx(ctx), &buildsv1.StreamLogsRequest{JobId: args[0], Follow: follow})
+		if err != nil {
+			return err
+		}
+		for {
+			resp, err := st.Recv()
+			if err != nil {
+				if errors.Is(err, io.EOF) || ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			l := resp.GetLine()
+			if o.json {
+				printJSON(c.stdout, l)
+				continue
+			}
+			fmt.Fprintf(c.stdout, "[%s] %s\n", l.GetStep(), l.GetText())
+		}
+	}
+	return c
+}
+
+var _ = json.Marshal

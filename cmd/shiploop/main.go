@@ -1,0 +1,221 @@
+// Command shiploop is the one binary of the shiploop continuous-delivery
+// platform: `up` runs everything in one process, `serve` runs chosen
+// services against a NATS cluster and PostgreSQL, `agent` runs jobs, and the
+// rest is the operator CLI. main only wires; the work lives in pkg/ and
+// services/.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Main runs the CLI and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		if len(args) > 1 {
+			if c, ok := cmds[args[1]]; ok {
+				c.stderr = stdout
+				c.printUsage()
+				return 0
+			}
+		}
+		topUsage(stdout, cmds)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	if args[0] == "--version" || args[0] == "version" {
+		fmt.Fprintf(stdout, "shiploop %s\n", version)
+		return 0
+	}
+	c, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "shiploop: unknown command %q\n\n", args[0])
+		topUsage(stderr, cmds)
+		return 2
+	}
+	c.stdout, c.stderr = stdout, stderr
+	c.flags.SetOutput(stderr)
+	if err := c.parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "shiploop %s: %v\n", c.name, err)
+		return 2
+	}
+	if err := c.run(c, c.flags.Args()); err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "shiploop %s: %v\nRun 'shiploop %s --help' for usage.\n", c.name, err, c.name)
+			return 2
+		}
+		fmt.Fprintf(stderr, "shiploop %s: %v\n", c.name, err)
+		return 1
+	}
+	_ = ctx
+	return 0
+}
+
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+func topUsage(w io.Writer, cmds map[string]*command) {
+	fmt.Fprintf(w, `shiploop: continuous delivery as one event-driven suite.
+
+Usage: shiploop <command> [flags] [args]
+
+Commands:
+`)
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintf(w, `
+Run 'shiploop <command> --help' for a command's flags. Every flag can also be
+set with a SHIPLOOP_* variable (--nats-url is SHIPLOOP_NATS_URL).
+`)
+}
+
+// signalContext is the context every long-running command runs under.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func commands() map[string]*command {
+	list := []*command{upCommand(), serveCommand(), agentCommand(), watchCommand(), repoCommand(), buildsCommand(), buildCommand(), logsCommand(), demoCommand()}
+	m := map[string]*command{}
+	for _, c := range list {
+		m[c.name] = c
+	}
+	return m
+}
+
+// serverFlags are the flags shared by up and serve.
+func serverFlags(c *command, o *runOptions, split bool) {
+	c.flags.StringVar(&o.dataDir, "data-dir", ".shiploop", "directory for embedded NATS, SQLite files, repository mirrors and workspaces")
+	c.flags.StringVar(&o.httpListen, "http-listen", "127.0.0.1:8080", "address for webhooks and health (host:port; port 0 picks a free one)")
+	c.flags.StringVar(&o.grpcListen, "grpc-listen", "127.0.0.1:9090", "address for the gRPC API")
+	c.flags.StringVar(&o.token, "token", "", "bearer token required on gRPC calls (none when empty)")
+	c.flags.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	c.flags.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	c.flags.BoolVar(&o.json, "json", false, "print one JSON line with the addresses when ready, instead of the banner")
+	if split {
+		c.flags.StringVar(&o.natsURL, "nats-url", "", "NATS server URL(s), comma-separated (required)")
+		c.flags.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file")
+		c.flags.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL (postgres://user@host:5432/db); SQLite files in --data-dir when empty")
+		c.flags.IntVar(&o.replicas, "replicas", 1, "stream replicas (3 on a NATS cluster)")
+	} else {
+		c.flags.StringVar(&o.natsListen, "nats-listen", "", "also expose the embedded NATS on this address (e.g. 127.0.0.1:4222) for `nats sub 'shiploop.>'`")
+	}
+}
+
+func upCommand() *command {
+	o := runOptions{banner: true}
+	c := newCommand("up", "shiploop up [flags]", "Run everything in one process: embedded NATS, SQLite, every service and one agent.",
+		`Data lives in --data-dir (default ./.shiploop). Prints its URLs when ready; Ctrl-C stops cleanly.`)
+	serverFlags(c, &o, false)
+	c.flags.IntVar(&o.agents, "agents", 1, "jobs the built-in agent runs at once")
+	c.run = func(c *command, args []string) error {
+		if len(args) > 0 {
+			return usagef("up takes no arguments (got %q)", strings.Join(args, " "))
+		}
+		o.services = knownServices
+		ctx, stop := signalContext()
+		defer stop()
+		return run(ctx, o, c.stdout)
+	}
+	return c
+}
+
+func serveCommand() *command {
+	o := runOptions{banner: true}
+	c := newCommand("serve", "shiploop serve [flags] <service>...", "Run chosen services against a NATS cluster and PostgreSQL (split mode).",
+		"Services: "+strings.Join(knownServices, ", ")+". Each service can run in many replicas; they share work through JetStream durable consumers.")
+	serverFlags(c, &o, true)
+	c.flags.IntVar(&o.agents, "agents", 1, "jobs the agent service runs at once")
+	dryRun := c.flags.Bool("dry-run", false, "check the flags and service names, print what would run, and exit")
+	c.run = func(c *command, args []string) error {
+		if len(args) == 0 {
+			return usagef("name at least one service (%s)", strings.Join(knownServices, ", "))
+		}
+		if o.natsURL == "" {
+			return usagef("--nats-url is required in split mode (or use `shiploop up` for everything on embedded defaults)")
+		}
+		if err := validateServices(args); err != nil {
+			return usageError{err.Error()}
+		}
+		o.services = args
+		if *dryRun {
+			fmt.Fprintf(c.stdout, "would serve %s with NATS %s, database %s, HTTP %s, gRPC %s\n",
+				strings.Join(args, ", "), o.natsURL, orDefault(o.databaseURL, "SQLite in "+o.dataDir), o.httpListen, o.grpcListen)
+			return nil
+		}
+		ctx, stop := signalContext()
+		defer stop()
+		return run(ctx, o, c.stdout)
+	}
+	return c
+}
+
+func agentCommand() *command {
+	o := runOptions{}
+	c := newCommand("agent", "shiploop agent [flags]", "Run jobs from the JOBS queue (stateless; start as many as you like).", "")
+	c.flags.StringVar(&o.natsURL, "nats-url", "", "NATS server URL (required)")
+	c.flags.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file")
+	c.flags.StringVar(&o.dataDir, "data-dir", ".shiploop-agent", "directory for job workspaces")
+	c.flags.IntVar(&o.agents, "concurrency", 1, "jobs to run at once")
+	c.flags.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	c.flags.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	dryRun := c.flags.Bool("dry-run", false, "check the flags, print what would run, and exit")
+	c.run = func(c *command, args []string) error {
+		if len(args) > 0 {
+			return usagef("agent takes no arguments (got %q)", strings.Join(args, " "))
+		}
+		if o.natsURL == "" {
+			return usagef("--nats-url is required")
+		}
+		if *dryRun {
+			fmt.Fprintf(c.stdout, "would run an agent with NATS %s, concurrency %d, workspaces in %s\n", o.natsURL, o.agents, o.dataDir)
+			return nil
+		}
+		o.services = []string{"agent"}
+		ctx, stop := signalContext()
+		defer stop()
+		return run(ctx, o, c.stdout)
+	}
+	return c
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

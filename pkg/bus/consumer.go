@@ -1,0 +1,257 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Handler handles one event inside a transaction. Its database writes and
+// the events it publishes through tx commit together with the inbox record
+// that marks the event as processed. Returning an error rolls all of it back
+// and the event is redelivered later; wrap ErrMalformed (or return
+// Permanent(err)) for an event that can never succeed.
+type Handler func(ctx context.Context, tx *Tx, ev Event) error
+
+// ConsumerConfig configures a durable consumer.
+type ConsumerConfig struct {
+	// Name is the durable name, "<service>-<purpose>", under 32 characters.
+	Name string
+	// Stream defaults to EVENTS.
+	Stream string
+	// Filters are subject filters, e.g. EventFilter("change", "").
+	Filters []string
+	// MaxDeliver bounds deliveries before the DLQ (default 5).
+	MaxDeliver int
+	// Backoff between redeliveries after a handler error (default 1s, 5s, 30s, 2m).
+	Backoff []time.Duration
+	// AckWait before the server redelivers an unacked message (default 30s);
+	// long handlers are kept alive with InProgress heartbeats.
+	AckWait time.Duration
+	// Batch is how many messages one pull asks for (default 64).
+	Batch int
+	// Prepare, when set, runs before the transaction for slow work that
+	// must not hold the database (fetching a repository); its result is
+	// Tx.Prepared in the handler. Its errors are retried like the handler's.
+	Prepare func(ctx context.Context, ev Event) (any, error)
+}
+
+func (c *ConsumerConfig) defaults() {
+	if c.Stream == "" {
+		c.Stream = StreamEvents
+	}
+	if c.MaxDeliver <= 0 {
+		c.MaxDeliver = 5
+	}
+	if len(c.Backoff) == 0 {
+		c.Backoff = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute}
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.Batch <= 0 {
+		c.Batch = 64
+	}
+}
+
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+func (p permanent) Unwrap() error { return p.err }
+
+// Permanent marks an error that retrying cannot fix: the event goes to the
+// DLQ at once.
+func Permanent(err error) error { return permanent{err} }
+
+func isPermanent(err error) bool {
+	var p permanent
+	return errors.As(err, &p) || errors.Is(err, ErrMalformed)
+}
+
+// DLQ header names, on the copy stored in the DLQ stream.
+const (
+	HeaderDLQReason     = "Shiploop-Dlq-Reason"
+	HeaderDLQConsumer   = "Shiploop-Dlq-Consumer"
+	HeaderDLQDeliveries = "Shiploop-Dlq-Deliveries"
+	HeaderDLQStreamSeq  = "Shiploop-Dlq-Stream-Seq"
+	HeaderDLQSubject    = "Shiploop-Dlq-Subject"
+)
+
+// Consume runs a durable consumer until ctx ends: each message is decoded,
+// handled in a transaction with an inbox record, and acked only after
+// commit. Events already in the inbox are acked without calling h again.
+func (o *Outbox) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
+	cfg.defaults()
+	cc := jetstream.ConsumerConfig{
+		Durable:       cfg.Name,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    cfg.MaxDeliver + 1, // we Term at MaxDeliver; the server's limit catches a handler that never answers
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		MaxAckPending: 1000,
+	}
+	if len(cfg.Filters) == 1 {
+		cc.FilterSubject = cfg.Filters[0]
+	} else {
+		cc.FilterSubjects = cfg.Filters
+	}
+	cons, err := o.bus.js.CreateOrUpdateConsumer(ctx, cfg.Stream, cc)
+	if err != nil {
+		return fmt.Errorf("bus: creating consumer %s on %s: %w", cfg.Name, cfg.Stream, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(cfg.Batch))
+	if err != nil {
+		return fmt.Errorf("bus: consumer %s: %w", cfg.Name, err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	log := o.log.With("consumer", cfg.Name)
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			log.Warn("consumer pull", "err", err)
+			continue
+		}
+		o.handle(ctx, log, cfg, m, h)
+	}
+}
+
+var tracer = otel.Tracer("github.com/shiploop/shiploop/pkg/bus")
+
+func (o *Outbox) handle(ctx context.Context, log *slog.Logger, cfg ConsumerConfig, m jetstream.Msg, h Handler) {
+	md, err := m.Metadata()
+	if err != nil {
+		log.Error("message without metadata", "subject", m.Subject(), "err", err)
+		_ = m.Term()
+		return
+	}
+	ev, err := Decode(natsMsg(m))
+	if err != nil {
+		o.deadLetter(ctx, log, cfg, m, md, err)
+		return
+	}
+	ev.Sequence = md.Sequence.Stream
+	ctx = ContextFrom(ctx, ev)
+	ctx, span := tracer.Start(ctx, "consume "+ev.Type, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.consumer.group.name", cfg.Name),
+			attribute.String("messaging.message.id", ev.ID),
+			attribute.String("cloudevents.event_type", FullType(ev.Type)),
+		))
+	defer span.End()
+
+	// Keep the message alive while a slow handler runs.
+	hbCtx, hbStop := context.WithCancel(ctx)
+	go heartbeat(hbCtx, m, cfg.AckWait/3)
+	var prepared any
+	if cfg.Prepare != nil {
+		prepared, err = cfg.Prepare(ctx, ev)
+	}
+	if err == nil {
+		err = o.inTx(ctx, &ev, func(tx *Tx) error {
+			tx.Prepared = prepared
+			return o.inboxThen(ctx, tx, cfg.Name, ev, h)
+		})
+	}
+	hbStop()
+	o.settle(ctx, log, cfg, m, md, ev, err, span)
+}
+
+func (o *Outbox) inboxThen(ctx context.Context, tx *Tx, consumer string, ev Event, h Handler) error {
+	res, err := tx.ExecContext(ctx,
+		`INSERT INTO bus_inbox (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+		consumer, ev.ID, time.Now().UnixNano())
+	if err != nil {
+		return fmt.Errorf("inbox: %w", err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return nil // already processed: ack again, do nothing
+	}
+	return h(ctx, tx, ev)
+}
+
+func (o *Outbox) settle(ctx context.Context, log *slog.Logger, cfg ConsumerConfig, m jetstream.Msg, md *jetstream.MsgMetadata, ev Event, err error, span trace.Span) {
+	if err == nil {
+		if err := m.Ack(); err != nil {
+			log.Warn("ack", "event", ev.ID, "err", err)
+		}
+		return
+	}
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+	if isPermanent(err) || int(md.NumDelivered) >= cfg.MaxDeliver {
+		o.deadLetter(ctx, log, cfg, m, md, err)
+		return
+	}
+	delay := cfg.Backoff[min(int(md.NumDelivered)-1, len(cfg.Backoff)-1)]
+	log.Warn("handler failed; will retry", "event", ev.ID, "type", ev.Type, "delivery", md.NumDelivered, "retry_in", delay, "err", err)
+	_ = m.NakWithDelay(delay)
+}
+
+func heartbeat(ctx context.Context, m jetstream.Msg, every time.Duration) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = m.InProgress()
+		}
+	}
+}
+
+// deadLetter stores a copy of m in the DLQ stream with the reason, then
+// terminates it so it is never delivered again.
+func (o *Outbox) deadLetter(ctx context.Context, log *slog.Logger, cfg ConsumerConfig, m jetstream.Msg, md *jetstream.MsgMetadata, reason error) {
+	dl := nats.NewMsg(dlqPrefix + cfg.Name)
+	dl.Data = m.Data()
+	for k, v := range m.Headers() {
+		dl.Header[k] = v
+	}
+	id := m.Headers().Get(HeaderID)
+	if id == "" {
+		id = strconv.FormatUint(md.Sequence.Stream, 10)
+	}
+	dl.Header.Set(nats.MsgIdHdr, "dlq."+cfg.Name+"."+id)
+	dl.Header.Set(HeaderDLQReason, reason.Error())
+	dl.Header.Set(HeaderDLQConsumer, cfg.Name)
+	dl.Header.Set(HeaderDLQDeliveries, strconv.FormatUint(md.NumDelivered, 10))
+	dl.Header.Set(HeaderDLQStreamSeq, strconv.FormatUint(md.Sequence.Stream, 10))
+	dl.Header.Set(HeaderDLQSubject, m.Subject())
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := o.bus.js.PublishMsg(pctx, dl); err != nil {
+		// Without a DLQ copy, leave the message to be redelivered rather than lose it.
+		log.Error("dead-lettering failed; leaving message for redelivery", "subject", m.Subject(), "err", err)
+		_ = m.NakWithDelay(cfg.Backoff[len(cfg.Backoff)-1])
+		return
+	}
+	log.Error("event dead-lettered", "subject", m.Subject(), "event", id, "deliveries", md.NumDelivered, "reason", reason)
+	_ = m.TermWithReason(truncate(reason.Error(), 200))
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

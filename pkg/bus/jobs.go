@@ -1,0 +1,109 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// JobConsumerConfig configures the agents' shared work-queue consumer.
+type JobConsumerConfig struct {
+	// Name is the durable name all agents share (default "agents").
+	Name string
+	// Filters select job subjects (default all jobs).
+	Filters []string
+	// AckWait before a silent agent's job goes to another (default 30s);
+	// Take sends InProgress heartbeats while the job runs.
+	AckWait time.Duration
+	// MaxDeliver bounds how often a job is tried (default 3).
+	MaxDeliver int
+}
+
+// Job is one job message taken from the JOBS stream.
+type Job struct {
+	Event
+	// Attempt is 1 on the first delivery.
+	Attempt uint64
+	msg     jetstream.Msg
+}
+
+// Done acknowledges the job: it leaves the work queue.
+func (j *Job) Done() error { return j.msg.Ack() }
+
+// Retry gives the job back for another agent after delay.
+func (j *Job) Retry(delay time.Duration) error { return j.msg.NakWithDelay(delay) }
+
+// Take pulls jobs one at a time (no pre-buffering, so a long job cannot make
+// queued ones time out) and calls fn for each while heartbeating it. fn
+// decides the job's fate with Done or Retry; if it does neither, the job is
+// acknowledged when fn returns nil and retried after a delay otherwise.
+func (b *Bus) Take(ctx context.Context, cfg JobConsumerConfig, fn func(ctx context.Context, job *Job) error) error {
+	if cfg.Name == "" {
+		cfg.Name = "agents"
+	}
+	if len(cfg.Filters) == 0 {
+		cfg.Filters = []string{jobPrefix + ">"}
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = 30 * time.Second
+	}
+	if cfg.MaxDeliver <= 0 {
+		cfg.MaxDeliver = 3
+	}
+	cc := jetstream.ConsumerConfig{
+		Durable: cfg.Name, AckPolicy: jetstream.AckExplicitPolicy, AckWait: cfg.AckWait,
+		MaxDeliver: cfg.MaxDeliver, MaxAckPending: -1,
+	}
+	if len(cfg.Filters) == 1 {
+		cc.FilterSubject = cfg.Filters[0]
+	} else {
+		cc.FilterSubjects = cfg.Filters
+	}
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, StreamJobs, cc)
+	if err != nil {
+		return fmt.Errorf("bus: creating job consumer %s: %w", cfg.Name, err)
+	}
+	for ctx.Err() == nil {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoHeartbeat) {
+				continue
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			// A broken connection: wait a little instead of spinning.
+			select {
+			case <-ctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+			continue
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			_ = m.Term()
+			continue
+		}
+		ev, err := Decode(natsMsg(m))
+		if err != nil {
+			_ = m.TermWithReason(truncate(err.Error(), 200))
+			continue
+		}
+		ev.Sequence = md.Sequence.Stream
+		job := &Job{Event: ev, Attempt: md.NumDelivered, msg: m}
+		jctx := ContextFrom(ctx, ev)
+		hbCtx, hbStop := context.WithCancel(jctx)
+		go heartbeat(hbCtx, m, cfg.AckWait/3)
+		err = fn(jctx, job)
+		hbStop()
+		if err != nil {
+			_ = m.NakWithDelay(time.Second)
+		} else {
+			_ = m.Ack()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,1 @@
+CREATE TABLE broken_never (id {{bigint}} PRIMARY KEY);

@@ -1,0 +1,1 @@
+INSERT INTO race_once (id) VALUES (2);

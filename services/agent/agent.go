@@ -1,0 +1,253 @@
+// Package agent runs jobs from the JOBS work queue: it checks the commit
+// out through a Backend, runs the steps, streams their log lines live on core
+// NATS, keeps the whole log in the Object Store and reports the job's
+// progress as events. Agents are stateless and scale out horizontally: every
+// agent pulls from the same durable consumer, one job at a time.
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/shiploop/shiploop/pkg/bus"
+	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+	"github.com/shiploop/shiploop/services/agent/backend"
+)
+
+// Config wires an agent.
+type Config struct {
+	Bus     *bus.Bus
+	Backend backend.Backend
+	// Name identifies the agent in events (default: hostname-pid).
+	Name string
+	// Concurrency is how many jobs this agent runs at once (default 1).
+	Concurrency int
+	// Kinds restricts the job kinds taken ("build", "test", "deploy"); all when empty.
+	Kinds  []string
+	Logger *slog.Logger
+}
+
+// Agent takes and runs jobs.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New makes an agent.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Bus == nil || cfg.Backend == nil {
+		return nil, errors.New("agent: Bus and Backend are required")
+	}
+	if cfg.Name == "" {
+		host, _ := os.Hostname()
+		cfg.Name = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Agent{cfg: cfg, log: cfg.Logger.With("service", "agent", "agent", cfg.Name)}, nil
+}
+
+// Run takes jobs until ctx ends. A job in progress when ctx ends is given
+// back to the queue for another agent.
+func (a *Agent) Run(ctx context.Context) error {
+	var filters []string
+	for _, k := range a.cfg.Kinds {
+		filters = append(filters, bus.JobSubject(k, "*"))
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	for range a.cfg.Concurrency {
+		g.Go(func() error {
+			return a.cfg.Bus.Take(ctx, bus.JobConsumerConfig{Filters: filters}, a.run)
+		})
+	}
+	return g.Wait()
+}
+
+// run executes one job.
+func (a *Agent) run(ctx context.Context, j *bus.Job) error {
+	job, ok := j.Data.(*eventsv1.Job)
+	if !ok {
+		a.log.Error("job message carries no Job", "type", j.Type, "id", j.ID)
+		return nil // acked: it can never run
+	}
+	r := &jobRun{a: a, job: job, started: time.Now().UTC(), attempt: j.Attempt}
+	err := r.execute(ctx)
+	if ctx.Err() != nil {
+		// Shutting down: give the job back; the next agent reruns it.
+		return ctx.Err()
+	}
+	return err
+}
+
+type jobRun struct {
+	a       *Agent
+	job     *eventsv1.Job
+	started time.Time
+	attempt uint64
+
+	mu     sync.Mutex
+	lineNo uint64
+	log    bytes.Buffer
+}
+
+func (r *jobRun) emit(ctx context.Context, typ string, ev bus.Event) error {
+	ev.Type, ev.Repository, ev.Subject, ev.ChainID = typ, r.job.Repository, r.job.JobId, r.job.ChainId
+	// Publish with a bounded retry: the events are how the build learns
+	// what happened, so a blip must not lose them.
+	var err error
+	for attempt := range 5 {
+		if err = r.a.cfg.Bus.Publish(ctx, ev); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(100*(attempt+1)) * time.Millisecond):
+		}
+	}
+	return err
+}
+
+func (r *jobRun) line(step, stream, text string, t time.Time) {
+	r.mu.Lock()
+	r.lineNo++
+	l := &eventsv1.LogLine{JobId: r.job.JobId, Step: step, Number: r.lineNo, Time: timestamppb.New(t), Stream: stream, Text: text}
+	_ = bus.EncodeLog(&r.log, l)
+	r.mu.Unlock()
+	_ = r.a.cfg.Bus.PublishLog(r.job.JobId, l)
+}
+
+func (r *jobRun) execute(ctx context.Context) error {
+	job, a := r.job, r.a
+	log := a.log.With("job", job.JobId, "repository", job.Repository)
+	timeout := job.GetTimeout().AsDuration()
+	if timeout <= 0 {
+		timeout = time.Hour
+	}
+	jctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	if err := r.emit(ctx, "job.started", bus.Event{Data: &eventsv1.JobStarted{
+		JobId: job.JobId, BuildId: job.BuildId, Repository: job.Repository, Agent: a.cfg.Name,
+		StartedAt: timestamppb.New(r.started), Attempt: r.attempt,
+	}}); err != nil {
+		return fmt.Errorf("reporting job start: %w", err)
+	}
+	ws, err := a.cfg.Backend.Prepare(jctx, backend.JobSpec{
+		ID: job.JobId, CloneURL: job.CloneUrl, Commit: job.Commit, Ref: job.Ref, Env: job.Environment,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		msg := fmt.Sprintf("preparing the workspace: %v", err)
+		r.line("", "system", msg, time.Now())
+		return r.finish(ctx, eventsv1.BuildStatus_BUILD_STATUS_ERROR, "", msg, r.skipAll(job.Steps, "not run: the workspace could not be prepared"))
+	}
+	defer func() {
+		if err := a.cfg.Backend.Destroy(ws); err != nil {
+			log.Warn("removing workspace", "err", err)
+		}
+	}()
+
+	results := make([]*eventsv1.StepResult, 0, len(job.Steps))
+	status, failed := eventsv1.BuildStatus_BUILD_STATUS_SUCCESS, ""
+	for i, st := range job.Steps {
+		if failed != "" {
+			results = append(results, r.skipAll(job.Steps[i:], fmt.Sprintf("not run: step %s failed", failed))...)
+			break
+		}
+		res, err := r.runStep(jctx, ws, st)
+		if err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		results = append(results, res)
+		if err := r.emit(ctx, "job.step_finished", bus.Event{Data: &eventsv1.JobStepFinished{
+			JobId: job.JobId, BuildId: job.BuildId, Repository: job.Repository, Step: res,
+		}}); err != nil {
+			log.Warn("reporting step", "step", st.Name, "err", err)
+		}
+		if res.Status != eventsv1.BuildStatus_BUILD_STATUS_SUCCESS && !st.FailureIgnore {
+			failed = st.Name
+			status = eventsv1.BuildStatus_BUILD_STATUS_FAILURE
+		}
+	}
+	errText := ""
+	if failed != "" {
+		errText = fmt.Sprintf("step %s failed", failed)
+	}
+	return r.finish(ctx, status, failed, errText, results)
+}
+
+func (r *jobRun) skipAll(steps []*eventsv1.Step, why string) []*eventsv1.StepResult {
+	out := make([]*eventsv1.StepResult, 0, len(steps))
+	for _, st := range steps {
+		out = append(out, &eventsv1.StepResult{Name: st.Name, Status: eventsv1.BuildStatus_BUILD_STATUS_SKIPPED, ExitCode: -1, Duration: durationpb.New(0), Error: why})
+	}
+	return out
+}
+
+func (r *jobRun) runStep(ctx context.Context, ws *backend.Workspace, st *eventsv1.Step) (*eventsv1.StepResult, error) {
+	out, err := r.a.cfg.Backend.RunStep(ctx, ws, backend.Step{
+		Name: st.Name, Commands: st.Commands, Env: st.Environment, Timeout: st.GetTimeout().AsDuration(),
+	}, func(l backend.Line) { r.line(st.Name, l.Stream, l.Text, l.Time) })
+	res := &eventsv1.StepResult{
+		Name: st.Name, ExitCode: int32(out.ExitCode), Duration: durationpb.New(out.Duration),
+		StartedAt: timestamppb.New(out.StartedAt), Status: eventsv1.BuildStatus_BUILD_STATUS_SUCCESS,
+	}
+	switch {
+	case err != nil:
+		res.Status, res.Error = eventsv1.BuildStatus_BUILD_STATUS_ERROR, ws.Mask(err.Error())
+	case out.TimedOut:
+		res.Status, res.Error = eventsv1.BuildStatus_BUILD_STATUS_FAILURE, fmt.Sprintf("timed out after %s", st.GetTimeout().AsDuration())
+	case out.Canceled:
+		res.Status, res.Error = eventsv1.BuildStatus_BUILD_STATUS_CANCELED, "canceled (job timeout or agent stopping)"
+	case out.ExitCode != 0:
+		res.Status, res.Error = eventsv1.BuildStatus_BUILD_STATUS_FAILURE, fmt.Sprintf("exit code %d", out.ExitCode)
+	}
+	if res.Error != "" {
+		r.line(st.Name, "system", fmt.Sprintf("step %s: %s", st.Name, res.Error), time.Now())
+	}
+	return res, err
+}
+
+// finish stores the log and reports the job's end.
+func (r *jobRun) finish(ctx context.Context, status eventsv1.BuildStatus, failed, errText string, steps []*eventsv1.StepResult) error {
+	job := r.job
+	logKey := ""
+	r.mu.Lock()
+	data := bytes.Clone(r.log.Bytes())
+	r.mu.Unlock()
+	if obs, err := r.a.cfg.Bus.LogStore(ctx); err == nil {
+		if _, err := obs.PutBytes(ctx, job.JobId, data); err == nil {
+			logKey = job.JobId
+		} else {
+			r.a.log.Warn("storing log", "job", job.JobId, "err", err)
+		}
+	}
+	// Tell live followers the log is complete.
+	r.mu.Lock()
+	r.lineNo++
+	end := &eventsv1.LogLine{JobId: job.JobId, Number: r.lineNo, Time: timestamppb.Now(), Stream: "end"}
+	r.mu.Unlock()
+	_ = r.a.cfg.Bus.PublishLog(job.JobId, end)
+	return r.emit(ctx, "job.finished", bus.Event{Data: &eventsv1.JobFinished{
+		JobId: job.JobId, BuildId: job.BuildId, Repository: job.Repository, Status: status,
+		FailedStep: failed, Error: errText, Steps: steps, Duration: durationpb.New(time.Since(r.started)),
+		Agent: r.a.cfg.Name, LogKey: logKey,
+	}})
+}

@@ -1,0 +1,431 @@
+package builds
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/shiploop/shiploop/pkg/bus"
+	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
+	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+)
+
+// RegisterGRPC registers BuildService on a gRPC server.
+func (s *Service) RegisterGRPC(r grpc.ServiceRegistrar) {
+	buildsv1.RegisterBuildServiceServer(r, &grpcServer{s: s})
+}
+
+type grpcServer struct {
+	buildsv1.UnimplementedBuildServiceServer
+	s *Service
+}
+
+func invalid(field, msg string) error {
+	return status.Errorf(codes.InvalidArgument, "%s: %s", field, msg)
+}
+
+func (g *grpcServer) RegisterRepository(ctx context.Context, req *buildsv1.RegisterRepositoryRequest) (*buildsv1.RegisterRepositoryResponse, error) {
+	name, err := normalizeRepoName(req.GetName())
+	if err != nil {
+		return nil, invalid("name", err.Error())
+	}
+	if req.GetCloneUrl() == "" {
+		return nil, invalid("clone_url", "required: a URL or path git can clone")
+	}
+	branch := req.GetDefaultBranch()
+	if branch == "" {
+		branch = "main"
+	}
+	secret := req.GetWebhookSecret()
+	repo := &buildsv1.Repository{Name: name, CloneUrl: req.GetCloneUrl(), DefaultBranch: branch}
+	now := time.Now().UTC()
+	err = g.s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var existing string
+		var created int64
+		err := tx.QueryRowContext(ctx, `SELECT webhook_secret, created_at FROM repositories WHERE name = $1`, name).Scan(&existing, &created)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			if secret == "" {
+				secret = randomSecret()
+			}
+			repo.CreatedAt = timestamppb.New(now)
+			_, err = tx.ExecContext(ctx, `INSERT INTO repositories (name, clone_url, default_branch, webhook_secret, created_at) VALUES ($1, $2, $3, $4, $5)`,
+				name, repo.CloneUrl, branch, secret, now.UnixNano())
+			return err
+		case err != nil:
+			return err
+		}
+		if secret == "" {
+			secret = existing
+		}
+		repo.CreatedAt = timestamppb.New(time.Unix(0, created))
+		_, err = tx.ExecContext(ctx, `UPDATE repositories SET clone_url = $1, default_branch = $2, webhook_secret = $3 WHERE name = $4`,
+			repo.CloneUrl, branch, secret, name)
+		return err
+	})
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "registering %s: %v", name, err)
+	}
+	return &buildsv1.RegisterRepositoryResponse{Repository: repo, WebhookSecret: secret}, nil
+}
+
+func pageSize(n int32) int {
+	switch {
+	case n <= 0:
+		return 50
+	case n > 500:
+		return 500
+	}
+	return int(n)
+}
+
+func (g *grpcServer) ListRepositories(ctx context.Context, req *buildsv1.ListRepositoriesRequest) (*buildsv1.ListRepositoriesResponse, error) {
+	after := ""
+	if t := req.GetPageToken(); t != "" {
+		b, err := base64.RawURLEncoding.DecodeString(t)
+		if err != nil {
+			return nil, invalid("page_token", "not a token this server gave out")
+		}
+		after = string(b)
+	}
+	size := pageSize(req.GetPageSize())
+	rows, err := g.s.db.QueryContext(ctx, `SELECT name, clone_url, default_branch, created_at FROM repositories WHERE name > $1 ORDER BY name LIMIT $2`, after, size+1)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "listing repositories: %v", err)
+	}
+	defer rows.Close()
+	resp := &buildsv1.ListRepositoriesResponse{}
+	for rows.Next() {
+		r := &buildsv1.Repository{}
+		var created int64
+		if err := rows.Scan(&r.Name, &r.CloneUrl, &r.DefaultBranch, &created); err != nil {
+			return nil, status.Errorf(codes.Internal, "listing repositories: %v", err)
+		}
+		r.CreatedAt = timestamppb.New(time.Unix(0, created))
+		resp.Repositories = append(resp.Repositories, r)
+	}
+	if len(resp.Repositories) > size {
+		resp.Repositories = resp.Repositories[:size]
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(resp.Repositories[size-1].Name))
+	}
+	return resp, rows.Err()
+}
+
+type queryer interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+const buildColumns = `id, repository, number, ref, commit_sha, version, status, trigger, failed_step, error, chain_id, created_at, started_at, finished_at`
+
+func scanBuild(sc interface{ Scan(...any) error }) (*buildsv1.Build, error) {
+	b := &buildsv1.Build{}
+	var st int32
+	var created, started, finished int64
+	if err := sc.Scan(&b.Id, &b.Repository, &b.Number, &b.Ref, &b.Commit, &b.Version, &st, &b.Trigger, &b.FailedStep, &b.Error, &b.ChainId, &created, &started, &finished); err != nil {
+		return nil, err
+	}
+	b.Status = eventsv1.BuildStatus(st)
+	b.CreatedAt = timestamppb.New(time.Unix(0, created))
+	if started > 0 {
+		b.StartedAt = timestamppb.New(time.Unix(0, started))
+	}
+	if finished > 0 {
+		b.FinishedAt = timestamppb.New(time.Unix(0, finished))
+	}
+	return b, nil
+}
+
+// loadBuild reads one build with its steps and jobs.
+func loadBuild(ctx context.Context, q queryer, id string) (*buildsv1.Build, error) {
+	b, err := scanBuild(q.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds WHERE id = $1`, id))
+	if err != nil {
+		return nil, err
+	}
+	return b, fillBuild(ctx, q, b)
+}
+
+func fillBuild(ctx context.Context, q queryer, b *buildsv1.Build) error {
+	rows, err := q.QueryContext(ctx, `SELECT name, status, exit_code, started_at, duration_ns, error FROM build_steps WHERE build_id = $1 ORDER BY position`, b.Id)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		st := &eventsv1.StepResult{}
+		var s int32
+		var started, dur int64
+		if err := rows.Scan(&st.Name, &s, &st.ExitCode, &started, &dur, &st.Error); err != nil {
+			rows.Close()
+			return err
+		}
+		st.Status = eventsv1.BuildStatus(s)
+		if started > 0 {
+			st.StartedAt = timestamppb.New(time.Unix(0, started))
+		}
+		st.Duration = durationpb.New(time.Duration(dur))
+		b.Steps = append(b.Steps, st)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	jrows, err := q.QueryContext(ctx, `SELECT id FROM jobs WHERE build_id = $1 ORDER BY id`, b.Id)
+	if err != nil {
+		return err
+	}
+	defer jrows.Close()
+	for jrows.Next() {
+		var id string
+		if err := jrows.Scan(&id); err != nil {
+			return err
+		}
+		b.JobIds = append(b.JobIds, id)
+	}
+	return jrows.Err()
+}
+
+func (g *grpcServer) ListBuilds(ctx context.Context, req *buildsv1.ListBuildsRequest) (*buildsv1.ListBuildsResponse, error) {
+	size := pageSize(req.GetPageSize())
+	beforeTime, beforeID := int64(1<<62), ""
+	if t := req.GetPageToken(); t != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(t)
+		ts, id, ok := strings.Cut(string(raw), "/")
+		n, perr := strconv.ParseInt(ts, 10, 64)
+		if err != nil || !ok || perr != nil {
+			return nil, invalid("page_token", "not a token this server gave out")
+		}
+		beforeTime, beforeID = n, id
+	}
+	q := `SELECT ` + buildColumns + ` FROM builds WHERE (created_at < $1 OR (created_at = $1 AND id < $2))`
+	args := []any{beforeTime, beforeID}
+	if r := req.GetRepository(); r != "" {
+		q += ` AND repository = $3`
+		args = append(args, r)
+	}
+	q += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT %d`, size+1)
+	var builds []*buildsv1.Build
+	err := g.s.db.InTx(ctx, func(tx *sql.Tx) error {
+		builds = builds[:0]
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			b, err := scanBuild(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			builds = append(builds, b)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, b := range builds {
+			if err := fillBuild(ctx, tx, b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "listing builds: %v", err)
+	}
+	resp := &buildsv1.ListBuildsResponse{Builds: builds}
+	if len(builds) > size {
+		last := builds[size-1]
+		resp.Builds = builds[:size]
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d/%s", last.CreatedAt.AsTime().UnixNano(), last.Id))
+	}
+	return resp, nil
+}
+
+func (g *grpcServer) GetBuild(ctx context.Context, req *buildsv1.GetBuildRequest) (*buildsv1.GetBuildResponse, error) {
+	var b *buildsv1.Build
+	err := g.s.db.InTx(ctx, func(tx *sql.Tx) error {
+		id := req.GetId()
+		if id == "" {
+			if req.GetRepository() == "" || req.GetNumber() <= 0 {
+				return invalid("id", "required (or repository and number)")
+			}
+			if err := tx.QueryRowContext(ctx, `SELECT id FROM builds WHERE repository = $1 AND number = $2`, req.GetRepository(), req.GetNumber()).Scan(&id); err != nil {
+				return err
+			}
+		}
+		var err error
+		b, err = loadBuild(ctx, tx, id)
+		return err
+	})
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if req.GetId() != "" {
+			return nil, status.Errorf(codes.NotFound, "build %q not found", req.GetId())
+		}
+		return nil, status.Errorf(codes.NotFound, "build %s#%d not found", req.GetRepository(), req.GetNumber())
+	case status.Code(err) == codes.InvalidArgument:
+		return nil, err
+	case err != nil:
+		return nil, status.Errorf(codes.Unavailable, "reading build: %v", err)
+	}
+	return &buildsv1.GetBuildResponse{Build: b}, nil
+}
+
+func (g *grpcServer) TriggerBuild(ctx context.Context, req *buildsv1.TriggerBuildRequest) (*buildsv1.TriggerBuildResponse, error) {
+	if req.GetRepository() == "" {
+		return nil, invalid("repository", "required")
+	}
+	repo, err := g.s.repository(ctx, req.GetRepository())
+	if errors.Is(err, errNotFound) {
+		return nil, status.Errorf(codes.NotFound, "repository %q is not registered (shiploop repo add)", req.GetRepository())
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "reading repository: %v", err)
+	}
+	dir, err := g.s.mirrors.ensure(ctx, repo.name, repo.cloneURL, "")
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "fetching %s: %v", repo.name, err)
+	}
+	ref := req.GetRef()
+	if ref == "" {
+		ref = repo.defaultBranch
+	}
+	full := ref
+	switch {
+	case strings.HasPrefix(ref, "refs/"):
+	case gitRefExists(ctx, dir, "refs/heads/"+ref):
+		full = "refs/heads/" + ref
+	case gitRefExists(ctx, dir, "refs/tags/"+ref):
+		full = "refs/tags/" + ref
+	default:
+		return nil, status.Errorf(codes.NotFound, "ref %q not found in %s", ref, repo.name)
+	}
+	sha, err := resolve(ctx, dir, full)
+	if err != nil {
+		return nil, status.Errorf(codes.NotFound, "ref %q: %v", ref, err)
+	}
+	ch := &eventsv1.Change{
+		Kind: eventsv1.ChangeKind_CHANGE_KIND_PUSH, Forge: "manual", Repository: repo.name,
+		CloneUrl: repo.cloneURL, DefaultBranch: repo.defaultBranch, Ref: full, After: sha,
+	}
+	if tag, ok := strings.CutPrefix(full, "refs/tags/"); ok {
+		ch.Kind, ch.Tag = eventsv1.ChangeKind_CHANGE_KIND_TAG, tag
+	} else {
+		ch.Branch = branchOf(full)
+	}
+	reply, err := g.s.acceptChange(ctx, ch)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "recording the change: %v", err)
+	}
+	return &buildsv1.TriggerBuildResponse{EventId: reply.EventID, Commit: sha, Ref: full}, nil
+}
+
+func gitRefExists(ctx context.Context, dir, ref string) bool {
+	_, err := git(ctx, dir, "show-ref", "--verify", "--quiet", ref)
+	return err == nil
+}
+
+func (g *grpcServer) WatchEvents(req *buildsv1.WatchEventsRequest, stream grpc.ServerStreamingServer[buildsv1.WatchEventsResponse]) error {
+	var filters []string
+	for _, t := range req.GetTypes() {
+		filters = append(filters, bus.EventFilter(t, req.GetRepository()))
+	}
+	if len(filters) == 0 {
+		filters = []string{bus.EventFilter("", req.GetRepository())}
+	}
+	opts := bus.WatchOptions{Filters: filters}
+	if req.GetSince() != nil {
+		opts.Since = req.GetSince().AsTime()
+	}
+	// Tell the client the watch is in place before any event arrives, so
+	// that it can act knowing nothing will be missed.
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
+	err := g.s.bus.Watch(stream.Context(), opts, func(ev bus.Event) error {
+		if r := req.GetRepository(); r != "" && ev.Repository != r {
+			return nil
+		}
+		pe, err := ev.Proto()
+		if err != nil {
+			return nil
+		}
+		return stream.Send(&buildsv1.WatchEventsResponse{Event: pe})
+	})
+	if err != nil && stream.Context().Err() == nil {
+		return status.Errorf(codes.Unavailable, "watching events: %v", err)
+	}
+	return nil
+}
+
+func (g *grpcServer) StreamLogs(req *buildsv1.StreamLogsRequest, stream grpc.ServerStreamingServer[buildsv1.StreamLogsResponse]) error {
+	if req.GetJobId() == "" {
+		return invalid("job_id", "required")
+	}
+	ctx := stream.Context()
+	var live chan *nats.Msg
+	if req.GetFollow() {
+		live = make(chan *nats.Msg, 4096)
+		sub, err := g.s.bus.Conn().ChanSubscribe(bus.LogSubject(req.GetJobId()), live)
+		if err != nil {
+			return status.Errorf(codes.Unavailable, "subscribing to logs: %v", err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	// What is stored first: a finished job's whole log.
+	if stored, err := g.storedLog(ctx, req.GetJobId()); err == nil {
+		for _, l := range stored {
+			if err := stream.Send(&buildsv1.StreamLogsResponse{Line: l}); err != nil {
+				return err
+			}
+		}
+		return nil
+	} else if !req.GetFollow() {
+		return status.Errorf(codes.NotFound, "no stored log for job %q (it may still be running: use follow)", req.GetJobId())
+	}
+	var last uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-live:
+			l := &eventsv1.LogLine{}
+			if proto.Unmarshal(m.Data, l) != nil || l.Number <= last && last != 0 {
+				continue
+			}
+			last = l.Number
+			if l.Stream == "end" {
+				return nil
+			}
+			if err := stream.Send(&buildsv1.StreamLogsResponse{Line: l}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// storedLog reads a finished job's log from the Object Store.
+func (g *grpcServer) storedLog(ctx context.Context, jobID string) ([]*eventsv1.LogLine, error) {
+	obs, err := g.s.bus.JetStream().ObjectStore(ctx, bus.LogBucket)
+	if err != nil {
+		return nil, err
+	}
+	data, err := obs.GetBytes(ctx, jobID)
+	if err != nil {
+		return nil, err
+	}
+	return bus.DecodeLog(data)
+}

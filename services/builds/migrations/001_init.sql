@@ -1,0 +1,60 @@
+CREATE TABLE IF NOT EXISTS repositories (
+    name           TEXT PRIMARY KEY,
+    clone_url      TEXT NOT NULL,
+    default_branch TEXT NOT NULL,
+    webhook_secret TEXT NOT NULL,
+    created_at     {{bigint}} NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    forge       TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    received_at {{bigint}} NOT NULL,
+    PRIMARY KEY (forge, delivery_id)
+);
+
+CREATE TABLE IF NOT EXISTS builds (
+    id          TEXT PRIMARY KEY,
+    repository  TEXT NOT NULL,
+    number      {{bigint}} NOT NULL,
+    ref         TEXT NOT NULL,
+    commit_sha  TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    trigger     TEXT NOT NULL,
+    failed_step TEXT NOT NULL DEFAULT '',
+    error       TEXT NOT NULL DEFAULT '',
+    chain_id    TEXT NOT NULL,
+    change_id   TEXT NOT NULL,
+    created_at  {{bigint}} NOT NULL,
+    started_at  {{bigint}} NOT NULL DEFAULT 0,
+    finished_at {{bigint}} NOT NULL DEFAULT 0,
+    UNIQUE (repository, number),
+    UNIQUE (change_id)
+);
+
+CREATE INDEX IF NOT EXISTS builds_created ON builds (created_at, id);
+
+CREATE TABLE IF NOT EXISTS jobs (
+    id       TEXT PRIMARY KEY,
+    build_id TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    status   INTEGER NOT NULL,
+    agent    TEXT NOT NULL DEFAULT '',
+    log_key  TEXT NOT NULL DEFAULT ''
+);
+
+CREATE INDEX IF NOT EXISTS jobs_build ON jobs (build_id);
+
+CREATE TABLE IF NOT EXISTS build_steps (
+    build_id    TEXT NOT NULL,
+    position    INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    exit_code   INTEGER NOT NULL DEFAULT 0,
+    started_at  {{bigint}} NOT NULL DEFAULT 0,
+    duration_ns {{bigint}} NOT NULL DEFAULT 0,
+    error       TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (build_id, name)
+);

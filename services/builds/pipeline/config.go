@@ -1,0 +1,248 @@
+// Package pipeline reads a repository's .shiploop.yml: what to build, test,
+// check and deploy. The file is data, never a programming language; Parse
+// decodes it strictly (unknown fields are errors, with the nearest known name
+// as a hint) and every problem it reports names the file, the line, the
+// column and the field path, e.g.
+//
+//	.shiploop.yml:7:18: steps[1].depends_on[0]: unknown step "lnt" (did you mean "lint"?)
+//
+// Rules beyond the field types (see docs/shiploop.schema.json at the
+// repository root for the types; a test keeps schema and parser in
+// agreement):
+//
+//   - steps is a list (each step has a name) or a mapping of name to step
+//     (in the mapping's order). Names match [a-z0-9][a-z0-9_.-]*, at most 63
+//     characters, unique within their list.
+//   - A step without depends_on starts at once. depends_on names steps of the
+//     same list (build, test, or one environment's deploy steps); unknown
+//     names and cycles are errors.
+//   - commands and the when lists take a single string for a list of one.
+//   - Environment values (env, variables, matrix values) may be strings,
+//     numbers or booleans and keep their text as written (CGO_ENABLED: 0 is
+//     "0", GO: 1.10 is "1.10").
+//   - timeout and verify.window are Go durations ("10m") or whole seconds.
+//   - Globs in artifacts, reports and cache.key_files stay in the workspace
+//     (no leading "/", no "..").
+//   - YAML anchors, aliases and "<<" merge keys work; a file holds one YAML
+//     document of at most 1 MiB.
+//   - A matrix has at most 256 combinations; include entries set every
+//     variable; exclude entries name known variables and values.
+package pipeline
+
+import "time"
+
+// Config is a parsed and validated .shiploop.yml (schema version 1).
+//
+// Parse fills defaults, so a Config from Parse has Version 1, every step's
+// Failure set, and Test.Shards at least 1 when Test is present.
+type Config struct {
+	Version int               // always 1
+	Env     map[string]string // environment of every step (build, test, deploy); see StepEnv
+	Secrets []string          // secret names exposed to every step; see StepSecrets
+	When    When              // pipeline-wide condition; the zero When matches everything
+	Matrix  *Matrix           // nil without a matrix; expands build and test jobs, not deploys
+	Steps   []Step            // build steps in file order; see BuildSteps for run order
+	Test    *Test             // nil without a test section
+	// Environments are the deploy targets in promotion order.
+	Environments []Environment
+	Gate         *Gate // nil without a gate
+
+	file      string
+	pos       map[string]Position // field path -> where it is in the file
+	stepPaths map[string][]string // steps field -> field path of each step
+}
+
+// Step is one unit of work: commands run in order in one shell session.
+type Step struct {
+	Name     string
+	Commands []string // at least one
+	// DependsOn names steps of the same list that must finish first. A step
+	// without DependsOn starts at once, in parallel with the others.
+	DependsOn []string
+	Env       map[string]string
+	Secrets   []string // exposed as environment variables of the same name, masked in logs
+	When      When
+	Failure   Failure       // FailureFail unless the file says ignore
+	Timeout   time.Duration // 0: none given, the platform's default applies
+	Artifacts []string      // globs relative to the workspace
+	Cache     *Cache
+}
+
+// Failure says what a failing step does to its job.
+type Failure string
+
+const (
+	FailureFail   Failure = "fail"   // the job fails (the default)
+	FailureIgnore Failure = "ignore" // the failure is recorded; the job goes on as if the step passed
+)
+
+// Cache keeps paths between runs of a step. The cache key is derived from the
+// contents of KeyFiles (and the step name); without KeyFiles one cache is
+// kept per step.
+type Cache struct {
+	KeyFiles []string
+	Paths    []string // at least one; "~" means the job's home directory
+}
+
+// When is a condition on the event that started a pipeline. Every non-empty
+// list must match; an empty list matches anything. Patterns starting with "!"
+// exclude. See Match for the exact rules.
+type When struct {
+	Event  []string // push, tag, pull_request, manual
+	Branch []string // globs over branch names
+	Tag    []string // globs over tag names
+	Paths  []string // globs over changed file paths
+}
+
+// Matrix expands a pipeline into one job per combination of its axes; a
+// job's combination is visible to its steps as environment variables.
+type Matrix struct {
+	Axes    []MatrixAxis        // in file order
+	Include []map[string]string // extra combinations, added after the product
+	Exclude []map[string]string // partial combinations removed from the product
+}
+
+// MatrixAxis is one variable of a matrix and its values in file order.
+type MatrixAxis struct {
+	Name   string
+	Values []string
+}
+
+// Test is the test section: steps run as a job after the build.
+type Test struct {
+	Steps    []Step
+	Reports  Reports
+	Services []Service // started before the steps, stopped after them
+	// Shards runs the test job this many times in parallel; each shard sees
+	// SHIPLOOP_SHARD_INDEX (0-based) and SHIPLOOP_SHARD_TOTAL. At least 1.
+	Shards int
+}
+
+// Reports are globs of report files collected after the test steps.
+type Reports struct {
+	JUnit    []string
+	Coverage []string
+}
+
+// Service is a long-running process the test steps need, such as a database.
+type Service struct {
+	Name    string
+	Command string
+	Env     map[string]string
+	Ready   *Ready // nil: the service counts as ready once started
+}
+
+// Ready says how to tell that a service accepts work.
+type Ready struct {
+	TCP string // host:port that must accept a connection
+}
+
+// Environment is a deploy target, such as staging or production.
+type Environment struct {
+	Name      string
+	Steps     []Step            // deploy steps, same shape and rules as build steps
+	Variables map[string]string // environment variables of the deploy steps
+	Secrets   []string          // secret names exposed to the deploy steps
+	Approval  *Approval         // nil: no approval needed
+	// Auto deploys as soon as the previous environment (or, for the first
+	// one, the gate) has passed; otherwise someone promotes by hand.
+	Auto   bool
+	Verify *Verify // nil: no verification after a deploy
+}
+
+// Approval asks people to approve a deploy before it starts.
+type Approval struct {
+	Required int // number of distinct approvers, at least 1
+}
+
+// Verify watches an environment after a deploy and decides whether the
+// release stays.
+type Verify struct {
+	Window     time.Duration // how long to watch; required
+	Conditions []Condition   // every condition must hold during the window; Scope is unused
+	OnFailure  OnFailure     // OnFailureRollback unless the file says hold
+}
+
+// OnFailure says what a failed verification does.
+type OnFailure string
+
+const (
+	OnFailureRollback OnFailure = "rollback" // promote the previous release again (the default)
+	OnFailureHold     OnFailure = "hold"     // keep the release and wait for a person
+)
+
+// Gate is the quality gate evaluated after the tests.
+type Gate struct {
+	Conditions []Condition // every condition must hold for the gate to pass; at least one
+}
+
+// Condition is one requirement: Metric Operator Threshold must be true.
+// For example {coverage >= 80 on new_code}.
+type Condition struct {
+	Metric    string
+	Operator  Operator
+	Threshold float64
+	Scope     Scope // ScopeOverall unless the file says new_code (gate conditions only)
+}
+
+// Operator compares a metric with a threshold.
+type Operator string
+
+const (
+	OpLess         Operator = "<"
+	OpLessEqual    Operator = "<="
+	OpGreater      Operator = ">"
+	OpGreaterEqual Operator = ">="
+	OpEqual        Operator = "=="
+	OpNotEqual     Operator = "!="
+)
+
+// Holds reports whether value op threshold is true.
+func (op Operator) Holds(value, threshold float64) bool {
+	switch op {
+	case OpLess:
+		return value < threshold
+	case OpLessEqual:
+		return value <= threshold
+	case OpGreater:
+		return value > threshold
+	case OpGreaterEqual:
+		return value >= threshold
+	case OpEqual:
+		return value == threshold
+	case OpNotEqual:
+		return value != threshold
+	}
+	return false
+}
+
+// Scope says which code a gate condition measures.
+type Scope string
+
+const (
+	ScopeOverall Scope = "overall"  // the whole code base (the default)
+	ScopeNewCode Scope = "new_code" // only code changed by this change
+)
+
+// Position is a place in the file, 1-based.
+type Position struct {
+	Line, Column int
+}
+
+// File is the file name given to Parse.
+func (c *Config) File() string { return c.file }
+
+// Position returns where the field with the given path (as in FieldError,
+// e.g. "steps[1].secrets[0]") is in the file, and whether it is there at all.
+func (c *Config) Position(field string) (Position, bool) {
+	p, ok := c.pos[field]
+	return p, ok
+}
+
+// FieldError builds an error about a field of this config found after
+// parsing, for example a secret the repository does not define, so that it
+// too names the file, line and field.
+func (c *Config) FieldError(field, msg string) *FieldError {
+	p := c.pos[field]
+	return &FieldError{File: c.file, Line: p.Line, Column: p.Column, Field: field, Msg: msg}
+}

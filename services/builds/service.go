@@ -1,0 +1,99 @@
+// Package builds is shiploop's build service: it takes VCS webhooks, turns
+// each change into a build with a unique version, queues the build's job for
+// agents, follows the job's events, and answers BuildService over gRPC.
+package builds
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/store"
+)
+
+//go:embed migrations/*.sql
+var migrationsFS embed.FS
+
+// Migrations are the builds service's own tables.
+func Migrations() []store.Migrations {
+	sub, _ := fs.Sub(migrationsFS, "migrations")
+	return []store.Migrations{bus.Migrations, {Component: "builds", FS: sub}}
+}
+
+// Config wires a builds service.
+type Config struct {
+	DB     *store.DB
+	Bus    *bus.Bus
+	Logger *slog.Logger
+	// DataDir holds repository mirrors.
+	DataDir string
+	// MaxBodyBytes caps webhook bodies (default 25 MiB, GitHub's own cap).
+	MaxBodyBytes int64
+	// JobTimeout applies to build jobs whose steps set none (default 1h).
+	JobTimeout time.Duration
+}
+
+// Service is the builds service.
+type Service struct {
+	db      *store.DB
+	bus     *bus.Bus
+	ob      *bus.Outbox
+	log     *slog.Logger
+	mirrors *mirrors
+	cfg     Config
+}
+
+// New makes the service and applies its migrations.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.DB == nil || cfg.Bus == nil {
+		return nil, errors.New("builds: DB and Bus are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 25 << 20
+	}
+	if cfg.JobTimeout <= 0 {
+		cfg.JobTimeout = time.Hour
+	}
+	if err := cfg.DB.Migrate(ctx, Migrations()...); err != nil {
+		return nil, fmt.Errorf("builds: %w", err)
+	}
+	log := cfg.Logger.With("service", "builds")
+	return &Service{
+		db: cfg.DB, bus: cfg.Bus, log: log, cfg: cfg,
+		ob:      bus.NewOutbox(cfg.DB, cfg.Bus, log),
+		mirrors: newMirrors(filepath.Join(cfg.DataDir, "mirrors")),
+	}, nil
+}
+
+// Run runs the outbox relay and the service's consumers until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.ob.Run(ctx) })
+	g.Go(func() error {
+		return s.ob.Consume(ctx, bus.ConsumerConfig{
+			Name:    "builds-changes",
+			Filters: []string{bus.EventFilter("change", "")},
+			Prepare: s.prepareChange,
+			// Fetching a large repository can take a while.
+			AckWait: time.Minute,
+		}, s.handleChange)
+	})
+	g.Go(func() error {
+		return s.ob.Consume(ctx, bus.ConsumerConfig{
+			Name:    "builds-jobs",
+			Filters: []string{bus.EventFilter("job", "")},
+		}, s.handleJobEvent)
+	})
+	return g.Wait()
+}
