@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/shiploop/shiploop/pkg/bus"
-	"github.com/shiploop/shiploop/pkg/store"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 	"github.com/shiploop/shiploop/services/builds/forge"
 )
@@ -149,16 +148,20 @@ func (s *Service) acceptChange(ctx context.Context, ch *eventsv1.Change) (hookRe
 	err := s.ob.InTx(ctx, func(tx *bus.Tx) error {
 		reply.Duplicate = false
 		if ch.DeliveryId != "" {
-			_, err := tx.ExecContext(ctx,
-				`INSERT INTO deliveries (forge, delivery_id, event_id, received_at) VALUES ($1, $2, $3, $4)`,
+			// ON CONFLICT, not a caught unique violation: PostgreSQL aborts
+			// the whole transaction on an error.
+			res, err := tx.ExecContext(ctx,
+				`INSERT INTO deliveries (forge, delivery_id, event_id, received_at) VALUES ($1, $2, $3, $4) ON CONFLICT (forge, delivery_id) DO NOTHING`,
 				ch.Forge, ch.DeliveryId, ev.ID, time.Now().UnixNano())
-			if store.IsUniqueViolation(err) {
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
 				reply.Duplicate = true
 				return tx.QueryRowContext(ctx, `SELECT event_id FROM deliveries WHERE forge = $1 AND delivery_id = $2`,
 					ch.Forge, ch.DeliveryId).Scan(&reply.EventID)
-			}
-			if err != nil {
-				return err
 			}
 		}
 		return tx.Publish(ev)

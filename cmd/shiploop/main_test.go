@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+)
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = Main(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestHelpListsEveryCommandAndFlag(t *testing.T) {
+	code, out, _ := runCLI(t, "--help")
+	if code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	for name, c := range commands() {
+		if !strings.Contains(out, "  "+name+" ") {
+			t.Errorf("top-level help lacks %s:\n%s", name, out)
+		}
+		code, _, help := runCLI(t, name, "--help")
+		if code != 0 {
+			t.Errorf("%s --help exit %d", name, code)
+		}
+		c.flags.VisitAll(func(f *flag.Flag) {
+			if !strings.Contains(help, "--"+f.Name+"\n") || !strings.Contains(help, "[$"+envName(f.Name)+"]") {
+				t.Errorf("%s --help lacks --%s or $%s:\n%s", name, f.Name, envName(f.Name), help)
+			}
+		})
+	}
+}
+
+func TestFlagsReadEnvironment(t *testing.T) {
+	t.Setenv("SHIPLOOP_NATS_URL", "nats://from-env:4222")
+	t.Setenv("SHIPLOOP_DATABASE_URL", "postgres://db.invalid/x")
+	code, out, errOut := runCLI(t, "serve", "--dry-run", "builds")
+	if code != 0 || !strings.Contains(out, "nats://from-env:4222") || !strings.Contains(out, "postgres://db.invalid/x") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	// A flag on the command line wins over the variable.
+	_, out, _ = runCLI(t, "serve", "--dry-run", "--nats-url", "nats://flag:4222", "builds")
+	if !strings.Contains(out, "nats://flag:4222") {
+		t.Errorf("flag did not win over the environment: %q", out)
+	}
+}
+
+func TestBadInputNamesTheFix(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		want string
+	}{
+		{"unknown command", nil, []string{"bogus"}, 2, `unknown command "bogus"`},
+		{"serve needs nats", nil, []string{"serve", "builds"}, 2, "--nats-url is required"},
+		{"serve needs a service", nil, []string{"serve", "--nats-url", "nats://x:1"}, 2, "name at least one service"},
+		{"unknown service", nil, []string{"serve", "--dry-run", "--nats-url", "nats://x:1", "bulids"}, 2, `unknown service "bulids"`},
+		{"planned service", nil, []string{"serve", "--dry-run", "--nats-url", "nats://x:1", "gates"}, 2, `service "gates" is not in this build`},
+		{"bad env value", map[string]string{"SHIPLOOP_AGENTS": "many"}, []string{"up"}, 2, `SHIPLOOP_AGENTS="many"`},
+		{"bad since", nil, []string{"watch", "--since", "yesterday"}, 2, "RFC 3339"},
+		{"up takes no args", nil, []string{"up", "extra"}, 2, "up takes no arguments"},
+		{"agent needs nats", nil, []string{"agent"}, 2, "--nats-url is required"},
+		{"build trigger usage", nil, []string{"build", "trigger"}, 2, "shiploop build trigger REPO [REF]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			code, _, errOut := runCLI(t, tt.args...)
+			if code != tt.code || !strings.Contains(errOut, tt.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, errOut, tt.code, tt.want)
+			}
+		})
+	}
+}
+
+func TestFormatEvent(t *testing.T) {
+	data, _ := anypb.New(&eventsv1.BuildFinished{
+		Number: 12, Status: eventsv1.BuildStatus_BUILD_STATUS_FAILURE, Version: "1.2.4-dev.3+gabcdef0",
+		FailedStep: "test", Duration: durationpb.New(1234 * time.Millisecond),
+	})
+	ev := &eventsv1.Event{Type: "dev.shiploop.build.finished.v1", Repository: "acme/web", Time: timestamppb.Now(), Data: data}
+	line := formatEvent(ev)
+	re := regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3}  build\.finished\s+acme/web\s+#12 failure version=1\.2\.4-dev\.3\+gabcdef0 in 1\.234s failed_step=test$`)
+	if !re.MatchString(line) {
+		t.Errorf("formatEvent = %q", line)
+	}
+}
