@@ -164,33 +164,101 @@ func (r *jobRun) execute(ctx context.Context) error {
 		}
 	}()
 
-	results := make([]*eventsv1.StepResult, 0, len(job.Steps))
-	status, failed := eventsv1.BuildStatus_BUILD_STATUS_SUCCESS, ""
-	for i, st := range job.Steps {
-		if failed != "" {
-			results = append(results, r.skipAll(job.Steps[i:], fmt.Sprintf("not run: step %s failed", failed))...)
-			break
-		}
-		res, err := r.runStep(jctx, ws, st)
-		if err != nil && ctx.Err() != nil {
-			return ctx.Err()
-		}
-		results = append(results, res)
-		if err := r.emit(ctx, "job.step_finished", bus.Event{Data: &eventsv1.JobStepFinished{
-			JobId: job.JobId, BuildId: job.BuildId, Repository: job.Repository, Step: res,
-		}}); err != nil {
-			log.Warn("reporting step", "step", st.Name, "err", err)
-		}
-		if res.Status != eventsv1.BuildStatus_BUILD_STATUS_SUCCESS && !st.FailureIgnore {
-			failed = st.Name
-			status = eventsv1.BuildStatus_BUILD_STATUS_FAILURE
-		}
+	results, failed := r.runSteps(ctx, jctx, ws)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	status := eventsv1.BuildStatus_BUILD_STATUS_SUCCESS
+	if failed != "" {
+		status = eventsv1.BuildStatus_BUILD_STATUS_FAILURE
 	}
 	errText := ""
-	if failed != "" {
+	switch {
+	case jctx.Err() != nil:
+		status, errText = eventsv1.BuildStatus_BUILD_STATUS_FAILURE, fmt.Sprintf("the job timed out after %s", timeout)
+	case failed != "":
 		errText = fmt.Sprintf("step %s failed", failed)
 	}
 	return r.finish(ctx, status, failed, errText, results)
+}
+
+// runSteps runs the job's steps. With no depends_on anywhere they run one
+// after another in order; once any step has depends_on, every step starts as
+// soon as the steps it depends on have succeeded, so independent steps run
+// in parallel. After a failure (not ignored) no further step starts; the
+// steps that did not run are reported as skipped. Results are in job order.
+func (r *jobRun) runSteps(ctx, jctx context.Context, ws *backend.Workspace) ([]*eventsv1.StepResult, string) {
+	steps := r.job.Steps
+	dag := false
+	for _, st := range steps {
+		dag = dag || len(st.DependsOn) > 0
+	}
+	results := make([]*eventsv1.StepResult, len(steps))
+	index := make(map[string]int, len(steps))
+	for i, st := range steps {
+		index[st.Name] = i
+	}
+	type done struct {
+		i   int
+		res *eventsv1.StepResult
+	}
+	finished := make(chan done)
+	started := make([]bool, len(steps))
+	running, failed := 0, ""
+	ready := func(i int) bool {
+		if !dag {
+			// Sequential: the previous step must have finished.
+			return i == 0 || results[i-1] != nil
+		}
+		for _, d := range steps[i].DependsOn {
+			j, ok := index[d]
+			if ok && (results[j] == nil || results[j].Status != eventsv1.BuildStatus_BUILD_STATUS_SUCCESS && !steps[j].FailureIgnore) {
+				return false
+			}
+		}
+		return true
+	}
+	for {
+		if failed == "" && jctx.Err() == nil {
+			for i, st := range steps {
+				if started[i] || !ready(i) {
+					continue
+				}
+				started[i] = true
+				running++
+				go func() {
+					res, _ := r.runStep(jctx, ws, st)
+					finished <- done{i, res}
+				}()
+			}
+		}
+		if running == 0 {
+			break
+		}
+		d := <-finished
+		running--
+		results[d.i] = d.res
+		if ctx.Err() == nil {
+			if err := r.emit(ctx, "job.step_finished", bus.Event{Data: &eventsv1.JobStepFinished{
+				JobId: r.job.JobId, BuildId: r.job.BuildId, Repository: r.job.Repository, Step: d.res,
+			}}); err != nil {
+				r.a.log.Warn("reporting step", "job", r.job.JobId, "step", d.res.Name, "err", err)
+			}
+		}
+		if d.res.Status != eventsv1.BuildStatus_BUILD_STATUS_SUCCESS && !steps[d.i].FailureIgnore && failed == "" {
+			failed = d.res.Name
+		}
+	}
+	why := "not run: the job timed out"
+	if failed != "" {
+		why = fmt.Sprintf("not run: step %s failed", failed)
+	}
+	for i := range results {
+		if results[i] == nil {
+			results[i] = r.skipAll(steps[i:i+1], why)[0]
+		}
+	}
+	return results, failed
 }
 
 func (r *jobRun) skipAll(steps []*eventsv1.Step, why string) []*eventsv1.StepResult {

@@ -13,9 +13,12 @@
 //   - steps is a list (each step has a name) or a mapping of name to step
 //     (in the mapping's order). Names match [a-z0-9][a-z0-9_.-]*, at most 63
 //     characters, unique within their list.
-//   - A step without depends_on starts at once. depends_on names steps of the
-//     same list (build, test, or one environment's deploy steps); unknown
-//     names and cycles are errors.
+//   - When no step of a list has depends_on, the steps run one after another
+//     in order. Once any step has depends_on, the list is a DAG: every step
+//     starts as soon as the steps it names have finished, and a step without
+//     depends_on starts at once. depends_on names steps of the same list
+//     (build, test, or one environment's deploy steps); unknown names and
+//     cycles are errors.
 //   - commands and the when lists take a single string for a list of one.
 //   - Environment values (env, variables, matrix values) may be strings,
 //     numbers or booleans and keep their text as written (CGO_ENABLED: 0 is
@@ -56,8 +59,9 @@ type Config struct {
 type Step struct {
 	Name     string
 	Commands []string // at least one
-	// DependsOn names steps of the same list that must finish first. A step
-	// without DependsOn starts at once, in parallel with the others.
+	// DependsOn names steps of the same list that must finish first. In a
+	// list where any step has DependsOn, a step without it starts at once, in
+	// parallel with the others; where none has, steps run in order.
 	DependsOn []string
 	Env       map[string]string
 	Secrets   []string // exposed as environment variables of the same name, masked in logs

@@ -1,0 +1,198 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/shiploop/shiploop/pkg/bus"
+	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+	"github.com/shiploop/shiploop/services/agent/backend"
+)
+
+type rig struct {
+	t   *testing.T
+	bus *bus.Bus
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Shutdown)
+	nc, err := emb.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	b, err := bus.New(context.Background(), nc, bus.Options{Source: "/test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := New(Config{Bus: b, Backend: backend.NewProcess(backend.ProcessConfig{WorkRoot: t.TempDir()}), Name: "agent-1", Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return &rig{t: t, bus: b}
+}
+
+func repo(t *testing.T) (string, string) {
+	dir := t.TempDir()
+	env := append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t.invalid", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t.invalid")
+	for _, args := range [][]string{{"init", "-q"}, {"commit", "-q", "--allow-empty", "-m", "x"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir, cmd.Env = dir, env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git: %v %s", err, out)
+		}
+	}
+	cmd := exec.Command("git", "rev-parse", "HEAD")
+	cmd.Dir = dir
+	out, _ := cmd.Output()
+	return dir, strings.TrimSpace(string(out))
+}
+
+// run enqueues a job and returns its step_finished events and job.finished.
+func (r *rig) run(job *eventsv1.Job) ([]*eventsv1.StepResult, *eventsv1.JobFinished) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	events := make(chan bus.Event, 100)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go func() {
+		_ = r.bus.Watch(watchCtx, bus.WatchOptions{Filters: []string{bus.EventFilter("job", "")}, FromStart: true}, func(ev bus.Event) error {
+			if ev.Subject == job.JobId {
+				events <- ev
+			}
+			return nil
+		})
+	}()
+	m, err := bus.Encode(ctx, bus.JobSubject("build", job.Repository), bus.NewEvent("job.requested", job.Repository, job.JobId, job))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := r.bus.PublishMsg(ctx, m); err != nil {
+		r.t.Fatal(err)
+	}
+	var steps []*eventsv1.StepResult
+	for {
+		select {
+		case ev := <-events:
+			switch d := ev.Data.(type) {
+			case *eventsv1.JobStepFinished:
+				steps = append(steps, d.Step)
+			case *eventsv1.JobFinished:
+				return steps, d
+			}
+		case <-ctx.Done():
+			r.t.Fatalf("job %s did not finish", job.JobId)
+		}
+	}
+}
+
+func TestStepsRunAsADAG(t *testing.T) {
+	r := newRig(t)
+	dir, sha := repo(t)
+	marks := t.TempDir()
+	// a and b are independent and each waits for the other to have started:
+	// they can only both finish if they run at the same time.
+	wait := func(self, other string) []string {
+		return []string{
+			"touch " + filepath.Join(marks, self),
+			"i=0; while [ ! -e " + filepath.Join(marks, other) + " ]; do i=$((i+1)); [ $i -gt 500 ] && exit 9; sleep 0.01; done",
+		}
+	}
+	job := &eventsv1.Job{JobId: bus.NewID(), BuildId: "b1", Kind: "build", Repository: "acme/dag", CloneUrl: dir, Commit: sha,
+		Timeout: durationpb.New(time.Minute), Steps: []*eventsv1.Step{
+			{Name: "a", Commands: wait("a", "b")},
+			{Name: "b", Commands: wait("b", "a")},
+			{Name: "c", Commands: []string{"echo c"}, DependsOn: []string{"a", "b"}},
+		}}
+	steps, fin := r.run(job)
+	if fin.GetStatus() != eventsv1.BuildStatus_BUILD_STATUS_SUCCESS {
+		t.Fatalf("job %v: %s %v", fin.GetStatus(), fin.GetError(), fin.GetSteps())
+	}
+	if len(steps) != 3 || steps[2].GetName() != "c" {
+		t.Errorf("step order %v: c must finish last", steps)
+	}
+	if fin.GetLogKey() == "" {
+		t.Error("no log stored")
+	}
+}
+
+func TestFailureSkipsTheRest(t *testing.T) {
+	r := newRig(t)
+	dir, sha := repo(t)
+	job := &eventsv1.Job{JobId: bus.NewID(), BuildId: "b2", Kind: "build", Repository: "acme/seq", CloneUrl: dir, Commit: sha,
+		Timeout: durationpb.New(time.Minute), Steps: []*eventsv1.Step{
+			{Name: "flaky", Commands: []string{"exit 4"}, FailureIgnore: true},
+			{Name: "bad", Commands: []string{"echo SECRET_NOT_MASKED_HERE", "exit 3"}},
+			{Name: "after", Commands: []string{"echo never"}},
+			{Name: "slow", Commands: []string{"sleep 5"}, Timeout: durationpb.New(200 * time.Millisecond)},
+		}}
+	_, fin := r.run(job)
+	if fin.GetStatus() != eventsv1.BuildStatus_BUILD_STATUS_FAILURE || fin.GetFailedStep() != "bad" {
+		t.Fatalf("job %v failed_step %q", fin.GetStatus(), fin.GetFailedStep())
+	}
+	got := fin.GetSteps()
+	want := []struct {
+		name   string
+		status eventsv1.BuildStatus
+		exit   int32
+	}{
+		{"flaky", eventsv1.BuildStatus_BUILD_STATUS_FAILURE, 4},
+		{"bad", eventsv1.BuildStatus_BUILD_STATUS_FAILURE, 3},
+		{"after", eventsv1.BuildStatus_BUILD_STATUS_SKIPPED, -1},
+		{"slow", eventsv1.BuildStatus_BUILD_STATUS_SKIPPED, -1},
+	}
+	for i, w := range want {
+		if got[i].GetName() != w.name || got[i].GetStatus() != w.status || got[i].GetExitCode() != w.exit {
+			t.Errorf("step %d = %s %v %d, want %s %v %d", i, got[i].GetName(), got[i].GetStatus(), got[i].GetExitCode(), w.name, w.status, w.exit)
+		}
+	}
+}
+
+func TestStepTimeout(t *testing.T) {
+	r := newRig(t)
+	dir, sha := repo(t)
+	job := &eventsv1.Job{JobId: bus.NewID(), BuildId: "b3", Kind: "build", Repository: "acme/slow", CloneUrl: dir, Commit: sha,
+		Timeout: durationpb.New(time.Minute), Steps: []*eventsv1.Step{
+			{Name: "slow", Commands: []string{"sleep 30"}, Timeout: durationpb.New(300 * time.Millisecond)},
+		}}
+	_, fin := r.run(job)
+	st := fin.GetSteps()[0]
+	if fin.GetStatus() != eventsv1.BuildStatus_BUILD_STATUS_FAILURE || st.GetError() != "timed out after 300ms" || st.GetExitCode() != -1 {
+		t.Fatalf("job %v, step %v", fin.GetStatus(), st)
+	}
+}
+
+func TestBadCloneURLIsAnError(t *testing.T) {
+	r := newRig(t)
+	job := &eventsv1.Job{JobId: bus.NewID(), BuildId: "b4", Kind: "build", Repository: "acme/gone", CloneUrl: filepath.Join(t.TempDir(), "missing"),
+		Commit: strings.Repeat("a", 40), Timeout: durationpb.New(time.Minute), Steps: []*eventsv1.Step{{Name: "x", Commands: []string{"true"}}}}
+	_, fin := r.run(job)
+	if fin.GetStatus() != eventsv1.BuildStatus_BUILD_STATUS_ERROR || !strings.Contains(fin.GetError(), "preparing the workspace") {
+		t.Fatalf("job %v: %s", fin.GetStatus(), fin.GetError())
+	}
+	if fin.GetSteps()[0].GetStatus() != eventsv1.BuildStatus_BUILD_STATUS_SKIPPED {
+		t.Errorf("step %v", fin.GetSteps()[0])
+	}
+}
