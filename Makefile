@@ -4,7 +4,7 @@ GO      ?= go
 MODULES := $(shell $(GO) list -m -f '{{.Dir}}' | grep -v '/tools$$')
 TEST_FLAGS ?= -timeout 20m
 
-.PHONY: run test generate check-generated lint vet fmt-check bench build clean
+.PHONY: run test generate check-generated check-modules lint vet fmt-check bench build clean
 
 ## run: everything in one process on embedded defaults (NATS, SQLite)
 run:
@@ -29,6 +29,10 @@ generate:
 check-generated: generate
 	@git diff --exit-code --stat -- proto/ || { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- proto/)" || { git status --porcelain -- proto/; echo "generated files not committed: run 'make generate' and commit"; exit 1; }
+
+## check-modules: every module builds and vets on its own (GOWORK=off, replace directives)
+check-modules:
+	@set -e; for m in $(MODULES); do echo "GOWORK=off $${m#$(CURDIR)/}"; (cd $$m && GOWORK=off $(GO) vet ./...); done
 
 ## lint: go vet on every module, buf lint, gofmt
 lint: vet fmt-check
