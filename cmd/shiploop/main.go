@@ -126,6 +126,8 @@ func serverFlags(c *command, o *runOptions, split bool) {
 	c.flags.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	c.flags.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	c.flags.BoolVar(&o.json, "json", false, "print one JSON line with the addresses when ready, instead of the banner")
+	c.flags.StringVar(&o.carbonListen, "carbon-listen", "127.0.0.1:2003", "metrics: Carbon plaintext on TCP and UDP (host:port; empty turns it off)")
+	c.flags.StringVar(&o.pickleListen, "pickle-listen", "127.0.0.1:2004", "metrics: Carbon pickle protocol on TCP (empty turns it off)")
 	if split {
 		c.flags.StringVar(&o.natsURL, "nats-url", "", "NATS server URL(s), comma-separated (required)")
 		c.flags.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file")

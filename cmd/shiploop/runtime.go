@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -20,15 +21,8 @@ import (
 
 	"github.com/shiploop/shiploop/pkg/bus"
 	"github.com/shiploop/shiploop/pkg/server"
-	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/telemetry"
-	"github.com/shiploop/shiploop/services/agent"
-	"github.com/shiploop/shiploop/services/agent/backend"
-	"github.com/shiploop/shiploop/services/builds"
 )
-
-// services that `shiploop serve` accepts, in start order.
-var knownServices = []string{"builds", "agent"}
 
 // plannedServices are named by the architecture but not in this build yet.
 var plannedServices = []string{"testruns", "gates", "deploys", "errortrack", "metrics", "dashboards"}
@@ -41,15 +35,18 @@ type runOptions struct {
 	natsListen  string // embedded only
 	natsCreds   string
 	databaseURL string // "" = SQLite files in dataDir
-	httpListen  string
-	grpcListen  string
-	token       string
-	agents      int
-	replicas    int
-	logFormat   string
-	logLevel    string
-	json        bool
-	banner      bool
+	// Carbon (metrics): plaintext on TCP and UDP, pickle on TCP.
+	carbonListen string
+	pickleListen string
+	httpListen   string
+	grpcListen   string
+	token        string
+	agents       int
+	replicas     int
+	logFormat    string
+	logLevel     string
+	json         bool
+	banner       bool
 }
 
 // readyInfo is what `up --json` prints once everything is serving.
@@ -61,6 +58,8 @@ type readyInfo struct {
 	DataDir  string   `json:"data_dir"`
 	Services []string `json:"services"`
 	ReadyMS  int64    `json:"ready_ms"`
+	// Addresses are the extra listeners services opened (e.g. "carbon": "127.0.0.1:2003").
+	Addresses map[string]string `json:"addresses,omitempty"`
 }
 
 func validateServices(names []string) error {
@@ -126,52 +125,30 @@ func run(ctx context.Context, o runOptions, stdout io.Writer) error {
 		}
 	}
 	defer nc.Close()
-	b, err := bus.New(ctx, nc, bus.Options{Source: "/shiploop", Replicas: o.replicas})
-	if err != nil {
+	// Streams first, once, before any service consumes.
+	if _, err := bus.New(ctx, nc, bus.Options{Source: "/shiploop", Replicas: o.replicas}); err != nil {
 		return err
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	mux := http.NewServeMux()
-	grpcSrv := server.NewGRPC(server.GRPCConfig{Token: o.token, Logger: log})
-	serveHTTP, serveGRPC := false, false
-
-	for _, name := range o.services {
-		switch name {
-		case "builds":
-			db, err := store.Open(ctx, store.Config{URL: o.databaseURL, Service: "builds", DataDir: o.dataDir})
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			sb, err := bus.New(ctx, nc, bus.Options{Source: "/shiploop/builds", Replicas: o.replicas})
-			if err != nil {
-				return err
-			}
-			svc, err := builds.New(ctx, builds.Config{DB: db, Bus: sb, Logger: log, DataDir: o.dataDir})
-			if err != nil {
-				return err
-			}
-			svc.Routes(mux)
-			svc.RegisterGRPC(grpcSrv)
-			serveHTTP, serveGRPC = true, true
-			g.Go(func() error { return svc.Run(gctx) })
-		case "agent":
-			ab, err := bus.New(ctx, nc, bus.Options{Source: "/shiploop/agent", Replicas: o.replicas})
-			if err != nil {
-				return err
-			}
-			be := backend.NewProcess(backend.ProcessConfig{WorkRoot: filepath.Join(o.dataDir, "work")})
-			ag, err := agent.New(agent.Config{Bus: ab, Backend: be, Concurrency: max(o.agents, 1), Logger: log})
-			if err != nil {
-				return err
-			}
-			g.Go(func() error { return ag.Run(gctx) })
-		}
+	env := &moduleEnv{
+		opts: o, log: log, nc: nc, mux: http.NewServeMux(),
+		grpc: server.NewGRPC(server.GRPCConfig{Token: o.token, Logger: log}),
 	}
-	_ = b
+	for _, name := range o.services {
+		m := modules[name]
+		run, err := m.start(ctx, env)
+		if err != nil {
+			env.closeAll()
+			return fmt.Errorf("starting %s: %w", name, err)
+		}
+		g.Go(func() error { return run(gctx) })
+	}
+	defer env.closeAll()
+	mux, grpcSrv := env.mux, env.grpc
+	serveHTTP, serveGRPC := env.http, env.rpc
 
-	info := readyInfo{Event: "ready", DataDir: o.dataDir, Services: o.services, NATSURL: natsURL}
+	info := readyInfo{Event: "ready", DataDir: o.dataDir, Services: o.services, NATSURL: natsURL, Addresses: env.addresses}
 	if serveHTTP {
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
@@ -226,6 +203,9 @@ func printReady(w io.Writer, o runOptions, info readyInfo) {
 		fmt.Fprintf(w, "  NATS       %s  (try: nats sub 'shiploop.>')\n", info.NATSURL)
 	default:
 		fmt.Fprintf(w, "  NATS       embedded, in-process (add --nats-listen 127.0.0.1:4222 to expose it)\n")
+	}
+	for _, k := range slices.Sorted(maps.Keys(info.Addresses)) {
+		fmt.Fprintf(w, "  %-10s %s\n", k, info.Addresses[k])
 	}
 	fmt.Fprintf(w, "  data       %s\n", info.DataDir)
 	fmt.Fprintf(w, "Watch events with `shiploop watch`; try `shiploop demo` in another terminal. Ctrl-C stops.\n")

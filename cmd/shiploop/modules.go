@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/server"
+	"github.com/shiploop/shiploop/pkg/store"
+	"github.com/shiploop/shiploop/services/agent"
+	"github.com/shiploop/shiploop/services/agent/backend"
+	"github.com/shiploop/shiploop/services/builds"
+)
+
+// module is one service the binary can run: start wires it (routes, gRPC,
+// listeners) and returns what runs until the context ends.
+type module struct {
+	start func(ctx context.Context, env *moduleEnv) (func(context.Context) error, error)
+}
+
+// modules by name. `shiploop up` starts knownServices in order.
+var modules = map[string]module{
+	"builds": {start: startBuilds},
+	"agent":  {start: startAgent},
+}
+
+// knownServices are the services `shiploop serve` accepts, in start order.
+var knownServices = []string{"builds", "agent"}
+
+// moduleEnv is what modules share: the connection, the HTTP mux and the
+// gRPC server of the process.
+type moduleEnv struct {
+	opts    runOptions
+	log     *slog.Logger
+	nc      *nats.Conn
+	mux     *http.ServeMux
+	grpc    *server.GRPC
+	http    bool // some module registered HTTP routes
+	rpc     bool // some module registered a gRPC service
+	closers []func() error
+	// addresses are extra listeners to print when ready (name -> address).
+	addresses map[string]string
+}
+
+// announce records an extra listener for the ready line and banner.
+func (e *moduleEnv) announce(name, addr string) {
+	if e.addresses == nil {
+		e.addresses = map[string]string{}
+	}
+	e.addresses[name] = addr
+}
+
+// bus returns a Bus whose events carry source /shiploop/<service>.
+func (e *moduleEnv) bus(ctx context.Context, service string) (*bus.Bus, error) {
+	return bus.New(ctx, e.nc, bus.Options{Source: "/shiploop/" + service, Replicas: e.opts.replicas})
+}
+
+// db opens the service's own database (schema or SQLite file).
+func (e *moduleEnv) db(ctx context.Context, service string) (*store.DB, error) {
+	db, err := store.Open(ctx, store.Config{URL: e.opts.databaseURL, Service: service, DataDir: e.opts.dataDir})
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, db.Close)
+	return db, nil
+}
+
+func (e *moduleEnv) closeAll() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		_ = e.closers[i]()
+	}
+	e.closers = nil
+}
+
+func startBuilds(ctx context.Context, env *moduleEnv) (func(context.Context) error, error) {
+	db, err := env.db(ctx, "builds")
+	if err != nil {
+		return nil, err
+	}
+	b, err := env.bus(ctx, "builds")
+	if err != nil {
+		return nil, err
+	}
+	svc, err := builds.New(ctx, builds.Config{DB: db, Bus: b, Logger: env.log, DataDir: env.opts.dataDir})
+	if err != nil {
+		return nil, err
+	}
+	svc.Routes(env.mux)
+	svc.RegisterGRPC(env.grpc)
+	env.http, env.rpc = true, true
+	return svc.Run, nil
+}
+
+func startAgent(ctx context.Context, env *moduleEnv) (func(context.Context) error, error) {
+	b, err := env.bus(ctx, "agent")
+	if err != nil {
+		return nil, err
+	}
+	be := backend.NewProcess(backend.ProcessConfig{WorkRoot: filepath.Join(env.opts.dataDir, "work")})
+	ag, err := agent.New(agent.Config{Bus: b, Backend: be, Concurrency: max(env.opts.agents, 1), Logger: env.log})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	return ag.Run, nil
+}
