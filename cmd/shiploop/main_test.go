@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -99,5 +101,30 @@ func TestFormatEvent(t *testing.T) {
 	re := regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3}  build\.finished\s+acme/web\s+#12 failure version=1\.2\.4-dev\.3\+gabcdef0 in 1\.234s failed_step=test$`)
 	if !re.MatchString(line) {
 		t.Errorf("formatEvent = %q", line)
+	}
+}
+
+func TestLint(t *testing.T) {
+	dir := t.TempDir()
+	good := dir + "/good.yml"
+	bad := dir + "/bad.yml"
+	if err := os.WriteFile(good, []byte("steps:\n  - name: a\n    commands: [make]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("steps:\n  - name: a\n    commands: [make]\n    depends_on: [b]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCLI(t, "lint", good)
+	if code != 0 || !strings.Contains(out, "good.yml: ok (1 build steps)") {
+		t.Errorf("lint good: exit %d, %q", code, out)
+	}
+	code, out, errOut := runCLI(t, "lint", good, bad)
+	if code != 1 || !regexp.MustCompile(`bad\.yml:4:\d+: steps\[0\]\.depends_on\[0\]: .*"b"`).MatchString(out) || !strings.Contains(errOut, "1 of 2 files have problems") {
+		t.Errorf("lint bad: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, out, _ = runCLI(t, "lint", "--json", bad)
+	var res lintResult
+	if code != 1 || json.Unmarshal([]byte(out), &res) != nil || res.Valid || len(res.Problems) != 1 || res.Problems[0].Line != 4 || res.Problems[0].Field != "steps[0].depends_on[0]" {
+		t.Errorf("lint --json: exit %d, %q", code, out)
 	}
 }
