@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -300,13 +303,20 @@ func buildsCommand() *command {
 		if b.GetError() != "" {
 			fmt.Fprintf(c.stdout, "  error    %s\n", b.GetError())
 		}
-		if len(b.GetJobIds()) > 0 {
-			fmt.Fprintf(c.stdout, "  jobs     %s  (shiploop logs JOB)\n", strings.Join(b.GetJobIds(), ", "))
-		}
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  STEP\tSTATUS\tEXIT\tDURATION\tNOTE")
-		for _, s := range b.GetSteps() {
-			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\n", s.GetName(), statusWord(s.GetStatus()), s.GetExitCode(), s.GetDuration().AsDuration().Round(time.Millisecond), s.GetError())
+		for _, j := range b.GetJobs() {
+			label := ""
+			if len(j.GetMatrix()) > 0 {
+				keys := slices.Sorted(maps.Keys(j.GetMatrix()))
+				for _, k := range keys {
+					label += " " + k + "=" + j.GetMatrix()[k]
+				}
+			}
+			fmt.Fprintf(tw, "  job %s %s%s  (shiploop logs %s)\n", j.GetId(), statusWord(j.GetStatus()), label, j.GetId())
+			fmt.Fprintln(tw, "    STEP\tSTATUS\tEXIT\tDURATION\tNOTE")
+			for _, s := range j.GetSteps() {
+				fmt.Fprintf(tw, "    %s\t%s\t%d\t%s\t%s\n", s.GetName(), statusWord(s.GetStatus()), s.GetExitCode(), s.GetDuration().AsDuration().Round(time.Millisecond), s.GetError())
+			}
 		}
 		return tw.Flush()
 	}
@@ -315,11 +325,15 @@ func buildsCommand() *command {
 
 func buildCommand() *command {
 	var o clientOptions
-	c := newCommand("build", "shiploop build trigger REPO [REF]", "Start a build of a branch, tag or ref by hand.", "REF defaults to the repository's default branch.")
+	c := newCommand("build", "shiploop build trigger REPO [REF] | build cancel ID | build retry ID",
+		"Start a build by hand, cancel one, or run one again.",
+		`trigger builds REF (a branch, tag or full ref; the default branch when omitted).
+cancel stops a queued or running build: its processes are killed.
+retry builds the same commit again as a new build.`)
 	clientFlags(c, &o)
 	c.run = func(c *command, args []string) error {
-		if len(args) < 2 || args[0] != "trigger" || len(args) > 3 {
-			return usagef("usage: shiploop build trigger REPO [REF]")
+		if len(args) < 2 {
+			return usagef("say trigger REPO [REF], cancel ID or retry ID")
 		}
 		cl, closeFn, err := o.dial()
 		if err != nil {
@@ -328,19 +342,120 @@ func buildCommand() *command {
 		defer closeFn()
 		ctx, cancel := context.WithTimeout(o.ctx(context.Background()), time.Minute)
 		defer cancel()
-		req := &buildsv1.TriggerBuildRequest{Repository: args[1]}
-		if len(args) == 3 {
-			req.Ref = args[2]
+		switch args[0] {
+		case "trigger":
+			if len(args) > 3 {
+				return usagef("usage: shiploop build trigger REPO [REF]")
+			}
+			req := &buildsv1.TriggerBuildRequest{Repository: args[1]}
+			if len(args) == 3 {
+				req.Ref = args[2]
+			}
+			resp, err := cl.TriggerBuild(ctx, req)
+			if err != nil {
+				return err
+			}
+			if o.json {
+				printJSON(c.stdout, resp)
+				return nil
+			}
+			fmt.Fprintf(c.stdout, "triggered %s %s @ %s (event %s)\n", args[1], resp.GetRef(), short(resp.GetCommit()), resp.GetEventId())
+		case "cancel":
+			resp, err := cl.CancelBuild(ctx, &buildsv1.CancelBuildRequest{Id: args[1]})
+			if err != nil {
+				return err
+			}
+			if o.json {
+				printJSON(c.stdout, resp)
+				return nil
+			}
+			if resp.GetCanceled() {
+				fmt.Fprintf(c.stdout, "canceled build %s\n", args[1])
+			} else {
+				fmt.Fprintf(c.stdout, "build %s had already finished\n", args[1])
+			}
+		case "retry":
+			resp, err := cl.RetryBuild(ctx, &buildsv1.RetryBuildRequest{Id: args[1]})
+			if err != nil {
+				return err
+			}
+			if o.json {
+				printJSON(c.stdout, resp)
+				return nil
+			}
+			fmt.Fprintf(c.stdout, "retrying build %s (event %s)\n", args[1], resp.GetEventId())
+		default:
+			return usagef("unknown build action %q (trigger, cancel or retry)", args[0])
 		}
-		resp, err := cl.TriggerBuild(ctx, req)
+		return nil
+	}
+	return c
+}
+
+func secretCommand() *command {
+	var o clientOptions
+	var value string
+	c := newCommand("secret", "shiploop secret set REPO NAME [--value V] | secret ls REPO | secret rm REPO NAME",
+		"Manage a repository's secrets; values are never printed.",
+		`set reads the value from standard input unless --value is given (it would show in the
+shell history). Steps that list the secret in .shiploop.yml see it as an environment
+variable of the same name; agents mask its value in every log line.`)
+	clientFlags(c, &o)
+	c.flags.StringVar(&value, "value", "", "the secret value (set); read from standard input when empty")
+	c.run = func(c *command, args []string) error {
+		if len(args) < 2 {
+			return usagef("say set REPO NAME, ls REPO or rm REPO NAME")
+		}
+		cl, closeFn, err := o.dial()
 		if err != nil {
 			return err
 		}
-		if o.json {
-			printJSON(c.stdout, resp)
-			return nil
+		defer closeFn()
+		ctx, cancel := context.WithTimeout(o.ctx(context.Background()), 30*time.Second)
+		defer cancel()
+		switch args[0] {
+		case "set":
+			if len(args) != 3 {
+				return usagef("secret set takes REPO NAME")
+			}
+			if value == "" {
+				b, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
+				if err != nil {
+					return err
+				}
+				value = strings.TrimRight(string(b), "\r\n")
+			}
+			if _, err := cl.SetSecret(ctx, &buildsv1.SetSecretRequest{Repository: args[1], Name: args[2], Value: value}); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "set %s for %s\n", args[2], args[1])
+		case "ls":
+			resp, err := cl.ListSecrets(ctx, &buildsv1.ListSecretsRequest{Repository: args[1]})
+			if err != nil {
+				return err
+			}
+			if o.json {
+				printJSON(c.stdout, resp)
+				return nil
+			}
+			for _, n := range resp.GetNames() {
+				fmt.Fprintln(c.stdout, n)
+			}
+		case "rm":
+			if len(args) != 3 {
+				return usagef("secret rm takes REPO NAME")
+			}
+			resp, err := cl.DeleteSecret(ctx, &buildsv1.DeleteSecretRequest{Repository: args[1], Name: args[2]})
+			if err != nil {
+				return err
+			}
+			if !resp.GetDeleted() {
+				return fmt.Errorf("%s has no secret %s", args[1], args[2])
+			}
+			fmt.Fprintf(c.stdout, "removed %s from %s\n", args[2], args[1])
+		default:
+			return usagef("unknown secret action %q (set, ls or rm)", args[0])
 		}
-		fmt.Fprintf(c.stdout, "triggered %s %s @ %s (event %s)\n", args[1], resp.GetRef(), short(resp.GetCommit()), resp.GetEventId())
 		return nil
 	}
 	return c
@@ -349,12 +464,16 @@ func buildCommand() *command {
 func logsCommand() *command {
 	var o clientOptions
 	var follow bool
-	c := newCommand("logs", "shiploop logs [--follow] JOB_ID", "Print a job's log (job ids: shiploop builds get).", "")
+	c := newCommand("logs", "shiploop logs [-f] BUILD|JOB", "Print a build's or a job's log, in the order the steps printed it.",
+		`BUILD is a build id or REPO#NUMBER (every job of the build, one after another);
+JOB is a job id (shiploop builds get shows them). With -f, keep printing live
+lines until the job ends.`)
 	clientFlags(c, &o)
 	c.flags.BoolVar(&follow, "follow", false, "keep printing lines until the job ends")
+	c.flags.BoolVar(&follow, "f", false, "short for --follow")
 	c.run = func(c *command, args []string) error {
 		if len(args) != 1 {
-			return usagef("logs takes one JOB_ID")
+			return usagef("logs takes one BUILD or JOB")
 		}
 		cl, closeFn, err := o.dial()
 		if err != nil {
@@ -363,27 +482,60 @@ func logsCommand() *command {
 		defer closeFn()
 		ctx, stop := signalContext()
 		defer stop()
-		st, err := cl.StreamLogs(o.ctx(ctx), &buildsv1.StreamLogsRequest{JobId: args[0], Follow: follow})
-		if err != nil {
+		jobs := []string{args[0]}
+		req := &buildsv1.GetBuildRequest{Id: args[0]}
+		if r, n, ok := strings.Cut(args[0], "#"); ok {
+			num, err := strconv.ParseInt(n, 10, 64)
+			if err != nil {
+				return usagef("%q: the number after # must be an integer", args[0])
+			}
+			req = &buildsv1.GetBuildRequest{Repository: r, Number: num}
+		}
+		if b, err := cl.GetBuild(o.ctx(ctx), req); err == nil {
+			jobs = b.GetBuild().GetJobIds()
+		} else if req.GetRepository() != "" {
 			return err
 		}
-		for {
-			resp, err := st.Recv()
-			if err != nil {
-				if errors.Is(err, io.EOF) || ctx.Err() != nil {
-					return nil
-				}
+		for _, job := range jobs {
+			if err := printLog(ctx, cl, o, c, job, follow, len(jobs) > 1); err != nil {
 				return err
 			}
-			l := resp.GetLine()
-			if o.json {
-				printJSON(c.stdout, l)
-				continue
-			}
-			fmt.Fprintf(c.stdout, "[%s] %s\n", l.GetStep(), l.GetText())
 		}
+		return nil
 	}
 	return c
+}
+
+func printLog(ctx context.Context, cl buildsv1.BuildServiceClient, o clientOptions, c *command, job string, follow, header bool) error {
+	st, err := cl.StreamLogs(o.ctx(ctx), &buildsv1.StreamLogsRequest{JobId: job, Follow: follow})
+	if err != nil {
+		return err
+	}
+	if header && !o.json {
+		fmt.Fprintf(c.stdout, "== job %s\n", job)
+	}
+	step := "\x00"
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		l := resp.GetLine()
+		if o.json {
+			printJSON(c.stdout, l)
+			continue
+		}
+		if l.GetStep() != step {
+			step = l.GetStep()
+			if step != "" {
+				fmt.Fprintf(c.stdout, "--- step %s\n", step)
+			}
+		}
+		fmt.Fprintf(c.stdout, "%s %s\n", l.GetTime().AsTime().Local().Format("15:04:05.000"), l.GetText())
+	}
 }
 
 var _ = json.Marshal

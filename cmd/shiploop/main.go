@@ -109,7 +109,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func commands() map[string]*command {
-	list := []*command{upCommand(), serveCommand(), agentCommand(), watchCommand(), repoCommand(), buildsCommand(), buildCommand(), logsCommand(), demoCommand(), lintCommand()}
+	list := []*command{upCommand(), serveCommand(), agentCommand(), watchCommand(), repoCommand(), buildsCommand(), buildCommand(), logsCommand(), demoCommand(), lintCommand(), secretCommand()}
 	m := map[string]*command{}
 	for _, c := range list {
 		m[c.name] = c

@@ -76,7 +76,8 @@ func TestBadInputNamesTheFix(t *testing.T) {
 		{"bad since", nil, []string{"watch", "--since", "yesterday"}, 2, "RFC 3339"},
 		{"up takes no args", nil, []string{"up", "extra"}, 2, "up takes no arguments"},
 		{"agent needs nats", nil, []string{"agent"}, 2, "--nats-url is required"},
-		{"build trigger usage", nil, []string{"build", "trigger"}, 2, "shiploop build trigger REPO [REF]"},
+		{"build usage", nil, []string{"build", "trigger"}, 2, "say trigger REPO [REF], cancel ID or retry ID"},
+		{"secret usage", nil, []string{"secret", "set", "acme/web"}, 2, "secret set takes REPO NAME"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,15 +6,16 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
-	"sync"
+	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -33,7 +34,9 @@ type Config struct {
 	// Concurrency is how many jobs this agent runs at once (default 1).
 	Concurrency int
 	// Kinds restricts the job kinds taken ("build", "test", "deploy"); all when empty.
-	Kinds  []string
+	Kinds []string
+	// LogDir holds jobs' logs while they run (default the system temp dir).
+	LogDir string
 	Logger *slog.Logger
 }
 
@@ -57,6 +60,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.LogDir == "" {
+		cfg.LogDir = filepath.Join(os.TempDir(), "shiploop-agent-logs")
 	}
 	return &Agent{cfg: cfg, log: cfg.Logger.With("service", "agent", "agent", cfg.Name)}, nil
 }
@@ -85,7 +91,15 @@ func (a *Agent) run(ctx context.Context, j *bus.Job) error {
 		return nil // acked: it can never run
 	}
 	r := &jobRun{a: a, job: job, started: time.Now().UTC(), attempt: j.Attempt}
-	err := r.execute(ctx)
+	var err error
+	if r.log, err = newJobLog(a.cfg.Bus, a.cfg.LogDir, job.JobId); err != nil {
+		return err // the agent's disk is full: let another agent take it
+	}
+	defer r.log.close()
+	lctx, stopStoring := context.WithCancel(ctx)
+	go r.log.keepStored(lctx, time.Second)
+	err = r.execute(ctx)
+	stopStoring()
 	if ctx.Err() != nil {
 		// Shutting down: give the job back; the next agent reruns it.
 		return ctx.Err()
@@ -99,9 +113,7 @@ type jobRun struct {
 	started time.Time
 	attempt uint64
 
-	mu     sync.Mutex
-	lineNo uint64
-	log    bytes.Buffer
+	log *jobLog
 }
 
 func (r *jobRun) emit(ctx context.Context, typ string, ev bus.Event) error {
@@ -123,12 +135,7 @@ func (r *jobRun) emit(ctx context.Context, typ string, ev bus.Event) error {
 }
 
 func (r *jobRun) line(step, stream, text string, t time.Time) {
-	r.mu.Lock()
-	r.lineNo++
-	l := &eventsv1.LogLine{JobId: r.job.JobId, Step: step, Number: r.lineNo, Time: timestamppb.New(t), Stream: stream, Text: text}
-	_ = bus.EncodeLog(&r.log, l)
-	r.mu.Unlock()
-	_ = r.a.cfg.Bus.PublishLog(r.job.JobId, l)
+	r.log.add(step, stream, text, t)
 }
 
 func (r *jobRun) execute(ctx context.Context) error {
@@ -140,6 +147,13 @@ func (r *jobRun) execute(ctx context.Context) error {
 	}
 	jctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// A cancel recorded before or during the job stops it.
+	cctx, cancelJob := context.WithCancelCause(jctx)
+	defer cancelJob(nil)
+	jctx = cctx
+	if reason, ok := r.watchCancel(jctx, cancelJob); ok {
+		return r.finish(ctx, eventsv1.BuildStatus_BUILD_STATUS_CANCELED, "", reason, r.skipAll(job.Steps, "not run: "+reason))
+	}
 
 	if err := r.emit(ctx, "job.started", bus.Event{Data: &eventsv1.JobStarted{
 		JobId: job.JobId, BuildId: job.BuildId, Repository: job.Repository, Agent: a.cfg.Name,
@@ -147,8 +161,12 @@ func (r *jobRun) execute(ctx context.Context) error {
 	}}); err != nil {
 		return fmt.Errorf("reporting job start: %w", err)
 	}
+	secretValues := make([]string, 0, len(job.Secrets))
+	for _, v := range job.Secrets {
+		secretValues = append(secretValues, v)
+	}
 	ws, err := a.cfg.Backend.Prepare(jctx, backend.JobSpec{
-		ID: job.JobId, CloneURL: job.CloneUrl, Commit: job.Commit, Ref: job.Ref, Env: job.Environment,
+		ID: job.JobId, CloneURL: job.CloneUrl, Commit: job.Commit, Ref: job.Ref, Env: job.Environment, Secrets: secretValues,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -174,6 +192,8 @@ func (r *jobRun) execute(ctx context.Context) error {
 	}
 	errText := ""
 	switch {
+	case errors.Is(context.Cause(jctx), errCanceled):
+		status, failed, errText = eventsv1.BuildStatus_BUILD_STATUS_CANCELED, "", context.Cause(jctx).Error()
 	case jctx.Err() != nil:
 		status, errText = eventsv1.BuildStatus_BUILD_STATUS_FAILURE, fmt.Sprintf("the job timed out after %s", timeout)
 	case failed != "":
@@ -238,6 +258,10 @@ func (r *jobRun) runSteps(ctx, jctx context.Context, ws *backend.Workspace) ([]*
 		d := <-finished
 		running--
 		results[d.i] = d.res
+		// Durable once a step ends.
+		if err := r.log.store(ctx); err != nil {
+			r.a.log.Warn("storing log", "job", r.job.JobId, "err", err)
+		}
 		if ctx.Err() == nil {
 			if err := r.emit(ctx, "job.step_finished", bus.Event{Data: &eventsv1.JobStepFinished{
 				JobId: r.job.JobId, BuildId: r.job.BuildId, Repository: r.job.Repository, Step: d.res,
@@ -261,6 +285,45 @@ func (r *jobRun) runSteps(ctx, jctx context.Context, ws *backend.Workspace) ([]*
 	return results, failed
 }
 
+// errCanceled is the cause of a job context ended by a cancel request.
+var errCanceled = errors.New("canceled")
+
+// watchCancel reports a cancel recorded before the job started; otherwise it
+// watches for one until ctx ends and cancels the job with its reason.
+func (r *jobRun) watchCancel(ctx context.Context, cancel context.CancelCauseFunc) (string, bool) {
+	kv, err := r.a.cfg.Bus.Cancels(ctx)
+	if err != nil {
+		r.a.log.Warn("cannot watch for cancels", "job", r.job.JobId, "err", err)
+		return "", false
+	}
+	if e, err := kv.Get(ctx, r.job.JobId); err == nil {
+		return string(e.Value()), true
+	}
+	w, err := kv.Watch(ctx, r.job.JobId, jetstream.UpdatesOnly())
+	if err != nil {
+		r.a.log.Warn("cannot watch for cancels", "job", r.job.JobId, "err", err)
+		return "", false
+	}
+	go func() {
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e != nil && e.Operation() == jetstream.KeyValuePut {
+					cancel(fmt.Errorf("%w: %s", errCanceled, e.Value()))
+					return
+				}
+			}
+		}
+	}()
+	return "", false
+}
+
 func (r *jobRun) skipAll(steps []*eventsv1.Step, why string) []*eventsv1.StepResult {
 	out := make([]*eventsv1.StepResult, 0, len(steps))
 	for _, st := range steps {
@@ -270,8 +333,18 @@ func (r *jobRun) skipAll(steps []*eventsv1.Step, why string) []*eventsv1.StepRes
 }
 
 func (r *jobRun) runStep(ctx context.Context, ws *backend.Workspace, st *eventsv1.Step) (*eventsv1.StepResult, error) {
+	env := st.Environment
+	if len(st.Secrets) > 0 {
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		for _, n := range st.Secrets {
+			env[n] = r.job.Secrets[n]
+		}
+	}
 	out, err := r.a.cfg.Backend.RunStep(ctx, ws, backend.Step{
-		Name: st.Name, Commands: st.Commands, Env: st.Environment, Timeout: st.GetTimeout().AsDuration(),
+		Name: st.Name, Commands: st.Commands, Env: env, Timeout: st.GetTimeout().AsDuration(),
 	}, func(l backend.Line) { r.line(st.Name, l.Stream, l.Text, l.Time) })
 	res := &eventsv1.StepResult{
 		Name: st.Name, ExitCode: int32(out.ExitCode), Duration: durationpb.New(out.Duration),
@@ -283,7 +356,10 @@ func (r *jobRun) runStep(ctx context.Context, ws *backend.Workspace, st *eventsv
 	case out.TimedOut:
 		res.Status, res.Error = eventsv1.BuildStatus_BUILD_STATUS_FAILURE, fmt.Sprintf("timed out after %s", st.GetTimeout().AsDuration())
 	case out.Canceled:
-		res.Status, res.Error = eventsv1.BuildStatus_BUILD_STATUS_CANCELED, "canceled (job timeout or agent stopping)"
+		res.Status, res.Error = eventsv1.BuildStatus_BUILD_STATUS_CANCELED, "stopped: the job timed out or the agent is stopping"
+		if cause := context.Cause(ctx); errors.Is(cause, errCanceled) {
+			res.Error = cause.Error()
+		}
 	case out.ExitCode != 0:
 		res.Status, res.Error = eventsv1.BuildStatus_BUILD_STATUS_FAILURE, fmt.Sprintf("exit code %d", out.ExitCode)
 	}
@@ -296,23 +372,13 @@ func (r *jobRun) runStep(ctx context.Context, ws *backend.Workspace, st *eventsv
 // finish stores the log and reports the job's end.
 func (r *jobRun) finish(ctx context.Context, status eventsv1.BuildStatus, failed, errText string, steps []*eventsv1.StepResult) error {
 	job := r.job
-	logKey := ""
-	r.mu.Lock()
-	data := bytes.Clone(r.log.Bytes())
-	r.mu.Unlock()
-	if obs, err := r.a.cfg.Bus.LogStore(ctx); err == nil {
-		if _, err := obs.PutBytes(ctx, job.JobId, data); err == nil {
-			logKey = job.JobId
-		} else {
-			r.a.log.Warn("storing log", "job", job.JobId, "err", err)
-		}
+	// The last line marks the log complete, live and stored.
+	r.line("", "end", "", time.Now())
+	logKey := job.JobId
+	if err := r.log.store(ctx); err != nil {
+		logKey = ""
+		r.a.log.Warn("storing log", "job", job.JobId, "err", err)
 	}
-	// Tell live followers the log is complete.
-	r.mu.Lock()
-	r.lineNo++
-	end := &eventsv1.LogLine{JobId: job.JobId, Number: r.lineNo, Time: timestamppb.Now(), Stream: "end"}
-	r.mu.Unlock()
-	_ = r.a.cfg.Bus.PublishLog(job.JobId, end)
 	return r.emit(ctx, "job.finished", bus.Event{Data: &eventsv1.JobFinished{
 		JobId: job.JobId, BuildId: job.BuildId, Repository: job.Repository, Status: status,
 		FailedStep: failed, Error: errText, Steps: steps, Duration: durationpb.New(time.Since(r.started)),

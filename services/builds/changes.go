@@ -2,8 +2,12 @@ package builds
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,7 +30,7 @@ type preparedChange struct {
 	version string
 	trigger string
 	steps   []pipeline.Step
-	env     map[string]string
+	cfg     *pipeline.Config
 	// problem makes the build end in ERROR with this text (a bad
 	// .shiploop.yml, a commit that cannot be fetched).
 	problem string
@@ -99,14 +103,8 @@ func (s *Service) prepareChange(ctx context.Context, ev bus.Event) (any, error) 
 		return p, nil
 	}
 	wctx := pipeline.Context{Event: p.trigger, Branch: ch.Branch, Tag: ch.Tag, ChangedPaths: changedPaths(ch)}
-	if cfg.When.Match(wctx) {
-		for _, st := range cfg.BuildSteps() {
-			if st.When.Match(wctx) {
-				p.steps = append(p.steps, st)
-			}
-		}
-	}
-	p.env = cfg.Env
+	p.steps = cfg.Selected(wctx)
+	p.cfg = cfg
 	return p, nil
 }
 
@@ -164,121 +162,174 @@ func (s *Service) handleChange(ctx context.Context, tx *bus.Tx, ev bus.Event) er
 	}}); err != nil {
 		return err
 	}
+	if b.status == eventsv1.BuildStatus_BUILD_STATUS_QUEUED {
+		// Secrets are checked before anything is queued: a missing one
+		// fails the build with the place in the file that names it.
+		secrets, problem, err := loadSecrets(ctx, tx, b.repository, p.cfg)
+		if err != nil {
+			return err
+		}
+		if problem != "" {
+			b.status, b.errText, b.finishedAt = eventsv1.BuildStatus_BUILD_STATUS_ERROR, problem, now.UnixNano()
+			if _, err := tx.ExecContext(ctx, `UPDATE builds SET status = $1, error = $2, finished_at = $3 WHERE id = $4`,
+				int32(b.status), b.errText, b.finishedAt, b.id); err != nil {
+				return err
+			}
+		} else if err := s.queueJobs(ctx, tx, b, ch, p, secrets, now); err != nil {
+			return err
+		}
+	}
 	if b.status != eventsv1.BuildStatus_BUILD_STATUS_QUEUED {
 		return tx.Publish(bus.Event{Type: "build.finished", Repository: b.repository, Subject: b.id, Data: &eventsv1.BuildFinished{
 			BuildId: b.id, Number: b.number, Repository: b.repository, Ref: b.ref, Commit: b.commit, Version: b.version,
 			Status: b.status, Error: b.errText, Duration: durationpb.New(0), FinishedAt: timestamppb.New(now),
 		}})
 	}
-
-	job := &eventsv1.Job{
-		JobId: bus.NewID(), BuildId: b.id, Kind: "build", Repository: b.repository, CloneUrl: ch.CloneUrl,
-		Ref: b.ref, Commit: b.commit, Version: b.version, Environment: map[string]string{},
-		Timeout: durationpb.New(s.cfg.JobTimeout), ChainId: b.chainID, QueuedAt: timestamppb.New(now),
-	}
-	for k, v := range p.env {
-		job.Environment[k] = v
-	}
-	job.Environment["SHIPLOOP_VERSION"] = b.version
-	job.Environment["SHIPLOOP_BUILD_NUMBER"] = fmt.Sprint(b.number)
-	job.Environment["SHIPLOOP_REPOSITORY"] = b.repository
-	names := make([]string, 0, len(p.steps))
-	for i, st := range p.steps {
-		js := &eventsv1.Step{
-			Name: st.Name, Commands: st.Commands, Environment: st.Env,
-			FailureIgnore: st.Failure == pipeline.FailureIgnore, DependsOn: st.DependsOn,
-		}
-		if st.Timeout > 0 {
-			js.Timeout = durationpb.New(st.Timeout)
-		}
-		job.Steps = append(job.Steps, js)
-		names = append(names, st.Name)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO build_steps (build_id, position, name, status) VALUES ($1, $2, $3, $4)`,
-			b.id, i, st.Name, int32(eventsv1.BuildStatus_BUILD_STATUS_QUEUED)); err != nil {
-			return fmt.Errorf("recording step %s: %w", st.Name, err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, build_id, kind, status) VALUES ($1, $2, $3, $4)`,
-		job.JobId, b.id, job.Kind, int32(eventsv1.BuildStatus_BUILD_STATUS_QUEUED)); err != nil {
-		return err
-	}
-	if err := tx.Enqueue(job.Kind, bus.Event{Type: "job.requested", Repository: b.repository, Subject: job.JobId, Data: job}); err != nil {
-		return err
-	}
-	return tx.Publish(bus.Event{Type: "job.queued", Repository: b.repository, Subject: job.JobId, Data: &eventsv1.JobQueued{
-		JobId: job.JobId, BuildId: b.id, Kind: job.Kind, Repository: b.repository, Steps: names,
-	}})
+	return s.supersede(ctx, tx, b, now)
 }
 
-type buildRow struct {
-	id, repository, ref, commit, version, trigger, failedStep, errText, chainID, changeID string
-	number                                                                                int64
-	status                                                                                eventsv1.BuildStatus
-	createdAt, startedAt, finishedAt                                                      int64
-}
-
-// handleJobEvent follows a build's job through the agent's events.
-func (s *Service) handleJobEvent(ctx context.Context, tx *bus.Tx, ev bus.Event) error {
-	switch d := ev.Data.(type) {
-	case *eventsv1.JobStarted:
-		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = $1, agent = $2 WHERE id = $3`,
-			int32(eventsv1.BuildStatus_BUILD_STATUS_RUNNING), d.Agent, d.JobId); err != nil {
-			return err
+// loadSecrets reads the repository's secrets that the config names; a
+// missing one is a problem naming the field that asks for it.
+func loadSecrets(ctx context.Context, tx *bus.Tx, repo string, cfg *pipeline.Config) (map[string]string, string, error) {
+	refs := cfg.SecretRefs()
+	out := map[string]string{}
+	for _, ref := range refs {
+		if _, ok := out[ref.Name]; ok {
+			continue
 		}
-		started := d.StartedAt.AsTime()
-		res, err := tx.ExecContext(ctx, `UPDATE builds SET status = $1, started_at = $2 WHERE id = $3 AND status = $4`,
-			int32(eventsv1.BuildStatus_BUILD_STATUS_RUNNING), started.UnixNano(), d.BuildId, int32(eventsv1.BuildStatus_BUILD_STATUS_QUEUED))
+		var v string
+		err := tx.QueryRowContext(ctx, `SELECT value FROM secrets WHERE repository = $1 AND name = $2`, repo, ref.Name).Scan(&v)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, cfg.FieldError(ref.Field, fmt.Sprintf("secret %s is not set for %s (shiploop secret set %s %s)", ref.Name, repo, repo, ref.Name)).Error(), nil
+		}
 		if err != nil {
+			return nil, "", err
+		}
+		out[ref.Name] = v
+	}
+	return out, "", nil
+}
+
+// queueJobs records and enqueues one job per matrix combination.
+func (s *Service) queueJobs(ctx context.Context, tx *bus.Tx, b buildRow, ch *eventsv1.Change, p *preparedChange, secrets map[string]string, now time.Time) error {
+	for pos, combo := range p.cfg.MatrixCombinations() {
+		job := &eventsv1.Job{
+			JobId: bus.NewID(), BuildId: b.id, Kind: "build", Repository: b.repository, CloneUrl: ch.CloneUrl,
+			Ref: b.ref, Commit: b.commit, Version: b.version, Environment: map[string]string{},
+			Timeout: durationpb.New(s.cfg.JobTimeout), ChainId: b.chainID, QueuedAt: timestamppb.New(now),
+			Matrix: combo, Secrets: map[string]string{},
+		}
+		maps.Copy(job.Environment, combo)
+		job.Environment["SHIPLOOP_VERSION"] = b.version
+		job.Environment["SHIPLOOP_BUILD_NUMBER"] = fmt.Sprint(b.number)
+		job.Environment["SHIPLOOP_REPOSITORY"] = b.repository
+		names := make([]string, 0, len(p.steps))
+		for i, st := range p.steps {
+			js := &eventsv1.Step{
+				Name: st.Name, Commands: st.Commands, Environment: p.cfg.StepEnv(st, combo, nil),
+				FailureIgnore: st.Failure == pipeline.FailureIgnore, DependsOn: st.DependsOn,
+				Secrets: p.cfg.StepSecrets(st, nil),
+			}
+			for _, n := range js.Secrets {
+				job.Secrets[n] = secrets[n]
+			}
+			if st.Timeout > 0 {
+				js.Timeout = durationpb.New(st.Timeout)
+			}
+			job.Steps = append(job.Steps, js)
+			names = append(names, st.Name)
+			if _, err := tx.ExecContext(ctx, `INSERT INTO build_steps (build_id, job_id, position, name, status) VALUES ($1, $2, $3, $4, $5)`,
+				b.id, job.JobId, i, st.Name, int32(eventsv1.BuildStatus_BUILD_STATUS_QUEUED)); err != nil {
+				return fmt.Errorf("recording step %s: %w", st.Name, err)
+			}
+		}
+		matrix, _ := json.Marshal(combo)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, build_id, position, kind, matrix, status) VALUES ($1, $2, $3, $4, $5, $6)`,
+			job.JobId, b.id, pos, job.Kind, string(matrix), int32(eventsv1.BuildStatus_BUILD_STATUS_QUEUED)); err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil
-		}
-		var version string
-		if err := tx.QueryRowContext(ctx, `SELECT version FROM builds WHERE id = $1`, d.BuildId).Scan(&version); err != nil {
+		if err := tx.Enqueue(job.Kind, bus.Event{Type: "job.requested", Repository: b.repository, Subject: job.JobId, Data: job}); err != nil {
 			return err
 		}
-		return tx.Publish(bus.Event{Type: "build.started", Repository: d.Repository, Subject: d.BuildId, Data: &eventsv1.BuildStarted{
-			BuildId: d.BuildId, Repository: d.Repository, Version: version, Agent: d.Agent, StartedAt: d.StartedAt,
-		}})
-	case *eventsv1.JobStepFinished:
-		return updateStep(ctx, tx, d.BuildId, d.Step)
-	case *eventsv1.JobFinished:
-		return s.finishJob(ctx, tx, d)
+		if err := tx.Publish(bus.Event{Type: "job.queued", Repository: b.repository, Subject: job.JobId, Data: &eventsv1.JobQueued{
+			JobId: job.JobId, BuildId: b.id, Kind: job.Kind, Repository: b.repository, Steps: names, Matrix: combo,
+		}}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-func updateStep(ctx context.Context, tx *bus.Tx, buildID string, st *eventsv1.StepResult) error {
-	var started int64
-	if st.StartedAt != nil {
-		started = st.StartedAt.AsTime().UnixNano()
+// supersede cancels the older unfinished builds of the same branch or pull
+// request: a newer push makes them moot.
+func (s *Service) supersede(ctx context.Context, tx *bus.Tx, b buildRow, now time.Time) error {
+	if b.trigger != "push" && b.trigger != "pull_request" {
+		return nil
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE build_steps SET status = $1, exit_code = $2, started_at = $3, duration_ns = $4, error = $5 WHERE build_id = $6 AND name = $7`,
-		int32(st.Status), st.ExitCode, started, st.Duration.AsDuration().Nanoseconds(), st.Error, buildID, st.Name)
-	return err
-}
-
-func (s *Service) finishJob(ctx context.Context, tx *bus.Tx, d *eventsv1.JobFinished) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = $1, log_key = $2, agent = $3 WHERE id = $4`,
-		int32(d.Status), d.LogKey, d.Agent, d.JobId); err != nil {
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM builds WHERE repository = $1 AND ref = $2 AND id <> $3 AND finished_at = 0 AND number < $4`,
+		b.repository, b.ref, b.id, b.number)
+	if err != nil {
 		return err
 	}
-	for _, st := range d.Steps {
-		if err := updateStep(ctx, tx, d.BuildId, st); err != nil {
+	var older []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return err
+		}
+		older = append(older, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, id := range older {
+		if err := s.cancelBuild(ctx, tx, id, fmt.Sprintf("superseded by build #%d", b.number), now); err != nil {
 			return err
 		}
 	}
-	now := time.Now().UTC()
-	res, err := tx.ExecContext(ctx, `UPDATE builds SET status = $1, failed_step = $2, error = $3, finished_at = $4 WHERE id = $5 AND finished_at = 0`,
-		int32(d.Status), d.FailedStep, d.Error, now.UnixNano(), d.BuildId)
+	return nil
+}
+
+// cancelBuild ends an unfinished build as canceled and tells agents to stop
+// its jobs. It reports whether the build was still unfinished.
+func (s *Service) cancelBuild(ctx context.Context, tx *bus.Tx, id, reason string, now time.Time) error {
+	res, err := tx.ExecContext(ctx, `UPDATE builds SET status = $1, error = $2, finished_at = $3 WHERE id = $4 AND finished_at = 0`,
+		int32(eventsv1.BuildStatus_BUILD_STATUS_CANCELED), reason, now.UnixNano(), id)
 	if err != nil {
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return nil // already finished (a redelivered job's second report)
+		return errAlreadyFinished
 	}
-	b, err := loadBuild(ctx, tx, d.BuildId)
+	jobs, err := tx.QueryContext(ctx, `SELECT id FROM jobs WHERE build_id = $1 AND status IN ($2, $3)`,
+		id, int32(eventsv1.BuildStatus_BUILD_STATUS_QUEUED), int32(eventsv1.BuildStatus_BUILD_STATUS_RUNNING))
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for jobs.Next() {
+		var j string
+		if err := jobs.Scan(&j); err != nil {
+			jobs.Close()
+			return err
+		}
+		ids = append(ids, j)
+	}
+	jobs.Close()
+	if err := jobs.Err(); err != nil {
+		return err
+	}
+	for _, j := range ids {
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = $1, error = $2 WHERE id = $3`, int32(eventsv1.BuildStatus_BUILD_STATUS_CANCELED), reason, j); err != nil {
+			return err
+		}
+		if err := tx.CancelJob(j, reason); err != nil {
+			return err
+		}
+	}
+	b, err := loadBuild(ctx, tx, id)
 	if err != nil {
 		return err
 	}
@@ -288,8 +339,121 @@ func (s *Service) finishJob(ctx context.Context, tx *bus.Tx, d *eventsv1.JobFini
 	}
 	return tx.Publish(bus.Event{Type: "build.finished", Repository: b.Repository, Subject: b.Id, Data: &eventsv1.BuildFinished{
 		BuildId: b.Id, Number: b.Number, Repository: b.Repository, Ref: b.Ref, Commit: b.Commit, Version: b.Version,
-		Status: d.Status, FailedStep: d.FailedStep, Error: d.Error, Duration: durationpb.New(dur), FinishedAt: timestamppb.New(now),
+		Status: eventsv1.BuildStatus_BUILD_STATUS_CANCELED, Error: reason, Duration: durationpb.New(dur), FinishedAt: timestamppb.New(now),
 	}})
+}
+
+var errAlreadyFinished = errors.New("build already finished")
+
+type buildRow struct {
+	id, repository, ref, commit, version, trigger, failedStep, errText, chainID, changeID string
+	number                                                                                int64
+	status                                                                                eventsv1.BuildStatus
+	createdAt, startedAt, finishedAt                                                      int64
+}
+
+// handleJobEvent follows a build's jobs through the agents' events.
+func (s *Service) handleJobEvent(ctx context.Context, tx *bus.Tx, ev bus.Event) error {
+	switch d := ev.Data.(type) {
+	case *eventsv1.JobStarted:
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = $1, agent = $2 WHERE id = $3 AND status = $4`,
+			int32(eventsv1.BuildStatus_BUILD_STATUS_RUNNING), d.Agent, d.JobId, int32(eventsv1.BuildStatus_BUILD_STATUS_QUEUED)); err != nil {
+			return err
+		}
+		started := d.StartedAt.AsTime()
+		res, err := tx.ExecContext(ctx, `UPDATE builds SET status = $1, started_at = $2 WHERE id = $3 AND status = $4`,
+			int32(eventsv1.BuildStatus_BUILD_STATUS_RUNNING), started.UnixNano(), d.BuildId, int32(eventsv1.BuildStatus_BUILD_STATUS_QUEUED))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // another job of the build started first, or it was canceled
+		}
+		var version string
+		if err := tx.QueryRowContext(ctx, `SELECT version FROM builds WHERE id = $1`, d.BuildId).Scan(&version); err != nil {
+			return err
+		}
+		return tx.Publish(bus.Event{Type: "build.started", Repository: d.Repository, Subject: d.BuildId, Data: &eventsv1.BuildStarted{
+			BuildId: d.BuildId, Repository: d.Repository, Version: version, Agent: d.Agent, StartedAt: d.StartedAt,
+		}})
+	case *eventsv1.JobStepFinished:
+		return updateStep(ctx, tx, d.JobId, d.Step)
+	case *eventsv1.JobFinished:
+		return s.finishJob(ctx, tx, d)
+	}
+	return nil
+}
+
+func updateStep(ctx context.Context, tx *bus.Tx, jobID string, st *eventsv1.StepResult) error {
+	var started int64
+	if st.StartedAt != nil {
+		started = st.StartedAt.AsTime().UnixNano()
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE build_steps SET status = $1, exit_code = $2, started_at = $3, duration_ns = $4, error = $5 WHERE job_id = $6 AND name = $7`,
+		int32(st.Status), st.ExitCode, started, st.Duration.AsDuration().Nanoseconds(), st.Error, jobID, st.Name)
+	return err
+}
+
+// finishJob records a job's end and, when it was the build's last, ends the
+// build: failure if any job failed, error if any errored, else success.
+func (s *Service) finishJob(ctx context.Context, tx *bus.Tx, d *eventsv1.JobFinished) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = $1, log_key = $2, agent = $3, failed_step = $4, error = $5 WHERE id = $6 AND status IN ($7, $8)`,
+		int32(d.Status), d.LogKey, d.Agent, d.FailedStep, d.Error, d.JobId,
+		int32(eventsv1.BuildStatus_BUILD_STATUS_QUEUED), int32(eventsv1.BuildStatus_BUILD_STATUS_RUNNING)); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE jobs SET log_key = $1 WHERE id = $2`, d.LogKey, d.JobId); err != nil {
+		return err
+	}
+	for _, st := range d.Steps {
+		if err := updateStep(ctx, tx, d.JobId, st); err != nil {
+			return err
+		}
+	}
+	b, err := loadBuild(ctx, tx, d.BuildId)
+	if err != nil {
+		return err
+	}
+	if b.FinishedAt != nil {
+		return nil // canceled, or a redelivered job's second report
+	}
+	status, failed, errText := eventsv1.BuildStatus_BUILD_STATUS_SUCCESS, "", ""
+	for _, j := range b.Jobs {
+		switch j.Status {
+		case eventsv1.BuildStatus_BUILD_STATUS_QUEUED, eventsv1.BuildStatus_BUILD_STATUS_RUNNING:
+			return nil // not the last job
+		case eventsv1.BuildStatus_BUILD_STATUS_FAILURE, eventsv1.BuildStatus_BUILD_STATUS_ERROR, eventsv1.BuildStatus_BUILD_STATUS_CANCELED:
+			if status == eventsv1.BuildStatus_BUILD_STATUS_SUCCESS || j.Status == eventsv1.BuildStatus_BUILD_STATUS_FAILURE && status != eventsv1.BuildStatus_BUILD_STATUS_FAILURE {
+				status, failed, errText = j.Status, j.FailedStep, j.Error
+				if len(b.Jobs) > 1 && j.Error != "" {
+					errText = fmt.Sprintf("%s (%s)", j.Error, matrixLabel(j.Matrix))
+				}
+			}
+		}
+	}
+	now := time.Now().UTC()
+	if _, err := tx.ExecContext(ctx, `UPDATE builds SET status = $1, failed_step = $2, error = $3, finished_at = $4 WHERE id = $5 AND finished_at = 0`,
+		int32(status), failed, errText, now.UnixNano(), d.BuildId); err != nil {
+		return err
+	}
+	var dur time.Duration
+	if b.StartedAt != nil {
+		dur = now.Sub(b.StartedAt.AsTime())
+	}
+	return tx.Publish(bus.Event{Type: "build.finished", Repository: b.Repository, Subject: b.Id, Data: &eventsv1.BuildFinished{
+		BuildId: b.Id, Number: b.Number, Repository: b.Repository, Ref: b.Ref, Commit: b.Commit, Version: b.Version,
+		Status: status, FailedStep: failed, Error: errText, Duration: durationpb.New(dur), FinishedAt: timestamppb.New(now),
+	}})
+}
+
+// matrixLabel is "DB=pg, GO=1.26" for a combination.
+func matrixLabel(m map[string]string) string {
+	keys := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return strings.Join(parts, ", ")
 }
 
 func branchOf(ref string) string { return strings.TrimPrefix(ref, "refs/heads/") }

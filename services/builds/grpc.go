@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -159,16 +161,40 @@ func loadBuild(ctx context.Context, q queryer, id string) (*buildsv1.Build, erro
 }
 
 func fillBuild(ctx context.Context, q queryer, b *buildsv1.Build) error {
-	rows, err := q.QueryContext(ctx, `SELECT name, status, exit_code, started_at, duration_ns, error FROM build_steps WHERE build_id = $1 ORDER BY position`, b.Id)
+	jrows, err := q.QueryContext(ctx, `SELECT id, matrix, status, agent, failed_step, error FROM jobs WHERE build_id = $1 ORDER BY position`, b.Id)
 	if err != nil {
 		return err
 	}
+	byID := map[string]*buildsv1.BuildJob{}
+	for jrows.Next() {
+		j := &buildsv1.BuildJob{}
+		var matrix string
+		var st int32
+		if err := jrows.Scan(&j.Id, &matrix, &st, &j.Agent, &j.FailedStep, &j.Error); err != nil {
+			jrows.Close()
+			return err
+		}
+		j.Status = eventsv1.BuildStatus(st)
+		_ = json.Unmarshal([]byte(matrix), &j.Matrix)
+		b.Jobs = append(b.Jobs, j)
+		b.JobIds = append(b.JobIds, j.Id)
+		byID[j.Id] = j
+	}
+	jrows.Close()
+	if err := jrows.Err(); err != nil {
+		return err
+	}
+	rows, err := q.QueryContext(ctx, `SELECT job_id, name, status, exit_code, started_at, duration_ns, error FROM build_steps WHERE build_id = $1 ORDER BY job_id, position`, b.Id)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
 	for rows.Next() {
 		st := &eventsv1.StepResult{}
+		var jobID string
 		var s int32
 		var started, dur int64
-		if err := rows.Scan(&st.Name, &s, &st.ExitCode, &started, &dur, &st.Error); err != nil {
-			rows.Close()
+		if err := rows.Scan(&jobID, &st.Name, &s, &st.ExitCode, &started, &dur, &st.Error); err != nil {
 			return err
 		}
 		st.Status = eventsv1.BuildStatus(s)
@@ -176,25 +202,18 @@ func fillBuild(ctx context.Context, q queryer, b *buildsv1.Build) error {
 			st.StartedAt = timestamppb.New(time.Unix(0, started))
 		}
 		st.Duration = durationpb.New(time.Duration(dur))
-		b.Steps = append(b.Steps, st)
+		if j := byID[jobID]; j != nil {
+			j.Steps = append(j.Steps, st)
+		}
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	jrows, err := q.QueryContext(ctx, `SELECT id FROM jobs WHERE build_id = $1 ORDER BY id`, b.Id)
-	if err != nil {
-		return err
+	// Build.steps: every job's steps, in job order.
+	for _, j := range b.Jobs {
+		b.Steps = append(b.Steps, j.Steps...)
 	}
-	defer jrows.Close()
-	for jrows.Next() {
-		var id string
-		if err := jrows.Scan(&id); err != nil {
-			return err
-		}
-		b.JobIds = append(b.JobIds, id)
-	}
-	return jrows.Err()
+	return nil
 }
 
 func (g *grpcServer) ListBuilds(ctx context.Context, req *buildsv1.ListBuildsRequest) (*buildsv1.ListBuildsResponse, error) {
@@ -371,6 +390,11 @@ func (g *grpcServer) WatchEvents(req *buildsv1.WatchEventsRequest, stream grpc.S
 	return nil
 }
 
+// StreamLogs sends a job's log in order, each line once. Without follow it
+// sends what is stored (the whole log once the job has ended, up to the last
+// finished step before). With follow it also subscribes to the live tail
+// and fills any gap between what is stored and the first live line from
+// the store, which the agent refreshes every second, until the end marker.
 func (g *grpcServer) StreamLogs(req *buildsv1.StreamLogsRequest, stream grpc.ServerStreamingServer[buildsv1.StreamLogsResponse]) error {
 	if req.GetJobId() == "" {
 		return invalid("job_id", "required")
@@ -378,39 +402,73 @@ func (g *grpcServer) StreamLogs(req *buildsv1.StreamLogsRequest, stream grpc.Ser
 	ctx := stream.Context()
 	var live chan *nats.Msg
 	if req.GetFollow() {
-		live = make(chan *nats.Msg, 4096)
+		live = make(chan *nats.Msg, 64<<10)
 		sub, err := g.s.bus.Conn().ChanSubscribe(bus.LogSubject(req.GetJobId()), live)
 		if err != nil {
 			return status.Errorf(codes.Unavailable, "subscribing to logs: %v", err)
 		}
 		defer func() { _ = sub.Unsubscribe() }()
 	}
-	// What is stored first: a finished job's whole log.
-	if stored, err := g.storedLog(ctx, req.GetJobId()); err == nil {
-		for _, l := range stored {
+	var sent uint64
+	// send delivers lines in order from sent+1 on; it reports the end marker.
+	send := func(lines []*eventsv1.LogLine) (bool, error) {
+		for _, l := range lines {
+			if l.GetNumber() <= sent {
+				continue
+			}
+			if l.GetNumber() != sent+1 {
+				return false, nil // a gap: wait for the store to fill it
+			}
+			sent = l.GetNumber()
+			if l.GetStream() == "end" {
+				return true, nil
+			}
 			if err := stream.Send(&buildsv1.StreamLogsResponse{Line: l}); err != nil {
-				return err
+				return false, err
 			}
 		}
-		return nil
-	} else if !req.GetFollow() {
-		return status.Errorf(codes.NotFound, "no stored log for job %q (it may still be running: use follow)", req.GetJobId())
+		return false, nil
 	}
-	var last uint64
+	stored, err := g.storedLog(ctx, req.GetJobId())
+	if err != nil && !req.GetFollow() {
+		return status.Errorf(codes.NotFound, "no stored log for job %q (still queued? use follow)", req.GetJobId())
+	}
+	if end, err := send(stored); end || err != nil || !req.GetFollow() {
+		return err
+	}
+	pending := map[uint64]*eventsv1.LogLine{}
+	refresh := time.NewTicker(500 * time.Millisecond)
+	defer refresh.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case m := <-live:
 			l := &eventsv1.LogLine{}
-			if proto.Unmarshal(m.Data, l) != nil || l.Number <= last && last != 0 {
+			if proto.Unmarshal(m.Data, l) != nil || l.GetNumber() <= sent {
 				continue
 			}
-			last = l.Number
-			if l.Stream == "end" {
-				return nil
+			pending[l.GetNumber()] = l
+		case <-refresh.C:
+			// The gap (or a job that ended before we subscribed) is in the store.
+			if stored, err := g.storedLog(ctx, req.GetJobId()); err == nil {
+				if end, err := send(stored); end || err != nil {
+					return err
+				}
 			}
-			if err := stream.Send(&buildsv1.StreamLogsResponse{Line: l}); err != nil {
+			for n := range pending {
+				if n <= sent {
+					delete(pending, n)
+				}
+			}
+		}
+		for {
+			l, ok := pending[sent+1]
+			if !ok {
+				break
+			}
+			delete(pending, l.GetNumber())
+			if end, err := send([]*eventsv1.LogLine{l}); end || err != nil {
 				return err
 			}
 		}
@@ -428,4 +486,116 @@ func (g *grpcServer) storedLog(ctx context.Context, jobID string) ([]*eventsv1.L
 		return nil, err
 	}
 	return bus.DecodeLog(data)
+}
+
+func (g *grpcServer) CancelBuild(ctx context.Context, req *buildsv1.CancelBuildRequest) (*buildsv1.CancelBuildResponse, error) {
+	if req.GetId() == "" {
+		return nil, invalid("id", "required")
+	}
+	err := g.s.ob.InTx(ctx, func(tx *bus.Tx) error {
+		return g.s.cancelBuild(ctx, tx, req.GetId(), "canceled by request", time.Now().UTC())
+	})
+	switch {
+	case errors.Is(err, errAlreadyFinished):
+		return &buildsv1.CancelBuildResponse{Canceled: false}, nil
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, status.Errorf(codes.NotFound, "build %q not found", req.GetId())
+	case err != nil:
+		return nil, status.Errorf(codes.Unavailable, "canceling: %v", err)
+	}
+	return &buildsv1.CancelBuildResponse{Canceled: true}, nil
+}
+
+func (g *grpcServer) RetryBuild(ctx context.Context, req *buildsv1.RetryBuildRequest) (*buildsv1.RetryBuildResponse, error) {
+	if req.GetId() == "" {
+		return nil, invalid("id", "required")
+	}
+	var b *buildsv1.Build
+	err := g.s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		b, err = loadBuild(ctx, tx, req.GetId())
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, status.Errorf(codes.NotFound, "build %q not found", req.GetId())
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "reading build: %v", err)
+	}
+	repo, err := g.s.repository(ctx, b.Repository)
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "repository %s: %v", b.Repository, err)
+	}
+	ch := &eventsv1.Change{
+		Kind: eventsv1.ChangeKind_CHANGE_KIND_PUSH, Forge: "manual", Repository: b.Repository,
+		CloneUrl: repo.cloneURL, DefaultBranch: repo.defaultBranch, Ref: b.Ref, After: b.Commit,
+	}
+	if tag, ok := strings.CutPrefix(b.Ref, "refs/tags/"); ok {
+		ch.Kind, ch.Tag = eventsv1.ChangeKind_CHANGE_KIND_TAG, tag
+	} else {
+		ch.Branch = branchOf(b.Ref)
+	}
+	reply, err := g.s.acceptChange(ctx, ch)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "recording the change: %v", err)
+	}
+	return &buildsv1.RetryBuildResponse{EventId: reply.EventID}, nil
+}
+
+var secretName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (g *grpcServer) SetSecret(ctx context.Context, req *buildsv1.SetSecretRequest) (*buildsv1.SetSecretResponse, error) {
+	if !secretName.MatchString(req.GetName()) {
+		return nil, invalid("name", fmt.Sprintf("%q is not a variable name (letters, digits and _, not starting with a digit)", req.GetName()))
+	}
+	if req.GetValue() == "" {
+		return nil, invalid("value", "required")
+	}
+	if _, err := g.s.repository(ctx, req.GetRepository()); errors.Is(err, errNotFound) {
+		return nil, status.Errorf(codes.NotFound, "repository %q is not registered", req.GetRepository())
+	} else if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	err := g.s.db.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO secrets (repository, name, value, updated_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (repository, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+			req.GetRepository(), req.GetName(), req.GetValue(), time.Now().UnixNano())
+		return err
+	})
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "storing secret: %v", err)
+	}
+	return &buildsv1.SetSecretResponse{}, nil
+}
+
+func (g *grpcServer) ListSecrets(ctx context.Context, req *buildsv1.ListSecretsRequest) (*buildsv1.ListSecretsResponse, error) {
+	rows, err := g.s.db.QueryContext(ctx, `SELECT name FROM secrets WHERE repository = $1 ORDER BY name`, req.GetRepository())
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "listing secrets: %v", err)
+	}
+	defer rows.Close()
+	resp := &buildsv1.ListSecretsResponse{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, status.Errorf(codes.Internal, "listing secrets: %v", err)
+		}
+		resp.Names = append(resp.Names, n)
+	}
+	return resp, rows.Err()
+}
+
+func (g *grpcServer) DeleteSecret(ctx context.Context, req *buildsv1.DeleteSecretRequest) (*buildsv1.DeleteSecretResponse, error) {
+	var n int64
+	err := g.s.db.InTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM secrets WHERE repository = $1 AND name = $2`, req.GetRepository(), req.GetName())
+		if err == nil {
+			n, _ = res.RowsAffected()
+		}
+		return err
+	})
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "deleting secret: %v", err)
+	}
+	return &buildsv1.DeleteSecretResponse{Deleted: n > 0}, nil
 }

@@ -68,6 +68,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err := cfg.DB.Migrate(ctx, Migrations()...); err != nil {
 		return nil, fmt.Errorf("builds: %w", err)
 	}
+	// Cancels reach agents through this bucket; it must exist before the
+	// outbox relays one.
+	if _, err := cfg.Bus.Cancels(ctx); err != nil {
+		return nil, fmt.Errorf("builds: %w", err)
+	}
 	log := cfg.Logger.With("service", "builds")
 	return &Service{
 		db: cfg.DB, bus: cfg.Bus, log: log, cfg: cfg,

@@ -148,7 +148,7 @@ func TestBuildLifecycle(t *testing.T) {
 		if job.GetCommit() != sha || job.GetKind() != "build" || len(job.GetSteps()) != 2 || job.GetSteps()[1].GetTimeout().AsDuration() != 5*time.Second {
 			t.Fatalf("job = %v", job)
 		}
-		if job.GetEnvironment()["A"] != "b" || job.GetEnvironment()["SHIPLOOP_VERSION"] != "0.0.1-dev.1+g"+sha[:7] {
+		if job.GetSteps()[0].GetEnvironment()["A"] != "b" || job.GetEnvironment()["SHIPLOOP_VERSION"] != "0.0.1-dev.1+g"+sha[:7] {
 			t.Errorf("job env = %v", job.GetEnvironment())
 		}
 		b := h.waitBuild(ctx, job.GetBuildId(), eventsv1.BuildStatus_BUILD_STATUS_QUEUED)

@@ -37,18 +37,23 @@ CREATE TABLE IF NOT EXISTS builds (
 CREATE INDEX IF NOT EXISTS builds_created ON builds (created_at, id);
 
 CREATE TABLE IF NOT EXISTS jobs (
-    id       TEXT PRIMARY KEY,
-    build_id TEXT NOT NULL,
-    kind     TEXT NOT NULL,
-    status   INTEGER NOT NULL,
-    agent    TEXT NOT NULL DEFAULT '',
-    log_key  TEXT NOT NULL DEFAULT ''
+    id          TEXT PRIMARY KEY,
+    build_id    TEXT NOT NULL,
+    position    INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    matrix      TEXT NOT NULL DEFAULT '{}',
+    status      INTEGER NOT NULL,
+    agent       TEXT NOT NULL DEFAULT '',
+    failed_step TEXT NOT NULL DEFAULT '',
+    error       TEXT NOT NULL DEFAULT '',
+    log_key     TEXT NOT NULL DEFAULT ''
 );
 
 CREATE INDEX IF NOT EXISTS jobs_build ON jobs (build_id);
 
 CREATE TABLE IF NOT EXISTS build_steps (
     build_id    TEXT NOT NULL,
+    job_id      TEXT NOT NULL,
     position    INTEGER NOT NULL,
     name        TEXT NOT NULL,
     status      INTEGER NOT NULL,
@@ -56,5 +61,15 @@ CREATE TABLE IF NOT EXISTS build_steps (
     started_at  {{bigint}} NOT NULL DEFAULT 0,
     duration_ns {{bigint}} NOT NULL DEFAULT 0,
     error       TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (build_id, name)
+    PRIMARY KEY (job_id, name)
+);
+
+CREATE INDEX IF NOT EXISTS build_steps_build ON build_steps (build_id);
+
+CREATE TABLE IF NOT EXISTS secrets (
+    repository TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    updated_at {{bigint}} NOT NULL,
+    PRIMARY KEY (repository, name)
 );

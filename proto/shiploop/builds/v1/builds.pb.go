@@ -334,15 +334,17 @@ type Build struct {
 	Version    string         `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
 	Status     v1.BuildStatus `protobuf:"varint,7,opt,name=status,proto3,enum=shiploop.events.v1.BuildStatus" json:"status,omitempty"`
 	// push, tag, pull_request, manual...
-	Trigger       string                 `protobuf:"bytes,8,opt,name=trigger,proto3" json:"trigger,omitempty"`
-	FailedStep    string                 `protobuf:"bytes,9,opt,name=failed_step,json=failedStep,proto3" json:"failed_step,omitempty"`
-	Error         string                 `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
-	Steps         []*v1.StepResult       `protobuf:"bytes,11,rep,name=steps,proto3" json:"steps,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
-	ChainId       string                 `protobuf:"bytes,15,opt,name=chain_id,json=chainId,proto3" json:"chain_id,omitempty"`
-	JobIds        []string               `protobuf:"bytes,16,rep,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	Trigger    string                 `protobuf:"bytes,8,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	FailedStep string                 `protobuf:"bytes,9,opt,name=failed_step,json=failedStep,proto3" json:"failed_step,omitempty"`
+	Error      string                 `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	Steps      []*v1.StepResult       `protobuf:"bytes,11,rep,name=steps,proto3" json:"steps,omitempty"`
+	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	ChainId    string                 `protobuf:"bytes,15,opt,name=chain_id,json=chainId,proto3" json:"chain_id,omitempty"`
+	JobIds     []string               `protobuf:"bytes,16,rep,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	// The build's jobs: one, or one per matrix combination.
+	Jobs          []*BuildJob `protobuf:"bytes,17,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -489,6 +491,573 @@ func (x *Build) GetJobIds() []string {
 	return nil
 }
 
+func (x *Build) GetJobs() []*BuildJob {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+// BuildJob is one job of a build.
+type BuildJob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Matrix        map[string]string      `protobuf:"bytes,2,rep,name=matrix,proto3" json:"matrix,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Status        v1.BuildStatus         `protobuf:"varint,3,opt,name=status,proto3,enum=shiploop.events.v1.BuildStatus" json:"status,omitempty"`
+	Agent         string                 `protobuf:"bytes,4,opt,name=agent,proto3" json:"agent,omitempty"`
+	FailedStep    string                 `protobuf:"bytes,5,opt,name=failed_step,json=failedStep,proto3" json:"failed_step,omitempty"`
+	Error         string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	Steps         []*v1.StepResult       `protobuf:"bytes,7,rep,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildJob) Reset() {
+	*x = BuildJob{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildJob) ProtoMessage() {}
+
+func (x *BuildJob) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildJob.ProtoReflect.Descriptor instead.
+func (*BuildJob) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *BuildJob) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *BuildJob) GetMatrix() map[string]string {
+	if x != nil {
+		return x.Matrix
+	}
+	return nil
+}
+
+func (x *BuildJob) GetStatus() v1.BuildStatus {
+	if x != nil {
+		return x.Status
+	}
+	return v1.BuildStatus(0)
+}
+
+func (x *BuildJob) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *BuildJob) GetFailedStep() string {
+	if x != nil {
+		return x.FailedStep
+	}
+	return ""
+}
+
+func (x *BuildJob) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *BuildJob) GetSteps() []*v1.StepResult {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+// CancelBuildRequest names the build.
+type CancelBuildRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelBuildRequest) Reset() {
+	*x = CancelBuildRequest{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelBuildRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelBuildRequest) ProtoMessage() {}
+
+func (x *CancelBuildRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelBuildRequest.ProtoReflect.Descriptor instead.
+func (*CancelBuildRequest) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CancelBuildRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// CancelBuildResponse says whether anything was still running.
+type CancelBuildResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Canceled      bool                   `protobuf:"varint,1,opt,name=canceled,proto3" json:"canceled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelBuildResponse) Reset() {
+	*x = CancelBuildResponse{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelBuildResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelBuildResponse) ProtoMessage() {}
+
+func (x *CancelBuildResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelBuildResponse.ProtoReflect.Descriptor instead.
+func (*CancelBuildResponse) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CancelBuildResponse) GetCanceled() bool {
+	if x != nil {
+		return x.Canceled
+	}
+	return false
+}
+
+// RetryBuildRequest names the build to run again.
+type RetryBuildRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryBuildRequest) Reset() {
+	*x = RetryBuildRequest{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryBuildRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryBuildRequest) ProtoMessage() {}
+
+func (x *RetryBuildRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryBuildRequest.ProtoReflect.Descriptor instead.
+func (*RetryBuildRequest) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RetryBuildRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// RetryBuildResponse returns the id of the change event of the new build.
+type RetryBuildResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	EventId       string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryBuildResponse) Reset() {
+	*x = RetryBuildResponse{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryBuildResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryBuildResponse) ProtoMessage() {}
+
+func (x *RetryBuildResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryBuildResponse.ProtoReflect.Descriptor instead.
+func (*RetryBuildResponse) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RetryBuildResponse) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+// SetSecretRequest stores a secret.
+type SetSecretRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Repository string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	// A variable name: letters, digits and _, not starting with a digit.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Value         string `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSecretRequest) Reset() {
+	*x = SetSecretRequest{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSecretRequest) ProtoMessage() {}
+
+func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSecretRequest.ProtoReflect.Descriptor instead.
+func (*SetSecretRequest) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SetSecretRequest) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+func (x *SetSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetSecretRequest) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// SetSecretResponse is empty.
+type SetSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSecretResponse) Reset() {
+	*x = SetSecretResponse{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSecretResponse) ProtoMessage() {}
+
+func (x *SetSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSecretResponse.ProtoReflect.Descriptor instead.
+func (*SetSecretResponse) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{12}
+}
+
+// ListSecretsRequest names the repository.
+type ListSecretsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Repository    string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsRequest) Reset() {
+	*x = ListSecretsRequest{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsRequest) ProtoMessage() {}
+
+func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
+func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListSecretsRequest) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+// ListSecretsResponse lists names, never values.
+type ListSecretsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsResponse) Reset() {
+	*x = ListSecretsResponse{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsResponse) ProtoMessage() {}
+
+func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
+func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListSecretsResponse) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+// DeleteSecretRequest names the secret.
+type DeleteSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Repository    string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSecretRequest) Reset() {
+	*x = DeleteSecretRequest{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSecretRequest) ProtoMessage() {}
+
+func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DeleteSecretRequest) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+func (x *DeleteSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// DeleteSecretResponse says whether the secret existed.
+type DeleteSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deleted       bool                   `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSecretResponse) Reset() {
+	*x = DeleteSecretResponse{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSecretResponse) ProtoMessage() {}
+
+func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSecretResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DeleteSecretResponse) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
 // ListBuildsRequest filters and pages builds.
 type ListBuildsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -502,7 +1071,7 @@ type ListBuildsRequest struct {
 
 func (x *ListBuildsRequest) Reset() {
 	*x = ListBuildsRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[6]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -514,7 +1083,7 @@ func (x *ListBuildsRequest) String() string {
 func (*ListBuildsRequest) ProtoMessage() {}
 
 func (x *ListBuildsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[6]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -527,7 +1096,7 @@ func (x *ListBuildsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBuildsRequest.ProtoReflect.Descriptor instead.
 func (*ListBuildsRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{6}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListBuildsRequest) GetRepository() string {
@@ -562,7 +1131,7 @@ type ListBuildsResponse struct {
 
 func (x *ListBuildsResponse) Reset() {
 	*x = ListBuildsResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[7]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -574,7 +1143,7 @@ func (x *ListBuildsResponse) String() string {
 func (*ListBuildsResponse) ProtoMessage() {}
 
 func (x *ListBuildsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[7]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -587,7 +1156,7 @@ func (x *ListBuildsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBuildsResponse.ProtoReflect.Descriptor instead.
 func (*ListBuildsResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{7}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListBuildsResponse) GetBuilds() []*Build {
@@ -616,7 +1185,7 @@ type GetBuildRequest struct {
 
 func (x *GetBuildRequest) Reset() {
 	*x = GetBuildRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[8]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -628,7 +1197,7 @@ func (x *GetBuildRequest) String() string {
 func (*GetBuildRequest) ProtoMessage() {}
 
 func (x *GetBuildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[8]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -641,7 +1210,7 @@ func (x *GetBuildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBuildRequest.ProtoReflect.Descriptor instead.
 func (*GetBuildRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{8}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetBuildRequest) GetId() string {
@@ -675,7 +1244,7 @@ type GetBuildResponse struct {
 
 func (x *GetBuildResponse) Reset() {
 	*x = GetBuildResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[9]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +1256,7 @@ func (x *GetBuildResponse) String() string {
 func (*GetBuildResponse) ProtoMessage() {}
 
 func (x *GetBuildResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[9]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +1269,7 @@ func (x *GetBuildResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBuildResponse.ProtoReflect.Descriptor instead.
 func (*GetBuildResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{9}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetBuildResponse) GetBuild() *Build {
@@ -722,7 +1291,7 @@ type TriggerBuildRequest struct {
 
 func (x *TriggerBuildRequest) Reset() {
 	*x = TriggerBuildRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[10]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +1303,7 @@ func (x *TriggerBuildRequest) String() string {
 func (*TriggerBuildRequest) ProtoMessage() {}
 
 func (x *TriggerBuildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[10]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +1316,7 @@ func (x *TriggerBuildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerBuildRequest.ProtoReflect.Descriptor instead.
 func (*TriggerBuildRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{10}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TriggerBuildRequest) GetRepository() string {
@@ -776,7 +1345,7 @@ type TriggerBuildResponse struct {
 
 func (x *TriggerBuildResponse) Reset() {
 	*x = TriggerBuildResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[11]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -788,7 +1357,7 @@ func (x *TriggerBuildResponse) String() string {
 func (*TriggerBuildResponse) ProtoMessage() {}
 
 func (x *TriggerBuildResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[11]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -801,7 +1370,7 @@ func (x *TriggerBuildResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerBuildResponse.ProtoReflect.Descriptor instead.
 func (*TriggerBuildResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{11}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TriggerBuildResponse) GetEventId() string {
@@ -841,7 +1410,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[12]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +1422,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[12]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +1435,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{12}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchEventsRequest) GetTypes() []string {
@@ -900,7 +1469,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[13]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1481,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[13]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1494,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{13}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WatchEventsResponse) GetEvent() *v1.Event {
@@ -946,7 +1515,7 @@ type StreamLogsRequest struct {
 
 func (x *StreamLogsRequest) Reset() {
 	*x = StreamLogsRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[14]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1527,7 @@ func (x *StreamLogsRequest) String() string {
 func (*StreamLogsRequest) ProtoMessage() {}
 
 func (x *StreamLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[14]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1540,7 @@ func (x *StreamLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamLogsRequest.ProtoReflect.Descriptor instead.
 func (*StreamLogsRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{14}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StreamLogsRequest) GetJobId() string {
@@ -998,7 +1567,7 @@ type StreamLogsResponse struct {
 
 func (x *StreamLogsResponse) Reset() {
 	*x = StreamLogsResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[15]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1579,7 @@ func (x *StreamLogsResponse) String() string {
 func (*StreamLogsResponse) ProtoMessage() {}
 
 func (x *StreamLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[15]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1592,7 @@ func (x *StreamLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamLogsResponse.ProtoReflect.Descriptor instead.
 func (*StreamLogsResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{15}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StreamLogsResponse) GetLine() *v1.LogLine {
@@ -1061,7 +1630,7 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"\x86\x01\n" +
 	"\x18ListRepositoriesResponse\x12B\n" +
 	"\frepositories\x18\x01 \x03(\v2\x1e.shiploop.builds.v1.RepositoryR\frepositories\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xba\x04\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xec\x04\n" +
 	"\x05Build\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1e\n" +
@@ -1085,7 +1654,48 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"\vfinished_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x19\n" +
 	"\bchain_id\x18\x0f \x01(\tR\achainId\x12\x17\n" +
-	"\ajob_ids\x18\x10 \x03(\tR\x06jobIds\"o\n" +
+	"\ajob_ids\x18\x10 \x03(\tR\x06jobIds\x120\n" +
+	"\x04jobs\x18\x11 \x03(\v2\x1c.shiploop.builds.v1.BuildJobR\x04jobs\"\xd3\x02\n" +
+	"\bBuildJob\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12@\n" +
+	"\x06matrix\x18\x02 \x03(\v2(.shiploop.builds.v1.BuildJob.MatrixEntryR\x06matrix\x127\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x1f.shiploop.events.v1.BuildStatusR\x06status\x12\x14\n" +
+	"\x05agent\x18\x04 \x01(\tR\x05agent\x12\x1f\n" +
+	"\vfailed_step\x18\x05 \x01(\tR\n" +
+	"failedStep\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x124\n" +
+	"\x05steps\x18\a \x03(\v2\x1e.shiploop.events.v1.StepResultR\x05steps\x1a9\n" +
+	"\vMatrixEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"$\n" +
+	"\x12CancelBuildRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"1\n" +
+	"\x13CancelBuildResponse\x12\x1a\n" +
+	"\bcanceled\x18\x01 \x01(\bR\bcanceled\"#\n" +
+	"\x11RetryBuildRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"/\n" +
+	"\x12RetryBuildResponse\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\"\\\n" +
+	"\x10SetSecretRequest\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\tR\n" +
+	"repository\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\tR\x05value\"\x13\n" +
+	"\x11SetSecretResponse\"4\n" +
+	"\x12ListSecretsRequest\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\tR\n" +
+	"repository\"+\n" +
+	"\x13ListSecretsResponse\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"I\n" +
+	"\x13DeleteSecretRequest\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\tR\n" +
+	"repository\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"0\n" +
+	"\x14DeleteSecretResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\bR\adeleted\"o\n" +
 	"\x11ListBuildsRequest\x12\x1e\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
@@ -1125,7 +1735,7 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\"E\n" +
 	"\x12StreamLogsResponse\x12/\n" +
-	"\x04line\x18\x01 \x01(\v2\x1b.shiploop.events.v1.LogLineR\x04line2\xca\x05\n" +
+	"\x04line\x18\x01 \x01(\v2\x1b.shiploop.events.v1.LogLineR\x04line2\xa4\t\n" +
 	"\fBuildService\x12s\n" +
 	"\x12RegisterRepository\x12-.shiploop.builds.v1.RegisterRepositoryRequest\x1a..shiploop.builds.v1.RegisterRepositoryResponse\x12m\n" +
 	"\x10ListRepositories\x12+.shiploop.builds.v1.ListRepositoriesRequest\x1a,.shiploop.builds.v1.ListRepositoriesResponse\x12[\n" +
@@ -1135,7 +1745,13 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"\fTriggerBuild\x12'.shiploop.builds.v1.TriggerBuildRequest\x1a(.shiploop.builds.v1.TriggerBuildResponse\x12`\n" +
 	"\vWatchEvents\x12&.shiploop.builds.v1.WatchEventsRequest\x1a'.shiploop.builds.v1.WatchEventsResponse0\x01\x12]\n" +
 	"\n" +
-	"StreamLogs\x12%.shiploop.builds.v1.StreamLogsRequest\x1a&.shiploop.builds.v1.StreamLogsResponse0\x01B@Z>github.com/shiploop/shiploop/proto/shiploop/builds/v1;buildsv1b\x06proto3"
+	"StreamLogs\x12%.shiploop.builds.v1.StreamLogsRequest\x1a&.shiploop.builds.v1.StreamLogsResponse0\x01\x12^\n" +
+	"\vCancelBuild\x12&.shiploop.builds.v1.CancelBuildRequest\x1a'.shiploop.builds.v1.CancelBuildResponse\x12[\n" +
+	"\n" +
+	"RetryBuild\x12%.shiploop.builds.v1.RetryBuildRequest\x1a&.shiploop.builds.v1.RetryBuildResponse\x12X\n" +
+	"\tSetSecret\x12$.shiploop.builds.v1.SetSecretRequest\x1a%.shiploop.builds.v1.SetSecretResponse\x12^\n" +
+	"\vListSecrets\x12&.shiploop.builds.v1.ListSecretsRequest\x1a'.shiploop.builds.v1.ListSecretsResponse\x12a\n" +
+	"\fDeleteSecret\x12'.shiploop.builds.v1.DeleteSecretRequest\x1a(.shiploop.builds.v1.DeleteSecretResponseB@Z>github.com/shiploop/shiploop/proto/shiploop/builds/v1;buildsv1b\x06proto3"
 
 var (
 	file_shiploop_builds_v1_builds_proto_rawDescOnce sync.Once
@@ -1149,7 +1765,7 @@ func file_shiploop_builds_v1_builds_proto_rawDescGZIP() []byte {
 	return file_shiploop_builds_v1_builds_proto_rawDescData
 }
 
-var file_shiploop_builds_v1_builds_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_shiploop_builds_v1_builds_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_shiploop_builds_v1_builds_proto_goTypes = []any{
 	(*Repository)(nil),                 // 0: shiploop.builds.v1.Repository
 	(*RegisterRepositoryRequest)(nil),  // 1: shiploop.builds.v1.RegisterRepositoryRequest
@@ -1157,55 +1773,81 @@ var file_shiploop_builds_v1_builds_proto_goTypes = []any{
 	(*ListRepositoriesRequest)(nil),    // 3: shiploop.builds.v1.ListRepositoriesRequest
 	(*ListRepositoriesResponse)(nil),   // 4: shiploop.builds.v1.ListRepositoriesResponse
 	(*Build)(nil),                      // 5: shiploop.builds.v1.Build
-	(*ListBuildsRequest)(nil),          // 6: shiploop.builds.v1.ListBuildsRequest
-	(*ListBuildsResponse)(nil),         // 7: shiploop.builds.v1.ListBuildsResponse
-	(*GetBuildRequest)(nil),            // 8: shiploop.builds.v1.GetBuildRequest
-	(*GetBuildResponse)(nil),           // 9: shiploop.builds.v1.GetBuildResponse
-	(*TriggerBuildRequest)(nil),        // 10: shiploop.builds.v1.TriggerBuildRequest
-	(*TriggerBuildResponse)(nil),       // 11: shiploop.builds.v1.TriggerBuildResponse
-	(*WatchEventsRequest)(nil),         // 12: shiploop.builds.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),        // 13: shiploop.builds.v1.WatchEventsResponse
-	(*StreamLogsRequest)(nil),          // 14: shiploop.builds.v1.StreamLogsRequest
-	(*StreamLogsResponse)(nil),         // 15: shiploop.builds.v1.StreamLogsResponse
-	(*timestamppb.Timestamp)(nil),      // 16: google.protobuf.Timestamp
-	(v1.BuildStatus)(0),                // 17: shiploop.events.v1.BuildStatus
-	(*v1.StepResult)(nil),              // 18: shiploop.events.v1.StepResult
-	(*v1.Event)(nil),                   // 19: shiploop.events.v1.Event
-	(*v1.LogLine)(nil),                 // 20: shiploop.events.v1.LogLine
+	(*BuildJob)(nil),                   // 6: shiploop.builds.v1.BuildJob
+	(*CancelBuildRequest)(nil),         // 7: shiploop.builds.v1.CancelBuildRequest
+	(*CancelBuildResponse)(nil),        // 8: shiploop.builds.v1.CancelBuildResponse
+	(*RetryBuildRequest)(nil),          // 9: shiploop.builds.v1.RetryBuildRequest
+	(*RetryBuildResponse)(nil),         // 10: shiploop.builds.v1.RetryBuildResponse
+	(*SetSecretRequest)(nil),           // 11: shiploop.builds.v1.SetSecretRequest
+	(*SetSecretResponse)(nil),          // 12: shiploop.builds.v1.SetSecretResponse
+	(*ListSecretsRequest)(nil),         // 13: shiploop.builds.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),        // 14: shiploop.builds.v1.ListSecretsResponse
+	(*DeleteSecretRequest)(nil),        // 15: shiploop.builds.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),       // 16: shiploop.builds.v1.DeleteSecretResponse
+	(*ListBuildsRequest)(nil),          // 17: shiploop.builds.v1.ListBuildsRequest
+	(*ListBuildsResponse)(nil),         // 18: shiploop.builds.v1.ListBuildsResponse
+	(*GetBuildRequest)(nil),            // 19: shiploop.builds.v1.GetBuildRequest
+	(*GetBuildResponse)(nil),           // 20: shiploop.builds.v1.GetBuildResponse
+	(*TriggerBuildRequest)(nil),        // 21: shiploop.builds.v1.TriggerBuildRequest
+	(*TriggerBuildResponse)(nil),       // 22: shiploop.builds.v1.TriggerBuildResponse
+	(*WatchEventsRequest)(nil),         // 23: shiploop.builds.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),        // 24: shiploop.builds.v1.WatchEventsResponse
+	(*StreamLogsRequest)(nil),          // 25: shiploop.builds.v1.StreamLogsRequest
+	(*StreamLogsResponse)(nil),         // 26: shiploop.builds.v1.StreamLogsResponse
+	nil,                                // 27: shiploop.builds.v1.BuildJob.MatrixEntry
+	(*timestamppb.Timestamp)(nil),      // 28: google.protobuf.Timestamp
+	(v1.BuildStatus)(0),                // 29: shiploop.events.v1.BuildStatus
+	(*v1.StepResult)(nil),              // 30: shiploop.events.v1.StepResult
+	(*v1.Event)(nil),                   // 31: shiploop.events.v1.Event
+	(*v1.LogLine)(nil),                 // 32: shiploop.events.v1.LogLine
 }
 var file_shiploop_builds_v1_builds_proto_depIdxs = []int32{
-	16, // 0: shiploop.builds.v1.Repository.created_at:type_name -> google.protobuf.Timestamp
+	28, // 0: shiploop.builds.v1.Repository.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: shiploop.builds.v1.RegisterRepositoryResponse.repository:type_name -> shiploop.builds.v1.Repository
 	0,  // 2: shiploop.builds.v1.ListRepositoriesResponse.repositories:type_name -> shiploop.builds.v1.Repository
-	17, // 3: shiploop.builds.v1.Build.status:type_name -> shiploop.events.v1.BuildStatus
-	18, // 4: shiploop.builds.v1.Build.steps:type_name -> shiploop.events.v1.StepResult
-	16, // 5: shiploop.builds.v1.Build.created_at:type_name -> google.protobuf.Timestamp
-	16, // 6: shiploop.builds.v1.Build.started_at:type_name -> google.protobuf.Timestamp
-	16, // 7: shiploop.builds.v1.Build.finished_at:type_name -> google.protobuf.Timestamp
-	5,  // 8: shiploop.builds.v1.ListBuildsResponse.builds:type_name -> shiploop.builds.v1.Build
-	5,  // 9: shiploop.builds.v1.GetBuildResponse.build:type_name -> shiploop.builds.v1.Build
-	16, // 10: shiploop.builds.v1.WatchEventsRequest.since:type_name -> google.protobuf.Timestamp
-	19, // 11: shiploop.builds.v1.WatchEventsResponse.event:type_name -> shiploop.events.v1.Event
-	20, // 12: shiploop.builds.v1.StreamLogsResponse.line:type_name -> shiploop.events.v1.LogLine
-	1,  // 13: shiploop.builds.v1.BuildService.RegisterRepository:input_type -> shiploop.builds.v1.RegisterRepositoryRequest
-	3,  // 14: shiploop.builds.v1.BuildService.ListRepositories:input_type -> shiploop.builds.v1.ListRepositoriesRequest
-	6,  // 15: shiploop.builds.v1.BuildService.ListBuilds:input_type -> shiploop.builds.v1.ListBuildsRequest
-	8,  // 16: shiploop.builds.v1.BuildService.GetBuild:input_type -> shiploop.builds.v1.GetBuildRequest
-	10, // 17: shiploop.builds.v1.BuildService.TriggerBuild:input_type -> shiploop.builds.v1.TriggerBuildRequest
-	12, // 18: shiploop.builds.v1.BuildService.WatchEvents:input_type -> shiploop.builds.v1.WatchEventsRequest
-	14, // 19: shiploop.builds.v1.BuildService.StreamLogs:input_type -> shiploop.builds.v1.StreamLogsRequest
-	2,  // 20: shiploop.builds.v1.BuildService.RegisterRepository:output_type -> shiploop.builds.v1.RegisterRepositoryResponse
-	4,  // 21: shiploop.builds.v1.BuildService.ListRepositories:output_type -> shiploop.builds.v1.ListRepositoriesResponse
-	7,  // 22: shiploop.builds.v1.BuildService.ListBuilds:output_type -> shiploop.builds.v1.ListBuildsResponse
-	9,  // 23: shiploop.builds.v1.BuildService.GetBuild:output_type -> shiploop.builds.v1.GetBuildResponse
-	11, // 24: shiploop.builds.v1.BuildService.TriggerBuild:output_type -> shiploop.builds.v1.TriggerBuildResponse
-	13, // 25: shiploop.builds.v1.BuildService.WatchEvents:output_type -> shiploop.builds.v1.WatchEventsResponse
-	15, // 26: shiploop.builds.v1.BuildService.StreamLogs:output_type -> shiploop.builds.v1.StreamLogsResponse
-	20, // [20:27] is the sub-list for method output_type
-	13, // [13:20] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	29, // 3: shiploop.builds.v1.Build.status:type_name -> shiploop.events.v1.BuildStatus
+	30, // 4: shiploop.builds.v1.Build.steps:type_name -> shiploop.events.v1.StepResult
+	28, // 5: shiploop.builds.v1.Build.created_at:type_name -> google.protobuf.Timestamp
+	28, // 6: shiploop.builds.v1.Build.started_at:type_name -> google.protobuf.Timestamp
+	28, // 7: shiploop.builds.v1.Build.finished_at:type_name -> google.protobuf.Timestamp
+	6,  // 8: shiploop.builds.v1.Build.jobs:type_name -> shiploop.builds.v1.BuildJob
+	27, // 9: shiploop.builds.v1.BuildJob.matrix:type_name -> shiploop.builds.v1.BuildJob.MatrixEntry
+	29, // 10: shiploop.builds.v1.BuildJob.status:type_name -> shiploop.events.v1.BuildStatus
+	30, // 11: shiploop.builds.v1.BuildJob.steps:type_name -> shiploop.events.v1.StepResult
+	5,  // 12: shiploop.builds.v1.ListBuildsResponse.builds:type_name -> shiploop.builds.v1.Build
+	5,  // 13: shiploop.builds.v1.GetBuildResponse.build:type_name -> shiploop.builds.v1.Build
+	28, // 14: shiploop.builds.v1.WatchEventsRequest.since:type_name -> google.protobuf.Timestamp
+	31, // 15: shiploop.builds.v1.WatchEventsResponse.event:type_name -> shiploop.events.v1.Event
+	32, // 16: shiploop.builds.v1.StreamLogsResponse.line:type_name -> shiploop.events.v1.LogLine
+	1,  // 17: shiploop.builds.v1.BuildService.RegisterRepository:input_type -> shiploop.builds.v1.RegisterRepositoryRequest
+	3,  // 18: shiploop.builds.v1.BuildService.ListRepositories:input_type -> shiploop.builds.v1.ListRepositoriesRequest
+	17, // 19: shiploop.builds.v1.BuildService.ListBuilds:input_type -> shiploop.builds.v1.ListBuildsRequest
+	19, // 20: shiploop.builds.v1.BuildService.GetBuild:input_type -> shiploop.builds.v1.GetBuildRequest
+	21, // 21: shiploop.builds.v1.BuildService.TriggerBuild:input_type -> shiploop.builds.v1.TriggerBuildRequest
+	23, // 22: shiploop.builds.v1.BuildService.WatchEvents:input_type -> shiploop.builds.v1.WatchEventsRequest
+	25, // 23: shiploop.builds.v1.BuildService.StreamLogs:input_type -> shiploop.builds.v1.StreamLogsRequest
+	7,  // 24: shiploop.builds.v1.BuildService.CancelBuild:input_type -> shiploop.builds.v1.CancelBuildRequest
+	9,  // 25: shiploop.builds.v1.BuildService.RetryBuild:input_type -> shiploop.builds.v1.RetryBuildRequest
+	11, // 26: shiploop.builds.v1.BuildService.SetSecret:input_type -> shiploop.builds.v1.SetSecretRequest
+	13, // 27: shiploop.builds.v1.BuildService.ListSecrets:input_type -> shiploop.builds.v1.ListSecretsRequest
+	15, // 28: shiploop.builds.v1.BuildService.DeleteSecret:input_type -> shiploop.builds.v1.DeleteSecretRequest
+	2,  // 29: shiploop.builds.v1.BuildService.RegisterRepository:output_type -> shiploop.builds.v1.RegisterRepositoryResponse
+	4,  // 30: shiploop.builds.v1.BuildService.ListRepositories:output_type -> shiploop.builds.v1.ListRepositoriesResponse
+	18, // 31: shiploop.builds.v1.BuildService.ListBuilds:output_type -> shiploop.builds.v1.ListBuildsResponse
+	20, // 32: shiploop.builds.v1.BuildService.GetBuild:output_type -> shiploop.builds.v1.GetBuildResponse
+	22, // 33: shiploop.builds.v1.BuildService.TriggerBuild:output_type -> shiploop.builds.v1.TriggerBuildResponse
+	24, // 34: shiploop.builds.v1.BuildService.WatchEvents:output_type -> shiploop.builds.v1.WatchEventsResponse
+	26, // 35: shiploop.builds.v1.BuildService.StreamLogs:output_type -> shiploop.builds.v1.StreamLogsResponse
+	8,  // 36: shiploop.builds.v1.BuildService.CancelBuild:output_type -> shiploop.builds.v1.CancelBuildResponse
+	10, // 37: shiploop.builds.v1.BuildService.RetryBuild:output_type -> shiploop.builds.v1.RetryBuildResponse
+	12, // 38: shiploop.builds.v1.BuildService.SetSecret:output_type -> shiploop.builds.v1.SetSecretResponse
+	14, // 39: shiploop.builds.v1.BuildService.ListSecrets:output_type -> shiploop.builds.v1.ListSecretsResponse
+	16, // 40: shiploop.builds.v1.BuildService.DeleteSecret:output_type -> shiploop.builds.v1.DeleteSecretResponse
+	29, // [29:41] is the sub-list for method output_type
+	17, // [17:29] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_builds_v1_builds_proto_init() }
@@ -1219,7 +1861,7 @@ func file_shiploop_builds_v1_builds_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_builds_v1_builds_proto_rawDesc), len(file_shiploop_builds_v1_builds_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

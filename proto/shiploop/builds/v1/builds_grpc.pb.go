@@ -26,6 +26,11 @@ const (
 	BuildService_TriggerBuild_FullMethodName       = "/shiploop.builds.v1.BuildService/TriggerBuild"
 	BuildService_WatchEvents_FullMethodName        = "/shiploop.builds.v1.BuildService/WatchEvents"
 	BuildService_StreamLogs_FullMethodName         = "/shiploop.builds.v1.BuildService/StreamLogs"
+	BuildService_CancelBuild_FullMethodName        = "/shiploop.builds.v1.BuildService/CancelBuild"
+	BuildService_RetryBuild_FullMethodName         = "/shiploop.builds.v1.BuildService/RetryBuild"
+	BuildService_SetSecret_FullMethodName          = "/shiploop.builds.v1.BuildService/SetSecret"
+	BuildService_ListSecrets_FullMethodName        = "/shiploop.builds.v1.BuildService/ListSecrets"
+	BuildService_DeleteSecret_FullMethodName       = "/shiploop.builds.v1.BuildService/DeleteSecret"
 )
 
 // BuildServiceClient is the client API for BuildService service.
@@ -51,6 +56,16 @@ type BuildServiceClient interface {
 	// StreamLogs streams a job's log: what is stored so far, then live lines
 	// until the job ends (when follow is set).
 	StreamLogs(ctx context.Context, in *StreamLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamLogsResponse], error)
+	// CancelBuild stops a queued or running build; its processes are killed.
+	CancelBuild(ctx context.Context, in *CancelBuildRequest, opts ...grpc.CallOption) (*CancelBuildResponse, error)
+	// RetryBuild builds the same commit again as a new build.
+	RetryBuild(ctx context.Context, in *RetryBuildRequest, opts ...grpc.CallOption) (*RetryBuildResponse, error)
+	// SetSecret stores a repository secret; its value is never returned.
+	SetSecret(ctx context.Context, in *SetSecretRequest, opts ...grpc.CallOption) (*SetSecretResponse, error)
+	// ListSecrets lists a repository's secret names.
+	ListSecrets(ctx context.Context, in *ListSecretsRequest, opts ...grpc.CallOption) (*ListSecretsResponse, error)
+	// DeleteSecret removes a repository secret.
+	DeleteSecret(ctx context.Context, in *DeleteSecretRequest, opts ...grpc.CallOption) (*DeleteSecretResponse, error)
 }
 
 type buildServiceClient struct {
@@ -149,6 +164,56 @@ func (c *buildServiceClient) StreamLogs(ctx context.Context, in *StreamLogsReque
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type BuildService_StreamLogsClient = grpc.ServerStreamingClient[StreamLogsResponse]
 
+func (c *buildServiceClient) CancelBuild(ctx context.Context, in *CancelBuildRequest, opts ...grpc.CallOption) (*CancelBuildResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelBuildResponse)
+	err := c.cc.Invoke(ctx, BuildService_CancelBuild_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *buildServiceClient) RetryBuild(ctx context.Context, in *RetryBuildRequest, opts ...grpc.CallOption) (*RetryBuildResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetryBuildResponse)
+	err := c.cc.Invoke(ctx, BuildService_RetryBuild_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *buildServiceClient) SetSecret(ctx context.Context, in *SetSecretRequest, opts ...grpc.CallOption) (*SetSecretResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetSecretResponse)
+	err := c.cc.Invoke(ctx, BuildService_SetSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *buildServiceClient) ListSecrets(ctx context.Context, in *ListSecretsRequest, opts ...grpc.CallOption) (*ListSecretsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSecretsResponse)
+	err := c.cc.Invoke(ctx, BuildService_ListSecrets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *buildServiceClient) DeleteSecret(ctx context.Context, in *DeleteSecretRequest, opts ...grpc.CallOption) (*DeleteSecretResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteSecretResponse)
+	err := c.cc.Invoke(ctx, BuildService_DeleteSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BuildServiceServer is the server API for BuildService service.
 // All implementations must embed UnimplementedBuildServiceServer
 // for forward compatibility.
@@ -172,6 +237,16 @@ type BuildServiceServer interface {
 	// StreamLogs streams a job's log: what is stored so far, then live lines
 	// until the job ends (when follow is set).
 	StreamLogs(*StreamLogsRequest, grpc.ServerStreamingServer[StreamLogsResponse]) error
+	// CancelBuild stops a queued or running build; its processes are killed.
+	CancelBuild(context.Context, *CancelBuildRequest) (*CancelBuildResponse, error)
+	// RetryBuild builds the same commit again as a new build.
+	RetryBuild(context.Context, *RetryBuildRequest) (*RetryBuildResponse, error)
+	// SetSecret stores a repository secret; its value is never returned.
+	SetSecret(context.Context, *SetSecretRequest) (*SetSecretResponse, error)
+	// ListSecrets lists a repository's secret names.
+	ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error)
+	// DeleteSecret removes a repository secret.
+	DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error)
 	mustEmbedUnimplementedBuildServiceServer()
 }
 
@@ -202,6 +277,21 @@ func (UnimplementedBuildServiceServer) WatchEvents(*WatchEventsRequest, grpc.Ser
 }
 func (UnimplementedBuildServiceServer) StreamLogs(*StreamLogsRequest, grpc.ServerStreamingServer[StreamLogsResponse]) error {
 	return status.Error(codes.Unimplemented, "method StreamLogs not implemented")
+}
+func (UnimplementedBuildServiceServer) CancelBuild(context.Context, *CancelBuildRequest) (*CancelBuildResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelBuild not implemented")
+}
+func (UnimplementedBuildServiceServer) RetryBuild(context.Context, *RetryBuildRequest) (*RetryBuildResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetryBuild not implemented")
+}
+func (UnimplementedBuildServiceServer) SetSecret(context.Context, *SetSecretRequest) (*SetSecretResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetSecret not implemented")
+}
+func (UnimplementedBuildServiceServer) ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSecrets not implemented")
+}
+func (UnimplementedBuildServiceServer) DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteSecret not implemented")
 }
 func (UnimplementedBuildServiceServer) mustEmbedUnimplementedBuildServiceServer() {}
 func (UnimplementedBuildServiceServer) testEmbeddedByValue()                      {}
@@ -336,6 +426,96 @@ func _BuildService_StreamLogs_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type BuildService_StreamLogsServer = grpc.ServerStreamingServer[StreamLogsResponse]
 
+func _BuildService_CancelBuild_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelBuildRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BuildServiceServer).CancelBuild(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BuildService_CancelBuild_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BuildServiceServer).CancelBuild(ctx, req.(*CancelBuildRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BuildService_RetryBuild_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetryBuildRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BuildServiceServer).RetryBuild(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BuildService_RetryBuild_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BuildServiceServer).RetryBuild(ctx, req.(*RetryBuildRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BuildService_SetSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BuildServiceServer).SetSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BuildService_SetSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BuildServiceServer).SetSecret(ctx, req.(*SetSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BuildService_ListSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSecretsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BuildServiceServer).ListSecrets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BuildService_ListSecrets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BuildServiceServer).ListSecrets(ctx, req.(*ListSecretsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BuildService_DeleteSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BuildServiceServer).DeleteSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BuildService_DeleteSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BuildServiceServer).DeleteSecret(ctx, req.(*DeleteSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BuildService_ServiceDesc is the grpc.ServiceDesc for BuildService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -362,6 +542,26 @@ var BuildService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TriggerBuild",
 			Handler:    _BuildService_TriggerBuild_Handler,
+		},
+		{
+			MethodName: "CancelBuild",
+			Handler:    _BuildService_CancelBuild_Handler,
+		},
+		{
+			MethodName: "RetryBuild",
+			Handler:    _BuildService_RetryBuild_Handler,
+		},
+		{
+			MethodName: "SetSecret",
+			Handler:    _BuildService_SetSecret_Handler,
+		},
+		{
+			MethodName: "ListSecrets",
+			Handler:    _BuildService_ListSecrets_Handler,
+		},
+		{
+			MethodName: "DeleteSecret",
+			Handler:    _BuildService_DeleteSecret_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -34,6 +34,8 @@ type Step struct {
 	// A failing step with failure_ignore set does not fail the job.
 	FailureIgnore bool     `protobuf:"varint,5,opt,name=failure_ignore,json=failureIgnore,proto3" json:"failure_ignore,omitempty"`
 	DependsOn     []string `protobuf:"bytes,6,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	// Names of the job's secrets this step sees as environment variables.
+	Secrets       []string `protobuf:"bytes,7,rep,name=secrets,proto3" json:"secrets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -110,6 +112,13 @@ func (x *Step) GetDependsOn() []string {
 	return nil
 }
 
+func (x *Step) GetSecrets() []string {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
 // Job is the work an agent takes from the JOBS stream
 // (subject shiploop.job.<kind>.<repository token>).
 type Job struct {
@@ -127,8 +136,14 @@ type Job struct {
 	Environment map[string]string    `protobuf:"bytes,10,rep,name=environment,proto3" json:"environment,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Timeout     *durationpb.Duration `protobuf:"bytes,11,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// The chain id of the change this job belongs to.
-	ChainId       string                 `protobuf:"bytes,12,opt,name=chain_id,json=chainId,proto3" json:"chain_id,omitempty"`
-	QueuedAt      *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=queued_at,json=queuedAt,proto3" json:"queued_at,omitempty"`
+	ChainId  string                 `protobuf:"bytes,12,opt,name=chain_id,json=chainId,proto3" json:"chain_id,omitempty"`
+	QueuedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=queued_at,json=queuedAt,proto3" json:"queued_at,omitempty"`
+	// Secret values by name. Agents mask every value in every log line.
+	Secrets map[string]string `protobuf:"bytes,14,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The matrix combination this job runs (empty without a matrix).
+	Matrix map[string]string `protobuf:"bytes,15,rep,name=matrix,proto3" json:"matrix,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Labels an agent must have to take the job (e.g. "linux", "docker").
+	Labels        []string `protobuf:"bytes,16,rep,name=labels,proto3" json:"labels,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -254,6 +269,27 @@ func (x *Job) GetQueuedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Job) GetSecrets() map[string]string {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *Job) GetMatrix() map[string]string {
+	if x != nil {
+		return x.Matrix
+	}
+	return nil
+}
+
+func (x *Job) GetLabels() []string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
 // JobQueued: dev.shiploop.job.queued.v1.
 type JobQueued struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -262,6 +298,7 @@ type JobQueued struct {
 	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
 	Repository    string                 `protobuf:"bytes,4,opt,name=repository,proto3" json:"repository,omitempty"`
 	Steps         []string               `protobuf:"bytes,5,rep,name=steps,proto3" json:"steps,omitempty"`
+	Matrix        map[string]string      `protobuf:"bytes,6,rep,name=matrix,proto3" json:"matrix,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -327,6 +364,13 @@ func (x *JobQueued) GetRepository() string {
 func (x *JobQueued) GetSteps() []string {
 	if x != nil {
 		return x.Steps
+	}
+	return nil
+}
+
+func (x *JobQueued) GetMatrix() map[string]string {
+	if x != nil {
+		return x.Matrix
 	}
 	return nil
 }
@@ -783,7 +827,7 @@ var File_shiploop_events_v1_job_proto protoreflect.FileDescriptor
 
 const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x1cshiploop/events/v1/job.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\"\xbe\x02\n" +
+	"\x1cshiploop/events/v1/job.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\"\xd8\x02\n" +
 	"\x04Step\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bcommands\x18\x02 \x03(\tR\bcommands\x12K\n" +
@@ -791,10 +835,11 @@ const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\atimeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12%\n" +
 	"\x0efailure_ignore\x18\x05 \x01(\bR\rfailureIgnore\x12\x1d\n" +
 	"\n" +
-	"depends_on\x18\x06 \x03(\tR\tdependsOn\x1a>\n" +
+	"depends_on\x18\x06 \x03(\tR\tdependsOn\x12\x18\n" +
+	"\asecrets\x18\a \x03(\tR\asecrets\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9d\x06\n" +
 	"\x03Job\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
 	"\bbuild_id\x18\x02 \x01(\tR\abuildId\x12\x12\n" +
@@ -811,10 +856,19 @@ const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	" \x03(\v2(.shiploop.events.v1.Job.EnvironmentEntryR\venvironment\x123\n" +
 	"\atimeout\x18\v \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x19\n" +
 	"\bchain_id\x18\f \x01(\tR\achainId\x127\n" +
-	"\tqueued_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bqueuedAt\x1a>\n" +
+	"\tqueued_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bqueuedAt\x12>\n" +
+	"\asecrets\x18\x0e \x03(\v2$.shiploop.events.v1.Job.SecretsEntryR\asecrets\x12;\n" +
+	"\x06matrix\x18\x0f \x03(\v2#.shiploop.events.v1.Job.MatrixEntryR\x06matrix\x12\x16\n" +
+	"\x06labels\x18\x10 \x03(\tR\x06labels\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
+	"\fSecretsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vMatrixEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x85\x02\n" +
 	"\tJobQueued\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
 	"\bbuild_id\x18\x02 \x01(\tR\abuildId\x12\x12\n" +
@@ -822,7 +876,11 @@ const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\n" +
 	"repository\x18\x04 \x01(\tR\n" +
 	"repository\x12\x14\n" +
-	"\x05steps\x18\x05 \x03(\tR\x05steps\"\xc9\x01\n" +
+	"\x05steps\x18\x05 \x03(\tR\x05steps\x12A\n" +
+	"\x06matrix\x18\x06 \x03(\v2).shiploop.events.v1.JobQueued.MatrixEntryR\x06matrix\x1a9\n" +
+	"\vMatrixEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc9\x01\n" +
 	"\n" +
 	"JobStarted\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
@@ -885,7 +943,7 @@ func file_shiploop_events_v1_job_proto_rawDescGZIP() []byte {
 	return file_shiploop_events_v1_job_proto_rawDescData
 }
 
-var file_shiploop_events_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_shiploop_events_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_shiploop_events_v1_job_proto_goTypes = []any{
 	(*Step)(nil),                  // 0: shiploop.events.v1.Step
 	(*Job)(nil),                   // 1: shiploop.events.v1.Job
@@ -897,31 +955,37 @@ var file_shiploop_events_v1_job_proto_goTypes = []any{
 	(*LogLine)(nil),               // 7: shiploop.events.v1.LogLine
 	nil,                           // 8: shiploop.events.v1.Step.EnvironmentEntry
 	nil,                           // 9: shiploop.events.v1.Job.EnvironmentEntry
-	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(BuildStatus)(0),              // 12: shiploop.events.v1.BuildStatus
+	nil,                           // 10: shiploop.events.v1.Job.SecretsEntry
+	nil,                           // 11: shiploop.events.v1.Job.MatrixEntry
+	nil,                           // 12: shiploop.events.v1.JobQueued.MatrixEntry
+	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(BuildStatus)(0),              // 15: shiploop.events.v1.BuildStatus
 }
 var file_shiploop_events_v1_job_proto_depIdxs = []int32{
 	8,  // 0: shiploop.events.v1.Step.environment:type_name -> shiploop.events.v1.Step.EnvironmentEntry
-	10, // 1: shiploop.events.v1.Step.timeout:type_name -> google.protobuf.Duration
+	13, // 1: shiploop.events.v1.Step.timeout:type_name -> google.protobuf.Duration
 	0,  // 2: shiploop.events.v1.Job.steps:type_name -> shiploop.events.v1.Step
 	9,  // 3: shiploop.events.v1.Job.environment:type_name -> shiploop.events.v1.Job.EnvironmentEntry
-	10, // 4: shiploop.events.v1.Job.timeout:type_name -> google.protobuf.Duration
-	11, // 5: shiploop.events.v1.Job.queued_at:type_name -> google.protobuf.Timestamp
-	11, // 6: shiploop.events.v1.JobStarted.started_at:type_name -> google.protobuf.Timestamp
-	12, // 7: shiploop.events.v1.StepResult.status:type_name -> shiploop.events.v1.BuildStatus
-	10, // 8: shiploop.events.v1.StepResult.duration:type_name -> google.protobuf.Duration
-	11, // 9: shiploop.events.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
-	4,  // 10: shiploop.events.v1.JobStepFinished.step:type_name -> shiploop.events.v1.StepResult
-	12, // 11: shiploop.events.v1.JobFinished.status:type_name -> shiploop.events.v1.BuildStatus
-	4,  // 12: shiploop.events.v1.JobFinished.steps:type_name -> shiploop.events.v1.StepResult
-	10, // 13: shiploop.events.v1.JobFinished.duration:type_name -> google.protobuf.Duration
-	11, // 14: shiploop.events.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	13, // 4: shiploop.events.v1.Job.timeout:type_name -> google.protobuf.Duration
+	14, // 5: shiploop.events.v1.Job.queued_at:type_name -> google.protobuf.Timestamp
+	10, // 6: shiploop.events.v1.Job.secrets:type_name -> shiploop.events.v1.Job.SecretsEntry
+	11, // 7: shiploop.events.v1.Job.matrix:type_name -> shiploop.events.v1.Job.MatrixEntry
+	12, // 8: shiploop.events.v1.JobQueued.matrix:type_name -> shiploop.events.v1.JobQueued.MatrixEntry
+	14, // 9: shiploop.events.v1.JobStarted.started_at:type_name -> google.protobuf.Timestamp
+	15, // 10: shiploop.events.v1.StepResult.status:type_name -> shiploop.events.v1.BuildStatus
+	13, // 11: shiploop.events.v1.StepResult.duration:type_name -> google.protobuf.Duration
+	14, // 12: shiploop.events.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
+	4,  // 13: shiploop.events.v1.JobStepFinished.step:type_name -> shiploop.events.v1.StepResult
+	15, // 14: shiploop.events.v1.JobFinished.status:type_name -> shiploop.events.v1.BuildStatus
+	4,  // 15: shiploop.events.v1.JobFinished.steps:type_name -> shiploop.events.v1.StepResult
+	13, // 16: shiploop.events.v1.JobFinished.duration:type_name -> google.protobuf.Duration
+	14, // 17: shiploop.events.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_events_v1_job_proto_init() }
@@ -936,7 +1000,7 @@ func file_shiploop_events_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_events_v1_job_proto_rawDesc), len(file_shiploop_events_v1_job_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

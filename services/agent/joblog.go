@@ -1,0 +1,115 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/shiploop/shiploop/pkg/bus"
+	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+)
+
+// jobLog is a job's log on its way out: each line goes live on core NATS
+// at once and into a spill file; the file is copied to the Object Store
+// when a step ends, every second while one runs, and when the job ends.
+// Memory stays bounded however much a step prints.
+type jobLog struct {
+	bus   *bus.Bus
+	jobID string
+
+	storeMu sync.Mutex // one upload at a time
+	mu      sync.Mutex
+	f       *os.File
+	w       *bufio.Writer
+	n       uint64 // last line number
+	size    int64  // bytes written (buffered included)
+	stored  int64  // bytes already in the Object Store
+	err     error
+}
+
+func newJobLog(b *bus.Bus, dir, jobID string) (*jobLog, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(dir, "log-*")
+	if err != nil {
+		return nil, fmt.Errorf("job log: %w", err)
+	}
+	return &jobLog{bus: b, jobID: jobID, f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+}
+
+// add records one line and sends it live.
+func (l *jobLog) add(step, stream, text string, t time.Time) {
+	l.mu.Lock()
+	l.n++
+	line := &eventsv1.LogLine{JobId: l.jobID, Step: step, Number: l.n, Time: timestamppb.New(t), Stream: stream, Text: text}
+	cw := countingWriter{w: l.w}
+	if err := bus.EncodeLog(&cw, line); err != nil && l.err == nil {
+		l.err = err
+	}
+	l.size += cw.n
+	l.mu.Unlock()
+	_ = l.bus.PublishLog(l.jobID, line)
+}
+
+// store copies what was written so far to the Object Store.
+func (l *jobLog) store(ctx context.Context) error {
+	l.storeMu.Lock()
+	defer l.storeMu.Unlock()
+	l.mu.Lock()
+	if err := l.w.Flush(); err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	size := l.size
+	l.mu.Unlock()
+	if size == l.stored {
+		return nil
+	}
+	obs, err := l.bus.LogStore(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := obs.Put(ctx, jetstream.ObjectMeta{Name: l.jobID}, io.NewSectionReader(l.f, 0, size)); err != nil {
+		return fmt.Errorf("storing log of job %s: %w", l.jobID, err)
+	}
+	l.stored = size
+	return nil
+}
+
+// keepStored stores the log every interval until ctx ends.
+func (l *jobLog) keepStored(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = l.store(ctx)
+		}
+	}
+}
+
+func (l *jobLog) close() {
+	_ = l.f.Close()
+	_ = os.Remove(l.f.Name())
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
