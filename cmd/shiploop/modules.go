@@ -86,7 +86,7 @@ func startBuilds(ctx context.Context, env *moduleEnv) (func(context.Context) err
 	if err != nil {
 		return nil, err
 	}
-	svc, err := builds.New(ctx, builds.Config{DB: db, Bus: b, Logger: env.log, DataDir: env.opts.dataDir})
+	svc, err := builds.New(ctx, builds.Config{DB: db, Bus: b, Logger: env.log, DataDir: env.opts.dataDir, Token: env.opts.token})
 	if err != nil {
 		return nil, err
 	}

@@ -94,7 +94,7 @@ func checkToken(ctx context.Context, token, method string) error {
 	if len(vals) == 0 {
 		return status.Error(codes.Unauthenticated, "missing authorization metadata: send \"authorization: Bearer <token>\" (shiploop CLI: --token or SHIPLOOP_TOKEN)")
 	}
-	got, ok := strings.CutPrefix(vals[0], "Bearer ")
+	got, ok := bearer(vals[0])
 	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
 		return status.Error(codes.Unauthenticated, "invalid bearer token")
 	}
@@ -194,4 +194,14 @@ func Listen(addr, flag string) (net.Listener, error) {
 		return nil, fmt.Errorf("listening on %s: %w (choose another address with %s)", addr, err, flag)
 	}
 	return lis, nil
+}
+
+// bearer takes the token out of an Authorization value; the scheme is
+// case-insensitive (RFC 9110 §11.1).
+func bearer(v string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(v), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(tok), true
 }

@@ -110,11 +110,24 @@ func exporterFromEnv(ctx context.Context, getenv func(string) string) (*otlptrac
 	if proto == "" {
 		proto = getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
 	}
+	// The exporters read the other OTEL_EXPORTER_OTLP_* variables (headers,
+	// TLS, timeout) from the process environment themselves; the endpoint is
+	// passed on so that it too comes from getenv.
 	switch proto {
 	case "", "http/protobuf":
-		return otlptracehttp.New(ctx) // reads the OTEL_EXPORTER_OTLP_* variables itself
+		var opts []otlptracehttp.Option
+		if u := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")); u != "" {
+			opts = append(opts, otlptracehttp.WithEndpointURL(u)) // used as-is
+		} else if u := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_ENDPOINT")); u != "" {
+			opts = append(opts, otlptracehttp.WithEndpointURL(strings.TrimSuffix(u, "/")+"/v1/traces")) // a base URL
+		}
+		return otlptracehttp.New(ctx, opts...)
 	case "grpc":
-		return otlptracegrpc.New(ctx)
+		var opts []otlptracegrpc.Option
+		if u := strings.TrimSpace(endpoint); u != "" {
+			opts = append(opts, otlptracegrpc.WithEndpointURL(u))
+		}
+		return otlptracegrpc.New(ctx, opts...)
 	default:
 		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%q is not supported (use grpc or http/protobuf)", proto)
 	}

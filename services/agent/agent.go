@@ -113,7 +113,8 @@ type jobRun struct {
 	started time.Time
 	attempt uint64
 
-	log *jobLog
+	log       *jobLog
+	artifacts []*eventsv1.Artifact
 }
 
 func (r *jobRun) emit(ctx context.Context, typ string, ev bus.Event) error {
@@ -258,6 +259,13 @@ func (r *jobRun) runSteps(ctx, jctx context.Context, ws *backend.Workspace) ([]*
 		d := <-finished
 		running--
 		results[d.i] = d.res
+		if st := steps[d.i]; len(st.Artifacts) > 0 && d.res.Status == eventsv1.BuildStatus_BUILD_STATUS_SUCCESS {
+			arts, err := r.uploadArtifacts(ctx, ws.Dir, st)
+			r.artifacts = append(r.artifacts, arts...)
+			if err != nil {
+				r.line(st.Name, "system", ws.Mask(fmt.Sprintf("keeping artifacts: %v", err)), timeNow())
+			}
+		}
 		// Durable once a step ends.
 		if err := r.log.store(ctx); err != nil {
 			r.a.log.Warn("storing log", "job", r.job.JobId, "err", err)
@@ -382,6 +390,8 @@ func (r *jobRun) finish(ctx context.Context, status eventsv1.BuildStatus, failed
 	return r.emit(ctx, "job.finished", bus.Event{Data: &eventsv1.JobFinished{
 		JobId: job.JobId, BuildId: job.BuildId, Repository: job.Repository, Status: status,
 		FailedStep: failed, Error: errText, Steps: steps, Duration: durationpb.New(time.Since(r.started)),
-		Agent: r.a.cfg.Name, LogKey: logKey,
+		Agent: r.a.cfg.Name, LogKey: logKey, Artifacts: r.artifacts,
 	}})
 }
+
+func timeNow() time.Time { return time.Now() }

@@ -228,7 +228,7 @@ func (s *Service) queueJobs(ctx context.Context, tx *bus.Tx, b buildRow, ch *eve
 			js := &eventsv1.Step{
 				Name: st.Name, Commands: st.Commands, Environment: p.cfg.StepEnv(st, combo, nil),
 				FailureIgnore: st.Failure == pipeline.FailureIgnore, DependsOn: st.DependsOn,
-				Secrets: p.cfg.StepSecrets(st, nil),
+				Secrets: p.cfg.StepSecrets(st, nil), Artifacts: st.Artifacts,
 			}
 			for _, n := range js.Secrets {
 				job.Secrets[n] = secrets[n]
@@ -408,6 +408,13 @@ func (s *Service) finishJob(ctx context.Context, tx *bus.Tx, d *eventsv1.JobFini
 	for _, st := range d.Steps {
 		if err := updateStep(ctx, tx, d.JobId, st); err != nil {
 			return err
+		}
+	}
+	for _, a := range d.Artifacts {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO artifacts (build_id, job_id, name, step, size, sha256, object_key) VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (job_id, name) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, object_key = excluded.object_key, step = excluded.step`,
+			d.BuildId, d.JobId, a.Name, a.Step, a.Size, a.Sha256, a.Key); err != nil {
+			return fmt.Errorf("recording artifact %s: %w", a.Name, err)
 		}
 	}
 	b, err := loadBuild(ctx, tx, d.BuildId)

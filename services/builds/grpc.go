@@ -213,7 +213,19 @@ func fillBuild(ctx context.Context, q queryer, b *buildsv1.Build) error {
 	for _, j := range b.Jobs {
 		b.Steps = append(b.Steps, j.Steps...)
 	}
-	return nil
+	arows, err := q.QueryContext(ctx, `SELECT name, step, size, sha256, object_key FROM artifacts WHERE build_id = $1 ORDER BY job_id, name`, b.Id)
+	if err != nil {
+		return err
+	}
+	defer arows.Close()
+	for arows.Next() {
+		a := &eventsv1.Artifact{}
+		if err := arows.Scan(&a.Name, &a.Step, &a.Size, &a.Sha256, &a.Key); err != nil {
+			return err
+		}
+		b.Artifacts = append(b.Artifacts, a)
+	}
+	return arows.Err()
 }
 
 func (g *grpcServer) ListBuilds(ctx context.Context, req *buildsv1.ListBuildsRequest) (*buildsv1.ListBuildsResponse, error) {

@@ -14,15 +14,19 @@ import (
 	"time"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/server"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 	"github.com/shiploop/shiploop/services/builds/forge"
 )
 
 var forges = map[string]bool{forge.GitHub: true, forge.GitLab: true, forge.Gitea: true, forge.Forgejo: true, forge.Bitbucket: true, forge.Generic: true}
 
-// Routes registers the webhook endpoints on mux: POST /hooks/{forge}.
+// Routes registers the webhook endpoints (POST /hooks/{forge}, checked by
+// each repository's secret) and artifact downloads (GET
+// /builds/{id}/artifacts/{name...}, behind the API token when one is set).
 func (s *Service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /hooks/{forge}", s.serveHook)
+	mux.Handle("GET /builds/{id}/artifacts/{name...}", server.RequireBearer(s.cfg.Token, http.HandlerFunc(s.serveArtifact)))
 }
 
 // changeType is the short event type of each kind of change.

@@ -39,6 +39,8 @@ type Config struct {
 	MaxBodyBytes int64
 	// JobTimeout applies to build jobs whose steps set none (default 1h).
 	JobTimeout time.Duration
+	// Token, when set, guards the HTTP artifact downloads like the gRPC API.
+	Token string
 }
 
 // Service is the builds service.

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/hmac"
@@ -51,87 +50,158 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// instance is one running `shiploop up`.
+// instance is one running shiploop server: `shiploop up` or `shiploop serve`.
 type instance struct {
 	HTTPURL  string `json:"http_url"`
 	GRPCAddr string `json:"grpc_addr"`
+	NATSURL  string `json:"nats_url"`
 	DataDir  string `json:"data_dir"`
 	ReadyMS  int64  `json:"ready_ms"`
 	client   buildsv1.BuildServiceClient
-	stderr   *bytes.Buffer
+	stderr   *output
 }
 
 // startUp starts `shiploop up` on free ports and waits for its ready line.
 // Cleanup interrupts it and checks it stops cleanly.
 func startUp(t *testing.T, extra ...string) *instance {
 	t.Helper()
-	args := append([]string{"up", "--json", "--data-dir", t.TempDir(), "--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"}, extra...)
-	cmd := exec.Command(binary, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst := &instance{stderr: &bytes.Buffer{}}
-	cmd.Stderr = &lockedWriter{w: inst.stderr}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan error, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		if !sc.Scan() {
-			ready <- fmt.Errorf("shiploop up exited before it was ready")
-			return
-		}
-		ready <- json.Unmarshal(sc.Bytes(), inst)
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case err := <-ready:
-		if err != nil {
-			_ = cmd.Process.Kill()
-			t.Fatalf("shiploop up: %v\nstderr:\n%s", err, inst.stderr)
-		}
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("shiploop up not ready after 30s\nstderr:\n%s", inst.stderr)
+	return startServer(t, "up", append([]string{"--data-dir", t.TempDir()}, extra...)...)
+}
+
+// startServer starts `shiploop <command> --json` with HTTP and gRPC on free
+// ports, then args (flags first, then any service names), waits for its
+// ready line and connects a gRPC client. Cleanup interrupts it and checks it
+// stops cleanly.
+func startServer(t *testing.T, command string, args ...string) *instance {
+	t.Helper()
+	full := append([]string{command, "--json", "--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"}, args...)
+	p := startProcess(t, "shiploop "+command, binary, full...)
+	inst := &instance{stderr: p.stderr}
+	line := p.waitLine(t, p.stdout, "its ready line", func(string) bool { return true }, 30*time.Second)
+	if err := json.Unmarshal([]byte(line), inst); err != nil {
+		t.Fatalf("shiploop %s ready line %q: %v\nstderr:\n%s", command, line, err, p.stderr)
 	}
 	conn, err := grpc.NewClient(inst.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	inst.client = buildsv1.NewBuildServiceClient(conn)
-	t.Cleanup(func() {
-		conn.Close()
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("shiploop up did not stop cleanly on SIGINT: %v\nstderr:\n%s", err, inst.stderr)
-			}
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("shiploop up still running 15s after SIGINT\nstderr:\n%s", inst.stderr)
-		}
-		if t.Failed() {
-			t.Logf("shiploop up stderr:\n%s", inst.stderr)
-		}
-	})
+	t.Cleanup(func() { conn.Close() }) // runs before the process is stopped
 	return inst
 }
 
-// lockedWriter lets the test read stderr while the process writes it.
-type lockedWriter struct {
-	w  *bytes.Buffer
-	mu sync.Mutex
+// process is a running child process with its output recorded.
+type process struct {
+	name           string
+	cmd            *exec.Cmd
+	stdout, stderr *output
+	exited         chan struct{} // closed once Wait returned; err is set then
+	err            error
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
+// startProcess starts path with args. Cleanup interrupts it (SIGINT) and
+// checks it exits with status 0 within 15s, and shows its stderr when the
+// test failed.
+func startProcess(t *testing.T, name, path string, args ...string) *process {
+	t.Helper()
+	p := &process{name: name, cmd: exec.Command(path, args...), stdout: newOutput(), stderr: newOutput(), exited: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+func (p *process) stop(t *testing.T) {
+	select {
+	case <-p.exited:
+		t.Errorf("%s exited before the test ended: %v\nstderr:\n%s", p.name, p.err, p.stderr)
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.exited:
+		if p.err != nil {
+			t.Errorf("%s did not stop cleanly on SIGINT: %v\nstderr:\n%s", p.name, p.err, p.stderr)
+		}
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		t.Errorf("%s still running 15s after SIGINT\nstderr:\n%s", p.name, p.stderr)
+	}
+	if t.Failed() {
+		t.Logf("%s stderr:\n%s", p.name, p.stderr)
+	}
+}
+
+// waitLine waits until a complete line of o (the process's stdout or
+// stderr) satisfies match and returns the first such line. It fails the
+// test when the process exits first or the timeout passes.
+func (p *process) waitLine(t *testing.T, o *output, what string, match func(string) bool, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		line, found, changed := o.find(match)
+		if found {
+			return line
+		}
+		select {
+		case <-changed:
+		case <-p.exited:
+			if line, found, _ := o.find(match); found {
+				return line
+			}
+			t.Fatalf("%s exited (%v) before printing %s\nstderr:\n%s", p.name, p.err, what, p.stderr)
+		case <-deadline:
+			t.Fatalf("%s did not print %s within %s\nstderr:\n%s", p.name, what, timeout, p.stderr)
+		}
+	}
+}
+
+// output records what a process writes and lets a test wait for a line.
+type output struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{} // closed (and replaced) on every write
+}
+
+func newOutput() *output { return &output{changed: make(chan struct{})} }
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n, err := o.buf.Write(p)
+	close(o.changed)
+	o.changed = make(chan struct{})
+	return n, err
+}
+
+func (o *output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
+}
+
+// find returns the first complete line satisfying match, or a channel
+// closed at the next write.
+func (o *output) find(match func(string) bool) (line string, found bool, changed <-chan struct{}) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	text := o.buf.String()
+	if i := strings.LastIndexByte(text, '\n'); i >= 0 {
+		for _, l := range strings.Split(text[:i], "\n") {
+			if match(l) {
+				return l, true, nil
+			}
+		}
+	}
+	return "", false, o.changed
 }
 
 // gitRepo is a repository on disk that shiploop clones from.

@@ -73,3 +73,16 @@ CREATE TABLE IF NOT EXISTS secrets (
     updated_at {{bigint}} NOT NULL,
     PRIMARY KEY (repository, name)
 );
+
+CREATE TABLE IF NOT EXISTS artifacts (
+    build_id   TEXT NOT NULL,
+    job_id     TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    step       TEXT NOT NULL,
+    size       {{bigint}} NOT NULL,
+    sha256     TEXT NOT NULL,
+    object_key TEXT NOT NULL,
+    PRIMARY KEY (job_id, name)
+);
+
+CREATE INDEX IF NOT EXISTS artifacts_build ON artifacts (build_id);

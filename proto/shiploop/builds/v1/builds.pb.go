@@ -344,7 +344,9 @@ type Build struct {
 	ChainId    string                 `protobuf:"bytes,15,opt,name=chain_id,json=chainId,proto3" json:"chain_id,omitempty"`
 	JobIds     []string               `protobuf:"bytes,16,rep,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
 	// The build's jobs: one, or one per matrix combination.
-	Jobs          []*BuildJob `protobuf:"bytes,17,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	Jobs []*BuildJob `protobuf:"bytes,17,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// Files the build kept.
+	Artifacts     []*v1.Artifact `protobuf:"bytes,18,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -494,6 +496,13 @@ func (x *Build) GetJobIds() []string {
 func (x *Build) GetJobs() []*BuildJob {
 	if x != nil {
 		return x.Jobs
+	}
+	return nil
+}
+
+func (x *Build) GetArtifacts() []*v1.Artifact {
+	if x != nil {
+		return x.Artifacts
 	}
 	return nil
 }
@@ -1602,6 +1611,122 @@ func (x *StreamLogsResponse) GetLine() *v1.LogLine {
 	return nil
 }
 
+// DownloadArtifactRequest names the artifact.
+type DownloadArtifactRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	BuildId string                 `protobuf:"bytes,1,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
+	// The artifact's name (path in the workspace). With a matrix, the first
+	// job's artifact of that name unless job_id is set.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	JobId         string `protobuf:"bytes,3,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DownloadArtifactRequest) Reset() {
+	*x = DownloadArtifactRequest{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownloadArtifactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownloadArtifactRequest) ProtoMessage() {}
+
+func (x *DownloadArtifactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownloadArtifactRequest.ProtoReflect.Descriptor instead.
+func (*DownloadArtifactRequest) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DownloadArtifactRequest) GetBuildId() string {
+	if x != nil {
+		return x.BuildId
+	}
+	return ""
+}
+
+func (x *DownloadArtifactRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DownloadArtifactRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+// DownloadArtifactResponse is one chunk; the first carries the metadata.
+type DownloadArtifactResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Artifact      *v1.Artifact           `protobuf:"bytes,1,opt,name=artifact,proto3" json:"artifact,omitempty"`
+	Chunk         []byte                 `protobuf:"bytes,2,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DownloadArtifactResponse) Reset() {
+	*x = DownloadArtifactResponse{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownloadArtifactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownloadArtifactResponse) ProtoMessage() {}
+
+func (x *DownloadArtifactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownloadArtifactResponse.ProtoReflect.Descriptor instead.
+func (*DownloadArtifactResponse) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *DownloadArtifactResponse) GetArtifact() *v1.Artifact {
+	if x != nil {
+		return x.Artifact
+	}
+	return nil
+}
+
+func (x *DownloadArtifactResponse) GetChunk() []byte {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
 var File_shiploop_builds_v1_builds_proto protoreflect.FileDescriptor
 
 const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
@@ -1630,7 +1755,7 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"\x86\x01\n" +
 	"\x18ListRepositoriesResponse\x12B\n" +
 	"\frepositories\x18\x01 \x03(\v2\x1e.shiploop.builds.v1.RepositoryR\frepositories\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xec\x04\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa8\x05\n" +
 	"\x05Build\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1e\n" +
@@ -1655,7 +1780,8 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"finishedAt\x12\x19\n" +
 	"\bchain_id\x18\x0f \x01(\tR\achainId\x12\x17\n" +
 	"\ajob_ids\x18\x10 \x03(\tR\x06jobIds\x120\n" +
-	"\x04jobs\x18\x11 \x03(\v2\x1c.shiploop.builds.v1.BuildJobR\x04jobs\"\xd3\x02\n" +
+	"\x04jobs\x18\x11 \x03(\v2\x1c.shiploop.builds.v1.BuildJobR\x04jobs\x12:\n" +
+	"\tartifacts\x18\x12 \x03(\v2\x1c.shiploop.events.v1.ArtifactR\tartifacts\"\xd3\x02\n" +
 	"\bBuildJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12@\n" +
 	"\x06matrix\x18\x02 \x03(\v2(.shiploop.builds.v1.BuildJob.MatrixEntryR\x06matrix\x127\n" +
@@ -1735,7 +1861,15 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\"E\n" +
 	"\x12StreamLogsResponse\x12/\n" +
-	"\x04line\x18\x01 \x01(\v2\x1b.shiploop.events.v1.LogLineR\x04line2\xa4\t\n" +
+	"\x04line\x18\x01 \x01(\v2\x1b.shiploop.events.v1.LogLineR\x04line\"_\n" +
+	"\x17DownloadArtifactRequest\x12\x19\n" +
+	"\bbuild_id\x18\x01 \x01(\tR\abuildId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x15\n" +
+	"\x06job_id\x18\x03 \x01(\tR\x05jobId\"j\n" +
+	"\x18DownloadArtifactResponse\x128\n" +
+	"\bartifact\x18\x01 \x01(\v2\x1c.shiploop.events.v1.ArtifactR\bartifact\x12\x14\n" +
+	"\x05chunk\x18\x02 \x01(\fR\x05chunk2\x95\n" +
+	"\n" +
 	"\fBuildService\x12s\n" +
 	"\x12RegisterRepository\x12-.shiploop.builds.v1.RegisterRepositoryRequest\x1a..shiploop.builds.v1.RegisterRepositoryResponse\x12m\n" +
 	"\x10ListRepositories\x12+.shiploop.builds.v1.ListRepositoriesRequest\x1a,.shiploop.builds.v1.ListRepositoriesResponse\x12[\n" +
@@ -1751,7 +1885,8 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"RetryBuild\x12%.shiploop.builds.v1.RetryBuildRequest\x1a&.shiploop.builds.v1.RetryBuildResponse\x12X\n" +
 	"\tSetSecret\x12$.shiploop.builds.v1.SetSecretRequest\x1a%.shiploop.builds.v1.SetSecretResponse\x12^\n" +
 	"\vListSecrets\x12&.shiploop.builds.v1.ListSecretsRequest\x1a'.shiploop.builds.v1.ListSecretsResponse\x12a\n" +
-	"\fDeleteSecret\x12'.shiploop.builds.v1.DeleteSecretRequest\x1a(.shiploop.builds.v1.DeleteSecretResponseB@Z>github.com/shiploop/shiploop/proto/shiploop/builds/v1;buildsv1b\x06proto3"
+	"\fDeleteSecret\x12'.shiploop.builds.v1.DeleteSecretRequest\x1a(.shiploop.builds.v1.DeleteSecretResponse\x12o\n" +
+	"\x10DownloadArtifact\x12+.shiploop.builds.v1.DownloadArtifactRequest\x1a,.shiploop.builds.v1.DownloadArtifactResponse0\x01B@Z>github.com/shiploop/shiploop/proto/shiploop/builds/v1;buildsv1b\x06proto3"
 
 var (
 	file_shiploop_builds_v1_builds_proto_rawDescOnce sync.Once
@@ -1765,7 +1900,7 @@ func file_shiploop_builds_v1_builds_proto_rawDescGZIP() []byte {
 	return file_shiploop_builds_v1_builds_proto_rawDescData
 }
 
-var file_shiploop_builds_v1_builds_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_shiploop_builds_v1_builds_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_shiploop_builds_v1_builds_proto_goTypes = []any{
 	(*Repository)(nil),                 // 0: shiploop.builds.v1.Repository
 	(*RegisterRepositoryRequest)(nil),  // 1: shiploop.builds.v1.RegisterRepositoryRequest
@@ -1794,60 +1929,67 @@ var file_shiploop_builds_v1_builds_proto_goTypes = []any{
 	(*WatchEventsResponse)(nil),        // 24: shiploop.builds.v1.WatchEventsResponse
 	(*StreamLogsRequest)(nil),          // 25: shiploop.builds.v1.StreamLogsRequest
 	(*StreamLogsResponse)(nil),         // 26: shiploop.builds.v1.StreamLogsResponse
-	nil,                                // 27: shiploop.builds.v1.BuildJob.MatrixEntry
-	(*timestamppb.Timestamp)(nil),      // 28: google.protobuf.Timestamp
-	(v1.BuildStatus)(0),                // 29: shiploop.events.v1.BuildStatus
-	(*v1.StepResult)(nil),              // 30: shiploop.events.v1.StepResult
-	(*v1.Event)(nil),                   // 31: shiploop.events.v1.Event
-	(*v1.LogLine)(nil),                 // 32: shiploop.events.v1.LogLine
+	(*DownloadArtifactRequest)(nil),    // 27: shiploop.builds.v1.DownloadArtifactRequest
+	(*DownloadArtifactResponse)(nil),   // 28: shiploop.builds.v1.DownloadArtifactResponse
+	nil,                                // 29: shiploop.builds.v1.BuildJob.MatrixEntry
+	(*timestamppb.Timestamp)(nil),      // 30: google.protobuf.Timestamp
+	(v1.BuildStatus)(0),                // 31: shiploop.events.v1.BuildStatus
+	(*v1.StepResult)(nil),              // 32: shiploop.events.v1.StepResult
+	(*v1.Artifact)(nil),                // 33: shiploop.events.v1.Artifact
+	(*v1.Event)(nil),                   // 34: shiploop.events.v1.Event
+	(*v1.LogLine)(nil),                 // 35: shiploop.events.v1.LogLine
 }
 var file_shiploop_builds_v1_builds_proto_depIdxs = []int32{
-	28, // 0: shiploop.builds.v1.Repository.created_at:type_name -> google.protobuf.Timestamp
+	30, // 0: shiploop.builds.v1.Repository.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: shiploop.builds.v1.RegisterRepositoryResponse.repository:type_name -> shiploop.builds.v1.Repository
 	0,  // 2: shiploop.builds.v1.ListRepositoriesResponse.repositories:type_name -> shiploop.builds.v1.Repository
-	29, // 3: shiploop.builds.v1.Build.status:type_name -> shiploop.events.v1.BuildStatus
-	30, // 4: shiploop.builds.v1.Build.steps:type_name -> shiploop.events.v1.StepResult
-	28, // 5: shiploop.builds.v1.Build.created_at:type_name -> google.protobuf.Timestamp
-	28, // 6: shiploop.builds.v1.Build.started_at:type_name -> google.protobuf.Timestamp
-	28, // 7: shiploop.builds.v1.Build.finished_at:type_name -> google.protobuf.Timestamp
+	31, // 3: shiploop.builds.v1.Build.status:type_name -> shiploop.events.v1.BuildStatus
+	32, // 4: shiploop.builds.v1.Build.steps:type_name -> shiploop.events.v1.StepResult
+	30, // 5: shiploop.builds.v1.Build.created_at:type_name -> google.protobuf.Timestamp
+	30, // 6: shiploop.builds.v1.Build.started_at:type_name -> google.protobuf.Timestamp
+	30, // 7: shiploop.builds.v1.Build.finished_at:type_name -> google.protobuf.Timestamp
 	6,  // 8: shiploop.builds.v1.Build.jobs:type_name -> shiploop.builds.v1.BuildJob
-	27, // 9: shiploop.builds.v1.BuildJob.matrix:type_name -> shiploop.builds.v1.BuildJob.MatrixEntry
-	29, // 10: shiploop.builds.v1.BuildJob.status:type_name -> shiploop.events.v1.BuildStatus
-	30, // 11: shiploop.builds.v1.BuildJob.steps:type_name -> shiploop.events.v1.StepResult
-	5,  // 12: shiploop.builds.v1.ListBuildsResponse.builds:type_name -> shiploop.builds.v1.Build
-	5,  // 13: shiploop.builds.v1.GetBuildResponse.build:type_name -> shiploop.builds.v1.Build
-	28, // 14: shiploop.builds.v1.WatchEventsRequest.since:type_name -> google.protobuf.Timestamp
-	31, // 15: shiploop.builds.v1.WatchEventsResponse.event:type_name -> shiploop.events.v1.Event
-	32, // 16: shiploop.builds.v1.StreamLogsResponse.line:type_name -> shiploop.events.v1.LogLine
-	1,  // 17: shiploop.builds.v1.BuildService.RegisterRepository:input_type -> shiploop.builds.v1.RegisterRepositoryRequest
-	3,  // 18: shiploop.builds.v1.BuildService.ListRepositories:input_type -> shiploop.builds.v1.ListRepositoriesRequest
-	17, // 19: shiploop.builds.v1.BuildService.ListBuilds:input_type -> shiploop.builds.v1.ListBuildsRequest
-	19, // 20: shiploop.builds.v1.BuildService.GetBuild:input_type -> shiploop.builds.v1.GetBuildRequest
-	21, // 21: shiploop.builds.v1.BuildService.TriggerBuild:input_type -> shiploop.builds.v1.TriggerBuildRequest
-	23, // 22: shiploop.builds.v1.BuildService.WatchEvents:input_type -> shiploop.builds.v1.WatchEventsRequest
-	25, // 23: shiploop.builds.v1.BuildService.StreamLogs:input_type -> shiploop.builds.v1.StreamLogsRequest
-	7,  // 24: shiploop.builds.v1.BuildService.CancelBuild:input_type -> shiploop.builds.v1.CancelBuildRequest
-	9,  // 25: shiploop.builds.v1.BuildService.RetryBuild:input_type -> shiploop.builds.v1.RetryBuildRequest
-	11, // 26: shiploop.builds.v1.BuildService.SetSecret:input_type -> shiploop.builds.v1.SetSecretRequest
-	13, // 27: shiploop.builds.v1.BuildService.ListSecrets:input_type -> shiploop.builds.v1.ListSecretsRequest
-	15, // 28: shiploop.builds.v1.BuildService.DeleteSecret:input_type -> shiploop.builds.v1.DeleteSecretRequest
-	2,  // 29: shiploop.builds.v1.BuildService.RegisterRepository:output_type -> shiploop.builds.v1.RegisterRepositoryResponse
-	4,  // 30: shiploop.builds.v1.BuildService.ListRepositories:output_type -> shiploop.builds.v1.ListRepositoriesResponse
-	18, // 31: shiploop.builds.v1.BuildService.ListBuilds:output_type -> shiploop.builds.v1.ListBuildsResponse
-	20, // 32: shiploop.builds.v1.BuildService.GetBuild:output_type -> shiploop.builds.v1.GetBuildResponse
-	22, // 33: shiploop.builds.v1.BuildService.TriggerBuild:output_type -> shiploop.builds.v1.TriggerBuildResponse
-	24, // 34: shiploop.builds.v1.BuildService.WatchEvents:output_type -> shiploop.builds.v1.WatchEventsResponse
-	26, // 35: shiploop.builds.v1.BuildService.StreamLogs:output_type -> shiploop.builds.v1.StreamLogsResponse
-	8,  // 36: shiploop.builds.v1.BuildService.CancelBuild:output_type -> shiploop.builds.v1.CancelBuildResponse
-	10, // 37: shiploop.builds.v1.BuildService.RetryBuild:output_type -> shiploop.builds.v1.RetryBuildResponse
-	12, // 38: shiploop.builds.v1.BuildService.SetSecret:output_type -> shiploop.builds.v1.SetSecretResponse
-	14, // 39: shiploop.builds.v1.BuildService.ListSecrets:output_type -> shiploop.builds.v1.ListSecretsResponse
-	16, // 40: shiploop.builds.v1.BuildService.DeleteSecret:output_type -> shiploop.builds.v1.DeleteSecretResponse
-	29, // [29:41] is the sub-list for method output_type
-	17, // [17:29] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	33, // 9: shiploop.builds.v1.Build.artifacts:type_name -> shiploop.events.v1.Artifact
+	29, // 10: shiploop.builds.v1.BuildJob.matrix:type_name -> shiploop.builds.v1.BuildJob.MatrixEntry
+	31, // 11: shiploop.builds.v1.BuildJob.status:type_name -> shiploop.events.v1.BuildStatus
+	32, // 12: shiploop.builds.v1.BuildJob.steps:type_name -> shiploop.events.v1.StepResult
+	5,  // 13: shiploop.builds.v1.ListBuildsResponse.builds:type_name -> shiploop.builds.v1.Build
+	5,  // 14: shiploop.builds.v1.GetBuildResponse.build:type_name -> shiploop.builds.v1.Build
+	30, // 15: shiploop.builds.v1.WatchEventsRequest.since:type_name -> google.protobuf.Timestamp
+	34, // 16: shiploop.builds.v1.WatchEventsResponse.event:type_name -> shiploop.events.v1.Event
+	35, // 17: shiploop.builds.v1.StreamLogsResponse.line:type_name -> shiploop.events.v1.LogLine
+	33, // 18: shiploop.builds.v1.DownloadArtifactResponse.artifact:type_name -> shiploop.events.v1.Artifact
+	1,  // 19: shiploop.builds.v1.BuildService.RegisterRepository:input_type -> shiploop.builds.v1.RegisterRepositoryRequest
+	3,  // 20: shiploop.builds.v1.BuildService.ListRepositories:input_type -> shiploop.builds.v1.ListRepositoriesRequest
+	17, // 21: shiploop.builds.v1.BuildService.ListBuilds:input_type -> shiploop.builds.v1.ListBuildsRequest
+	19, // 22: shiploop.builds.v1.BuildService.GetBuild:input_type -> shiploop.builds.v1.GetBuildRequest
+	21, // 23: shiploop.builds.v1.BuildService.TriggerBuild:input_type -> shiploop.builds.v1.TriggerBuildRequest
+	23, // 24: shiploop.builds.v1.BuildService.WatchEvents:input_type -> shiploop.builds.v1.WatchEventsRequest
+	25, // 25: shiploop.builds.v1.BuildService.StreamLogs:input_type -> shiploop.builds.v1.StreamLogsRequest
+	7,  // 26: shiploop.builds.v1.BuildService.CancelBuild:input_type -> shiploop.builds.v1.CancelBuildRequest
+	9,  // 27: shiploop.builds.v1.BuildService.RetryBuild:input_type -> shiploop.builds.v1.RetryBuildRequest
+	11, // 28: shiploop.builds.v1.BuildService.SetSecret:input_type -> shiploop.builds.v1.SetSecretRequest
+	13, // 29: shiploop.builds.v1.BuildService.ListSecrets:input_type -> shiploop.builds.v1.ListSecretsRequest
+	15, // 30: shiploop.builds.v1.BuildService.DeleteSecret:input_type -> shiploop.builds.v1.DeleteSecretRequest
+	27, // 31: shiploop.builds.v1.BuildService.DownloadArtifact:input_type -> shiploop.builds.v1.DownloadArtifactRequest
+	2,  // 32: shiploop.builds.v1.BuildService.RegisterRepository:output_type -> shiploop.builds.v1.RegisterRepositoryResponse
+	4,  // 33: shiploop.builds.v1.BuildService.ListRepositories:output_type -> shiploop.builds.v1.ListRepositoriesResponse
+	18, // 34: shiploop.builds.v1.BuildService.ListBuilds:output_type -> shiploop.builds.v1.ListBuildsResponse
+	20, // 35: shiploop.builds.v1.BuildService.GetBuild:output_type -> shiploop.builds.v1.GetBuildResponse
+	22, // 36: shiploop.builds.v1.BuildService.TriggerBuild:output_type -> shiploop.builds.v1.TriggerBuildResponse
+	24, // 37: shiploop.builds.v1.BuildService.WatchEvents:output_type -> shiploop.builds.v1.WatchEventsResponse
+	26, // 38: shiploop.builds.v1.BuildService.StreamLogs:output_type -> shiploop.builds.v1.StreamLogsResponse
+	8,  // 39: shiploop.builds.v1.BuildService.CancelBuild:output_type -> shiploop.builds.v1.CancelBuildResponse
+	10, // 40: shiploop.builds.v1.BuildService.RetryBuild:output_type -> shiploop.builds.v1.RetryBuildResponse
+	12, // 41: shiploop.builds.v1.BuildService.SetSecret:output_type -> shiploop.builds.v1.SetSecretResponse
+	14, // 42: shiploop.builds.v1.BuildService.ListSecrets:output_type -> shiploop.builds.v1.ListSecretsResponse
+	16, // 43: shiploop.builds.v1.BuildService.DeleteSecret:output_type -> shiploop.builds.v1.DeleteSecretResponse
+	28, // 44: shiploop.builds.v1.BuildService.DownloadArtifact:output_type -> shiploop.builds.v1.DownloadArtifactResponse
+	32, // [32:45] is the sub-list for method output_type
+	19, // [19:32] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_builds_v1_builds_proto_init() }
@@ -1861,7 +2003,7 @@ func file_shiploop_builds_v1_builds_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_builds_v1_builds_proto_rawDesc), len(file_shiploop_builds_v1_builds_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,7 @@ const (
 	BuildService_SetSecret_FullMethodName          = "/shiploop.builds.v1.BuildService/SetSecret"
 	BuildService_ListSecrets_FullMethodName        = "/shiploop.builds.v1.BuildService/ListSecrets"
 	BuildService_DeleteSecret_FullMethodName       = "/shiploop.builds.v1.BuildService/DeleteSecret"
+	BuildService_DownloadArtifact_FullMethodName   = "/shiploop.builds.v1.BuildService/DownloadArtifact"
 )
 
 // BuildServiceClient is the client API for BuildService service.
@@ -66,6 +67,8 @@ type BuildServiceClient interface {
 	ListSecrets(ctx context.Context, in *ListSecretsRequest, opts ...grpc.CallOption) (*ListSecretsResponse, error)
 	// DeleteSecret removes a repository secret.
 	DeleteSecret(ctx context.Context, in *DeleteSecretRequest, opts ...grpc.CallOption) (*DeleteSecretResponse, error)
+	// DownloadArtifact streams an artifact of a build in chunks.
+	DownloadArtifact(ctx context.Context, in *DownloadArtifactRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadArtifactResponse], error)
 }
 
 type buildServiceClient struct {
@@ -214,6 +217,25 @@ func (c *buildServiceClient) DeleteSecret(ctx context.Context, in *DeleteSecretR
 	return out, nil
 }
 
+func (c *buildServiceClient) DownloadArtifact(ctx context.Context, in *DownloadArtifactRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadArtifactResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &BuildService_ServiceDesc.Streams[2], BuildService_DownloadArtifact_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[DownloadArtifactRequest, DownloadArtifactResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BuildService_DownloadArtifactClient = grpc.ServerStreamingClient[DownloadArtifactResponse]
+
 // BuildServiceServer is the server API for BuildService service.
 // All implementations must embed UnimplementedBuildServiceServer
 // for forward compatibility.
@@ -247,6 +269,8 @@ type BuildServiceServer interface {
 	ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error)
 	// DeleteSecret removes a repository secret.
 	DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error)
+	// DownloadArtifact streams an artifact of a build in chunks.
+	DownloadArtifact(*DownloadArtifactRequest, grpc.ServerStreamingServer[DownloadArtifactResponse]) error
 	mustEmbedUnimplementedBuildServiceServer()
 }
 
@@ -292,6 +316,9 @@ func (UnimplementedBuildServiceServer) ListSecrets(context.Context, *ListSecrets
 }
 func (UnimplementedBuildServiceServer) DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteSecret not implemented")
+}
+func (UnimplementedBuildServiceServer) DownloadArtifact(*DownloadArtifactRequest, grpc.ServerStreamingServer[DownloadArtifactResponse]) error {
+	return status.Error(codes.Unimplemented, "method DownloadArtifact not implemented")
 }
 func (UnimplementedBuildServiceServer) mustEmbedUnimplementedBuildServiceServer() {}
 func (UnimplementedBuildServiceServer) testEmbeddedByValue()                      {}
@@ -516,6 +543,17 @@ func _BuildService_DeleteSecret_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BuildService_DownloadArtifact_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(DownloadArtifactRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(BuildServiceServer).DownloadArtifact(m, &grpc.GenericServerStream[DownloadArtifactRequest, DownloadArtifactResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BuildService_DownloadArtifactServer = grpc.ServerStreamingServer[DownloadArtifactResponse]
+
 // BuildService_ServiceDesc is the grpc.ServiceDesc for BuildService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -573,6 +611,11 @@ var BuildService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "StreamLogs",
 			Handler:       _BuildService_StreamLogs_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "DownloadArtifact",
+			Handler:       _BuildService_DownloadArtifact_Handler,
 			ServerStreams: true,
 		},
 	},

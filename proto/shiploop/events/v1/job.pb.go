@@ -35,7 +35,9 @@ type Step struct {
 	FailureIgnore bool     `protobuf:"varint,5,opt,name=failure_ignore,json=failureIgnore,proto3" json:"failure_ignore,omitempty"`
 	DependsOn     []string `protobuf:"bytes,6,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
 	// Names of the job's secrets this step sees as environment variables.
-	Secrets       []string `protobuf:"bytes,7,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	Secrets []string `protobuf:"bytes,7,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	// Globs, relative to the workspace, of files to keep when the step succeeds.
+	Artifacts     []string `protobuf:"bytes,8,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -119,6 +121,93 @@ func (x *Step) GetSecrets() []string {
 	return nil
 }
 
+func (x *Step) GetArtifacts() []string {
+	if x != nil {
+		return x.Artifacts
+	}
+	return nil
+}
+
+// Artifact is a file a job kept, stored in the Object Store bucket
+// "artifacts" under key.
+type Artifact struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Path relative to the workspace, e.g. "dist/app.tar.gz".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Size int64  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// Hex SHA-256 of the content.
+	Sha256        string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Key           string `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`
+	Step          string `protobuf:"bytes,5,opt,name=step,proto3" json:"step,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Artifact) Reset() {
+	*x = Artifact{}
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Artifact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Artifact) ProtoMessage() {}
+
+func (x *Artifact) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Artifact.ProtoReflect.Descriptor instead.
+func (*Artifact) Descriptor() ([]byte, []int) {
+	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Artifact) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Artifact) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Artifact) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *Artifact) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Artifact) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
 // Job is the work an agent takes from the JOBS stream
 // (subject shiploop.job.<kind>.<repository token>).
 type Job struct {
@@ -150,7 +239,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[1]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -162,7 +251,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[1]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -175,7 +264,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{1}
+	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Job) GetJobId() string {
@@ -305,7 +394,7 @@ type JobQueued struct {
 
 func (x *JobQueued) Reset() {
 	*x = JobQueued{}
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[2]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -317,7 +406,7 @@ func (x *JobQueued) String() string {
 func (*JobQueued) ProtoMessage() {}
 
 func (x *JobQueued) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[2]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -330,7 +419,7 @@ func (x *JobQueued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobQueued.ProtoReflect.Descriptor instead.
 func (*JobQueued) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{2}
+	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *JobQueued) GetJobId() string {
@@ -391,7 +480,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[3]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -403,7 +492,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[3]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -416,7 +505,7 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{3}
+	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *JobStarted) GetJobId() string {
@@ -477,7 +566,7 @@ type StepResult struct {
 
 func (x *StepResult) Reset() {
 	*x = StepResult{}
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[4]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +578,7 @@ func (x *StepResult) String() string {
 func (*StepResult) ProtoMessage() {}
 
 func (x *StepResult) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[4]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +591,7 @@ func (x *StepResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepResult.ProtoReflect.Descriptor instead.
 func (*StepResult) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{4}
+	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StepResult) GetName() string {
@@ -560,7 +649,7 @@ type JobStepFinished struct {
 
 func (x *JobStepFinished) Reset() {
 	*x = JobStepFinished{}
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[5]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +661,7 @@ func (x *JobStepFinished) String() string {
 func (*JobStepFinished) ProtoMessage() {}
 
 func (x *JobStepFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[5]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +674,7 @@ func (x *JobStepFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStepFinished.ProtoReflect.Descriptor instead.
 func (*JobStepFinished) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{5}
+	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JobStepFinished) GetJobId() string {
@@ -629,14 +718,15 @@ type JobFinished struct {
 	Duration   *durationpb.Duration   `protobuf:"bytes,8,opt,name=duration,proto3" json:"duration,omitempty"`
 	Agent      string                 `protobuf:"bytes,9,opt,name=agent,proto3" json:"agent,omitempty"`
 	// Object Store key of the full log (bucket "logs").
-	LogKey        string `protobuf:"bytes,10,opt,name=log_key,json=logKey,proto3" json:"log_key,omitempty"`
+	LogKey        string      `protobuf:"bytes,10,opt,name=log_key,json=logKey,proto3" json:"log_key,omitempty"`
+	Artifacts     []*Artifact `protobuf:"bytes,11,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[6]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +738,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[6]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +751,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{6}
+	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JobFinished) GetJobId() string {
@@ -734,6 +824,13 @@ func (x *JobFinished) GetLogKey() string {
 	return ""
 }
 
+func (x *JobFinished) GetArtifacts() []*Artifact {
+	if x != nil {
+		return x.Artifacts
+	}
+	return nil
+}
+
 // LogLine is one line of a running job's output, sent on core NATS subject
 // shiploop.log.<job_id> (not stored in JetStream; the whole log is kept in the
 // Object Store when the job ends).
@@ -753,7 +850,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[7]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -765,7 +862,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[7]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -778,7 +875,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{7}
+	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LogLine) GetJobId() string {
@@ -827,7 +924,7 @@ var File_shiploop_events_v1_job_proto protoreflect.FileDescriptor
 
 const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x1cshiploop/events/v1/job.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\"\xd8\x02\n" +
+	"\x1cshiploop/events/v1/job.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\"\xf6\x02\n" +
 	"\x04Step\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bcommands\x18\x02 \x03(\tR\bcommands\x12K\n" +
@@ -836,10 +933,17 @@ const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\x0efailure_ignore\x18\x05 \x01(\bR\rfailureIgnore\x12\x1d\n" +
 	"\n" +
 	"depends_on\x18\x06 \x03(\tR\tdependsOn\x12\x18\n" +
-	"\asecrets\x18\a \x03(\tR\asecrets\x1a>\n" +
+	"\asecrets\x18\a \x03(\tR\asecrets\x12\x1c\n" +
+	"\tartifacts\x18\b \x03(\tR\tartifacts\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9d\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"p\n" +
+	"\bArtifact\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x10\n" +
+	"\x03key\x18\x04 \x01(\tR\x03key\x12\x12\n" +
+	"\x04step\x18\x05 \x01(\tR\x04step\"\x9d\x06\n" +
 	"\x03Job\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
 	"\bbuild_id\x18\x02 \x01(\tR\abuildId\x12\x12\n" +
@@ -907,7 +1011,7 @@ const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\n" +
 	"repository\x18\x03 \x01(\tR\n" +
 	"repository\x122\n" +
-	"\x04step\x18\x04 \x01(\v2\x1e.shiploop.events.v1.StepResultR\x04step\"\xeb\x02\n" +
+	"\x04step\x18\x04 \x01(\v2\x1e.shiploop.events.v1.StepResultR\x04step\"\xa7\x03\n" +
 	"\vJobFinished\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
 	"\bbuild_id\x18\x02 \x01(\tR\abuildId\x12\x1e\n" +
@@ -922,7 +1026,8 @@ const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\bduration\x18\b \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x14\n" +
 	"\x05agent\x18\t \x01(\tR\x05agent\x12\x17\n" +
 	"\alog_key\x18\n" +
-	" \x01(\tR\x06logKey\"\xa8\x01\n" +
+	" \x01(\tR\x06logKey\x12:\n" +
+	"\tartifacts\x18\v \x03(\v2\x1c.shiploop.events.v1.ArtifactR\tartifacts\"\xa8\x01\n" +
 	"\aLogLine\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\tR\x04step\x12\x16\n" +
@@ -943,49 +1048,51 @@ func file_shiploop_events_v1_job_proto_rawDescGZIP() []byte {
 	return file_shiploop_events_v1_job_proto_rawDescData
 }
 
-var file_shiploop_events_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_shiploop_events_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_shiploop_events_v1_job_proto_goTypes = []any{
 	(*Step)(nil),                  // 0: shiploop.events.v1.Step
-	(*Job)(nil),                   // 1: shiploop.events.v1.Job
-	(*JobQueued)(nil),             // 2: shiploop.events.v1.JobQueued
-	(*JobStarted)(nil),            // 3: shiploop.events.v1.JobStarted
-	(*StepResult)(nil),            // 4: shiploop.events.v1.StepResult
-	(*JobStepFinished)(nil),       // 5: shiploop.events.v1.JobStepFinished
-	(*JobFinished)(nil),           // 6: shiploop.events.v1.JobFinished
-	(*LogLine)(nil),               // 7: shiploop.events.v1.LogLine
-	nil,                           // 8: shiploop.events.v1.Step.EnvironmentEntry
-	nil,                           // 9: shiploop.events.v1.Job.EnvironmentEntry
-	nil,                           // 10: shiploop.events.v1.Job.SecretsEntry
-	nil,                           // 11: shiploop.events.v1.Job.MatrixEntry
-	nil,                           // 12: shiploop.events.v1.JobQueued.MatrixEntry
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(BuildStatus)(0),              // 15: shiploop.events.v1.BuildStatus
+	(*Artifact)(nil),              // 1: shiploop.events.v1.Artifact
+	(*Job)(nil),                   // 2: shiploop.events.v1.Job
+	(*JobQueued)(nil),             // 3: shiploop.events.v1.JobQueued
+	(*JobStarted)(nil),            // 4: shiploop.events.v1.JobStarted
+	(*StepResult)(nil),            // 5: shiploop.events.v1.StepResult
+	(*JobStepFinished)(nil),       // 6: shiploop.events.v1.JobStepFinished
+	(*JobFinished)(nil),           // 7: shiploop.events.v1.JobFinished
+	(*LogLine)(nil),               // 8: shiploop.events.v1.LogLine
+	nil,                           // 9: shiploop.events.v1.Step.EnvironmentEntry
+	nil,                           // 10: shiploop.events.v1.Job.EnvironmentEntry
+	nil,                           // 11: shiploop.events.v1.Job.SecretsEntry
+	nil,                           // 12: shiploop.events.v1.Job.MatrixEntry
+	nil,                           // 13: shiploop.events.v1.JobQueued.MatrixEntry
+	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(BuildStatus)(0),              // 16: shiploop.events.v1.BuildStatus
 }
 var file_shiploop_events_v1_job_proto_depIdxs = []int32{
-	8,  // 0: shiploop.events.v1.Step.environment:type_name -> shiploop.events.v1.Step.EnvironmentEntry
-	13, // 1: shiploop.events.v1.Step.timeout:type_name -> google.protobuf.Duration
+	9,  // 0: shiploop.events.v1.Step.environment:type_name -> shiploop.events.v1.Step.EnvironmentEntry
+	14, // 1: shiploop.events.v1.Step.timeout:type_name -> google.protobuf.Duration
 	0,  // 2: shiploop.events.v1.Job.steps:type_name -> shiploop.events.v1.Step
-	9,  // 3: shiploop.events.v1.Job.environment:type_name -> shiploop.events.v1.Job.EnvironmentEntry
-	13, // 4: shiploop.events.v1.Job.timeout:type_name -> google.protobuf.Duration
-	14, // 5: shiploop.events.v1.Job.queued_at:type_name -> google.protobuf.Timestamp
-	10, // 6: shiploop.events.v1.Job.secrets:type_name -> shiploop.events.v1.Job.SecretsEntry
-	11, // 7: shiploop.events.v1.Job.matrix:type_name -> shiploop.events.v1.Job.MatrixEntry
-	12, // 8: shiploop.events.v1.JobQueued.matrix:type_name -> shiploop.events.v1.JobQueued.MatrixEntry
-	14, // 9: shiploop.events.v1.JobStarted.started_at:type_name -> google.protobuf.Timestamp
-	15, // 10: shiploop.events.v1.StepResult.status:type_name -> shiploop.events.v1.BuildStatus
-	13, // 11: shiploop.events.v1.StepResult.duration:type_name -> google.protobuf.Duration
-	14, // 12: shiploop.events.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
-	4,  // 13: shiploop.events.v1.JobStepFinished.step:type_name -> shiploop.events.v1.StepResult
-	15, // 14: shiploop.events.v1.JobFinished.status:type_name -> shiploop.events.v1.BuildStatus
-	4,  // 15: shiploop.events.v1.JobFinished.steps:type_name -> shiploop.events.v1.StepResult
-	13, // 16: shiploop.events.v1.JobFinished.duration:type_name -> google.protobuf.Duration
-	14, // 17: shiploop.events.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	10, // 3: shiploop.events.v1.Job.environment:type_name -> shiploop.events.v1.Job.EnvironmentEntry
+	14, // 4: shiploop.events.v1.Job.timeout:type_name -> google.protobuf.Duration
+	15, // 5: shiploop.events.v1.Job.queued_at:type_name -> google.protobuf.Timestamp
+	11, // 6: shiploop.events.v1.Job.secrets:type_name -> shiploop.events.v1.Job.SecretsEntry
+	12, // 7: shiploop.events.v1.Job.matrix:type_name -> shiploop.events.v1.Job.MatrixEntry
+	13, // 8: shiploop.events.v1.JobQueued.matrix:type_name -> shiploop.events.v1.JobQueued.MatrixEntry
+	15, // 9: shiploop.events.v1.JobStarted.started_at:type_name -> google.protobuf.Timestamp
+	16, // 10: shiploop.events.v1.StepResult.status:type_name -> shiploop.events.v1.BuildStatus
+	14, // 11: shiploop.events.v1.StepResult.duration:type_name -> google.protobuf.Duration
+	15, // 12: shiploop.events.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
+	5,  // 13: shiploop.events.v1.JobStepFinished.step:type_name -> shiploop.events.v1.StepResult
+	16, // 14: shiploop.events.v1.JobFinished.status:type_name -> shiploop.events.v1.BuildStatus
+	5,  // 15: shiploop.events.v1.JobFinished.steps:type_name -> shiploop.events.v1.StepResult
+	14, // 16: shiploop.events.v1.JobFinished.duration:type_name -> google.protobuf.Duration
+	1,  // 17: shiploop.events.v1.JobFinished.artifacts:type_name -> shiploop.events.v1.Artifact
+	15, // 18: shiploop.events.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_events_v1_job_proto_init() }
@@ -1000,7 +1107,7 @@ func file_shiploop_events_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_events_v1_job_proto_rawDesc), len(file_shiploop_events_v1_job_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
