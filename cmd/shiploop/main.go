@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -144,6 +145,7 @@ func upCommand() *command {
 		`Data lives in --data-dir (default ./.shiploop). Prints its URLs when ready; Ctrl-C stops cleanly.`)
 	serverFlags(c, &o, false)
 	c.flags.IntVar(&o.agents, "agents", 1, "jobs the built-in agent runs at once")
+	c.flags.DurationVar(&o.lease, "lease", 30*time.Second, "how long a job waits for a silent agent before it goes to another")
 	c.run = func(c *command, args []string) error {
 		if len(args) > 0 {
 			return usagef("up takes no arguments (got %q)", strings.Join(args, " "))
@@ -193,6 +195,7 @@ func agentCommand() *command {
 	c.flags.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file")
 	c.flags.StringVar(&o.dataDir, "data-dir", ".shiploop-agent", "directory for job workspaces")
 	c.flags.IntVar(&o.agents, "concurrency", 1, "jobs to run at once")
+	c.flags.DurationVar(&o.lease, "lease", 30*time.Second, "how long a job waits for this agent to answer before it goes to another agent")
 	c.flags.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	c.flags.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	dryRun := c.flags.Bool("dry-run", false, "check the flags, print what would run, and exit")

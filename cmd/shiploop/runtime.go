@@ -25,7 +25,7 @@ import (
 )
 
 // plannedServices are named by the architecture but not in this build yet.
-var plannedServices = []string{"testruns", "gates", "deploys", "errortrack", "metrics", "dashboards"}
+var plannedServices = []string{"testruns", "gates", "deploys", "metrics", "dashboards"}
 
 // runOptions are the wiring choices shared by `up`, `serve` and `agent`.
 type runOptions struct {
@@ -42,6 +42,7 @@ type runOptions struct {
 	grpcListen   string
 	token        string
 	agents       int
+	lease        time.Duration
 	replicas     int
 	logFormat    string
 	logLevel     string

@@ -37,6 +37,10 @@ type Config struct {
 	Kinds []string
 	// LogDir holds jobs' logs while they run (default the system temp dir).
 	LogDir string
+	// Lease is how long a job stays with an agent that stopped answering
+	// before another agent gets it (default 30s). Running jobs are
+	// heartbeated every third of it.
+	Lease  time.Duration
 	Logger *slog.Logger
 }
 
@@ -77,7 +81,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for range a.cfg.Concurrency {
 		g.Go(func() error {
-			return a.cfg.Bus.Take(ctx, bus.JobConsumerConfig{Filters: filters}, a.run)
+			return a.cfg.Bus.Take(ctx, bus.JobConsumerConfig{Filters: filters, AckWait: a.cfg.Lease}, a.run)
 		})
 	}
 	return g.Wait()
