@@ -3,6 +3,7 @@ module github.com/shiploop/shiploop/tests
 go 1.26.7
 
 require (
+	github.com/getsentry/sentry-go v0.46.2
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0

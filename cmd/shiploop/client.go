@@ -187,15 +187,27 @@ func short8(id string) string {
 
 func repoCommand() *command {
 	var o clientOptions
-	var cloneURL, secret, branch string
-	c := newCommand("repo", "shiploop repo add NAME --clone-url URL [--secret S] | shiploop repo list",
+	var cloneURL, secret, branch, forgeKind, forgeAPI, forgeRepo, forgeToken string
+	c := newCommand("repo", "shiploop repo add NAME --clone-url URL [--secret S] [--forge KIND --forge-token T] | shiploop repo list",
 		"Register repositories and list them.",
 		`add registers (or updates) a repository and prints the webhook secret to set on the forge.
-Point the forge's webhook at http://HOST:8080/hooks/<forge> with that secret.`)
+Point the forge's webhook at http://HOST:8080/hooks/<forge> with that secret.
+
+With --forge, every build posts its commit status (context shiploop/build: pending,
+running, then success, failure or error) to the forge's API with --forge-token:
+  github   --forge-api defaults to https://api.github.com (Enterprise: https://HOST/api/v3)
+  gitlab   --forge-api defaults to https://gitlab.com/api/v4; --forge-repo is a project id or path
+  gitea, forgejo   --forge-api is required: https://HOST/api/v1
+--forge-repo defaults to NAME. Updating without --forge keeps the forge settings, without
+--forge-token keeps the stored token; --forge none stops posting. The token is never shown.`)
 	clientFlags(c, &o)
 	c.flags.StringVar(&cloneURL, "clone-url", "", "URL or path git clones the repository from (add)")
 	c.flags.StringVar(&secret, "secret", "", "webhook secret (add; a random one is made when empty)")
 	c.flags.StringVar(&branch, "default-branch", "main", "default branch (add)")
+	c.flags.StringVar(&forgeKind, "forge", "", "post commit statuses to this forge: github, gitlab, gitea, forgejo, or none (add)")
+	c.flags.StringVar(&forgeAPI, "forge-api", "", "the forge's API base URL (add; default per forge)")
+	c.flags.StringVar(&forgeRepo, "forge-repo", "", "owner/repo, or a GitLab project id or path, on the forge (add; default NAME)")
+	c.flags.StringVar(&forgeToken, "forge-token", "", "token allowed to set commit statuses (add; prefer the variable to the flag)")
 	c.run = func(c *command, args []string) error {
 		if len(args) == 0 {
 			return usagef("say add or list")
@@ -212,7 +224,8 @@ Point the forge's webhook at http://HOST:8080/hooks/<forge> with that secret.`)
 			if len(args) != 2 {
 				return usagef("repo add takes one NAME, e.g. acme/web")
 			}
-			resp, err := cl.RegisterRepository(ctx, &buildsv1.RegisterRepositoryRequest{Name: args[1], CloneUrl: cloneURL, WebhookSecret: secret, DefaultBranch: branch})
+			resp, err := cl.RegisterRepository(ctx, &buildsv1.RegisterRepositoryRequest{Name: args[1], CloneUrl: cloneURL, WebhookSecret: secret, DefaultBranch: branch,
+				Forge: forgeKind, ForgeApiUrl: forgeAPI, ForgeRepo: forgeRepo, ForgeToken: forgeToken})
 			if err != nil {
 				return err
 			}
@@ -220,7 +233,11 @@ Point the forge's webhook at http://HOST:8080/hooks/<forge> with that secret.`)
 				printJSON(c.stdout, resp)
 				return nil
 			}
-			fmt.Fprintf(c.stdout, "registered %s (clone %s)\nwebhook secret: %s\n", resp.GetRepository().GetName(), resp.GetRepository().GetCloneUrl(), resp.GetWebhookSecret())
+			r := resp.GetRepository()
+			fmt.Fprintf(c.stdout, "registered %s (clone %s)\nwebhook secret: %s\n", r.GetName(), r.GetCloneUrl(), resp.GetWebhookSecret())
+			if r.GetForge() != "" {
+				fmt.Fprintf(c.stdout, "commit statuses: %s %s via %s\n", r.GetForge(), r.GetForgeRepo(), r.GetForgeApiUrl())
+			}
 			return nil
 		case "list":
 			resp, err := cl.ListRepositories(ctx, &buildsv1.ListRepositoriesRequest{PageSize: 500})
@@ -229,14 +246,18 @@ Point the forge's webhook at http://HOST:8080/hooks/<forge> with that secret.`)
 			}
 			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 			if !o.json {
-				fmt.Fprintln(tw, "NAME\tCLONE URL\tDEFAULT BRANCH")
+				fmt.Fprintln(tw, "NAME\tCLONE URL\tDEFAULT BRANCH\tSTATUSES TO")
 			}
 			for _, r := range resp.GetRepositories() {
 				if o.json {
 					printJSON(c.stdout, r)
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", r.GetName(), r.GetCloneUrl(), r.GetDefaultBranch())
+				to := "-"
+				if r.GetForge() != "" {
+					to = r.GetForge() + " " + r.GetForgeRepo()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.GetName(), r.GetCloneUrl(), r.GetDefaultBranch(), to)
 			}
 			return tw.Flush()
 		}

@@ -19,6 +19,7 @@ type command struct {
 	run     func(c *command, args []string) error
 	stdout  io.Writer
 	stderr  io.Writer
+	args    []string // positional arguments, flags removed
 }
 
 func newCommand(name, usage, summary, detail string) *command {
@@ -58,8 +59,23 @@ func (c *command) printUsage() {
 // parse parses args, then fills every flag not given on the command line
 // from its SHIPLOOP_* variable.
 func (c *command) parse(args []string) error {
-	if err := c.flags.Parse(args); err != nil {
-		return err
+	// Flags may come before, between or after the positional arguments
+	// ("shiploop builds get acme/web#3 --json"); "--" ends the flags.
+	c.args = nil
+	for {
+		if err := c.flags.Parse(args); err != nil {
+			return err
+		}
+		rest := c.flags.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			c.args = append(c.args, rest...)
+			break
+		}
+		c.args = append(c.args, rest[0])
+		args = rest[1:]
 	}
 	set := map[string]bool{}
 	c.flags.Visit(func(f *flag.Flag) { set[f.Name] = true })

@@ -64,7 +64,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "shiploop %s: %v\n", c.name, err)
 		return 2
 	}
-	if err := c.run(c, c.flags.Args()); err != nil {
+	if err := c.run(c, c.args); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "shiploop %s: %v\nRun 'shiploop %s --help' for usage.\n", c.name, err, c.name)
@@ -110,7 +110,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func commands() map[string]*command {
-	list := []*command{upCommand(), serveCommand(), agentCommand(), watchCommand(), repoCommand(), buildsCommand(), buildCommand(), logsCommand(), demoCommand(), lintCommand(), secretCommand()}
+	list := []*command{upCommand(), serveCommand(), agentCommand(), watchCommand(), repoCommand(), buildsCommand(), buildCommand(), logsCommand(), demoCommand(), lintCommand(), secretCommand(), errorsCommand()}
 	m := map[string]*command{}
 	for _, c := range list {
 		m[c.name] = c
@@ -124,6 +124,7 @@ func serverFlags(c *command, o *runOptions, split bool) {
 	c.flags.StringVar(&o.httpListen, "http-listen", "127.0.0.1:8080", "address for webhooks and health (host:port; port 0 picks a free one)")
 	c.flags.StringVar(&o.grpcListen, "grpc-listen", "127.0.0.1:9090", "address for the gRPC API")
 	c.flags.StringVar(&o.token, "token", "", "bearer token required on gRPC calls (none when empty)")
+	c.flags.StringVar(&o.publicURL, "public-url", "", "base URL of the shiploop web UI; commit statuses link to <url>/builds/<id> (no link when empty)")
 	c.flags.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	c.flags.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	c.flags.BoolVar(&o.json, "json", false, "print one JSON line with the addresses when ready, instead of the banner")

@@ -129,3 +129,15 @@ func TestLint(t *testing.T) {
 		t.Errorf("lint --json: exit %d, %q", code, out)
 	}
 }
+
+func TestFlagsAfterArguments(t *testing.T) {
+	c := newCommand("x", "x", "x", "")
+	asJSON := c.flags.Bool("json", false, "")
+	server := c.flags.String("server", "", "")
+	if err := c.parse([]string{"get", "acme/web#3", "--json", "--server", "h:1", "--", "--literal"}); err != nil {
+		t.Fatal(err)
+	}
+	if !*asJSON || *server != "h:1" || strings.Join(c.args, " ") != "get acme/web#3 --literal" {
+		t.Errorf("json %v server %q args %q", *asJSON, *server, c.args)
+	}
+}

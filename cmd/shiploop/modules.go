@@ -25,12 +25,13 @@ type module struct {
 
 // modules by name. `shiploop up` starts knownServices in order.
 var modules = map[string]module{
-	"builds": {start: startBuilds},
-	"agent":  {start: startAgent},
+	"builds":     {start: startBuilds},
+	"agent":      {start: startAgent},
+	"errortrack": {start: startErrortrack},
 }
 
 // knownServices are the services `shiploop serve` accepts, in start order.
-var knownServices = []string{"builds", "agent"}
+var knownServices = []string{"builds", "agent", "errortrack"}
 
 // moduleEnv is what modules share: the connection, the HTTP mux and the
 // gRPC server of the process.
@@ -86,7 +87,7 @@ func startBuilds(ctx context.Context, env *moduleEnv) (func(context.Context) err
 	if err != nil {
 		return nil, err
 	}
-	svc, err := builds.New(ctx, builds.Config{DB: db, Bus: b, Logger: env.log, DataDir: env.opts.dataDir, Token: env.opts.token})
+	svc, err := builds.New(ctx, builds.Config{DB: db, Bus: b, Logger: env.log, DataDir: env.opts.dataDir, Token: env.opts.token, PublicURL: env.opts.publicURL})
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,7 @@ import (
 )
 
 // plannedServices are named by the architecture but not in this build yet.
-var plannedServices = []string{"testruns", "gates", "deploys", "metrics", "dashboards"}
+var plannedServices = []string{"testruns", "metrics", "gates", "deploys", "dashboards"}
 
 // runOptions are the wiring choices shared by `up`, `serve` and `agent`.
 type runOptions struct {
@@ -41,6 +41,7 @@ type runOptions struct {
 	httpListen   string
 	grpcListen   string
 	token        string
+	publicURL    string // web UI base for commit status links
 	agents       int
 	lease        time.Duration
 	replicas     int

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -244,16 +245,111 @@ func (s *Service) queueJobs(ctx context.Context, tx *bus.Tx, b buildRow, ch *eve
 			}
 		}
 		matrix, _ := json.Marshal(combo)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, build_id, position, kind, matrix, status) VALUES ($1, $2, $3, $4, $5, $6)`,
-			job.JobId, b.id, pos, job.Kind, string(matrix), int32(eventsv1.BuildStatus_BUILD_STATUS_QUEUED)); err != nil {
-			return err
-		}
-		if err := tx.Enqueue(job.Kind, bus.Event{Type: "job.requested", Repository: b.repository, Subject: job.JobId, Data: job}); err != nil {
+		if err := s.addJob(ctx, tx, job, pos, string(matrix), p.cfg.Concurrency, now); err != nil {
 			return err
 		}
 		if err := tx.Publish(bus.Event{Type: "job.queued", Repository: b.repository, Subject: job.JobId, Data: &eventsv1.JobQueued{
 			JobId: job.JobId, BuildId: b.id, Kind: job.Kind, Repository: b.repository, Steps: names, Matrix: combo,
 		}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addJob records a job and hands it to agents, unless its concurrency group
+// is full: then it waits, its spec kept, for dispatchWaiting.
+func (s *Service) addJob(ctx context.Context, tx *bus.Tx, job *eventsv1.Job, pos int, matrix string, cc *pipeline.Concurrency, now time.Time) error {
+	group, dispatch := "", true
+	var spec []byte
+	if cc != nil {
+		group = cc.Group
+		active, limit, err := lockGroup(ctx, tx, group, cc.Limit)
+		if err != nil {
+			return err
+		}
+		if dispatch = active < limit; !dispatch {
+			if spec, err = proto.Marshal(job); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, build_id, position, kind, matrix, status, group_name, dispatched, spec, queued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		job.JobId, job.BuildId, pos, job.Kind, matrix, int32(eventsv1.BuildStatus_BUILD_STATUS_QUEUED), group, boolInt(dispatch), spec, now.UnixNano()); err != nil {
+		return err
+	}
+	if !dispatch {
+		return nil
+	}
+	return tx.Enqueue(job.Kind, bus.Event{Type: "job.requested", Repository: job.Repository, Subject: job.JobId, ChainID: job.ChainId, Data: job})
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// lockGroup takes the group's row lock (PostgreSQL; SQLite has one writer
+// anyway), records the limit the newest config gives when limit > 0, and
+// counts the group's jobs out with agents.
+func lockGroup(ctx context.Context, tx *bus.Tx, group string, limit int) (active, lim int, err error) {
+	if limit > 0 {
+		_, err = tx.ExecContext(ctx, `INSERT INTO concurrency_groups (name, job_limit) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET job_limit = excluded.job_limit`, group, limit)
+	} else {
+		_, err = tx.ExecContext(ctx, `UPDATE concurrency_groups SET job_limit = job_limit WHERE name = $1`, group)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("locking concurrency group %s: %w", group, err)
+	}
+	if err = tx.QueryRowContext(ctx, `SELECT job_limit FROM concurrency_groups WHERE name = $1`, group).Scan(&lim); err != nil {
+		return 0, 0, err
+	}
+	err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM jobs WHERE group_name = $1 AND dispatched = 1 AND status IN ($2, $3)`,
+		group, int32(eventsv1.BuildStatus_BUILD_STATUS_QUEUED), int32(eventsv1.BuildStatus_BUILD_STATUS_RUNNING)).Scan(&active)
+	return active, lim, err
+}
+
+// dispatchWaiting hands a group's waiting jobs to agents, oldest first, as
+// far as the group's limit allows.
+func (s *Service) dispatchWaiting(ctx context.Context, tx *bus.Tx, group string) error {
+	if group == "" {
+		return nil
+	}
+	active, limit, err := lockGroup(ctx, tx, group, 0)
+	if err != nil || active >= limit {
+		return err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, spec FROM jobs WHERE group_name = $1 AND dispatched = 0 AND status = $2 ORDER BY queued_at, position LIMIT $3`,
+		group, int32(eventsv1.BuildStatus_BUILD_STATUS_QUEUED), limit-active)
+	if err != nil {
+		return err
+	}
+	var jobs []*eventsv1.Job
+	for rows.Next() {
+		var id string
+		var spec []byte
+		if err := rows.Scan(&id, &spec); err != nil {
+			rows.Close()
+			return err
+		}
+		job := &eventsv1.Job{}
+		if err := proto.Unmarshal(spec, job); err != nil {
+			rows.Close()
+			return fmt.Errorf("waiting job %s: %w", id, err)
+		}
+		jobs = append(jobs, job)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, job := range jobs {
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET dispatched = 1, spec = NULL WHERE id = $1`, job.JobId); err != nil {
+			return err
+		}
+		if err := tx.Enqueue(job.Kind, bus.Event{Type: "job.requested", Repository: job.Repository, Subject: job.JobId, ChainID: job.ChainId, Data: job}); err != nil {
 			return err
 		}
 	}
@@ -303,19 +399,21 @@ func (s *Service) cancelBuild(ctx context.Context, tx *bus.Tx, id, reason string
 	if n, _ := res.RowsAffected(); n == 0 {
 		return errAlreadyFinished
 	}
-	jobs, err := tx.QueryContext(ctx, `SELECT id FROM jobs WHERE build_id = $1 AND status IN ($2, $3)`,
+	jobs, err := tx.QueryContext(ctx, `SELECT id, group_name FROM jobs WHERE build_id = $1 AND status IN ($2, $3)`,
 		id, int32(eventsv1.BuildStatus_BUILD_STATUS_QUEUED), int32(eventsv1.BuildStatus_BUILD_STATUS_RUNNING))
 	if err != nil {
 		return err
 	}
 	var ids []string
+	groups := map[string]bool{}
 	for jobs.Next() {
-		var j string
-		if err := jobs.Scan(&j); err != nil {
+		var j, g string
+		if err := jobs.Scan(&j, &g); err != nil {
 			jobs.Close()
 			return err
 		}
 		ids = append(ids, j)
+		groups[g] = true
 	}
 	jobs.Close()
 	if err := jobs.Err(); err != nil {
@@ -326,6 +424,11 @@ func (s *Service) cancelBuild(ctx context.Context, tx *bus.Tx, id, reason string
 			return err
 		}
 		if err := tx.CancelJob(j, reason); err != nil {
+			return err
+		}
+	}
+	for g := range groups {
+		if err := s.dispatchWaiting(ctx, tx, g); err != nil {
 			return err
 		}
 	}
@@ -403,6 +506,13 @@ func (s *Service) finishJob(ctx context.Context, tx *bus.Tx, d *eventsv1.JobFini
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE jobs SET log_key = $1 WHERE id = $2`, d.LogKey, d.JobId); err != nil {
+		return err
+	}
+	var group string
+	if err := tx.QueryRowContext(ctx, `SELECT group_name FROM jobs WHERE id = $1`, d.JobId).Scan(&group); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if err := s.dispatchWaiting(ctx, tx, group); err != nil {
 		return err
 	}
 	for _, st := range d.Steps {

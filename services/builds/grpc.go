@@ -57,27 +57,38 @@ func (g *grpcServer) RegisterRepository(ctx context.Context, req *buildsv1.Regis
 	err = g.s.db.InTx(ctx, func(tx *sql.Tx) error {
 		var existing string
 		var created int64
-		err := tx.QueryRowContext(ctx, `SELECT webhook_secret, created_at FROM repositories WHERE name = $1`, name).Scan(&existing, &created)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
+		var old forgeSettings
+		err := tx.QueryRowContext(ctx, `SELECT webhook_secret, created_at, forge, forge_api_url, forge_repo, forge_token FROM repositories WHERE name = $1`, name).
+			Scan(&existing, &created, &old.kind, &old.apiURL, &old.repo, &old.token)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		isNew := errors.Is(err, sql.ErrNoRows)
+		fs, err := mergeForge(name, old, req)
+		if err != nil {
+			return err
+		}
+		describeForge(repo, fs)
+		if isNew {
 			if secret == "" {
 				secret = randomSecret()
 			}
 			repo.CreatedAt = timestamppb.New(now)
-			_, err = tx.ExecContext(ctx, `INSERT INTO repositories (name, clone_url, default_branch, webhook_secret, created_at) VALUES ($1, $2, $3, $4, $5)`,
-				name, repo.CloneUrl, branch, secret, now.UnixNano())
-			return err
-		case err != nil:
+			_, err = tx.ExecContext(ctx, `INSERT INTO repositories (name, clone_url, default_branch, webhook_secret, created_at, forge, forge_api_url, forge_repo, forge_token) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+				name, repo.CloneUrl, branch, secret, now.UnixNano(), fs.kind, fs.apiURL, fs.repo, fs.token)
 			return err
 		}
 		if secret == "" {
 			secret = existing
 		}
 		repo.CreatedAt = timestamppb.New(time.Unix(0, created))
-		_, err = tx.ExecContext(ctx, `UPDATE repositories SET clone_url = $1, default_branch = $2, webhook_secret = $3 WHERE name = $4`,
-			repo.CloneUrl, branch, secret, name)
+		_, err = tx.ExecContext(ctx, `UPDATE repositories SET clone_url = $1, default_branch = $2, webhook_secret = $3, forge = $4, forge_api_url = $5, forge_repo = $6, forge_token = $7 WHERE name = $8`,
+			repo.CloneUrl, branch, secret, fs.kind, fs.apiURL, fs.repo, fs.token, name)
 		return err
 	})
+	if status.Code(err) == codes.InvalidArgument {
+		return nil, err
+	}
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "registering %s: %v", name, err)
 	}
@@ -104,7 +115,8 @@ func (g *grpcServer) ListRepositories(ctx context.Context, req *buildsv1.ListRep
 		after = string(b)
 	}
 	size := pageSize(req.GetPageSize())
-	rows, err := g.s.db.QueryContext(ctx, `SELECT name, clone_url, default_branch, created_at FROM repositories WHERE name > $1 ORDER BY name LIMIT $2`, after, size+1)
+	rows, err := g.s.db.QueryContext(ctx, `SELECT name, clone_url, default_branch, created_at, forge, forge_api_url, forge_repo,
+		CASE WHEN forge_token = '' THEN 0 ELSE 1 END FROM repositories WHERE name > $1 ORDER BY name LIMIT $2`, after, size+1)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "listing repositories: %v", err)
 	}
@@ -113,10 +125,12 @@ func (g *grpcServer) ListRepositories(ctx context.Context, req *buildsv1.ListRep
 	for rows.Next() {
 		r := &buildsv1.Repository{}
 		var created int64
-		if err := rows.Scan(&r.Name, &r.CloneUrl, &r.DefaultBranch, &created); err != nil {
+		var tokenSet int
+		if err := rows.Scan(&r.Name, &r.CloneUrl, &r.DefaultBranch, &created, &r.Forge, &r.ForgeApiUrl, &r.ForgeRepo, &tokenSet); err != nil {
 			return nil, status.Errorf(codes.Internal, "listing repositories: %v", err)
 		}
 		r.CreatedAt = timestamppb.New(time.Unix(0, created))
+		r.ForgeTokenSet = tokenSet != 0
 		resp.Repositories = append(resp.Repositories, r)
 	}
 	if len(resp.Repositories) > size {

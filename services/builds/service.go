@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"path/filepath"
 	"time"
 
@@ -41,6 +42,13 @@ type Config struct {
 	JobTimeout time.Duration
 	// Token, when set, guards the HTTP artifact downloads like the gRPC API.
 	Token string
+	// PublicURL is the base URL of the shiploop web UI: commit statuses
+	// link to PublicURL/builds/<id>, or to nothing when it is empty.
+	PublicURL string
+	// StatusBackoff are the delays between attempts to post a commit status
+	// to a forge that failed or did not answer (default 1s, 5s, 30s, 2m, 5m,
+	// 10m, 10m: about half an hour); there is one attempt more than delays.
+	StatusBackoff []time.Duration
 }
 
 // Service is the builds service.
@@ -51,6 +59,8 @@ type Service struct {
 	log     *slog.Logger
 	mirrors *mirrors
 	cfg     Config
+	// statuses posts commit statuses to forges.
+	statuses *statusPoster
 }
 
 // New makes the service and applies its migrations.
@@ -67,6 +77,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.JobTimeout <= 0 {
 		cfg.JobTimeout = time.Hour
 	}
+	if cfg.PublicURL != "" {
+		if u, err := url.Parse(cfg.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("builds: public URL %q: want http(s)://host[/path]", cfg.PublicURL)
+		}
+	}
 	if err := cfg.DB.Migrate(ctx, Migrations()...); err != nil {
 		return nil, fmt.Errorf("builds: %w", err)
 	}
@@ -78,8 +93,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	log := cfg.Logger.With("service", "builds")
 	return &Service{
 		db: cfg.DB, bus: cfg.Bus, log: log, cfg: cfg,
-		ob:      bus.NewOutbox(cfg.DB, cfg.Bus, log),
-		mirrors: newMirrors(filepath.Join(cfg.DataDir, "mirrors")),
+		ob:       bus.NewOutbox(cfg.DB, cfg.Bus, log),
+		mirrors:  newMirrors(filepath.Join(cfg.DataDir, "mirrors")),
+		statuses: newStatusPoster(),
 	}, nil
 }
 
@@ -102,5 +118,6 @@ func (s *Service) Run(ctx context.Context) error {
 			Filters: []string{bus.EventFilter("job", "")},
 		}, s.handleJobEvent)
 	})
+	g.Go(func() error { return s.consumeStatuses(ctx) })
 	return g.Wait()
 }

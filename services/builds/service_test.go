@@ -224,3 +224,66 @@ func TestListBuildsPages(t *testing.T) {
 		}
 	})
 }
+
+// TestConcurrencyGroup: with limit 1, a second build's job waits until the
+// first one's job finishes, across repositories.
+func TestConcurrencyGroup(t *testing.T) {
+	storetest.Engines(t, "builds", nil, func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db)
+		ctx := context.Background()
+		cfg := ".shiploop.yml"
+		content := "concurrency: {group: prod-deploys}\nsteps:\n  - name: deploy\n    commands: [echo deploy]\n"
+		var shas []string
+		for _, name := range []string{"acme/one", "acme/two"} {
+			dir, sha := gitRepo(t, map[string]string{cfg: content})
+			if _, err := h.api.RegisterRepository(ctx, &buildsv1.RegisterRepositoryRequest{Name: name, CloneUrl: dir}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.svc.acceptChange(ctx, &eventsv1.Change{Kind: eventsv1.ChangeKind_CHANGE_KIND_PUSH, Forge: "github", DeliveryId: name,
+				Repository: name, CloneUrl: dir, Ref: "refs/heads/main", Branch: "main", After: sha}); err != nil {
+				t.Fatal(err)
+			}
+			shas = append(shas, sha)
+		}
+		jobs := make(chan *eventsv1.Job, 4)
+		tctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			_ = h.bus.Take(tctx, bus.JobConsumerConfig{Name: "test-agent"}, func(ctx context.Context, j *bus.Job) error {
+				jobs <- j.Data.(*eventsv1.Job)
+				return nil
+			})
+		}()
+		first := <-jobs
+		// Both builds are recorded; only one job is out.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			list, err := h.api.ListBuilds(ctx, &buildsv1.ListBuildsRequest{})
+			if err == nil && len(list.GetBuilds()) == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("builds not recorded: %v %v", list, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		select {
+		case j := <-jobs:
+			t.Fatalf("second job %s dispatched while the group is full", j.GetRepository())
+		case <-time.After(300 * time.Millisecond):
+		}
+		if err := h.bus.Publish(ctx, bus.Event{Type: "job.finished", Repository: first.GetRepository(), Subject: first.GetJobId(), Data: &eventsv1.JobFinished{
+			JobId: first.GetJobId(), BuildId: first.GetBuildId(), Repository: first.GetRepository(), Status: eventsv1.BuildStatus_BUILD_STATUS_SUCCESS}}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case second := <-jobs:
+			if second.GetRepository() == first.GetRepository() {
+				t.Errorf("the same repository's job came twice")
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("the waiting job was not dispatched after the first finished")
+		}
+		_ = shas
+	})
+}

@@ -3,7 +3,14 @@ CREATE TABLE IF NOT EXISTS repositories (
     clone_url      TEXT NOT NULL,
     default_branch TEXT NOT NULL,
     webhook_secret TEXT NOT NULL,
-    created_at     {{bigint}} NOT NULL
+    created_at     {{bigint}} NOT NULL,
+    -- Commit statuses: the forge kind (github, gitlab, gitea, forgejo, or
+    -- empty for none), its API base URL, the repository as that API names
+    -- it, and the token, which never leaves the service.
+    forge          TEXT NOT NULL DEFAULT '',
+    forge_api_url  TEXT NOT NULL DEFAULT '',
+    forge_repo     TEXT NOT NULL DEFAULT '',
+    forge_token    TEXT NOT NULL DEFAULT ''
 );
 
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -30,6 +37,9 @@ CREATE TABLE IF NOT EXISTS builds (
     created_at  {{bigint}} NOT NULL,
     started_at  {{bigint}} NOT NULL DEFAULT 0,
     finished_at {{bigint}} NOT NULL DEFAULT 0,
+    -- The last commit status posted to the forge: 0 none, 1 pending,
+    -- 2 running, 3 final. A status never replaces a later one.
+    status_posted INTEGER NOT NULL DEFAULT 0,
     UNIQUE (repository, number),
     UNIQUE (change_id)
 );
@@ -46,7 +56,20 @@ CREATE TABLE IF NOT EXISTS jobs (
     agent       TEXT NOT NULL DEFAULT '',
     failed_step TEXT NOT NULL DEFAULT '',
     error       TEXT NOT NULL DEFAULT '',
-    log_key     TEXT NOT NULL DEFAULT ''
+    log_key     TEXT NOT NULL DEFAULT '',
+    -- Concurrency group: a job of a group waits (dispatched = 0, spec kept)
+    -- until fewer than the group's limit of its jobs are out with agents.
+    group_name  TEXT NOT NULL DEFAULT '',
+    dispatched  INTEGER NOT NULL DEFAULT 1,
+    spec        {{bytes}},
+    queued_at   {{bigint}} NOT NULL DEFAULT 0
+);
+
+CREATE INDEX IF NOT EXISTS jobs_group ON jobs (group_name, dispatched, status);
+
+CREATE TABLE IF NOT EXISTS concurrency_groups (
+    name       TEXT PRIMARY KEY,
+    job_limit  INTEGER NOT NULL
 );
 
 CREATE INDEX IF NOT EXISTS jobs_build ON jobs (build_id);

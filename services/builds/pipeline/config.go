@@ -44,8 +44,11 @@ type Config struct {
 	Secrets []string          // secret names exposed to every step; see StepSecrets
 	When    When              // pipeline-wide condition; the zero When matches everything
 	Matrix  *Matrix           // nil without a matrix; expands build and test jobs, not deploys
-	Steps   []Step            // build steps in file order; see BuildSteps for run order
-	Test    *Test             // nil without a test section
+	// Concurrency limits how many jobs of every build in a group run at
+	// once across the installation; nil without one.
+	Concurrency *Concurrency
+	Steps       []Step // build steps in file order; see BuildSteps for run order
+	Test        *Test  // nil without a test section
 	// Environments are the deploy targets in promotion order.
 	Environments []Environment
 	Gate         *Gate // nil without a gate
@@ -53,6 +56,13 @@ type Config struct {
 	file      string
 	pos       map[string]Position // field path -> where it is in the file
 	stepPaths map[string][]string // steps field -> field path of each step
+}
+
+// Concurrency is a group shared by every repository that names it: at most
+// Limit of its jobs are handed to agents at once; the others wait in order.
+type Concurrency struct {
+	Group string
+	Limit int // at least 1; 1 when the file does not say
 }
 
 // Step is one unit of work: commands run in order in one shell session.

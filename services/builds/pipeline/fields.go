@@ -21,20 +21,21 @@ var (
 
 // Fields of each mapping, as written in the file.
 var (
-	topFields       = []string{"version", "env", "secrets", "when", "matrix", "steps", "test", "environments", "gate"}
-	stepFields      = []string{"name", "commands", "depends_on", "env", "secrets", "when", "failure", "timeout", "artifacts", "cache"}
-	whenFields      = []string{"event", "branch", "tag", "paths"}
-	cacheFields     = []string{"key_files", "paths"}
-	testFields      = []string{"steps", "reports", "services", "shards"}
-	reportFields    = []string{"junit", "coverage"}
-	serviceFields   = []string{"name", "command", "env", "ready"}
-	readyFields     = []string{"tcp"}
-	envFields       = []string{"name", "steps", "variables", "secrets", "approval", "auto", "verify"}
-	approvalFields  = []string{"required"}
-	verifyFields    = []string{"window", "conditions", "on_failure"}
-	gateFields      = []string{"conditions"}
-	conditionFields = []string{"metric", "operator", "threshold", "scope"}
-	operators       = []string{"<", "<=", ">", ">=", "==", "!="}
+	topFields         = []string{"version", "env", "secrets", "when", "matrix", "concurrency", "steps", "test", "environments", "gate"}
+	concurrencyFields = []string{"group", "limit"}
+	stepFields        = []string{"name", "commands", "depends_on", "env", "secrets", "when", "failure", "timeout", "artifacts", "cache"}
+	whenFields        = []string{"event", "branch", "tag", "paths"}
+	cacheFields       = []string{"key_files", "paths"}
+	testFields        = []string{"steps", "reports", "services", "shards"}
+	reportFields      = []string{"junit", "coverage"}
+	serviceFields     = []string{"name", "command", "env", "ready"}
+	readyFields       = []string{"tcp"}
+	envFields         = []string{"name", "steps", "variables", "secrets", "approval", "auto", "verify"}
+	approvalFields    = []string{"required"}
+	verifyFields      = []string{"window", "conditions", "on_failure"}
+	gateFields        = []string{"conditions"}
+	conditionFields   = []string{"metric", "operator", "threshold", "scope"}
+	operators         = []string{"<", "<=", ">", ">=", "==", "!="}
 )
 
 func checkName(s string) string {
@@ -87,6 +88,8 @@ func (d *decoder) config(root *yaml.Node) *Config {
 			c.When = d.when(v, f)
 		case "matrix":
 			c.Matrix = d.matrix(v, f)
+		case "concurrency":
+			c.Concurrency = d.concurrency(v, f)
 		case "steps":
 			c.Steps = d.steps(v, f)
 		case "test":
@@ -395,6 +398,28 @@ func (d *decoder) verify(n *yaml.Node, field string) *Verify {
 	d.require(n, field, present, "window", "conditions")
 	return vf
 }
+
+func (d *decoder) concurrency(n *yaml.Node, field string) *Concurrency {
+	c := &Concurrency{Limit: 1}
+	present := d.object(n, field, concurrencyFields, func(k string, v *yaml.Node, f string) {
+		switch k {
+		case "group":
+			if s, ok := d.nonEmpty(v, f); ok {
+				if !groupPattern.MatchString(s) {
+					d.errAt(d.resolve(v), f, "invalid group %q: use letters, digits, '.', '_' and '-', at most 100 characters", s)
+				} else {
+					c.Group = s
+				}
+			}
+		case "limit":
+			c.Limit = d.integer(v, f, 1, 1000)
+		}
+	})
+	d.require(n, field, present, "group")
+	return c
+}
+
+var groupPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
 func (d *decoder) gate(n *yaml.Node, field string) *Gate {
 	g := &Gate{}

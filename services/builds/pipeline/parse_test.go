@@ -209,6 +209,18 @@ var validCases = []struct {
 			Steps: []Step{{Name: "a", Commands: []string{"x"}, DependsOn: []string{}, When: When{Paths: []string{}}, Failure: FailureFail}}},
 	},
 	{
+		name: "concurrency group",
+		yaml: "concurrency: {group: deploy-prod, limit: 2}\nsteps: {a: {commands: x}}\n",
+		want: &Config{Version: 1, Concurrency: &Concurrency{Group: "deploy-prod", Limit: 2},
+			Steps: []Step{{Name: "a", Commands: []string{"x"}, Failure: FailureFail}}},
+	},
+	{
+		name: "concurrency limit defaults to 1",
+		yaml: "concurrency: {group: releases}\nsteps: {a: {commands: x}}\n",
+		want: &Config{Version: 1, Concurrency: &Concurrency{Group: "releases", Limit: 1},
+			Steps: []Step{{Name: "a", Commands: []string{"x"}, Failure: FailureFail}}},
+	},
+	{
 		name: "matrix of include only",
 		yaml: "matrix:\n  include: [{OS: linux}, {OS: darwin}]\nsteps: {a: {commands: x}}\n",
 		want: &Config{Version: 1,
@@ -339,6 +351,12 @@ var invalidCases = []struct {
 		want: `.shiploop.yml:4:14: steps[0].timeout: invalid duration "10x": use a duration like "10m" or "1h30m", or a whole number of seconds` + "\n" +
 			".shiploop.yml:7:14: steps[1].timeout: duration must be positive, got -5\n" +
 			`.shiploop.yml:10:14: steps[2].timeout: expected a duration, got a number: use a duration like "10m" or "1h30m", or a whole number of seconds`,
+	},
+	{
+		name: "concurrency without a group, limit 0",
+		yaml: "concurrency: {limit: 0}\nsteps: {a: {commands: x}}\n",
+		want: ".shiploop.yml:1:14: concurrency.group: missing required field\n" +
+			".shiploop.yml:1:22: concurrency.limit: must be between 1 and 1000, got 0",
 	},
 	{
 		name:   "matrix exclude of an unknown variable",

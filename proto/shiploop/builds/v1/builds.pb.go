@@ -30,6 +30,15 @@ type Repository struct {
 	CloneUrl      string                 `protobuf:"bytes,2,opt,name=clone_url,json=cloneUrl,proto3" json:"clone_url,omitempty"`
 	DefaultBranch string                 `protobuf:"bytes,3,opt,name=default_branch,json=defaultBranch,proto3" json:"default_branch,omitempty"`
 	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Where commit statuses go: github, gitlab, gitea, forgejo; empty for none.
+	Forge string `protobuf:"bytes,5,opt,name=forge,proto3" json:"forge,omitempty"`
+	// The forge's API base URL, e.g. https://api.github.com.
+	ForgeApiUrl string `protobuf:"bytes,6,opt,name=forge_api_url,json=forgeApiUrl,proto3" json:"forge_api_url,omitempty"`
+	// The repository as the forge's API names it: owner/repo, or a GitLab
+	// project id or path.
+	ForgeRepo string `protobuf:"bytes,7,opt,name=forge_repo,json=forgeRepo,proto3" json:"forge_repo,omitempty"`
+	// Whether a forge token is stored; the token itself is never returned.
+	ForgeTokenSet bool `protobuf:"varint,8,opt,name=forge_token_set,json=forgeTokenSet,proto3" json:"forge_token_set,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -92,6 +101,34 @@ func (x *Repository) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Repository) GetForge() string {
+	if x != nil {
+		return x.Forge
+	}
+	return ""
+}
+
+func (x *Repository) GetForgeApiUrl() string {
+	if x != nil {
+		return x.ForgeApiUrl
+	}
+	return ""
+}
+
+func (x *Repository) GetForgeRepo() string {
+	if x != nil {
+		return x.ForgeRepo
+	}
+	return ""
+}
+
+func (x *Repository) GetForgeTokenSet() bool {
+	if x != nil {
+		return x.ForgeTokenSet
+	}
+	return false
+}
+
 // RegisterRepositoryRequest names the repository and where to clone it.
 type RegisterRepositoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -101,6 +138,19 @@ type RegisterRepositoryRequest struct {
 	DefaultBranch string `protobuf:"bytes,3,opt,name=default_branch,json=defaultBranch,proto3" json:"default_branch,omitempty"`
 	// Webhook secret; a random one is made when empty.
 	WebhookSecret string `protobuf:"bytes,4,opt,name=webhook_secret,json=webhookSecret,proto3" json:"webhook_secret,omitempty"`
+	// Forge to post commit statuses to: github, gitlab, gitea or forgejo;
+	// "none" stops posting; empty keeps what is registered.
+	Forge string `protobuf:"bytes,5,opt,name=forge,proto3" json:"forge,omitempty"`
+	// API base URL; defaults to https://api.github.com for github and
+	// https://gitlab.com/api/v4 for gitlab, required for gitea and forgejo
+	// (https://HOST/api/v1).
+	ForgeApiUrl string `protobuf:"bytes,6,opt,name=forge_api_url,json=forgeApiUrl,proto3" json:"forge_api_url,omitempty"`
+	// owner/repo (github, gitea, forgejo) or a GitLab project id or path;
+	// defaults to the repository name.
+	ForgeRepo string `protobuf:"bytes,7,opt,name=forge_repo,json=forgeRepo,proto3" json:"forge_repo,omitempty"`
+	// Token allowed to set commit statuses; empty keeps the stored one. It is
+	// stored by the builds service and never returned.
+	ForgeToken    string `protobuf:"bytes,8,opt,name=forge_token,json=forgeToken,proto3" json:"forge_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -159,6 +209,34 @@ func (x *RegisterRepositoryRequest) GetDefaultBranch() string {
 func (x *RegisterRepositoryRequest) GetWebhookSecret() string {
 	if x != nil {
 		return x.WebhookSecret
+	}
+	return ""
+}
+
+func (x *RegisterRepositoryRequest) GetForge() string {
+	if x != nil {
+		return x.Forge
+	}
+	return ""
+}
+
+func (x *RegisterRepositoryRequest) GetForgeApiUrl() string {
+	if x != nil {
+		return x.ForgeApiUrl
+	}
+	return ""
+}
+
+func (x *RegisterRepositoryRequest) GetForgeRepo() string {
+	if x != nil {
+		return x.ForgeRepo
+	}
+	return ""
+}
+
+func (x *RegisterRepositoryRequest) GetForgeToken() string {
+	if x != nil {
+		return x.ForgeToken
 	}
 	return ""
 }
@@ -1731,19 +1809,30 @@ var File_shiploop_builds_v1_builds_proto protoreflect.FileDescriptor
 
 const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"\n" +
-	"\x1fshiploop/builds/v1/builds.proto\x12\x12shiploop.builds.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\x1a!shiploop/events/v1/envelope.proto\x1a\x1cshiploop/events/v1/job.proto\"\x9f\x01\n" +
+	"\x1fshiploop/builds/v1/builds.proto\x12\x12shiploop.builds.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\x1a!shiploop/events/v1/envelope.proto\x1a\x1cshiploop/events/v1/job.proto\"\xa0\x02\n" +
 	"\n" +
 	"Repository\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclone_url\x18\x02 \x01(\tR\bcloneUrl\x12%\n" +
 	"\x0edefault_branch\x18\x03 \x01(\tR\rdefaultBranch\x129\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x9a\x01\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x14\n" +
+	"\x05forge\x18\x05 \x01(\tR\x05forge\x12\"\n" +
+	"\rforge_api_url\x18\x06 \x01(\tR\vforgeApiUrl\x12\x1d\n" +
+	"\n" +
+	"forge_repo\x18\a \x01(\tR\tforgeRepo\x12&\n" +
+	"\x0fforge_token_set\x18\b \x01(\bR\rforgeTokenSet\"\x94\x02\n" +
 	"\x19RegisterRepositoryRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclone_url\x18\x02 \x01(\tR\bcloneUrl\x12%\n" +
 	"\x0edefault_branch\x18\x03 \x01(\tR\rdefaultBranch\x12%\n" +
-	"\x0ewebhook_secret\x18\x04 \x01(\tR\rwebhookSecret\"\x83\x01\n" +
+	"\x0ewebhook_secret\x18\x04 \x01(\tR\rwebhookSecret\x12\x14\n" +
+	"\x05forge\x18\x05 \x01(\tR\x05forge\x12\"\n" +
+	"\rforge_api_url\x18\x06 \x01(\tR\vforgeApiUrl\x12\x1d\n" +
+	"\n" +
+	"forge_repo\x18\a \x01(\tR\tforgeRepo\x12\x1f\n" +
+	"\vforge_token\x18\b \x01(\tR\n" +
+	"forgeToken\"\x83\x01\n" +
 	"\x1aRegisterRepositoryResponse\x12>\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\v2\x1e.shiploop.builds.v1.RepositoryR\n" +
