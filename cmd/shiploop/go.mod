@@ -41,6 +41,7 @@ require (
 	github.com/ncruces/go-strftime v1.1.0 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	github.com/shiploop/shiploop/services/errortrack v0.0.0
+	github.com/shiploop/shiploop/services/metrics v0.0.0
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc v0.72.0 // indirect
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.72.0 // indirect
@@ -76,3 +77,4 @@ replace (
 
 replace github.com/shiploop/shiploop/services/errortrack => ../../services/errortrack
 
+replace github.com/shiploop/shiploop/services/metrics => ../../services/metrics

@@ -27,11 +27,12 @@ type module struct {
 var modules = map[string]module{
 	"builds":     {start: startBuilds},
 	"agent":      {start: startAgent},
+	"metrics":    {start: startMetrics},
 	"errortrack": {start: startErrortrack},
 }
 
 // knownServices are the services `shiploop serve` accepts, in start order.
-var knownServices = []string{"builds", "agent", "errortrack"}
+var knownServices = []string{"builds", "agent", "errortrack", "metrics"}
 
 // moduleEnv is what modules share: the connection, the HTTP mux and the
 // gRPC server of the process.

@@ -25,7 +25,7 @@ import (
 )
 
 // plannedServices are named by the architecture but not in this build yet.
-var plannedServices = []string{"testruns", "metrics", "gates", "deploys", "dashboards"}
+var plannedServices = []string{"testruns", "testruns", "gates", "deploys", "dashboards"}
 
 // runOptions are the wiring choices shared by `up`, `serve` and `agent`.
 type runOptions struct {

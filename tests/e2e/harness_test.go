@@ -74,7 +74,10 @@ func startUp(t *testing.T, extra ...string) *instance {
 // stops cleanly.
 func startServer(t *testing.T, command string, args ...string) *instance {
 	t.Helper()
-	full := append([]string{command, "--json", "--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"}, args...)
+	// Carbon too on free ports: parallel runs, or anything already on
+	// 2003/2004, must not collide. A test's own flags come later and win.
+	full := append([]string{command, "--json", "--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0",
+		"--carbon-listen", "127.0.0.1:0", "--pickle-listen", "127.0.0.1:0"}, args...)
 	p := startProcess(t, "shiploop "+command, binary, full...)
 	inst := &instance{stderr: p.stderr}
 	line := p.waitLine(t, p.stdout, "its ready line", func(string) bool { return true }, 30*time.Second)

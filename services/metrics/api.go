@@ -1,0 +1,642 @@
+package metrics
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shiploop/shiploop/services/metrics/render"
+)
+
+// Version is what /version answers: 1.1 or later makes Grafana use tags
+// and /functions.
+const Version = "1.1.10"
+
+// Routes registers the Graphite API under /graphite/, each with and without
+// a trailing slash.
+func (s *Service) Routes(mux *http.ServeMux) {
+	h := map[string]http.HandlerFunc{
+		"render":                   s.handleRender,
+		"metrics/find":             s.handleFind,
+		"metrics/expand":           s.handleExpand,
+		"metrics/index.json":       s.handleIndex,
+		"tags":                     s.handleTags,
+		"tags/autoComplete/tags":   s.handleAutoTags,
+		"tags/autoComplete/values": s.handleAutoValues,
+		"tags/findSeries":          s.handleFindSeries,
+		"functions":                s.handleFunctions,
+		"version":                  s.handleVersion,
+		"events":                   s.handleEvents,
+		"events/get_data":          s.handleEventsGet,
+	}
+	for p, f := range h {
+		mux.HandleFunc("/graphite/"+p, f)
+		mux.HandleFunc("/graphite/"+p+"/", f)
+	}
+	// /tags/<tag> answers the tag's values.
+	mux.HandleFunc("/graphite/tags/{tag}", s.handleTagValues)
+}
+
+// params merges the query string and a form body, as graphite-web's
+// request.GET + request.POST.
+func params(r *http.Request) (map[string][]string, error) {
+	if r.Method == http.MethodPost {
+		r.Body = http.MaxBytesReader(nil, r.Body, 4<<20)
+		if err := r.ParseForm(); err != nil {
+			return nil, fmt.Errorf("reading the form: %w", err)
+		}
+		return r.Form, nil
+	}
+	return r.URL.Query(), nil
+}
+
+func first(p map[string][]string, k string) string {
+	if v := p[k]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, msg+"\n")
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Service) timeRange(p map[string][]string) (int64, int64, error) {
+	now := s.st.now()
+	from, until := now.Add(-24*time.Hour), now
+	var err error
+	if v := first(p, "from"); v != "" {
+		if from, err = render.ParseTime(v, now, time.UTC); err != nil {
+			return 0, 0, fmt.Errorf("from: %w", err)
+		}
+	}
+	if v := first(p, "until"); v != "" {
+		if until, err = render.ParseTime(v, now, time.UTC); err != nil {
+			return 0, 0, fmt.Errorf("until: %w", err)
+		}
+	}
+	if !until.After(from) {
+		return 0, 0, fmt.Errorf("until (%s) must be after from (%s)", until.UTC().Format(time.RFC3339), from.UTC().Format(time.RFC3339))
+	}
+	return from.Unix(), until.Unix(), nil
+}
+
+// Query evaluates targets over [from, until): the one path the HTTP API and
+// gRPC share.
+func (s *Service) Query(ctx context.Context, targets []string, from, until int64) ([]*render.Series, error) {
+	var out []*render.Series
+	req := render.Request{From: from, Until: until, Now: s.st.now().Unix(), Fetch: fetcher{st: s.st, maxSeries: s.cfg.MaxSeries},
+		Limits: render.Limits{MaxSeries: s.cfg.MaxSeries, MaxPoints: s.cfg.MaxPoints}}
+	for _, t := range targets {
+		if strings.TrimSpace(t) == "" {
+			continue
+		}
+		list, err := render.EvalTarget(ctx, req, t)
+		if err != nil {
+			return nil, fmt.Errorf("target %q: %w", t, err)
+		}
+		out = append(out, list...)
+	}
+	return out, nil
+}
+
+func (s *Service) handleRender(w http.ResponseWriter, r *http.Request) {
+	p, err := params(r)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	from, until, err := s.timeRange(p)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	targets := p["target"]
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
+	defer cancel()
+	data, err := s.Query(ctx, targets, from, until)
+	if err != nil {
+		switch {
+		case render.IsBadRequest(err):
+			httpError(w, http.StatusBadRequest, err.Error())
+		case errors.Is(err, context.DeadlineExceeded):
+			httpError(w, http.StatusServiceUnavailable, fmt.Sprintf("query took longer than %s: narrow the targets or the time range", s.cfg.QueryTimeout))
+		default:
+			s.log.Error("render failed", "targets", targets, "err", err)
+			httpError(w, http.StatusInternalServerError, "render failed: "+err.Error())
+		}
+		return
+	}
+	mdp := 0
+	if v := first(p, "maxDataPoints"); v != "" {
+		if mdp, err = strconv.Atoi(v); err != nil || mdp < 0 {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("maxDataPoints %q must be a positive integer", v))
+			return
+		}
+	}
+	_, noNull := p["noNullPoints"]
+	switch format := first(p, "format"); format {
+	case "", "json":
+		w.Header().Set("Content-Type", "application/json")
+		writeRenderJSON(w, data, mdp, noNull)
+	case "csv":
+		w.Header().Set("Content-Type", "text/csv")
+		for _, sr := range data {
+			vals := sr.Points()
+			for i, v := range vals {
+				ts := time.Unix(sr.Start+int64(i)*sr.Step*int64(max(1, sr.ValuesPerPoint)), 0).UTC().Format("2006-01-02 15:04:05")
+				val := ""
+				if !math.IsNaN(v) {
+					val = pyFloat(v)
+				}
+				fmt.Fprintf(w, "%s,%s,%s\n", sr.Name, ts, val)
+			}
+		}
+	case "raw":
+		w.Header().Set("Content-Type", "text/plain")
+		for _, sr := range data {
+			vals := sr.Points()
+			parts := make([]string, len(vals))
+			for i, v := range vals {
+				if math.IsNaN(v) {
+					parts[i] = "None"
+				} else {
+					parts[i] = pyFloat(v)
+				}
+			}
+			fmt.Fprintf(w, "%s,%d,%d,%d|%s\n", sr.Name, sr.Start, sr.Stop, sr.Step, strings.Join(parts, ","))
+		}
+	default:
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("format %q is not supported (json, csv or raw)", format))
+	}
+}
+
+// consolidateForMaxPoints applies graphite-web's maxDataPoints rule,
+// including its "nudge" that aligns buckets across refreshes.
+func consolidateForMaxPoints(data []*render.Series, mdp int) {
+	if mdp <= 0 || len(data) == 0 {
+		return
+	}
+	start, end := data[0].Start, data[0].Stop
+	for _, sr := range data {
+		start, end = min(start, sr.Start), max(end, sr.Stop)
+	}
+	timeRange := end - start
+	for _, sr := range data {
+		if sr.Step <= 0 {
+			continue
+		}
+		if mdp == 1 {
+			sr.ValuesPerPoint = max(1, len(sr.Values))
+			continue
+		}
+		n := float64(timeRange) / float64(sr.Step)
+		if float64(mdp) >= n {
+			continue
+		}
+		vpp := int(math.Ceil(n / float64(mdp)))
+		spp := int64(vpp) * sr.Step
+		nudge := spp + mod(sr.Start, sr.Step) - mod(sr.Start, spp)
+		sr.Start += nudge
+		lose := int(nudge / sr.Step)
+		for i := 1; i < lose && len(sr.Values) > 0; i++ {
+			sr.Values = sr.Values[1:]
+		}
+		sr.ValuesPerPoint = vpp
+	}
+}
+
+func writeRenderJSON(w io.Writer, data []*render.Series, mdp int, noNull bool) {
+	consolidateForMaxPoints(data, mdp)
+	var b bytes.Buffer
+	b.WriteByte('[')
+	firstSeries := true
+	for _, sr := range data {
+		vals := sr.Points()
+		step := sr.Step * int64(max(1, sr.ValuesPerPoint))
+		var pts bytes.Buffer
+		n := 0
+		for i, v := range vals {
+			ts := sr.Start + int64(i)*step
+			if ts > sr.Stop {
+				break
+			}
+			if noNull && math.IsNaN(v) {
+				continue
+			}
+			if n > 0 {
+				pts.WriteString(", ")
+			}
+			n++
+			pts.WriteByte('[')
+			pts.WriteString(jsonFloat(v))
+			pts.WriteString(", ")
+			pts.WriteString(strconv.FormatInt(ts, 10))
+			pts.WriteByte(']')
+		}
+		if noNull && n == 0 {
+			continue
+		}
+		if !firstSeries {
+			b.WriteString(", ")
+		}
+		firstSeries = false
+		name, _ := json.Marshal(sr.Name)
+		tags := sr.Tags
+		if tags == nil || tags["name"] == "" {
+			tags = map[string]string{"name": sr.Name}
+			for k, v := range sr.Tags {
+				if v != "" {
+					tags[k] = v
+				}
+			}
+		}
+		tj, _ := json.Marshal(tags)
+		fmt.Fprintf(&b, `{"target": %s, "tags": %s, "datapoints": [%s]}`, name, tj, pts.Bytes())
+	}
+	b.WriteByte(']')
+	_, _ = w.Write(b.Bytes())
+}
+
+// jsonFloat writes null for NaN and 1e9999 for infinity, as graphite-web.
+func jsonFloat(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "null"
+	case math.IsInf(v, 1):
+		return "1e9999"
+	case math.IsInf(v, -1):
+		return "-1e9999"
+	}
+	return pyFloat(v)
+}
+
+// pyFloat prints a float like Python's repr (2.0, 0.1, 1e+20).
+func pyFloat(v float64) string {
+	if v == math.Trunc(v) && math.Abs(v) < 1e16 {
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'g', -1, 64)
+}
+
+func (s *Service) handleFind(w http.ResponseWriter, r *http.Request) {
+	p, err := params(r)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	q := first(p, "query")
+	if q == "" {
+		httpError(w, http.StatusBadRequest, "missing parameter query (e.g. query=servers.*)")
+		return
+	}
+	res, err := s.st.Find(q, s.cfg.MaxSeries)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	// Branches first, then leaves; a node that is both appears as both.
+	type tree struct {
+		Text          string `json:"text"`
+		ID            string `json:"id"`
+		AllowChildren int    `json:"allowChildren"`
+		Expandable    int    `json:"expandable"`
+		Leaf          int    `json:"leaf"`
+	}
+	switch first(p, "format") {
+	case "completer":
+		type m struct {
+			Path   string `json:"path"`
+			Name   string `json:"name"`
+			IsLeaf string `json:"is_leaf"`
+		}
+		out := []m{}
+		for _, f := range res {
+			if f.Branch {
+				out = append(out, m{f.Path + ".", f.Name, "0"})
+			}
+			if f.Leaf {
+				out = append(out, m{f.Path, f.Name, "1"})
+			}
+		}
+		writeJSON(w, map[string]any{"metrics": out})
+	default:
+		out := []tree{}
+		for _, f := range res {
+			if f.Branch {
+				out = append(out, tree{f.Name, f.Path, 1, 1, 0})
+			}
+		}
+		for _, f := range res {
+			if f.Leaf {
+				out = append(out, tree{f.Name, f.Path, 0, 0, 1})
+			}
+		}
+		writeJSON(w, out)
+	}
+}
+
+func (s *Service) handleExpand(w http.ResponseWriter, r *http.Request) {
+	p, err := params(r)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	leavesOnly := first(p, "leavesOnly") == "1"
+	set := map[string]bool{}
+	for _, q := range p["query"] {
+		res, err := s.st.Find(q, s.cfg.MaxSeries)
+		if err != nil {
+			httpError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		for _, f := range res {
+			if !leavesOnly || f.Leaf {
+				set[f.Path] = true
+			}
+		}
+	}
+	out := []string{}
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	writeJSON(w, map[string]any{"results": out})
+}
+
+func (s *Service) handleIndex(w http.ResponseWriter, r *http.Request) {
+	out := []string{}
+	for _, n := range s.st.Names() {
+		if !strings.Contains(n, ";") {
+			out = append(out, n)
+		}
+	}
+	writeJSON(w, out)
+}
+
+func limitParam(p map[string][]string, def int) int {
+	if n, err := strconv.Atoi(first(p, "limit")); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+func (s *Service) handleTags(w http.ResponseWriter, r *http.Request) {
+	p, _ := params(r)
+	names, err := s.st.TagNames(nil, first(p, "filter"), 0)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	out := []map[string]string{}
+	for _, n := range names {
+		out = append(out, map[string]string{"tag": n})
+	}
+	writeJSON(w, out)
+}
+
+func (s *Service) handleTagValues(w http.ResponseWriter, r *http.Request) {
+	tag := r.PathValue("tag")
+	switch tag {
+	case "autoComplete", "findSeries", "tagSeries", "tagMultiSeries", "delSeries":
+		httpError(w, http.StatusNotFound, "no such endpoint")
+		return
+	}
+	p, _ := params(r)
+	vals, counts, err := s.st.TagValues(tag, nil, first(p, "filter"), 0)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	out := []map[string]any{}
+	for _, v := range vals {
+		out = append(out, map[string]any{"value": v, "count": counts[v]})
+	}
+	writeJSON(w, map[string]any{"tag": tag, "values": out})
+}
+
+func (s *Service) handleAutoTags(w http.ResponseWriter, r *http.Request) {
+	p, err := params(r)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	out, err := s.st.TagNames(p["expr"], first(p, "tagPrefix"), limitParam(p, 100))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, out)
+}
+
+func (s *Service) handleAutoValues(w http.ResponseWriter, r *http.Request) {
+	p, err := params(r)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	tag := first(p, "tag")
+	if tag == "" {
+		httpError(w, http.StatusBadRequest, "missing parameter tag")
+		return
+	}
+	out, _, err := s.st.TagValues(tag, p["expr"], first(p, "valuePrefix"), limitParam(p, 100))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, out)
+}
+
+func (s *Service) handleFindSeries(w http.ResponseWriter, r *http.Request) {
+	p, err := params(r)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	out, err := s.st.FindTagged(p["expr"])
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if out == nil {
+		out = []string{}
+	}
+	writeJSON(w, out)
+}
+
+func (s *Service) handleVersion(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = io.WriteString(w, Version)
+}
+
+// handleFunctions answers the shape Grafana's function editor reads:
+// {name: {name, function, description, module, group, params}}. Only the
+// implemented functions are listed.
+func (s *Service) handleFunctions(w http.ResponseWriter, r *http.Request) {
+	out := map[string]any{}
+	for _, f := range render.Functions() {
+		ps := []map[string]any{}
+		sig := []string{}
+		for _, p := range f.Params {
+			m := map[string]any{"name": p.Name, "type": p.Type}
+			if p.Required {
+				m["required"] = true
+			}
+			if p.Multiple {
+				m["multiple"] = true
+			}
+			if p.Default != nil {
+				m["default"] = p.Default
+			}
+			if len(p.Options) > 0 {
+				m["options"] = p.Options
+			}
+			ps = append(ps, m)
+			sig = append(sig, p.Name)
+		}
+		out[f.Name] = map[string]any{
+			"name": f.Name, "function": f.Name + "(" + strings.Join(sig, ", ") + ")", "description": f.Description,
+			"module": "shiploop.metrics.render", "group": f.Group, "params": ps,
+		}
+	}
+	writeJSON(w, out)
+}
+
+// GraphiteEvent is one annotation.
+type GraphiteEvent struct {
+	ID   int64    `json:"id"`
+	When int64    `json:"when"`
+	What string   `json:"what"`
+	Tags []string `json:"tags"`
+	Data string   `json:"data"`
+}
+
+func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		s.handleEventsGet(w, r)
+		return
+	}
+	var in struct {
+		What string          `json:"what"`
+		Tags json.RawMessage `json:"tags"`
+		When *float64        `json:"when"`
+		Data string          `json:"data"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err := dec.Decode(&in); err != nil {
+		httpError(w, http.StatusBadRequest, "event body must be JSON {\"what\", \"tags\", \"when\", \"data\"}: "+err.Error())
+		return
+	}
+	if in.What == "" {
+		httpError(w, http.StatusBadRequest, "event needs \"what\"")
+		return
+	}
+	var tags []string
+	if len(in.Tags) > 0 {
+		if err := json.Unmarshal(in.Tags, &tags); err != nil {
+			var str string
+			if err := json.Unmarshal(in.Tags, &str); err != nil {
+				httpError(w, http.StatusBadRequest, "tags must be a list of strings or a space-separated string")
+				return
+			}
+			tags = strings.Fields(str)
+		}
+	}
+	when := s.st.now().Unix()
+	if in.When != nil {
+		when = int64(*in.When)
+	}
+	if _, err := s.addEvent(r.Context(), s.db.DB, when, in.What, tags, in.Data, ""); err != nil {
+		httpError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+}
+
+func (s *Service) addEvent(ctx context.Context, db execer, when int64, what string, tags []string, data, eventID string) (sql.Result, error) {
+	res, err := db.ExecContext(ctx, `INSERT INTO graphite_events (at, what, tags, data, event_id) VALUES ($1, $2, $3, $4, $5)`,
+		when, what, strings.Join(tags, " "), data, eventID)
+	if err != nil {
+		return nil, fmt.Errorf("storing event: %w", err)
+	}
+	return res, nil
+}
+
+func (s *Service) handleEventsGet(w http.ResponseWriter, r *http.Request) {
+	p, err := params(r)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	from, until, err := s.timeRange(p)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	evs, err := s.Events(r.Context(), from, until, strings.Fields(strings.Join(p["tags"], " ")), first(p, "set") == "intersection")
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, evs)
+}
+
+// Events returns events in [from, until] with any (or, with all, every) of
+// tags.
+func (s *Service) Events(ctx context.Context, from, until int64, tags []string, all bool) ([]GraphiteEvent, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, at, what, tags, data FROM graphite_events WHERE at >= $1 AND at <= $2 ORDER BY at, id`, from, until)
+	if err != nil {
+		return nil, fmt.Errorf("reading events: %w", err)
+	}
+	defer rows.Close()
+	out := []GraphiteEvent{}
+	for rows.Next() {
+		var e GraphiteEvent
+		var t string
+		if err := rows.Scan(&e.ID, &e.When, &e.What, &t, &e.Data); err != nil {
+			return nil, err
+		}
+		e.Tags = strings.Fields(t)
+		if e.Tags == nil {
+			e.Tags = []string{}
+		}
+		if len(tags) > 0 {
+			n := 0
+			for _, want := range tags {
+				for _, have := range e.Tags {
+					if have == want {
+						n++
+						break
+					}
+				}
+			}
+			if (all && n < len(tags)) || (!all && n == 0) {
+				continue
+			}
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,493 @@
+package render
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// windowArg reads a window given as a point count or an interval string.
+// It returns the preview seconds and, for a string, the interval text.
+func windowArg(c *call, i int, list []*Series) (previewSec int64, points int, text string, isString bool, err error) {
+	a := c.args[i]
+	if a.Kind == KindString {
+		d, err := ParseInterval(a.Str)
+		if err != nil {
+			return 0, 0, "", false, c.errf(i, "%v", err)
+		}
+		if d < 0 {
+			d = -d
+		}
+		return d, 0, a.Str, true, nil
+	}
+	n, err := c.int(i, 0)
+	if err != nil {
+		return 0, 0, "", false, err
+	}
+	var step int64
+	for _, s := range list {
+		step = max(step, s.Step)
+	}
+	return step * int64(n), n, a.Raw, false, nil
+}
+
+// refetch evaluates the first argument again over a wider window.
+func (c *call) refetch(from int64) ([]*Series, error) {
+	return c.seriesOf(c.args[0], from, c.until)
+}
+
+func init() {
+	for _, spec := range []struct{ name, fn string }{{"movingAverage", "average"}, {"movingSum", "sum"}, {"movingMin", "min"}, {"movingMax", "max"}, {"movingMedian", "median"}} {
+		register("Calculate", spec.name, []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true}, {Name: "xFilesFactor", Type: "float"}}, func(c *call) ([]*Series, error) {
+			return movingWindow(c, spec.fn, spec.name)
+		}, "Moving "+spec.fn+" over a window of points or time.")
+	}
+	register("Calculate", "movingWindow", []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true}, {Name: "func", Type: "aggFunc", Default: "average", Options: aggOptions}, {Name: "xFilesFactor", Type: "float"}}, func(c *call) ([]*Series, error) {
+		fn, _ := c.str(2, "average")
+		c.args = []*Expr{c.args[0], c.args[1], c.args[3]}
+		return movingWindow(c, fn, "moving"+strings.ToUpper(fn[:1])+fn[1:])
+	}, "Moving aggregate over a window of points or time.")
+	register("Calculate", "exponentialMovingAverage", []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true}}, func(c *call) ([]*Series, error) {
+		list, err := c.series(0)
+		if err != nil || len(list) == 0 {
+			return nil, err
+		}
+		preview, n, text, isStr, err := windowArg(c, 1, list)
+		if err != nil {
+			return nil, err
+		}
+		constant := 2 / float64(n+1)
+		if isStr {
+			constant = 2 / float64(preview+1)
+		}
+		wide, err := c.refetch(c.from - preview)
+		if err != nil {
+			return nil, err
+		}
+		var out []*Series
+		for _, s := range wide {
+			name := fmt.Sprintf("exponentialMovingAverage(%s,%s)", s.Name, text)
+			wp := n
+			if isStr {
+				name = fmt.Sprintf("exponentialMovingAverage(%s,\"%s\")", s.Name, text)
+				wp = int(preview / s.Step)
+			}
+			ema := safeAvg(s.Values[:min(wp, len(s.Values))])
+			if isNull(ema) {
+				ema = 0
+			}
+			vals := []float64{pyRound(ema, 6)}
+			for i := wp; i < len(s.Values); i++ {
+				if v := s.Values[i]; !isNull(v) {
+					ema = constant*v + (1-constant)*ema
+					vals = append(vals, pyRound(ema, 6))
+				} else {
+					vals = append(vals, nan)
+				}
+			}
+			d := s.derive(name, vals)
+			d.Start = s.Start + preview
+			d.Stop = d.Start + int64(len(vals))*d.Step
+			out = append(out, d)
+		}
+		return out, nil
+	}, "Exponential moving average.")
+	register("Transform", "summarize", []param{pSeries, {Name: "intervalString", Type: "interval", Required: true}, {Name: "func", Type: "aggFunc", Default: "sum", Options: aggOptions}, {Name: "alignToFrom", Type: "boolean", Default: false}}, func(c *call) ([]*Series, error) {
+		interval, text, err := c.interval(1, "")
+		if err != nil {
+			return nil, err
+		}
+		if interval <= 0 {
+			return nil, c.errf(1, "interval must be positive")
+		}
+		fn, _ := c.str(2, "sum")
+		if _, ok := aggFunc(fn); !ok {
+			return nil, c.errf(2, "unsupported aggregation function: %s", fn)
+		}
+		align, err := c.bool(3, false)
+		if err != nil {
+			return nil, err
+		}
+		list, err := c.series(0)
+		if err != nil {
+			return nil, err
+		}
+		for i, s := range list {
+			start, end := s.Start, s.Stop
+			if !align {
+				start = s.Start - s.Start%interval
+				end = s.Stop - s.Stop%interval + interval
+			}
+			vals := summarizeValues(s, fn, interval, start, end)
+			suffix := ""
+			if align {
+				suffix = ", true"
+			}
+			d := s.derive(fmt.Sprintf("summarize(%s, \"%s\", \"%s\"%s)", s.Name, text, fn, suffix), vals)
+			d.Start, d.Step = start, interval
+			d.Stop = start + int64(len(vals))*interval
+			d.Tags["summarize"] = text
+			d.Tags["summarizeFunction"] = fn
+			list[i] = d
+		}
+		return list, nil
+	}, "Summarizes into intervals.")
+	register("Transform", "hitcount", []param{pSeries, {Name: "intervalString", Type: "interval", Required: true}, {Name: "alignToInterval", Type: "boolean", Default: false}}, func(c *call) ([]*Series, error) {
+		interval, text, err := c.interval(1, "")
+		if err != nil {
+			return nil, err
+		}
+		if interval <= 0 {
+			return nil, c.errf(1, "interval must be positive")
+		}
+		align, err := c.bool(2, false)
+		if err != nil {
+			return nil, err
+		}
+		list, err := c.series(0)
+		if err != nil {
+			return nil, err
+		}
+		if align {
+			from := c.from
+			switch {
+			case interval >= 86400:
+				from -= from % 86400
+			case interval >= 3600:
+				from -= from % 3600
+			case interval >= 60:
+				from -= from % 60
+			}
+			if list, err = c.refetch(from); err != nil {
+				return nil, err
+			}
+			for _, s := range list {
+				n := (s.Stop - s.Start) / interval
+				s.Stop = s.Start + n*interval + interval
+			}
+		}
+		for i, s := range list {
+			count := int((s.Stop - s.Start + interval - 1) / interval)
+			buckets := make([]float64, count)
+			used := make([]bool, count)
+			newStart := s.Stop - int64(count)*interval
+			add := func(b int64, v float64) {
+				if b >= 0 && b < int64(count) {
+					buckets[b] += v
+					used[b] = true
+				}
+			}
+			for j, v := range s.Values {
+				if isNull(v) {
+					continue
+				}
+				st := s.Start + int64(j)*s.Step
+				sb, sm := floorDiv(st-newStart, interval), mod(st-newStart, interval)
+				et := st + s.Step
+				eb, em := floorDiv(et-newStart, interval), mod(et-newStart, interval)
+				if eb >= int64(count) {
+					eb, em = int64(count)-1, interval
+				}
+				if sb == eb {
+					if sb >= 0 {
+						add(sb, v*float64(em-sm))
+					}
+					continue
+				}
+				if sb >= 0 {
+					add(sb, v*float64(interval-sm))
+				}
+				for k := sb + 1; k < eb; k++ {
+					add(k, v*float64(interval))
+				}
+				if em > 0 {
+					add(eb, v*float64(em))
+				}
+			}
+			for k := range buckets {
+				if !used[k] {
+					buckets[k] = nan
+				}
+			}
+			suffix := ""
+			if align {
+				suffix = ", true"
+			}
+			d := s.derive(fmt.Sprintf("hitcount(%s, \"%s\"%s)", s.Name, text, suffix), buckets)
+			d.Start, d.Step = newStart, interval
+			d.Stop = newStart + int64(count)*interval
+			d.Tags["hitcount"] = text
+			list[i] = d
+		}
+		return list, nil
+	}, "Counts hits per interval.")
+	register("Transform", "timeShift", []param{pSeries, {Name: "timeShift", Type: "interval", Required: true}, {Name: "resetEnd", Type: "boolean", Default: true}, {Name: "alignDST", Type: "boolean", Default: false}}, func(c *call) ([]*Series, error) {
+		a := c.args[1]
+		text := a.Raw
+		if a.Kind == KindString {
+			text = a.Str
+		}
+		if !strings.HasPrefix(text, "+") && !strings.HasPrefix(text, "-") {
+			text = "-" + text
+		}
+		d, err := ParseInterval(text)
+		if err != nil {
+			return nil, c.errf(1, "%v", err)
+		}
+		reset, err := c.bool(2, true)
+		if err != nil {
+			return nil, err
+		}
+		list, err := c.seriesOf(c.args[0], c.from+d, c.until+d)
+		if err != nil {
+			return nil, err
+		}
+		for i, s := range list {
+			n := s.derive(fmt.Sprintf("timeShift(%s, \"%s\")", s.Name, text), s.Values)
+			n.Start, n.Stop = s.Start-d, s.Stop-d
+			if reset && n.Stop > c.until {
+				keep := (c.until - n.Start + n.Step - 1) / n.Step
+				if keep >= 0 && keep < int64(len(n.Values)) {
+					n.Values = n.Values[:keep]
+					n.Stop = n.Start + keep*n.Step
+				}
+			}
+			n.Tags["timeShift"] = text
+			list[i] = n
+		}
+		return list, nil
+	}, "Draws the series shifted in time.")
+	register("Transform", "nPercentile", []param{pSeries, pFloat("n", true)}, func(c *call) ([]*Series, error) {
+		n, err := c.float(1, 0)
+		if err != nil {
+			return nil, err
+		}
+		list, err := c.series(0)
+		var out []*Series
+		for _, s := range list {
+			p := getPercentile(s.Values, n, false)
+			if isNull(p) {
+				continue
+			}
+			vals := make([]float64, len(s.Values))
+			for i := range vals {
+				vals[i] = p
+			}
+			out = append(out, s.derive(fmt.Sprintf("nPercentile(%s, %s)", s.Name, pyG(n)), vals))
+		}
+		return out, err
+	}, "A line at the nth percentile of each series.")
+	hw := func(name string, bands bool) {
+		params := []param{pSeries}
+		if bands {
+			params = append(params, param{Name: "delta", Type: "integer", Default: 3})
+		}
+		params = append(params, param{Name: "bootstrapInterval", Type: "interval", Default: "7d"}, param{Name: "seasonality", Type: "interval", Default: "1d"})
+		register("Calculate", name, params, func(c *call) ([]*Series, error) {
+			i := 1
+			delta := 3.0
+			if bands {
+				var err error
+				if delta, err = c.float(1, 3); err != nil {
+					return nil, err
+				}
+				i = 2
+			}
+			boot, _, err := c.interval(i, "7d")
+			if err != nil {
+				return nil, err
+			}
+			season, _, err := c.interval(i+1, "1d")
+			if err != nil {
+				return nil, err
+			}
+			list, err := c.refetch(c.from - boot)
+			if err != nil {
+				return nil, err
+			}
+			var out []*Series
+			for _, s := range list {
+				pred, dev := holtWintersAnalysis(s, season)
+				wp := int(boot / s.Step)
+				if wp > len(pred) {
+					wp = len(pred)
+				}
+				mk := func(n string, vals []float64) *Series {
+					d := s.derive(n, vals)
+					d.Start = s.Start + boot
+					d.Stop = d.Start + int64(len(vals))*d.Step
+					return d
+				}
+				if !bands {
+					out = append(out, mk("holtWintersForecast("+s.Name+")", pred[wp:]))
+					continue
+				}
+				f, dv := pred[wp:], dev[wp:]
+				up, lo := make([]float64, len(f)), make([]float64, len(f))
+				for k := range f {
+					if isNull(f[k]) || isNull(dv[k]) {
+						up[k], lo[k] = nan, nan
+						continue
+					}
+					up[k] = f[k] + delta*dv[k]
+					lo[k] = f[k] - delta*dv[k]
+				}
+				out = append(out, mk("holtWintersConfidenceLower("+s.Name+")", lo), mk("holtWintersConfidenceUpper("+s.Name+")", up))
+			}
+			return out, nil
+		}, "Holt-Winters forecast and confidence bands.")
+	}
+	hw("holtWintersForecast", false)
+	hw("holtWintersConfidenceBands", true)
+}
+
+func mod(a, b int64) int64 {
+	m := a % b
+	if m < 0 {
+		m += b
+	}
+	return m
+}
+
+func movingWindow(c *call, fn, tagName string) ([]*Series, error) {
+	list, err := c.series(0)
+	if err != nil || len(list) == 0 {
+		return nil, err
+	}
+	agg, ok := aggFunc(fn)
+	if !ok {
+		return nil, c.errf(1, "unsupported aggregation function: %s", fn)
+	}
+	preview, n, text, isStr, err := windowArg(c, 1, list)
+	if err != nil {
+		return nil, err
+	}
+	var xff float64
+	hasXff := c.has(2)
+	if hasXff {
+		if xff, err = c.float(2, 0); err != nil {
+			return nil, err
+		}
+	}
+	wide, err := c.refetch(c.from - preview)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Series
+	for _, s := range wide {
+		name := fmt.Sprintf("%s(%s,%s)", tagName, s.Name, text)
+		wp := n
+		if isStr {
+			name = fmt.Sprintf("%s(%s,\"%s\")", tagName, s.Name, text)
+			wp = int(preview / s.Step)
+		}
+		x := s.XFilesFactor
+		if hasXff {
+			x = xff
+		}
+		var vals []float64
+		for i := wp + 1; i <= len(s.Values); i++ {
+			win := nonNull(s.Values[i-wp : i])
+			if len(win) > 0 && wp > 0 && float64(len(win))/float64(wp) >= x {
+				vals = append(vals, agg(win))
+			} else {
+				vals = append(vals, nan)
+			}
+		}
+		d := s.derive(name, vals)
+		d.Start = s.Start + preview
+		d.Stop = d.Start + int64(len(vals))*d.Step
+		d.Tags[tagName] = text
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func summarizeValues(s *Series, fn string, interval, start, end int64) []float64 {
+	agg, _ := aggFunc(fn)
+	n := len(s.Values)
+	var out []float64
+	i := 0
+	points := float64(interval) / float64(s.Step)
+	for t := start; t < end; t += interval {
+		b := i
+		nn := 0
+		for i < n && s.Start+int64(i)*s.Step < t+interval {
+			ts := s.Start + int64(i)*s.Step
+			if ts <= t {
+				b = i
+			}
+			if ts >= t && !isNull(s.Values[i]) {
+				nn++
+			}
+			i++
+		}
+		if nn > 0 && float64(nn)/points >= s.XFilesFactor {
+			out = append(out, agg(s.Values[b:i]))
+		} else {
+			out = append(out, nan)
+		}
+	}
+	return out
+}
+
+func holtWintersAnalysis(s *Series, season int64) (pred, dev []float64) {
+	const alpha, gamma, beta = 0.1, 0.1, 0.0035
+	sl := int(season / s.Step)
+	if sl < 2 {
+		sl = 2
+	}
+	var intercepts, slopes, seasonals []float64
+	lastSeasonal := func(i int) float64 {
+		if j := i - sl; j >= 0 {
+			return seasonals[j]
+		}
+		return 0
+	}
+	lastDev := func(i int) float64 {
+		if j := i - sl; j >= 0 {
+			return dev[j]
+		}
+		return 0
+	}
+	nextPred := nan
+	for i, actual := range s.Values {
+		if isNull(actual) {
+			intercepts = append(intercepts, nan)
+			slopes = append(slopes, 0)
+			seasonals = append(seasonals, 0)
+			pred = append(pred, nextPred)
+			dev = append(dev, 0)
+			nextPred = nan
+			continue
+		}
+		var li, ls, prediction float64
+		if i == 0 {
+			li, ls, prediction = actual, 0, actual
+		} else {
+			li, ls = intercepts[len(intercepts)-1], slopes[len(slopes)-1]
+			if isNull(li) {
+				li = actual
+			}
+			prediction = nextPred
+		}
+		lsea := lastSeasonal(i)
+		nls := lastSeasonal(i + 1)
+		lsd := lastDev(i)
+		intercept := alpha*(actual-lsea) + (1-alpha)*(li+ls)
+		slope := beta*(intercept-li) + (1-beta)*ls
+		seasonal := gamma*(actual-intercept) + (1-gamma)*lsea
+		nextPred = intercept + slope + nls
+		p := prediction
+		if isNull(p) {
+			p = 0
+		}
+		deviation := gamma*math.Abs(actual-p) + (1-gamma)*lsd
+		intercepts = append(intercepts, intercept)
+		slopes = append(slopes, slope)
+		seasonals = append(seasonals, seasonal)
+		pred = append(pred, prediction)
+		dev = append(dev, deviation)
+	}
+	return pred, dev
+}

@@ -1,0 +1,239 @@
+package metrics
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/store"
+	"github.com/shiploop/shiploop/pkg/store/storetest"
+	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+)
+
+type harness struct {
+	svc  *Service
+	lis  *Listeners
+	http *httptest.Server
+	bus  *bus.Bus
+}
+
+func newHarness(t *testing.T, db *store.DB) *harness {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := emb.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := bus.New(ctx, nc, bus.Options{Source: "/test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := ListenCarbon("127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(ctx, Config{DB: db, Bus: b, Listeners: lis, FlushInterval: 200 * time.Millisecond, MaxSeries: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	svc.Routes(mux)
+	srv := httptest.NewServer(mux)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		srv.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		nc.Close()
+		emb.Shutdown()
+	})
+	return &harness{svc: svc, lis: lis, http: srv, bus: b}
+}
+
+func (h *harness) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(h.http.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > within {
+			t.Fatalf("%s: not true after %s", what, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+type renderSeries struct {
+	Target     string            `json:"target"`
+	Tags       map[string]string `json:"tags"`
+	Datapoints [][2]*float64     `json:"datapoints"`
+}
+
+func TestIngestAndQuery(t *testing.T) {
+	storetest.Engines(t, "metrics", nil, func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db)
+		now := time.Now().Unix()
+		ts := now - now%10 - 60
+
+		// TCP: a bad line in the middle is counted and the connection goes on.
+		c, err := net.Dial("tcp", h.lis.TCP.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "servers.web01.cpu.user 1 %d\nthis is not a line\nservers.web01.cpu.user 2 %d\n", ts, ts+10)
+		took := eventually(t, time.Second, "servers.web01.cpu.user findable", func() bool {
+			_, body := h.get(t, "/graphite/metrics/find?query=servers.web01.*")
+			return strings.Contains(body, `"id":"servers.web01.cpu"`)
+		})
+		t.Logf("new series findable after %s", took)
+		eventually(t, time.Second, "bad line counted", func() bool { return h.svc.st.BadLines.Load() == 1 })
+		fmt.Fprintf(c, "servers.web02.cpu.user 5 %d\n", ts)
+
+		// UDP and pickle (bytes made by Debian's python3 pickle, protocol 2).
+		u, err := net.Dial("udp", h.lis.UDP.LocalAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(u, "servers.db01.cpu.user 7 %d\n", ts)
+		u.Close()
+		raw, _ := os.ReadFile("carbon/testdata/pickles.json")
+		var byProto map[string]string
+		_ = json.Unmarshal(raw, &byProto)
+		payload, _ := hex.DecodeString(byProto["2"])
+		pc, err := net.Dial("tcp", h.lis.Pickle.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hdr [4]byte
+		binary.BigEndian.PutUint32(hdr[:], uint32(len(payload)))
+		_, _ = pc.Write(append(hdr[:], payload...))
+		pc.Close()
+		eventually(t, 2*time.Second, "all series indexed", func() bool {
+			_, body := h.get(t, "/graphite/metrics/expand?query=servers.*.cpu.user&query=a.b.c")
+			return strings.Contains(body, "servers.db01.cpu.user") && strings.Contains(body, "servers.web02.cpu.user") && strings.Contains(body, "a.b.c")
+		})
+
+		// Render over both storage and memory: wait for a flush first.
+		if err := h.svc.st.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		q := url.Values{"target": {"sumSeries(servers.*.cpu.user)", `aliasSub(servers.web01.cpu.user, "(^.*$)", "\1 A")`}, "from": {fmt.Sprint(ts - 10)}, "until": {fmt.Sprint(ts + 20)}, "format": {"json"}}
+		resp, err := http.PostForm(h.http.URL+"/graphite/render", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []renderSeries
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if len(got) != 2 || got[0].Target != "sumSeries(servers.*.cpu.user)" || got[1].Target != "servers.web01.cpu.user A" || got[1].Tags["name"] != "servers.web01.cpu.user" {
+			t.Fatalf("render: %+v", got)
+		}
+		if v := got[0].Datapoints[0][0]; v == nil || *v != 13 {
+			t.Errorf("sum at %d: %v, want 1+5+7", ts, got[0].Datapoints[0])
+		}
+
+		// Errors: position, unknown function, limit.
+		code, body := h.get(t, "/graphite/render?target=sumSeries(a.b")
+		if code != 400 || !strings.Contains(body, "position 13") {
+			t.Errorf("malformed target: %d %s", code, body)
+		}
+		code, body = h.get(t, "/graphite/render?target=noSuchFunction(a.b)")
+		if code != 400 || !strings.Contains(body, "noSuchFunction") {
+			t.Errorf("unknown function: %d %s", code, body)
+		}
+		if code, body := h.get(t, "/graphite/version/"); code != 200 || body != Version {
+			t.Errorf("version: %d %q", code, body)
+		}
+	})
+}
+
+func TestLimitsRefuseWideQueries(t *testing.T) {
+	db := storetest.OpenSQLite(t, "metrics")
+	h := newHarness(t, db)
+	now := time.Now().Unix()
+	var pts strings.Builder
+	for i := 0; i < 1100; i++ {
+		fmt.Fprintf(&pts, "wide.s%d 1 %d\n", i, now)
+	}
+	c, err := net.Dial("tcp", h.lis.TCP.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(c, pts.String())
+	c.Close()
+	eventually(t, 2*time.Second, "1100 series", func() bool { return h.svc.st.Created.Load() >= 1100 })
+	code, body := h.get(t, "/graphite/render?target=sumSeries(wide.*)")
+	if code != 400 || !strings.Contains(body, "limit 1000") {
+		t.Errorf("wide query: %d %s", code, body)
+	}
+}
+
+func TestBuildEventsBecomeSeries(t *testing.T) {
+	storetest.Engines(t, "metrics", nil, func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db)
+		created := time.Now().Add(-time.Minute).UTC()
+		started := created.Add(15 * time.Second)
+		finished := started.Add(30 * time.Second)
+		ctx := context.Background()
+		for _, ev := range []bus.Event{
+			bus.NewEvent("build.created", "acme/web", "b1", &eventsv1.BuildCreated{BuildId: "b1", Repository: "acme/web", CreatedAt: timestamppb.New(created)}),
+			bus.NewEvent("build.started", "acme/web", "b1", &eventsv1.BuildStarted{BuildId: "b1", Repository: "acme/web", StartedAt: timestamppb.New(started)}),
+			bus.NewEvent("build.finished", "acme/web", "b1", &eventsv1.BuildFinished{BuildId: "b1", Repository: "acme/web", Status: eventsv1.BuildStatus_BUILD_STATUS_SUCCESS, Duration: durationpb.New(30 * time.Second), FinishedAt: timestamppb.New(finished)}),
+		} {
+			if err := h.bus.Publish(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := map[string]float64{"shiploop.builds.acme_web.queue_time": 15, "shiploop.builds.acme_web.duration": 30, "shiploop.builds.acme_web.success.count": 1}
+		for name, v := range want {
+			eventually(t, 10*time.Second, name, func() bool {
+				s, err := h.svc.st.Read(ctx, name, finished.Unix()-120, time.Now().Unix())
+				if err != nil || s == nil {
+					return false
+				}
+				for _, x := range s.Values {
+					if x == v {
+						return true
+					}
+				}
+				return false
+			})
+		}
+	})
+}
