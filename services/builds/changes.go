@@ -440,7 +440,7 @@ func (s *Service) cancelBuild(ctx context.Context, tx *bus.Tx, id, reason string
 	if b.StartedAt != nil {
 		dur = now.Sub(b.StartedAt.AsTime())
 	}
-	return tx.Publish(bus.Event{Type: "build.finished", Repository: b.Repository, Subject: b.Id, Data: &eventsv1.BuildFinished{
+	return tx.Publish(bus.Event{Type: "build.finished", Repository: b.Repository, Subject: b.Id, ChainID: b.ChainId, Data: &eventsv1.BuildFinished{
 		BuildId: b.Id, Number: b.Number, Repository: b.Repository, Ref: b.Ref, Commit: b.Commit, Version: b.Version,
 		Status: eventsv1.BuildStatus_BUILD_STATUS_CANCELED, Error: reason, Duration: durationpb.New(dur), FinishedAt: timestamppb.New(now),
 	}})
@@ -557,7 +557,7 @@ func (s *Service) finishJob(ctx context.Context, tx *bus.Tx, d *eventsv1.JobFini
 	if b.StartedAt != nil {
 		dur = now.Sub(b.StartedAt.AsTime())
 	}
-	return tx.Publish(bus.Event{Type: "build.finished", Repository: b.Repository, Subject: b.Id, Data: &eventsv1.BuildFinished{
+	return tx.Publish(bus.Event{Type: "build.finished", Repository: b.Repository, Subject: b.Id, ChainID: b.ChainId, Data: &eventsv1.BuildFinished{
 		BuildId: b.Id, Number: b.Number, Repository: b.Repository, Ref: b.Ref, Commit: b.Commit, Version: b.Version,
 		Status: status, FailedStep: failed, Error: errText, Duration: durationpb.New(dur), FinishedAt: timestamppb.New(now),
 	}})
