@@ -13,7 +13,13 @@ require (
 	google.golang.org/protobuf v1.36.13-0.20261016172727-e9ee2a76ab8e
 )
 
-require github.com/andybalholm/brotli v1.3.0 // indirect
+require (
+	cel.dev/expr v0.25.3 // indirect
+	github.com/andybalholm/brotli v1.3.0 // indirect
+	github.com/antlr4-go/antlr/v4 v4.13.1 // indirect
+	github.com/google/cel-go v0.31.0 // indirect
+	golang.org/x/exp v0.0.0-20240823005443-9b4947da3948 // indirect
+)
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
@@ -40,8 +46,12 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/ncruces/go-strftime v1.1.0 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
+	github.com/shiploop/shiploop/services/dashboards v0.0.0
+	github.com/shiploop/shiploop/services/deploys v0.0.0
 	github.com/shiploop/shiploop/services/errortrack v0.0.0
+	github.com/shiploop/shiploop/services/gates v0.0.0
 	github.com/shiploop/shiploop/services/metrics v0.0.0
+	github.com/shiploop/shiploop/services/testruns v0.0.0
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc v0.72.0 // indirect
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.72.0 // indirect
@@ -78,3 +88,11 @@ replace (
 replace github.com/shiploop/shiploop/services/errortrack => ../../services/errortrack
 
 replace github.com/shiploop/shiploop/services/metrics => ../../services/metrics
+
+replace github.com/shiploop/shiploop/services/gates => ../../services/gates
+
+replace github.com/shiploop/shiploop/services/testruns => ../../services/testruns
+
+replace github.com/shiploop/shiploop/services/deploys => ../../services/deploys
+
+replace github.com/shiploop/shiploop/services/dashboards => ../../services/dashboards

@@ -110,7 +110,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func commands() map[string]*command {
-	list := []*command{upCommand(), serveCommand(), agentCommand(), watchCommand(), repoCommand(), buildsCommand(), buildCommand(), logsCommand(), demoCommand(), lintCommand(), secretCommand(), errorsCommand(), metricsCommand()}
+	list := []*command{upCommand(), serveCommand(), agentCommand(), watchCommand(), repoCommand(), buildsCommand(), buildCommand(), logsCommand(), demoCommand(), lintCommand(), secretCommand(), errorsCommand(), metricsCommand(), gateCommand(), deployCommand(), testsCommand(), doraCommand(), dashboardsCommand()}
 	m := map[string]*command{}
 	for _, c := range list {
 		m[c.name] = c
@@ -129,6 +129,9 @@ func serverFlags(c *command, o *runOptions, split bool) {
 	c.flags.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	c.flags.BoolVar(&o.json, "json", false, "print one JSON line with the addresses when ready, instead of the banner")
 	c.flags.StringVar(&o.carbonListen, "carbon-listen", "127.0.0.1:2003", "metrics: Carbon plaintext on TCP and UDP (host:port; empty turns it off)")
+	c.flags.StringVar(&o.deploys.graphiteURL, "graphite-url", "", "deploys: Graphite API base (e.g. http://graphite:8080) for graphite() checks; this process's metrics service when empty")
+	c.flags.StringVar(&o.deploys.ticketPattern, "ticket-pattern", "", "deploys: regular expression for ticket keys in commit messages (default like ABC-123)")
+	c.flags.StringVar(&o.deploys.ticketWebhook, "ticket-webhook", "", "deploys: URL that receives a JSON POST per ticket shipped to an environment")
 	c.flags.StringVar(&o.pickleListen, "pickle-listen", "127.0.0.1:2004", "metrics: Carbon pickle protocol on TCP (empty turns it off)")
 	if split {
 		c.flags.StringVar(&o.natsURL, "nats-url", "", "NATS server URL(s), comma-separated (required)")

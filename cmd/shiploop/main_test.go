@@ -71,7 +71,6 @@ func TestBadInputNamesTheFix(t *testing.T) {
 		{"serve needs nats", nil, []string{"serve", "builds"}, 2, "--nats-url is required"},
 		{"serve needs a service", nil, []string{"serve", "--nats-url", "nats://x:1"}, 2, "name at least one service"},
 		{"unknown service", nil, []string{"serve", "--dry-run", "--nats-url", "nats://x:1", "bulids"}, 2, `unknown service "bulids"`},
-		{"planned service", nil, []string{"serve", "--dry-run", "--nats-url", "nats://x:1", "gates"}, 2, `service "gates" is not in this build`},
 		{"bad env value", map[string]string{"SHIPLOOP_AGENTS": "many"}, []string{"up"}, 2, `SHIPLOOP_AGENTS="many"`},
 		{"bad since", nil, []string{"watch", "--since", "yesterday"}, 2, "RFC 3339"},
 		{"up takes no args", nil, []string{"up", "extra"}, 2, "up takes no arguments"},

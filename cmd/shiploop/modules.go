@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 
@@ -29,10 +30,14 @@ var modules = map[string]module{
 	"agent":      {start: startAgent},
 	"metrics":    {start: startMetrics},
 	"errortrack": {start: startErrortrack},
+	"deploys":    {start: startDeploys},
+	"gates":      {start: startGates},
+	"testruns":   {start: startTestruns},
+	"dashboards": {start: startDashboards},
 }
 
 // knownServices are the services `shiploop serve` accepts, in start order.
-var knownServices = []string{"builds", "agent", "errortrack", "metrics"}
+var knownServices = []string{"builds", "testruns", "gates", "deploys", "errortrack", "metrics", "dashboards", "agent"}
 
 // moduleEnv is what modules share: the connection, the HTTP mux and the
 // gRPC server of the process.
@@ -47,6 +52,8 @@ type moduleEnv struct {
 	closers []func() error
 	// addresses are extra listeners to print when ready (name -> address).
 	addresses map[string]string
+	// grpcAddr is the address the gRPC listener got (a string), once open.
+	grpcAddr atomic.Value
 }
 
 // announce records an extra listener for the ready line and banner.

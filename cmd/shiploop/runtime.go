@@ -24,9 +24,6 @@ import (
 	"github.com/shiploop/shiploop/pkg/telemetry"
 )
 
-// plannedServices are named by the architecture but not in this build yet.
-var plannedServices = []string{"testruns", "testruns", "gates", "deploys", "dashboards"}
-
 // runOptions are the wiring choices shared by `up`, `serve` and `agent`.
 type runOptions struct {
 	services    []string
@@ -42,6 +39,7 @@ type runOptions struct {
 	grpcListen   string
 	token        string
 	publicURL    string // web UI base for commit status links
+	deploys      deploysOptions
 	agents       int
 	lease        time.Duration
 	replicas     int
@@ -68,8 +66,6 @@ func validateServices(names []string) error {
 	for _, n := range names {
 		switch {
 		case slices.Contains(knownServices, n):
-		case slices.Contains(plannedServices, n):
-			return fmt.Errorf("service %q is not in this build of shiploop yet (available: %s)", n, strings.Join(knownServices, ", "))
 		default:
 			return fmt.Errorf("unknown service %q (available: %s)", n, strings.Join(knownServices, ", "))
 		}
@@ -169,6 +165,7 @@ func run(ctx context.Context, o runOptions, stdout io.Writer) error {
 			return err
 		}
 		info.GRPCAddr = lis.Addr().String()
+		env.grpcAddr.Store(info.GRPCAddr)
 		g.Go(func() error { return grpcSrv.Serve(gctx, lis) })
 	}
 	info.ReadyMS = time.Since(start).Milliseconds()

@@ -130,7 +130,11 @@ func (o *Outbox) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) err
 	}
 }
 
-var tracer = otel.Tracer("github.com/shiploop/shiploop/pkg/bus")
+// tracer looks the global provider up on each use rather than once at init:
+// a tracer taken at init stays bound to the first provider ever installed,
+// so spans went missing once the provider was replaced (a second
+// telemetry.Setup in one process, tests).
+func tracer() trace.Tracer { return otel.Tracer("github.com/shiploop/shiploop/pkg/bus") }
 
 func (o *Outbox) handle(ctx context.Context, log *slog.Logger, cfg ConsumerConfig, m jetstream.Msg, h Handler) {
 	md, err := m.Metadata()
@@ -146,7 +150,7 @@ func (o *Outbox) handle(ctx context.Context, log *slog.Logger, cfg ConsumerConfi
 	}
 	ev.Sequence = md.Sequence.Stream
 	ctx = ContextFrom(ctx, ev)
-	ctx, span := tracer.Start(ctx, "consume "+ev.Type, trace.WithSpanKind(trace.SpanKindConsumer),
+	ctx, span := tracer().Start(ctx, "consume "+ev.Type, trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "nats"),
 			attribute.String("messaging.consumer.group.name", cfg.Name),

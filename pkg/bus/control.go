@@ -42,3 +42,7 @@ func (tx *Tx) CancelJob(jobID, reason string) error {
 	tx.queued++
 	return nil
 }
+
+// JobFilter is the subject filter of every job of a kind (build, test,
+// deploy), whatever its repository.
+func JobFilter(kind string) string { return jobPrefix + kind + ".*" }

@@ -116,13 +116,15 @@ func RepoToken(repo string) string {
 	if repo == "" {
 		return "_"
 	}
-	b := []byte(strings.ToLower(repo))
-	for i, c := range b {
+	// Rune by rune: one "_" per character, as documented, not one per UTF-8 byte.
+	var b strings.Builder
+	for _, c := range strings.ToLower(repo) {
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			b[i] = '_'
+			c = '_'
 		}
+		b.WriteRune(c)
 	}
-	return string(b)
+	return b.String()
 }
 
 // EventSubject is the NATS subject of an event type for a repository.
@@ -259,22 +261,25 @@ func (ev Event) Proto() (*eventsv1.Event, error) {
 	return out, nil
 }
 
-// pct percent-encodes what the CloudEvents NATS binding asks: bytes outside
-// printable ASCII, and "%" itself.
+// pct percent-encodes what the CloudEvents HTTP binding asks of header
+// values: bytes outside printable ASCII, space, '"' and "%" itself. Space
+// matters on NATS too: header parsing trims leading and trailing spaces.
 func pct(s string) string {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '%' {
+		if needsPct(s[i]) {
 			return pctSlow(s)
 		}
 	}
 	return s
 }
 
+func needsPct(c byte) bool { return c <= 0x20 || c > 0x7e || c == '%' || c == '"' }
+
 func pctSlow(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c < 0x20 || c > 0x7e || c == '%' {
+		if needsPct(c) {
 			fmt.Fprintf(&b, "%%%02X", c)
 			continue
 		}

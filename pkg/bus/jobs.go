@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -67,13 +68,19 @@ func (b *Bus) Take(ctx context.Context, cfg JobConsumerConfig, fn func(ctx conte
 		return fmt.Errorf("bus: creating job consumer %s: %w", cfg.Name, err)
 	}
 	for ctx.Err() == nil {
-		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		// The pull ends with ctx, not only at its expiry, so that an idle
+		// agent stops at once when asked to.
+		pullCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		m, err := cons.Next(jetstream.FetchContext(pullCtx))
+		cancel()
 		if err != nil {
-			if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoHeartbeat) {
-				continue
-			}
 			if ctx.Err() != nil {
 				break
+			}
+			// An expired pull with no job in it is how an idle queue looks.
+			if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) ||
+				errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoHeartbeat) {
+				continue
 			}
 			// A broken connection: wait a little instead of spinning.
 			select {

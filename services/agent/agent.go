@@ -76,7 +76,7 @@ func New(cfg Config) (*Agent, error) {
 func (a *Agent) Run(ctx context.Context) error {
 	var filters []string
 	for _, k := range a.cfg.Kinds {
-		filters = append(filters, bus.JobSubject(k, "*"))
+		filters = append(filters, bus.JobFilter(k))
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	for range a.cfg.Concurrency {
@@ -119,6 +119,7 @@ type jobRun struct {
 
 	log       *jobLog
 	artifacts []*eventsv1.Artifact
+	reports   []*eventsv1.ReportFile // test jobs (testjob.go)
 }
 
 func (r *jobRun) emit(ctx context.Context, typ string, ev bus.Event) error {
@@ -171,7 +172,7 @@ func (r *jobRun) execute(ctx context.Context) error {
 		secretValues = append(secretValues, v)
 	}
 	ws, err := a.cfg.Backend.Prepare(jctx, backend.JobSpec{
-		ID: job.JobId, CloneURL: job.CloneUrl, Commit: job.Commit, Ref: job.Ref, Env: job.Environment, Secrets: secretValues,
+		ID: job.JobId, CloneURL: job.CloneUrl, Commit: job.Commit, VCS: job.Vcs, Ref: job.Ref, Env: job.Environment, Secrets: secretValues,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -187,7 +188,20 @@ func (r *jobRun) execute(ctx context.Context) error {
 		}
 	}()
 
+	stopServices, err := r.startServices(jctx, ws) // test jobs (testjob.go)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		msg := ws.Mask(fmt.Sprintf("starting services: %v", err))
+		r.line("", "system", msg, time.Now())
+		return r.finish(ctx, eventsv1.BuildStatus_BUILD_STATUS_ERROR, "", msg, r.skipAll(job.Steps, "not run: a service did not start"))
+	}
 	results, failed := r.runSteps(ctx, jctx, ws)
+	stopServices()
+	if ctx.Err() == nil {
+		r.reports = r.collectReports(ctx, ws)
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -394,7 +408,7 @@ func (r *jobRun) finish(ctx context.Context, status eventsv1.BuildStatus, failed
 	return r.emit(ctx, "job.finished", bus.Event{Data: &eventsv1.JobFinished{
 		JobId: job.JobId, BuildId: job.BuildId, Repository: job.Repository, Status: status,
 		FailedStep: failed, Error: errText, Steps: steps, Duration: durationpb.New(time.Since(r.started)),
-		Agent: r.a.cfg.Name, LogKey: logKey, Artifacts: r.artifacts,
+		Agent: r.a.cfg.Name, LogKey: logKey, Artifacts: r.artifacts, Reports: r.reports,
 	}})
 }
 

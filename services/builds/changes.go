@@ -32,9 +32,14 @@ type preparedChange struct {
 	trigger string
 	steps   []pipeline.Step
 	cfg     *pipeline.Config
+	raw     []byte // the .shiploop.yml as read, carried in build.created
 	// problem makes the build end in ERROR with this text (a bad
 	// .shiploop.yml, a commit that cannot be fetched).
 	problem string
+	// vcs is "hg" for a Mercurial repository (hg.go); jobCloneURL, when
+	// set, is where agents fetch the commit (a diff's staging area);
+	// skipReason replaces "no step matches this change".
+	vcs, jobCloneURL, skipReason string
 }
 
 func triggerOf(ch *eventsv1.Change) string {
@@ -71,6 +76,11 @@ func (s *Service) prepareChange(ctx context.Context, ev bus.Event) (any, error) 
 		p.skip = true
 		return p, nil
 	}
+	if done, err := s.prepareVCS(ctx, ch, p); err != nil {
+		return nil, err
+	} else if done {
+		return p, nil
+	}
 	dir, err := s.mirrors.ensure(ctx, ch.Repository, ch.CloneUrl, ch.After)
 	if err != nil {
 		p.problem = fmt.Sprintf("cannot fetch %s: %v", ch.Repository, err)
@@ -94,6 +104,7 @@ func (s *Service) prepareChange(ctx context.Context, ev bus.Event) (any, error) 
 	if err != nil {
 		return nil, err // the mirror misbehaves: retry
 	}
+	p.raw = data
 	cfg, err := pipeline.Parse(ConfigFile, data)
 	if err != nil {
 		p.problem = err.Error()
@@ -150,7 +161,7 @@ func (s *Service) handleChange(ctx context.Context, tx *bus.Tx, ev bus.Event) er
 	case p.problem != "":
 		b.status, b.errText, b.finishedAt = eventsv1.BuildStatus_BUILD_STATUS_ERROR, p.problem, now.UnixNano()
 	case len(p.steps) == 0:
-		b.status, b.errText, b.finishedAt = eventsv1.BuildStatus_BUILD_STATUS_SKIPPED, "no step matches this change", now.UnixNano()
+		b.status, b.errText, b.finishedAt = eventsv1.BuildStatus_BUILD_STATUS_SKIPPED, orText(p.skipReason, "no step matches this change"), now.UnixNano()
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO builds (id, repository, number, ref, commit_sha, version, status, trigger, error, chain_id, change_id, created_at, finished_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
@@ -159,9 +170,14 @@ func (s *Service) handleChange(ctx context.Context, tx *bus.Tx, ev bus.Event) er
 	}
 	if err := tx.Publish(bus.Event{Type: "build.created", Repository: b.repository, Subject: b.id, Data: &eventsv1.BuildCreated{
 		BuildId: b.id, Number: b.number, Repository: b.repository, Ref: b.ref, Commit: b.commit,
-		Version: b.version, Trigger: b.trigger, CreatedAt: timestamppb.New(now),
+		Version: b.version, Trigger: b.trigger, CreatedAt: timestamppb.New(now), Config: p.raw, Gate: gateBuild(ch, p.cfg),
 	}}); err != nil {
 		return err
+	}
+	if ev := testsPlanned(b, ch, p); ev != nil { // testplan.go
+		if err := tx.Publish(*ev); err != nil {
+			return err
+		}
 	}
 	if b.status == eventsv1.BuildStatus_BUILD_STATUS_QUEUED {
 		// Secrets are checked before anything is queued: a missing one
@@ -215,7 +231,7 @@ func loadSecrets(ctx context.Context, tx *bus.Tx, repo string, cfg *pipeline.Con
 func (s *Service) queueJobs(ctx context.Context, tx *bus.Tx, b buildRow, ch *eventsv1.Change, p *preparedChange, secrets map[string]string, now time.Time) error {
 	for pos, combo := range p.cfg.MatrixCombinations() {
 		job := &eventsv1.Job{
-			JobId: bus.NewID(), BuildId: b.id, Kind: "build", Repository: b.repository, CloneUrl: ch.CloneUrl,
+			JobId: bus.NewID(), BuildId: b.id, Kind: "build", Repository: b.repository, CloneUrl: orText(p.jobCloneURL, ch.CloneUrl), Vcs: p.vcs,
 			Ref: b.ref, Commit: b.commit, Version: b.version, Environment: map[string]string{},
 			Timeout: durationpb.New(s.cfg.JobTimeout), ChainId: b.chainID, QueuedAt: timestamppb.New(now),
 			Matrix: combo, Secrets: map[string]string{},

@@ -53,6 +53,9 @@ func (g *grpcServer) RegisterRepository(ctx context.Context, req *buildsv1.Regis
 	}
 	secret := req.GetWebhookSecret()
 	repo := &buildsv1.Repository{Name: name, CloneUrl: req.GetCloneUrl(), DefaultBranch: branch}
+	if err := g.s.checkVCSRequest(ctx, name, req); err != nil { // hg.go
+		return nil, err
+	}
 	now := time.Now().UTC()
 	err = g.s.db.InTx(ctx, func(tx *sql.Tx) error {
 		var existing string
@@ -86,6 +89,12 @@ func (g *grpcServer) RegisterRepository(ctx context.Context, req *buildsv1.Regis
 			repo.CloneUrl, branch, secret, fs.kind, fs.apiURL, fs.repo, fs.token, name)
 		return err
 	})
+	if status.Code(err) == codes.InvalidArgument {
+		return nil, err
+	}
+	if err == nil {
+		err = g.s.applyVCSRequest(ctx, req, repo)
+	}
 	if status.Code(err) == codes.InvalidArgument {
 		return nil, err
 	}
@@ -312,8 +321,10 @@ func (g *grpcServer) GetBuild(ctx context.Context, req *buildsv1.GetBuildRequest
 			}
 		}
 		var err error
-		b, err = loadBuild(ctx, tx, id)
-		return err
+		if b, err = loadBuild(ctx, tx, id); err != nil {
+			return err
+		}
+		return fillHarbormaster(ctx, tx, b)
 	})
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -339,6 +350,11 @@ func (g *grpcServer) TriggerBuild(ctx context.Context, req *buildsv1.TriggerBuil
 	}
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "reading repository: %v", err)
+	}
+	if vs, err := g.s.vcsSettings(ctx, repo.name); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "reading repository: %v", err)
+	} else if vs.vcs == VCSHg {
+		return g.s.triggerHg(ctx, repo, req.GetRef())
 	}
 	dir, err := g.s.mirrors.ensure(ctx, repo.name, repo.cloneURL, "")
 	if err != nil {

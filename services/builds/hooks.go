@@ -26,6 +26,9 @@ var forges = map[string]bool{forge.GitHub: true, forge.GitLab: true, forge.Gitea
 // /builds/{id}/artifacts/{name...}, behind the API token when one is set).
 func (s *Service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /hooks/{forge}", s.serveHook)
+	// Harbormaster's "Make HTTP Request" step: GET or POST (harbormaster.go).
+	mux.HandleFunc("GET /hooks/harbormaster", s.serveHarbormaster)
+	mux.HandleFunc("POST /hooks/harbormaster", s.serveHarbormaster)
 	mux.Handle("GET /builds/{id}/artifacts/{name...}", server.RequireBearer(s.cfg.Token, http.HandlerFunc(s.serveArtifact)))
 }
 

@@ -119,5 +119,6 @@ func (s *Service) Run(ctx context.Context) error {
 		}, s.handleJobEvent)
 	})
 	g.Go(func() error { return s.consumeStatuses(ctx) })
+	g.Go(func() error { return s.consumeHarbormaster(ctx) })
 	return g.Wait()
 }

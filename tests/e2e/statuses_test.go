@@ -101,30 +101,44 @@ func TestCommitStatuses(t *testing.T) {
 		t.Fatalf("build %v: %s", bf.GetStatus(), bf.GetError())
 	}
 
-	// The final status follows build.finished through the statuses consumer.
+	// The final build status follows build.finished through the statuses
+	// consumer; the gates service posts its own context after it.
+	byContext := func() (build, gate []string, all int) {
+		got := statuses()
+		for _, s := range got {
+			if s.Path != "/repos/acme/statuses/statuses/"+sha || s.Auth != "Bearer "+token || s.Accept != "application/vnd.github+json" ||
+				s.TargetURL != "https://ci.example.com/builds/"+bf.GetBuildId() {
+				t.Errorf("status request %+v (want commit %s, build %s)", s, sha, bf.GetBuildId())
+			}
+			switch s.Context {
+			case "shiploop/build":
+				build = append(build, s.State+" "+s.Description)
+			case "shiploop/gate":
+				gate = append(gate, s.State+" "+s.Description)
+			default:
+				t.Errorf("status with context %q", s.Context)
+			}
+		}
+		return build, gate, len(got)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		got := statuses()
-		if n := len(got); n > 0 && got[n-1].State == "success" {
+		build, gate, _ := byContext()
+		if n := len(build); n > 0 && strings.HasPrefix(build[n-1], "success") && len(gate) > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no success status within 30s; the fake saw %+v\nserver stderr:\n%s", got, inst.stderr)
+			t.Fatalf("no final build and gate statuses within 30s; the fake saw build %q gate %q\nserver stderr:\n%s", build, gate, inst.stderr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond) // nothing may follow the final status
-	got := statuses()
-	var states []string
-	for _, s := range got {
-		states = append(states, s.State+" "+s.Description)
-		if s.Path != "/repos/acme/statuses/statuses/"+sha || s.Auth != "Bearer "+token || s.Accept != "application/vnd.github+json" ||
-			s.Context != "shiploop/build" || s.TargetURL != "https://ci.example.com/builds/"+bf.GetBuildId() {
-			t.Errorf("status request %+v (want commit %s, build %s)", s, sha, bf.GetBuildId())
-		}
+	time.Sleep(300 * time.Millisecond) // nothing may follow the final statuses
+	states, gate, _ := byContext()
+	if len(states) != 3 || states[0] != "pending shiploop #1 queued" || states[1] != "pending shiploop #1 running" || !strings.HasPrefix(states[2], "success shiploop #1 passed in ") {
+		t.Errorf("build statuses in order: %q; want pending (queued), pending (running), success", states)
 	}
-	if len(got) != 3 || states[0] != "pending shiploop #1 queued" || states[1] != "pending shiploop #1 running" || !strings.HasPrefix(states[2], "success shiploop #1 passed in ") {
-		t.Errorf("statuses in order: %q; want pending (queued), pending (running), success", states)
+	if len(gate) != 1 || !strings.HasPrefix(gate[0], "success gate passed") {
+		t.Errorf("gate statuses %q; want one success", gate)
 	}
 	if strings.Contains(inst.stderr.String(), token) {
 		t.Error("the server logged the forge token")

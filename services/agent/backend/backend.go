@@ -33,6 +33,7 @@ type JobSpec struct {
 	ID       string
 	CloneURL string // anything `git clone` takes, incl. a local path or file:// URL
 	Commit   string // full SHA (40 or 64 hex digits) to check out, detached
+	VCS      string // "git" (also when empty) or "hg": CloneURL is a Mercurial repository, Commit a node
 	Ref      string // e.g. refs/heads/main, for information/env
 	Env      map[string]string
 	Secrets  []string // values to mask in every output line, see mask.New

@@ -130,7 +130,14 @@ func (p *Process) Prepare(ctx context.Context, job JobSpec) (*Workspace, error) 
 	}
 	err = os.Mkdir(ws.tmp, 0o700)
 	if err == nil {
-		err = checkout(ctx, ws.Dir, job.CloneURL, job.Commit, p.gitEnv, !p.fetchOnly)
+		switch job.VCS {
+		case "", "git":
+			err = checkout(ctx, ws.Dir, job.CloneURL, job.Commit, p.gitEnv, !p.fetchOnly)
+		case "hg":
+			err = checkoutHg(ctx, ws.Dir, job.CloneURL, job.Commit, p.gitEnv) // hg.go
+		default:
+			err = fmt.Errorf("unknown version control system %q (want git or hg)", job.VCS)
+		}
 	}
 	if err != nil {
 		_ = os.RemoveAll(root)

@@ -10,7 +10,17 @@ CREATE TABLE IF NOT EXISTS repositories (
     forge          TEXT NOT NULL DEFAULT '',
     forge_api_url  TEXT NOT NULL DEFAULT '',
     forge_repo     TEXT NOT NULL DEFAULT '',
-    forge_token    TEXT NOT NULL DEFAULT ''
+    forge_token    TEXT NOT NULL DEFAULT '',
+    -- git or hg; public_only = 1 builds only public-phase changesets from
+    -- pushes (hg drafts come through Harbormaster).
+    vcs            TEXT NOT NULL DEFAULT 'git',
+    public_only    INTEGER NOT NULL DEFAULT 0,
+    -- Phabricator/Phorge Harbormaster: Conduit base URL and API token (never
+    -- returned), the Diffusion callsign, the staging area for diffs.
+    conduit_url    TEXT NOT NULL DEFAULT '',
+    conduit_token  TEXT NOT NULL DEFAULT '',
+    callsign       TEXT NOT NULL DEFAULT '',
+    staging_url    TEXT NOT NULL DEFAULT ''
 );
 
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -109,3 +119,21 @@ CREATE TABLE IF NOT EXISTS artifacts (
 );
 
 CREATE INDEX IF NOT EXISTS artifacts_build ON artifacts (build_id);
+
+-- Harbormaster build targets: one per change a "Make HTTP Request" step
+-- started, and what harbormaster.sendmessage has been told (sent: 0 none,
+-- 1 work, 2 final), so a redelivered event never reports twice.
+CREATE TABLE IF NOT EXISTS harbormaster_targets (
+    change_id   TEXT PRIMARY KEY,
+    repository  TEXT NOT NULL,
+    target_phid TEXT NOT NULL,
+    diff_id     {{bigint}} NOT NULL DEFAULT 0,
+    revision_id {{bigint}} NOT NULL DEFAULT 0,
+    sent        INTEGER NOT NULL DEFAULT 0,
+    sent_type   TEXT NOT NULL DEFAULT '',
+    -- Failed attempts at the message failing_type (work, pass, fail).
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    failing_type TEXT NOT NULL DEFAULT '',
+    last_error   TEXT NOT NULL DEFAULT '',
+    updated_at  {{bigint}} NOT NULL DEFAULT 0
+);

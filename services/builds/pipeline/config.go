@@ -188,6 +188,15 @@ const (
 // Gate is the quality gate evaluated after the tests.
 type Gate struct {
 	Conditions []Condition // every condition must hold for the gate to pass; at least one
+	// Expression is an optional CEL expression over the metrics that must
+	// be true; the gates service compiles it.
+	Expression string
+	// MinNewLines: below it, coverage and duplication conditions on new code
+	// are not judged; nil when the file does not say (the default applies).
+	MinNewLines *int
+	// Reports are globs over the build's artifact names, by format (sarif,
+	// flake8, checkstyle, golangci_lint, metrics).
+	Reports map[string][]string
 }
 
 // Condition is one requirement: Metric Operator Threshold must be true.

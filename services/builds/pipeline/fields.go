@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/shiploop/shiploop/pkg/gatepolicy"
 )
 
 var (
@@ -33,7 +35,7 @@ var (
 	envFields         = []string{"name", "steps", "variables", "secrets", "approval", "auto", "verify"}
 	approvalFields    = []string{"required"}
 	verifyFields      = []string{"window", "conditions", "on_failure"}
-	gateFields        = []string{"conditions"}
+	gateFields        = []string{"conditions", "expression", "min_new_lines", "reports"}
 	conditionFields   = []string{"metric", "operator", "threshold", "scope"}
 	operators         = []string{"<", "<=", ">", ">=", "==", "!="}
 )
@@ -423,8 +425,21 @@ var groupPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
 func (d *decoder) gate(n *yaml.Node, field string) *Gate {
 	g := &Gate{}
-	present := d.object(n, field, gateFields, func(_ string, v *yaml.Node, f string) {
-		g.Conditions = d.conditions(v, f, true)
+	present := d.object(n, field, gateFields, func(k string, v *yaml.Node, f string) {
+		switch k {
+		case "conditions":
+			g.Conditions = d.conditions(v, f, true)
+		case "expression":
+			g.Expression, _ = d.nonEmpty(v, f)
+		case "min_new_lines":
+			lines := d.integer(v, f, 0, 1000000)
+			g.MinNewLines = &lines
+		case "reports":
+			g.Reports = map[string][]string{}
+			d.object(v, f, gatepolicy.ReportFormats, func(k string, v *yaml.Node, f string) {
+				g.Reports[k] = d.stringList(v, f, false, checkRelative)
+			})
+		}
 	})
 	d.require(n, field, present, "conditions")
 	return g
@@ -438,6 +453,7 @@ func (d *decoder) conditions(n *yaml.Node, field string, scoped bool) []Conditio
 	}
 	d.list(n, field, "conditions", false, func(_ int, item *yaml.Node, f string) {
 		c := Condition{Scope: ScopeOverall}
+		var metricNode *yaml.Node
 		if !scoped {
 			c.Scope = ""
 		}
@@ -445,6 +461,7 @@ func (d *decoder) conditions(n *yaml.Node, field string, scoped bool) []Conditio
 			switch k {
 			case "metric":
 				c.Metric, _ = d.nonEmpty(v, f)
+				metricNode = v
 			case "operator":
 				if op, ok := d.oneOf(v, f, "operator", operators); ok {
 					c.Operator = Operator(op)
@@ -458,6 +475,13 @@ func (d *decoder) conditions(n *yaml.Node, field string, scoped bool) []Conditio
 			}
 		})
 		d.require(item, f, present, "metric", "operator", "threshold")
+		// Gate metrics are the platform's (pkg/gatepolicy): a typo is an
+		// error now, not when the gate runs.
+		if scoped && c.Metric != "" {
+			if msg := gatepolicy.CheckMetric(c.Metric, string(c.Scope)); msg != "" {
+				d.errAt(d.resolve(metricNode), join(f, "metric"), "%s", msg)
+			}
+		}
 		out = append(out, c)
 	})
 	if r := d.resolve(n); r.Kind == yaml.SequenceNode && len(r.Content) == 0 {

@@ -75,7 +75,7 @@ environments:
 gate:
   conditions:
     - {metric: coverage, operator: ">=", threshold: 80, scope: new_code}
-    - {metric: new_violations, operator: "==", threshold: 0}
+    - {metric: issues, operator: "==", threshold: 0}
 `
 
 var fullConfig = &Config{
@@ -153,7 +153,7 @@ var fullConfig = &Config{
 	},
 	Gate: &Gate{Conditions: []Condition{
 		{Metric: "coverage", Operator: OpGreaterEqual, Threshold: 80, Scope: ScopeNewCode},
-		{Metric: "new_violations", Operator: OpEqual, Threshold: 0, Scope: ScopeOverall},
+		{Metric: "issues", Operator: OpEqual, Threshold: 0, Scope: ScopeOverall},
 	}},
 }
 
@@ -511,6 +511,13 @@ gate:
 .shiploop.yml:8:11: environments[1].auto: expected true or false, got the string "yes"
 .shiploop.yml:11:36: gate.conditions[0].operator: unknown operator "=>" (did you mean ">"?)
 .shiploop.yml:11:53: gate.conditions[0].threshold: expected a number, got a string`,
+	},
+	{
+		name: "unknown gate metric",
+		yaml: "steps: {a: {commands: x}}\ngate:\n  conditions:\n    - {metric: coverge, operator: \">=\", threshold: 80}\n    - {metric: tests_failed, operator: \"==\", threshold: 0, scope: new_code}\n  reports: {pmd: [x.xml]}\n",
+		want: `.shiploop.yml:4:16: gate.conditions[0].metric: unknown metric "coverge" (did you mean "coverage"?)
+.shiploop.yml:5:16: gate.conditions[1].metric: metric "tests_failed" has no new_code scope
+.shiploop.yml:6:13: gate.reports.pmd: unknown field (known fields: checkstyle, flake8, golangci_lint, metrics, sarif)`,
 	},
 	{
 		name: "empty gate and a bad merge",

@@ -39,6 +39,21 @@ type Repository struct {
 	ForgeRepo string `protobuf:"bytes,7,opt,name=forge_repo,json=forgeRepo,proto3" json:"forge_repo,omitempty"`
 	// Whether a forge token is stored; the token itself is never returned.
 	ForgeTokenSet bool `protobuf:"varint,8,opt,name=forge_token_set,json=forgeTokenSet,proto3" json:"forge_token_set,omitempty"`
+	// git or hg.
+	Vcs string `protobuf:"bytes,9,opt,name=vcs,proto3" json:"vcs,omitempty"`
+	// Only public-phase changesets build from pushes (hg); drafts come
+	// through Harbormaster.
+	PublicOnly bool `protobuf:"varint,10,opt,name=public_only,json=publicOnly,proto3" json:"public_only,omitempty"`
+	// Phabricator/Phorge base URL Harbormaster results go to, e.g.
+	// https://phab.example.com.
+	ConduitUrl string `protobuf:"bytes,11,opt,name=conduit_url,json=conduitUrl,proto3" json:"conduit_url,omitempty"`
+	// Whether a Conduit API token is stored; never returned.
+	ConduitTokenSet bool `protobuf:"varint,12,opt,name=conduit_token_set,json=conduitTokenSet,proto3" json:"conduit_token_set,omitempty"`
+	// The Diffusion callsign Harbormaster requests name, if any.
+	Callsign string `protobuf:"bytes,13,opt,name=callsign,proto3" json:"callsign,omitempty"`
+	// The staging area diffs are fetched from (phabricator/diff/<id>);
+	// empty means the clone URL.
+	StagingUrl    string `protobuf:"bytes,14,opt,name=staging_url,json=stagingUrl,proto3" json:"staging_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -129,6 +144,48 @@ func (x *Repository) GetForgeTokenSet() bool {
 	return false
 }
 
+func (x *Repository) GetVcs() string {
+	if x != nil {
+		return x.Vcs
+	}
+	return ""
+}
+
+func (x *Repository) GetPublicOnly() bool {
+	if x != nil {
+		return x.PublicOnly
+	}
+	return false
+}
+
+func (x *Repository) GetConduitUrl() string {
+	if x != nil {
+		return x.ConduitUrl
+	}
+	return ""
+}
+
+func (x *Repository) GetConduitTokenSet() bool {
+	if x != nil {
+		return x.ConduitTokenSet
+	}
+	return false
+}
+
+func (x *Repository) GetCallsign() string {
+	if x != nil {
+		return x.Callsign
+	}
+	return ""
+}
+
+func (x *Repository) GetStagingUrl() string {
+	if x != nil {
+		return x.StagingUrl
+	}
+	return ""
+}
+
 // RegisterRepositoryRequest names the repository and where to clone it.
 type RegisterRepositoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -150,7 +207,21 @@ type RegisterRepositoryRequest struct {
 	ForgeRepo string `protobuf:"bytes,7,opt,name=forge_repo,json=forgeRepo,proto3" json:"forge_repo,omitempty"`
 	// Token allowed to set commit statuses; empty keeps the stored one. It is
 	// stored by the builds service and never returned.
-	ForgeToken    string `protobuf:"bytes,8,opt,name=forge_token,json=forgeToken,proto3" json:"forge_token,omitempty"`
+	ForgeToken string `protobuf:"bytes,8,opt,name=forge_token,json=forgeToken,proto3" json:"forge_token,omitempty"`
+	// git or hg; empty keeps what is registered (git for a new repository).
+	Vcs string `protobuf:"bytes,9,opt,name=vcs,proto3" json:"vcs,omitempty"`
+	// Build only public-phase changesets from pushes (hg); unset keeps it.
+	PublicOnly *bool `protobuf:"varint,10,opt,name=public_only,json=publicOnly,proto3,oneof" json:"public_only,omitempty"`
+	// Phabricator/Phorge base URL for harbormaster.sendmessage; "none"
+	// clears the Harbormaster settings, empty keeps them.
+	ConduitUrl string `protobuf:"bytes,11,opt,name=conduit_url,json=conduitUrl,proto3" json:"conduit_url,omitempty"`
+	// Conduit API token (32 characters, api-...); empty keeps the stored one.
+	ConduitToken string `protobuf:"bytes,12,opt,name=conduit_token,json=conduitToken,proto3" json:"conduit_token,omitempty"`
+	// Diffusion callsign, so Harbormaster requests can name the repository
+	// by repository.callsign; empty keeps it.
+	Callsign string `protobuf:"bytes,13,opt,name=callsign,proto3" json:"callsign,omitempty"`
+	// Staging area URL diffs are fetched from; empty keeps it.
+	StagingUrl    string `protobuf:"bytes,14,opt,name=staging_url,json=stagingUrl,proto3" json:"staging_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -237,6 +308,48 @@ func (x *RegisterRepositoryRequest) GetForgeRepo() string {
 func (x *RegisterRepositoryRequest) GetForgeToken() string {
 	if x != nil {
 		return x.ForgeToken
+	}
+	return ""
+}
+
+func (x *RegisterRepositoryRequest) GetVcs() string {
+	if x != nil {
+		return x.Vcs
+	}
+	return ""
+}
+
+func (x *RegisterRepositoryRequest) GetPublicOnly() bool {
+	if x != nil && x.PublicOnly != nil {
+		return *x.PublicOnly
+	}
+	return false
+}
+
+func (x *RegisterRepositoryRequest) GetConduitUrl() string {
+	if x != nil {
+		return x.ConduitUrl
+	}
+	return ""
+}
+
+func (x *RegisterRepositoryRequest) GetConduitToken() string {
+	if x != nil {
+		return x.ConduitToken
+	}
+	return ""
+}
+
+func (x *RegisterRepositoryRequest) GetCallsign() string {
+	if x != nil {
+		return x.Callsign
+	}
+	return ""
+}
+
+func (x *RegisterRepositoryRequest) GetStagingUrl() string {
+	if x != nil {
+		return x.StagingUrl
 	}
 	return ""
 }
@@ -424,7 +537,9 @@ type Build struct {
 	// The build's jobs: one, or one per matrix combination.
 	Jobs []*BuildJob `protobuf:"bytes,17,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	// Files the build kept.
-	Artifacts     []*v1.Artifact `protobuf:"bytes,18,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
+	Artifacts []*v1.Artifact `protobuf:"bytes,18,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
+	// Set when Harbormaster asked for the build: what was reported back.
+	Harbormaster  *HarbormasterReport `protobuf:"bytes,19,opt,name=harbormaster,proto3" json:"harbormaster,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -585,6 +700,110 @@ func (x *Build) GetArtifacts() []*v1.Artifact {
 	return nil
 }
 
+func (x *Build) GetHarbormaster() *HarbormasterReport {
+	if x != nil {
+		return x.Harbormaster
+	}
+	return nil
+}
+
+// HarbormasterReport is what a build told Phabricator/Phorge through
+// harbormaster.sendmessage.
+type HarbormasterReport struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	TargetPhid string                 `protobuf:"bytes,1,opt,name=target_phid,json=targetPhid,proto3" json:"target_phid,omitempty"`
+	DiffId     int64                  `protobuf:"varint,2,opt,name=diff_id,json=diffId,proto3" json:"diff_id,omitempty"`
+	RevisionId int64                  `protobuf:"varint,3,opt,name=revision_id,json=revisionId,proto3" json:"revision_id,omitempty"`
+	// The last message Conduit accepted: "", work, pass or fail.
+	Sent string `protobuf:"bytes,4,opt,name=sent,proto3" json:"sent,omitempty"`
+	// Failed attempts since the last accepted message.
+	Attempts int32 `protobuf:"varint,5,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// Why the last attempt failed; empty once a message went through.
+	Error         string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HarbormasterReport) Reset() {
+	*x = HarbormasterReport{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HarbormasterReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HarbormasterReport) ProtoMessage() {}
+
+func (x *HarbormasterReport) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HarbormasterReport.ProtoReflect.Descriptor instead.
+func (*HarbormasterReport) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *HarbormasterReport) GetTargetPhid() string {
+	if x != nil {
+		return x.TargetPhid
+	}
+	return ""
+}
+
+func (x *HarbormasterReport) GetDiffId() int64 {
+	if x != nil {
+		return x.DiffId
+	}
+	return 0
+}
+
+func (x *HarbormasterReport) GetRevisionId() int64 {
+	if x != nil {
+		return x.RevisionId
+	}
+	return 0
+}
+
+func (x *HarbormasterReport) GetSent() string {
+	if x != nil {
+		return x.Sent
+	}
+	return ""
+}
+
+func (x *HarbormasterReport) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *HarbormasterReport) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *HarbormasterReport) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
 // BuildJob is one job of a build.
 type BuildJob struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -601,7 +820,7 @@ type BuildJob struct {
 
 func (x *BuildJob) Reset() {
 	*x = BuildJob{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[6]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +832,7 @@ func (x *BuildJob) String() string {
 func (*BuildJob) ProtoMessage() {}
 
 func (x *BuildJob) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[6]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +845,7 @@ func (x *BuildJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildJob.ProtoReflect.Descriptor instead.
 func (*BuildJob) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{6}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BuildJob) GetId() string {
@@ -688,7 +907,7 @@ type CancelBuildRequest struct {
 
 func (x *CancelBuildRequest) Reset() {
 	*x = CancelBuildRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[7]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -700,7 +919,7 @@ func (x *CancelBuildRequest) String() string {
 func (*CancelBuildRequest) ProtoMessage() {}
 
 func (x *CancelBuildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[7]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -713,7 +932,7 @@ func (x *CancelBuildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelBuildRequest.ProtoReflect.Descriptor instead.
 func (*CancelBuildRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{7}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CancelBuildRequest) GetId() string {
@@ -733,7 +952,7 @@ type CancelBuildResponse struct {
 
 func (x *CancelBuildResponse) Reset() {
 	*x = CancelBuildResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[8]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +964,7 @@ func (x *CancelBuildResponse) String() string {
 func (*CancelBuildResponse) ProtoMessage() {}
 
 func (x *CancelBuildResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[8]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +977,7 @@ func (x *CancelBuildResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelBuildResponse.ProtoReflect.Descriptor instead.
 func (*CancelBuildResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{8}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CancelBuildResponse) GetCanceled() bool {
@@ -778,7 +997,7 @@ type RetryBuildRequest struct {
 
 func (x *RetryBuildRequest) Reset() {
 	*x = RetryBuildRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[9]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +1009,7 @@ func (x *RetryBuildRequest) String() string {
 func (*RetryBuildRequest) ProtoMessage() {}
 
 func (x *RetryBuildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[9]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +1022,7 @@ func (x *RetryBuildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryBuildRequest.ProtoReflect.Descriptor instead.
 func (*RetryBuildRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{9}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RetryBuildRequest) GetId() string {
@@ -823,7 +1042,7 @@ type RetryBuildResponse struct {
 
 func (x *RetryBuildResponse) Reset() {
 	*x = RetryBuildResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[10]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +1054,7 @@ func (x *RetryBuildResponse) String() string {
 func (*RetryBuildResponse) ProtoMessage() {}
 
 func (x *RetryBuildResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[10]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +1067,7 @@ func (x *RetryBuildResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryBuildResponse.ProtoReflect.Descriptor instead.
 func (*RetryBuildResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{10}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RetryBuildResponse) GetEventId() string {
@@ -871,7 +1090,7 @@ type SetSecretRequest struct {
 
 func (x *SetSecretRequest) Reset() {
 	*x = SetSecretRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[11]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +1102,7 @@ func (x *SetSecretRequest) String() string {
 func (*SetSecretRequest) ProtoMessage() {}
 
 func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[11]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +1115,7 @@ func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSecretRequest.ProtoReflect.Descriptor instead.
 func (*SetSecretRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{11}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetSecretRequest) GetRepository() string {
@@ -929,7 +1148,7 @@ type SetSecretResponse struct {
 
 func (x *SetSecretResponse) Reset() {
 	*x = SetSecretResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[12]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1160,7 @@ func (x *SetSecretResponse) String() string {
 func (*SetSecretResponse) ProtoMessage() {}
 
 func (x *SetSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[12]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1173,7 @@ func (x *SetSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSecretResponse.ProtoReflect.Descriptor instead.
 func (*SetSecretResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{12}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{13}
 }
 
 // ListSecretsRequest names the repository.
@@ -967,7 +1186,7 @@ type ListSecretsRequest struct {
 
 func (x *ListSecretsRequest) Reset() {
 	*x = ListSecretsRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[13]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1198,7 @@ func (x *ListSecretsRequest) String() string {
 func (*ListSecretsRequest) ProtoMessage() {}
 
 func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[13]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1211,7 @@ func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{13}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListSecretsRequest) GetRepository() string {
@@ -1012,7 +1231,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[14]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1024,7 +1243,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[14]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1037,7 +1256,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{14}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListSecretsResponse) GetNames() []string {
@@ -1058,7 +1277,7 @@ type DeleteSecretRequest struct {
 
 func (x *DeleteSecretRequest) Reset() {
 	*x = DeleteSecretRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[15]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1289,7 @@ func (x *DeleteSecretRequest) String() string {
 func (*DeleteSecretRequest) ProtoMessage() {}
 
 func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[15]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1302,7 @@ func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{15}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteSecretRequest) GetRepository() string {
@@ -1110,7 +1329,7 @@ type DeleteSecretResponse struct {
 
 func (x *DeleteSecretResponse) Reset() {
 	*x = DeleteSecretResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[16]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1122,7 +1341,7 @@ func (x *DeleteSecretResponse) String() string {
 func (*DeleteSecretResponse) ProtoMessage() {}
 
 func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[16]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1135,7 +1354,7 @@ func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{16}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteSecretResponse) GetDeleted() bool {
@@ -1158,7 +1377,7 @@ type ListBuildsRequest struct {
 
 func (x *ListBuildsRequest) Reset() {
 	*x = ListBuildsRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[17]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1389,7 @@ func (x *ListBuildsRequest) String() string {
 func (*ListBuildsRequest) ProtoMessage() {}
 
 func (x *ListBuildsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[17]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1402,7 @@ func (x *ListBuildsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBuildsRequest.ProtoReflect.Descriptor instead.
 func (*ListBuildsRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{17}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListBuildsRequest) GetRepository() string {
@@ -1218,7 +1437,7 @@ type ListBuildsResponse struct {
 
 func (x *ListBuildsResponse) Reset() {
 	*x = ListBuildsResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[18]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1449,7 @@ func (x *ListBuildsResponse) String() string {
 func (*ListBuildsResponse) ProtoMessage() {}
 
 func (x *ListBuildsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[18]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1462,7 @@ func (x *ListBuildsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBuildsResponse.ProtoReflect.Descriptor instead.
 func (*ListBuildsResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{18}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListBuildsResponse) GetBuilds() []*Build {
@@ -1272,7 +1491,7 @@ type GetBuildRequest struct {
 
 func (x *GetBuildRequest) Reset() {
 	*x = GetBuildRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[19]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1503,7 @@ func (x *GetBuildRequest) String() string {
 func (*GetBuildRequest) ProtoMessage() {}
 
 func (x *GetBuildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[19]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1516,7 @@ func (x *GetBuildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBuildRequest.ProtoReflect.Descriptor instead.
 func (*GetBuildRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{19}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetBuildRequest) GetId() string {
@@ -1331,7 +1550,7 @@ type GetBuildResponse struct {
 
 func (x *GetBuildResponse) Reset() {
 	*x = GetBuildResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[20]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1562,7 @@ func (x *GetBuildResponse) String() string {
 func (*GetBuildResponse) ProtoMessage() {}
 
 func (x *GetBuildResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[20]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1575,7 @@ func (x *GetBuildResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBuildResponse.ProtoReflect.Descriptor instead.
 func (*GetBuildResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{20}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetBuildResponse) GetBuild() *Build {
@@ -1378,7 +1597,7 @@ type TriggerBuildRequest struct {
 
 func (x *TriggerBuildRequest) Reset() {
 	*x = TriggerBuildRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[21]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1609,7 @@ func (x *TriggerBuildRequest) String() string {
 func (*TriggerBuildRequest) ProtoMessage() {}
 
 func (x *TriggerBuildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[21]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1622,7 @@ func (x *TriggerBuildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerBuildRequest.ProtoReflect.Descriptor instead.
 func (*TriggerBuildRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{21}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TriggerBuildRequest) GetRepository() string {
@@ -1432,7 +1651,7 @@ type TriggerBuildResponse struct {
 
 func (x *TriggerBuildResponse) Reset() {
 	*x = TriggerBuildResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[22]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1663,7 @@ func (x *TriggerBuildResponse) String() string {
 func (*TriggerBuildResponse) ProtoMessage() {}
 
 func (x *TriggerBuildResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[22]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1676,7 @@ func (x *TriggerBuildResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerBuildResponse.ProtoReflect.Descriptor instead.
 func (*TriggerBuildResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{22}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TriggerBuildResponse) GetEventId() string {
@@ -1497,7 +1716,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[23]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1728,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[23]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1741,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{23}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WatchEventsRequest) GetTypes() []string {
@@ -1556,7 +1775,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[24]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +1787,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[24]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +1800,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{24}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WatchEventsResponse) GetEvent() *v1.Event {
@@ -1602,7 +1821,7 @@ type StreamLogsRequest struct {
 
 func (x *StreamLogsRequest) Reset() {
 	*x = StreamLogsRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[25]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +1833,7 @@ func (x *StreamLogsRequest) String() string {
 func (*StreamLogsRequest) ProtoMessage() {}
 
 func (x *StreamLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[25]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1627,7 +1846,7 @@ func (x *StreamLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamLogsRequest.ProtoReflect.Descriptor instead.
 func (*StreamLogsRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{25}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StreamLogsRequest) GetJobId() string {
@@ -1654,7 +1873,7 @@ type StreamLogsResponse struct {
 
 func (x *StreamLogsResponse) Reset() {
 	*x = StreamLogsResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[26]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1885,7 @@ func (x *StreamLogsResponse) String() string {
 func (*StreamLogsResponse) ProtoMessage() {}
 
 func (x *StreamLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[26]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +1898,7 @@ func (x *StreamLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamLogsResponse.ProtoReflect.Descriptor instead.
 func (*StreamLogsResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{26}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StreamLogsResponse) GetLine() *v1.LogLine {
@@ -1703,7 +1922,7 @@ type DownloadArtifactRequest struct {
 
 func (x *DownloadArtifactRequest) Reset() {
 	*x = DownloadArtifactRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[27]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1715,7 +1934,7 @@ func (x *DownloadArtifactRequest) String() string {
 func (*DownloadArtifactRequest) ProtoMessage() {}
 
 func (x *DownloadArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[27]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1728,7 +1947,7 @@ func (x *DownloadArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadArtifactRequest.ProtoReflect.Descriptor instead.
 func (*DownloadArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{27}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DownloadArtifactRequest) GetBuildId() string {
@@ -1763,7 +1982,7 @@ type DownloadArtifactResponse struct {
 
 func (x *DownloadArtifactResponse) Reset() {
 	*x = DownloadArtifactResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[28]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1775,7 +1994,7 @@ func (x *DownloadArtifactResponse) String() string {
 func (*DownloadArtifactResponse) ProtoMessage() {}
 
 func (x *DownloadArtifactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[28]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1788,7 +2007,7 @@ func (x *DownloadArtifactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadArtifactResponse.ProtoReflect.Descriptor instead.
 func (*DownloadArtifactResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{28}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DownloadArtifactResponse) GetArtifact() *v1.Artifact {
@@ -1805,11 +2024,126 @@ func (x *DownloadArtifactResponse) GetChunk() []byte {
 	return nil
 }
 
+// GetForgeSettingsRequest names a repository.
+type GetForgeSettingsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Repository    string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetForgeSettingsRequest) Reset() {
+	*x = GetForgeSettingsRequest{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetForgeSettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetForgeSettingsRequest) ProtoMessage() {}
+
+func (x *GetForgeSettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetForgeSettingsRequest.ProtoReflect.Descriptor instead.
+func (*GetForgeSettingsRequest) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GetForgeSettingsRequest) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+// GetForgeSettingsResponse is empty (forge "") when the repository has none.
+type GetForgeSettingsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// github, gitlab, gitea or forgejo.
+	Forge         string `protobuf:"bytes,1,opt,name=forge,proto3" json:"forge,omitempty"`
+	ApiUrl        string `protobuf:"bytes,2,opt,name=api_url,json=apiUrl,proto3" json:"api_url,omitempty"`
+	ForgeRepo     string `protobuf:"bytes,3,opt,name=forge_repo,json=forgeRepo,proto3" json:"forge_repo,omitempty"`
+	Token         string `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetForgeSettingsResponse) Reset() {
+	*x = GetForgeSettingsResponse{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetForgeSettingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetForgeSettingsResponse) ProtoMessage() {}
+
+func (x *GetForgeSettingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetForgeSettingsResponse.ProtoReflect.Descriptor instead.
+func (*GetForgeSettingsResponse) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *GetForgeSettingsResponse) GetForge() string {
+	if x != nil {
+		return x.Forge
+	}
+	return ""
+}
+
+func (x *GetForgeSettingsResponse) GetApiUrl() string {
+	if x != nil {
+		return x.ApiUrl
+	}
+	return ""
+}
+
+func (x *GetForgeSettingsResponse) GetForgeRepo() string {
+	if x != nil {
+		return x.ForgeRepo
+	}
+	return ""
+}
+
+func (x *GetForgeSettingsResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
 var File_shiploop_builds_v1_builds_proto protoreflect.FileDescriptor
 
 const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"\n" +
-	"\x1fshiploop/builds/v1/builds.proto\x12\x12shiploop.builds.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\x1a!shiploop/events/v1/envelope.proto\x1a\x1cshiploop/events/v1/job.proto\"\xa0\x02\n" +
+	"\x1fshiploop/builds/v1/builds.proto\x12\x12shiploop.builds.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\x1a!shiploop/events/v1/envelope.proto\x1a\x1cshiploop/events/v1/job.proto\"\xdd\x03\n" +
 	"\n" +
 	"Repository\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
@@ -1821,7 +2155,17 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"\rforge_api_url\x18\x06 \x01(\tR\vforgeApiUrl\x12\x1d\n" +
 	"\n" +
 	"forge_repo\x18\a \x01(\tR\tforgeRepo\x12&\n" +
-	"\x0fforge_token_set\x18\b \x01(\bR\rforgeTokenSet\"\x94\x02\n" +
+	"\x0fforge_token_set\x18\b \x01(\bR\rforgeTokenSet\x12\x10\n" +
+	"\x03vcs\x18\t \x01(\tR\x03vcs\x12\x1f\n" +
+	"\vpublic_only\x18\n" +
+	" \x01(\bR\n" +
+	"publicOnly\x12\x1f\n" +
+	"\vconduit_url\x18\v \x01(\tR\n" +
+	"conduitUrl\x12*\n" +
+	"\x11conduit_token_set\x18\f \x01(\bR\x0fconduitTokenSet\x12\x1a\n" +
+	"\bcallsign\x18\r \x01(\tR\bcallsign\x12\x1f\n" +
+	"\vstaging_url\x18\x0e \x01(\tR\n" +
+	"stagingUrl\"\xdf\x03\n" +
 	"\x19RegisterRepositoryRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclone_url\x18\x02 \x01(\tR\bcloneUrl\x12%\n" +
@@ -1832,7 +2176,18 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"\n" +
 	"forge_repo\x18\a \x01(\tR\tforgeRepo\x12\x1f\n" +
 	"\vforge_token\x18\b \x01(\tR\n" +
-	"forgeToken\"\x83\x01\n" +
+	"forgeToken\x12\x10\n" +
+	"\x03vcs\x18\t \x01(\tR\x03vcs\x12$\n" +
+	"\vpublic_only\x18\n" +
+	" \x01(\bH\x00R\n" +
+	"publicOnly\x88\x01\x01\x12\x1f\n" +
+	"\vconduit_url\x18\v \x01(\tR\n" +
+	"conduitUrl\x12#\n" +
+	"\rconduit_token\x18\f \x01(\tR\fconduitToken\x12\x1a\n" +
+	"\bcallsign\x18\r \x01(\tR\bcallsign\x12\x1f\n" +
+	"\vstaging_url\x18\x0e \x01(\tR\n" +
+	"stagingUrlB\x0e\n" +
+	"\f_public_only\"\x83\x01\n" +
 	"\x1aRegisterRepositoryResponse\x12>\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\v2\x1e.shiploop.builds.v1.RepositoryR\n" +
@@ -1844,7 +2199,7 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"\x86\x01\n" +
 	"\x18ListRepositoriesResponse\x12B\n" +
 	"\frepositories\x18\x01 \x03(\v2\x1e.shiploop.builds.v1.RepositoryR\frepositories\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa8\x05\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf4\x05\n" +
 	"\x05Build\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1e\n" +
@@ -1870,7 +2225,19 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"\bchain_id\x18\x0f \x01(\tR\achainId\x12\x17\n" +
 	"\ajob_ids\x18\x10 \x03(\tR\x06jobIds\x120\n" +
 	"\x04jobs\x18\x11 \x03(\v2\x1c.shiploop.builds.v1.BuildJobR\x04jobs\x12:\n" +
-	"\tartifacts\x18\x12 \x03(\v2\x1c.shiploop.events.v1.ArtifactR\tartifacts\"\xd3\x02\n" +
+	"\tartifacts\x18\x12 \x03(\v2\x1c.shiploop.events.v1.ArtifactR\tartifacts\x12J\n" +
+	"\fharbormaster\x18\x13 \x01(\v2&.shiploop.builds.v1.HarbormasterReportR\fharbormaster\"\xf0\x01\n" +
+	"\x12HarbormasterReport\x12\x1f\n" +
+	"\vtarget_phid\x18\x01 \x01(\tR\n" +
+	"targetPhid\x12\x17\n" +
+	"\adiff_id\x18\x02 \x01(\x03R\x06diffId\x12\x1f\n" +
+	"\vrevision_id\x18\x03 \x01(\x03R\n" +
+	"revisionId\x12\x12\n" +
+	"\x04sent\x18\x04 \x01(\tR\x04sent\x12\x1a\n" +
+	"\battempts\x18\x05 \x01(\x05R\battempts\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x129\n" +
+	"\n" +
+	"updated_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xd3\x02\n" +
 	"\bBuildJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12@\n" +
 	"\x06matrix\x18\x02 \x03(\v2(.shiploop.builds.v1.BuildJob.MatrixEntryR\x06matrix\x127\n" +
@@ -1957,8 +2324,17 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"\x06job_id\x18\x03 \x01(\tR\x05jobId\"j\n" +
 	"\x18DownloadArtifactResponse\x128\n" +
 	"\bartifact\x18\x01 \x01(\v2\x1c.shiploop.events.v1.ArtifactR\bartifact\x12\x14\n" +
-	"\x05chunk\x18\x02 \x01(\fR\x05chunk2\x95\n" +
+	"\x05chunk\x18\x02 \x01(\fR\x05chunk\"9\n" +
+	"\x17GetForgeSettingsRequest\x12\x1e\n" +
 	"\n" +
+	"repository\x18\x01 \x01(\tR\n" +
+	"repository\"~\n" +
+	"\x18GetForgeSettingsResponse\x12\x14\n" +
+	"\x05forge\x18\x01 \x01(\tR\x05forge\x12\x17\n" +
+	"\aapi_url\x18\x02 \x01(\tR\x06apiUrl\x12\x1d\n" +
+	"\n" +
+	"forge_repo\x18\x03 \x01(\tR\tforgeRepo\x12\x14\n" +
+	"\x05token\x18\x04 \x01(\tR\x05token2\x84\v\n" +
 	"\fBuildService\x12s\n" +
 	"\x12RegisterRepository\x12-.shiploop.builds.v1.RegisterRepositoryRequest\x1a..shiploop.builds.v1.RegisterRepositoryResponse\x12m\n" +
 	"\x10ListRepositories\x12+.shiploop.builds.v1.ListRepositoriesRequest\x1a,.shiploop.builds.v1.ListRepositoriesResponse\x12[\n" +
@@ -1975,7 +2351,8 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"\tSetSecret\x12$.shiploop.builds.v1.SetSecretRequest\x1a%.shiploop.builds.v1.SetSecretResponse\x12^\n" +
 	"\vListSecrets\x12&.shiploop.builds.v1.ListSecretsRequest\x1a'.shiploop.builds.v1.ListSecretsResponse\x12a\n" +
 	"\fDeleteSecret\x12'.shiploop.builds.v1.DeleteSecretRequest\x1a(.shiploop.builds.v1.DeleteSecretResponse\x12o\n" +
-	"\x10DownloadArtifact\x12+.shiploop.builds.v1.DownloadArtifactRequest\x1a,.shiploop.builds.v1.DownloadArtifactResponse0\x01B@Z>github.com/shiploop/shiploop/proto/shiploop/builds/v1;buildsv1b\x06proto3"
+	"\x10DownloadArtifact\x12+.shiploop.builds.v1.DownloadArtifactRequest\x1a,.shiploop.builds.v1.DownloadArtifactResponse0\x01\x12m\n" +
+	"\x10GetForgeSettings\x12+.shiploop.builds.v1.GetForgeSettingsRequest\x1a,.shiploop.builds.v1.GetForgeSettingsResponseB@Z>github.com/shiploop/shiploop/proto/shiploop/builds/v1;buildsv1b\x06proto3"
 
 var (
 	file_shiploop_builds_v1_builds_proto_rawDescOnce sync.Once
@@ -1989,7 +2366,7 @@ func file_shiploop_builds_v1_builds_proto_rawDescGZIP() []byte {
 	return file_shiploop_builds_v1_builds_proto_rawDescData
 }
 
-var file_shiploop_builds_v1_builds_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_shiploop_builds_v1_builds_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_shiploop_builds_v1_builds_proto_goTypes = []any{
 	(*Repository)(nil),                 // 0: shiploop.builds.v1.Repository
 	(*RegisterRepositoryRequest)(nil),  // 1: shiploop.builds.v1.RegisterRepositoryRequest
@@ -1997,88 +2374,95 @@ var file_shiploop_builds_v1_builds_proto_goTypes = []any{
 	(*ListRepositoriesRequest)(nil),    // 3: shiploop.builds.v1.ListRepositoriesRequest
 	(*ListRepositoriesResponse)(nil),   // 4: shiploop.builds.v1.ListRepositoriesResponse
 	(*Build)(nil),                      // 5: shiploop.builds.v1.Build
-	(*BuildJob)(nil),                   // 6: shiploop.builds.v1.BuildJob
-	(*CancelBuildRequest)(nil),         // 7: shiploop.builds.v1.CancelBuildRequest
-	(*CancelBuildResponse)(nil),        // 8: shiploop.builds.v1.CancelBuildResponse
-	(*RetryBuildRequest)(nil),          // 9: shiploop.builds.v1.RetryBuildRequest
-	(*RetryBuildResponse)(nil),         // 10: shiploop.builds.v1.RetryBuildResponse
-	(*SetSecretRequest)(nil),           // 11: shiploop.builds.v1.SetSecretRequest
-	(*SetSecretResponse)(nil),          // 12: shiploop.builds.v1.SetSecretResponse
-	(*ListSecretsRequest)(nil),         // 13: shiploop.builds.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),        // 14: shiploop.builds.v1.ListSecretsResponse
-	(*DeleteSecretRequest)(nil),        // 15: shiploop.builds.v1.DeleteSecretRequest
-	(*DeleteSecretResponse)(nil),       // 16: shiploop.builds.v1.DeleteSecretResponse
-	(*ListBuildsRequest)(nil),          // 17: shiploop.builds.v1.ListBuildsRequest
-	(*ListBuildsResponse)(nil),         // 18: shiploop.builds.v1.ListBuildsResponse
-	(*GetBuildRequest)(nil),            // 19: shiploop.builds.v1.GetBuildRequest
-	(*GetBuildResponse)(nil),           // 20: shiploop.builds.v1.GetBuildResponse
-	(*TriggerBuildRequest)(nil),        // 21: shiploop.builds.v1.TriggerBuildRequest
-	(*TriggerBuildResponse)(nil),       // 22: shiploop.builds.v1.TriggerBuildResponse
-	(*WatchEventsRequest)(nil),         // 23: shiploop.builds.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),        // 24: shiploop.builds.v1.WatchEventsResponse
-	(*StreamLogsRequest)(nil),          // 25: shiploop.builds.v1.StreamLogsRequest
-	(*StreamLogsResponse)(nil),         // 26: shiploop.builds.v1.StreamLogsResponse
-	(*DownloadArtifactRequest)(nil),    // 27: shiploop.builds.v1.DownloadArtifactRequest
-	(*DownloadArtifactResponse)(nil),   // 28: shiploop.builds.v1.DownloadArtifactResponse
-	nil,                                // 29: shiploop.builds.v1.BuildJob.MatrixEntry
-	(*timestamppb.Timestamp)(nil),      // 30: google.protobuf.Timestamp
-	(v1.BuildStatus)(0),                // 31: shiploop.events.v1.BuildStatus
-	(*v1.StepResult)(nil),              // 32: shiploop.events.v1.StepResult
-	(*v1.Artifact)(nil),                // 33: shiploop.events.v1.Artifact
-	(*v1.Event)(nil),                   // 34: shiploop.events.v1.Event
-	(*v1.LogLine)(nil),                 // 35: shiploop.events.v1.LogLine
+	(*HarbormasterReport)(nil),         // 6: shiploop.builds.v1.HarbormasterReport
+	(*BuildJob)(nil),                   // 7: shiploop.builds.v1.BuildJob
+	(*CancelBuildRequest)(nil),         // 8: shiploop.builds.v1.CancelBuildRequest
+	(*CancelBuildResponse)(nil),        // 9: shiploop.builds.v1.CancelBuildResponse
+	(*RetryBuildRequest)(nil),          // 10: shiploop.builds.v1.RetryBuildRequest
+	(*RetryBuildResponse)(nil),         // 11: shiploop.builds.v1.RetryBuildResponse
+	(*SetSecretRequest)(nil),           // 12: shiploop.builds.v1.SetSecretRequest
+	(*SetSecretResponse)(nil),          // 13: shiploop.builds.v1.SetSecretResponse
+	(*ListSecretsRequest)(nil),         // 14: shiploop.builds.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),        // 15: shiploop.builds.v1.ListSecretsResponse
+	(*DeleteSecretRequest)(nil),        // 16: shiploop.builds.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),       // 17: shiploop.builds.v1.DeleteSecretResponse
+	(*ListBuildsRequest)(nil),          // 18: shiploop.builds.v1.ListBuildsRequest
+	(*ListBuildsResponse)(nil),         // 19: shiploop.builds.v1.ListBuildsResponse
+	(*GetBuildRequest)(nil),            // 20: shiploop.builds.v1.GetBuildRequest
+	(*GetBuildResponse)(nil),           // 21: shiploop.builds.v1.GetBuildResponse
+	(*TriggerBuildRequest)(nil),        // 22: shiploop.builds.v1.TriggerBuildRequest
+	(*TriggerBuildResponse)(nil),       // 23: shiploop.builds.v1.TriggerBuildResponse
+	(*WatchEventsRequest)(nil),         // 24: shiploop.builds.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),        // 25: shiploop.builds.v1.WatchEventsResponse
+	(*StreamLogsRequest)(nil),          // 26: shiploop.builds.v1.StreamLogsRequest
+	(*StreamLogsResponse)(nil),         // 27: shiploop.builds.v1.StreamLogsResponse
+	(*DownloadArtifactRequest)(nil),    // 28: shiploop.builds.v1.DownloadArtifactRequest
+	(*DownloadArtifactResponse)(nil),   // 29: shiploop.builds.v1.DownloadArtifactResponse
+	(*GetForgeSettingsRequest)(nil),    // 30: shiploop.builds.v1.GetForgeSettingsRequest
+	(*GetForgeSettingsResponse)(nil),   // 31: shiploop.builds.v1.GetForgeSettingsResponse
+	nil,                                // 32: shiploop.builds.v1.BuildJob.MatrixEntry
+	(*timestamppb.Timestamp)(nil),      // 33: google.protobuf.Timestamp
+	(v1.BuildStatus)(0),                // 34: shiploop.events.v1.BuildStatus
+	(*v1.StepResult)(nil),              // 35: shiploop.events.v1.StepResult
+	(*v1.Artifact)(nil),                // 36: shiploop.events.v1.Artifact
+	(*v1.Event)(nil),                   // 37: shiploop.events.v1.Event
+	(*v1.LogLine)(nil),                 // 38: shiploop.events.v1.LogLine
 }
 var file_shiploop_builds_v1_builds_proto_depIdxs = []int32{
-	30, // 0: shiploop.builds.v1.Repository.created_at:type_name -> google.protobuf.Timestamp
+	33, // 0: shiploop.builds.v1.Repository.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: shiploop.builds.v1.RegisterRepositoryResponse.repository:type_name -> shiploop.builds.v1.Repository
 	0,  // 2: shiploop.builds.v1.ListRepositoriesResponse.repositories:type_name -> shiploop.builds.v1.Repository
-	31, // 3: shiploop.builds.v1.Build.status:type_name -> shiploop.events.v1.BuildStatus
-	32, // 4: shiploop.builds.v1.Build.steps:type_name -> shiploop.events.v1.StepResult
-	30, // 5: shiploop.builds.v1.Build.created_at:type_name -> google.protobuf.Timestamp
-	30, // 6: shiploop.builds.v1.Build.started_at:type_name -> google.protobuf.Timestamp
-	30, // 7: shiploop.builds.v1.Build.finished_at:type_name -> google.protobuf.Timestamp
-	6,  // 8: shiploop.builds.v1.Build.jobs:type_name -> shiploop.builds.v1.BuildJob
-	33, // 9: shiploop.builds.v1.Build.artifacts:type_name -> shiploop.events.v1.Artifact
-	29, // 10: shiploop.builds.v1.BuildJob.matrix:type_name -> shiploop.builds.v1.BuildJob.MatrixEntry
-	31, // 11: shiploop.builds.v1.BuildJob.status:type_name -> shiploop.events.v1.BuildStatus
-	32, // 12: shiploop.builds.v1.BuildJob.steps:type_name -> shiploop.events.v1.StepResult
-	5,  // 13: shiploop.builds.v1.ListBuildsResponse.builds:type_name -> shiploop.builds.v1.Build
-	5,  // 14: shiploop.builds.v1.GetBuildResponse.build:type_name -> shiploop.builds.v1.Build
-	30, // 15: shiploop.builds.v1.WatchEventsRequest.since:type_name -> google.protobuf.Timestamp
-	34, // 16: shiploop.builds.v1.WatchEventsResponse.event:type_name -> shiploop.events.v1.Event
-	35, // 17: shiploop.builds.v1.StreamLogsResponse.line:type_name -> shiploop.events.v1.LogLine
-	33, // 18: shiploop.builds.v1.DownloadArtifactResponse.artifact:type_name -> shiploop.events.v1.Artifact
-	1,  // 19: shiploop.builds.v1.BuildService.RegisterRepository:input_type -> shiploop.builds.v1.RegisterRepositoryRequest
-	3,  // 20: shiploop.builds.v1.BuildService.ListRepositories:input_type -> shiploop.builds.v1.ListRepositoriesRequest
-	17, // 21: shiploop.builds.v1.BuildService.ListBuilds:input_type -> shiploop.builds.v1.ListBuildsRequest
-	19, // 22: shiploop.builds.v1.BuildService.GetBuild:input_type -> shiploop.builds.v1.GetBuildRequest
-	21, // 23: shiploop.builds.v1.BuildService.TriggerBuild:input_type -> shiploop.builds.v1.TriggerBuildRequest
-	23, // 24: shiploop.builds.v1.BuildService.WatchEvents:input_type -> shiploop.builds.v1.WatchEventsRequest
-	25, // 25: shiploop.builds.v1.BuildService.StreamLogs:input_type -> shiploop.builds.v1.StreamLogsRequest
-	7,  // 26: shiploop.builds.v1.BuildService.CancelBuild:input_type -> shiploop.builds.v1.CancelBuildRequest
-	9,  // 27: shiploop.builds.v1.BuildService.RetryBuild:input_type -> shiploop.builds.v1.RetryBuildRequest
-	11, // 28: shiploop.builds.v1.BuildService.SetSecret:input_type -> shiploop.builds.v1.SetSecretRequest
-	13, // 29: shiploop.builds.v1.BuildService.ListSecrets:input_type -> shiploop.builds.v1.ListSecretsRequest
-	15, // 30: shiploop.builds.v1.BuildService.DeleteSecret:input_type -> shiploop.builds.v1.DeleteSecretRequest
-	27, // 31: shiploop.builds.v1.BuildService.DownloadArtifact:input_type -> shiploop.builds.v1.DownloadArtifactRequest
-	2,  // 32: shiploop.builds.v1.BuildService.RegisterRepository:output_type -> shiploop.builds.v1.RegisterRepositoryResponse
-	4,  // 33: shiploop.builds.v1.BuildService.ListRepositories:output_type -> shiploop.builds.v1.ListRepositoriesResponse
-	18, // 34: shiploop.builds.v1.BuildService.ListBuilds:output_type -> shiploop.builds.v1.ListBuildsResponse
-	20, // 35: shiploop.builds.v1.BuildService.GetBuild:output_type -> shiploop.builds.v1.GetBuildResponse
-	22, // 36: shiploop.builds.v1.BuildService.TriggerBuild:output_type -> shiploop.builds.v1.TriggerBuildResponse
-	24, // 37: shiploop.builds.v1.BuildService.WatchEvents:output_type -> shiploop.builds.v1.WatchEventsResponse
-	26, // 38: shiploop.builds.v1.BuildService.StreamLogs:output_type -> shiploop.builds.v1.StreamLogsResponse
-	8,  // 39: shiploop.builds.v1.BuildService.CancelBuild:output_type -> shiploop.builds.v1.CancelBuildResponse
-	10, // 40: shiploop.builds.v1.BuildService.RetryBuild:output_type -> shiploop.builds.v1.RetryBuildResponse
-	12, // 41: shiploop.builds.v1.BuildService.SetSecret:output_type -> shiploop.builds.v1.SetSecretResponse
-	14, // 42: shiploop.builds.v1.BuildService.ListSecrets:output_type -> shiploop.builds.v1.ListSecretsResponse
-	16, // 43: shiploop.builds.v1.BuildService.DeleteSecret:output_type -> shiploop.builds.v1.DeleteSecretResponse
-	28, // 44: shiploop.builds.v1.BuildService.DownloadArtifact:output_type -> shiploop.builds.v1.DownloadArtifactResponse
-	32, // [32:45] is the sub-list for method output_type
-	19, // [19:32] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	34, // 3: shiploop.builds.v1.Build.status:type_name -> shiploop.events.v1.BuildStatus
+	35, // 4: shiploop.builds.v1.Build.steps:type_name -> shiploop.events.v1.StepResult
+	33, // 5: shiploop.builds.v1.Build.created_at:type_name -> google.protobuf.Timestamp
+	33, // 6: shiploop.builds.v1.Build.started_at:type_name -> google.protobuf.Timestamp
+	33, // 7: shiploop.builds.v1.Build.finished_at:type_name -> google.protobuf.Timestamp
+	7,  // 8: shiploop.builds.v1.Build.jobs:type_name -> shiploop.builds.v1.BuildJob
+	36, // 9: shiploop.builds.v1.Build.artifacts:type_name -> shiploop.events.v1.Artifact
+	6,  // 10: shiploop.builds.v1.Build.harbormaster:type_name -> shiploop.builds.v1.HarbormasterReport
+	33, // 11: shiploop.builds.v1.HarbormasterReport.updated_at:type_name -> google.protobuf.Timestamp
+	32, // 12: shiploop.builds.v1.BuildJob.matrix:type_name -> shiploop.builds.v1.BuildJob.MatrixEntry
+	34, // 13: shiploop.builds.v1.BuildJob.status:type_name -> shiploop.events.v1.BuildStatus
+	35, // 14: shiploop.builds.v1.BuildJob.steps:type_name -> shiploop.events.v1.StepResult
+	5,  // 15: shiploop.builds.v1.ListBuildsResponse.builds:type_name -> shiploop.builds.v1.Build
+	5,  // 16: shiploop.builds.v1.GetBuildResponse.build:type_name -> shiploop.builds.v1.Build
+	33, // 17: shiploop.builds.v1.WatchEventsRequest.since:type_name -> google.protobuf.Timestamp
+	37, // 18: shiploop.builds.v1.WatchEventsResponse.event:type_name -> shiploop.events.v1.Event
+	38, // 19: shiploop.builds.v1.StreamLogsResponse.line:type_name -> shiploop.events.v1.LogLine
+	36, // 20: shiploop.builds.v1.DownloadArtifactResponse.artifact:type_name -> shiploop.events.v1.Artifact
+	1,  // 21: shiploop.builds.v1.BuildService.RegisterRepository:input_type -> shiploop.builds.v1.RegisterRepositoryRequest
+	3,  // 22: shiploop.builds.v1.BuildService.ListRepositories:input_type -> shiploop.builds.v1.ListRepositoriesRequest
+	18, // 23: shiploop.builds.v1.BuildService.ListBuilds:input_type -> shiploop.builds.v1.ListBuildsRequest
+	20, // 24: shiploop.builds.v1.BuildService.GetBuild:input_type -> shiploop.builds.v1.GetBuildRequest
+	22, // 25: shiploop.builds.v1.BuildService.TriggerBuild:input_type -> shiploop.builds.v1.TriggerBuildRequest
+	24, // 26: shiploop.builds.v1.BuildService.WatchEvents:input_type -> shiploop.builds.v1.WatchEventsRequest
+	26, // 27: shiploop.builds.v1.BuildService.StreamLogs:input_type -> shiploop.builds.v1.StreamLogsRequest
+	8,  // 28: shiploop.builds.v1.BuildService.CancelBuild:input_type -> shiploop.builds.v1.CancelBuildRequest
+	10, // 29: shiploop.builds.v1.BuildService.RetryBuild:input_type -> shiploop.builds.v1.RetryBuildRequest
+	12, // 30: shiploop.builds.v1.BuildService.SetSecret:input_type -> shiploop.builds.v1.SetSecretRequest
+	14, // 31: shiploop.builds.v1.BuildService.ListSecrets:input_type -> shiploop.builds.v1.ListSecretsRequest
+	16, // 32: shiploop.builds.v1.BuildService.DeleteSecret:input_type -> shiploop.builds.v1.DeleteSecretRequest
+	28, // 33: shiploop.builds.v1.BuildService.DownloadArtifact:input_type -> shiploop.builds.v1.DownloadArtifactRequest
+	30, // 34: shiploop.builds.v1.BuildService.GetForgeSettings:input_type -> shiploop.builds.v1.GetForgeSettingsRequest
+	2,  // 35: shiploop.builds.v1.BuildService.RegisterRepository:output_type -> shiploop.builds.v1.RegisterRepositoryResponse
+	4,  // 36: shiploop.builds.v1.BuildService.ListRepositories:output_type -> shiploop.builds.v1.ListRepositoriesResponse
+	19, // 37: shiploop.builds.v1.BuildService.ListBuilds:output_type -> shiploop.builds.v1.ListBuildsResponse
+	21, // 38: shiploop.builds.v1.BuildService.GetBuild:output_type -> shiploop.builds.v1.GetBuildResponse
+	23, // 39: shiploop.builds.v1.BuildService.TriggerBuild:output_type -> shiploop.builds.v1.TriggerBuildResponse
+	25, // 40: shiploop.builds.v1.BuildService.WatchEvents:output_type -> shiploop.builds.v1.WatchEventsResponse
+	27, // 41: shiploop.builds.v1.BuildService.StreamLogs:output_type -> shiploop.builds.v1.StreamLogsResponse
+	9,  // 42: shiploop.builds.v1.BuildService.CancelBuild:output_type -> shiploop.builds.v1.CancelBuildResponse
+	11, // 43: shiploop.builds.v1.BuildService.RetryBuild:output_type -> shiploop.builds.v1.RetryBuildResponse
+	13, // 44: shiploop.builds.v1.BuildService.SetSecret:output_type -> shiploop.builds.v1.SetSecretResponse
+	15, // 45: shiploop.builds.v1.BuildService.ListSecrets:output_type -> shiploop.builds.v1.ListSecretsResponse
+	17, // 46: shiploop.builds.v1.BuildService.DeleteSecret:output_type -> shiploop.builds.v1.DeleteSecretResponse
+	29, // 47: shiploop.builds.v1.BuildService.DownloadArtifact:output_type -> shiploop.builds.v1.DownloadArtifactResponse
+	31, // 48: shiploop.builds.v1.BuildService.GetForgeSettings:output_type -> shiploop.builds.v1.GetForgeSettingsResponse
+	35, // [35:49] is the sub-list for method output_type
+	21, // [21:35] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_builds_v1_builds_proto_init() }
@@ -2086,13 +2470,14 @@ func file_shiploop_builds_v1_builds_proto_init() {
 	if File_shiploop_builds_v1_builds_proto != nil {
 		return
 	}
+	file_shiploop_builds_v1_builds_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_builds_v1_builds_proto_rawDesc), len(file_shiploop_builds_v1_builds_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,7 @@ const (
 	BuildService_ListSecrets_FullMethodName        = "/shiploop.builds.v1.BuildService/ListSecrets"
 	BuildService_DeleteSecret_FullMethodName       = "/shiploop.builds.v1.BuildService/DeleteSecret"
 	BuildService_DownloadArtifact_FullMethodName   = "/shiploop.builds.v1.BuildService/DownloadArtifact"
+	BuildService_GetForgeSettings_FullMethodName   = "/shiploop.builds.v1.BuildService/GetForgeSettings"
 )
 
 // BuildServiceClient is the client API for BuildService service.
@@ -69,6 +70,9 @@ type BuildServiceClient interface {
 	DeleteSecret(ctx context.Context, in *DeleteSecretRequest, opts ...grpc.CallOption) (*DeleteSecretResponse, error)
 	// DownloadArtifact streams an artifact of a build in chunks.
 	DownloadArtifact(ctx context.Context, in *DownloadArtifactRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadArtifactResponse], error)
+	// GetForgeSettings returns a repository's commit-status settings, token
+	// included, for other shiploop services that post statuses (gates).
+	GetForgeSettings(ctx context.Context, in *GetForgeSettingsRequest, opts ...grpc.CallOption) (*GetForgeSettingsResponse, error)
 }
 
 type buildServiceClient struct {
@@ -236,6 +240,16 @@ func (c *buildServiceClient) DownloadArtifact(ctx context.Context, in *DownloadA
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type BuildService_DownloadArtifactClient = grpc.ServerStreamingClient[DownloadArtifactResponse]
 
+func (c *buildServiceClient) GetForgeSettings(ctx context.Context, in *GetForgeSettingsRequest, opts ...grpc.CallOption) (*GetForgeSettingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetForgeSettingsResponse)
+	err := c.cc.Invoke(ctx, BuildService_GetForgeSettings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BuildServiceServer is the server API for BuildService service.
 // All implementations must embed UnimplementedBuildServiceServer
 // for forward compatibility.
@@ -271,6 +285,9 @@ type BuildServiceServer interface {
 	DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error)
 	// DownloadArtifact streams an artifact of a build in chunks.
 	DownloadArtifact(*DownloadArtifactRequest, grpc.ServerStreamingServer[DownloadArtifactResponse]) error
+	// GetForgeSettings returns a repository's commit-status settings, token
+	// included, for other shiploop services that post statuses (gates).
+	GetForgeSettings(context.Context, *GetForgeSettingsRequest) (*GetForgeSettingsResponse, error)
 	mustEmbedUnimplementedBuildServiceServer()
 }
 
@@ -319,6 +336,9 @@ func (UnimplementedBuildServiceServer) DeleteSecret(context.Context, *DeleteSecr
 }
 func (UnimplementedBuildServiceServer) DownloadArtifact(*DownloadArtifactRequest, grpc.ServerStreamingServer[DownloadArtifactResponse]) error {
 	return status.Error(codes.Unimplemented, "method DownloadArtifact not implemented")
+}
+func (UnimplementedBuildServiceServer) GetForgeSettings(context.Context, *GetForgeSettingsRequest) (*GetForgeSettingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetForgeSettings not implemented")
 }
 func (UnimplementedBuildServiceServer) mustEmbedUnimplementedBuildServiceServer() {}
 func (UnimplementedBuildServiceServer) testEmbeddedByValue()                      {}
@@ -554,6 +574,24 @@ func _BuildService_DownloadArtifact_Handler(srv interface{}, stream grpc.ServerS
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type BuildService_DownloadArtifactServer = grpc.ServerStreamingServer[DownloadArtifactResponse]
 
+func _BuildService_GetForgeSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetForgeSettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BuildServiceServer).GetForgeSettings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BuildService_GetForgeSettings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BuildServiceServer).GetForgeSettings(ctx, req.(*GetForgeSettingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BuildService_ServiceDesc is the grpc.ServiceDesc for BuildService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -600,6 +638,10 @@ var BuildService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteSecret",
 			Handler:    _BuildService_DeleteSecret_Handler,
+		},
+		{
+			MethodName: "GetForgeSettings",
+			Handler:    _BuildService_GetForgeSettings_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -92,15 +92,20 @@ func (BuildStatus) EnumDescriptor() ([]byte, []int) {
 
 // BuildCreated: dev.shiploop.build.created.v1.
 type BuildCreated struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	BuildId       string                 `protobuf:"bytes,1,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
-	Number        int64                  `protobuf:"varint,2,opt,name=number,proto3" json:"number,omitempty"`
-	Repository    string                 `protobuf:"bytes,3,opt,name=repository,proto3" json:"repository,omitempty"`
-	Ref           string                 `protobuf:"bytes,4,opt,name=ref,proto3" json:"ref,omitempty"`
-	Commit        string                 `protobuf:"bytes,5,opt,name=commit,proto3" json:"commit,omitempty"`
-	Version       string                 `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
-	Trigger       string                 `protobuf:"bytes,7,opt,name=trigger,proto3" json:"trigger,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	BuildId    string                 `protobuf:"bytes,1,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
+	Number     int64                  `protobuf:"varint,2,opt,name=number,proto3" json:"number,omitempty"`
+	Repository string                 `protobuf:"bytes,3,opt,name=repository,proto3" json:"repository,omitempty"`
+	Ref        string                 `protobuf:"bytes,4,opt,name=ref,proto3" json:"ref,omitempty"`
+	Commit     string                 `protobuf:"bytes,5,opt,name=commit,proto3" json:"commit,omitempty"`
+	Version    string                 `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	Trigger    string                 `protobuf:"bytes,7,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// What the gates service needs to judge the build (its gate section).
+	Gate *GateBuild `protobuf:"bytes,9,opt,name=gate,proto3" json:"gate,omitempty"`
+	// The commit's .shiploop.yml as read (empty when it could not be read), so
+	// that the deploys service learns the environments without fetching.
+	Config        []byte `protobuf:"bytes,10,opt,name=config,proto3" json:"config,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -187,6 +192,20 @@ func (x *BuildCreated) GetTrigger() string {
 func (x *BuildCreated) GetCreatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *BuildCreated) GetGate() *GateBuild {
+	if x != nil {
+		return x.Gate
+	}
+	return nil
+}
+
+func (x *BuildCreated) GetConfig() []byte {
+	if x != nil {
+		return x.Config
 	}
 	return nil
 }
@@ -399,7 +418,7 @@ var File_shiploop_events_v1_build_proto protoreflect.FileDescriptor
 
 const file_shiploop_events_v1_build_proto_rawDesc = "" +
 	"\n" +
-	"\x1eshiploop/events/v1/build.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x01\n" +
+	"\x1eshiploop/events/v1/build.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dshiploop/events/v1/gate.proto\"\xc5\x02\n" +
 	"\fBuildCreated\x12\x19\n" +
 	"\bbuild_id\x18\x01 \x01(\tR\abuildId\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1e\n" +
@@ -411,7 +430,10 @@ const file_shiploop_events_v1_build_proto_rawDesc = "" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x18\n" +
 	"\atrigger\x18\a \x01(\tR\atrigger\x129\n" +
 	"\n" +
-	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xb4\x01\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x121\n" +
+	"\x04gate\x18\t \x01(\v2\x1d.shiploop.events.v1.GateBuildR\x04gate\x12\x16\n" +
+	"\x06config\x18\n" +
+	" \x01(\fR\x06config\"\xb4\x01\n" +
 	"\fBuildStarted\x12\x19\n" +
 	"\bbuild_id\x18\x01 \x01(\tR\abuildId\x12\x1e\n" +
 	"\n" +
@@ -468,19 +490,21 @@ var file_shiploop_events_v1_build_proto_goTypes = []any{
 	(*BuildStarted)(nil),          // 2: shiploop.events.v1.BuildStarted
 	(*BuildFinished)(nil),         // 3: shiploop.events.v1.BuildFinished
 	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 5: google.protobuf.Duration
+	(*GateBuild)(nil),             // 5: shiploop.events.v1.GateBuild
+	(*durationpb.Duration)(nil),   // 6: google.protobuf.Duration
 }
 var file_shiploop_events_v1_build_proto_depIdxs = []int32{
 	4, // 0: shiploop.events.v1.BuildCreated.created_at:type_name -> google.protobuf.Timestamp
-	4, // 1: shiploop.events.v1.BuildStarted.started_at:type_name -> google.protobuf.Timestamp
-	0, // 2: shiploop.events.v1.BuildFinished.status:type_name -> shiploop.events.v1.BuildStatus
-	5, // 3: shiploop.events.v1.BuildFinished.duration:type_name -> google.protobuf.Duration
-	4, // 4: shiploop.events.v1.BuildFinished.finished_at:type_name -> google.protobuf.Timestamp
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	5, // 1: shiploop.events.v1.BuildCreated.gate:type_name -> shiploop.events.v1.GateBuild
+	4, // 2: shiploop.events.v1.BuildStarted.started_at:type_name -> google.protobuf.Timestamp
+	0, // 3: shiploop.events.v1.BuildFinished.status:type_name -> shiploop.events.v1.BuildStatus
+	6, // 4: shiploop.events.v1.BuildFinished.duration:type_name -> google.protobuf.Duration
+	4, // 5: shiploop.events.v1.BuildFinished.finished_at:type_name -> google.protobuf.Timestamp
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_events_v1_build_proto_init() }
@@ -488,6 +512,7 @@ func file_shiploop_events_v1_build_proto_init() {
 	if File_shiploop_events_v1_build_proto != nil {
 		return
 	}
+	file_shiploop_events_v1_gate_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -231,8 +231,15 @@ type Change struct {
 	BaseRef           string `protobuf:"bytes,17,opt,name=base_ref,json=baseRef,proto3" json:"base_ref,omitempty"`
 	BaseSha           string `protobuf:"bytes,18,opt,name=base_sha,json=baseSha,proto3" json:"base_sha,omitempty"`
 	Forced            bool   `protobuf:"varint,19,opt,name=forced,proto3" json:"forced,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Harbormaster (forge "harbormaster"): the build target results go to.
+	HarbormasterTargetPhid string `protobuf:"bytes,20,opt,name=harbormaster_target_phid,json=harbormasterTargetPhid,proto3" json:"harbormaster_target_phid,omitempty"`
+	// The Differential diff and revision of a Harbormaster diff build.
+	DiffId     int64 `protobuf:"varint,21,opt,name=diff_id,json=diffId,proto3" json:"diff_id,omitempty"`
+	RevisionId int64 `protobuf:"varint,22,opt,name=revision_id,json=revisionId,proto3" json:"revision_id,omitempty"`
+	// Where a diff's changeset is fetched from (the staging area).
+	StagingUrl    string `protobuf:"bytes,23,opt,name=staging_url,json=stagingUrl,proto3" json:"staging_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Change) Reset() {
@@ -398,6 +405,34 @@ func (x *Change) GetForced() bool {
 	return false
 }
 
+func (x *Change) GetHarbormasterTargetPhid() string {
+	if x != nil {
+		return x.HarbormasterTargetPhid
+	}
+	return ""
+}
+
+func (x *Change) GetDiffId() int64 {
+	if x != nil {
+		return x.DiffId
+	}
+	return 0
+}
+
+func (x *Change) GetRevisionId() int64 {
+	if x != nil {
+		return x.RevisionId
+	}
+	return 0
+}
+
+func (x *Change) GetStagingUrl() string {
+	if x != nil {
+		return x.StagingUrl
+	}
+	return ""
+}
+
 var File_shiploop_events_v1_change_proto protoreflect.FileDescriptor
 
 const file_shiploop_events_v1_change_proto_rawDesc = "" +
@@ -412,7 +447,7 @@ const file_shiploop_events_v1_change_proto_rawDesc = "" +
 	"\x03url\x18\x05 \x01(\tR\x03url\x12\x14\n" +
 	"\x05added\x18\x06 \x03(\tR\x05added\x12\x1a\n" +
 	"\bmodified\x18\a \x03(\tR\bmodified\x12\x18\n" +
-	"\aremoved\x18\b \x03(\tR\aremoved\"\xdc\x04\n" +
+	"\aremoved\x18\b \x03(\tR\aremoved\"\xf1\x05\n" +
 	"\x06Change\x122\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1e.shiploop.events.v1.ChangeKindR\x04kind\x12\x14\n" +
 	"\x05forge\x18\x02 \x01(\tR\x05forge\x12\x1f\n" +
@@ -437,7 +472,13 @@ const file_shiploop_events_v1_change_proto_rawDesc = "" +
 	"\x12pull_request_title\x18\x10 \x01(\tR\x10pullRequestTitle\x12\x19\n" +
 	"\bbase_ref\x18\x11 \x01(\tR\abaseRef\x12\x19\n" +
 	"\bbase_sha\x18\x12 \x01(\tR\abaseSha\x12\x16\n" +
-	"\x06forced\x18\x13 \x01(\bR\x06forced*\xa6\x02\n" +
+	"\x06forced\x18\x13 \x01(\bR\x06forced\x128\n" +
+	"\x18harbormaster_target_phid\x18\x14 \x01(\tR\x16harbormasterTargetPhid\x12\x17\n" +
+	"\adiff_id\x18\x15 \x01(\x03R\x06diffId\x12\x1f\n" +
+	"\vrevision_id\x18\x16 \x01(\x03R\n" +
+	"revisionId\x12\x1f\n" +
+	"\vstaging_url\x18\x17 \x01(\tR\n" +
+	"stagingUrl*\xa6\x02\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +

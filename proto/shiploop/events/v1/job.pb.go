@@ -232,7 +232,11 @@ type Job struct {
 	// The matrix combination this job runs (empty without a matrix).
 	Matrix map[string]string `protobuf:"bytes,15,rep,name=matrix,proto3" json:"matrix,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Labels an agent must have to take the job (e.g. "linux", "docker").
-	Labels        []string `protobuf:"bytes,16,rep,name=labels,proto3" json:"labels,omitempty"`
+	Labels []string `protobuf:"bytes,16,rep,name=labels,proto3" json:"labels,omitempty"`
+	// Version control system of clone_url: "git" (also when empty) or "hg".
+	Vcs string `protobuf:"bytes,17,opt,name=vcs,proto3" json:"vcs,omitempty"`
+	// Set on test jobs (kind "test"): report globs, services, shard.
+	Test          *TestSpec `protobuf:"bytes,18,opt,name=test,proto3" json:"test,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -375,6 +379,20 @@ func (x *Job) GetMatrix() map[string]string {
 func (x *Job) GetLabels() []string {
 	if x != nil {
 		return x.Labels
+	}
+	return nil
+}
+
+func (x *Job) GetVcs() string {
+	if x != nil {
+		return x.Vcs
+	}
+	return ""
+}
+
+func (x *Job) GetTest() *TestSpec {
+	if x != nil {
+		return x.Test
 	}
 	return nil
 }
@@ -718,8 +736,11 @@ type JobFinished struct {
 	Duration   *durationpb.Duration   `protobuf:"bytes,8,opt,name=duration,proto3" json:"duration,omitempty"`
 	Agent      string                 `protobuf:"bytes,9,opt,name=agent,proto3" json:"agent,omitempty"`
 	// Object Store key of the full log (bucket "logs").
-	LogKey        string      `protobuf:"bytes,10,opt,name=log_key,json=logKey,proto3" json:"log_key,omitempty"`
-	Artifacts     []*Artifact `protobuf:"bytes,11,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
+	LogKey    string      `protobuf:"bytes,10,opt,name=log_key,json=logKey,proto3" json:"log_key,omitempty"`
+	Artifacts []*Artifact `protobuf:"bytes,11,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
+	// Report files of a test job, collected after its steps whatever their
+	// result.
+	Reports       []*ReportFile `protobuf:"bytes,12,rep,name=reports,proto3" json:"reports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -831,6 +852,13 @@ func (x *JobFinished) GetArtifacts() []*Artifact {
 	return nil
 }
 
+func (x *JobFinished) GetReports() []*ReportFile {
+	if x != nil {
+		return x.Reports
+	}
+	return nil
+}
+
 // LogLine is one line of a running job's output, sent on core NATS subject
 // shiploop.log.<job_id> (not stored in JetStream; the whole log is kept in the
 // Object Store when the job ends).
@@ -924,7 +952,7 @@ var File_shiploop_events_v1_job_proto protoreflect.FileDescriptor
 
 const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x1cshiploop/events/v1/job.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\"\xf6\x02\n" +
+	"\x1cshiploop/events/v1/job.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\x1a shiploop/events/v1/testjob.proto\"\xf6\x02\n" +
 	"\x04Step\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bcommands\x18\x02 \x03(\tR\bcommands\x12K\n" +
@@ -943,7 +971,7 @@ const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x10\n" +
 	"\x03key\x18\x04 \x01(\tR\x03key\x12\x12\n" +
-	"\x04step\x18\x05 \x01(\tR\x04step\"\x9d\x06\n" +
+	"\x04step\x18\x05 \x01(\tR\x04step\"\xe1\x06\n" +
 	"\x03Job\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
 	"\bbuild_id\x18\x02 \x01(\tR\abuildId\x12\x12\n" +
@@ -963,7 +991,9 @@ const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\tqueued_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bqueuedAt\x12>\n" +
 	"\asecrets\x18\x0e \x03(\v2$.shiploop.events.v1.Job.SecretsEntryR\asecrets\x12;\n" +
 	"\x06matrix\x18\x0f \x03(\v2#.shiploop.events.v1.Job.MatrixEntryR\x06matrix\x12\x16\n" +
-	"\x06labels\x18\x10 \x03(\tR\x06labels\x1a>\n" +
+	"\x06labels\x18\x10 \x03(\tR\x06labels\x12\x10\n" +
+	"\x03vcs\x18\x11 \x01(\tR\x03vcs\x120\n" +
+	"\x04test\x18\x12 \x01(\v2\x1c.shiploop.events.v1.TestSpecR\x04test\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
@@ -1011,7 +1041,7 @@ const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\n" +
 	"repository\x18\x03 \x01(\tR\n" +
 	"repository\x122\n" +
-	"\x04step\x18\x04 \x01(\v2\x1e.shiploop.events.v1.StepResultR\x04step\"\xa7\x03\n" +
+	"\x04step\x18\x04 \x01(\v2\x1e.shiploop.events.v1.StepResultR\x04step\"\xe1\x03\n" +
 	"\vJobFinished\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
 	"\bbuild_id\x18\x02 \x01(\tR\abuildId\x12\x1e\n" +
@@ -1027,7 +1057,8 @@ const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\x05agent\x18\t \x01(\tR\x05agent\x12\x17\n" +
 	"\alog_key\x18\n" +
 	" \x01(\tR\x06logKey\x12:\n" +
-	"\tartifacts\x18\v \x03(\v2\x1c.shiploop.events.v1.ArtifactR\tartifacts\"\xa8\x01\n" +
+	"\tartifacts\x18\v \x03(\v2\x1c.shiploop.events.v1.ArtifactR\tartifacts\x128\n" +
+	"\areports\x18\f \x03(\v2\x1e.shiploop.events.v1.ReportFileR\areports\"\xa8\x01\n" +
 	"\aLogLine\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\tR\x04step\x12\x16\n" +
@@ -1066,7 +1097,9 @@ var file_shiploop_events_v1_job_proto_goTypes = []any{
 	nil,                           // 13: shiploop.events.v1.JobQueued.MatrixEntry
 	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
 	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(BuildStatus)(0),              // 16: shiploop.events.v1.BuildStatus
+	(*TestSpec)(nil),              // 16: shiploop.events.v1.TestSpec
+	(BuildStatus)(0),              // 17: shiploop.events.v1.BuildStatus
+	(*ReportFile)(nil),            // 18: shiploop.events.v1.ReportFile
 }
 var file_shiploop_events_v1_job_proto_depIdxs = []int32{
 	9,  // 0: shiploop.events.v1.Step.environment:type_name -> shiploop.events.v1.Step.EnvironmentEntry
@@ -1077,22 +1110,24 @@ var file_shiploop_events_v1_job_proto_depIdxs = []int32{
 	15, // 5: shiploop.events.v1.Job.queued_at:type_name -> google.protobuf.Timestamp
 	11, // 6: shiploop.events.v1.Job.secrets:type_name -> shiploop.events.v1.Job.SecretsEntry
 	12, // 7: shiploop.events.v1.Job.matrix:type_name -> shiploop.events.v1.Job.MatrixEntry
-	13, // 8: shiploop.events.v1.JobQueued.matrix:type_name -> shiploop.events.v1.JobQueued.MatrixEntry
-	15, // 9: shiploop.events.v1.JobStarted.started_at:type_name -> google.protobuf.Timestamp
-	16, // 10: shiploop.events.v1.StepResult.status:type_name -> shiploop.events.v1.BuildStatus
-	14, // 11: shiploop.events.v1.StepResult.duration:type_name -> google.protobuf.Duration
-	15, // 12: shiploop.events.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
-	5,  // 13: shiploop.events.v1.JobStepFinished.step:type_name -> shiploop.events.v1.StepResult
-	16, // 14: shiploop.events.v1.JobFinished.status:type_name -> shiploop.events.v1.BuildStatus
-	5,  // 15: shiploop.events.v1.JobFinished.steps:type_name -> shiploop.events.v1.StepResult
-	14, // 16: shiploop.events.v1.JobFinished.duration:type_name -> google.protobuf.Duration
-	1,  // 17: shiploop.events.v1.JobFinished.artifacts:type_name -> shiploop.events.v1.Artifact
-	15, // 18: shiploop.events.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	16, // 8: shiploop.events.v1.Job.test:type_name -> shiploop.events.v1.TestSpec
+	13, // 9: shiploop.events.v1.JobQueued.matrix:type_name -> shiploop.events.v1.JobQueued.MatrixEntry
+	15, // 10: shiploop.events.v1.JobStarted.started_at:type_name -> google.protobuf.Timestamp
+	17, // 11: shiploop.events.v1.StepResult.status:type_name -> shiploop.events.v1.BuildStatus
+	14, // 12: shiploop.events.v1.StepResult.duration:type_name -> google.protobuf.Duration
+	15, // 13: shiploop.events.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
+	5,  // 14: shiploop.events.v1.JobStepFinished.step:type_name -> shiploop.events.v1.StepResult
+	17, // 15: shiploop.events.v1.JobFinished.status:type_name -> shiploop.events.v1.BuildStatus
+	5,  // 16: shiploop.events.v1.JobFinished.steps:type_name -> shiploop.events.v1.StepResult
+	14, // 17: shiploop.events.v1.JobFinished.duration:type_name -> google.protobuf.Duration
+	1,  // 18: shiploop.events.v1.JobFinished.artifacts:type_name -> shiploop.events.v1.Artifact
+	18, // 19: shiploop.events.v1.JobFinished.reports:type_name -> shiploop.events.v1.ReportFile
+	15, // 20: shiploop.events.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_events_v1_job_proto_init() }
@@ -1101,6 +1136,7 @@ func file_shiploop_events_v1_job_proto_init() {
 		return
 	}
 	file_shiploop_events_v1_build_proto_init()
+	file_shiploop_events_v1_testjob_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -1,0 +1,246 @@
+package deploys
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/shiploop/shiploop/pkg/bus"
+	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
+	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+)
+
+// handle is the one consumer's handler: it records what deploys needs to
+// know and moves deployments on.
+func (s *Service) handle(ctx context.Context, tx *bus.Tx, ev bus.Event) error {
+	switch d := ev.Data.(type) {
+	case *eventsv1.Change:
+		return s.onChange(ctx, tx, d)
+	case *eventsv1.BuildCreated:
+		chain := ev.ChainID
+		if chain == "" {
+			chain = ev.ID
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO builds (id, repository, number, ref, commit_sha, version, trigger, config, chain_id, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING`,
+			d.BuildId, d.Repository, d.Number, d.Ref, d.Commit, d.Version, d.Trigger, d.Config, chain, s.now().UnixNano())
+		return err
+	case *eventsv1.BuildFinished:
+		return s.onBuildFinished(ctx, tx, d)
+	case *eventsv1.GateEvaluated:
+		return s.onGate(ctx, tx, d)
+	case *eventsv1.JobStarted:
+		return s.onJobStarted(ctx, tx, d)
+	case *eventsv1.JobFinished:
+		return s.onJobFinished(ctx, tx, d)
+	case *errortrackv1.IssueOpened:
+		return s.signal(ctx, tx, ev, "opened", d.GetIssue(), d.GetRelease(), d.GetEnvironment())
+	case *errortrackv1.IssueRegressed:
+		return s.signal(ctx, tx, ev, "regressed", d.GetIssue(), d.GetRelease(), d.GetEnvironment())
+	}
+	return nil
+}
+
+func (s *Service) signal(ctx context.Context, tx *bus.Tx, ev bus.Event, kind string, is *errortrackv1.IssueRef, release, env string) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO signals (event_id, repository, release, environment, kind, issue_id, title, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING`,
+		ev.ID, ev.Repository, release, env, kind, is.GetIssueId(), is.GetTitle(), s.now().UnixNano())
+	return err
+}
+
+func (s *Service) onChange(ctx context.Context, tx *bus.Tx, ch *eventsv1.Change) error {
+	if ch.Repository == "" {
+		return nil
+	}
+	if ch.CloneUrl != "" {
+		branch := ch.DefaultBranch
+		if branch == "" {
+			branch = "main"
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO repositories (name, clone_url, default_branch) VALUES ($1, $2, $3)
+			ON CONFLICT (name) DO UPDATE SET clone_url = excluded.clone_url, default_branch = excluded.default_branch`,
+			ch.Repository, ch.CloneUrl, branch); err != nil {
+			return err
+		}
+	}
+	for _, c := range ch.Commits {
+		if c.Sha == "" {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO commits (repository, sha, message) VALUES ($1, $2, $3) ON CONFLICT (repository, sha) DO NOTHING`,
+			ch.Repository, c.Sha, c.Message); err != nil {
+			return err
+		}
+	}
+	switch ch.Kind {
+	case eventsv1.ChangeKind_CHANGE_KIND_PULL_REQUEST_OPENED, eventsv1.ChangeKind_CHANGE_KIND_PULL_REQUEST_UPDATED:
+		_, err := tx.ExecContext(ctx, `INSERT INTO pull_requests (repository, number, head_sha, title, open) VALUES ($1, $2, $3, $4, 1)
+			ON CONFLICT (repository, number) DO UPDATE SET head_sha = excluded.head_sha, title = excluded.title, open = 1`,
+			ch.Repository, ch.PullRequestNumber, ch.After, ch.PullRequestTitle)
+		return err
+	case eventsv1.ChangeKind_CHANGE_KIND_PULL_REQUEST_CLOSED, eventsv1.ChangeKind_CHANGE_KIND_PULL_REQUEST_MERGED:
+		if _, err := tx.ExecContext(ctx, `UPDATE pull_requests SET open = 0 WHERE repository = $1 AND number = $2`, ch.Repository, ch.PullRequestNumber); err != nil {
+			return err
+		}
+		return s.teardownPreview(ctx, tx, ch.Repository, ch.PullRequestNumber, ch.Sender)
+	}
+	return nil
+}
+
+// buildInfo is a build as deploys knows it.
+type buildInfo struct {
+	id, repository, ref, commit, version, trigger, artifacts, chainID string
+	number                                                            int64
+	status                                                            int32
+	config                                                            []byte
+}
+
+func loadBuildInfo(ctx context.Context, tx *bus.Tx, where string, args ...any) (*buildInfo, error) {
+	b := &buildInfo{}
+	err := tx.QueryRowContext(ctx, `SELECT id, repository, number, ref, commit_sha, version, trigger, config, status, artifacts, chain_id FROM builds WHERE `+where, args...).
+		Scan(&b.id, &b.repository, &b.number, &b.ref, &b.commit, &b.version, &b.trigger, &b.config, &b.status, &b.artifacts, &b.chainID)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *buildInfo) parse() (*Pipeline, error) {
+	if len(b.config) == 0 {
+		return &Pipeline{}, nil
+	}
+	return ParseConfig(".shiploop.yml", b.config)
+}
+
+func (s *Service) defaultBranch(ctx context.Context, tx *bus.Tx, repo string) (string, error) {
+	var branch string
+	err := tx.QueryRowContext(ctx, `SELECT default_branch FROM repositories WHERE name = $1`, repo).Scan(&branch)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "main", nil
+	}
+	return branch, err
+}
+
+func (s *Service) onBuildFinished(ctx context.Context, tx *bus.Tx, d *eventsv1.BuildFinished) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE builds SET status = $1, finished_at = $2 WHERE id = $3`, int32(d.Status), s.now().UnixNano(), d.BuildId); err != nil {
+		return err
+	}
+	if d.Status != eventsv1.BuildStatus_BUILD_STATUS_SUCCESS {
+		return nil
+	}
+	b, err := loadBuildInfo(ctx, tx, `id = $1`, d.BuildId)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // built before deploys was there
+	}
+	if err != nil {
+		return err
+	}
+	cfg, err := b.parse()
+	if err != nil {
+		s.log.Warn("build's .shiploop.yml has no usable environments", "build", b.id, "err", err)
+		return nil
+	}
+	if b.trigger == "pull_request" {
+		return s.deployPreview(ctx, tx, b, cfg)
+	}
+	if cfg.HasGate {
+		return nil // gate.evaluated decides
+	}
+	return s.firstEnvironment(ctx, tx, b, cfg)
+}
+
+func (s *Service) onGate(ctx context.Context, tx *bus.Tx, g *eventsv1.GateEvaluated) error {
+	if g.Status != eventsv1.GateStatus_GATE_STATUS_PASSED {
+		return nil
+	}
+	b, err := loadBuildInfo(ctx, tx, `id = $1`, g.BuildId)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if b.trigger == "pull_request" {
+		return nil // previews follow the build
+	}
+	cfg, err := b.parse()
+	if err != nil {
+		s.log.Warn("build's .shiploop.yml has no usable environments", "build", b.id, "err", err)
+		return nil
+	}
+	return s.firstEnvironment(ctx, tx, b, cfg)
+}
+
+// firstEnvironment offers a good build of the default branch to the first
+// environment of its promotion path.
+func (s *Service) firstEnvironment(ctx context.Context, tx *bus.Tx, b *buildInfo, cfg *Pipeline) error {
+	if len(cfg.Environments) == 0 || !cfg.Environments[0].Auto && cfg.Environments[0].Approvals == 0 {
+		return nil // promoted by hand
+	}
+	branch, err := s.defaultBranch(ctx, tx, b.repository)
+	if err != nil {
+		return err
+	}
+	if b.ref != "refs/heads/"+branch {
+		return nil
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM deployments WHERE build_id = $1 AND environment = $2 AND kind = 'deploy'`, b.id, cfg.Environments[0].Name).Scan(&n); err != nil || n > 0 {
+		return err // a gate evaluated twice does not deploy twice
+	}
+	_, err = s.offer(ctx, tx, b, cfg, &cfg.Environments[0], offer{kind: "deploy", by: "auto", automatic: true})
+	return err
+}
+
+func (s *Service) onJobStarted(ctx context.Context, tx *bus.Tx, j *eventsv1.JobStarted) error {
+	d, err := loadDeployment(ctx, tx, `job_id = $1`, j.JobId)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // not a deploy job
+	}
+	if err != nil || d.status != eventsv1.DeployStatus_DEPLOY_STATUS_RUNNING {
+		return err
+	}
+	if j.Attempt > 1 {
+		// The agent that ran it stopped mid-way; running the steps again
+		// could deploy twice. Stop this attempt; a person decides.
+		if err := tx.CancelJob(j.JobId, "deploy interrupted: not re-run automatically"); err != nil {
+			return err
+		}
+		return s.finish(ctx, tx, d, eventsv1.DeployStatus_DEPLOY_STATUS_INTERRUPTED,
+			fmt.Sprintf("agent %s got the job again (attempt %d): the first agent stopped mid-deploy; check the environment and redeploy", j.Agent, j.Attempt))
+	}
+	return nil
+}
+
+func (s *Service) onJobFinished(ctx context.Context, tx *bus.Tx, j *eventsv1.JobFinished) error {
+	if len(j.Artifacts) > 0 {
+		var names []string
+		for _, a := range j.Artifacts {
+			names = append(names, a.Name)
+		}
+		data, _ := json.Marshal(names)
+		if _, err := tx.ExecContext(ctx, `UPDATE builds SET artifacts = $1 WHERE id = $2 AND artifacts = ''`, string(data), j.BuildId); err != nil {
+			return err
+		}
+	}
+	d, err := loadDeployment(ctx, tx, `job_id = $1`, j.JobId)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil || d.status != eventsv1.DeployStatus_DEPLOY_STATUS_RUNNING {
+		return err
+	}
+	if j.Status != eventsv1.BuildStatus_BUILD_STATUS_SUCCESS {
+		reason := j.Error
+		if j.FailedStep != "" {
+			reason = fmt.Sprintf("step %s failed: %s", j.FailedStep, strings.TrimSpace(j.Error))
+		}
+		if reason == "" {
+			reason = "deploy job ended " + strings.ToLower(strings.TrimPrefix(j.Status.String(), "BUILD_STATUS_"))
+		}
+		return s.finish(ctx, tx, d, eventsv1.DeployStatus_DEPLOY_STATUS_FAILED, reason)
+	}
+	return s.deployed(ctx, tx, d)
+}

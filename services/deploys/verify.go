@@ -1,0 +1,301 @@
+package deploys
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/shiploop/shiploop/pkg/bus"
+	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+)
+
+// loop measures verifying deployments when they are due and sends ticket
+// webhooks, every Tick, until ctx ends. State lives in the database, so a
+// restarted service picks up where the last one stopped.
+func (s *Service) loop(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.Tick)
+	defer t.Stop()
+	var webhookAfter time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := s.verifyDue(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("verification", "err", err)
+		}
+		if s.cfg.TicketWebhook != "" && time.Now().After(webhookAfter) {
+			if err := s.flushTickets(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("ticket webhook", "url", s.cfg.TicketWebhook, "err", err)
+				webhookAfter = time.Now().Add(5 * time.Second)
+			}
+		}
+	}
+}
+
+// interval between two measurements of a window.
+func interval(window time.Duration) time.Duration {
+	return min(max(window/5, 200*time.Millisecond), 15*time.Second)
+}
+
+// result is one measurement.
+type result struct {
+	status eventsv1.CheckStatus
+	value  float64
+	reason string
+}
+
+func (s *Service) verifyDue(ctx context.Context) error {
+	due, err := loadDeployments(ctx, s.db, `status = $1 AND next_check_at <= $2`, int32(eventsv1.DeployStatus_DEPLOY_STATUS_VERIFYING), s.now().UnixNano())
+	if err != nil {
+		return err
+	}
+	for _, d := range due {
+		if err := s.verifyOne(ctx, d); err != nil {
+			s.log.Warn("verifying", "deploy", d.id, "err", err)
+		}
+	}
+	return nil
+}
+
+func (s *Service) verifyOne(ctx context.Context, d *deployment) error {
+	var b *buildInfo
+	var cfg *Pipeline
+	var env *Environment
+	var vars map[string]string
+	err := s.ob.InTx(ctx, func(tx *bus.Tx) error {
+		var err error
+		if b, err = loadBuildInfo(ctx, tx, `id = $1`, d.buildID); err != nil {
+			return err
+		}
+		if cfg, err = b.parse(); err != nil {
+			return err
+		}
+		if env, err = s.envDef(ctx, tx, d, cfg); err != nil || env == nil {
+			return errors.Join(err, fmt.Errorf("no environment %s", d.environment))
+		}
+		vars = s.jobEnv(ctx, tx, d, b, cfg, env)
+		return nil
+	})
+	if err != nil || env.Verify == nil {
+		return err
+	}
+	v := env.Verify
+	results := make([]result, len(v.Checks))
+	for i, c := range v.Checks {
+		results[i] = s.measure(ctx, d, v, c, vars)
+	}
+	now := s.now()
+	return s.ob.InTx(ctx, func(tx *bus.Tx) error {
+		cur, err := loadDeployment(ctx, tx, `id = $1`, d.id)
+		if err != nil || cur.status != eventsv1.DeployStatus_DEPLOY_STATUS_VERIFYING {
+			return err // moved on meanwhile (rolled back by hand, say)
+		}
+		var failed []string
+		inconclusive := []string{}
+		for i, r := range results {
+			if _, err := tx.ExecContext(ctx, `UPDATE checks SET status = $1, value = $2, reason = $3, measured_at = $4 WHERE deploy_id = $5 AND position = $6`,
+				int32(r.status), r.value, r.reason, now.UnixNano(), d.id, i); err != nil {
+				return err
+			}
+			switch r.status {
+			case eventsv1.CheckStatus_CHECK_STATUS_FAILURE:
+				failed = append(failed, v.Checks[i].Text+": "+r.reason)
+			case eventsv1.CheckStatus_CHECK_STATUS_INCONCLUSIVE:
+				inconclusive = append(inconclusive, v.Checks[i].Text+": "+r.reason)
+			}
+		}
+		switch {
+		case len(failed) > 0:
+			return s.verificationFailed(ctx, tx, cur, v, strings.Join(failed, "; "))
+		case now.UnixNano() < cur.verifyUntil:
+			_, err := tx.ExecContext(ctx, `UPDATE deployments SET next_check_at = $1 WHERE id = $2`, now.Add(interval(v.Window)).UnixNano(), d.id)
+			return err
+		case len(inconclusive) > 0:
+			reason := "verification inconclusive: " + strings.Join(inconclusive, "; ") + " (approve to accept, or roll back)"
+			if _, err := tx.ExecContext(ctx, `UPDATE deployments SET status = $1, reason = $2 WHERE id = $3`, int32(eventsv1.DeployStatus_DEPLOY_STATUS_PAUSED), reason, d.id); err != nil {
+				return err
+			}
+			cur.status, cur.reason = eventsv1.DeployStatus_DEPLOY_STATUS_PAUSED, reason
+			return s.publish(tx, "deploy.pending", cur, &eventsv1.DeployPending{Deploy: cur.ref(), Status: cur.status, Reason: reason})
+		}
+		return s.finish(ctx, tx, cur, eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED, fmt.Sprintf("verified: %d checks held for %s", len(v.Checks), v.Window))
+	})
+}
+
+// measure takes one measurement of c.
+func (s *Service) measure(ctx context.Context, d *deployment, v *Verify, c Check, vars map[string]string) result {
+	expand := func(t string) string { return os.Expand(t, func(k string) string { return vars[k] }) }
+	judge := func(value float64, what string) result {
+		if c.Holds(value) {
+			return result{status: eventsv1.CheckStatus_CHECK_STATUS_SUCCESS, value: value, reason: fmt.Sprintf("%s (%s %g holds)", what, c.Op, c.Threshold)}
+		}
+		return result{status: eventsv1.CheckStatus_CHECK_STATUS_FAILURE, value: value, reason: fmt.Sprintf("%s, want %s %g", what, c.Op, c.Threshold)}
+	}
+	inconclusive := func(format string, args ...any) result {
+		return result{status: eventsv1.CheckStatus_CHECK_STATUS_INCONCLUSIVE, reason: fmt.Sprintf(format, args...)}
+	}
+	timeout := min(5*time.Second, max(interval(v.Window), time.Second))
+	switch c.Kind {
+	case "http_status", "http_latency_ms", "http_body_match":
+		u := expand(c.Target)
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(rctx, http.MethodGet, u, nil)
+		if err != nil {
+			return inconclusive("bad probe URL %q: %v", u, err)
+		}
+		req.Header.Set("User-Agent", "shiploop-verify/1")
+		start := time.Now()
+		resp, err := s.http.Do(req)
+		if err != nil {
+			return inconclusive("GET %s: %v", u, err)
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		took := time.Since(start)
+		if err != nil {
+			return inconclusive("GET %s: reading the body: %v", u, err)
+		}
+		switch c.Kind {
+		case "http_status":
+			return judge(float64(resp.StatusCode), fmt.Sprintf("GET %s answered %d", u, resp.StatusCode))
+		case "http_latency_ms":
+			ms := float64(took.Microseconds()) / 1000
+			return judge(ms, fmt.Sprintf("GET %s took %.1f ms", u, ms))
+		default:
+			re, err := regexp.Compile(expand(c.Arg))
+			if err != nil {
+				return inconclusive("regular expression: %v", err)
+			}
+			if re.Match(body) {
+				return judge(1, fmt.Sprintf("GET %s body matches %q", u, re))
+			}
+			return judge(0, fmt.Sprintf("GET %s body (%d bytes) does not match %q", u, len(body), re))
+		}
+	case "errortrack.new_issues", "errortrack.regressed_issues", "errortrack.issues":
+		kinds := map[string][]string{"errortrack.new_issues": {"opened"}, "errortrack.regressed_issues": {"regressed"}, "errortrack.issues": {"opened", "regressed"}}[c.Kind]
+		n, titles, err := s.issueCount(ctx, d, kinds)
+		if err != nil {
+			return inconclusive("reading errortrack signals: %v", err)
+		}
+		what := fmt.Sprintf("%d %s issue(s) in %s on %s", n, strings.Join(kinds, "/"), d.version, d.environment)
+		if len(titles) > 0 {
+			what += ": " + strings.Join(titles, ", ")
+		}
+		return judge(float64(n), what)
+	case "graphite":
+		if s.cfg.GraphiteURL == "" {
+			return inconclusive("no Graphite API configured (--graphite-url)")
+		}
+		target := expand(c.Target)
+		val, err := s.graphite(ctx, target, v.Window, timeout)
+		if err != nil {
+			return inconclusive("%v", err)
+		}
+		return judge(val, fmt.Sprintf("%s = %g", target, val))
+	}
+	return inconclusive("unknown check %s", c.Kind)
+}
+
+func (s *Service) issueCount(ctx context.Context, d *deployment, kinds []string) (int, []string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT kind, issue_id, title FROM signals WHERE (repository = $1 OR repository = '') AND environment = $2 AND (release = $3 OR release LIKE $4) AND at >= $5 ORDER BY at`,
+		d.repository, d.environment, d.version, "%@"+d.version, d.startedAt)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer rows.Close()
+	n := 0
+	var titles []string
+	for rows.Next() {
+		var kind, title string
+		var id int64
+		if err := rows.Scan(&kind, &id, &title); err != nil {
+			return 0, nil, err
+		}
+		for _, k := range kinds {
+			if k == kind {
+				n++
+				titles = append(titles, fmt.Sprintf("#%d %s", id, title))
+			}
+		}
+	}
+	return n, titles, rows.Err()
+}
+
+// graphite asks the render API for target over the window and returns the
+// newest value (the largest across series).
+func (s *Service) graphite(ctx context.Context, target string, window, timeout time.Duration) (float64, error) {
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	q := url.Values{"target": {target}, "from": {fmt.Sprintf("-%ds", max(int(window.Seconds()), 60))}, "until": {"now"}, "format": {"json"}}
+	u := strings.TrimSuffix(s.cfg.GraphiteURL, "/") + "/render?" + q.Encode()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("graphite render %s: %w", target, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return 0, fmt.Errorf("graphite render %s: HTTP %d %s", target, resp.StatusCode, strings.TrimSpace(string(msg)))
+	}
+	var series []struct {
+		Target     string        `json:"target"`
+		Datapoints [][2]*float64 `json:"datapoints"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&series); err != nil {
+		return 0, fmt.Errorf("graphite render %s: %w", target, err)
+	}
+	best, found := math.Inf(-1), false
+	for _, se := range series {
+		for i := len(se.Datapoints) - 1; i >= 0; i-- {
+			if p := se.Datapoints[i][0]; p != nil {
+				best, found = max(best, *p), true
+				break
+			}
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("graphite: no datapoints for %s in the last %s", target, window)
+	}
+	return best, nil
+}
+
+func loadChecks(ctx context.Context, q querier, id string) ([]*eventsv1.CheckResult, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name, status, value, reason, measured_at FROM checks WHERE deploy_id = $1 ORDER BY position`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*eventsv1.CheckResult
+	for rows.Next() {
+		c := &eventsv1.CheckResult{}
+		var status int32
+		var at int64
+		if err := rows.Scan(&c.Check, &status, &c.Value, &c.Reason, &at); err != nil {
+			return nil, err
+		}
+		c.Status = eventsv1.CheckStatus(status)
+		if at > 0 {
+			c.MeasuredAt = timestamppb.New(time.Unix(0, at))
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}

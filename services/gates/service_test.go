@@ -1,0 +1,242 @@
+package gates
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/store"
+	"github.com/shiploop/shiploop/pkg/store/storetest"
+	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+	gatesv1 "github.com/shiploop/shiploop/proto/shiploop/gates/v1"
+)
+
+// fakeForge is a GitHub commit-status API that records what it is sent.
+type fakeForge struct {
+	mu       sync.Mutex
+	statuses []map[string]string
+}
+
+func (f *fakeForge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var body map[string]string
+	_ = json.NewDecoder(r.Body).Decode(&body)
+	f.mu.Lock()
+	f.statuses = append(f.statuses, body)
+	f.mu.Unlock()
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write([]byte(`{}`))
+}
+
+func (f *fakeForge) last() map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.statuses) == 0 {
+		return nil
+	}
+	return f.statuses[len(f.statuses)-1]
+}
+
+type staticForges struct{ url string }
+
+func (s staticForges) ForgeSettings(context.Context, string) (Forge, error) {
+	return Forge{Kind: "github", APIURL: s.url, Repo: "acme/web", Token: "t0ken"}, nil
+}
+
+type harness struct {
+	t     *testing.T
+	bus   *bus.Bus
+	api   *grpcServer
+	obs   jetstream.ObjectStore
+	forge *fakeForge
+}
+
+func newHarness(t *testing.T, db *store.DB) *harness {
+	t.Helper()
+	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Shutdown)
+	nc, err := emb.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	b, err := bus.New(ctx, nc, bus.Options{Source: "/test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forge := &fakeForge{}
+	srv := httptest.NewServer(forge)
+	t.Cleanup(srv.Close)
+	svc, err := New(ctx, Config{DB: db, Bus: b, Forges: staticForges{srv.URL}, PublicURL: "https://ci.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := b.JetStream().CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: artifactBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return &harness{t: t, bus: b, api: &grpcServer{s: svc}, obs: obs, forge: forge}
+}
+
+func (h *harness) emit(typ string, ev bus.Event) {
+	h.t.Helper()
+	ev.Type, ev.Repository = typ, "acme/web"
+	if ev.ID == "" {
+		ev.ID = bus.NewID()
+	}
+	if err := h.bus.Publish(context.Background(), ev); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// artifact stores a file as an agent would and returns its record.
+func (h *harness) artifact(job, name, content string) *eventsv1.Artifact {
+	h.t.Helper()
+	key := job + "/" + name
+	if _, err := h.obs.Put(context.Background(), jetstream.ObjectMeta{Name: key}, bytes.NewReader([]byte(content))); err != nil {
+		h.t.Fatal(err)
+	}
+	return &eventsv1.Artifact{Name: name, Key: key, Size: int64(len(content))}
+}
+
+// evaluation waits for a build's evaluation to reach a revision.
+func (h *harness) evaluation(build string, revision int32) *gatesv1.Evaluation {
+	h.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := h.api.GetEvaluation(context.Background(), &gatesv1.GetEvaluationRequest{BuildId: build})
+		if err == nil && resp.GetEvaluation().GetResult().GetRevision() >= revision {
+			return resp.GetEvaluation()
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("no evaluation revision %d of %s: %v", revision, build, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func sarif(results ...string) string {
+	return `{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"vet","rules":[{"id":"R1","defaultConfiguration":{"level":"error"}}]}},"results":[` +
+		strings.Join(results, ",") + `]}]}`
+}
+
+func result(rule, file string, line int, msg string) string {
+	b, _ := json.Marshal(map[string]any{"ruleId": rule, "message": map[string]string{"text": msg},
+		"locations": []any{map[string]any{"physicalLocation": map[string]any{"artifactLocation": map[string]string{"uri": file}, "region": map[string]int{"startLine": line}}}}})
+	return string(b)
+}
+
+func gatePolicy() *eventsv1.GateBuild {
+	return &eventsv1.GateBuild{BaseRef: "refs/heads/main", HasTests: true, Policy: &eventsv1.GatePolicy{
+		Conditions: []*eventsv1.GateCondition{
+			{Metric: "issues", Operator: "==", Threshold: 0, Scope: "new_code", File: ".shiploop.yml", Line: 4},
+			{Metric: "tests_failed", Operator: "==", Threshold: 0, Scope: "overall", File: ".shiploop.yml", Line: 5},
+			{Metric: "coverage", Operator: ">=", Threshold: 80, Scope: "new_code", File: ".shiploop.yml", Line: 6},
+		},
+		Reports: &eventsv1.GateReports{Sarif: []string{"**/*.sarif"}},
+	}}
+}
+
+// build plays a build of ref through created, a job with reports,
+// finished and its test run.
+func (h *harness) build(id string, number int64, ref string, report string, failed int64) {
+	h.emit("build.created", bus.Event{Subject: id, Data: &eventsv1.BuildCreated{BuildId: id, Number: number, Repository: "acme/web", Ref: ref, Commit: strings.Repeat("a", 39) + string(rune('0'+number)), Gate: gatePolicy()}})
+	h.emit("job.finished", bus.Event{Subject: id, Data: &eventsv1.JobFinished{JobId: id + "-j", BuildId: id, Repository: "acme/web",
+		Status: eventsv1.BuildStatus_BUILD_STATUS_SUCCESS, Artifacts: []*eventsv1.Artifact{h.artifact(id+"-j", "out/vet.sarif", report)}}})
+	h.emit("build.finished", bus.Event{Subject: id, Data: &eventsv1.BuildFinished{BuildId: id, Number: number, Repository: "acme/web", Ref: ref, Status: eventsv1.BuildStatus_BUILD_STATUS_SUCCESS}})
+	h.emit("testrun.finished", bus.Event{Subject: id, Data: &eventsv1.TestRunFinished{BuildId: id, Repository: "acme/web", Ref: ref,
+		Counts:   &eventsv1.TestCounts{Tests: 10, Failed: failed, Passed: 10 - failed},
+		Coverage: &eventsv1.CoverageSummary{LinesCovered: 90, LinesTotal: 100, PatchCovered: 30, PatchTotal: 40}}})
+}
+
+func TestGateFlow(t *testing.T) {
+	storetest.Engines(t, "gates", nil, func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db)
+		// main: two findings, the base.
+		h.build("b1", 1, "refs/heads/main", sarif(result("R1", "a.go", 3, "x is unused"), result("R1", "b.go", 9, "y is unused")), 0)
+		e := h.evaluation("b1", 1)
+		if st := e.GetResult().GetStatus(); st != eventsv1.GateStatus_GATE_STATUS_FAILED {
+			t.Fatalf("first analysis: %v %s (every finding is new without a base)", st, e.GetResult().GetSummary())
+		}
+		// A pull request moves both findings and adds one: one new issue.
+		h.build("b2", 2, "refs/pull/7/head", sarif(result("R1", "a.go", 13, "x is unused"), result("R1", "b.go", 19, "y is unused"), result("R1", "c.go", 1, "z is unused")), 0)
+		e = h.evaluation("b2", 1)
+		r := e.GetResult()
+		if r.GetStatus() != eventsv1.GateStatus_GATE_STATUS_FAILED || r.GetIssues() != 3 || r.GetNewIssues() != 1 {
+			t.Fatalf("pull request: %v issues %d new %d: %s", r.GetStatus(), r.GetIssues(), r.GetNewIssues(), r.GetSummary())
+		}
+		if r.GetSummary() != "gate failed: issues on new code 1 (want == 0), coverage on new code 75% (want >= 80%)" {
+			t.Errorf("summary %q", r.GetSummary())
+		}
+		if len(e.GetNewFindings()) != 1 || e.GetNewFindings()[0].GetPath() != "c.go" {
+			t.Errorf("new findings %v", e.GetNewFindings())
+		}
+		// The forge gets the status, the latest revision.
+		deadline := time.Now().Add(10 * time.Second)
+		for h.forge.last() == nil || h.forge.last()["description"] != r.GetSummary() {
+			if time.Now().After(deadline) {
+				t.Fatalf("forge got %v", h.forge.last())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if st := h.forge.last(); st["state"] != "failure" || st["context"] != StatusContext || st["target_url"] != "https://ci.example.com/builds/b2" {
+			t.Errorf("status %v", st)
+		}
+		// A late, malformed report makes it an error naming the file.
+		h.emit("job.finished", bus.Event{Subject: "b2", Data: &eventsv1.JobFinished{JobId: "b2-late", BuildId: "b2", Repository: "acme/web",
+			Artifacts: []*eventsv1.Artifact{h.artifact("b2-late", "lint/extra.sarif", `{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"x"}},"results":null}]}`)}}})
+		e = h.evaluation("b2", 2)
+		if e.GetResult().GetStatus() != eventsv1.GateStatus_GATE_STATUS_ERROR || !strings.Contains(e.GetResult().GetSummary(), "lint/extra.sarif: runs[0].results: null") {
+			t.Errorf("late bad report: %v %s", e.GetResult().GetStatus(), e.GetResult().GetSummary())
+		}
+		list, err := h.api.ListEvaluations(context.Background(), &gatesv1.ListEvaluationsRequest{Repository: "acme/web", PageSize: 1})
+		if err != nil || len(list.GetEvaluations()) != 1 || list.GetNextPageToken() == "" {
+			t.Errorf("list: %v %v", list, err)
+		}
+	})
+}
+
+func TestPolicies(t *testing.T) {
+	storetest.Engines(t, "gates", Migrations(), func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := &Service{db: db}
+		api := &grpcServer{s: s}
+		got, err := api.GetPolicy(ctx, &gatesv1.GetPolicyRequest{Repository: "acme/web"})
+		if err != nil || got.GetSource() != "default" || len(got.GetPolicy().GetConditions()) != 5 {
+			t.Fatalf("default: %v %v", got, err)
+		}
+		_, err = api.SetPolicy(ctx, &gatesv1.SetPolicyRequest{Repository: "acme/web", Policy: &eventsv1.GatePolicy{
+			Conditions: []*eventsv1.GateCondition{{Metric: "coverge", Operator: ">=", Threshold: 80}}}})
+		if err == nil || !strings.Contains(err.Error(), `policy: conditions[0]: unknown metric "coverge" (did you mean "coverage"?)`) {
+			t.Errorf("bad metric: %v", err)
+		}
+		_, err = api.SetPolicy(ctx, &gatesv1.SetPolicyRequest{Policy: &eventsv1.GatePolicy{Expression: "tests_failed == 0 && coverage >= 70"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ = api.GetPolicy(ctx, &gatesv1.GetPolicyRequest{Repository: "acme/web"})
+		if got.GetSource() != "installation" || got.GetPolicy().GetExpression() == "" {
+			t.Errorf("installation policy: %v", got)
+		}
+	})
+}

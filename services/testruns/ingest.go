@@ -1,0 +1,567 @@
+// Reading reports into a run: test results with their history, coverage,
+// added lines; and finishing a run when its last job is in.
+
+package testruns
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/shiploop/shiploop/pkg/bus"
+	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+	"github.com/shiploop/shiploop/services/testruns/report"
+)
+
+// parsedReport is one report read before the transaction.
+type parsedReport struct {
+	name   string
+	format string
+	p      *report.Parsed
+	err    error // the report's own failure: recorded, not retried
+}
+
+// jobReports is what prepareJobEvent hands the handler.
+type jobReports struct {
+	reports []parsedReport
+}
+
+// prepareJobEvent reads the reports of a finished test job from the Object
+// Store, outside the transaction (a large report takes seconds).
+func (s *Service) prepareJobEvent(ctx context.Context, ev bus.Event) (any, error) {
+	d, ok := ev.Data.(*eventsv1.JobFinished)
+	if !ok {
+		return nil, nil
+	}
+	var runID string
+	err := s.db.QueryRowContext(ctx, `SELECT run_id FROM test_jobs WHERE job_id = $1`, d.JobId).Scan(&runID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil // a build or deploy job
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := &jobReports{}
+	if len(d.Reports) == 0 {
+		return out, nil
+	}
+	obs, err := s.reportStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, rf := range d.Reports {
+		pr := parsedReport{name: rf.Name}
+		obj, err := obs.Get(ctx, rf.Key)
+		if err != nil {
+			pr.err = fmt.Errorf("%s: reading stored report %s: %w", rf.Name, rf.Key, err)
+			out.reports = append(out.reports, pr)
+			continue
+		}
+		pr.p, pr.err = report.Parse(obj, "", report.Paths{Prefixes: rf.PathPrefixes}, s.parseOptions(rf.Name))
+		obj.Close()
+		if pr.p != nil {
+			pr.format = pr.p.Format
+		}
+		out.reports = append(out.reports, pr)
+	}
+	return out, nil
+}
+
+func (s *Service) handleJobEvent(ctx context.Context, tx *bus.Tx, ev bus.Event) error {
+	d, ok := ev.Data.(*eventsv1.JobFinished)
+	if !ok || tx.Prepared == nil {
+		return nil
+	}
+	prep := tx.Prepared.(*jobReports)
+	var runID string
+	var attempt, status int
+	if err := tx.QueryRowContext(ctx, `SELECT run_id, attempt, status FROM test_jobs WHERE job_id = $1`, d.JobId).Scan(&runID, &attempt, &status); err != nil {
+		return err
+	}
+	if status != 0 {
+		return nil // a redelivered job's second report
+	}
+	run, err := loadRunRow(ctx, tx, runID)
+	if err != nil {
+		return err
+	}
+	if run.finishedAt != 0 {
+		return nil
+	}
+	errText := d.Error
+	if errText == "" && d.FailedStep != "" {
+		errText = "step " + d.FailedStep + " failed"
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE test_jobs SET status = $1, error = $2 WHERE job_id = $3`, int32(d.Status), errText, d.JobId); err != nil {
+		return err
+	}
+	for _, pr := range prep.reports {
+		if err := s.storeReport(ctx, tx, run, d.JobId, attempt, pr); err != nil {
+			return err
+		}
+	}
+	done := run.jobsDone + 1
+	total := run.jobsTotal
+	// A failed job runs once more when the plan asks; tests that pass the
+	// second time are flaky (both outcomes on one commit).
+	if d.Status == eventsv1.BuildStatus_BUILD_STATUS_FAILURE && attempt == 1 && run.retries > 0 {
+		var spec []byte
+		if err := tx.QueryRowContext(ctx, `SELECT spec FROM test_jobs WHERE job_id = $1`, d.JobId).Scan(&spec); err != nil {
+			return err
+		}
+		job := &eventsv1.Job{}
+		if err := proto.Unmarshal(spec, job); err != nil {
+			return err
+		}
+		job.JobId = bus.NewID()
+		job.QueuedAt = timestamppb.Now()
+		if err := s.enqueueJob(ctx, tx, runID, job, 2); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE test_jobs SET retried = 1 WHERE job_id = $1`, d.JobId); err != nil {
+			return err
+		}
+		total++
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE test_runs SET jobs_done = $1, jobs_total = $2 WHERE id = $3`, done, total, runID); err != nil {
+		return err
+	}
+	if done >= total {
+		return s.finishRun(ctx, tx, runID)
+	}
+	return nil
+}
+
+type runRow struct {
+	id, buildID, repository, ref, commit, version, chainID string
+	status                                                 int32
+	jobsTotal, jobsDone, retries                           int
+	startedAt, finishedAt                                  int64
+	rawUnit                                                string
+	rawCovered, rawTotal                                   int64
+}
+
+func loadRunRow(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, id string) (*runRow, error) {
+	r := &runRow{id: id}
+	err := q.QueryRowContext(ctx, `SELECT build_id, repository, ref, commit_sha, version, chain_id, status, jobs_total, jobs_done, retries, started_at, finished_at, raw_unit, raw_covered, raw_total
+		FROM test_runs WHERE id = $1`, id).Scan(&r.buildID, &r.repository, &r.ref, &r.commit, &r.version, &r.chainID, &r.status,
+		&r.jobsTotal, &r.jobsDone, &r.retries, &r.startedAt, &r.finishedAt, &r.rawUnit, &r.rawCovered, &r.rawTotal)
+	return r, err
+}
+
+// storeReport records one report of a run: its row, and its test results,
+// coverage or added lines. A report that could not be read marks itself
+// (and later the run) as failed, never the service.
+func (s *Service) storeReport(ctx context.Context, tx *bus.Tx, run *runRow, jobID string, attempt int, pr parsedReport) error {
+	now := time.Now().UTC().UnixNano()
+	errText := ""
+	if pr.err != nil {
+		errText = pr.err.Error()
+	}
+	var cases int64
+	if pr.p != nil && pr.p.Tests != nil {
+		cases = int64(len(pr.p.Tests.Cases))
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO test_reports (run_id, job_id, name, format, error, cases, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		run.id, jobID, pr.name, pr.format, errText, cases, now); err != nil {
+		return err
+	}
+	if pr.p == nil {
+		return nil
+	}
+	switch {
+	case pr.p.Tests != nil:
+		return s.storeCases(ctx, tx, run, jobID, attempt, pr.p.Tests.Cases, now)
+	case pr.p.Coverage != nil:
+		return s.storeCoverage(ctx, tx, run, pr.p.Coverage)
+	case pr.p.Added != nil:
+		for path, lines := range pr.p.Added {
+			hits := make(map[int]int64, len(lines))
+			for _, l := range lines {
+				hits[l] = 1
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO run_diffs (run_id, path, lines) VALUES ($1, $2, $3)
+				ON CONFLICT (run_id, path) DO UPDATE SET lines = excluded.lines`, run.id, path, encodeLines(hits)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Service) storeCases(ctx context.Context, tx *bus.Tx, run *runRow, jobID string, attempt int, cases []report.Case, now int64) error {
+	upsert, err := tx.PrepareContext(ctx, `INSERT INTO tests (repository, suite, class_name, name, runs, failures, total_duration_ns, last_status, first_seen, last_seen)
+		VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $8)
+		ON CONFLICT (repository, suite, class_name, name) DO UPDATE SET runs = tests.runs + 1, failures = tests.failures + excluded.failures,
+			total_duration_ns = tests.total_duration_ns + excluded.total_duration_ns, last_status = excluded.last_status, last_seen = excluded.last_seen
+		RETURNING id`)
+	if err != nil {
+		return err
+	}
+	defer upsert.Close()
+	insert, err := tx.PrepareContext(ctx, `INSERT INTO test_results (test_id, run_id, job_id, attempt, commit_sha, status, duration_ns, message, details, file, line, flaky, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`)
+	if err != nil {
+		return err
+	}
+	defer insert.Close()
+	for i := range cases {
+		c := &cases[i]
+		bad := 0
+		if c.Status.Bad() {
+			bad = 1
+		}
+		var id int64
+		if err := upsert.QueryRowContext(ctx, run.repository, c.Suite, c.Class, c.Name, bad, int64(c.Duration), string(c.Status), now).Scan(&id); err != nil {
+			return fmt.Errorf("recording test %s: %w", c.Name, err)
+		}
+		flaky := 0
+		if c.Flaky {
+			flaky = 1
+			if _, err := tx.ExecContext(ctx, `UPDATE tests SET last_flaky = $1, flaky_count = flaky_count + 1 WHERE id = $2`, now, id); err != nil {
+				return err
+			}
+		}
+		if _, err := insert.ExecContext(ctx, id, run.id, jobID, attempt, run.commit, string(c.Status), int64(c.Duration),
+			report.Truncate(c.Message, s.cfg.MaxText), report.Truncate(c.Details, s.cfg.MaxText), c.File, c.Line, flaky, now); err != nil {
+			return fmt.Errorf("recording result of %s: %w", c.Name, err)
+		}
+	}
+	return nil
+}
+
+func (s *Service) storeCoverage(ctx context.Context, tx *bus.Tx, run *runRow, cov *report.Coverage) error {
+	for i := range cov.Files {
+		f := &cov.Files[i]
+		lines := f.Lines
+		var old []byte
+		err := tx.QueryRowContext(ctx, `SELECT lines FROM coverage_files WHERE run_id = $1 AND path = $2`, run.id, f.Path).Scan(&old)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return err
+		default:
+			// Several reports (shards, languages) cover one file: hits add up.
+			merged := decodeLines(old)
+			for l, h := range lines {
+				merged[l] += h
+			}
+			lines = merged
+		}
+		fc := report.FileCoverage{Path: f.Path, Lines: lines}
+		c := fc.LineCounter()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO coverage_files (run_id, path, lines, lines_covered, lines_total, branches_covered, branches_total)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (run_id, path) DO UPDATE SET lines = excluded.lines, lines_covered = excluded.lines_covered, lines_total = excluded.lines_total,
+				branches_covered = coverage_files.branches_covered + excluded.branches_covered, branches_total = coverage_files.branches_total + excluded.branches_total`,
+			run.id, f.Path, encodeLines(lines), c.Covered, c.Total, f.BranchesCovered, f.BranchesTotal); err != nil {
+			return err
+		}
+	}
+	// The tools' own figures add up while they share a unit.
+	unit := string(cov.Raw.Unit)
+	covered, total := cov.Raw.Covered, cov.Raw.Total
+	switch run.rawUnit {
+	case "":
+	case unit:
+		covered += run.rawCovered
+		total += run.rawTotal
+	default:
+		unit, covered, total = "mixed", 0, 0
+	}
+	run.rawUnit, run.rawCovered, run.rawTotal = unit, covered, total
+	_, err := tx.ExecContext(ctx, `UPDATE test_runs SET has_coverage = 1, raw_unit = $1, raw_covered = $2, raw_total = $3 WHERE id = $4`, unit, covered, total, run.id)
+	return err
+}
+
+// finishRun settles a run: its counts, flaky tests, coverage, status; and
+// publishes testrun.finished.
+func (s *Service) finishRun(ctx context.Context, tx *bus.Tx, runID string) error {
+	run, err := loadRunRow(ctx, tx, runID)
+	if err != nil {
+		return err
+	}
+	if run.finishedAt != 0 {
+		return nil
+	}
+	now := time.Now().UTC()
+	// Flaky: a test of this run that, on this commit, has both a failed and
+	// a passed result (in this run, a rerun, or another build of the commit).
+	flakyIDs := map[int64]bool{}
+	rows, err := tx.QueryContext(ctx, `SELECT r.test_id FROM test_results r
+		WHERE r.commit_sha = $1 AND r.test_id IN (SELECT test_id FROM test_results WHERE run_id = $2)
+		GROUP BY r.test_id
+		HAVING SUM(CASE WHEN r.status IN ('failed', 'error') THEN 1 ELSE 0 END) > 0 AND SUM(CASE WHEN r.status = 'passed' THEN 1 ELSE 0 END) > 0`,
+		run.commit, run.id)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return err
+		}
+		flakyIDs[id] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for id := range flakyIDs {
+		if _, err := tx.ExecContext(ctx, `UPDATE tests SET last_flaky = $1, flaky_count = flaky_count + 1 WHERE id = $2`, now.UnixNano(), id); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE test_results SET flaky = 1 WHERE run_id = $1 AND test_id = $2 AND status = 'passed'`, run.id, id); err != nil {
+			return err
+		}
+	}
+	counts, err := runCounts(ctx, tx, run.id, flakyIDs)
+	if err != nil {
+		return err
+	}
+	cov, err := s.settleCoverage(ctx, tx, run)
+	if err != nil {
+		return err
+	}
+	status, errText, err := runStatus(ctx, tx, run.id, counts)
+	if err != nil {
+		return err
+	}
+	dur := now.Sub(time.Unix(0, run.startedAt))
+	var lc, lt, pc, pt int64
+	if cov != nil {
+		lc, lt, pc, pt = cov.LinesCovered, cov.LinesTotal, cov.PatchCovered, cov.PatchTotal
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE test_runs SET status = $1, tests = $2, passed = $3, failed = $4, errors = $5, skipped = $6, disabled = $7,
+		flaky = $8, quarantined = $9, duration_ns = $10, lines_covered = $11, lines_total = $12, patch_covered = $13, patch_total = $14,
+		error = $15, finished_at = $16 WHERE id = $17 AND finished_at = 0`,
+		int32(status), counts.Tests, counts.Passed, counts.Failed, counts.Errors, counts.Skipped, counts.Disabled, counts.Flaky, counts.Quarantined,
+		int64(dur), lc, lt, pc, pt, errText, now.UnixNano(), run.id); err != nil {
+		return err
+	}
+	return tx.Publish(bus.Event{Type: "testrun.finished", Repository: run.repository, Subject: run.id, ChainID: run.chainID, Data: &eventsv1.TestRunFinished{
+		RunId: run.id, BuildId: run.buildID, Repository: run.repository, Ref: run.ref, Commit: run.commit, Version: run.version,
+		Status: status, Counts: counts, Duration: durationpb.New(dur), Coverage: cov, Error: errText, FinishedAt: timestamppb.New(now),
+	}})
+}
+
+// runCounts folds a run's results into tests: per test the most severe
+// result, except that flaky tests count as passed and failing quarantined
+// tests count as quarantined.
+func runCounts(ctx context.Context, tx *bus.Tx, runID string, flaky map[int64]bool) (*eventsv1.TestCounts, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT r.test_id, r.status, r.flaky, t.quarantined FROM test_results r JOIN tests t ON t.id = r.test_id WHERE r.run_id = $1`, runID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	type agg struct {
+		status             report.Status
+		flaky, quarantined bool
+	}
+	tests := map[int64]*agg{}
+	for rows.Next() {
+		var id int64
+		var st string
+		var fl, q int
+		if err := rows.Scan(&id, &st, &fl, &q); err != nil {
+			return nil, err
+		}
+		a := tests[id]
+		if a == nil {
+			a = &agg{status: report.Status(st)}
+			tests[id] = a
+		}
+		if report.Status(st).Severity() > a.status.Severity() {
+			a.status = report.Status(st)
+		}
+		a.flaky = a.flaky || fl == 1 || flaky[id]
+		a.quarantined = q == 1
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	c := &eventsv1.TestCounts{}
+	for id, a := range tests {
+		c.Tests++
+		st := a.status
+		if flaky[id] {
+			st = report.StatusPassed
+		}
+		if a.flaky {
+			c.Flaky++
+		}
+		switch {
+		case st.Bad() && a.quarantined:
+			c.Quarantined++
+		case st == report.StatusPassed:
+			c.Passed++
+		case st == report.StatusFailed:
+			c.Failed++
+		case st == report.StatusError:
+			c.Errors++
+		case st == report.StatusSkipped:
+			c.Skipped++
+		case st == report.StatusDisabled:
+			c.Disabled++
+		}
+	}
+	return c, nil
+}
+
+// runStatus decides: failing tests fail the run; then a report that could
+// not be read errors it; then a job that failed without failing tests to
+// explain it (and was not rerun successfully) fails it.
+func runStatus(ctx context.Context, tx *bus.Tx, runID string, c *eventsv1.TestCounts) (eventsv1.TestRunStatus, string, error) {
+	if c.Failed+c.Errors > 0 {
+		return eventsv1.TestRunStatus_TEST_RUN_STATUS_FAILED, fmt.Sprintf("%d failed, %d errors", c.Failed, c.Errors), nil
+	}
+	var name, rerr string
+	err := tx.QueryRowContext(ctx, `SELECT name, error FROM test_reports WHERE run_id = $1 AND error <> '' ORDER BY id LIMIT 1`, runID).Scan(&name, &rerr)
+	if err == nil {
+		return eventsv1.TestRunStatus_TEST_RUN_STATUS_ERROR, "report " + rerr, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return 0, "", err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT job_id, status, error, retried FROM test_jobs WHERE run_id = $1 ORDER BY attempt DESC, job_id`, runID)
+	if err != nil {
+		return 0, "", err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var job, jerr string
+		var st, retried int
+		if err := rows.Scan(&job, &st, &jerr, &retried); err != nil {
+			return 0, "", err
+		}
+		if retried == 1 || st == int(eventsv1.BuildStatus_BUILD_STATUS_SUCCESS) {
+			continue
+		}
+		if c.Quarantined > 0 && st == int(eventsv1.BuildStatus_BUILD_STATUS_FAILURE) {
+			continue // the quarantined failures explain it
+		}
+		if jerr == "" {
+			jerr = strings.ToLower(strings.TrimPrefix(eventsv1.BuildStatus(st).String(), "BUILD_STATUS_"))
+		}
+		if st == int(eventsv1.BuildStatus_BUILD_STATUS_ERROR) || st == int(eventsv1.BuildStatus_BUILD_STATUS_CANCELED) {
+			return eventsv1.TestRunStatus_TEST_RUN_STATUS_ERROR, "job " + job + ": " + jerr, nil
+		}
+		return eventsv1.TestRunStatus_TEST_RUN_STATUS_FAILED, "job " + job + ": " + jerr, nil
+	}
+	return eventsv1.TestRunStatus_TEST_RUN_STATUS_PASSED, "", rows.Err()
+}
+
+// settleCoverage computes the run's line and patch coverage from its files;
+// nil without coverage reports.
+func (s *Service) settleCoverage(ctx context.Context, tx *bus.Tx, run *runRow) (*eventsv1.CoverageSummary, error) {
+	var has int
+	if err := tx.QueryRowContext(ctx, `SELECT has_coverage FROM test_runs WHERE id = $1`, run.id).Scan(&has); err != nil {
+		return nil, err
+	}
+	if has == 0 {
+		return nil, nil
+	}
+	added := map[string][]int{}
+	rows, err := tx.QueryContext(ctx, `SELECT path, lines FROM run_diffs WHERE run_id = $1`, run.id)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var p string
+		var b []byte
+		if err := rows.Scan(&p, &b); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		added[p] = slices.Sorted(maps.Keys(decodeLines(b)))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	sum := &eventsv1.CoverageSummary{RawCovered: run.rawCovered, RawTotal: run.rawTotal, RawUnit: run.rawUnit}
+	rows, err = tx.QueryContext(ctx, `SELECT path, lines FROM coverage_files WHERE run_id = $1 ORDER BY path`, run.id)
+	if err != nil {
+		return nil, err
+	}
+	type patch struct {
+		path   string
+		pc, pt int64
+	}
+	var patches []patch
+	for rows.Next() {
+		var p string
+		var b []byte
+		if err := rows.Scan(&p, &b); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		fc := report.FileCoverage{Path: p, Lines: decodeLines(b)}
+		c := fc.LineCounter()
+		sum.LinesCovered += c.Covered
+		sum.LinesTotal += c.Total
+		if a := added[p]; len(a) > 0 {
+			pc := report.Patch(&report.Coverage{Files: []report.FileCoverage{fc}}, map[string][]int{p: a})
+			patches = append(patches, patch{p, pc.Covered, pc.Total})
+			sum.PatchCovered += pc.Covered
+			sum.PatchTotal += pc.Total
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, p := range patches {
+		if _, err := tx.ExecContext(ctx, `UPDATE coverage_files SET patch_covered = $1, patch_total = $2 WHERE run_id = $3 AND path = $4`, p.pc, p.pt, run.id, p.path); err != nil {
+			return nil, err
+		}
+	}
+	return sum, nil
+}
+
+// encodeLines stores line hits compactly: uvarint pairs of (line delta,
+// hits) in line order.
+func encodeLines(lines map[int]int64) []byte {
+	keys := slices.Sorted(maps.Keys(lines))
+	out := make([]byte, 0, len(keys)*3)
+	prev := 0
+	for _, l := range keys {
+		out = binary.AppendUvarint(out, uint64(l-prev))
+		out = binary.AppendUvarint(out, uint64(max(lines[l], 0)))
+		prev = l
+	}
+	return out
+}
+
+func decodeLines(b []byte) map[int]int64 {
+	out := map[int]int64{}
+	line := 0
+	for len(b) > 0 {
+		d, n := binary.Uvarint(b)
+		if n <= 0 {
+			break
+		}
+		b = b[n:]
+		h, m := binary.Uvarint(b)
+		if m <= 0 {
+			break
+		}
+		b = b[m:]
+		line += int(d)
+		out[line] = int64(min(h, 1<<62))
+	}
+	return out
+}

@@ -1,0 +1,180 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/store"
+	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+	"github.com/shiploop/shiploop/services/dashboards"
+	"github.com/shiploop/shiploop/services/dashboards/badge"
+)
+
+// BenchmarkDashboardsBadge renders badges (every style, changing messages)
+// on one goroutine. Goal: ≥ 100k badges/s.
+func BenchmarkDashboardsBadge(b *testing.B) {
+	msgs := []string{"passing", "failing", "41 passed, 1 failed", "87%", "v1.2.3-rc.1"}
+	n := 0
+	start := time.Now()
+	for b.Loop() {
+		st := badge.Styles[n%len(badge.Styles)]
+		s := badge.SVG(badge.Badge{Label: "build", Message: msgs[n%len(msgs)], Color: "brightgreen", Style: st})
+		if len(s) < 100 {
+			b.Fatal("short badge")
+		}
+		n++
+	}
+	rate := float64(n) / time.Since(start).Seconds()
+	b.ReportMetric(rate, "badges/s")
+	verdict := "met"
+	if rate < 100_000 {
+		verdict = "missed"
+	}
+	if n < 10_000 {
+		return // a calibration round, not the measured one
+	}
+	if err := writeSection("dashboards-badges", fmt.Sprintf(`Badge SVG render in process, one goroutine, the five styles in turn, %d badges.
+
+| measure | result | goal | verdict |
+|---|---|---|---|
+| badges rendered per second | %.0f | ≥ 100000 | %s |
+`, n, rate, verdict)); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkDashboardsOverview projects 10,000 builds over 100 repositories
+// (3 branches each) through the real consumer on SQLite, then times the
+// overview page over HTTP. Goal: p99 ≤ 50 ms server time.
+func BenchmarkDashboardsOverview(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer emb.Shutdown()
+	nc, err := emb.Connect("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	bs, err := bus.New(ctx, nc, bus.Options{Source: "/bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	db, err := store.Open(ctx, store.Config{Service: "dashboards", DataDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	svc, err := dashboards.New(ctx, dashboards.Config{DB: db, Bus: bs})
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	const repos, builds, branches = 100, 10_000, 3
+	js := bs.JetStream()
+	seedStart := time.Now()
+	var pending int
+	for i := range builds {
+		repo := fmt.Sprintf("org/repo-%03d", i%repos)
+		branch := fmt.Sprintf("branch-%d", (i/repos)%branches)
+		chain := fmt.Sprintf("chain-%05d", i)
+		sha := fmt.Sprintf("%040x", i)
+		now := time.Now().UTC()
+		evs := []bus.Event{
+			{Type: "change.pushed", Repository: repo, ChainID: chain, Data: &eventsv1.Change{Kind: eventsv1.ChangeKind_CHANGE_KIND_PUSH, Repository: repo,
+				Ref: "refs/heads/" + branch, Branch: branch, After: sha, Commits: []*eventsv1.Commit{{Sha: sha, Message: "change " + chain, AuthorName: "bench"}}}},
+			{Type: "build.created", Repository: repo, ChainID: chain, Data: &eventsv1.BuildCreated{BuildId: "b" + chain, Number: int64(i/repos + 1), Repository: repo,
+				Ref: "refs/heads/" + branch, Commit: sha, Version: "1.0.0", CreatedAt: timestamppb.New(now)}},
+			{Type: "build.finished", Repository: repo, ChainID: chain, Data: &eventsv1.BuildFinished{BuildId: "b" + chain, Repository: repo, Status: eventsv1.BuildStatus_BUILD_STATUS_SUCCESS,
+				Duration: durationpb.New(time.Second), FinishedAt: timestamppb.New(now)}},
+		}
+		for _, ev := range evs {
+			ev.ID, ev.Time, ev.Source = bus.NewID(), now, "/bench"
+			m, err := bus.Encode(ctx, bus.EventSubject(ev.Type, ev.Repository), ev)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := js.PublishMsgAsync(m); err != nil {
+				b.Fatal(err)
+			}
+			pending++
+		}
+		if pending >= 3000 {
+			<-js.PublishAsyncComplete()
+			pending = 0
+		}
+	}
+	<-js.PublishAsyncComplete()
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM dash_builds WHERE status = 'success'`).Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		if n == builds {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("only %d of %d builds projected", n, builds)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	seed := time.Since(seedStart)
+
+	mux := http.NewServeMux()
+	svc.Routes(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	var took []time.Duration
+	var size int
+	for b.Loop() {
+		start := time.Now()
+		resp, err := http.Get(srv.URL + "/")
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		took = append(took, time.Since(start))
+		if resp.StatusCode != 200 || !strings.Contains(string(body), "org/repo-099") {
+			b.Fatalf("overview: %d", resp.StatusCode)
+		}
+		size = len(body)
+	}
+	if len(took) < 50 {
+		return // calibration
+	}
+	slices.Sort(took)
+	p50, p99 := took[len(took)/2], took[len(took)*99/100]
+	verdict := "met"
+	if p99 > 50*time.Millisecond {
+		verdict = "missed"
+	}
+	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+	if err := writeSection("dashboards-overview", fmt.Sprintf(`%d builds over %d repositories (%d branches each: %d rows on the page, %d KiB of HTML), projected from %d events through the dashboards' consumer on SQLite in %s (%.0f events/s); then GET / over loopback HTTP %d times.
+
+| measure | result | goal | verdict |
+|---|---|---|---|
+| overview page, p50 / p99 (request to last byte) | %s / %s | p99 ≤ 50 ms | %s |
+`, builds, repos, branches, repos*branches, size/1024, 3*builds, seed.Round(time.Millisecond), float64(3*builds)/seed.Seconds(), len(took),
+		p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), verdict)); err != nil {
+		b.Fatal(err)
+	}
+}
