@@ -14,6 +14,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/shiploop/shiploop/pkg/store"
 )
 
 // Handler handles one event inside a transaction. Its database writes and
@@ -38,7 +40,9 @@ type ConsumerConfig struct {
 	// AckWait before the server redelivers an unacked message (default 30s);
 	// long handlers are kept alive with InProgress heartbeats.
 	AckWait time.Duration
-	// Batch is how many messages one pull asks for (default 64).
+	// Batch is how many messages one pull asks for, and the most handled in
+	// one transaction (default 64; 1 when Prepare is set, so that messages
+	// do not wait behind slow preparations).
 	Batch int
 	// Prepare, when set, runs before the transaction for slow work that
 	// must not hold the database (fetching a repository); its result is
@@ -61,6 +65,9 @@ func (c *ConsumerConfig) defaults() {
 	}
 	if c.Batch <= 0 {
 		c.Batch = 64
+		if c.Prepare != nil {
+			c.Batch = 1
+		}
 	}
 }
 
@@ -109,7 +116,9 @@ func (o *Outbox) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) err
 	if err != nil {
 		return fmt.Errorf("bus: creating consumer %s on %s: %w", cfg.Name, cfg.Stream, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(cfg.Batch))
+	// A short pull expiry bounds how long a lost pull request can stall
+	// delivery (nats.go notices the missing heartbeats within it).
+	it, err := cons.Messages(jetstream.PullMaxMessages(cfg.Batch), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return fmt.Errorf("bus: consumer %s: %w", cfg.Name, err)
 	}
@@ -117,6 +126,7 @@ func (o *Outbox) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) err
 	defer stop()
 	defer it.Stop()
 	log := o.log.With("consumer", cfg.Name)
+	batch := make([]jetstream.Msg, 0, cfg.Batch)
 	for {
 		m, err := it.Next()
 		if err != nil {
@@ -126,7 +136,16 @@ func (o *Outbox) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) err
 			log.Warn("consumer pull", "err", err)
 			continue
 		}
-		o.handle(ctx, log, cfg, m, h)
+		// Whatever else has already arrived joins the same transaction.
+		batch = append(batch[:0], m)
+		for len(batch) < cfg.Batch {
+			more, err := it.Next(jetstream.NextMaxWait(time.Millisecond))
+			if err != nil {
+				break
+			}
+			batch = append(batch, more)
+		}
+		o.handleBatch(ctx, log, cfg, batch, h)
 	}
 }
 
@@ -136,44 +155,109 @@ func (o *Outbox) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) err
 // telemetry.Setup in one process, tests).
 func tracer() trace.Tracer { return otel.Tracer("github.com/shiploop/shiploop/pkg/bus") }
 
-func (o *Outbox) handle(ctx context.Context, log *slog.Logger, cfg ConsumerConfig, m jetstream.Msg, h Handler) {
-	md, err := m.Metadata()
-	if err != nil {
-		log.Error("message without metadata", "subject", m.Subject(), "err", err)
-		_ = m.Term()
-		return
-	}
-	ev, err := Decode(natsMsg(m))
-	if err != nil {
-		o.deadLetter(ctx, log, cfg, m, md, err)
-		return
-	}
-	ev.Sequence = md.Sequence.Stream
-	ctx = ContextFrom(ctx, ev)
-	ctx, span := tracer().Start(ctx, "consume "+ev.Type, trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "nats"),
-			attribute.String("messaging.consumer.group.name", cfg.Name),
-			attribute.String("messaging.message.id", ev.ID),
-			attribute.String("cloudevents.event_type", FullType(ev.Type)),
-		))
-	defer span.End()
+// delivery is one message of a batch on its way through the handler.
+type delivery struct {
+	m        jetstream.Msg
+	md       *jetstream.MsgMetadata
+	ev       Event
+	ctx      context.Context
+	span     trace.Span
+	prepared any
+	err      error
+}
 
-	// Keep the message alive while a slow handler runs.
-	hbCtx, hbStop := context.WithCancel(ctx)
-	go heartbeat(hbCtx, m, cfg.AckWait/3)
-	var prepared any
-	if cfg.Prepare != nil {
-		prepared, err = cfg.Prepare(ctx, ev)
+// handleBatch handles the messages one pull brought in one transaction:
+// each event runs inside its own savepoint, so a failing handler rolls back
+// only its own writes and outbox events; the others commit together and
+// are acked after the commit. One transaction per batch instead of per
+// event is what lets a consumer keep up with JetStream.
+func (o *Outbox) handleBatch(ctx context.Context, log *slog.Logger, cfg ConsumerConfig, batch []jetstream.Msg, h Handler) {
+	ds := make([]*delivery, 0, len(batch))
+	for _, m := range batch {
+		md, err := m.Metadata()
+		if err != nil {
+			log.Error("message without metadata", "subject", m.Subject(), "err", err)
+			_ = m.Term()
+			continue
+		}
+		ev, err := Decode(natsMsg(m))
+		if err != nil {
+			o.deadLetter(ctx, log, cfg, m, md, err)
+			continue
+		}
+		ev.Sequence = md.Sequence.Stream
+		dctx, span := tracer().Start(ContextFrom(ctx, ev), "consume "+ev.Type, trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(
+				attribute.String("messaging.system", "nats"),
+				attribute.String("messaging.consumer.group.name", cfg.Name),
+				attribute.String("messaging.message.id", ev.ID),
+				attribute.String("cloudevents.event_type", FullType(ev.Type)),
+			))
+		ds = append(ds, &delivery{m: m, md: md, ev: ev, ctx: dctx, span: span})
 	}
-	if err == nil {
-		err = o.inTx(ctx, &ev, func(tx *Tx) error {
-			tx.Prepared = prepared
-			return o.inboxThen(ctx, tx, cfg.Name, ev, h)
+	if len(ds) == 0 {
+		return
+	}
+	// Keep the messages alive while slow handlers run.
+	hbCtx, hbStop := context.WithCancel(ctx)
+	for _, d := range ds {
+		go heartbeat(hbCtx, d.m, cfg.AckWait/3)
+	}
+	live := ds[:0:0]
+	for _, d := range ds {
+		if cfg.Prepare != nil {
+			d.prepared, d.err = cfg.Prepare(d.ctx, d.ev)
+		}
+		if d.err == nil {
+			live = append(live, d)
+		}
+	}
+	switch len(live) {
+	case 0:
+	case 1:
+		d := live[0]
+		d.err = o.inTx(d.ctx, &d.ev, func(tx *Tx) error {
+			tx.Prepared = d.prepared
+			return o.inboxThen(d.ctx, tx, cfg.Name, d.ev, h)
 		})
+	default:
+		err := o.inTx(ctx, nil, func(tx *Tx) error {
+			for i, d := range live {
+				d.err = nil
+				sp := fmt.Sprintf("ev%d", i)
+				if _, err := tx.ExecContext(ctx, "SAVEPOINT "+sp); err != nil {
+					return err
+				}
+				tx.ctx, tx.cause, tx.Prepared = d.ctx, &d.ev, d.prepared
+				if herr := o.inboxThen(d.ctx, tx, cfg.Name, d.ev, h); herr != nil {
+					if store.IsConflict(herr) {
+						return herr // lost a race: run the whole batch again
+					}
+					if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+sp); err != nil {
+						return err
+					}
+					d.err = herr
+					continue
+				}
+				if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT "+sp); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			for _, d := range live {
+				if d.err == nil {
+					d.err = err
+				}
+			}
+		}
 	}
 	hbStop()
-	o.settle(ctx, log, cfg, m, md, ev, err, span)
+	for _, d := range ds {
+		o.settle(d.ctx, log, cfg, d.m, d.md, d.ev, d.err, d.span)
+		d.span.End()
+	}
 }
 
 func (o *Outbox) inboxThen(ctx context.Context, tx *Tx, consumer string, ev Event, h Handler) error {
@@ -235,7 +319,10 @@ func (o *Outbox) deadLetter(ctx context.Context, log *slog.Logger, cfg ConsumerC
 	if id == "" {
 		id = strconv.FormatUint(md.Sequence.Stream, 10)
 	}
-	dl.Header.Set(nats.MsgIdHdr, "dlq."+cfg.Name+"."+id)
+	// The original's stream sequence keeps a replayed event (republished
+	// under a new sequence) from being taken for a duplicate of its first
+	// dead letter if it fails again.
+	dl.Header.Set(nats.MsgIdHdr, "dlq."+cfg.Name+"."+id+"."+strconv.FormatUint(md.Sequence.Stream, 10))
 	dl.Header.Set(HeaderDLQReason, reason.Error())
 	dl.Header.Set(HeaderDLQConsumer, cfg.Name)
 	dl.Header.Set(HeaderDLQDeliveries, strconv.FormatUint(md.NumDelivered, 10))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -167,7 +168,7 @@ func (o *Outbox) Flush(ctx context.Context) (int, error) {
 	var rows []outboxRow
 	err := o.db.InTx(ctx, func(tx *sql.Tx) error {
 		rows = rows[:0]
-		rs, err := tx.QueryContext(ctx, `SELECT id, subject, headers, data FROM bus_outbox ORDER BY id LIMIT 256`)
+		rs, err := tx.QueryContext(ctx, `SELECT id, subject, headers, data FROM bus_outbox ORDER BY id LIMIT 1024`)
 		if err != nil {
 			return err
 		}
@@ -225,9 +226,22 @@ func (o *Outbox) deleteUpTo(ctx context.Context, rows []outboxRow, n int) error 
 	if n == 0 {
 		return nil
 	}
+	// One statement per chunk of ids rather than one per row.
 	return o.db.InTx(ctx, func(tx *sql.Tx) error {
-		for _, r := range rows[:n] {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM bus_outbox WHERE id = $1`, r.id); err != nil {
+		for start := 0; start < n; start += 128 {
+			end := min(start+128, n)
+			var q strings.Builder
+			q.WriteString(`DELETE FROM bus_outbox WHERE id IN (`)
+			args := make([]any, 0, end-start)
+			for i, r := range rows[start:end] {
+				if i > 0 {
+					q.WriteString(", ")
+				}
+				fmt.Fprintf(&q, "$%d", i+1)
+				args = append(args, r.id)
+			}
+			q.WriteString(")")
+			if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 				return err
 			}
 		}

@@ -42,3 +42,8 @@ func IsUniqueViolation(err error) bool {
 	}
 	return false
 }
+
+// IsConflict reports whether err means a transaction lost a race (SQLite
+// busy or locked, PostgreSQL serialization failure or deadlock) and the whole
+// transaction may succeed if run again.
+func IsConflict(err error) bool { return isConflict(err) }
