@@ -60,7 +60,7 @@ func (m *mirrors) ensure(ctx context.Context, repo, cloneURL, commit string) (st
 		"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"); err != nil {
 		return "", fmt.Errorf("fetching %s: %w", cloneURL, err)
 	}
-	if commit != "" {
+	if commit != "" && !isBranchOrTagHead(ctx, dir, commit) {
 		if _, err := git(ctx, dir, "cat-file", "-e", commit+"^{commit}"); err != nil {
 			// A pull request head or an unreferenced commit: ask for it by id.
 			if _, err := git(ctx, dir, "fetch", "--quiet", cloneURL, commit); err != nil {
@@ -113,4 +113,28 @@ func git(ctx context.Context, dir string, args ...string) (string, error) {
 
 func gitEnv() []string {
 	return append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1")
+}
+
+// isBranchOrTagHead reports, without running git, whether commit is what a
+// branch or tag of the mirror points at (loose refs or packed-refs): after a
+// fetch that is the usual case for a push, and saves a git process.
+func isBranchOrTagHead(_ context.Context, dir, commit string) bool {
+	if len(commit) < 40 {
+		return false
+	}
+	found := false
+	_ = filepath.WalkDir(filepath.Join(dir, "refs"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || found {
+			return nil
+		}
+		if b, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(b)) == commit {
+			found = true
+		}
+		return nil
+	})
+	if found {
+		return true
+	}
+	packed, err := os.ReadFile(filepath.Join(dir, "packed-refs"))
+	return err == nil && strings.Contains(string(packed), commit+" refs/")
 }

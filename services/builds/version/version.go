@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -107,9 +108,15 @@ func Compute(ctx context.Context, gitDir, commit, tag string) (string, error) {
 		return "", fmt.Errorf("version: invalid commit %q", commit)
 	}
 	g := git{dir: gitDir}
-	sha, err := g.run(ctx, "rev-parse", "--verify", commit+"^{commit}")
-	if err != nil {
-		return "", fmt.Errorf("version: resolve commit %s: %w", commit, err)
+	// A full SHA needs no resolving: git describe below fails for one that
+	// is not in the repository. Each git process costs milliseconds on
+	// the webhook-to-build path.
+	sha := commit
+	if !fullSHA.MatchString(commit) {
+		var err error
+		if sha, err = g.run(ctx, "rev-parse", "--verify", commit+"^{commit}"); err != nil {
+			return "", fmt.Errorf("version: resolve commit %s: %w", commit, err)
+		}
 	}
 	tags, err := g.tags(ctx)
 	if err != nil {
@@ -129,11 +136,7 @@ func Compute(ctx context.Context, gitDir, commit, tag string) (string, error) {
 		}
 	}
 
-	shallow, err := g.run(ctx, "rev-parse", "--is-shallow-repository")
-	if err != nil {
-		return "", fmt.Errorf("version: commit %s: %w", commit, err)
-	}
-	if shallow == "true" {
+	if isShallow(gitDir) {
 		return "", fmt.Errorf("version: commit %s: %w", commit, ErrShallow)
 	}
 
@@ -227,4 +230,17 @@ func (g git) tags(ctx context.Context) (map[string]string, error) {
 		}
 	}
 	return tags, nil
+}
+
+var fullSHA = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
+
+// isShallow reports whether the repository at dir (bare, or a work tree) is
+// a shallow clone: git keeps the list of its grafted commits in "shallow".
+func isShallow(dir string) bool {
+	for _, p := range []string{filepath.Join(dir, "shallow"), filepath.Join(dir, ".git", "shallow")} {
+		if fi, err := os.Stat(p); err == nil && fi.Size() > 0 {
+			return true
+		}
+	}
+	return false
 }
