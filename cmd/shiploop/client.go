@@ -188,6 +188,8 @@ func short8(id string) string {
 func repoCommand() *command {
 	var o clientOptions
 	var cloneURL, secret, branch, forgeKind, forgeAPI, forgeRepo, forgeToken string
+	var vcs, conduitURL, conduitToken, callsign, stagingURL string
+	var publicOnly boolFlag
 	c := newCommand("repo", "shiploop repo add NAME --clone-url URL [--secret S] [--forge KIND --forge-token T] | shiploop repo list",
 		"Register repositories and list them.",
 		`add registers (or updates) a repository and prints the webhook secret to set on the forge.
@@ -199,15 +201,28 @@ running, then success, failure or error) to the forge's API with --forge-token:
   gitlab   --forge-api defaults to https://gitlab.com/api/v4; --forge-repo is a project id or path
   gitea, forgejo   --forge-api is required: https://HOST/api/v1
 --forge-repo defaults to NAME. Updating without --forge keeps the forge settings, without
---forge-token keeps the stored token; --forge none stops posting. The token is never shown.`)
+--forge-token keeps the stored token; --forge none stops posting. The token is never shown.
+
+Mercurial: --vcs hg; --public-only builds only public-phase
+changesets from pushes (drafts arrive through Harbormaster).
+Phabricator/Phorge: Harbormaster's "Make HTTP Request" step calls
+http://HOST:8080/hooks/harbormaster?repo=NAME with the webhook secret as token; results go
+back through --conduit-url with --conduit-token; --callsign and --staging-url as Diffusion
+and the staging area name them.`)
 	clientFlags(c, &o)
 	c.flags.StringVar(&cloneURL, "clone-url", "", "URL or path git clones the repository from (add)")
 	c.flags.StringVar(&secret, "secret", "", "webhook secret (add; a random one is made when empty)")
-	c.flags.StringVar(&branch, "default-branch", "main", "default branch (add)")
+	c.flags.StringVar(&branch, "default-branch", "", "default branch (add; main for git, default for hg)")
 	c.flags.StringVar(&forgeKind, "forge", "", "post commit statuses to this forge: github, gitlab, gitea, forgejo, or none (add)")
 	c.flags.StringVar(&forgeAPI, "forge-api", "", "the forge's API base URL (add; default per forge)")
 	c.flags.StringVar(&forgeRepo, "forge-repo", "", "owner/repo, or a GitLab project id or path, on the forge (add; default NAME)")
 	c.flags.StringVar(&forgeToken, "forge-token", "", "token allowed to set commit statuses (add; prefer the variable to the flag)")
+	c.flags.StringVar(&vcs, "vcs", "", "git or hg (add; git for a new repository)")
+	c.flags.Var(&publicOnly, "public-only", "hg: build only public-phase changesets from pushes (add)")
+	c.flags.StringVar(&conduitURL, "conduit-url", "", "Phabricator/Phorge base URL for harbormaster.sendmessage, or none (add)")
+	c.flags.StringVar(&conduitToken, "conduit-token", "", "Conduit API token (add; prefer the variable to the flag)")
+	c.flags.StringVar(&callsign, "callsign", "", "Diffusion callsign of the repository (add)")
+	c.flags.StringVar(&stagingURL, "staging-url", "", "staging area URL that Harbormaster diffs are fetched from (add)")
 	c.run = func(c *command, args []string) error {
 		if len(args) == 0 {
 			return usagef("say add or list")
@@ -225,7 +240,8 @@ running, then success, failure or error) to the forge's API with --forge-token:
 				return usagef("repo add takes one NAME, e.g. acme/web")
 			}
 			resp, err := cl.RegisterRepository(ctx, &buildsv1.RegisterRepositoryRequest{Name: args[1], CloneUrl: cloneURL, WebhookSecret: secret, DefaultBranch: branch,
-				Forge: forgeKind, ForgeApiUrl: forgeAPI, ForgeRepo: forgeRepo, ForgeToken: forgeToken})
+				Forge: forgeKind, ForgeApiUrl: forgeAPI, ForgeRepo: forgeRepo, ForgeToken: forgeToken,
+				Vcs: vcs, PublicOnly: publicOnly.ptr(), ConduitUrl: conduitURL, ConduitToken: conduitToken, Callsign: callsign, StagingUrl: stagingURL})
 			if err != nil {
 				return err
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -127,4 +128,36 @@ func (s *sinceFlag) Set(v string) error {
 	}
 	s.t = t
 	return nil
+}
+
+// boolFlag is a bool flag that remembers whether it was given, for fields
+// where "unset" keeps what the server has.
+type boolFlag struct {
+	set, value bool
+}
+
+func (b *boolFlag) String() string {
+	if !b.set {
+		return ""
+	}
+	return strconv.FormatBool(b.value)
+}
+
+func (b *boolFlag) Set(v string) error {
+	x, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("want true or false")
+	}
+	b.set, b.value = true, x
+	return nil
+}
+
+// IsBoolFlag lets "--public-only" stand for "--public-only=true".
+func (b *boolFlag) IsBoolFlag() bool { return true }
+
+func (b *boolFlag) ptr() *bool {
+	if !b.set {
+		return nil
+	}
+	return &b.value
 }

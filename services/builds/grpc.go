@@ -50,6 +50,9 @@ func (g *grpcServer) RegisterRepository(ctx context.Context, req *buildsv1.Regis
 	branch := req.GetDefaultBranch()
 	if branch == "" {
 		branch = "main"
+		if req.GetVcs() == "hg" {
+			branch = "default" // Mercurial's default branch is named "default"
+		}
 	}
 	secret := req.GetWebhookSecret()
 	repo := &buildsv1.Repository{Name: name, CloneUrl: req.GetCloneUrl(), DefaultBranch: branch}
