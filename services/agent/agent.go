@@ -101,7 +101,7 @@ func (a *Agent) run(ctx context.Context, j *bus.Job) error {
 	}
 	defer r.log.close()
 	lctx, stopStoring := context.WithCancel(ctx)
-	go r.log.keepStored(lctx, time.Second)
+	go r.log.keepStored(lctx, 5*time.Second)
 	err = r.execute(ctx)
 	stopStoring()
 	if ctx.Err() != nil {

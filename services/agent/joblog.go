@@ -18,7 +18,7 @@ import (
 
 // jobLog is a job's log on its way out: each line goes live on core NATS
 // at once and into a spill file; the file is copied to the Object Store
-// when a step ends, every second while one runs, and when the job ends.
+// when a step ends, every 5 seconds while one runs, and when the job ends.
 // Memory stays bounded however much a step prints.
 type jobLog struct {
 	bus   *bus.Bus

@@ -439,7 +439,7 @@ func (g *grpcServer) WatchEvents(req *buildsv1.WatchEventsRequest, stream grpc.S
 // sends what is stored (the whole log once the job has ended, up to the last
 // finished step before). With follow it also subscribes to the live tail
 // and fills any gap between what is stored and the first live line from
-// the store, which the agent refreshes every second, until the end marker.
+// the store, which the agent refreshes every 5 seconds, until the end marker.
 func (g *grpcServer) StreamLogs(req *buildsv1.StreamLogsRequest, stream grpc.ServerStreamingServer[buildsv1.StreamLogsResponse]) error {
 	if req.GetJobId() == "" {
 		return invalid("job_id", "required")
@@ -484,6 +484,7 @@ func (g *grpcServer) StreamLogs(req *buildsv1.StreamLogsRequest, stream grpc.Ser
 	pending := map[uint64]*eventsv1.LogLine{}
 	refresh := time.NewTicker(500 * time.Millisecond)
 	defer refresh.Stop()
+	progressed := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -495,7 +496,15 @@ func (g *grpcServer) StreamLogs(req *buildsv1.StreamLogsRequest, stream grpc.Ser
 			}
 			pending[l.GetNumber()] = l
 		case <-refresh.C:
-			// The gap (or a job that ended before we subscribed) is in the store.
+			// Read the store only when the live tail cannot go on by itself:
+			// a gap before the first live line, or nothing new (the job may
+			// have ended before we subscribed). Reading a big log on every
+			// tick would cost far more than the tail.
+			if progressed && len(pending) == 0 {
+				progressed = false
+				continue
+			}
+			progressed = false
 			if stored, err := g.storedLog(ctx, req.GetJobId()); err == nil {
 				if end, err := send(stored); end || err != nil {
 					return err
@@ -512,6 +521,7 @@ func (g *grpcServer) StreamLogs(req *buildsv1.StreamLogsRequest, stream grpc.Ser
 			if !ok {
 				break
 			}
+			progressed = true
 			delete(pending, l.GetNumber())
 			if end, err := send([]*eventsv1.LogLine{l}); end || err != nil {
 				return err
