@@ -146,5 +146,11 @@ func (s *Service) Run(ctx context.Context) error {
 			Batch:   256,
 		}, s.handleEnvelope)
 	})
+	g.Go(func() error {
+		return s.ob.Consume(ctx, bus.ConsumerConfig{
+			Name:    deploysDurable,
+			Filters: []string{bus.EventFilter("deploy.started", "")},
+		}, s.handleDeploy)
+	})
 	return g.Wait()
 }
