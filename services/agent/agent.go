@@ -369,6 +369,8 @@ func (r *jobRun) runStep(ctx context.Context, ws *backend.Workspace, st *eventsv
 			env[n] = r.job.Secrets[n]
 		}
 	}
+	home, _ := os.UserHomeDir()
+	cacheKey, cacheHit := r.restoreCache(ctx, ws.Dir, home, st)
 	out, err := r.a.cfg.Backend.RunStep(ctx, ws, backend.Step{
 		Name: st.Name, Commands: st.Commands, Env: env, Timeout: st.GetTimeout().AsDuration(),
 	}, func(l backend.Line) { r.line(st.Name, l.Stream, l.Text, l.Time) })
@@ -391,6 +393,9 @@ func (r *jobRun) runStep(ctx context.Context, ws *backend.Workspace, st *eventsv
 	}
 	if res.Error != "" {
 		r.line(st.Name, "system", fmt.Sprintf("step %s: %s", st.Name, res.Error), time.Now())
+	}
+	if st.GetCache() != nil && !cacheHit && res.Status == eventsv1.BuildStatus_BUILD_STATUS_SUCCESS {
+		r.saveCache(ctx, ws.Dir, home, cacheKey, st)
 	}
 	return res, err
 }

@@ -196,3 +196,55 @@ func TestBadCloneURLIsAnError(t *testing.T) {
 		t.Errorf("step %v", fin.GetSteps()[0])
 	}
 }
+
+// TestDependencyCache: a step's cache is saved after it succeeds and
+// restored into the next job whose key files hash the same.
+func TestDependencyCache(t *testing.T) {
+	r := newRig(t)
+	dir, sha := repo(t)
+	step := func() *eventsv1.Step {
+		return &eventsv1.Step{Name: "deps", Cache: &eventsv1.StepCache{KeyFiles: []string{"go.sum"}, Paths: []string{"vendor"}},
+			Commands: []string{"if [ -f vendor/dep.txt ]; then echo \"cached: $(cat vendor/dep.txt)\"; else mkdir -p vendor && echo fetched > vendor/dep.txt && echo downloaded; fi"}}
+	}
+	job := func() *eventsv1.Job {
+		return &eventsv1.Job{JobId: bus.NewID(), BuildId: "b", Kind: "build", Repository: "acme/cache", CloneUrl: dir, Commit: sha,
+			Timeout: durationpb.New(time.Minute), Steps: []*eventsv1.Step{step()}}
+	}
+	readLog := func(fin *eventsv1.JobFinished) string {
+		obs, err := r.bus.LogStore(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := obs.GetBytes(context.Background(), fin.GetLogKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, _ := bus.DecodeLog(data)
+		var out []string
+		for _, l := range lines {
+			out = append(out, l.GetText())
+		}
+		return strings.Join(out, "\n")
+	}
+	_, first := r.run(job())
+	if log := readLog(first); !strings.Contains(log, "downloaded") || !strings.Contains(log, "saved") {
+		t.Fatalf("first job:\n%s", log)
+	}
+	_, second := r.run(job())
+	if log := readLog(second); !strings.Contains(log, "cached: fetched") || !strings.Contains(log, "restored (1 files)") {
+		t.Fatalf("second job did not use the cache:\n%s", log)
+	}
+}
+
+func TestCacheRootsRefuseEscapes(t *testing.T) {
+	if _, err := cacheRoots("/w", "/home/u", []string{"../etc"}); err == nil {
+		t.Error("../etc accepted")
+	}
+	if _, err := cacheRoots("/w", "/home/u", []string{"~/../../etc"}); err == nil {
+		t.Error("~/../../etc accepted")
+	}
+	roots, err := cacheRoots("/w", "/home/u", []string{"vendor", "~/.cache/go-build"})
+	if err != nil || roots["vendor"] != "/w/vendor" || roots["~/.cache/go-build"] != "/home/u/.cache/go-build" {
+		t.Errorf("roots %v, %v", roots, err)
+	}
+}

@@ -245,7 +245,7 @@ func (s *Service) queueJobs(ctx context.Context, tx *bus.Tx, b buildRow, ch *eve
 			js := &eventsv1.Step{
 				Name: st.Name, Commands: st.Commands, Environment: p.cfg.StepEnv(st, combo, nil),
 				FailureIgnore: st.Failure == pipeline.FailureIgnore, DependsOn: st.DependsOn,
-				Secrets: p.cfg.StepSecrets(st, nil), Artifacts: st.Artifacts,
+				Secrets: p.cfg.StepSecrets(st, nil), Artifacts: st.Artifacts, Cache: stepCache(st.Cache),
 			}
 			for _, n := range js.Secrets {
 				job.Secrets[n] = secrets[n]
@@ -590,3 +590,11 @@ func matrixLabel(m map[string]string) string {
 }
 
 func branchOf(ref string) string { return strings.TrimPrefix(ref, "refs/heads/") }
+
+// stepCache carries a step's cache settings into its job.
+func stepCache(c *pipeline.Cache) *eventsv1.StepCache {
+	if c == nil {
+		return nil
+	}
+	return &eventsv1.StepCache{KeyFiles: c.KeyFiles, Paths: c.Paths}
+}

@@ -42,7 +42,7 @@ func testsPlanned(b buildRow, ch *eventsv1.Change, p *preparedChange) *bus.Event
 		js := &eventsv1.Step{
 			Name: st.Name, Commands: st.Commands, Environment: st.Env,
 			FailureIgnore: st.Failure == pipeline.FailureIgnore, DependsOn: st.DependsOn,
-			Secrets: cfg.StepSecrets(st, nil), Artifacts: st.Artifacts,
+			Secrets: cfg.StepSecrets(st, nil), Artifacts: st.Artifacts, Cache: stepCache(st.Cache),
 		}
 		if st.Timeout > 0 {
 			js.Timeout = durationpb.New(st.Timeout)

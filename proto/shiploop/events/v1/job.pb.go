@@ -37,7 +37,9 @@ type Step struct {
 	// Names of the job's secrets this step sees as environment variables.
 	Secrets []string `protobuf:"bytes,7,rep,name=secrets,proto3" json:"secrets,omitempty"`
 	// Globs, relative to the workspace, of files to keep when the step succeeds.
-	Artifacts     []string `protobuf:"bytes,8,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
+	Artifacts []string `protobuf:"bytes,8,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
+	// A dependency cache restored before the step and saved after it succeeds.
+	Cache         *StepCache `protobuf:"bytes,9,opt,name=cache,proto3" json:"cache,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -128,6 +130,68 @@ func (x *Step) GetArtifacts() []string {
 	return nil
 }
 
+func (x *Step) GetCache() *StepCache {
+	if x != nil {
+		return x.Cache
+	}
+	return nil
+}
+
+// StepCache is a dependency cache keyed by the hash of files' contents.
+type StepCache struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Files (relative to the workspace) whose contents make the key, e.g. go.sum.
+	KeyFiles []string `protobuf:"bytes,1,rep,name=key_files,json=keyFiles,proto3" json:"key_files,omitempty"`
+	// Directories to keep; relative to the workspace, or under "~/" (the home dir).
+	Paths         []string `protobuf:"bytes,2,rep,name=paths,proto3" json:"paths,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StepCache) Reset() {
+	*x = StepCache{}
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepCache) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepCache) ProtoMessage() {}
+
+func (x *StepCache) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepCache.ProtoReflect.Descriptor instead.
+func (*StepCache) Descriptor() ([]byte, []int) {
+	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StepCache) GetKeyFiles() []string {
+	if x != nil {
+		return x.KeyFiles
+	}
+	return nil
+}
+
+func (x *StepCache) GetPaths() []string {
+	if x != nil {
+		return x.Paths
+	}
+	return nil
+}
+
 // Artifact is a file a job kept, stored in the Object Store bucket
 // "artifacts" under key.
 type Artifact struct {
@@ -145,7 +209,7 @@ type Artifact struct {
 
 func (x *Artifact) Reset() {
 	*x = Artifact{}
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[1]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -157,7 +221,7 @@ func (x *Artifact) String() string {
 func (*Artifact) ProtoMessage() {}
 
 func (x *Artifact) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[1]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -170,7 +234,7 @@ func (x *Artifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Artifact.ProtoReflect.Descriptor instead.
 func (*Artifact) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{1}
+	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Artifact) GetName() string {
@@ -243,7 +307,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[2]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -255,7 +319,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[2]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -268,7 +332,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{2}
+	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Job) GetJobId() string {
@@ -412,7 +476,7 @@ type JobQueued struct {
 
 func (x *JobQueued) Reset() {
 	*x = JobQueued{}
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[3]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +488,7 @@ func (x *JobQueued) String() string {
 func (*JobQueued) ProtoMessage() {}
 
 func (x *JobQueued) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[3]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +501,7 @@ func (x *JobQueued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobQueued.ProtoReflect.Descriptor instead.
 func (*JobQueued) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{3}
+	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *JobQueued) GetJobId() string {
@@ -498,7 +562,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[4]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +574,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[4]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +587,7 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{4}
+	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *JobStarted) GetJobId() string {
@@ -584,7 +648,7 @@ type StepResult struct {
 
 func (x *StepResult) Reset() {
 	*x = StepResult{}
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[5]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +660,7 @@ func (x *StepResult) String() string {
 func (*StepResult) ProtoMessage() {}
 
 func (x *StepResult) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[5]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +673,7 @@ func (x *StepResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepResult.ProtoReflect.Descriptor instead.
 func (*StepResult) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{5}
+	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StepResult) GetName() string {
@@ -667,7 +731,7 @@ type JobStepFinished struct {
 
 func (x *JobStepFinished) Reset() {
 	*x = JobStepFinished{}
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[6]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +743,7 @@ func (x *JobStepFinished) String() string {
 func (*JobStepFinished) ProtoMessage() {}
 
 func (x *JobStepFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[6]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +756,7 @@ func (x *JobStepFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStepFinished.ProtoReflect.Descriptor instead.
 func (*JobStepFinished) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{6}
+	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JobStepFinished) GetJobId() string {
@@ -747,7 +811,7 @@ type JobFinished struct {
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[7]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -759,7 +823,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[7]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -772,7 +836,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{7}
+	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *JobFinished) GetJobId() string {
@@ -878,7 +942,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[8]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +954,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_job_proto_msgTypes[8]
+	mi := &file_shiploop_events_v1_job_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +967,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{8}
+	return file_shiploop_events_v1_job_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LogLine) GetJobId() string {
@@ -952,7 +1016,7 @@ var File_shiploop_events_v1_job_proto protoreflect.FileDescriptor
 
 const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x1cshiploop/events/v1/job.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\x1a shiploop/events/v1/testjob.proto\"\xf6\x02\n" +
+	"\x1cshiploop/events/v1/job.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\x1a shiploop/events/v1/testjob.proto\"\xab\x03\n" +
 	"\x04Step\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bcommands\x18\x02 \x03(\tR\bcommands\x12K\n" +
@@ -962,10 +1026,14 @@ const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\n" +
 	"depends_on\x18\x06 \x03(\tR\tdependsOn\x12\x18\n" +
 	"\asecrets\x18\a \x03(\tR\asecrets\x12\x1c\n" +
-	"\tartifacts\x18\b \x03(\tR\tartifacts\x1a>\n" +
+	"\tartifacts\x18\b \x03(\tR\tartifacts\x123\n" +
+	"\x05cache\x18\t \x01(\v2\x1d.shiploop.events.v1.StepCacheR\x05cache\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"p\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\">\n" +
+	"\tStepCache\x12\x1b\n" +
+	"\tkey_files\x18\x01 \x03(\tR\bkeyFiles\x12\x14\n" +
+	"\x05paths\x18\x02 \x03(\tR\x05paths\"p\n" +
 	"\bArtifact\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
@@ -1079,55 +1147,57 @@ func file_shiploop_events_v1_job_proto_rawDescGZIP() []byte {
 	return file_shiploop_events_v1_job_proto_rawDescData
 }
 
-var file_shiploop_events_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_shiploop_events_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_shiploop_events_v1_job_proto_goTypes = []any{
 	(*Step)(nil),                  // 0: shiploop.events.v1.Step
-	(*Artifact)(nil),              // 1: shiploop.events.v1.Artifact
-	(*Job)(nil),                   // 2: shiploop.events.v1.Job
-	(*JobQueued)(nil),             // 3: shiploop.events.v1.JobQueued
-	(*JobStarted)(nil),            // 4: shiploop.events.v1.JobStarted
-	(*StepResult)(nil),            // 5: shiploop.events.v1.StepResult
-	(*JobStepFinished)(nil),       // 6: shiploop.events.v1.JobStepFinished
-	(*JobFinished)(nil),           // 7: shiploop.events.v1.JobFinished
-	(*LogLine)(nil),               // 8: shiploop.events.v1.LogLine
-	nil,                           // 9: shiploop.events.v1.Step.EnvironmentEntry
-	nil,                           // 10: shiploop.events.v1.Job.EnvironmentEntry
-	nil,                           // 11: shiploop.events.v1.Job.SecretsEntry
-	nil,                           // 12: shiploop.events.v1.Job.MatrixEntry
-	nil,                           // 13: shiploop.events.v1.JobQueued.MatrixEntry
-	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*TestSpec)(nil),              // 16: shiploop.events.v1.TestSpec
-	(BuildStatus)(0),              // 17: shiploop.events.v1.BuildStatus
-	(*ReportFile)(nil),            // 18: shiploop.events.v1.ReportFile
+	(*StepCache)(nil),             // 1: shiploop.events.v1.StepCache
+	(*Artifact)(nil),              // 2: shiploop.events.v1.Artifact
+	(*Job)(nil),                   // 3: shiploop.events.v1.Job
+	(*JobQueued)(nil),             // 4: shiploop.events.v1.JobQueued
+	(*JobStarted)(nil),            // 5: shiploop.events.v1.JobStarted
+	(*StepResult)(nil),            // 6: shiploop.events.v1.StepResult
+	(*JobStepFinished)(nil),       // 7: shiploop.events.v1.JobStepFinished
+	(*JobFinished)(nil),           // 8: shiploop.events.v1.JobFinished
+	(*LogLine)(nil),               // 9: shiploop.events.v1.LogLine
+	nil,                           // 10: shiploop.events.v1.Step.EnvironmentEntry
+	nil,                           // 11: shiploop.events.v1.Job.EnvironmentEntry
+	nil,                           // 12: shiploop.events.v1.Job.SecretsEntry
+	nil,                           // 13: shiploop.events.v1.Job.MatrixEntry
+	nil,                           // 14: shiploop.events.v1.JobQueued.MatrixEntry
+	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*TestSpec)(nil),              // 17: shiploop.events.v1.TestSpec
+	(BuildStatus)(0),              // 18: shiploop.events.v1.BuildStatus
+	(*ReportFile)(nil),            // 19: shiploop.events.v1.ReportFile
 }
 var file_shiploop_events_v1_job_proto_depIdxs = []int32{
-	9,  // 0: shiploop.events.v1.Step.environment:type_name -> shiploop.events.v1.Step.EnvironmentEntry
-	14, // 1: shiploop.events.v1.Step.timeout:type_name -> google.protobuf.Duration
-	0,  // 2: shiploop.events.v1.Job.steps:type_name -> shiploop.events.v1.Step
-	10, // 3: shiploop.events.v1.Job.environment:type_name -> shiploop.events.v1.Job.EnvironmentEntry
-	14, // 4: shiploop.events.v1.Job.timeout:type_name -> google.protobuf.Duration
-	15, // 5: shiploop.events.v1.Job.queued_at:type_name -> google.protobuf.Timestamp
-	11, // 6: shiploop.events.v1.Job.secrets:type_name -> shiploop.events.v1.Job.SecretsEntry
-	12, // 7: shiploop.events.v1.Job.matrix:type_name -> shiploop.events.v1.Job.MatrixEntry
-	16, // 8: shiploop.events.v1.Job.test:type_name -> shiploop.events.v1.TestSpec
-	13, // 9: shiploop.events.v1.JobQueued.matrix:type_name -> shiploop.events.v1.JobQueued.MatrixEntry
-	15, // 10: shiploop.events.v1.JobStarted.started_at:type_name -> google.protobuf.Timestamp
-	17, // 11: shiploop.events.v1.StepResult.status:type_name -> shiploop.events.v1.BuildStatus
-	14, // 12: shiploop.events.v1.StepResult.duration:type_name -> google.protobuf.Duration
-	15, // 13: shiploop.events.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
-	5,  // 14: shiploop.events.v1.JobStepFinished.step:type_name -> shiploop.events.v1.StepResult
-	17, // 15: shiploop.events.v1.JobFinished.status:type_name -> shiploop.events.v1.BuildStatus
-	5,  // 16: shiploop.events.v1.JobFinished.steps:type_name -> shiploop.events.v1.StepResult
-	14, // 17: shiploop.events.v1.JobFinished.duration:type_name -> google.protobuf.Duration
-	1,  // 18: shiploop.events.v1.JobFinished.artifacts:type_name -> shiploop.events.v1.Artifact
-	18, // 19: shiploop.events.v1.JobFinished.reports:type_name -> shiploop.events.v1.ReportFile
-	15, // 20: shiploop.events.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	10, // 0: shiploop.events.v1.Step.environment:type_name -> shiploop.events.v1.Step.EnvironmentEntry
+	15, // 1: shiploop.events.v1.Step.timeout:type_name -> google.protobuf.Duration
+	1,  // 2: shiploop.events.v1.Step.cache:type_name -> shiploop.events.v1.StepCache
+	0,  // 3: shiploop.events.v1.Job.steps:type_name -> shiploop.events.v1.Step
+	11, // 4: shiploop.events.v1.Job.environment:type_name -> shiploop.events.v1.Job.EnvironmentEntry
+	15, // 5: shiploop.events.v1.Job.timeout:type_name -> google.protobuf.Duration
+	16, // 6: shiploop.events.v1.Job.queued_at:type_name -> google.protobuf.Timestamp
+	12, // 7: shiploop.events.v1.Job.secrets:type_name -> shiploop.events.v1.Job.SecretsEntry
+	13, // 8: shiploop.events.v1.Job.matrix:type_name -> shiploop.events.v1.Job.MatrixEntry
+	17, // 9: shiploop.events.v1.Job.test:type_name -> shiploop.events.v1.TestSpec
+	14, // 10: shiploop.events.v1.JobQueued.matrix:type_name -> shiploop.events.v1.JobQueued.MatrixEntry
+	16, // 11: shiploop.events.v1.JobStarted.started_at:type_name -> google.protobuf.Timestamp
+	18, // 12: shiploop.events.v1.StepResult.status:type_name -> shiploop.events.v1.BuildStatus
+	15, // 13: shiploop.events.v1.StepResult.duration:type_name -> google.protobuf.Duration
+	16, // 14: shiploop.events.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
+	6,  // 15: shiploop.events.v1.JobStepFinished.step:type_name -> shiploop.events.v1.StepResult
+	18, // 16: shiploop.events.v1.JobFinished.status:type_name -> shiploop.events.v1.BuildStatus
+	6,  // 17: shiploop.events.v1.JobFinished.steps:type_name -> shiploop.events.v1.StepResult
+	15, // 18: shiploop.events.v1.JobFinished.duration:type_name -> google.protobuf.Duration
+	2,  // 19: shiploop.events.v1.JobFinished.artifacts:type_name -> shiploop.events.v1.Artifact
+	19, // 20: shiploop.events.v1.JobFinished.reports:type_name -> shiploop.events.v1.ReportFile
+	16, // 21: shiploop.events.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_events_v1_job_proto_init() }
@@ -1143,7 +1213,7 @@ func file_shiploop_events_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_events_v1_job_proto_rawDesc), len(file_shiploop_events_v1_job_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
