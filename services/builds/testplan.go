@@ -26,6 +26,7 @@ func testsPlanned(b buildRow, ch *eventsv1.Change, p *preparedChange) *bus.Event
 		},
 		Reports:  &eventsv1.TestReportGlobs{Junit: t.Reports.JUnit, Coverage: t.Reports.Coverage},
 		Shards:   int32(max(t.Shards, 1)),
+		Retries:  int32(t.Retries),
 		CloneUrl: orText(p.jobCloneURL, ch.CloneUrl),
 	}
 	for k, v := range cfg.Env {

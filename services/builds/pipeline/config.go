@@ -130,6 +130,9 @@ type Test struct {
 	// Shards runs the test job this many times in parallel; each shard sees
 	// SHIPLOOP_SHARD_INDEX (0-based) and SHIPLOOP_SHARD_TOTAL. At least 1.
 	Shards int
+	// Retries runs a failed test job again up to this many times (0–5);
+	// a test that fails and then passes on the same commit is flaky.
+	Retries int
 }
 
 // Reports are globs of report files collected after the test steps.

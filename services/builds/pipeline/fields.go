@@ -28,7 +28,7 @@ var (
 	stepFields        = []string{"name", "commands", "depends_on", "env", "secrets", "when", "failure", "timeout", "artifacts", "cache"}
 	whenFields        = []string{"event", "branch", "tag", "paths"}
 	cacheFields       = []string{"key_files", "paths"}
-	testFields        = []string{"steps", "reports", "services", "shards"}
+	testFields        = []string{"steps", "reports", "services", "shards", "retries"}
 	reportFields      = []string{"junit", "coverage"}
 	serviceFields     = []string{"name", "command", "env", "ready"}
 	readyFields       = []string{"tcp"}
@@ -284,6 +284,8 @@ func (d *decoder) test(n *yaml.Node, field string) *Test {
 			})
 		case "shards":
 			t.Shards = d.integer(v, f, 1, maxShards)
+		case "retries":
+			t.Retries = d.integer(v, f, 0, 5)
 		}
 	})
 	d.require(n, field, present, "steps")

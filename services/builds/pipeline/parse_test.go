@@ -209,6 +209,13 @@ var validCases = []struct {
 			Steps: []Step{{Name: "a", Commands: []string{"x"}, DependsOn: []string{}, When: When{Paths: []string{}}, Failure: FailureFail}}},
 	},
 	{
+		name: "test retries",
+		yaml: "steps: {a: {commands: x}}\ntest:\n  retries: 2\n  steps: {t: {commands: go test}}\n",
+		want: &Config{Version: 1,
+			Steps: []Step{{Name: "a", Commands: []string{"x"}, Failure: FailureFail}},
+			Test:  &Test{Steps: []Step{{Name: "t", Commands: []string{"go test"}, Failure: FailureFail}}, Shards: 1, Retries: 2}},
+	},
+	{
 		name: "concurrency group",
 		yaml: "concurrency: {group: deploy-prod, limit: 2}\nsteps: {a: {commands: x}}\n",
 		want: &Config{Version: 1, Concurrency: &Concurrency{Group: "deploy-prod", Limit: 2},
