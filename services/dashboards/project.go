@@ -124,12 +124,17 @@ func project(ctx context.Context, tx execer, ev bus.Event) error {
 	case *eventsv1.TestRunFinished:
 		c := d.GetCounts()
 		cov := d.GetCoverage()
-		_, err := tx.ExecContext(ctx, `INSERT INTO dash_testruns (run_id, build_id, repository, status, tests, passed, failed, skipped, covered, coverable, error, at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		failures := make([]failedTestView, 0, len(d.GetFailures()))
+		for _, f := range d.GetFailures() {
+			failures = append(failures, failedTestView{Suite: f.GetSuite(), Class: f.GetClassName(), Name: f.GetName(), Status: f.GetStatus(), Message: f.GetMessage()})
+		}
+		failuresJSON, _ := json.Marshal(failures)
+		_, err := tx.ExecContext(ctx, `INSERT INTO dash_testruns (run_id, build_id, repository, status, tests, passed, failed, skipped, covered, coverable, error, failures, at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 			ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, tests = excluded.tests, passed = excluded.passed, failed = excluded.failed,
-				skipped = excluded.skipped, covered = excluded.covered, coverable = excluded.coverable, error = excluded.error, at = excluded.at`,
+				skipped = excluded.skipped, covered = excluded.covered, coverable = excluded.coverable, error = excluded.error, failures = excluded.failures, at = excluded.at`,
 			d.RunId, d.BuildId, d.Repository, enumStatus(d.Status), c.GetTests(), c.GetPassed(), c.GetFailed()+c.GetErrors(), c.GetSkipped(),
-			cov.GetLinesCovered(), cov.GetLinesTotal(), d.Error, nanos(d.FinishedAt, at))
+			cov.GetLinesCovered(), cov.GetLinesTotal(), d.Error, string(failuresJSON), nanos(d.FinishedAt, at))
 		return err
 	case *eventsv1.GateEvaluated:
 		conds := make([]gateCondition, 0, len(d.Conditions))

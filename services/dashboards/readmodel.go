@@ -59,6 +59,12 @@ type testRunView struct {
 	ID, BuildID, Status, Error     string
 	Tests, Passed, Failed, Skipped int64
 	Covered, Coverable             int64
+	Failures                       []failedTestView
+}
+
+// failedTestView is one failing test as testrun.finished names it.
+type failedTestView struct {
+	Suite, Class, Name, Status, Message string
 }
 
 func (t testRunView) Coverage() (float64, bool) {
@@ -343,16 +349,18 @@ func (s *Service) pipeline(ctx context.Context, chain string) (*pipelineView, er
 		if b.Jobs, err = s.jobs(ctx, b.ID); err != nil {
 			return nil, err
 		}
-		rows, err := s.db.QueryContext(ctx, `SELECT run_id, status, tests, passed, failed, skipped, covered, coverable, error FROM dash_testruns WHERE build_id = $1 ORDER BY at`, b.ID)
+		rows, err := s.db.QueryContext(ctx, `SELECT run_id, status, tests, passed, failed, skipped, covered, coverable, error, failures FROM dash_testruns WHERE build_id = $1 ORDER BY at`, b.ID)
 		if err != nil {
 			return nil, err
 		}
 		for rows.Next() {
 			t := testRunView{BuildID: b.ID}
-			if err := rows.Scan(&t.ID, &t.Status, &t.Tests, &t.Passed, &t.Failed, &t.Skipped, &t.Covered, &t.Coverable, &t.Error); err != nil {
+			var failures string
+			if err := rows.Scan(&t.ID, &t.Status, &t.Tests, &t.Passed, &t.Failed, &t.Skipped, &t.Covered, &t.Coverable, &t.Error, &failures); err != nil {
 				rows.Close()
 				return nil, err
 			}
+			_ = json.Unmarshal([]byte(failures), &t.Failures)
 			p.TestRuns = append(p.TestRuns, t)
 		}
 		rows.Close()

@@ -132,7 +132,8 @@ func (h *harness) publishPipeline(t *testing.T, chain, sha, message string, when
 		Version: "1.0.0-dev.7", Status: ok, Duration: durationpb.New(3 * time.Second), FinishedAt: timestamppb.New(when)})
 	h.publish(t, "testrun.finished", repo, chain, when, &eventsv1.TestRunFinished{RunId: "r-" + chain, BuildId: buildID, Repository: repo,
 		Status: eventsv1.TestRunStatus_TEST_RUN_STATUS_FAILED, Counts: &eventsv1.TestCounts{Tests: 42, Passed: 41, Failed: 1},
-		Coverage: &eventsv1.CoverageSummary{LinesCovered: 673, LinesTotal: 1000}, FinishedAt: timestamppb.New(when)})
+		Coverage: &eventsv1.CoverageSummary{LinesCovered: 673, LinesTotal: 1000}, FinishedAt: timestamppb.New(when),
+		Failures: []*eventsv1.FailedTest{{Suite: "auth", ClassName: "LoginTest", Name: "test_wrong_password", Status: "failed", Message: "expected 401, got 500"}}})
 	h.publish(t, "gate.evaluated", repo, chain, when, &eventsv1.GateEvaluated{BuildId: buildID, Repository: repo, Status: eventsv1.GateStatus_GATE_STATUS_FAILED,
 		Summary: "gate failed: coverage on new code 67.3% (want >= 80%)", Revision: 1, Conditions: []*eventsv1.ConditionResult{
 			{Metric: "coverage", Operator: ">=", Threshold: 80, Scope: "new_code", Value: 67.3, HasValue: true, Verdict: "failed"},
@@ -186,7 +187,7 @@ func TestPipelineReadModels(t *testing.T) {
 			t.Fatalf("overview page %d: %s", code, body)
 		}
 		code, _, body = h.get(t, "/changes/chain-1")
-		for _, want := range []string{"1 failed", "coverage &gt;= 80 (new_code)", "67.3", "gate failed: coverage on new code", "compile"} {
+		for _, want := range []string{"1 failed", "LoginTest.test_wrong_password", "expected 401, got 500", "coverage &gt;= 80 (new_code)", "67.3", "gate failed: coverage on new code", "compile"} {
 			if !strings.Contains(body, want) {
 				t.Errorf("pipeline page lacks %q", want)
 			}

@@ -352,10 +352,48 @@ func (s *Service) finishRun(ctx context.Context, tx *bus.Tx, runID string) error
 		int64(dur), lc, lt, pc, pt, errText, now.UnixNano(), run.id); err != nil {
 		return err
 	}
+	failures, err := runFailures(ctx, tx, run.id)
+	if err != nil {
+		return err
+	}
 	return tx.Publish(bus.Event{Type: "testrun.finished", Repository: run.repository, Subject: run.id, ChainID: run.chainID, Data: &eventsv1.TestRunFinished{
 		RunId: run.id, BuildId: run.buildID, Repository: run.repository, Ref: run.ref, Commit: run.commit, Version: run.version,
 		Status: status, Counts: counts, Duration: durationpb.New(dur), Coverage: cov, Error: errText, FinishedAt: timestamppb.New(now),
+		Failures: failures,
 	}})
+}
+
+// runFailures lists up to 50 failing tests of a run, for the event: the
+// dashboards and Harbormaster show them without asking for the run.
+func runFailures(ctx context.Context, tx *bus.Tx, runID string) ([]*eventsv1.FailedTest, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT t.suite, t.class_name, t.name, r.status, r.message FROM test_results r JOIN tests t ON t.id = r.test_id
+		WHERE r.run_id = $1 AND r.status IN ('failed', 'error') AND t.quarantined = 0 AND r.flaky = 0
+		  AND NOT EXISTS (SELECT 1 FROM test_results p WHERE p.run_id = r.run_id AND p.test_id = r.test_id AND p.status = 'passed')
+		ORDER BY t.suite, t.class_name, t.name LIMIT 50`, runID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*eventsv1.FailedTest
+	seen := map[string]bool{}
+	for rows.Next() {
+		f := &eventsv1.FailedTest{}
+		if err := rows.Scan(&f.Suite, &f.ClassName, &f.Name, &f.Status, &f.Message); err != nil {
+			return nil, err
+		}
+		key := f.Suite + "\x00" + f.ClassName + "\x00" + f.Name
+		if seen[key] {
+			continue // several attempts or shards failed the same test
+		}
+		seen[key] = true
+		if line, _, _ := strings.Cut(f.Message, "\n"); len(line) > 300 {
+			f.Message = line[:300]
+		} else {
+			f.Message = line
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
 }
 
 // runCounts folds a run's results into tests: per test the most severe

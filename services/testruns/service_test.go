@@ -258,6 +258,9 @@ func testPlannedRun(t *testing.T, h *harness) {
 	if f.Status != eventsv1.TestRunStatus_TEST_RUN_STATUS_FAILED || f.Counts.Tests != 4 || f.Counts.Failed != 1 || f.Counts.Passed != 3 {
 		t.Errorf("finished %v %+v", f.Status, f.Counts)
 	}
+	if len(f.Failures) != 1 || f.Failures[0].Status != "failed" || f.Failures[0].Name == "" {
+		t.Errorf("failures named in the event: %v", f.Failures)
+	}
 	if f.Coverage == nil || f.Coverage.RawUnit != "statements" || f.Coverage.RawCovered != 2 || f.Coverage.RawTotal != 3 || f.Coverage.LinesTotal != 5 {
 		t.Errorf("coverage %+v", f.Coverage)
 	}
@@ -318,6 +321,9 @@ func testRerun(t *testing.T, h *harness) {
 	f := h.finished(runID(t, h, "b2"))
 	if f.Status != eventsv1.TestRunStatus_TEST_RUN_STATUS_PASSED || f.Counts.Flaky != 1 || f.Counts.Tests != 2 || f.Counts.Passed != 2 {
 		t.Errorf("finished %v %+v %s", f.Status, f.Counts, f.Error)
+	}
+	if len(f.Failures) != 0 {
+		t.Errorf("a flaky test is not a failure: %v", f.Failures)
 	}
 	fl, err := h.api.FlakyTests(t.Context(), &testrunsv1.FlakyTestsRequest{Repository: "acme/app"})
 	if err != nil {

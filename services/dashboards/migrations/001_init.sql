@@ -92,6 +92,7 @@ CREATE TABLE IF NOT EXISTS dash_testruns (
     covered     {{bigint}} NOT NULL DEFAULT 0,
     coverable   {{bigint}} NOT NULL DEFAULT 0,
     error       TEXT NOT NULL DEFAULT '',
+    failures    TEXT NOT NULL DEFAULT '[]',
     at          {{bigint}} NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dash_testruns_build ON dash_testruns (build_id);

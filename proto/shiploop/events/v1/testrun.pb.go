@@ -670,8 +670,11 @@ type TestRunFinished struct {
 	Coverage *CoverageSummary `protobuf:"bytes,10,opt,name=coverage,proto3" json:"coverage,omitempty"`
 	// Why the run errored or failed beyond tests (a report that could not
 	// be read names the file and position).
-	Error         string                 `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	Error      string                 `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// The failing tests (failed or errored, quarantined ones left out), at
+	// most 50; counts has the total.
+	Failures      []*FailedTest `protobuf:"bytes,13,rep,name=failures,proto3" json:"failures,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -790,6 +793,92 @@ func (x *TestRunFinished) GetFinishedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *TestRunFinished) GetFailures() []*FailedTest {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
+}
+
+// FailedTest names one failing test of a run.
+type FailedTest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Suite     string                 `protobuf:"bytes,1,opt,name=suite,proto3" json:"suite,omitempty"`
+	ClassName string                 `protobuf:"bytes,2,opt,name=class_name,json=className,proto3" json:"class_name,omitempty"`
+	Name      string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// failed or error.
+	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	// The first line of the failure message, at most 300 characters.
+	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailedTest) Reset() {
+	*x = FailedTest{}
+	mi := &file_shiploop_events_v1_testrun_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailedTest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailedTest) ProtoMessage() {}
+
+func (x *FailedTest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_events_v1_testrun_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailedTest.ProtoReflect.Descriptor instead.
+func (*FailedTest) Descriptor() ([]byte, []int) {
+	return file_shiploop_events_v1_testrun_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *FailedTest) GetSuite() string {
+	if x != nil {
+		return x.Suite
+	}
+	return ""
+}
+
+func (x *FailedTest) GetClassName() string {
+	if x != nil {
+		return x.ClassName
+	}
+	return ""
+}
+
+func (x *FailedTest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FailedTest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *FailedTest) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_shiploop_events_v1_testrun_proto protoreflect.FileDescriptor
 
 const file_shiploop_events_v1_testrun_proto_rawDesc = "" +
@@ -859,7 +948,7 @@ const file_shiploop_events_v1_testrun_proto_rawDesc = "" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x12\n" +
 	"\x04jobs\x18\a \x01(\x05R\x04jobs\x129\n" +
 	"\n" +
-	"started_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\xe5\x03\n" +
+	"started_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\xa1\x04\n" +
 	"\x0fTestRunFinished\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n" +
 	"\bbuild_id\x18\x02 \x01(\tR\abuildId\x12\x1e\n" +
@@ -876,7 +965,16 @@ const file_shiploop_events_v1_testrun_proto_rawDesc = "" +
 	" \x01(\v2#.shiploop.events.v1.CoverageSummaryR\bcoverage\x12\x14\n" +
 	"\x05error\x18\v \x01(\tR\x05error\x12;\n" +
 	"\vfinished_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishedAt*\xa0\x01\n" +
+	"finishedAt\x12:\n" +
+	"\bfailures\x18\r \x03(\v2\x1e.shiploop.events.v1.FailedTestR\bfailures\"\x87\x01\n" +
+	"\n" +
+	"FailedTest\x12\x14\n" +
+	"\x05suite\x18\x01 \x01(\tR\x05suite\x12\x1d\n" +
+	"\n" +
+	"class_name\x18\x02 \x01(\tR\tclassName\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage*\xa0\x01\n" +
 	"\rTestRunStatus\x12\x1f\n" +
 	"\x1bTEST_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17TEST_RUN_STATUS_RUNNING\x10\x01\x12\x1a\n" +
@@ -897,7 +995,7 @@ func file_shiploop_events_v1_testrun_proto_rawDescGZIP() []byte {
 }
 
 var file_shiploop_events_v1_testrun_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shiploop_events_v1_testrun_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_shiploop_events_v1_testrun_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_shiploop_events_v1_testrun_proto_goTypes = []any{
 	(TestRunStatus)(0),            // 0: shiploop.events.v1.TestRunStatus
 	(*TestPlan)(nil),              // 1: shiploop.events.v1.TestPlan
@@ -907,34 +1005,36 @@ var file_shiploop_events_v1_testrun_proto_goTypes = []any{
 	(*CoverageSummary)(nil),       // 5: shiploop.events.v1.CoverageSummary
 	(*TestRunStarted)(nil),        // 6: shiploop.events.v1.TestRunStarted
 	(*TestRunFinished)(nil),       // 7: shiploop.events.v1.TestRunFinished
-	nil,                           // 8: shiploop.events.v1.TestPlan.EnvironmentEntry
-	nil,                           // 9: shiploop.events.v1.MatrixCell.ValuesEntry
-	(*Step)(nil),                  // 10: shiploop.events.v1.Step
-	(*TestReportGlobs)(nil),       // 11: shiploop.events.v1.TestReportGlobs
-	(*TestService)(nil),           // 12: shiploop.events.v1.TestService
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*FailedTest)(nil),            // 8: shiploop.events.v1.FailedTest
+	nil,                           // 9: shiploop.events.v1.TestPlan.EnvironmentEntry
+	nil,                           // 10: shiploop.events.v1.MatrixCell.ValuesEntry
+	(*Step)(nil),                  // 11: shiploop.events.v1.Step
+	(*TestReportGlobs)(nil),       // 12: shiploop.events.v1.TestReportGlobs
+	(*TestService)(nil),           // 13: shiploop.events.v1.TestService
+	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_shiploop_events_v1_testrun_proto_depIdxs = []int32{
-	10, // 0: shiploop.events.v1.TestPlan.steps:type_name -> shiploop.events.v1.Step
-	8,  // 1: shiploop.events.v1.TestPlan.environment:type_name -> shiploop.events.v1.TestPlan.EnvironmentEntry
-	11, // 2: shiploop.events.v1.TestPlan.reports:type_name -> shiploop.events.v1.TestReportGlobs
-	12, // 3: shiploop.events.v1.TestPlan.services:type_name -> shiploop.events.v1.TestService
+	11, // 0: shiploop.events.v1.TestPlan.steps:type_name -> shiploop.events.v1.Step
+	9,  // 1: shiploop.events.v1.TestPlan.environment:type_name -> shiploop.events.v1.TestPlan.EnvironmentEntry
+	12, // 2: shiploop.events.v1.TestPlan.reports:type_name -> shiploop.events.v1.TestReportGlobs
+	13, // 3: shiploop.events.v1.TestPlan.services:type_name -> shiploop.events.v1.TestService
 	2,  // 4: shiploop.events.v1.TestPlan.matrix:type_name -> shiploop.events.v1.MatrixCell
-	13, // 5: shiploop.events.v1.TestPlan.timeout:type_name -> google.protobuf.Duration
-	9,  // 6: shiploop.events.v1.MatrixCell.values:type_name -> shiploop.events.v1.MatrixCell.ValuesEntry
+	14, // 5: shiploop.events.v1.TestPlan.timeout:type_name -> google.protobuf.Duration
+	10, // 6: shiploop.events.v1.MatrixCell.values:type_name -> shiploop.events.v1.MatrixCell.ValuesEntry
 	1,  // 7: shiploop.events.v1.BuildTestsPlanned.plan:type_name -> shiploop.events.v1.TestPlan
-	14, // 8: shiploop.events.v1.TestRunStarted.started_at:type_name -> google.protobuf.Timestamp
+	15, // 8: shiploop.events.v1.TestRunStarted.started_at:type_name -> google.protobuf.Timestamp
 	0,  // 9: shiploop.events.v1.TestRunFinished.status:type_name -> shiploop.events.v1.TestRunStatus
 	4,  // 10: shiploop.events.v1.TestRunFinished.counts:type_name -> shiploop.events.v1.TestCounts
-	13, // 11: shiploop.events.v1.TestRunFinished.duration:type_name -> google.protobuf.Duration
+	14, // 11: shiploop.events.v1.TestRunFinished.duration:type_name -> google.protobuf.Duration
 	5,  // 12: shiploop.events.v1.TestRunFinished.coverage:type_name -> shiploop.events.v1.CoverageSummary
-	14, // 13: shiploop.events.v1.TestRunFinished.finished_at:type_name -> google.protobuf.Timestamp
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	15, // 13: shiploop.events.v1.TestRunFinished.finished_at:type_name -> google.protobuf.Timestamp
+	8,  // 14: shiploop.events.v1.TestRunFinished.failures:type_name -> shiploop.events.v1.FailedTest
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_events_v1_testrun_proto_init() }
@@ -950,7 +1050,7 @@ func file_shiploop_events_v1_testrun_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_events_v1_testrun_proto_rawDesc), len(file_shiploop_events_v1_testrun_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
