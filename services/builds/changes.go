@@ -178,6 +178,9 @@ func (s *Service) handleChange(ctx context.Context, tx *bus.Tx, ev bus.Event) er
 		if err := tx.Publish(*ev); err != nil {
 			return err
 		}
+		if _, err := tx.ExecContext(ctx, `UPDATE builds SET has_tests = 1 WHERE id = $1`, b.id); err != nil {
+			return err
+		}
 	}
 	if b.status == eventsv1.BuildStatus_BUILD_STATUS_QUEUED {
 		// Secrets are checked before anything is queued: a missing one

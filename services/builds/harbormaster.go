@@ -269,7 +269,7 @@ func (s *Service) consumeHarbormaster(ctx context.Context) error {
 	}
 	return s.ob.Consume(ctx, bus.ConsumerConfig{
 		Name:    harbormasterConsumer,
-		Filters: []string{bus.EventFilter("build", "")},
+		Filters: []string{bus.EventFilter("build", ""), bus.EventFilter("testrun.finished", "")},
 		Prepare: func(ctx context.Context, ev bus.Event) (any, error) {
 			return s.sendHarbormaster(ctx, ev, len(backoff)+1)
 		},
@@ -287,11 +287,21 @@ type hmSent struct {
 func (s *Service) sendHarbormaster(ctx context.Context, ev bus.Event, maxAttempts int) (any, error) {
 	var buildID string
 	var phase int
+	var tests *eventsv1.TestRunFinished
 	switch d := ev.Data.(type) {
 	case *eventsv1.BuildStarted:
 		buildID, phase = d.GetBuildId(), phaseRunning
 	case *eventsv1.BuildFinished:
 		buildID, phase = d.GetBuildId(), phaseFinal
+		if d.GetStatus() == eventsv1.BuildStatus_BUILD_STATUS_SUCCESS {
+			// A build with tests has its final word when the test run ends.
+			var hasTests int
+			if err := s.db.QueryRowContext(ctx, `SELECT has_tests FROM builds WHERE id = $1`, buildID).Scan(&hasTests); err == nil && hasTests == 1 {
+				return nil, nil
+			}
+		}
+	case *eventsv1.TestRunFinished:
+		buildID, phase, tests = d.GetBuildId(), phaseFinal, d
 	default:
 		return nil, nil
 	}
@@ -316,6 +326,9 @@ func (s *Service) sendHarbormaster(ctx context.Context, ev bus.Event, maxAttempt
 			return nil, err
 		}
 		msg = harbormasterResult(b, target)
+		if tests != nil {
+			addTestUnits(&msg, tests)
+		}
 	}
 	if failing != msg.Type {
 		attempts = 0 // the failures counted were another message's
@@ -368,9 +381,9 @@ func (s *Service) recordHarbormaster(ctx context.Context, tx *bus.Tx, ev bus.Eve
 
 // harbormasterResult is the pass/fail message of a finished build: one
 // unit result per step of each job (the matrix combination as namespace).
-// TODO(testruns): once services/testruns publishes test results, report
-// its test cases as unit[] instead of steps; TODO(gates): lint[] from the
-// gate's findings (Arcanist severities) once the gates service exists.
+// When the build has a test run, the message waits for it and carries its
+// failing tests too (addTestUnits). lint[] from the gate's findings is not
+// sent yet.
 func harbormasterResult(b *buildsv1.Build, target string) conduit.Message {
 	m := conduit.Message{BuildTargetPHID: target, Type: conduit.Fail}
 	switch b.Status {
@@ -398,6 +411,38 @@ func harbormasterResult(b *buildsv1.Build, target string) conduit.Message {
 		m.Unit = append(m.Unit, conduit.Unit{Name: "shiploop", Engine: "shiploop", Result: conduit.UnitBroken, Details: b.Error})
 	}
 	return m
+}
+
+// addTestUnits adds the test run's failing tests to the message as fail
+// units (testrun.finished names up to 50) and a pass unit for the rest; a
+// failed or errored run fails the message.
+func addTestUnits(m *conduit.Message, tr *eventsv1.TestRunFinished) {
+	for _, f := range tr.GetFailures() {
+		res := conduit.UnitFail
+		if f.GetStatus() == "error" {
+			res = conduit.UnitBroken
+		}
+		ns := f.GetSuite()
+		if f.GetClassName() != "" {
+			ns = f.GetClassName()
+		}
+		m.Unit = append(m.Unit, conduit.Unit{Name: f.GetName(), Namespace: ns, Engine: "shiploop tests", Result: res, Details: f.GetMessage()})
+	}
+	c := tr.GetCounts()
+	if passed := c.GetPassed(); passed > 0 {
+		m.Unit = append(m.Unit, conduit.Unit{Name: fmt.Sprintf("%d tests passed", passed), Engine: "shiploop tests", Result: conduit.UnitPass,
+			Duration: tr.GetDuration().AsDuration().Seconds()})
+	}
+	if skipped := c.GetSkipped(); skipped > 0 {
+		m.Unit = append(m.Unit, conduit.Unit{Name: fmt.Sprintf("%d tests skipped", skipped), Engine: "shiploop tests", Result: conduit.UnitSkip})
+	}
+	switch tr.GetStatus() {
+	case eventsv1.TestRunStatus_TEST_RUN_STATUS_FAILED, eventsv1.TestRunStatus_TEST_RUN_STATUS_ERROR:
+		m.Type = conduit.Fail
+		if tr.GetError() != "" {
+			m.Unit = append(m.Unit, conduit.Unit{Name: "test run", Engine: "shiploop tests", Result: conduit.UnitBroken, Details: tr.GetError()})
+		}
+	}
 }
 
 func unitResult(st eventsv1.BuildStatus) string {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/conduit"
 	"github.com/shiploop/shiploop/pkg/conduit/conduittest"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
@@ -348,4 +349,31 @@ func FuzzParseHarbormaster(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestAddTestUnits(t *testing.T) {
+	m := conduit.Message{Type: conduit.Pass}
+	addTestUnits(&m, &eventsv1.TestRunFinished{
+		Status: eventsv1.TestRunStatus_TEST_RUN_STATUS_FAILED,
+		Counts: &eventsv1.TestCounts{Tests: 12, Passed: 10, Failed: 1, Errors: 1, Skipped: 0},
+		Failures: []*eventsv1.FailedTest{
+			{Suite: "auth", ClassName: "LoginTest", Name: "test_wrong_password", Status: "failed", Message: "expected 401"},
+			{Suite: "db", Name: "test_migrate", Status: "error", Message: "connection refused"},
+		},
+	})
+	if m.Type != conduit.Fail || len(m.Unit) != 3 {
+		t.Fatalf("message %+v", m)
+	}
+	want := []conduit.Unit{
+		{Name: "test_wrong_password", Namespace: "LoginTest", Engine: "shiploop tests", Result: conduit.UnitFail, Details: "expected 401"},
+		{Name: "test_migrate", Namespace: "db", Engine: "shiploop tests", Result: conduit.UnitBroken, Details: "connection refused"},
+	}
+	for i, w := range want {
+		if m.Unit[i] != w {
+			t.Errorf("unit %d = %+v, want %+v", i, m.Unit[i], w)
+		}
+	}
+	if m.Unit[2].Result != conduit.UnitPass || m.Unit[2].Name != "10 tests passed" {
+		t.Errorf("summary unit %+v", m.Unit[2])
+	}
 }

@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS builds (
     -- The last commit status posted to the forge: 0 none, 1 pending,
     -- 2 running, 3 final. A status never replaces a later one.
     status_posted INTEGER NOT NULL DEFAULT 0,
+    -- 1 when a test plan was published: the build's final word to
+    -- Harbormaster waits for the test run.
+    has_tests   INTEGER NOT NULL DEFAULT 0,
     UNIQUE (repository, number),
     UNIQUE (change_id)
 );
