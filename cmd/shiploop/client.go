@@ -65,15 +65,28 @@ func watchCommand() *command {
 	var types listFlag
 	var repo string
 	var since sinceFlag
+	var wf watchFilters
 	c := newCommand("watch", "shiploop watch [flags]", "Show every event as it happens, one readable line each.",
 		`Columns: time, type, repository, then the event's key fields.
-Filter with --type (build.finished, build.*, build; repeatable) and --repo.
---since 10m (or an RFC 3339 time) replays what already happened first.`)
+Filter with --type (build.finished, build.*, build; repeatable), --repo and
+--env (events about one environment: deploys, environments, issues).
+--since 10m (or an RFC 3339 time) replays what already happened first.
+--chain ID follows one change from push to production: only events whose
+chain id (ce-chainid) is ID, replayed from the change itself.
+Colour when stdout is a terminal (--color auto|always|never; NO_COLOR).
+Examples:
+  shiploop watch --repo acme/web --type build.finished
+  shiploop watch --chain 0199a8c0-7a1e-7c4e-9f00-1c2d3e4f5a6b
+  shiploop watch --env production --since 1h --json`)
 	clientFlags(c, &o)
 	c.flags.Var(&types, "type", "event types to show (repeatable or comma-separated)")
 	c.flags.StringVar(&repo, "repo", "", "only this repository's events")
 	c.flags.Var(&since, "since", "replay events since a duration ago (10m) or a time")
+	wf.flags(c)
 	c.run = func(c *command, args []string) error {
+		if err := wf.prepare(c, &since.t); err != nil {
+			return err
+		}
 		cl, closeFn, err := o.dial()
 		if err != nil {
 			return err
@@ -98,11 +111,14 @@ Filter with --type (build.finished, build.*, build; repeatable) and --repo.
 				return fmt.Errorf("watching %s: %w", o.server, err)
 			}
 			ev := resp.GetEvent()
+			if !wf.match(ev) {
+				continue
+			}
 			if o.json {
 				printJSON(c.stdout, ev)
 				continue
 			}
-			fmt.Fprintln(c.stdout, formatEvent(ev))
+			fmt.Fprintln(c.stdout, wf.paint(ev, formatEvent(ev)))
 		}
 	}
 	return c

@@ -86,12 +86,16 @@ func (c *command) parse(args []string) error {
 			return
 		}
 		if v, ok := os.LookupEnv(envName(f.Name)); ok {
+			set[f.Name] = true
 			if e := f.Value.Set(v); e != nil {
 				err = fmt.Errorf("%s=%q: %v", envName(f.Name), v, e)
 			}
 		}
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	return applyConfig(c.flags, set)
 }
 
 // listFlag is a repeatable string flag that also splits on commas.

@@ -18,6 +18,7 @@ require (
 	github.com/andybalholm/brotli v1.3.0 // indirect
 	github.com/antlr4-go/antlr/v4 v4.13.1 // indirect
 	github.com/google/cel-go v0.31.0 // indirect
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
 	golang.org/x/exp v0.0.0-20240823005443-9b4947da3948 // indirect
 )
 
@@ -31,7 +32,7 @@ require (
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
-	github.com/google/uuid v1.6.0 // indirect
+	github.com/google/uuid v1.6.0
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.30.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
@@ -46,9 +47,11 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/ncruces/go-strftime v1.1.0 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
+	github.com/shiploop/shiploop/services/cdevents v0.0.0
 	github.com/shiploop/shiploop/services/dashboards v0.0.0
 	github.com/shiploop/shiploop/services/deploys v0.0.0
 	github.com/shiploop/shiploop/services/errortrack v0.0.0
+	github.com/shiploop/shiploop/services/flags v0.0.0
 	github.com/shiploop/shiploop/services/gates v0.0.0
 	github.com/shiploop/shiploop/services/metrics v0.0.0
 	github.com/shiploop/shiploop/services/testruns v0.0.0
@@ -64,7 +67,7 @@ require (
 	go.opentelemetry.io/otel/sdk v1.47.0 // indirect
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
 	go.opentelemetry.io/proto/otlp v1.11.0 // indirect
-	go.yaml.in/yaml/v3 v3.0.6 // indirect
+	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
@@ -96,3 +99,8 @@ replace github.com/shiploop/shiploop/services/testruns => ../../services/testrun
 replace github.com/shiploop/shiploop/services/deploys => ../../services/deploys
 
 replace github.com/shiploop/shiploop/services/dashboards => ../../services/dashboards
+
+
+replace github.com/shiploop/shiploop/services/cdevents => ../../services/cdevents
+
+replace github.com/shiploop/shiploop/services/flags => ../../services/flags

@@ -110,7 +110,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func commands() map[string]*command {
-	list := []*command{upCommand(), serveCommand(), agentCommand(), watchCommand(), repoCommand(), buildsCommand(), buildCommand(), logsCommand(), demoCommand(), lintCommand(), secretCommand(), errorsCommand(), metricsCommand(), gateCommand(), deployCommand(), testsCommand(), doraCommand(), dashboardsCommand()}
+	list := []*command{upCommand(), serveCommand(), agentCommand(), watchCommand(), repoCommand(), buildsCommand(), buildCommand(), logsCommand(), demoCommand(), lintCommand(), secretCommand(), errorsCommand(), metricsCommand(), gateCommand(), deployCommand(), testsCommand(), doraCommand(), dashboardsCommand(), tokenCommand(), completionCommand(), flagsCommand()}
 	m := map[string]*command{}
 	for _, c := range list {
 		m[c.name] = c
@@ -133,6 +133,7 @@ func serverFlags(c *command, o *runOptions, split bool) {
 	c.flags.StringVar(&o.deploys.ticketPattern, "ticket-pattern", "", "deploys: regular expression for ticket keys in commit messages (default like ABC-123)")
 	c.flags.StringVar(&o.deploys.ticketWebhook, "ticket-webhook", "", "deploys: URL that receives a JSON POST per ticket shipped to an environment")
 	c.flags.StringVar(&o.pickleListen, "pickle-listen", "127.0.0.1:2004", "metrics: Carbon pickle protocol on TCP (empty turns it off)")
+	cdeventsFlags(c, &o.cdevents)
 	if split {
 		c.flags.StringVar(&o.natsURL, "nats-url", "", "NATS server URL(s), comma-separated (required)")
 		c.flags.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file")
@@ -199,6 +200,7 @@ func agentCommand() *command {
 	c.flags.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file")
 	c.flags.StringVar(&o.dataDir, "data-dir", ".shiploop-agent", "directory for job workspaces")
 	c.flags.IntVar(&o.agents, "concurrency", 1, "jobs to run at once")
+	c.flags.IntVar(&o.replicas, "replicas", 1, "stream replicas (3 on a NATS cluster: must match `serve --replicas`, or the agent scales the streams down)")
 	c.flags.DurationVar(&o.lease, "lease", 30*time.Second, "how long a job waits for this agent to answer before it goes to another agent")
 	c.flags.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	c.flags.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")

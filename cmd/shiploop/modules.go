@@ -34,10 +34,12 @@ var modules = map[string]module{
 	"gates":      {start: startGates},
 	"testruns":   {start: startTestruns},
 	"dashboards": {start: startDashboards},
+	"cdevents":   {start: startCDEvents},
+	"flags":      {start: startFlags},
 }
 
 // knownServices are the services `shiploop serve` accepts, in start order.
-var knownServices = []string{"builds", "testruns", "gates", "deploys", "errortrack", "metrics", "dashboards", "agent"}
+var knownServices = []string{"builds", "testruns", "gates", "deploys", "errortrack", "metrics", "dashboards", "cdevents", "flags", "agent"}
 
 // moduleEnv is what modules share: the connection, the HTTP mux and the
 // gRPC server of the process.

@@ -40,6 +40,7 @@ type runOptions struct {
 	token        string
 	publicURL    string // web UI base for commit status links
 	deploys      deploysOptions
+	cdevents     cdeventsOptions
 	agents       int
 	lease        time.Duration
 	replicas     int
@@ -127,12 +128,17 @@ func run(ctx context.Context, o runOptions, stdout io.Writer) error {
 	if _, err := bus.New(ctx, nc, bus.Options{Source: "/shiploop", Replicas: o.replicas}); err != nil {
 		return err
 	}
+	tokenStore, err := openTokens(ctx, nc, o.replicas)
+	if err != nil {
+		return err
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	env := &moduleEnv{
 		opts: o, log: log, nc: nc, mux: http.NewServeMux(),
-		grpc: server.NewGRPC(server.GRPCConfig{Token: o.token, Logger: log}),
+		grpc: server.NewGRPC(server.GRPCConfig{Token: o.token, Tokens: tokenStore.Lookup, Logger: log}),
 	}
+	registerTokens(env.grpc, tokenStore)
 	for _, name := range o.services {
 		m := modules[name]
 		run, err := m.start(ctx, env)
@@ -157,7 +163,7 @@ func run(ctx context.Context, o runOptions, stdout io.Writer) error {
 			return err
 		}
 		info.HTTPURL = "http://" + lis.Addr().String()
-		g.Go(func() error { return server.ServeHTTP(gctx, lis, mux, log) })
+		g.Go(func() error { return server.ServeHTTP(gctx, lis, guardMutations(grpcSrv.Auth, mux), log) })
 	}
 	if serveGRPC {
 		lis, err := server.Listen(o.grpcListen, "--grpc-listen")

@@ -150,6 +150,9 @@ type WatchOptions struct {
 	Since time.Time
 	// FromStart replays the whole stream.
 	FromStart bool
+	// Ready, when set, is called once the consumer is in place: every event
+	// published after it returns will be seen.
+	Ready func() error
 }
 
 // Watch streams decoded events to fn until ctx ends or fn returns an error.
@@ -172,6 +175,12 @@ func (b *Bus) Watch(ctx context.Context, opts WatchOptions, fn func(Event) error
 	it, err := cons.Messages()
 	if err != nil {
 		return fmt.Errorf("bus: watching events: %w", err)
+	}
+	if opts.Ready != nil {
+		if err := opts.Ready(); err != nil {
+			it.Stop()
+			return err
+		}
 	}
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()

@@ -5,7 +5,6 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,7 +20,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 )
@@ -30,7 +28,10 @@ import (
 type GRPCConfig struct {
 	// Token, when set, is required as "authorization: Bearer <token>" on
 	// every call except health checks and reflection.
-	Token  string
+	Token string
+	// Tokens looks up tokens made with `shiploop token create` (stored
+	// hashed); each call then needs the scope MethodScope names.
+	Tokens TokenLookup
 	Logger *slog.Logger
 }
 
@@ -38,6 +39,9 @@ type GRPCConfig struct {
 type GRPC struct {
 	*grpc.Server
 	Health *health.Server
+	// Auth is the server's token check, for HTTP routes to share
+	// (Auth.HTTP(ScopeWrite, h) on mutating routes).
+	Auth *Auth
 }
 
 // NewGRPC makes a gRPC server. Register services on it, then Serve.
@@ -46,15 +50,16 @@ func NewGRPC(cfg GRPCConfig) *GRPC {
 	if log == nil {
 		log = slog.Default()
 	}
+	auth := &Auth{AdminToken: cfg.Token, Lookup: cfg.Tokens}
 	s := grpc.NewServer(
 		grpc.StatsHandler(otelgrpc.NewServerHandler()),
-		grpc.ChainUnaryInterceptor(recoverUnary(log), authUnary(cfg.Token)),
-		grpc.ChainStreamInterceptor(recoverStream(log), authStream(cfg.Token)),
+		grpc.ChainUnaryInterceptor(recoverUnary(log), authUnary(auth)),
+		grpc.ChainStreamInterceptor(recoverStream(log), authStream(auth)),
 	)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)
 	reflection.Register(s)
-	return &GRPC{Server: s, Health: hs}
+	return &GRPC{Server: s, Health: hs, Auth: auth}
 }
 
 // Serve serves on lis until ctx ends, then stops gracefully (in-flight
@@ -85,37 +90,31 @@ func exempt(method string) bool {
 	return strings.HasPrefix(method, "/grpc.health.v1.Health/") || strings.HasPrefix(method, "/grpc.reflection.")
 }
 
-func checkToken(ctx context.Context, token, method string) error {
-	if token == "" || exempt(method) {
-		return nil
-	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
-	if len(vals) == 0 {
-		return status.Error(codes.Unauthenticated, "missing authorization metadata: send \"authorization: Bearer <token>\" (shiploop CLI: --token or SHIPLOOP_TOKEN)")
-	}
-	got, ok := bearer(vals[0])
-	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-		return status.Error(codes.Unauthenticated, "invalid bearer token")
-	}
-	return nil
-}
-
-func authUnary(token string) grpc.UnaryServerInterceptor {
+func authUnary(a *Auth) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		if err := checkToken(ctx, token, info.FullMethod); err != nil {
+		ctx, err := a.checkGRPC(ctx, info.FullMethod)
+		if err != nil {
 			return nil, err
 		}
 		return h(ctx, req)
 	}
 }
 
-func authStream(token string) grpc.StreamServerInterceptor {
+// authedStream carries the checked caller in the stream's context.
+type authedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s authedStream) Context() context.Context { return s.ctx }
+
+func authStream(a *Auth) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		if err := checkToken(ss.Context(), token, info.FullMethod); err != nil {
+		ctx, err := a.checkGRPC(ss.Context(), info.FullMethod)
+		if err != nil {
 			return err
 		}
-		return h(srv, ss)
+		return h(srv, authedStream{ss, ctx})
 	}
 }
 

@@ -414,11 +414,9 @@ func (g *grpcServer) WatchEvents(req *buildsv1.WatchEventsRequest, stream grpc.S
 	if req.GetSince() != nil {
 		opts.Since = req.GetSince().AsTime()
 	}
-	// Tell the client the watch is in place before any event arrives, so
-	// that it can act knowing nothing will be missed.
-	if err := stream.SendHeader(nil); err != nil {
-		return err
-	}
+	// Tell the client the watch is in place (the header) once the consumer
+	// exists, so that it can act knowing nothing will be missed.
+	opts.Ready = func() error { return stream.SendHeader(nil) }
 	err := g.s.bus.Watch(stream.Context(), opts, func(ev bus.Event) error {
 		if r := req.GetRepository(); r != "" && ev.Repository != r {
 			return nil
