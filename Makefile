@@ -16,10 +16,11 @@ build:
 
 ## test: every module's tests (go test ./... at the root would skip the modules)
 test:
-	@set -e; for m in $(MODULES); do \
+	@failed=""; for m in $(MODULES); do \
 		echo "== $${m#$(CURDIR)/}"; \
-		(cd $$m && $(GO) test $(TEST_FLAGS) ./...); \
-	done
+		(cd $$m && $(GO) test $(TEST_FLAGS) ./...) || failed="$$failed $${m#$(CURDIR)/}"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi
 
 ## generate: protobuf Go code from proto/ with the pinned plugins
 generate:
