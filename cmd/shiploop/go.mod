@@ -50,6 +50,7 @@ require (
 	github.com/shiploop/shiploop/services/cdevents v0.0.0
 	github.com/shiploop/shiploop/services/dashboards v0.0.0
 	github.com/shiploop/shiploop/services/deploys v0.0.0
+	github.com/shiploop/shiploop/services/dlq v0.0.0
 	github.com/shiploop/shiploop/services/errortrack v0.0.0
 	github.com/shiploop/shiploop/services/flags v0.0.0
 	github.com/shiploop/shiploop/services/gates v0.0.0
@@ -100,6 +101,7 @@ replace github.com/shiploop/shiploop/services/deploys => ../../services/deploys
 
 replace github.com/shiploop/shiploop/services/dashboards => ../../services/dashboards
 
+replace github.com/shiploop/shiploop/services/dlq => ../../services/dlq
 
 replace github.com/shiploop/shiploop/services/cdevents => ../../services/cdevents
 

@@ -110,7 +110,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func commands() map[string]*command {
-	list := []*command{upCommand(), serveCommand(), agentCommand(), watchCommand(), repoCommand(), buildsCommand(), buildCommand(), logsCommand(), demoCommand(), lintCommand(), secretCommand(), errorsCommand(), metricsCommand(), gateCommand(), deployCommand(), testsCommand(), doraCommand(), dashboardsCommand(), tokenCommand(), completionCommand(), flagsCommand()}
+	list := []*command{upCommand(), serveCommand(), agentCommand(), watchCommand(), repoCommand(), buildsCommand(), buildCommand(), logsCommand(), demoCommand(), lintCommand(), secretCommand(), errorsCommand(), metricsCommand(), gateCommand(), deployCommand(), testsCommand(), doraCommand(), dashboardsCommand(), dlqCommand(), tokenCommand(), completionCommand(), flagsCommand()}
 	m := map[string]*command{}
 	for _, c := range list {
 		m[c.name] = c

@@ -36,10 +36,11 @@ var modules = map[string]module{
 	"dashboards": {start: startDashboards},
 	"cdevents":   {start: startCDEvents},
 	"flags":      {start: startFlags},
+	"dlq":        {start: startDLQ},
 }
 
 // knownServices are the services `shiploop serve` accepts, in start order.
-var knownServices = []string{"builds", "testruns", "gates", "deploys", "errortrack", "metrics", "dashboards", "cdevents", "flags", "agent"}
+var knownServices = []string{"builds", "testruns", "gates", "deploys", "errortrack", "metrics", "dashboards", "dlq", "cdevents", "flags", "agent"}
 
 // moduleEnv is what modules share: the connection, the HTTP mux and the
 // gRPC server of the process.
