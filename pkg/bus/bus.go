@@ -42,7 +42,9 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Bus, error) {
 	if opts.DuplicateWindow <= 0 {
 		opts.DuplicateWindow = 10 * time.Minute
 	}
-	js, err := jetstream.New(nc)
+	// An async publish whose ack died with a cluster node must fail (and be
+	// retried by the relay), not wait forever.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(10*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("bus: %w", err)
 	}

@@ -176,11 +176,14 @@ func (s *Service) handleEvent(ctx context.Context, tx *bus.Tx, ev bus.Event) err
 				return err
 			}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO gate_builds (build_id, repository, number, ref, commit_sha, version, base_ref, has_tests, policy, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (build_id) DO NOTHING`,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO gate_builds (build_id, repository, number, ref, commit_sha, version, base_ref, has_tests, policy, created_seen, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10)
+			ON CONFLICT (build_id) DO UPDATE SET base_ref = excluded.base_ref, has_tests = excluded.has_tests, policy = excluded.policy, created_seen = 1`,
 			d.GetBuildId(), d.GetRepository(), d.GetNumber(), d.GetRef(), d.GetCommit(), d.GetVersion(), d.GetGate().GetBaseRef(),
-			boolInt(d.GetGate().GetHasTests()), pol, time.Now().UnixNano())
-		return err
+			boolInt(d.GetGate().GetHasTests()), pol, time.Now().UnixNano()); err != nil {
+			return err
+		}
+		return s.maybeEvaluate(ctx, tx, d.GetBuildId())
 	case *eventsv1.BuildFinished:
 		if _, err := tx.ExecContext(ctx, `INSERT INTO gate_builds (build_id, repository, number, ref, commit_sha, version, base_ref, has_tests, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, '', 0, $7) ON CONFLICT (build_id) DO NOTHING`,
@@ -190,31 +193,21 @@ func (s *Service) handleEvent(ctx context.Context, tx *bus.Tx, ev bus.Event) err
 		if _, err := tx.ExecContext(ctx, `UPDATE gate_builds SET build_status = $1 WHERE build_id = $2`, int32(d.GetStatus()), d.GetBuildId()); err != nil {
 			return err
 		}
-		var hasTests bool
-		if err := tx.QueryRowContext(ctx, `SELECT has_tests FROM gate_builds WHERE build_id = $1`, d.GetBuildId()).Scan(&hasTests); err != nil {
-			return err
-		}
-		if hasTests && d.GetStatus() == eventsv1.BuildStatus_BUILD_STATUS_SUCCESS {
-			return nil // the test run decides when to judge
-		}
-		if d.GetStatus() == eventsv1.BuildStatus_BUILD_STATUS_CANCELED || d.GetStatus() == eventsv1.BuildStatus_BUILD_STATUS_SKIPPED {
-			return nil // nothing to judge, nothing to block
-		}
-		return s.evaluate(ctx, tx, d.GetBuildId())
+		return s.maybeEvaluate(ctx, tx, d.GetBuildId())
 	case *eventsv1.TestRunFinished:
 		c, cov := d.GetCounts(), d.GetCoverage()
-		res, err := tx.ExecContext(ctx, `UPDATE gate_builds SET has_testrun = 1, tests_total = $1, tests_failed = $2, tests_flaky = $3, tests_skipped = $4,
-			lines_covered = $5, lines_total = $6, patch_covered = $7, patch_total = $8 WHERE build_id = $9`,
-			c.GetTests(), c.GetFailed()+c.GetErrors(), c.GetFlaky(), c.GetSkipped(),
-			cov.GetLinesCovered(), cov.GetLinesTotal(), cov.GetPatchCovered(), cov.GetPatchTotal(), d.GetBuildId())
-		if err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO gate_builds (build_id, repository, number, ref, commit_sha, version, base_ref, has_tests, created_at)
+			VALUES ($1, $2, 0, $3, $4, $5, '', 1, $6) ON CONFLICT (build_id) DO NOTHING`,
+			d.GetBuildId(), d.GetRepository(), d.GetRef(), d.GetCommit(), d.GetVersion(), time.Now().UnixNano()); err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			s.log.Warn("test run of a build gates never saw", "build", d.GetBuildId())
-			return nil
+		if _, err := tx.ExecContext(ctx, `UPDATE gate_builds SET has_testrun = 1, tests_total = $1, tests_failed = $2, tests_flaky = $3, tests_skipped = $4,
+			lines_covered = $5, lines_total = $6, patch_covered = $7, patch_total = $8 WHERE build_id = $9`,
+			c.GetTests(), c.GetFailed()+c.GetErrors(), c.GetFlaky(), c.GetSkipped(),
+			cov.GetLinesCovered(), cov.GetLinesTotal(), cov.GetPatchCovered(), cov.GetPatchTotal(), d.GetBuildId()); err != nil {
+			return err
 		}
-		return s.evaluate(ctx, tx, d.GetBuildId())
+		return s.maybeEvaluate(ctx, tx, d.GetBuildId())
 	case *eventsv1.JobFinished:
 		reps, _ := tx.Prepared.([]readReport)
 		if len(reps) == 0 {
@@ -235,6 +228,38 @@ func (s *Service) handleEvent(ctx context.Context, tx *bus.Tx, ev bus.Event) err
 		}
 	}
 	return nil
+}
+
+// maybeEvaluate judges a build once everything it needs is here, whatever
+// order build.created, build.finished and testrun.finished arrived in: the
+// build's policy (build.created), its end (build.finished) and, for a
+// successful build with tests, the test run. A build already judged is not
+// judged again here (a late report re-judges it on purpose, elsewhere).
+func (s *Service) maybeEvaluate(ctx context.Context, tx *bus.Tx, buildID string) error {
+	var createdSeen, hasTests, hasTestrun bool
+	var status int32
+	err := tx.QueryRowContext(ctx, `SELECT created_seen, has_tests, has_testrun, build_status FROM gate_builds WHERE build_id = $1`, buildID).
+		Scan(&createdSeen, &hasTests, &hasTestrun, &status)
+	if err != nil {
+		return err
+	}
+	st := eventsv1.BuildStatus(status)
+	switch {
+	case !createdSeen, st == eventsv1.BuildStatus_BUILD_STATUS_UNSPECIFIED:
+		return nil // not everything is here yet
+	case st == eventsv1.BuildStatus_BUILD_STATUS_CANCELED || st == eventsv1.BuildStatus_BUILD_STATUS_SKIPPED:
+		return nil // nothing to judge, nothing to block
+	case hasTests && st == eventsv1.BuildStatus_BUILD_STATUS_SUCCESS && !hasTestrun:
+		return nil // the test run decides when to judge
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM gate_evaluations WHERE build_id = $1`, buildID).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	return s.evaluate(ctx, tx, buildID)
 }
 
 func boolInt(b bool) int {

@@ -37,7 +37,19 @@ func (s *Service) handleBuildEvent(ctx context.Context, tx *bus.Tx, ev bus.Event
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 			ON CONFLICT (build_id) DO UPDATE SET plan = excluded.plan, base_commit = excluded.base_commit`,
 			d.BuildId, d.Repository, d.Ref, d.Commit, d.Version, ev.ChainID, plan, d.BaseCommit, now)
-		return err
+		if err != nil {
+			return err
+		}
+		// The plan can arrive after build.finished (a redelivery after a
+		// crash): start the run now if the build already succeeded.
+		var succeeded int
+		if err := tx.QueryRowContext(ctx, `SELECT succeeded FROM tr_builds WHERE build_id = $1`, d.BuildId).Scan(&succeeded); err != nil {
+			return err
+		}
+		if succeeded == 1 {
+			return s.startPlannedRun(ctx, tx, d.BuildId)
+		}
+		return nil
 	case *eventsv1.BuildFinished:
 		if _, err := tx.ExecContext(ctx, `INSERT INTO tr_builds (build_id, repository, ref, commit_sha, version, chain_id, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (build_id) DO NOTHING`,
@@ -46,6 +58,9 @@ func (s *Service) handleBuildEvent(ctx context.Context, tx *bus.Tx, ev bus.Event
 		}
 		if d.Status != eventsv1.BuildStatus_BUILD_STATUS_SUCCESS {
 			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE tr_builds SET succeeded = 1 WHERE build_id = $1`, d.BuildId); err != nil {
+			return err
 		}
 		return s.startPlannedRun(ctx, tx, d.BuildId)
 	}

@@ -21,6 +21,10 @@ CREATE TABLE IF NOT EXISTS gate_builds (
     lines_total   {{bigint}} NOT NULL DEFAULT 0,
     patch_covered {{bigint}} NOT NULL DEFAULT 0,
     patch_total   {{bigint}} NOT NULL DEFAULT 0,
+    -- 1 once build.created came: until then the policy and whether tests
+    -- follow are unknown, and nothing is judged (events can arrive out of
+    -- order after a redelivery).
+    created_seen  INTEGER NOT NULL DEFAULT 0,
     created_at    {{bigint}} NOT NULL
 );
 

@@ -10,6 +10,9 @@ CREATE TABLE IF NOT EXISTS tr_builds (
     -- events.v1.TestPlan, empty without a test section.
     plan        {{bytes}},
     base_commit TEXT NOT NULL DEFAULT '',
+    -- 1 once build.finished said success: the run starts when both that
+    -- and the plan are here, in whichever order they arrive.
+    succeeded   INTEGER NOT NULL DEFAULT 0,
     created_at  {{bigint}} NOT NULL
 );
 
