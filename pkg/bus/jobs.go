@@ -19,7 +19,7 @@ type JobConsumerConfig struct {
 	// AckWait before a silent agent's job goes to another (default 30s);
 	// Take sends InProgress heartbeats while the job runs.
 	AckWait time.Duration
-	// MaxDeliver bounds how often a job is tried (default 3).
+	// MaxDeliver bounds how often a job is tried (default 5).
 	MaxDeliver int
 }
 
@@ -52,7 +52,7 @@ func (b *Bus) Take(ctx context.Context, cfg JobConsumerConfig, fn func(ctx conte
 		cfg.AckWait = 30 * time.Second
 	}
 	if cfg.MaxDeliver <= 0 {
-		cfg.MaxDeliver = 3
+		cfg.MaxDeliver = 5
 	}
 	cc := jetstream.ConsumerConfig{
 		Durable: cfg.Name, AckPolicy: jetstream.AckExplicitPolicy, AckWait: cfg.AckWait,

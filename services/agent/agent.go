@@ -127,17 +127,25 @@ func (r *jobRun) emit(ctx context.Context, typ string, ev bus.Event) error {
 	// Publish with a bounded retry: the events are how the build learns
 	// what happened, so a blip must not lose them.
 	var err error
-	for attempt := range 5 {
+	// The budget (about 30 s) outlasts a JetStream leader election in a
+	// cluster; giving up sooner would burn one of the job's few deliveries.
+	ev.ID = bus.NewID() // one id for every attempt: JetStream keeps one copy
+	delay := 100 * time.Millisecond
+	deadline := time.Now().Add(30 * time.Second)
+	for {
 		if err = r.a.cfg.Bus.Publish(ctx, ev); err == nil {
 			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
 		}
 		select {
 		case <-ctx.Done():
 			return err
-		case <-time.After(time.Duration(100*(attempt+1)) * time.Millisecond):
+		case <-time.After(delay):
 		}
+		delay = min(delay*2, 2*time.Second)
 	}
-	return err
 }
 
 func (r *jobRun) line(step, stream, text string, t time.Time) {
