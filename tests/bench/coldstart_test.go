@@ -82,7 +82,7 @@ func coldStart(b *testing.B, runs int) {
 	b.ReportMetric(float64(rss)/1024, "idle-RSS-MiB")
 
 	var s strings.Builder
-	fmt.Fprintf(&s, "`shiploop up --json` (built binary; builds, agent and the embedded NATS in one process), %d starts per row, each stopped with SIGINT before the next; the binary and its files are in the page cache (no cache dropping on a shared machine). %s.\n\n",
+	fmt.Fprintf(&s, "`shiploop up --json` (built binary; every service, one agent and the embedded NATS in one process), %d starts per row, each stopped with SIGINT before the next; the binary and its files are in the page cache (no cache dropping on a shared machine). %s.\n\n",
 		runs, measured(cpu, 0))
 	s.WriteString("| what | min | median | p90 | max | goal | verdict |\n|---|---:|---:|---:|---:|---|---|\n")
 	row := func(what string, st stats, goal string, ok bool) {
