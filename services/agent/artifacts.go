@@ -17,35 +17,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/glob"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 )
-
-// matchGlob matches a slash-separated path against a glob where "*", "?"
-// and "[...]" work within one segment and "**" spans any number of them.
-func matchGlob(pattern, name string) bool {
-	return matchSegs(strings.Split(pattern, "/"), strings.Split(name, "/"))
-}
-
-func matchSegs(pat, segs []string) bool {
-	for len(pat) > 0 {
-		if pat[0] == "**" {
-			for i := 0; i <= len(segs); i++ {
-				if matchSegs(pat[1:], segs[i:]) {
-					return true
-				}
-			}
-			return false
-		}
-		if len(segs) == 0 {
-			return false
-		}
-		if ok, err := path.Match(pat[0], segs[0]); err != nil || !ok {
-			return false
-		}
-		pat, segs = pat[1:], segs[1:]
-	}
-	return len(segs) == 0
-}
 
 // findArtifacts lists the regular files under root matching any glob, as
 // slash paths relative to root. Files reached through a symlink that leads
@@ -74,7 +48,7 @@ func findArtifacts(root string, globs []string) (files []string, refused []strin
 		}
 		matched := false
 		for _, g := range globs {
-			if matchGlob(path.Clean(g), rel) {
+			if glob.Match(path.Clean(g), rel) {
 				matched = true
 				break
 			}

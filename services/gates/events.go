@@ -20,6 +20,7 @@ import (
 
 	"github.com/shiploop/shiploop/pkg/bus"
 	"github.com/shiploop/shiploop/pkg/gatepolicy"
+	"github.com/shiploop/shiploop/pkg/glob"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 	"github.com/shiploop/shiploop/services/gates/policy"
 	"github.com/shiploop/shiploop/services/gates/report"
@@ -92,38 +93,12 @@ func reportFormat(r *eventsv1.GateReports, name string) string {
 		globs  []string
 	}{{"sarif", r.GetSarif()}, {"flake8", r.GetFlake8()}, {"checkstyle", r.GetCheckstyle()}, {"golangci_lint", r.GetGolangciLint()}, {"metrics", r.GetMetrics()}} {
 		for _, g := range f.globs {
-			if matchGlob(path.Clean(g), name) {
+			if glob.Match(path.Clean(g), name) {
 				return f.format
 			}
 		}
 	}
 	return ""
-}
-
-// matchGlob matches a slash path against a glob where "**" spans segments.
-func matchGlob(pattern, name string) bool {
-	return matchSegs(strings.Split(pattern, "/"), strings.Split(name, "/"))
-}
-
-func matchSegs(pat, segs []string) bool {
-	for len(pat) > 0 {
-		if pat[0] == "**" {
-			for i := 0; i <= len(segs); i++ {
-				if matchSegs(pat[1:], segs[i:]) {
-					return true
-				}
-			}
-			return false
-		}
-		if len(segs) == 0 {
-			return false
-		}
-		if ok, err := path.Match(pat[0], segs[0]); err != nil || !ok {
-			return false
-		}
-		pat, segs = pat[1:], segs[1:]
-	}
-	return len(segs) == 0
 }
 
 // parseMetrics reads a metrics report: a JSON object of numbers. Known
