@@ -195,11 +195,23 @@ func printReady(w io.Writer, o runOptions, info readyInfo) {
 	}
 	fmt.Fprintf(w, "shiploop %s is up in %dms (%s)\n", version, info.ReadyMS, strings.Join(info.Services, ", "))
 	if info.HTTPURL != "" {
-		fmt.Fprintf(w, "  webhooks   %s/hooks/{github,gitlab,gitea,forgejo,bitbucket,generic}\n", info.HTTPURL)
+		has := func(name string) bool { return slices.Contains(info.Services, name) }
+		if has("dashboards") {
+			fmt.Fprintf(w, "  web UI     %s/  (badges under /badges/)\n", info.HTTPURL)
+		}
+		if has("builds") {
+			fmt.Fprintf(w, "  webhooks   %s/hooks/{github,gitlab,gitea,forgejo,bitbucket,generic,harbormaster}\n", info.HTTPURL)
+		}
+		if has("errortrack") {
+			fmt.Fprintf(w, "  sentry     %s/api/{project}/envelope/  (shiploop errors project create NAME prints a DSN)\n", info.HTTPURL)
+		}
+		if has("metrics") {
+			fmt.Fprintf(w, "  graphite   %s/graphite/  (a Grafana Graphite data source)\n", info.HTTPURL)
+		}
 		fmt.Fprintf(w, "  health     %s/healthz\n", info.HTTPURL)
 	}
 	if info.GRPCAddr != "" {
-		fmt.Fprintf(w, "  gRPC       %s  (BuildService; health and reflection on)\n", info.GRPCAddr)
+		fmt.Fprintf(w, "  gRPC       %s  (every service; health and reflection on)\n", info.GRPCAddr)
 	}
 	switch {
 	case o.natsURL != "":
