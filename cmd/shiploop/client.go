@@ -38,8 +38,13 @@ func clientFlags(c *command, o *clientOptions) {
 	c.flags.BoolVar(&o.json, "json", false, "print JSON (one object per line) for scripts")
 }
 
+// conn opens the one kind of gRPC connection every CLI command uses.
+func (o clientOptions) conn(extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+	return grpc.NewClient(o.server, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, extra...)...)
+}
+
 func (o clientOptions) dial() (buildsv1.BuildServiceClient, func(), error) {
-	conn, err := grpc.NewClient(o.server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := o.conn()
 	if err != nil {
 		return nil, nil, fmt.Errorf("connecting to %s: %w (set --server or SHIPLOOP_SERVER)", o.server, err)
 	}

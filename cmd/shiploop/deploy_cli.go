@@ -10,8 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	deploysv1 "github.com/shiploop/shiploop/proto/shiploop/deploys/v1"
@@ -52,7 +50,7 @@ func deployCommand() *command {
 		if len(args) == 0 {
 			return usagef("say what: status, show, promote, approve, rollback, lock, unlock, freeze or logs")
 		}
-		conn, err := grpc.NewClient(o.server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := o.conn()
 		if err != nil {
 			return fmt.Errorf("connecting to %s: %w (set --server or SHIPLOOP_SERVER)", o.server, err)
 		}

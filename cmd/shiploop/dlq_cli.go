@@ -8,9 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	dlqv1 "github.com/shiploop/shiploop/proto/shiploop/dlq/v1"
 )
 
@@ -53,7 +50,7 @@ Examples:
 		case args[0] == "replay" && len(seqs) == 0:
 			return usagef("'dlq replay' takes at least one SEQ")
 		}
-		conn, err := grpc.NewClient(o.server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := o.conn()
 		if err != nil {
 			return fmt.Errorf("connecting to %s: %w (set --server or SHIPLOOP_SERVER)", o.server, err)
 		}

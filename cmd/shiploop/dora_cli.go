@@ -6,14 +6,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	dashboardsv1 "github.com/shiploop/shiploop/proto/shiploop/dashboards/v1"
 )
 
 func dashboardsClient(o clientOptions) (dashboardsv1.DashboardServiceClient, func(), error) {
-	conn, err := grpc.NewClient(o.server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := o.conn()
 	if err != nil {
 		return nil, nil, fmt.Errorf("connecting to %s: %w (set --server or SHIPLOOP_SERVER)", o.server, err)
 	}

@@ -9,9 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
 	"github.com/shiploop/shiploop/services/errortrack"
 )
@@ -59,7 +56,7 @@ Flags may come before or after the arguments.`)
 		if len(args) == 0 {
 			return usagef("say what: project, key, ls, show, resolve, ignore, unresolve, deploy or releases")
 		}
-		conn, err := grpc.NewClient(o.server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := o.conn()
 		if err != nil {
 			return fmt.Errorf("connecting to %s: %w (set --server or SHIPLOOP_SERVER)", o.server, err)
 		}

@@ -9,9 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	flagsv1 "github.com/shiploop/shiploop/proto/shiploop/flags/v1"
 )
 
@@ -68,7 +65,7 @@ Examples:
 				return usagef("%v", err)
 			}
 		}
-		conn, err := grpc.NewClient(o.server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := o.conn()
 		if err != nil {
 			return fmt.Errorf("connecting to %s: %w (set --server or SHIPLOOP_SERVER)", o.server, err)
 		}

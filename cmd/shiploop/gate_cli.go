@@ -8,9 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	gatesv1 "github.com/shiploop/shiploop/proto/shiploop/gates/v1"
 )
 
@@ -30,7 +27,7 @@ Examples:
 		if len(args) < 1 || (args[0] == "show" && len(args) != 2) || (args[0] == "policy" && len(args) > 2) || (args[0] != "show" && args[0] != "policy") {
 			return usagef("want 'gate show BUILD' (an id or REPOSITORY#NUMBER) or 'gate policy [REPOSITORY]'")
 		}
-		conn, err := grpc.NewClient(o.server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := o.conn()
 		if err != nil {
 			return fmt.Errorf("connecting to %s: %w (set --server or SHIPLOOP_SERVER)", o.server, err)
 		}

@@ -8,9 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	metricsv1 "github.com/shiploop/shiploop/proto/shiploop/metrics/v1"
 )
 
@@ -32,7 +29,7 @@ Examples:
 		if len(args) < 2 || (args[0] != "query" && args[0] != "find") {
 			return usagef("want 'metrics query TARGET...' or 'metrics find QUERY'")
 		}
-		conn, err := grpc.NewClient(o.server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := o.conn()
 		if err != nil {
 			return fmt.Errorf("connecting to %s: %w (set --server or SHIPLOOP_SERVER)", o.server, err)
 		}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
@@ -64,8 +63,8 @@ Flags may come before or after the arguments.`)
 		if len(args) == 0 {
 			return usagef("say what: show, ls, cases, history, flaky, coverage, quarantine, unquarantine or upload")
 		}
-		conn, err := grpc.NewClient(o.server, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
+		conn, err := o.conn(
+			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64 << 20)))
 		if err != nil {
 			return fmt.Errorf("connecting to %s: %w (set --server or SHIPLOOP_SERVER)", o.server, err)
 		}
