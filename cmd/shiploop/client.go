@@ -15,12 +15,14 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/shiploop/shiploop/pkg/server"
 	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 )
@@ -30,17 +32,31 @@ type clientOptions struct {
 	server string
 	token  string
 	json   bool
+	tls    server.TLSFiles
 }
 
 func clientFlags(c *command, o *clientOptions) {
 	c.flags.StringVar(&o.server, "server", "127.0.0.1:9090", "gRPC address of shiploop")
 	c.flags.StringVar(&o.token, "token", "", "bearer token, when the server requires one")
 	c.flags.BoolVar(&o.json, "json", false, "print JSON (one object per line) for scripts")
+	c.flags.StringVar(&o.tls.CA, "tls-ca", "", "talk TLS and trust the server certificates this PEM CA signed (system roots with another --tls-* flag)")
+	c.flags.StringVar(&o.tls.Cert, "tls-cert", "", "client certificate (PEM) for a server that requires mutual TLS")
+	c.flags.StringVar(&o.tls.Key, "tls-key", "", "the PEM private key of --tls-cert")
 }
 
-// conn opens the one kind of gRPC connection every CLI command uses.
+// conn opens the one kind of gRPC connection every CLI command uses:
+// TLS when a --tls-* flag is given (a client certificate for mutual TLS),
+// plaintext otherwise.
 func (o clientOptions) conn(extra ...grpc.DialOption) (*grpc.ClientConn, error) {
-	return grpc.NewClient(o.server, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, extra...)...)
+	creds := insecure.NewCredentials()
+	if o.tls.Enabled() {
+		cfg, err := o.tls.ClientConfig()
+		if err != nil {
+			return nil, err
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+	return grpc.NewClient(o.server, append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, extra...)...)
 }
 
 func (o clientOptions) dial() (buildsv1.BuildServiceClient, func(), error) {

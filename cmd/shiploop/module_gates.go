@@ -7,7 +7,7 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 
 	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
@@ -27,7 +27,7 @@ func startGates(ctx context.Context, env *moduleEnv) (func(context.Context) erro
 	if err != nil {
 		return nil, err
 	}
-	forges := &buildsForges{token: env.opts.token, addr: func() string {
+	forges := &buildsForges{token: env.opts.token, creds: env.peerCreds, addr: func() string {
 		if a := os.Getenv("SHIPLOOP_BUILDS_ADDR"); a != "" {
 			return a
 		}
@@ -47,6 +47,7 @@ func startGates(ctx context.Context, env *moduleEnv) (func(context.Context) erro
 // buildsForges asks the builds service for a repository's forge settings.
 type buildsForges struct {
 	token string
+	creds func() (credentials.TransportCredentials, error)
 	addr  func() string
 	mu    sync.Mutex
 	conn  *grpc.ClientConn
@@ -60,7 +61,11 @@ func (f *buildsForges) client() (buildsv1.BuildServiceClient, error) {
 		if addr == "" {
 			return nil, fmt.Errorf("no builds service to ask for forge settings (set SHIPLOOP_BUILDS_ADDR to its gRPC address)")
 		}
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		creds, err := f.creds()
+		if err != nil {
+			return nil, err
+		}
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 		if err != nil {
 			return nil, err
 		}

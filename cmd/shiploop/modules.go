@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/shiploop/shiploop/pkg/bus"
 	"github.com/shiploop/shiploop/pkg/server"
@@ -119,4 +122,26 @@ func startAgent(ctx context.Context, env *moduleEnv) (func(context.Context) erro
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	return ag.Run, nil
+}
+
+// peerCreds are the credentials for calling another service's gRPC API
+// (gates asks builds): plaintext, or with --tls-cert the same TLS, trusting
+// the server's own certificate (and --tls-client-ca) and, for mutual TLS,
+// presenting it as the client certificate (it then needs the clientAuth
+// usage too).
+func (e *moduleEnv) peerCreds() (credentials.TransportCredentials, error) {
+	t := e.opts.tls
+	if !t.Enabled() {
+		return insecure.NewCredentials(), nil
+	}
+	cfg, err := server.TLSFiles{CA: t.Cert, Cert: t.Cert, Key: t.Key}.ClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	if t.CA == "" {
+		cfg.Certificates = nil // no mutual TLS: no client certificate needed
+	} else if pem, err := os.ReadFile(t.CA); err == nil {
+		cfg.RootCAs.AppendCertsFromPEM(pem)
+	}
+	return credentials.NewTLS(cfg), nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,11 +44,13 @@ type runOptions struct {
 	cdevents     cdeventsOptions
 	agents       int
 	lease        time.Duration
-	replicas     int
-	logFormat    string
-	logLevel     string
-	json         bool
-	banner       bool
+	// tls serves HTTP and gRPC over TLS; tls.CA makes it mutual TLS.
+	tls       server.TLSFiles
+	replicas  int
+	logFormat string
+	logLevel  string
+	json      bool
+	banner    bool
 }
 
 // readyInfo is what `up --json` prints once everything is serving.
@@ -134,9 +137,15 @@ func run(ctx context.Context, o runOptions, stdout io.Writer) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	var serverTLS *tls.Config
+	if o.tls.Enabled() {
+		if serverTLS, err = o.tls.ServerConfig(); err != nil {
+			return err
+		}
+	}
 	env := &moduleEnv{
 		opts: o, log: log, nc: nc, mux: http.NewServeMux(),
-		grpc: server.NewGRPC(server.GRPCConfig{Token: o.token, Tokens: tokenStore.Lookup, Logger: log}),
+		grpc: server.NewGRPC(server.GRPCConfig{Token: o.token, Tokens: tokenStore.Lookup, Logger: log, TLS: serverTLS}),
 	}
 	registerTokens(env.grpc, tokenStore)
 	for _, name := range o.services {
@@ -163,6 +172,10 @@ func run(ctx context.Context, o runOptions, stdout io.Writer) error {
 			return err
 		}
 		info.HTTPURL = "http://" + lis.Addr().String()
+		if serverTLS != nil {
+			lis = tls.NewListener(lis, serverTLS)
+			info.HTTPURL = "https://" + strings.TrimPrefix(info.HTTPURL, "http://")
+		}
 		g.Go(func() error { return server.ServeHTTP(gctx, lis, guardMutations(grpcSrv.Auth, mux), log) })
 	}
 	if serveGRPC {

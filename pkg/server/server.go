@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -33,6 +35,9 @@ type GRPCConfig struct {
 	// hashed); each call then needs the scope MethodScope names.
 	Tokens TokenLookup
 	Logger *slog.Logger
+	// TLS, when set, serves gRPC over TLS (mutual TLS when it requires
+	// client certificates).
+	TLS *tls.Config
 }
 
 // GRPC is a gRPC server with health and reflection registered.
@@ -51,11 +56,15 @@ func NewGRPC(cfg GRPCConfig) *GRPC {
 		log = slog.Default()
 	}
 	auth := &Auth{AdminToken: cfg.Token, Lookup: cfg.Tokens}
-	s := grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler()),
 		grpc.ChainUnaryInterceptor(recoverUnary(log), authUnary(auth)),
 		grpc.ChainStreamInterceptor(recoverStream(log), authStream(auth)),
-	)
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	s := grpc.NewServer(opts...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)
 	reflection.Register(s)
