@@ -21,6 +21,8 @@ type command struct {
 	stdout  io.Writer
 	stderr  io.Writer
 	args    []string // positional arguments, flags removed
+	// examples are shown at the end of --help (see examples.go).
+	examples string
 }
 
 func newCommand(name, usage, summary, detail string) *command {
@@ -42,6 +44,11 @@ func (c *command) printUsage() {
 	if c.detail != "" {
 		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.detail))
 	}
+	defer func() {
+		if c.examples != "" {
+			fmt.Fprintf(w, "\nExamples:\n%s\n", strings.TrimRight(c.examples, "\n"))
+		}
+	}()
 	hasFlags := false
 	c.flags.VisitAll(func(*flag.Flag) { hasFlags = true })
 	if !hasFlags {

@@ -113,6 +113,7 @@ func commands() map[string]*command {
 	list := []*command{upCommand(), serveCommand(), agentCommand(), watchCommand(), repoCommand(), buildsCommand(), buildCommand(), logsCommand(), demoCommand(), lintCommand(), secretCommand(), errorsCommand(), metricsCommand(), gateCommand(), deployCommand(), testsCommand(), doraCommand(), dashboardsCommand(), dlqCommand(), tokenCommand(), completionCommand(), flagsCommand()}
 	m := map[string]*command{}
 	for _, c := range list {
+		c.examples = examples[c.name]
 		m[c.name] = c
 	}
 	return m

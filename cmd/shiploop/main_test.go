@@ -140,3 +140,12 @@ func TestFlagsAfterArguments(t *testing.T) {
 		t.Errorf("json %v server %q args %q", *asJSON, *server, c.args)
 	}
 }
+
+func TestEveryCommandHasExamples(t *testing.T) {
+	for name := range commands() {
+		_, _, help := runCLI(t, name, "--help")
+		if n := strings.Count(help, "\nExamples:\n"); n != 1 {
+			t.Errorf("%s --help has %d Examples sections, want 1:\n%s", name, n, help)
+		}
+	}
+}
