@@ -197,6 +197,21 @@ func project(ctx context.Context, tx execer, ev bus.Event) error {
 		_, err := tx.ExecContext(ctx, `UPDATE dash_deploys SET rolled_back = 1 WHERE id = $1`, d.RolledBackDeployId)
 		return err
 	case *eventsv1.EnvironmentChanged:
+		if ev.Type == "environment.frozen" {
+			// An empty environment freezes every environment of the repository.
+			q := `UPDATE dash_environments SET frozen_from = $1, frozen_until = $2, freeze_reason = $3 WHERE repository = $4`
+			args := []any{nanos(d.StartsAt, at), nanos(d.EndsAt, at), d.Reason, d.Repository}
+			if d.Environment != "" {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO dash_environments (repository, name) VALUES ($1, $2) ON CONFLICT (repository, name) DO NOTHING`,
+					d.Repository, d.Environment); err != nil {
+					return err
+				}
+				q += ` AND name = $5`
+				args = append(args, d.Environment)
+			}
+			_, err := tx.ExecContext(ctx, q, args...)
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO dash_environments (repository, name) VALUES ($1, $2) ON CONFLICT (repository, name) DO NOTHING`,
 			d.Repository, d.Environment); err != nil {
 			return err

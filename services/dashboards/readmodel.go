@@ -113,6 +113,19 @@ type envView struct {
 	Since                                                   time.Time
 	Approvers                                               []string
 	Locked                                                  bool
+	FrozenFrom, FrozenUntil                                 time.Time
+	FreezeReason                                            string
+}
+
+// Frozen reports whether a freeze window is on now.
+func (e envView) Frozen() bool {
+	now := time.Now()
+	return !e.FrozenUntil.IsZero() && now.Before(e.FrozenUntil) && !now.Before(e.FrozenFrom)
+}
+
+// FreezeAhead reports a freeze window that has not started yet.
+func (e envView) FreezeAhead() bool {
+	return !e.FrozenFrom.IsZero() && time.Now().Before(e.FrozenFrom)
 }
 
 var errNotFound = errors.New("not found")
@@ -494,7 +507,8 @@ func (s *Service) issues(ctx context.Context, where string, args ...any) ([]issu
 }
 
 func (s *Service) environments(ctx context.Context, repo string) ([]envView, error) {
-	q := `SELECT e.repository, e.name, e.release, e.status, e.since, e.locked, e.locked_by, e.lock_reason, COALESCE(d.approvers, '')
+	q := `SELECT e.repository, e.name, e.release, e.status, e.since, e.locked, e.locked_by, e.lock_reason, COALESCE(d.approvers, ''),
+		e.frozen_from, e.frozen_until, e.freeze_reason
 		FROM dash_environments e LEFT JOIN dash_deploys d ON d.id = e.deploy_id`
 	var args []any
 	if repo != "" {
@@ -512,10 +526,15 @@ func (s *Service) environments(ctx context.Context, repo string) ([]envView, err
 		var since int64
 		var locked int
 		var approvers string
-		if err := rows.Scan(&e.Repository, &e.Name, &e.Release, &e.Status, &since, &locked, &e.LockedBy, &e.LockReason, &approvers); err != nil {
+		var frozenFrom, frozenUntil int64
+		if err := rows.Scan(&e.Repository, &e.Name, &e.Release, &e.Status, &since, &locked, &e.LockedBy, &e.LockReason, &approvers,
+			&frozenFrom, &frozenUntil, &e.FreezeReason); err != nil {
 			return nil, err
 		}
 		e.Since, e.Locked, e.Approvers = ts(since), locked != 0, splitList(approvers)
+		if frozenUntil > 0 {
+			e.FrozenFrom, e.FrozenUntil = ts(frozenFrom), ts(frozenUntil)
+		}
 		out = append(out, e)
 	}
 	return out, rows.Err()

@@ -357,6 +357,15 @@ func TestDoraFromEvents(t *testing.T) {
 		if code, _, body := h.get(t, "/environments"); code != 200 || !strings.Contains(body, "1.2.0") {
 			t.Errorf("environments page %d", code)
 		}
+
+		// A freeze window shows on the board while it lasts.
+		until0 := time.Now().Add(2 * time.Hour).UTC()
+		h.publish(t, "environment.frozen", "acme/web", "", time.Now(), &eventsv1.EnvironmentChanged{Repository: "acme/web", Environment: "production",
+			By: "ops", Reason: "end-of-year freeze", StartsAt: timestamppb.New(time.Now().Add(-time.Minute)), EndsAt: timestamppb.New(until0)})
+		until(t, "the freeze on the board", func() bool {
+			_, _, body := h.get(t, "/environments")
+			return strings.Contains(body, "frozen until") && strings.Contains(body, "end-of-year freeze")
+		})
 	})
 }
 

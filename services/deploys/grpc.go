@@ -611,8 +611,14 @@ func (g *grpcServer) Freeze(ctx context.Context, req *deploysv1.FreezeRequest) (
 	}
 	f := &deploysv1.FreezeWindow{Repository: req.GetRepository(), Environment: req.GetEnvironment(), StartsAt: timestamppb.New(from), EndsAt: timestamppb.New(to), Reason: req.GetReason(), CreatedBy: by(req.GetBy())}
 	err := g.s.ob.InTx(ctx, func(tx *bus.Tx) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO freezes (repository, environment, starts_at, ends_at, reason, created_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
-			f.Repository, f.Environment, from.UnixNano(), to.UnixNano(), f.Reason, f.CreatedBy).Scan(&f.Id)
+		if err := tx.QueryRowContext(ctx, `INSERT INTO freezes (repository, environment, starts_at, ends_at, reason, created_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+			f.Repository, f.Environment, from.UnixNano(), to.UnixNano(), f.Reason, f.CreatedBy).Scan(&f.Id); err != nil {
+			return err
+		}
+		// Boards show the window; an empty environment freezes them all.
+		return tx.Publish(bus.Event{Type: "environment.frozen", Repository: f.Repository, Subject: f.Environment, Data: &eventsv1.EnvironmentChanged{
+			Repository: f.Repository, Environment: f.Environment, By: f.CreatedBy, Reason: f.Reason, StartsAt: f.StartsAt, EndsAt: f.EndsAt,
+		}})
 	})
 	if err != nil {
 		return nil, statusOf(err)

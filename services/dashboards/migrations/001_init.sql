@@ -138,6 +138,10 @@ CREATE TABLE IF NOT EXISTS dash_environments (
     locked      INTEGER NOT NULL DEFAULT 0,
     locked_by   TEXT NOT NULL DEFAULT '',
     lock_reason TEXT NOT NULL DEFAULT '',
+    -- The latest freeze window (environment.frozen), unix nanoseconds.
+    frozen_from   {{bigint}} NOT NULL DEFAULT 0,
+    frozen_until  {{bigint}} NOT NULL DEFAULT 0,
+    freeze_reason TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (repository, name)
 );
 

@@ -754,9 +754,12 @@ type EnvironmentChanged struct {
 	Repository  string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
 	Environment string                 `protobuf:"bytes,2,opt,name=environment,proto3" json:"environment,omitempty"`
 	// The pull request a preview environment belongs to (0 for others).
-	PullRequest   int64  `protobuf:"varint,3,opt,name=pull_request,json=pullRequest,proto3" json:"pull_request,omitempty"`
-	By            string `protobuf:"bytes,4,opt,name=by,proto3" json:"by,omitempty"`
-	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	PullRequest int64  `protobuf:"varint,3,opt,name=pull_request,json=pullRequest,proto3" json:"pull_request,omitempty"`
+	By          string `protobuf:"bytes,4,opt,name=by,proto3" json:"by,omitempty"`
+	Reason      string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// For environment.frozen: the freeze window (no automatic deploys in it).
+	StartsAt      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=starts_at,json=startsAt,proto3" json:"starts_at,omitempty"`
+	EndsAt        *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=ends_at,json=endsAt,proto3" json:"ends_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -824,6 +827,20 @@ func (x *EnvironmentChanged) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *EnvironmentChanged) GetStartsAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartsAt
+	}
+	return nil
+}
+
+func (x *EnvironmentChanged) GetEndsAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndsAt
+	}
+	return nil
 }
 
 // TicketShipped: dev.shiploop.deploy.ticket_shipped.v1, one ticket key found
@@ -944,7 +961,7 @@ const file_shiploop_events_v1_deploy_proto_rawDesc = "" +
 	"\bapprover\x18\x02 \x01(\tR\bapprover\x12\x18\n" +
 	"\acomment\x18\x03 \x01(\tR\acomment\x12-\n" +
 	"\x12approvals_required\x18\x04 \x01(\x05R\x11approvalsRequired\x12'\n" +
-	"\x0fapprovals_given\x18\x05 \x01(\x05R\x0eapprovalsGiven\"\xa1\x01\n" +
+	"\x0fapprovals_given\x18\x05 \x01(\x05R\x0eapprovalsGiven\"\x8f\x02\n" +
 	"\x12EnvironmentChanged\x12\x1e\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
@@ -952,7 +969,9 @@ const file_shiploop_events_v1_deploy_proto_rawDesc = "" +
 	"\venvironment\x18\x02 \x01(\tR\venvironment\x12!\n" +
 	"\fpull_request\x18\x03 \x01(\x03R\vpullRequest\x12\x0e\n" +
 	"\x02by\x18\x04 \x01(\tR\x02by\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"v\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x127\n" +
+	"\tstarts_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bstartsAt\x123\n" +
+	"\aends_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06endsAt\"v\n" +
 	"\rTicketShipped\x125\n" +
 	"\x06deploy\x18\x01 \x01(\v2\x1d.shiploop.events.v1.DeployRefR\x06deploy\x12\x16\n" +
 	"\x06ticket\x18\x02 \x01(\tR\x06ticket\x12\x16\n" +
@@ -1021,12 +1040,14 @@ var file_shiploop_events_v1_deploy_proto_depIdxs = []int32{
 	2,  // 10: shiploop.events.v1.DeployPending.deploy:type_name -> shiploop.events.v1.DeployRef
 	0,  // 11: shiploop.events.v1.DeployPending.status:type_name -> shiploop.events.v1.DeployStatus
 	2,  // 12: shiploop.events.v1.DeployApproved.deploy:type_name -> shiploop.events.v1.DeployRef
-	2,  // 13: shiploop.events.v1.TicketShipped.deploy:type_name -> shiploop.events.v1.DeployRef
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	11, // 13: shiploop.events.v1.EnvironmentChanged.starts_at:type_name -> google.protobuf.Timestamp
+	11, // 14: shiploop.events.v1.EnvironmentChanged.ends_at:type_name -> google.protobuf.Timestamp
+	2,  // 15: shiploop.events.v1.TicketShipped.deploy:type_name -> shiploop.events.v1.DeployRef
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_events_v1_deploy_proto_init() }
