@@ -147,7 +147,19 @@ func TestDashboardsInBrowser(t *testing.T) {
 	screenshot(t, tctx, dir, "overview.png")
 
 	// A push made now shows up on the open page.
-	second := repo.commit("Second change, pushed while the page is open", map[string]string{"x": "2"})
+	// It also brings a test job whose JUnit report has a failing test: the
+	// pipeline page must name it, and the gate's failing condition.
+	second := repo.commit("Second change, pushed while the page is open", map[string]string{"x": "2", ".shiploop.yml": `steps:
+  - name: greet
+    commands: [echo hello from the dashboards test]
+test:
+  steps:
+    - name: unit
+      commands:
+        - mkdir -p reports
+        - printf '<testsuite name="login"><testcase classname="LoginTest" name="test_ok"/><testcase classname="LoginTest" name="test_wrong_password"><failure message="expected 401, got 500"/></testcase></testsuite>' > reports/TEST-login.xml
+  reports: {junit: ["reports/*.xml"]}
+`})
 	if res := inst.pushCommit(t, "demo/web", secret, first, second, "Second change, pushed while the page is open"); res.Status != http.StatusAccepted {
 		t.Fatalf("push: %d %s", res.Status, res.Raw)
 	}
@@ -185,6 +197,12 @@ func TestDashboardsInBrowser(t *testing.T) {
 		if !strings.Contains(pipeline, want) {
 			t.Errorf("pipeline page lacks %q:\n%s", want, pipeline)
 		}
+	}
+	_, err = chromedp.Run(tctx, chromedp.Poll[bool](`(function(){var t=document.querySelector('main').innerText;return t.includes('LoginTest.test_wrong_password') && t.includes('expected 401, got 500') && t.includes('gate failed')})()`,
+		chromedp.WithPollingTimeout(60*time.Second)))
+	if err != nil {
+		text, _ := chromedp.Run(tctx, chromedp.Text(chromedp.CSS(`main`)))
+		t.Fatalf("the failed test and the gate's failing condition did not appear on the pipeline page: %v\n%s", err, text)
 	}
 	screenshot(t, tctx, dir, "pipeline.png")
 
