@@ -176,6 +176,14 @@ func project(ctx context.Context, tx execer, ev bus.Event) error {
 		if err := upsertDeploy(ctx, tx, chain, d.Deploy, status, d.Reason, 0, fin); err != nil {
 			return err
 		}
+		checks := make([]checkView, 0, len(d.Checks))
+		for _, c := range d.Checks {
+			checks = append(checks, checkView{Check: c.GetCheck(), Status: strings.ToLower(strings.TrimPrefix(c.GetStatus().String(), "CHECK_STATUS_")), Reason: c.GetReason()})
+		}
+		checksJSON, _ := json.Marshal(checks)
+		if _, err := tx.ExecContext(ctx, `UPDATE dash_deploys SET checks = $1 WHERE id = $2`, string(checksJSON), d.Deploy.GetDeployId()); err != nil {
+			return err
+		}
 		if d.Status == eventsv1.DeployStatus_DEPLOY_STATUS_ROLLED_BACK {
 			if _, err := tx.ExecContext(ctx, `UPDATE dash_deploys SET rolled_back = 1 WHERE id = $1`, d.Deploy.GetDeployId()); err != nil {
 				return err

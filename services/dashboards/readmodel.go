@@ -90,6 +90,12 @@ type deployView struct {
 	Approvers                                                               []string
 	FinishedAt                                                              time.Time
 	RolledBack                                                              bool
+	Checks                                                                  []checkView
+}
+
+// checkView is one verification check of a deploy.
+type checkView struct {
+	Check, Status, Reason string
 }
 
 type issueView struct {
@@ -467,7 +473,7 @@ func (s *Service) jobs(ctx context.Context, buildID string) ([]jobView, error) {
 }
 
 func (s *Service) deploys(ctx context.Context, where string, args ...any) ([]deployView, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, repository, environment, release, status, kind, triggered_by, reason, approvers, finished_at, rolled_back FROM dash_deploys `+where, args...)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, repository, environment, release, status, kind, triggered_by, reason, approvers, finished_at, rolled_back, checks FROM dash_deploys `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -478,9 +484,11 @@ func (s *Service) deploys(ctx context.Context, where string, args ...any) ([]dep
 		var approvers string
 		var fin int64
 		var rb int
-		if err := rows.Scan(&d.ID, &d.Repository, &d.Environment, &d.Release, &d.Status, &d.Kind, &d.TriggeredBy, &d.Reason, &approvers, &fin, &rb); err != nil {
+		var checks string
+		if err := rows.Scan(&d.ID, &d.Repository, &d.Environment, &d.Release, &d.Status, &d.Kind, &d.TriggeredBy, &d.Reason, &approvers, &fin, &rb, &checks); err != nil {
 			return nil, err
 		}
+		_ = json.Unmarshal([]byte(checks), &d.Checks)
 		d.Approvers, d.FinishedAt, d.RolledBack = splitList(approvers), ts(fin), rb != 0
 		out = append(out, d)
 	}

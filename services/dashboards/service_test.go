@@ -186,6 +186,17 @@ func TestPipelineReadModels(t *testing.T) {
 		if code != 200 || !strings.Contains(body, "Add the login page") || !strings.Contains(body, `href="/changes/chain-1"`) {
 			t.Fatalf("overview page %d: %s", code, body)
 		}
+		// A deploy of the change and its verification checks.
+		ref := &eventsv1.DeployRef{DeployId: "dep-1", Repository: "acme/web", Environment: "acceptance", Release: "1.0.0-dev.7", Kind: "deploy", TriggeredBy: "gate"}
+		h.publish(t, "deploy.finished", "acme/web", "chain-1", time.Now(), &eventsv1.DeployFinished{Deploy: ref, Status: eventsv1.DeployStatus_DEPLOY_STATUS_ROLLED_BACK,
+			Reason: "verification failed", FinishedAt: timestamppb.Now(), Checks: []*eventsv1.CheckResult{
+				{Check: "http_status(https://acc.example/health)", Status: eventsv1.CheckStatus_CHECK_STATUS_FAILURE, Reason: "503, want 200"},
+				{Check: "errortrack.new_issues", Status: eventsv1.CheckStatus_CHECK_STATUS_SUCCESS},
+			}})
+		until(t, "the deploy's verification on the pipeline page", func() bool {
+			_, _, body := h.get(t, "/changes/chain-1")
+			return strings.Contains(body, "http_status(https://acc.example/health)") && strings.Contains(body, "503, want 200")
+		})
 		code, _, body = h.get(t, "/changes/chain-1")
 		for _, want := range []string{"1 failed", "LoginTest.test_wrong_password", "expected 401, got 500", "coverage &gt;= 80 (new_code)", "67.3", "gate failed: coverage on new code", "compile"} {
 			if !strings.Contains(body, want) {
@@ -246,8 +257,8 @@ func TestPipelineReadModels(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Events != 8 {
-			t.Errorf("rebuild replayed %d events, want 8", res.Events)
+		if res.Events != 9 { // the pipeline's 8 and the deploy
+			t.Errorf("rebuild replayed %d events, want 9", res.Events)
 		}
 		after, _ := h.grpc.Overview(t.Context(), &dashboardsv1.OverviewRequest{})
 		if !bytes.Equal(mustJSON(before), mustJSON(after)) {

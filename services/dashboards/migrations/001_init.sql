@@ -123,7 +123,9 @@ CREATE TABLE IF NOT EXISTS dash_deploys (
     approvers    TEXT NOT NULL DEFAULT '',
     rolled_back  INTEGER NOT NULL DEFAULT 0,
     started_at   {{bigint}} NOT NULL DEFAULT 0,
-    finished_at  {{bigint}} NOT NULL DEFAULT 0
+    finished_at  {{bigint}} NOT NULL DEFAULT 0,
+    -- The verification checks of deploy.finished, JSON.
+    checks       TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS dash_deploys_repo ON dash_deploys (repository, environment, finished_at);
 CREATE INDEX IF NOT EXISTS dash_deploys_chain ON dash_deploys (chain_id);
