@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 )
@@ -52,5 +55,133 @@ func DecodeLog(data []byte) ([]*eventsv1.LogLine, error) {
 			return out, fmt.Errorf("reading stored log: %w", err)
 		}
 		out = append(out, l)
+	}
+}
+
+// maxPendingLines bounds the live lines a follower holds behind a gap.
+const maxPendingLines = 50_000
+
+// ErrNoLog is FollowLog's answer, without follow, for a job with no stored log yet.
+var ErrNoLog = errors.New("no stored log for this job yet")
+
+// StoredLog reads a job's stored log; ErrNoLog when there is none.
+func (b *Bus) StoredLog(ctx context.Context, jobID string) ([]*eventsv1.LogLine, error) {
+	obs, err := b.js.ObjectStore(ctx, LogBucket)
+	if err != nil {
+		return nil, ErrNoLog
+	}
+	data, err := obs.GetBytes(ctx, jobID)
+	if err != nil {
+		return nil, ErrNoLog
+	}
+	return DecodeLog(data)
+}
+
+// FollowLog sends a job's log lines numbered after `after`, in order and each
+// once. It sends what is stored (the whole log once the job has ended, up to
+// the last finished step before); with follow it also subscribes to the live
+// tail first and goes on until the end marker or ctx ends. The store, which
+// the agent refreshes every few seconds, is read again only to fill a gap
+// before the first live line or after a stall: reading a big log on every
+// tick costs far more than the tail.
+func (b *Bus) FollowLog(ctx context.Context, jobID string, after uint64, follow bool, send func(*eventsv1.LogLine) error) error {
+	var live chan *nats.Msg
+	if follow {
+		live = make(chan *nats.Msg, 64<<10)
+		sub, err := b.nc.ChanSubscribe(LogSubject(jobID), live)
+		if err != nil {
+			return fmt.Errorf("bus: subscribing to the log of %s: %w", jobID, err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	sent := after
+	pending := map[uint64]*eventsv1.LogLine{}
+	// deliver sends what is in order; true at the end marker.
+	deliver := func() (bool, error) {
+		for {
+			l, ok := pending[sent+1]
+			if !ok {
+				return false, nil
+			}
+			delete(pending, sent+1)
+			sent++
+			if l.GetStream() == "end" {
+				return true, nil
+			}
+			if err := send(l); err != nil {
+				return false, err
+			}
+		}
+	}
+	var storedSize uint64 // what the last read of the store saw
+	fromStore := func() (bool, error) {
+		obs, err := b.js.ObjectStore(ctx, LogBucket)
+		if err != nil {
+			return false, ErrNoLog
+		}
+		info, err := obs.GetInfo(ctx, jobID)
+		if err != nil {
+			return false, ErrNoLog
+		}
+		if info.Size == storedSize {
+			return false, nil // nothing new since the last read
+		}
+		storedSize = info.Size
+		stored, err := b.StoredLog(ctx, jobID)
+		if err != nil {
+			return false, err
+		}
+		for _, l := range stored {
+			if l.GetNumber() > sent {
+				pending[l.GetNumber()] = l
+			}
+		}
+		end, err := deliver()
+		for n := range pending {
+			if n <= sent {
+				delete(pending, n)
+			}
+		}
+		return end, err
+	}
+	end, err := fromStore()
+	if !follow {
+		return err
+	}
+	if end || err != nil && !errors.Is(err, ErrNoLog) {
+		return err
+	}
+	refresh := time.NewTicker(500 * time.Millisecond)
+	defer refresh.Stop()
+	progressed := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-live:
+			l := &eventsv1.LogLine{}
+			if proto.Unmarshal(m.Data, l) != nil || l.GetNumber() <= sent {
+				continue
+			}
+			if len(pending) >= maxPendingLines && l.GetNumber() > sent+1 {
+				continue // behind a gap: the store will have it, memory stays bounded
+			}
+			pending[l.GetNumber()] = l
+			before := sent
+			end, err := deliver()
+			if end || err != nil {
+				return err
+			}
+			progressed = progressed || sent > before
+		case <-refresh.C:
+			if progressed && len(pending) == 0 {
+				progressed = false
+				continue
+			}
+			progressed = false
+			if end, err := fromStore(); end || err != nil && !errors.Is(err, ErrNoLog) {
+				return err
+			}
+		}
 	}
 }

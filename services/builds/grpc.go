@@ -12,11 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -433,112 +431,19 @@ func (g *grpcServer) WatchEvents(req *buildsv1.WatchEventsRequest, stream grpc.S
 	return nil
 }
 
-// StreamLogs sends a job's log in order, each line once. Without follow it
-// sends what is stored (the whole log once the job has ended, up to the last
-// finished step before). With follow it also subscribes to the live tail
-// and fills any gap between what is stored and the first live line from
-// the store, which the agent refreshes every 5 seconds, until the end marker.
+// StreamLogs sends a job's log in order, each line once: what is stored,
+// and with follow the live tail until the job ends (bus.FollowLog).
 func (g *grpcServer) StreamLogs(req *buildsv1.StreamLogsRequest, stream grpc.ServerStreamingServer[buildsv1.StreamLogsResponse]) error {
 	if req.GetJobId() == "" {
 		return invalid("job_id", "required")
 	}
-	ctx := stream.Context()
-	var live chan *nats.Msg
-	if req.GetFollow() {
-		live = make(chan *nats.Msg, 64<<10)
-		sub, err := g.s.bus.Conn().ChanSubscribe(bus.LogSubject(req.GetJobId()), live)
-		if err != nil {
-			return status.Errorf(codes.Unavailable, "subscribing to logs: %v", err)
-		}
-		defer func() { _ = sub.Unsubscribe() }()
+	err := g.s.bus.FollowLog(stream.Context(), req.GetJobId(), 0, req.GetFollow(), func(l *eventsv1.LogLine) error {
+		return stream.Send(&buildsv1.StreamLogsResponse{Line: l})
+	})
+	if errors.Is(err, bus.ErrNoLog) {
+		return status.Errorf(codes.NotFound, "no stored log for job %q (it may still be running: use follow)", req.GetJobId())
 	}
-	var sent uint64
-	// send delivers lines in order from sent+1 on; it reports the end marker.
-	send := func(lines []*eventsv1.LogLine) (bool, error) {
-		for _, l := range lines {
-			if l.GetNumber() <= sent {
-				continue
-			}
-			if l.GetNumber() != sent+1 {
-				return false, nil // a gap: wait for the store to fill it
-			}
-			sent = l.GetNumber()
-			if l.GetStream() == "end" {
-				return true, nil
-			}
-			if err := stream.Send(&buildsv1.StreamLogsResponse{Line: l}); err != nil {
-				return false, err
-			}
-		}
-		return false, nil
-	}
-	stored, err := g.storedLog(ctx, req.GetJobId())
-	if err != nil && !req.GetFollow() {
-		return status.Errorf(codes.NotFound, "no stored log for job %q (still queued? use follow)", req.GetJobId())
-	}
-	if end, err := send(stored); end || err != nil || !req.GetFollow() {
-		return err
-	}
-	pending := map[uint64]*eventsv1.LogLine{}
-	refresh := time.NewTicker(500 * time.Millisecond)
-	defer refresh.Stop()
-	progressed := false
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-live:
-			l := &eventsv1.LogLine{}
-			if proto.Unmarshal(m.Data, l) != nil || l.GetNumber() <= sent {
-				continue
-			}
-			pending[l.GetNumber()] = l
-		case <-refresh.C:
-			// Read the store only when the live tail cannot go on by itself:
-			// a gap before the first live line, or nothing new (the job may
-			// have ended before we subscribed). Reading a big log on every
-			// tick would cost far more than the tail.
-			if progressed && len(pending) == 0 {
-				progressed = false
-				continue
-			}
-			progressed = false
-			if stored, err := g.storedLog(ctx, req.GetJobId()); err == nil {
-				if end, err := send(stored); end || err != nil {
-					return err
-				}
-			}
-			for n := range pending {
-				if n <= sent {
-					delete(pending, n)
-				}
-			}
-		}
-		for {
-			l, ok := pending[sent+1]
-			if !ok {
-				break
-			}
-			progressed = true
-			delete(pending, l.GetNumber())
-			if end, err := send([]*eventsv1.LogLine{l}); end || err != nil {
-				return err
-			}
-		}
-	}
-}
-
-// storedLog reads a finished job's log from the Object Store.
-func (g *grpcServer) storedLog(ctx context.Context, jobID string) ([]*eventsv1.LogLine, error) {
-	obs, err := g.s.bus.JetStream().ObjectStore(ctx, bus.LogBucket)
-	if err != nil {
-		return nil, err
-	}
-	data, err := obs.GetBytes(ctx, jobID)
-	if err != nil {
-		return nil, err
-	}
-	return bus.DecodeLog(data)
+	return err
 }
 
 func (g *grpcServer) CancelBuild(ctx context.Context, req *buildsv1.CancelBuildRequest) (*buildsv1.CancelBuildResponse, error) {

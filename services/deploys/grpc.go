@@ -8,11 +8,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shiploop/shiploop/pkg/bus"
@@ -644,88 +642,11 @@ func (g *grpcServer) StreamLogs(req *deploysv1.StreamLogsRequest, stream grpc.Se
 	if d.jobID == "" {
 		return status.Errorf(codes.FailedPrecondition, "deployment %s has not started (%s: %s)", d.id, statusName(d.status), d.reason)
 	}
-	jobID := d.jobID
-	var live chan *nats.Msg
-	if req.GetFollow() {
-		live = make(chan *nats.Msg, 64<<10)
-		sub, err := g.s.bus.Conn().ChanSubscribe(bus.LogSubject(jobID), live)
-		if err != nil {
-			return status.Errorf(codes.Unavailable, "subscribing to logs: %v", err)
-		}
-		defer func() { _ = sub.Unsubscribe() }()
-	}
-	var sent uint64
-	send := func(lines []*eventsv1.LogLine) (bool, error) {
-		for _, l := range lines {
-			if l.GetNumber() <= sent {
-				continue
-			}
-			if l.GetNumber() != sent+1 {
-				return false, nil
-			}
-			sent = l.GetNumber()
-			if l.GetStream() == "end" {
-				return true, nil
-			}
-			if err := stream.Send(&deploysv1.StreamLogsResponse{Line: l}); err != nil {
-				return false, err
-			}
-		}
-		return false, nil
-	}
-	stored, err := g.storedLog(ctx, jobID)
-	if err != nil && !req.GetFollow() {
+	err = g.s.bus.FollowLog(ctx, d.jobID, 0, req.GetFollow(), func(l *eventsv1.LogLine) error {
+		return stream.Send(&deploysv1.StreamLogsResponse{Line: l})
+	})
+	if errors.Is(err, bus.ErrNoLog) {
 		return status.Errorf(codes.NotFound, "no stored log for deployment %s yet (still queued? use follow)", d.id)
 	}
-	if end, err := send(stored); end || err != nil || !req.GetFollow() {
-		return err
-	}
-	pending := map[uint64]*eventsv1.LogLine{}
-	refresh := time.NewTicker(500 * time.Millisecond)
-	defer refresh.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-live:
-			l := &eventsv1.LogLine{}
-			if proto.Unmarshal(m.Data, l) != nil || l.GetNumber() <= sent {
-				continue
-			}
-			pending[l.GetNumber()] = l
-		case <-refresh.C:
-			if stored, err := g.storedLog(ctx, jobID); err == nil {
-				if end, err := send(stored); end || err != nil {
-					return err
-				}
-			}
-			for n := range pending {
-				if n <= sent {
-					delete(pending, n)
-				}
-			}
-		}
-		for {
-			l, ok := pending[sent+1]
-			if !ok {
-				break
-			}
-			delete(pending, l.GetNumber())
-			if end, err := send([]*eventsv1.LogLine{l}); end || err != nil {
-				return err
-			}
-		}
-	}
-}
-
-func (g *grpcServer) storedLog(ctx context.Context, jobID string) ([]*eventsv1.LogLine, error) {
-	obs, err := g.s.bus.JetStream().ObjectStore(ctx, bus.LogBucket)
-	if err != nil {
-		return nil, err
-	}
-	data, err := obs.GetBytes(ctx, jobID)
-	if err != nil {
-		return nil, err
-	}
-	return bus.DecodeLog(data)
+	return err
 }
