@@ -13,10 +13,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/shiploop/shiploop/pkg/bus"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -155,9 +158,13 @@ func upCommand() *command {
 	serverFlags(c, &o, false)
 	c.flags.IntVar(&o.agents, "agents", 1, "jobs the built-in agent runs at once")
 	c.flags.DurationVar(&o.lease, "lease", 30*time.Second, "how long a job waits for a silent agent before it goes to another")
+	agentFlags(c, &o)
 	c.run = func(c *command, args []string) error {
 		if len(args) > 0 {
 			return usagef("up takes no arguments (got %q)", strings.Join(args, " "))
+		}
+		if err := checkAgentFlags(o); err != nil {
+			return err
 		}
 		o.services = knownServices
 		ctx, stop := signalContext()
@@ -173,6 +180,7 @@ func serveCommand() *command {
 		"Services: "+strings.Join(knownServices, ", ")+". Each service can run in many replicas; they share work through JetStream durable consumers.")
 	serverFlags(c, &o, true)
 	c.flags.IntVar(&o.agents, "agents", 1, "jobs the agent service runs at once")
+	agentFlags(c, &o)
 	dryRun := c.flags.Bool("dry-run", false, "check the flags and service names, print what would run, and exit")
 	c.run = func(c *command, args []string) error {
 		if len(args) == 0 {
@@ -183,6 +191,9 @@ func serveCommand() *command {
 		}
 		if err := validateServices(args); err != nil {
 			return usageError{err.Error()}
+		}
+		if err := checkAgentFlags(o); err != nil {
+			return err
 		}
 		o.services = args
 		if *dryRun {
@@ -208,6 +219,7 @@ func agentCommand() *command {
 	c.flags.DurationVar(&o.lease, "lease", 30*time.Second, "how long a job waits for this agent to answer before it goes to another agent")
 	c.flags.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	c.flags.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	agentFlags(c, &o)
 	dryRun := c.flags.Bool("dry-run", false, "check the flags, print what would run, and exit")
 	c.run = func(c *command, args []string) error {
 		if len(args) > 0 {
@@ -216,8 +228,12 @@ func agentCommand() *command {
 		if o.natsURL == "" {
 			return usagef("--nats-url is required")
 		}
+		if err := checkAgentFlags(o); err != nil {
+			return err
+		}
 		if *dryRun {
-			fmt.Fprintf(c.stdout, "would run an agent with NATS %s, concurrency %d, workspaces in %s\n", o.natsURL, o.agents, o.dataDir)
+			fmt.Fprintf(c.stdout, "would run an agent with NATS %s, concurrency %d, workspaces in %s, labels [%s], job kinds [%s]\n",
+				o.natsURL, o.agents, o.dataDir, strings.Join(splitList(o.agentLabels), ", "), strings.Join(orAll(splitList(o.agentKinds)), ", "))
 			return nil
 		}
 		o.services = []string{"agent"}
@@ -233,4 +249,42 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// agentFlags are the flags of an agent: the standalone one, and the one `up`
+// and `serve agent` run.
+func agentFlags(c *command, o *runOptions) {
+	c.flags.StringVar(&o.agentLabels, "labels", "", "comma-separated labels this agent offers (e.g. gpu,docker,region=eu): it takes jobs whose .shiploop.yml labels it all has, and jobs without labels; os=<GOOS> and arch=<GOARCH> are always added")
+	c.flags.StringVar(&o.agentKinds, "kinds", "", "comma-separated job kinds this agent takes: "+strings.Join(bus.JobKinds, ", ")+" (default all)")
+}
+
+// checkAgentFlags names a bad label or job kind.
+func checkAgentFlags(o runOptions) error {
+	if _, _, err := bus.Pool(splitList(o.agentLabels)); err != nil {
+		return usagef("--labels: %v", err)
+	}
+	for _, k := range splitList(o.agentKinds) {
+		if !slices.Contains(bus.JobKinds, k) {
+			return usagef("--kinds: unknown job kind %q (want %s)", k, strings.Join(bus.JobKinds, ", "))
+		}
+	}
+	return nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for v := range strings.SplitSeq(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func orAll(kinds []string) []string {
+	if len(kinds) == 0 {
+		return bus.JobKinds
+	}
+	return kinds
 }

@@ -117,7 +117,8 @@ func startAgent(ctx context.Context, env *moduleEnv) (func(context.Context) erro
 		return nil, err
 	}
 	be := backend.NewProcess(backend.ProcessConfig{WorkRoot: filepath.Join(env.opts.dataDir, "work")})
-	ag, err := agent.New(agent.Config{Bus: b, Backend: be, Concurrency: max(env.opts.agents, 1), Logger: env.log, LogDir: filepath.Join(env.opts.dataDir, "logs"), Lease: env.opts.lease})
+	ag, err := agent.New(agent.Config{Bus: b, Backend: be, Concurrency: max(env.opts.agents, 1), Logger: env.log, LogDir: filepath.Join(env.opts.dataDir, "logs"), Lease: env.opts.lease,
+		Labels: splitList(env.opts.agentLabels), Kinds: splitList(env.opts.agentKinds)})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}

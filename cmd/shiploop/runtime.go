@@ -44,6 +44,8 @@ type runOptions struct {
 	cdevents     cdeventsOptions
 	agents       int
 	lease        time.Duration
+	agentLabels  string // comma-separated labels of the built-in or standalone agent
+	agentKinds   string // comma-separated job kinds it takes; all when empty
 	// tls serves HTTP and gRPC over TLS; tls.CA makes it mutual TLS.
 	tls       server.TLSFiles
 	replicas  int

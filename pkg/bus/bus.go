@@ -98,7 +98,9 @@ func (b *Bus) EnsureStreams(ctx context.Context) error {
 			return fmt.Errorf("bus: creating stream %s: %w", cfg.Name, err)
 		}
 	}
-	return nil
+	// The outbox writes pool registrations into this bucket (EnqueueFor).
+	_, err := b.Pools(ctx)
+	return err
 }
 
 func (b *Bus) fill(ev *Event) {

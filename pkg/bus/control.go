@@ -44,5 +44,5 @@ func (tx *Tx) CancelJob(jobID, reason string) error {
 }
 
 // JobFilter is the subject filter of every job of a kind (build, test,
-// deploy), whatever its repository.
-func JobFilter(kind string) string { return jobPrefix + kind + ".*" }
+// deploy), whatever its pool and repository.
+func JobFilter(kind string) string { return jobPrefix + kind + ".>" }

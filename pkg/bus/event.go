@@ -132,9 +132,10 @@ func EventSubject(shortType, repo string) string {
 	return eventPrefix + shortType + "." + RepoToken(repo)
 }
 
-// JobSubject is the NATS subject of a job of a kind (build, test, deploy).
+// JobSubject is the NATS subject of a job of a kind (build, test, deploy)
+// that asks for no label (the default pool; see PoolSubject).
 func JobSubject(kind, repo string) string {
-	return jobPrefix + kind + "." + RepoToken(repo)
+	return PoolSubject(kind, DefaultPool, repo)
 }
 
 // LogSubject is the core NATS subject that carries a job's live log lines.

@@ -252,7 +252,7 @@ func TestTakeFromOutbox(t *testing.T) {
 		if job.ID != ev.ID || job.Type != "job.requested" || job.ChainID != "chain-7" || job.Attempt != 1 {
 			t.Errorf("took %s %s chain %q attempt %d, want %s job.requested chain-7 attempt 1", job.ID, job.Type, job.ChainID, job.Attempt, ev.ID)
 		}
-		if want := "shiploop.job.build.acme_web"; job.NatsSubject != want {
+		if want := "shiploop.job.build.any.acme_web"; job.NatsSubject != want {
 			t.Errorf("job subject %q, want %q", job.NatsSubject, want)
 		}
 		if j, ok := job.Data.(*eventsv1.Job); !ok || j.GetJobId() != "job-07" {

@@ -64,7 +64,7 @@ func TestEventFilterMatchesEventSubject(t *testing.T) {
 	if f := bus.EventFilter("build.finished", "Acme/Web"); f != subject {
 		t.Errorf("EventFilter for the same type and repository = %q, want the subject %q", f, subject)
 	}
-	if got, want := bus.JobSubject("build", "Acme/Web"), "shiploop.job.build.acme_web"; got != want {
+	if got, want := bus.JobSubject("build", "Acme/Web"), "shiploop.job.build.any.acme_web"; got != want {
 		t.Errorf("JobSubject = %q, want %q", got, want)
 	}
 	if got, want := bus.LogSubject("0190abcd"), "shiploop.log.0190abcd"; got != want {

@@ -77,7 +77,8 @@ func (tx *Tx) Publish(ev Event) error {
 	return tx.add(EventSubject(ev.Type, ev.Repository), ev)
 }
 
-// Enqueue adds a job message for agents (subject shiploop.job.<kind>.<repo>).
+// Enqueue adds a job message for any agent (subject
+// shiploop.job.<kind>.any.<repo>); EnqueueFor asks for labels.
 func (tx *Tx) Enqueue(kind string, ev Event) error {
 	return tx.add(JobSubject(kind, ev.Repository), ev)
 }

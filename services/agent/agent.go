@@ -13,10 +13,11 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -35,6 +36,10 @@ type Config struct {
 	Concurrency int
 	// Kinds restricts the job kinds taken ("build", "test", "deploy"); all when empty.
 	Kinds []string
+	// Labels are what the agent offers ("gpu", "docker", "region=eu"): it
+	// takes jobs whose labels it all has (see bus.Pool), and jobs without
+	// labels. os=<GOOS> and arch=<GOARCH> are always added.
+	Labels []string
 	// LogDir holds jobs' logs while they run (default the system temp dir).
 	LogDir string
 	// Lease is how long a job stays with an agent that stopped answering
@@ -74,17 +79,15 @@ func New(cfg Config) (*Agent, error) {
 // Run takes jobs until ctx ends. A job in progress when ctx ends is given
 // back to the queue for another agent.
 func (a *Agent) Run(ctx context.Context) error {
-	var filters []string
-	for _, k := range a.cfg.Kinds {
-		filters = append(filters, bus.JobFilter(k))
-	}
-	g, ctx := errgroup.WithContext(ctx)
-	for range a.cfg.Concurrency {
-		g.Go(func() error {
-			return a.cfg.Bus.Take(ctx, bus.JobConsumerConfig{Filters: filters, AckWait: a.cfg.Lease}, a.run)
-		})
-	}
-	return g.Wait()
+	return a.cfg.Bus.Serve(ctx, bus.ServeConfig{
+		Kinds: a.cfg.Kinds, Labels: a.Labels(), Slots: a.cfg.Concurrency, AckWait: a.cfg.Lease, Logger: a.log,
+	}, a.run)
+}
+
+// Labels are the labels the agent serves jobs for: its configured ones plus
+// os=<GOOS> and arch=<GOARCH>.
+func (a *Agent) Labels() []string {
+	return append(slices.Clone(a.cfg.Labels), "os="+runtime.GOOS, "arch="+runtime.GOARCH)
 }
 
 // run executes one job.

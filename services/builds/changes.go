@@ -237,7 +237,7 @@ func (s *Service) queueJobs(ctx context.Context, tx *bus.Tx, b buildRow, ch *eve
 			JobId: bus.NewID(), BuildId: b.id, Kind: "build", Repository: b.repository, CloneUrl: orText(p.jobCloneURL, ch.CloneUrl), Vcs: p.vcs,
 			Ref: b.ref, Commit: b.commit, Version: b.version, Environment: map[string]string{},
 			Timeout: durationpb.New(s.cfg.JobTimeout), ChainId: b.chainID, QueuedAt: timestamppb.New(now),
-			Matrix: combo, Secrets: map[string]string{},
+			Matrix: combo, Secrets: map[string]string{}, Labels: p.cfg.Labels,
 		}
 		maps.Copy(job.Environment, combo)
 		job.Environment["SHIPLOOP_VERSION"] = b.version
@@ -300,7 +300,7 @@ func (s *Service) addJob(ctx context.Context, tx *bus.Tx, job *eventsv1.Job, pos
 	if !dispatch {
 		return nil
 	}
-	return tx.Enqueue(job.Kind, bus.Event{Type: "job.requested", Repository: job.Repository, Subject: job.JobId, ChainID: job.ChainId, Data: job})
+	return tx.EnqueueFor(job.Kind, job.Labels, bus.Event{Type: "job.requested", Repository: job.Repository, Subject: job.JobId, ChainID: job.ChainId, Data: job})
 }
 
 func boolInt(b bool) int {
@@ -368,7 +368,7 @@ func (s *Service) dispatchWaiting(ctx context.Context, tx *bus.Tx, group string)
 		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET dispatched = 1, spec = NULL WHERE id = $1`, job.JobId); err != nil {
 			return err
 		}
-		if err := tx.Enqueue(job.Kind, bus.Event{Type: "job.requested", Repository: job.Repository, Subject: job.JobId, ChainID: job.ChainId, Data: job}); err != nil {
+		if err := tx.EnqueueFor(job.Kind, job.Labels, bus.Event{Type: "job.requested", Repository: job.Repository, Subject: job.JobId, ChainID: job.ChainId, Data: job}); err != nil {
 			return err
 		}
 	}

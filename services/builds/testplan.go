@@ -28,6 +28,10 @@ func testsPlanned(b buildRow, ch *eventsv1.Change, p *preparedChange) *bus.Event
 		Shards:   int32(max(t.Shards, 1)),
 		Retries:  int32(t.Retries),
 		CloneUrl: orText(p.jobCloneURL, ch.CloneUrl),
+		Labels:   cfg.Labels,
+	}
+	if t.Labels != nil {
+		plan.Labels = t.Labels
 	}
 	for k, v := range cfg.Env {
 		plan.Environment[k] = v

@@ -27,6 +27,15 @@ type Pipeline struct {
 	Preview      *Environment  // nil without a preview template
 	HasGate      bool
 	Env          map[string]string // top-level env, for every deploy step
+	Labels       []string          // top-level agent labels; an environment's own win
+}
+
+// JobLabels are the agent labels a deploy job to env asks for.
+func (c *Pipeline) JobLabels(env *Environment) []string {
+	if env.Labels != nil {
+		return env.Labels
+	}
+	return c.Labels
 }
 
 // Environment is one deploy target.
@@ -36,7 +45,8 @@ type Environment struct {
 	Teardown  []Step // preview only
 	Variables map[string]string
 	Secrets   []string
-	Approvals int // distinct approvers required, 0 for none
+	Labels    []string // agent labels for its deploy jobs; nil: the pipeline's
+	Approvals int      // distinct approvers required, 0 for none
 	Auto      bool
 	Verify    *Verify
 }
@@ -237,6 +247,8 @@ func ParseConfig(file string, data []byte) (*Pipeline, error) {
 			cfg.HasGate = true
 		case "env":
 			cfg.Env, err = r.vars(p[1], "env")
+		case "labels":
+			cfg.Labels, err = r.strs(p[1], "labels")
 		case "environments":
 			err = r.environments(cfg, p[1])
 		}
@@ -308,6 +320,8 @@ func (r reader) environment(n *yaml.Node, field string) (Environment, error) {
 			e.Variables, err = r.vars(p[1], f)
 		case "secrets":
 			e.Secrets, err = r.strs(p[1], f)
+		case "labels":
+			e.Labels, err = r.strs(p[1], f)
 		case "auto":
 			var s string
 			if s, err = r.str(p[1], f); err == nil {

@@ -305,7 +305,7 @@ func (s *Service) start(ctx context.Context, tx *bus.Tx, d *deployment, wait boo
 	job := &eventsv1.Job{
 		JobId: bus.NewID(), BuildId: d.buildID, Kind: "deploy", Repository: d.repository, CloneUrl: cloneURL, Ref: b.ref, Commit: d.commit,
 		Version: d.version, Environment: s.jobEnv(ctx, tx, d, b, cfg, env), Timeout: durationpb.New(s.cfg.JobTimeout), ChainId: d.chainID,
-		QueuedAt: timestamppb.New(now), Secrets: map[string]string{},
+		QueuedAt: timestamppb.New(now), Secrets: map[string]string{}, Labels: cfg.JobLabels(env),
 	}
 	for _, st := range steps {
 		js := &eventsv1.Step{Name: st.Name, Commands: st.Commands, Environment: st.Env, FailureIgnore: st.FailureIgnore}
@@ -324,7 +324,7 @@ func (s *Service) start(ctx context.Context, tx *bus.Tx, d *deployment, wait boo
 		return err
 	}
 	d.status, d.jobID, d.startedAt = eventsv1.DeployStatus_DEPLOY_STATUS_RUNNING, job.JobId, now.UnixNano()
-	if err := tx.Enqueue("deploy", bus.Event{Type: "job.requested", Repository: d.repository, Subject: job.JobId, ChainID: d.chainID, Data: job}); err != nil {
+	if err := tx.EnqueueFor("deploy", job.Labels, bus.Event{Type: "job.requested", Repository: d.repository, Subject: job.JobId, ChainID: d.chainID, Data: job}); err != nil {
 		return err
 	}
 	if err := tx.Publish(bus.Event{Type: "job.queued", Repository: d.repository, Subject: job.JobId, ChainID: d.chainID, Data: &eventsv1.JobQueued{

@@ -193,7 +193,7 @@ func (s *Service) enqueueJob(ctx context.Context, tx *bus.Tx, runID string, job 
 	}}); err != nil {
 		return err
 	}
-	return tx.Enqueue(job.Kind, bus.Event{Type: "job.requested", Repository: job.Repository, Subject: job.JobId, ChainID: job.ChainId, Data: job})
+	return tx.EnqueueFor(job.Kind, job.Labels, bus.Event{Type: "job.requested", Repository: job.Repository, Subject: job.JobId, ChainID: job.ChainId, Data: job})
 }
 
 var errUnknownBuild = errors.New("unknown build")

@@ -128,3 +128,53 @@ func TestAgentKilledMidStep(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentLabels: a pipeline that asks for labels runs on the agent that has
+// them, never on one without; a pipeline without labels runs anywhere.
+func TestAgentLabels(t *testing.T) {
+	natsURL := startNATSServer(t, natsServerBinary(t))
+	inst := startServer(t, "serve", "--nats-url", natsURL, "--data-dir", t.TempDir(), "builds")
+	repo := newRepo(t, map[string]string{".shiploop.yml": `labels: [gpu, os=linux]
+steps:
+  - name: train
+    commands: [echo on the gpu box]
+`})
+	secret := inst.register(t, "acme/labels", repo)
+	w := inst.watch(t, "acme/labels")
+	_, plain := killableAgent(t, natsURL)
+	_, gpu := killableAgent(t, natsURL, "--labels", "gpu", "--concurrency", "2")
+
+	for i := range 3 {
+		before := repo.git("rev-parse", "HEAD")
+		after := repo.commit(fmt.Sprint("gpu ", i), map[string]string{"n": fmt.Sprint(i)})
+		inst.push(t, "acme/labels", secret, "refs/heads/main", before, after)
+		evs := w.until("build.finished", 60*time.Second)
+		for _, ev := range evs {
+			if short(ev.GetType()) == "job.started" {
+				if a := payload(t, ev, &eventsv1.JobStarted{}).GetAgent(); a != gpu {
+					t.Errorf("build %d: a job asking for [gpu, os=linux] started on %s, want %s", i, a, gpu)
+				}
+			}
+		}
+		if bf := payload(t, evs[len(evs)-1], &eventsv1.BuildFinished{}); bf.GetStatus() != eventsv1.BuildStatus_BUILD_STATUS_SUCCESS {
+			t.Fatalf("build %d: %v", i, bf)
+		}
+	}
+	// Without labels, both agents take builds.
+	repo.commit("no labels", map[string]string{".shiploop.yml": "steps:\n  - name: quick\n    commands: [sleep 0.3]\n"})
+	ran := map[string]int{}
+	for i := range 8 {
+		after := repo.commit(fmt.Sprint("any ", i), map[string]string{"m": fmt.Sprint(i)})
+		inst.push(t, "acme/labels", secret, "refs/heads/feature-"+fmt.Sprint(i), zero, after)
+	}
+	for range 8 {
+		for _, ev := range w.until("build.finished", 60*time.Second) {
+			if short(ev.GetType()) == "job.started" {
+				ran[payload(t, ev, &eventsv1.JobStarted{}).GetAgent()]++
+			}
+		}
+	}
+	if ran[plain] == 0 || ran[gpu] == 0 {
+		t.Errorf("builds without labels ran on %v, want both %s and %s to take some", ran, plain, gpu)
+	}
+}

@@ -42,8 +42,11 @@ type Config struct {
 	Version int               // always 1
 	Env     map[string]string // environment of every step (build, test, deploy); see StepEnv
 	Secrets []string          // secret names exposed to every step; see StepSecrets
-	When    When              // pipeline-wide condition; the zero When matches everything
-	Matrix  *Matrix           // nil without a matrix; expands build and test jobs, not deploys
+	// Labels an agent must all have to take the build's jobs (and the test
+	// and deploy jobs, unless test or the environment has its own).
+	Labels []string
+	When   When    // pipeline-wide condition; the zero When matches everything
+	Matrix *Matrix // nil without a matrix; expands build and test jobs, not deploys
 	// Concurrency limits how many jobs of every build in a group run at
 	// once across the installation; nil without one.
 	Concurrency *Concurrency
@@ -133,6 +136,7 @@ type Test struct {
 	// Retries runs a failed test job again up to this many times (0–5);
 	// a test that fails and then passes on the same commit is flaky.
 	Retries int
+	Labels  []string // agent labels for test jobs; nil: the pipeline's
 }
 
 // Reports are globs of report files collected after the test steps.
@@ -160,6 +164,7 @@ type Environment struct {
 	Steps     []Step            // deploy steps, same shape and rules as build steps
 	Variables map[string]string // environment variables of the deploy steps
 	Secrets   []string          // secret names exposed to the deploy steps
+	Labels    []string          // agent labels for deploy jobs; nil: the pipeline's
 	Approval  *Approval         // nil: no approval needed
 	// Auto deploys as soon as the previous environment (or, for the first
 	// one, the gate) has passed; otherwise someone promotes by hand.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/shiploop/shiploop/pkg/bus"
 )
 
 func (d *decoder) setPos(field string, n *yaml.Node) {
@@ -261,6 +263,21 @@ func (d *decoder) names(n *yaml.Node, field string) []string {
 		first[s] = item.Line
 		out = append(out, s)
 	})
+	return out
+}
+
+// labels decodes the labels an agent must have to take a job: a string or
+// a list of them, each a label bus.CheckLabel accepts, at most 16.
+func (d *decoder) labels(n *yaml.Node, field string) []string {
+	out := d.stringList(n, field, true, func(s string) string {
+		if err := bus.CheckLabel(s); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
+	if _, _, err := bus.Pool(out); err != nil {
+		d.errAt(d.resolve(n), field, "%v", err)
+	}
 	return out
 }
 

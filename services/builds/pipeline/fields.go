@@ -23,16 +23,16 @@ var (
 
 // Fields of each mapping, as written in the file.
 var (
-	topFields         = []string{"version", "env", "secrets", "when", "matrix", "concurrency", "steps", "test", "environments", "gate"}
+	topFields         = []string{"version", "env", "secrets", "labels", "when", "matrix", "concurrency", "steps", "test", "environments", "gate"}
 	concurrencyFields = []string{"group", "limit"}
 	stepFields        = []string{"name", "commands", "depends_on", "env", "secrets", "when", "failure", "timeout", "artifacts", "cache"}
 	whenFields        = []string{"event", "branch", "tag", "paths"}
 	cacheFields       = []string{"key_files", "paths"}
-	testFields        = []string{"steps", "reports", "services", "shards", "retries"}
+	testFields        = []string{"steps", "reports", "services", "shards", "retries", "labels"}
 	reportFields      = []string{"junit", "coverage"}
 	serviceFields     = []string{"name", "command", "env", "ready"}
 	readyFields       = []string{"tcp"}
-	envFields         = []string{"name", "steps", "variables", "secrets", "approval", "auto", "verify"}
+	envFields         = []string{"name", "steps", "variables", "secrets", "labels", "approval", "auto", "verify"}
 	approvalFields    = []string{"required"}
 	verifyFields      = []string{"window", "conditions", "on_failure"}
 	gateFields        = []string{"conditions", "expression", "min_new_lines", "reports"}
@@ -86,6 +86,8 @@ func (d *decoder) config(root *yaml.Node) *Config {
 			c.Env = d.vars(v, f)
 		case "secrets":
 			c.Secrets = d.names(v, f)
+		case "labels":
+			c.Labels = d.labels(v, f)
 		case "when":
 			c.When = d.when(v, f)
 		case "matrix":
@@ -286,6 +288,8 @@ func (d *decoder) test(n *yaml.Node, field string) *Test {
 			t.Shards = d.integer(v, f, 1, maxShards)
 		case "retries":
 			t.Retries = d.integer(v, f, 0, 5)
+		case "labels":
+			t.Labels = d.labels(v, f)
 		}
 	})
 	d.require(n, field, present, "steps")
@@ -368,6 +372,8 @@ func (d *decoder) environment(n *yaml.Node, field string) Environment {
 			e.Variables = d.vars(v, f)
 		case "secrets":
 			e.Secrets = d.names(v, f)
+		case "labels":
+			e.Labels = d.labels(v, f)
 		case "approval":
 			a := &Approval{}
 			present := d.object(v, f, approvalFields, func(_ string, v *yaml.Node, f string) {

@@ -496,6 +496,21 @@ test:
 .shiploop.yml:7:11: test.shards: must be between 1 and 64, got 0`,
 	},
 	{
+		name: "labels",
+		yaml: `labels: ["gpu", "a b", ""]
+steps: {a: {commands: x}}
+test:
+  steps: {a: {commands: x}}
+  labels: {os: linux}
+environments:
+  - {name: prod, steps: {d: {commands: x}}, labels: [ok, "tab\there"]}
+`,
+		want: `.shiploop.yml:1:17: labels[1]: label "a b" contains a space or control character
+.shiploop.yml:1:24: labels[2]: must not be empty
+.shiploop.yml:5:11: test.labels: expected a string or a list of strings, got a mapping
+.shiploop.yml:7:58: environments[0].labels[1]: label "tab\there" contains a space or control character`,
+	},
+	{
 		name: "environments and gate",
 		yaml: `steps: {a: {commands: x}}
 environments:

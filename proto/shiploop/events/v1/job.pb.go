@@ -273,7 +273,7 @@ func (x *Artifact) GetStep() string {
 }
 
 // Job is the work an agent takes from the JOBS stream
-// (subject shiploop.job.<kind>.<repository token>).
+// (subject shiploop.job.<kind>.<pool>.<repository token>; see bus.Pool).
 type Job struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	JobId   string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`

@@ -1,0 +1,340 @@
+package bus
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Job pools route jobs to agents by label. A job that asks for labels (the
+// .shiploop.yml `labels:`) goes to the pool of exactly that label set:
+// subject shiploop.job.<kind>.<pool>.<repository>, where pool is "any" for
+// a job without labels and "p" + 12 hex digits of the set's hash otherwise.
+// Each (kind, pool) has one durable work-queue consumer that every agent able
+// to run it pulls from, so the consumers' filters never overlap (a work-queue
+// stream refuses overlapping consumers) and a job still goes to exactly one
+// agent. An agent serves a pool when it has every label of the pool's set.
+//
+// Producers register a pool in the PoolBucket KV bucket (through the
+// outbox, in the transaction that queues the job); agents watch the bucket
+// and start pulling from new pools they can serve. Jobs of a pool no agent
+// can serve wait in the stream until one starts.
+
+// JobKinds are the kinds of job the platform queues.
+var JobKinds = []string{"build", "test", "deploy"}
+
+// DefaultPool is the pool of jobs that ask for no label.
+const DefaultPool = "any"
+
+// PoolBucket is the KV bucket of known pools: key <kind>.<pool>, value the
+// pool's labels, one per line.
+const PoolBucket = "job_pools"
+
+// maxLabels and maxLabelLen bound a label set.
+const (
+	maxLabels   = 16
+	maxLabelLen = 64
+)
+
+// CheckLabel reports what is wrong with a label, or nil. Labels are free
+// text ("linux", "gpu", "os=linux") without spaces or control characters.
+func CheckLabel(l string) error {
+	switch {
+	case l == "":
+		return errors.New("empty label")
+	case len(l) > maxLabelLen:
+		return fmt.Errorf("label %q is longer than %d characters", l, maxLabelLen)
+	}
+	for _, r := range l {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return fmt.Errorf("label %q contains a space or control character", l)
+		}
+	}
+	return nil
+}
+
+// Pool returns the pool token of a label set and the set in canonical form
+// (sorted, without duplicates).
+func Pool(labels []string) (string, []string, error) {
+	set := slices.Clone(labels)
+	slices.Sort(set)
+	set = slices.Compact(set)
+	if len(set) > maxLabels {
+		return "", nil, fmt.Errorf("%d labels: at most %d", len(set), maxLabels)
+	}
+	for _, l := range set {
+		if err := CheckLabel(l); err != nil {
+			return "", nil, err
+		}
+	}
+	if len(set) == 0 {
+		return DefaultPool, nil, nil
+	}
+	sum := sha256.Sum256([]byte(strings.Join(set, "\n")))
+	return "p" + hex.EncodeToString(sum[:6]), set, nil
+}
+
+// PoolSubject is the subject of a job of a kind in a pool.
+func PoolSubject(kind, pool, repo string) string {
+	return jobPrefix + kind + "." + pool + "." + RepoToken(repo)
+}
+
+// PoolFilter selects every job of a kind in a pool.
+func PoolFilter(kind, pool string) string { return jobPrefix + kind + "." + pool + ".*" }
+
+// poolConsumer is the durable name of a pool's consumer.
+func poolConsumer(kind, pool string) string { return "jobs-" + kind + "-" + pool }
+
+// EnqueueFor adds a job for agents having every one of labels; see Pool.
+func (tx *Tx) EnqueueFor(kind string, labels []string, ev Event) error {
+	pool, set, err := Pool(labels)
+	if err != nil {
+		return fmt.Errorf("job labels: %w", err)
+	}
+	if pool != DefaultPool {
+		// Registering the pool is idempotent; the message id lets JetStream
+		// drop repeats within its duplicate window.
+		_, err := tx.ExecContext(tx.ctx,
+			`INSERT INTO bus_outbox (subject, msg_id, headers, data, created_at) VALUES ($1, $2, $3, $4, $5)`,
+			"$KV."+PoolBucket+"."+kind+"."+pool, "pool."+kind+"."+pool, `{"Nats-Msg-Id":["pool.`+kind+`.`+pool+`"]}`,
+			[]byte(strings.Join(set, "\n")), time.Now().UnixNano())
+		if err != nil {
+			return fmt.Errorf("outbox: registering pool %s: %w", strings.Join(set, ","), err)
+		}
+		tx.queued++
+	}
+	return tx.add(PoolSubject(kind, pool, ev.Repository), ev)
+}
+
+// Pools opens (creating if needed) the pool bucket.
+func (b *Bus) Pools(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := b.js.KeyValue(ctx, PoolBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: PoolBucket, Description: "job pools: label sets jobs asked for",
+			Storage: jetstream.FileStorage, Replicas: b.opts.Replicas,
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bus: pool bucket: %w", err)
+	}
+	return kv, nil
+}
+
+// ServeConfig configures Serve.
+type ServeConfig struct {
+	// Kinds of job taken (default JobKinds).
+	Kinds []string
+	// Labels the agent has: it serves every pool whose labels it all has.
+	Labels []string
+	// Slots is how many jobs run at once (default 1).
+	Slots int
+	// AckWait before a silent agent's job goes to another (default 30s).
+	AckWait time.Duration
+	// MaxDeliver bounds how often a job is tried (default 5).
+	MaxDeliver int
+	Logger     *slog.Logger
+}
+
+// Serve takes jobs from every pool the agent can serve, at most Slots at
+// once, and runs fn for each as Take does (heartbeats while it runs; acked
+// when fn returns nil, given back after a second otherwise). It returns when
+// ctx ends and the running jobs have returned.
+func (b *Bus) Serve(ctx context.Context, cfg ServeConfig, fn func(ctx context.Context, job *Job) error) error {
+	if len(cfg.Kinds) == 0 {
+		cfg.Kinds = JobKinds
+	}
+	if cfg.Slots <= 0 {
+		cfg.Slots = 1
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = 30 * time.Second
+	}
+	if cfg.MaxDeliver <= 0 {
+		cfg.MaxDeliver = 5
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	_, have, err := Pool(cfg.Labels)
+	if err != nil {
+		return fmt.Errorf("agent labels: %w", err)
+	}
+	kv, err := b.Pools(ctx)
+	if err != nil {
+		return err
+	}
+	// Before pools, every agent shared one consumer "agents" over all of
+	// JOBS; it would overlap every pool's consumer.
+	if c, err := b.js.Consumer(ctx, StreamJobs, "agents"); err == nil && c.CachedInfo().Config.FilterSubject == jobPrefix+">" {
+		_ = b.js.DeleteConsumer(ctx, StreamJobs, "agents")
+	}
+	s := &poolServer{b: b, cfg: cfg, fn: fn, slots: make(chan struct{}, cfg.Slots), started: map[string]bool{}}
+	var wg sync.WaitGroup
+	for _, k := range cfg.Kinds {
+		if err := s.start(ctx, &wg, k, DefaultPool, nil); err != nil {
+			wg.Wait()
+			return err
+		}
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		wg.Wait()
+		return fmt.Errorf("bus: watching pools: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	for ctx.Err() == nil {
+		var e jetstream.KeyValueEntry
+		select {
+		case <-ctx.Done():
+		case e = <-w.Updates():
+		}
+		if e == nil || e.Operation() != jetstream.KeyValuePut {
+			continue
+		}
+		kind, pool, ok := strings.Cut(e.Key(), ".")
+		if !ok || !slices.Contains(cfg.Kinds, kind) {
+			continue
+		}
+		want := strings.Split(string(e.Value()), "\n")
+		if !subset(want, have) {
+			continue
+		}
+		if err := s.start(ctx, &wg, kind, pool, want); err != nil && ctx.Err() == nil {
+			cfg.Logger.Error("cannot serve job pool", "kind", kind, "labels", strings.Join(want, ","), "err", err)
+		}
+	}
+	wg.Wait()
+	return nil
+}
+
+func subset(want, have []string) bool {
+	for _, l := range want {
+		if !slices.Contains(have, l) {
+			return false
+		}
+	}
+	return true
+}
+
+type poolServer struct {
+	b     *Bus
+	cfg   ServeConfig
+	fn    func(context.Context, *Job) error
+	slots chan struct{}
+
+	mu      sync.Mutex
+	started map[string]bool
+}
+
+// pullers is how many pools this agent pulls from.
+func (s *poolServer) pullers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.started)
+}
+
+func (s *poolServer) start(ctx context.Context, wg *sync.WaitGroup, kind, pool string, labels []string) error {
+	s.mu.Lock()
+	if s.started[kind+"."+pool] {
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	cons, err := s.b.js.CreateOrUpdateConsumer(ctx, StreamJobs, jetstream.ConsumerConfig{
+		Durable: poolConsumer(kind, pool), FilterSubject: PoolFilter(kind, pool),
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: s.cfg.AckWait,
+		MaxDeliver: s.cfg.MaxDeliver, MaxAckPending: -1,
+		Description: fmt.Sprintf("%s jobs for agents with labels [%s]", kind, strings.Join(labels, ", ")),
+	})
+	if err != nil {
+		return fmt.Errorf("bus: creating job consumer for %s jobs with labels [%s]: %w", kind, strings.Join(labels, ", "), err)
+	}
+	s.mu.Lock()
+	s.started[kind+"."+pool] = true
+	s.mu.Unlock()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.pull(ctx, wg, cons)
+	}()
+	return nil
+}
+
+// pull takes a slot, then waits for a job of its pool. With several pools a
+// wait holds a slot only briefly, so an idle pool cannot keep a busy one
+// waiting for long.
+func (s *poolServer) pull(ctx context.Context, wg *sync.WaitGroup, cons jetstream.Consumer) {
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+			return
+		case s.slots <- struct{}{}:
+		}
+		wait := 5 * time.Second
+		if s.pullers() > 1 {
+			wait = time.Second
+		}
+		job, m, ok := next(ctx, cons, wait)
+		if !ok {
+			<-s.slots
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-s.slots }()
+			jctx := ContextFrom(ctx, job.Event)
+			hbCtx, hbStop := context.WithCancel(jctx)
+			go heartbeat(hbCtx, m, s.cfg.AckWait/3)
+			err := s.fn(jctx, job)
+			hbStop()
+			if err != nil {
+				_ = m.NakWithDelay(time.Second)
+			} else {
+				_ = m.Ack()
+			}
+		}()
+	}
+}
+
+// next pulls one job, waiting at most wait; ok is false when none came.
+func next(ctx context.Context, cons jetstream.Consumer, wait time.Duration) (*Job, jetstream.Msg, bool) {
+	pullCtx, cancel := context.WithTimeout(ctx, wait)
+	m, err := cons.Next(jetstream.FetchContext(pullCtx))
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) &&
+			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			// A broken connection: wait a little instead of spinning.
+			select {
+			case <-ctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+		return nil, nil, false
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		_ = m.Term()
+		return nil, nil, false
+	}
+	ev, err := Decode(natsMsg(m))
+	if err != nil {
+		_ = m.TermWithReason(truncate(err.Error(), 200))
+		return nil, nil, false
+	}
+	ev.Sequence = md.Sequence.Stream
+	return &Job{Event: ev, Attempt: md.NumDelivered, msg: m}, m, true
+}

@@ -1,0 +1,119 @@
+package bus_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shiploop/shiploop/pkg/bus"
+	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+)
+
+func TestPoolCanonical(t *testing.T) {
+	a, set, err := bus.Pool([]string{"os=linux", "gpu", "gpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, _ := bus.Pool([]string{"gpu", "os=linux"})
+	if a != b || len(set) != 2 || set[0] != "gpu" {
+		t.Errorf("Pool: %q %v and %q, want the same pool for the same set, sorted without duplicates", a, set, b)
+	}
+	if p, _, _ := bus.Pool(nil); p != bus.DefaultPool {
+		t.Errorf("Pool(nil) = %q, want %q", p, bus.DefaultPool)
+	}
+	for _, bad := range [][]string{{"a b"}, {""}, {strings.Repeat("x", 65)}} {
+		if _, _, err := bus.Pool(bad); err == nil {
+			t.Errorf("Pool(%q) accepted", bad)
+		}
+	}
+	var many []string
+	for i := range 17 {
+		many = append(many, fmt.Sprint("l", i))
+	}
+	if _, _, err := bus.Pool(many); err == nil || !strings.Contains(err.Error(), "at most 16") {
+		t.Errorf("Pool(17 labels) = %v, want an error naming the limit", err)
+	}
+}
+
+// TestServeRoutesByLabels: jobs asking for labels go only to agents having
+// all of them; jobs without labels go to any agent; an agent limited to test
+// jobs takes no build job; a pool that appears while the agents run is
+// picked up; every job runs exactly once.
+func TestServeRoutesByLabels(t *testing.T) {
+	t.Parallel()
+	b, emb := startBus(t)
+	o := bus.NewOutbox(sqliteDB(t), b, quietLog())
+	runBG(t, "relay", o.Run)
+
+	var mu sync.Mutex
+	ran := map[string][]string{} // job id -> agents
+	run := func(name string) func(context.Context, *bus.Job) error {
+		return func(_ context.Context, job *bus.Job) error {
+			mu.Lock()
+			ran[job.ID] = append(ran[job.ID], name)
+			mu.Unlock()
+			return nil
+		}
+	}
+	agents := map[string]bus.ServeConfig{
+		"gpu-box":   {Labels: []string{"gpu", "os=linux"}, Slots: 2},
+		"plain-box": {Labels: []string{"os=linux"}},
+		"test-only": {Labels: []string{"gpu", "os=linux", "arm"}, Kinds: []string{"test"}},
+	}
+	for name, cfg := range agents {
+		a := agent(t, emb, name)
+		cfg.Logger = quietLog()
+		runBG(t, name, func(ctx context.Context) error { return a.Serve(ctx, cfg, run(name)) })
+	}
+	enq := func(i int, kind string, labels ...string) string {
+		id := fmt.Sprintf("%s-%02d", kind, i)
+		ev := bus.NewEvent("job.requested", "acme/web", id, &eventsv1.Job{JobId: id, Kind: kind, Repository: "acme/web", Labels: labels})
+		if err := o.InTx(t.Context(), func(tx *bus.Tx) error { return tx.EnqueueFor(kind, labels, ev) }); err != nil {
+			t.Fatal(err)
+		}
+		return ev.ID
+	}
+	want := map[string][]string{} // job id -> agents allowed
+	for i := range 6 {
+		want[enq(i, "build")] = []string{"gpu-box", "plain-box"}
+		want[enq(10+i, "build", "gpu")] = []string{"gpu-box"}
+		want[enq(20+i, "test", "arm")] = []string{"test-only"}
+	}
+	// Nobody has "tpu": the job waits in the queue.
+	enq(30, "build", "tpu")
+	time.Sleep(200 * time.Millisecond) // let the agents see the new pools
+	for i := range 3 {
+		want[enq(40+i, "build", "os=linux", "gpu")] = []string{"gpu-box"}
+	}
+	waitFor(t, "every servable job to run", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ran) == len(want)
+	})
+	time.Sleep(300 * time.Millisecond) // a wrong or second delivery would show now
+	mu.Lock()
+	defer mu.Unlock()
+	for id, allowed := range want {
+		got := ran[id]
+		if len(got) != 1 {
+			t.Errorf("job %s ran on %v, want exactly once", id, got)
+			continue
+		}
+		ok := false
+		for _, a := range allowed {
+			ok = ok || got[0] == a
+		}
+		if !ok {
+			t.Errorf("job %s ran on %s, want one of %v", id, got[0], allowed)
+		}
+	}
+	if len(ran) != len(want) {
+		t.Errorf("%d jobs ran, want %d (the tpu job must wait)", len(ran), len(want))
+	}
+	if left := jobsLeft(t, b); left != 1 {
+		t.Errorf("%d jobs left in the queue, want the tpu job only", left)
+	}
+}
