@@ -147,7 +147,7 @@ func (h *harness) takeJobs(n int) []*eventsv1.Job {
 	defer cancel()
 	var mu sync.Mutex
 	var jobs []*eventsv1.Job
-	err := h.bus.Take(ctx, bus.JobConsumerConfig{Name: "test-agent", Filters: []string{"shiploop.job.test.*"}}, func(_ context.Context, j *bus.Job) error {
+	err := h.bus.Take(ctx, bus.JobConsumerConfig{Name: "test-agent", Filters: []string{bus.JobFilter("test")}}, func(_ context.Context, j *bus.Job) error {
 		mu.Lock()
 		defer mu.Unlock()
 		jobs = append(jobs, j.Data.(*eventsv1.Job))
