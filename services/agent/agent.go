@@ -45,8 +45,12 @@ type Config struct {
 	// Lease is how long a job stays with an agent that stopped answering
 	// before another agent gets it (default 30s). Running jobs are
 	// heartbeated every third of it.
-	Lease  time.Duration
-	Logger *slog.Logger
+	Lease time.Duration
+	// SecretsWait is how long a job whose steps name secrets it does not
+	// carry (test and deploy jobs) keeps asking the builds service for
+	// them before it fails (default 30s; see secrets.go).
+	SecretsWait time.Duration
+	Logger      *slog.Logger
 }
 
 // Agent takes and runs jobs.
@@ -72,6 +76,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.LogDir == "" {
 		cfg.LogDir = filepath.Join(os.TempDir(), "shiploop-agent-logs")
+	}
+	if cfg.SecretsWait <= 0 {
+		cfg.SecretsWait = 30 * time.Second
 	}
 	return &Agent{cfg: cfg, log: cfg.Logger.With("service", "agent", "agent", cfg.Name)}, nil
 }
@@ -177,6 +184,18 @@ func (r *jobRun) execute(ctx context.Context) error {
 		StartedAt: timestamppb.New(r.started), Attempt: r.attempt,
 	}}); err != nil {
 		return fmt.Errorf("reporting job start: %w", err)
+	}
+	// Before the workspace: the masker is made from every value.
+	if err := r.resolveSecrets(jctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if cause := context.Cause(jctx); errors.Is(cause, errCanceled) {
+			return r.finish(ctx, eventsv1.BuildStatus_BUILD_STATUS_CANCELED, "", cause.Error(), r.skipAll(job.Steps, "not run: "+cause.Error()))
+		}
+		msg := fmt.Sprintf("getting the job's secrets: %v", err)
+		r.line("", "system", msg, time.Now())
+		return r.finish(ctx, eventsv1.BuildStatus_BUILD_STATUS_ERROR, "", msg, r.skipAll(job.Steps, "not run: the job's secrets could not be had"))
 	}
 	secretValues := make([]string, 0, len(job.Secrets))
 	for _, v := range job.Secrets {

@@ -120,5 +120,6 @@ func (s *Service) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return s.consumeStatuses(ctx) })
 	g.Go(func() error { return s.consumeHarbormaster(ctx) })
+	g.Go(func() error { return s.serveSecrets(ctx) }) // secrets.go
 	return g.Wait()
 }

@@ -3,6 +3,7 @@ package deploys
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ type Pipeline struct {
 	Preview      *Environment  // nil without a preview template
 	HasGate      bool
 	Env          map[string]string // top-level env, for every deploy step
+	Secrets      []string          // top-level secret names, for every deploy step
 	Labels       []string          // top-level agent labels; an environment's own win
 }
 
@@ -59,6 +61,7 @@ type Step struct {
 	Env           map[string]string
 	Timeout       time.Duration
 	FailureIgnore bool
+	Secrets       []string // the step's own secret names; see StepSecrets
 }
 
 // Verify is the verification after a deploy.
@@ -105,6 +108,22 @@ func (c *Pipeline) Environment(name string) (*Environment, int) {
 		}
 	}
 	return nil, -1
+}
+
+// StepSecrets are the names of the secrets a deploy step to env sees,
+// sorted: the file's, the environment's and the step's own (as builds
+// gives a build step the file's and its own). Only names: the agent asks
+// the builds service for the values when the job starts, so this service
+// never holds one.
+func (c *Pipeline) StepSecrets(env *Environment, st Step) []string {
+	var out []string
+	out = append(out, c.Secrets...)
+	if env != nil {
+		out = append(out, env.Secrets...)
+	}
+	out = append(out, st.Secrets...)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // ConfigError is a problem in the file, naming the line and field.
@@ -247,6 +266,8 @@ func ParseConfig(file string, data []byte) (*Pipeline, error) {
 			cfg.HasGate = true
 		case "env":
 			cfg.Env, err = r.vars(p[1], "env")
+		case "secrets":
+			cfg.Secrets, err = r.strs(p[1], "secrets")
 		case "labels":
 			cfg.Labels, err = r.strs(p[1], "labels")
 		case "environments":
@@ -400,6 +421,8 @@ func (r reader) step(n *yaml.Node, field, name string) (Step, error) {
 			st.DependsOn, err = r.strs(p[1], f)
 		case "env":
 			st.Env, err = r.vars(p[1], f)
+		case "secrets":
+			st.Secrets, err = r.strs(p[1], f)
 		case "timeout":
 			st.Timeout, err = r.duration(p[1], f)
 		case "failure":

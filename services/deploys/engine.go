@@ -308,7 +308,9 @@ func (s *Service) start(ctx context.Context, tx *bus.Tx, d *deployment, wait boo
 		QueuedAt: timestamppb.New(now), Secrets: map[string]string{}, Labels: cfg.JobLabels(env),
 	}
 	for _, st := range steps {
-		js := &eventsv1.Step{Name: st.Name, Commands: st.Commands, Environment: st.Env, FailureIgnore: st.FailureIgnore}
+		// Secret names only: the agent gets the values from builds at the
+		// job's start, so neither this database nor the JOBS stream holds one.
+		js := &eventsv1.Step{Name: st.Name, Commands: st.Commands, Environment: st.Env, FailureIgnore: st.FailureIgnore, Secrets: cfg.StepSecrets(env, st)}
 		for _, dep := range st.DependsOn {
 			if !strings.HasPrefix(dep, "teardown") || d.kind == "teardown" {
 				js.DependsOn = append(js.DependsOn, dep)

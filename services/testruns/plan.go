@@ -146,6 +146,8 @@ func (s *Service) planJobs(b *buildRow) []*eventsv1.Job {
 			maps.Copy(env, cell.Values)
 			env["SHIPLOOP_SHARD_INDEX"] = strconv.Itoa(shard)
 			env["SHIPLOOP_SHARD_TOTAL"] = strconv.Itoa(shards)
+			// The steps name their secrets; no value is set here: the
+			// agent asks builds for them when the job starts.
 			jobs = append(jobs, &eventsv1.Job{
 				JobId: bus.NewID(), BuildId: b.id, Kind: "test", Repository: b.repository,
 				CloneUrl: p.CloneUrl, Ref: b.ref, Commit: b.commit, Version: b.version,
