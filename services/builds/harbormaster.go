@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,7 +17,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shiploop/shiploop/pkg/bus"
@@ -33,6 +36,16 @@ const harbormasterConsumer = "builds-harbormaster"
 
 // conduitTimeout bounds one harbormaster.sendmessage call.
 const conduitTimeout = 10 * time.Second
+
+// hmGateWait bounds how long a final message waits for the gate's
+// findings. The gate judges a build as soon as it (and its test run) ended,
+// so this only runs out when the gates service is down or far behind; the
+// message then goes without lint, saying so in a unit result.
+const hmGateWait = 2 * time.Minute
+
+// hmSweep is how often held messages are looked at (the gate's arrival
+// also wakes the sweeper at once).
+const hmSweep = time.Second
 
 // hmRequest is what a "Make HTTP Request" step sent.
 type hmRequest struct {
@@ -262,20 +275,34 @@ func (s *Service) prepareGitDiff(ctx context.Context, ch *eventsv1.Change) error
 // failure is retried with back-off through the bus; each failed attempt is
 // recorded on the build (GetBuild's harbormaster.error), so an unreachable
 // Conduit is visible, never silent. Nothing here holds up the pipeline.
+//
+// When the build's gate reads static-analysis reports (its .shiploop.yml
+// names some, as build.created tells), the final message carries the
+// gate's findings as lint and so waits for gate.evaluated: it is held in
+// harbormaster_targets, and a sweeper sends it once the gate has spoken or
+// hmGateWait has passed, with its own retries on the same back-off. The
+// wait holds only this message: the consumer goes on with other events,
+// and the build, its statuses and the gate never wait for it.
 func (s *Service) consumeHarbormaster(ctx context.Context) error {
 	backoff := s.cfg.StatusBackoff
 	if len(backoff) == 0 {
 		backoff = defaultStatusBackoff
 	}
-	return s.ob.Consume(ctx, bus.ConsumerConfig{
-		Name:    harbormasterConsumer,
-		Filters: []string{bus.EventFilter("build", ""), bus.EventFilter("testrun.finished", "")},
-		Prepare: func(ctx context.Context, ev bus.Event) (any, error) {
-			return s.sendHarbormaster(ctx, ev, len(backoff)+1)
-		},
-		MaxDeliver: len(backoff) + 1,
-		Backoff:    backoff,
-	}, s.recordHarbormaster)
+	wake := make(chan struct{}, 1)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return s.ob.Consume(ctx, bus.ConsumerConfig{
+			Name:    harbormasterConsumer,
+			Filters: []string{bus.EventFilter("build", ""), bus.EventFilter("testrun.finished", ""), bus.EventFilter("gate.evaluated", "")},
+			Prepare: func(ctx context.Context, ev bus.Event) (any, error) {
+				return s.sendHarbormaster(ctx, ev, len(backoff)+1, wake)
+			},
+			MaxDeliver: len(backoff) + 1,
+			Backoff:    backoff,
+		}, s.recordHarbormaster)
+	})
+	g.Go(func() error { return s.sweepHarbormaster(ctx, backoff, wake) })
+	return g.Wait()
 }
 
 type hmSent struct {
@@ -283,12 +310,27 @@ type hmSent struct {
 	phase         int
 }
 
+// hmHeld is a final message to keep until the gate's findings come.
+type hmHeld struct {
+	changeID string
+	msg      conduit.Message
+}
+
+// hmGateLint is what gate.evaluated gives Harbormaster: its findings as
+// lint, and how many did not fit.
+type hmGateLint struct {
+	Lint      []conduit.Lint `json:"lint"`
+	Truncated int64          `json:"truncated"`
+}
+
 // sendHarbormaster sends the message an event calls for, if any.
-func (s *Service) sendHarbormaster(ctx context.Context, ev bus.Event, maxAttempts int) (any, error) {
+func (s *Service) sendHarbormaster(ctx context.Context, ev bus.Event, maxAttempts int, wake chan<- struct{}) (any, error) {
 	var buildID string
 	var phase int
 	var tests *eventsv1.TestRunFinished
 	switch d := ev.Data.(type) {
+	case *eventsv1.GateEvaluated:
+		return nil, s.noteGate(ctx, d, wake)
 	case *eventsv1.BuildStarted:
 		buildID, phase = d.GetBuildId(), phaseRunning
 	case *eventsv1.BuildFinished:
@@ -306,18 +348,19 @@ func (s *Service) sendHarbormaster(ctx context.Context, ev bus.Event, maxAttempt
 		return nil, nil
 	}
 	var changeID, target, failing, conduitURL, token string
-	var sent, attempts int
-	err := s.db.QueryRowContext(ctx, `SELECT t.change_id, t.target_phid, t.sent, t.attempts, t.failing_type, r.conduit_url, r.conduit_token
+	var sent, attempts, gateWait int
+	var gateLint, held []byte
+	err := s.db.QueryRowContext(ctx, `SELECT t.change_id, t.target_phid, t.sent, t.attempts, t.failing_type, t.gate_wait, t.gate_lint, t.held, r.conduit_url, r.conduit_token
 		FROM builds b JOIN harbormaster_targets t ON t.change_id = b.change_id JOIN repositories r ON r.name = b.repository WHERE b.id = $1`, buildID).
-		Scan(&changeID, &target, &sent, &attempts, &failing, &conduitURL, &token)
+		Scan(&changeID, &target, &sent, &attempts, &failing, &gateWait, &gateLint, &held, &conduitURL, &token)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil // not a Harbormaster build
 	}
 	if err != nil {
 		return nil, err
 	}
-	if sent >= phase {
-		return nil, nil // told already, or the result is there
+	if sent >= phase || (phase == phaseFinal && len(held) > 0) {
+		return nil, nil // told already, the result is there, or it waits for the gate
 	}
 	msg := conduit.Message{BuildTargetPHID: target, Type: conduit.Work}
 	if phase == phaseFinal {
@@ -329,34 +372,83 @@ func (s *Service) sendHarbormaster(ctx context.Context, ev bus.Event, maxAttempt
 		if tests != nil {
 			addTestUnits(&msg, tests)
 		}
+		switch {
+		case len(gateLint) > 0:
+			var gl hmGateLint
+			if err := json.Unmarshal(gateLint, &gl); err != nil {
+				return nil, fmt.Errorf("harbormaster lint of build %s: %w", buildID, err)
+			}
+			addGateLint(&msg, gl)
+		case gateWait == 1 && gateJudges(b.Status):
+			return &hmHeld{changeID: changeID, msg: msg}, nil
+		}
 	}
 	if failing != msg.Type {
 		attempts = 0 // the failures counted were another message's
 	}
 	log := s.log.With("build", buildID, "target", target, "type", msg.Type)
-	client, err := conduit.New(conduitURL, token, s.statuses.hc)
-	if err != nil {
-		err = fmt.Errorf("cannot report to Harbormaster: %w (set it with shiploop repo add --conduit-url URL --conduit-token api-…)", err)
-		s.noteHarbormaster(ctx, changeID, msg.Type, attempts, err.Error())
-		log.Error("harbormaster report impossible", "err", err)
-		return nil, bus.Permanent(err)
-	}
-	cctx, cancel := context.WithTimeout(ctx, conduitTimeout)
-	defer cancel()
-	if err := client.SendMessage(cctx, msg); err != nil {
+	if err := s.callConduit(ctx, conduitURL, token, msg); err != nil {
+		permanent := conduit.IsPermanent(err)
 		text := err.Error()
-		if attempts+1 >= maxAttempts {
+		if attempts+1 >= maxAttempts && !permanent {
 			text = fmt.Sprintf("gave up after %d attempts: %s", attempts+1, text)
 		}
 		s.noteHarbormaster(ctx, changeID, msg.Type, attempts, text)
-		if conduit.IsPermanent(err) {
-			log.Error("harbormaster refused the message; not retrying", "err", err)
+		if permanent {
+			log.Error("harbormaster message not sent; not retrying", "err", err)
 			return nil, bus.Permanent(err)
 		}
 		return nil, err // the bus logs it and retries with back-off
 	}
-	log.Info("harbormaster message sent", "units", len(msg.Unit))
+	log.Info("harbormaster message sent", "units", len(msg.Unit), "lint", len(msg.Lint))
 	return &hmSent{changeID: changeID, typ: msg.Type, phase: phase}, nil
+}
+
+// callConduit sends one message to a repository's Conduit. Settings that
+// cannot work are a permanent error naming the fix.
+func (s *Service) callConduit(ctx context.Context, conduitURL, token string, msg conduit.Message) error {
+	client, err := conduit.New(conduitURL, token, s.statuses.hc)
+	if err != nil {
+		return &conduit.ParamError{Msg: fmt.Sprintf("cannot report to Harbormaster: %v (set it with shiploop repo add --conduit-url URL --conduit-token api-…)", err)}
+	}
+	cctx, cancel := context.WithTimeout(ctx, conduitTimeout)
+	defer cancel()
+	return client.SendMessage(cctx, msg)
+}
+
+// gateJudges reports whether the gate judges a build that ended so (it
+// skips canceled and skipped builds): only then is its verdict awaited.
+func gateJudges(st eventsv1.BuildStatus) bool {
+	switch st {
+	case eventsv1.BuildStatus_BUILD_STATUS_SUCCESS, eventsv1.BuildStatus_BUILD_STATUS_FAILURE, eventsv1.BuildStatus_BUILD_STATUS_ERROR:
+		return true
+	}
+	return false
+}
+
+// noteGate keeps a gate verdict's findings for the build's final message
+// and wakes the sweeper when that message is held. It writes outside the
+// consumer's transaction so that the sweeper, woken now, sees it; doing it
+// again on a redelivery is harmless, and a later revision (a late report)
+// replaces it until the message is sent.
+func (s *Service) noteGate(ctx context.Context, ge *eventsv1.GateEvaluated, wake chan<- struct{}) error {
+	raw, err := json.Marshal(gateLint(ge))
+	if err != nil {
+		return err
+	}
+	now := time.Now().UnixNano()
+	res, err := s.db.ExecContext(ctx, `UPDATE harbormaster_targets SET gate_lint = $1, retry_at = CASE WHEN held IS NULL THEN retry_at ELSE CAST($2 AS BIGINT) END
+		WHERE change_id = (SELECT change_id FROM builds WHERE id = $3) AND sent < $4`, raw, now, ge.GetBuildId(), phaseFinal)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		select {
+		case wake <- struct{}{}:
+		default: // already woken
+		}
+	}
+	return nil
 }
 
 // noteHarbormaster records a failed attempt on the target, outside any
@@ -368,22 +460,163 @@ func (s *Service) noteHarbormaster(ctx context.Context, changeID, typ string, at
 	}
 }
 
-// recordHarbormaster notes what Harbormaster accepted.
+// recordHarbormaster notes what Harbormaster accepted, which builds wait
+// for their gate, and the final messages held for it.
 func (s *Service) recordHarbormaster(ctx context.Context, tx *bus.Tx, ev bus.Event) error {
-	p, ok := tx.Prepared.(*hmSent)
-	if !ok || p == nil {
-		return nil
+	now := time.Now().UnixNano()
+	if bc, ok := ev.Data.(*eventsv1.BuildCreated); ok && readsLint(bc.GetGate().GetPolicy().GetReports()) {
+		_, err := tx.ExecContext(ctx, `UPDATE harbormaster_targets SET gate_wait = 1 WHERE change_id = (SELECT change_id FROM builds WHERE id = $1)`, bc.GetBuildId())
+		return err
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE harbormaster_targets SET sent = $1, sent_type = $2, attempts = 0, failing_type = '', last_error = '', updated_at = $3 WHERE change_id = $4 AND sent < $1`,
-		p.phase, p.typ, time.Now().UnixNano(), p.changeID)
+	switch p := tx.Prepared.(type) {
+	case *hmSent:
+		_, err := tx.ExecContext(ctx, `UPDATE harbormaster_targets SET sent = $1, sent_type = $2, attempts = 0, failing_type = '', last_error = '', updated_at = $3 WHERE change_id = $4 AND sent < $1`,
+			p.phase, p.typ, now, p.changeID)
+		return err
+	case *hmHeld:
+		raw, err := json.Marshal(p.msg)
+		if err != nil {
+			return err
+		}
+		// Due when the wait ends, or at once if the gate spoke meanwhile.
+		_, err = tx.ExecContext(ctx, `UPDATE harbormaster_targets SET held = $1, held_at = $2, retry_at = CASE WHEN gate_lint IS NULL THEN CAST($3 AS BIGINT) ELSE CAST($2 AS BIGINT) END
+			WHERE change_id = $4 AND sent < $5 AND held IS NULL`, raw, now, now+int64(hmGateWait), p.changeID, phaseFinal)
+		if err == nil {
+			s.log.Info("harbormaster result held for the gate's findings", "change", p.changeID, "type", p.msg.Type, "wait", hmGateWait)
+		}
+		return err
+	}
+	return nil
+}
+
+// readsLint reports whether a gate section names static-analysis reports
+// (metrics reports give numbers, not findings).
+func readsLint(r *eventsv1.GateReports) bool {
+	return len(r.GetSarif()) > 0 || len(r.GetFlake8()) > 0 || len(r.GetCheckstyle()) > 0 || len(r.GetGolangciLint()) > 0
+}
+
+// sweepHarbormaster sends held final messages when they are due, until ctx
+// ends: every hmSweep, and at once when woken.
+func (s *Service) sweepHarbormaster(ctx context.Context, backoff []time.Duration, wake <-chan struct{}) error {
+	t := time.NewTicker(hmSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-wake:
+		}
+		if err := s.sendHeld(ctx, backoff); err != nil && ctx.Err() == nil {
+			s.log.Warn("sending held harbormaster messages", "err", err)
+		}
+	}
+}
+
+// heldRow is a held message that is due.
+type heldRow struct {
+	changeID, target, failing, conduitURL, token string
+	retryAt                                      int64
+	attempts                                     int
+	held, gateLint                               []byte
+}
+
+// sendHeld sends every held message that is due: its gate spoke, its wait
+// ran out, or a failed attempt's back-off passed. Each is claimed first
+// (retry_at moved past the call's timeout), so two builds services never
+// both send it; one that dies mid-call leaves it to be retried.
+func (s *Service) sendHeld(ctx context.Context, backoff []time.Duration) error {
+	now := time.Now().UnixNano()
+	rows, err := s.db.QueryContext(ctx, `SELECT t.change_id, t.target_phid, t.failing_type, r.conduit_url, r.conduit_token, t.retry_at, t.attempts, t.held, t.gate_lint
+		FROM harbormaster_targets t JOIN repositories r ON r.name = t.repository WHERE t.retry_at > 0 AND t.retry_at <= $1 AND t.held IS NOT NULL`, now)
+	if err != nil {
+		return err
+	}
+	var due []heldRow
+	for rows.Next() {
+		var h heldRow
+		if err := rows.Scan(&h.changeID, &h.target, &h.failing, &h.conduitURL, &h.token, &h.retryAt, &h.attempts, &h.held, &h.gateLint); err != nil {
+			rows.Close()
+			return err
+		}
+		due = append(due, h)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return err
+	}
+	for _, h := range due {
+		res, err := s.db.ExecContext(ctx, `UPDATE harbormaster_targets SET retry_at = $1 WHERE change_id = $2 AND retry_at = $3`,
+			now+int64(2*conduitTimeout), h.changeID, h.retryAt)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			continue // another builds service has it
+		}
+		if err := s.sendOneHeld(ctx, h, backoff); err != nil {
+			// The claim runs out and the message is tried again.
+			s.log.Error("sending a held harbormaster message", "change", h.changeID, "err", err)
+		}
+	}
+	return nil
+}
+
+// sendOneHeld sends a claimed held message with the gate's lint, or
+// without it (saying why) when the gate did not speak in time, and
+// records the outcome: sent, to be retried after the back-off, or given up.
+func (s *Service) sendOneHeld(ctx context.Context, h heldRow, backoff []time.Duration) error {
+	var msg conduit.Message
+	if err := json.Unmarshal(h.held, &msg); err != nil {
+		return fmt.Errorf("held harbormaster message of change %s: %w", h.changeID, err)
+	}
+	log := s.log.With("change", h.changeID, "target", h.target, "type", msg.Type)
+	if len(h.gateLint) > 0 {
+		var gl hmGateLint
+		if err := json.Unmarshal(h.gateLint, &gl); err != nil {
+			return fmt.Errorf("harbormaster lint of change %s: %w", h.changeID, err)
+		}
+		addGateLint(&msg, gl)
+	} else {
+		log.Warn("the gate did not report in time; sending the result without lint", "waited", hmGateWait)
+		msg.Unit = append(msg.Unit, conduit.Unit{Name: "lint", Engine: "shiploop gate", Result: conduit.UnitSkip,
+			Details: fmt.Sprintf("The gate did not report its findings within %v, so no lint was sent (is the gates service running?).", hmGateWait)})
+	}
+	err := s.callConduit(ctx, h.conduitURL, h.token, msg)
+	now := time.Now().UnixNano()
+	if err == nil {
+		log.Info("harbormaster message sent", "units", len(msg.Unit), "lint", len(msg.Lint))
+		_, err := s.db.ExecContext(ctx, `UPDATE harbormaster_targets SET sent = $1, sent_type = $2, held = NULL, retry_at = 0, attempts = 0, failing_type = '', last_error = '', updated_at = $3
+			WHERE change_id = $4 AND sent < $1`, phaseFinal, msg.Type, now, h.changeID)
+		return err
+	}
+	attempts := h.attempts
+	if h.failing != msg.Type {
+		attempts = 0
+	}
+	attempts++
+	text := err.Error()
+	if permanent := conduit.IsPermanent(err); permanent || attempts > len(backoff) {
+		if !permanent {
+			text = fmt.Sprintf("gave up after %d attempts: %s", attempts, text)
+		}
+		log.Error("harbormaster message not sent; giving up", "attempts", attempts, "err", err)
+		_, err := s.db.ExecContext(ctx, `UPDATE harbormaster_targets SET held = NULL, retry_at = 0, attempts = $1, failing_type = $2, last_error = $3, updated_at = $4 WHERE change_id = $5`,
+			attempts, msg.Type, msg.Type+": "+text, now, h.changeID)
+		return err
+	}
+	delay := backoff[attempts-1]
+	log.Warn("harbormaster message failed; will retry", "attempt", attempts, "retry_in", delay, "err", err)
+	_, err = s.db.ExecContext(ctx, `UPDATE harbormaster_targets SET retry_at = $1, attempts = $2, failing_type = $3, last_error = $4, updated_at = $5 WHERE change_id = $6`,
+		now+int64(delay), attempts, msg.Type, msg.Type+": "+text, now, h.changeID)
 	return err
 }
 
 // harbormasterResult is the pass/fail message of a finished build: one
 // unit result per step of each job (the matrix combination as namespace).
 // When the build has a test run, the message waits for it and carries its
-// failing tests too (addTestUnits). lint[] from the gate's findings is not
-// sent yet.
+// failing tests too (addTestUnits); when its gate reads static-analysis
+// reports, it waits for the gate too and carries the findings as lint
+// (addGateLint).
 func harbormasterResult(b *buildsv1.Build, target string) conduit.Message {
 	m := conduit.Message{BuildTargetPHID: target, Type: conduit.Fail}
 	switch b.Status {
@@ -443,6 +676,77 @@ func addTestUnits(m *conduit.Message, tr *eventsv1.TestRunFinished) {
 			m.Unit = append(m.Unit, conduit.Unit{Name: "test run", Engine: "shiploop tests", Result: conduit.UnitBroken, Details: tr.GetError()})
 		}
 	}
+}
+
+// Limits of Phabricator's HarbormasterBuildLintMessage columns (name
+// text255, code text128): longer values would not be stored whole.
+const (
+	maxLintName = 255
+	maxLintCode = 128
+)
+
+// gateLint turns a gate verdict's findings into Harbormaster lint
+// messages (HarbormasterBuildLintMessage: name, code, severity, path and
+// optional line, char, description).
+func gateLint(ge *eventsv1.GateEvaluated) hmGateLint {
+	gl := hmGateLint{Truncated: ge.GetFindingsTruncated()}
+	for _, f := range ge.GetFindings() {
+		code := f.GetRule()
+		if code == "" {
+			code = f.GetTool()
+		}
+		// Harbormaster's lint table shows the name as the message: the
+		// finding's first line; the description keeps all of it.
+		name, _, _ := strings.Cut(f.GetMessage(), "\n")
+		name = strings.TrimSpace(name)
+		if name == "" {
+			name = code
+		}
+		gl.Lint = append(gl.Lint, conduit.Lint{
+			Name: cutBytes(name, maxLintName), Code: cutBytes(code, maxLintCode), Severity: lintSeverity(f.GetLevel()),
+			Path: f.GetPath(), Line: int(max(f.GetLine(), 0)),
+			// SARIF counts columns in characters where Harbormaster wants
+			// bytes; the report's number is the best there is.
+			Char:        int(max(f.GetColumn(), 0)),
+			Description: f.GetTool() + ": " + f.GetMessage(),
+		})
+	}
+	return gl
+}
+
+// lintSeverity maps a finding's level to an Arcanist lint severity: SARIF
+// error and warning keep their names, note (and none, read as note) is
+// advice.
+func lintSeverity(level string) string {
+	switch level {
+	case "error":
+		return conduit.SeverityError
+	case "warning":
+		return conduit.SeverityWarning
+	}
+	return conduit.SeverityAdvice
+}
+
+// addGateLint adds the gate's lint to a message, and a unit result saying
+// how many findings did not fit, if any. Lint never changes pass or fail:
+// the gate has its own verdict.
+func addGateLint(m *conduit.Message, gl hmGateLint) {
+	m.Lint = append(m.Lint, gl.Lint...)
+	if gl.Truncated > 0 {
+		m.Unit = append(m.Unit, conduit.Unit{Name: "lint", Engine: "shiploop gate", Result: conduit.UnitSkip,
+			Details: fmt.Sprintf("%d more findings are not sent as lint: Harbormaster gets the first %d, new ones first.", gl.Truncated, len(gl.Lint))})
+	}
+}
+
+// cutBytes cuts s to at most n bytes on a rune boundary.
+func cutBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 func unitResult(st eventsv1.BuildStatus) string {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -376,4 +377,167 @@ func TestAddTestUnits(t *testing.T) {
 	if m.Unit[2].Result != conduit.UnitPass || m.Unit[2].Name != "10 tests passed" {
 		t.Errorf("summary unit %+v", m.Unit[2])
 	}
+}
+
+// hmLintConfig has a gate that reads a flake8 report: the final message
+// waits for the gate's findings.
+const hmLintConfig = `steps:
+  - name: flake8
+    commands: [flake8 --output-file out/flake8.txt .]
+    artifacts: [out/flake8.txt]
+gate:
+  conditions:
+    - {metric: issues_error, operator: "==", threshold: 0}
+  reports:
+    flake8: [out/flake8.txt]
+`
+
+// heldFor waits until a target's final message is held for the gate and
+// returns when it was held and when it falls due.
+func heldFor(t *testing.T, db *store.DB, target string) (heldAt, retryAt int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := db.QueryRowContext(context.Background(), `SELECT held_at, retry_at FROM harbormaster_targets WHERE target_phid = $1 AND held IS NOT NULL`, target).Scan(&heldAt, &retryAt)
+		if err == nil {
+			return heldAt, retryAt
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the final message of %s was not held: %v", target, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestHarbormasterLint: a Harbormaster build whose gate reads a flake8
+// report holds its final message until gate.evaluated, then sends it with
+// the findings as lint[] exactly as Phabricator's
+// HarbormasterBuildLintMessage reads them (severity from the level, no
+// line or char when the report gave none) and says how many did not fit.
+// A build whose gate never reports gets its result once the wait is over,
+// without lint and saying why, through a failed attempt and its retry.
+func TestHarbormasterLint(t *testing.T) {
+	storetest.Engines(t, "builds", nil, func(t *testing.T, db *store.DB) {
+		h, _ := newStatusHarness(t, db, 20*time.Millisecond, 50*time.Millisecond)
+		ctx := context.Background()
+		fake := conduittest.NewServer(t, conduitToken)
+		dir, sha := gitRepo(t, map[string]string{".shiploop.yml": hmLintConfig})
+		if _, err := h.api.RegisterRepository(ctx, &buildsv1.RegisterRepositoryRequest{Name: "acme/web", CloneUrl: dir, ConduitUrl: fake.URL, ConduitToken: conduitToken}); err != nil {
+			t.Fatal(err)
+		}
+		request := func(target string) *eventsv1.Job {
+			t.Helper()
+			if _, err := h.svc.acceptHarbormaster(ctx, &eventsv1.Change{Kind: eventsv1.ChangeKind_CHANGE_KIND_PUSH, Forge: ForgeHarbormaster, DeliveryId: target,
+				HarbormasterTargetPhid: target, Repository: "acme/web", CloneUrl: dir, Ref: "refs/heads/main", Branch: "main", After: sha}); err != nil {
+				t.Fatal(err)
+			}
+			job := h.nextJob(ctx)
+			h.jobStarted(job)
+			return job
+		}
+		accepted := func(c []conduittest.Call) (out []conduittest.Call) {
+			for _, x := range c {
+				if x.Status == http.StatusOK && x.Error == "" {
+					out = append(out, x)
+				}
+			}
+			return out
+		}
+
+		// The gate reports: fail with the findings as lint.
+		job := request("PHID-HMBT-lint1")
+		fake.Wait(t, 30*time.Second, "work", func(c []conduittest.Call) bool { return len(c) == 1 })
+		if err := h.bus.Publish(ctx, bus.Event{Type: "job.finished", Repository: "acme/web", Subject: job.GetJobId(), Data: &eventsv1.JobFinished{
+			JobId: job.GetJobId(), BuildId: job.GetBuildId(), Repository: "acme/web", Status: eventsv1.BuildStatus_BUILD_STATUS_FAILURE, FailedStep: "flake8", Agent: "a1",
+			Steps: []*eventsv1.StepResult{{Name: "flake8", Status: eventsv1.BuildStatus_BUILD_STATUS_FAILURE, ExitCode: 1}}}}); err != nil {
+			t.Fatal(err)
+		}
+		heldAt, retryAt := heldFor(t, db, "PHID-HMBT-lint1")
+		if retryAt-heldAt != int64(hmGateWait) {
+			t.Errorf("held message due %v after it was held, want %v", time.Duration(retryAt-heldAt), hmGateWait)
+		}
+		if n := len(fake.Calls()); n != 1 {
+			t.Fatalf("%d calls before the gate reported, want only work: %+v", n, fake.Calls())
+		}
+		if err := h.bus.Publish(ctx, bus.Event{Type: "gate.evaluated", Repository: "acme/web", Subject: job.GetBuildId(), Data: &eventsv1.GateEvaluated{
+			BuildId: job.GetBuildId(), Repository: "acme/web", Status: eventsv1.GateStatus_GATE_STATUS_ERROR, Revision: 1, Issues: 10, NewIssues: 10,
+			Findings: []*eventsv1.GateFinding{
+				{Tool: "flake8", Rule: "E999", Level: "error", Path: "subfolder/syntax_error.py", Line: 1, Column: 4, Message: "SyntaxError: invalid syntax", IsNew: true},
+				{Tool: "flake8", Rule: "F401", Level: "warning", Path: "num_guess.py", Line: 4, Column: 1, Message: "'sys' imported but unused", IsNew: true},
+				{Tool: "Clang Analyzer", Level: "note", Path: "", Message: "Value stored is never read\nat the end of the function", IsNew: true},
+			},
+			FindingsTruncated: 7,
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		calls := fake.Wait(t, 30*time.Second, "the result with lint", func(c []conduittest.Call) bool { return len(c) == 2 })
+		c := calls[1]
+		if c.Error != "" || c.Type() != "fail" || c.Target() != "PHID-HMBT-lint1" || c.Encoding != "params-json" {
+			t.Fatalf("result call = %+v, want an accepted fail", c)
+		}
+		wantLint := []map[string]any{
+			{"name": "SyntaxError: invalid syntax", "code": "E999", "severity": "error", "path": "subfolder/syntax_error.py",
+				"line": json.Number("1"), "char": json.Number("4"), "description": "flake8: SyntaxError: invalid syntax"},
+			{"name": "'sys' imported but unused", "code": "F401", "severity": "warning", "path": "num_guess.py",
+				"line": json.Number("4"), "char": json.Number("1"), "description": "flake8: 'sys' imported but unused"},
+			{"name": "Value stored is never read", "code": "Clang Analyzer", "severity": "advice", "path": "",
+				"description": "Clang Analyzer: Value stored is never read\nat the end of the function"},
+		}
+		if got := c.Lints(); !reflect.DeepEqual(got, wantLint) {
+			t.Errorf("lint =\n%#v\nwant\n%#v", got, wantLint)
+		}
+		units := c.Units()
+		if len(units) != 2 || units[0]["name"] != "flake8" || units[0]["result"] != "fail" || units[0]["details"] != "exit code 1" ||
+			units[1]["name"] != "lint" || units[1]["result"] != "skip" || units[1]["engine"] != "shiploop gate" ||
+			units[1]["details"] != "7 more findings are not sent as lint: Harbormaster gets the first 3, new ones first." {
+			t.Errorf("units = %v", units)
+		}
+		waitSent := func(id, want string) *buildsv1.HarbormasterReport {
+			t.Helper()
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				got, err := h.api.GetBuild(ctx, &buildsv1.GetBuildRequest{Id: id})
+				if hm := got.GetBuild().GetHarbormaster(); err == nil && hm.GetSent() == want {
+					return hm
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("build's harbormaster report = %v, %v; want sent %s", got.GetBuild().GetHarbormaster(), err, want)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		waitSent(job.GetBuildId(), "fail")
+
+		// The gate never reports: once the wait is over (moved to now here,
+		// as if two minutes had passed) the result goes without lint, after
+		// one failed attempt and its retry.
+		job = request("PHID-HMBT-lint2")
+		fake.Wait(t, 30*time.Second, "work", func(c []conduittest.Call) bool { return len(accepted(c)) == 3 })
+		if err := h.bus.Publish(ctx, bus.Event{Type: "job.finished", Repository: "acme/web", Subject: job.GetJobId(), Data: &eventsv1.JobFinished{
+			JobId: job.GetJobId(), BuildId: job.GetBuildId(), Repository: "acme/web", Status: eventsv1.BuildStatus_BUILD_STATUS_SUCCESS, Agent: "a1",
+			Steps: []*eventsv1.StepResult{{Name: "flake8", Status: eventsv1.BuildStatus_BUILD_STATUS_SUCCESS}}}}); err != nil {
+			t.Fatal(err)
+		}
+		heldFor(t, db, "PHID-HMBT-lint2")
+		fake.FailNext(1, http.StatusServiceUnavailable)
+		if _, err := db.ExecContext(ctx, `UPDATE harbormaster_targets SET retry_at = $1 WHERE target_phid = 'PHID-HMBT-lint2'`, time.Now().UnixNano()); err != nil {
+			t.Fatal(err)
+		}
+		calls = fake.Wait(t, 30*time.Second, "the result after the wait", func(c []conduittest.Call) bool { return len(accepted(c)) == 4 })
+		if len(calls) != 5 || calls[3].Status != http.StatusServiceUnavailable {
+			t.Fatalf("calls = %+v, want work, fail, work, a 503, then the result", calls)
+		}
+		c = calls[4]
+		if c.Type() != "pass" || c.Target() != "PHID-HMBT-lint2" || len(c.Lints()) != 0 {
+			t.Errorf("result = %+v, want pass without lint", c)
+		}
+		units = c.Units()
+		if len(units) != 2 || units[0]["name"] != "flake8" || units[0]["result"] != "pass" || units[1]["name"] != "lint" || units[1]["result"] != "skip" ||
+			units[1]["details"] != "The gate did not report its findings within 2m0s, so no lint was sent (is the gates service running?)." {
+			t.Errorf("units = %v", units)
+		}
+		if hm := waitSent(job.GetBuildId(), "pass"); hm.GetAttempts() != 0 || hm.GetError() != "" {
+			t.Errorf("after the retry: %v", hm)
+		}
+	})
 }

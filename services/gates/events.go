@@ -11,9 +11,9 @@ import (
 	"io"
 	"math"
 	"path"
-
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -344,10 +344,13 @@ type inputs struct {
 	measures     policy.Measures
 	newLines     int
 	reportErrors []string
-	findings     []report.Finding // of the build, for the new-findings table
-	base         report.Base      // nil: no base analysis
-	issues       int64
-	newIssues    int64
+	// The build's findings absent from the base, and the others, each up
+	// to maxEventFindings, in report order (gate.evaluated and the
+	// new-findings table).
+	newFindings, oldFindings []report.Finding
+	base                     report.Base // nil: no base analysis
+	issues                   int64
+	newIssues                int64
 }
 
 func (s *Service) gather(ctx context.Context, tx *bus.Tx, b *buildRow) (*inputs, error) {
@@ -421,9 +424,7 @@ func (s *Service) gather(ctx context.Context, tx *bus.Tx, b *buildRow) (*inputs,
 				return nil, err
 			}
 			packed = append(packed, p...)
-			if room := 100 - len(in.findings); room > 0 {
-				in.findings = append(in.findings, decodeNewFindings(detail, base, room)...)
-			}
+			in.newFindings, in.oldFindings = decodeFindings(detail, base, in.newFindings, in.oldFindings)
 		}
 	}
 	rows.Close()
@@ -454,21 +455,33 @@ func (s *Service) gather(ctx context.Context, tx *bus.Tx, b *buildRow) (*inputs,
 
 func pct(a, b int64) float64 { return math.Round(float64(a)/float64(b)*10000) / 100 }
 
-// decodeNewFindings reads up to max stored findings absent from base.
-func decodeNewFindings(detail []byte, base report.Base, max int) []report.Finding {
-	if len(detail) == 0 {
-		return nil
+// maxEventFindings bounds the findings gate.evaluated carries: enough for
+// a reviewer (Harbormaster shows them as lint), small enough for an event
+// (200 findings with 1 KiB messages stay well under NATS's 1 MiB default).
+const maxEventFindings = 200
+
+// maxFindingMessage bounds a finding's message in gate.evaluated.
+const maxFindingMessage = 1024
+
+// maxNewFindingsTable bounds the new findings kept for GetEvaluation.
+const maxNewFindingsTable = 100
+
+// decodeFindings appends a report's stored findings to news (absent from
+// base) and olds, each up to maxEventFindings. It stops reading once news
+// is full: old findings only fill what room new ones leave.
+func decodeFindings(detail []byte, base report.Base, news, olds []report.Finding) ([]report.Finding, []report.Finding) {
+	if len(detail) == 0 || len(news) >= maxEventFindings {
+		return news, olds
 	}
 	zr, err := gzip.NewReader(bytes.NewReader(detail))
 	if err != nil {
-		return nil
+		return news, olds
 	}
 	dec := json.NewDecoder(zr)
 	if _, err := dec.Token(); err != nil {
-		return nil
+		return news, olds
 	}
-	var out []report.Finding
-	for dec.More() && len(out) < max {
+	for dec.More() && len(news) < maxEventFindings {
 		var f storedFinding
 		if err := dec.Decode(&f); err != nil {
 			break
@@ -476,11 +489,49 @@ func decodeNewFindings(detail []byte, base report.Base, max int) []report.Findin
 		if _, err := fmt.Sscanf(f.FP, "%x", &f.Finding.Fingerprint); err != nil {
 			continue
 		}
-		if base == nil || base.IsNew(&f.Finding) {
-			out = append(out, f.Finding)
+		switch {
+		case base == nil || base.IsNew(&f.Finding):
+			news = append(news, f.Finding)
+		case len(olds) < maxEventFindings:
+			olds = append(olds, f.Finding)
 		}
 	}
-	return out
+	return news, olds
+}
+
+// eventFindings are the findings gate.evaluated carries, new ones first,
+// and how many of the build's issues did not fit.
+func eventFindings(in *inputs) ([]*eventsv1.GateFinding, int64) {
+	var out []*eventsv1.GateFinding
+	add := func(fs []report.Finding, isNew bool) {
+		for i := range fs {
+			if len(out) == maxEventFindings {
+				return
+			}
+			f := &fs[i]
+			out = append(out, &eventsv1.GateFinding{Tool: f.Tool, Rule: f.Rule, Level: f.Level, Path: f.Path,
+				Line: clampInt32(f.Line), Column: clampInt32(f.Column), Message: cutText(f.Message, maxFindingMessage),
+				IsNew: isNew, Fingerprint: f.FingerprintHex()})
+		}
+	}
+	add(in.newFindings, true)
+	add(in.oldFindings, false)
+	return out, max(in.issues-int64(len(out)), 0)
+}
+
+func clampInt32(n int) int32 { return int32(min(max(n, 0), math.MaxInt32)) }
+
+// cutText cuts s to at most n bytes on a rune boundary, marking the cut.
+func cutText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "…"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }
 
 // baseBuild is the newest other build of the base ref that has an
@@ -559,10 +610,9 @@ type judgement struct {
 // judge turns inputs into an evaluation; it touches no database.
 func judge(in *inputs) judgement {
 	ev := &eventsv1.GateEvaluated{PolicySource: in.source, Issues: in.issues, NewIssues: in.newIssues}
+	ev.Findings, ev.FindingsTruncated = eventFindings(in)
 	j := judgement{ev: ev}
-	for i := range in.findings {
-		j.newFindings = append(j.newFindings, in.findings[i])
-	}
+	j.newFindings = in.newFindings[:min(len(in.newFindings), maxNewFindingsTable)]
 	p, cerr := compile(in.pol)
 	if p != nil {
 		res := p.Evaluate(in.measures, in.newLines)

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -191,6 +193,22 @@ func TestGateFlow(t *testing.T) {
 		if len(e.GetNewFindings()) != 1 || e.GetNewFindings()[0].GetPath() != "c.go" {
 			t.Errorf("new findings %v", e.GetNewFindings())
 		}
+		// gate.evaluated carries the findings themselves, the new one first.
+		var got []string
+		for _, f := range r.GetFindings() {
+			got = append(got, fmt.Sprintf("%s:%d:%d %s %s/%s new=%v %q", f.GetPath(), f.GetLine(), f.GetColumn(), f.GetLevel(), f.GetTool(), f.GetRule(), f.GetIsNew(), f.GetMessage()))
+		}
+		want := []string{
+			`c.go:1:1 error vet/R1 new=true "z is unused"`,
+			`a.go:13:1 error vet/R1 new=false "x is unused"`,
+			`b.go:19:1 error vet/R1 new=false "y is unused"`,
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") || r.GetFindingsTruncated() != 0 {
+			t.Errorf("findings (%d truncated):\n%s\nwant:\n%s", r.GetFindingsTruncated(), strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		if fp := r.GetFindings()[0].GetFingerprint(); len(fp) != 16 || fp == r.GetFindings()[1].GetFingerprint() {
+			t.Errorf("fingerprints %q %q", fp, r.GetFindings()[1].GetFingerprint())
+		}
 		// The forge gets the status, the latest revision.
 		deadline := time.Now().Add(10 * time.Second)
 		for h.forge.last() == nil || h.forge.last()["description"] != r.GetSummary() {
@@ -213,7 +231,56 @@ func TestGateFlow(t *testing.T) {
 		if err != nil || len(list.GetEvaluations()) != 1 || list.GetNextPageToken() == "" {
 			t.Errorf("list: %v %v", list, err)
 		}
+		if ev := list.GetEvaluations()[0]; len(ev.GetFindings()) != 0 || ev.GetFindingsTruncated() != 3 {
+			t.Errorf("a list carries %d findings, %d truncated; want none, 3", len(ev.GetFindings()), ev.GetFindingsTruncated())
+		}
 	})
+}
+
+// TestGateFindingsBounded: gate.evaluated carries at most 200 findings,
+// every new one before any old one whatever their order in the report,
+// counts the rest as truncated and cuts long messages on a rune boundary.
+func TestGateFindingsBounded(t *testing.T) {
+	db := storetest.OpenSQLite(t, "gates")
+	h := newHarness(t, db)
+	var base, pr []string
+	long := strings.Repeat("é", 1500) // 3000 bytes
+	var wantNew, wantOld []string
+	for i := range 250 {
+		file := fmt.Sprintf("pkg/f%03d.go", i)
+		msg := "v is unused"
+		if i == 1 {
+			msg = long
+		}
+		pr = append(pr, result("R1", file, i+10, msg))
+		if i%4 == 0 {
+			base = append(base, result("R1", file, i+1, msg)) // moved since: still not new
+			wantOld = append(wantOld, file)
+		} else {
+			wantNew = append(wantNew, file)
+		}
+	}
+	h.build("b1", 1, "refs/heads/main", sarif(base...), 0)
+	h.evaluation("b1", 1)
+	h.build("b2", 2, "refs/pull/8/head", sarif(pr...), 0)
+	r := h.evaluation("b2", 1).GetResult()
+	if r.GetIssues() != 250 || r.GetNewIssues() != int64(len(wantNew)) {
+		t.Fatalf("issues %d new %d, want 250 and %d", r.GetIssues(), r.GetNewIssues(), len(wantNew))
+	}
+	fs := r.GetFindings()
+	if len(fs) != 200 || r.GetFindingsTruncated() != 50 {
+		t.Fatalf("%d findings, %d truncated; want 200, 50", len(fs), r.GetFindingsTruncated())
+	}
+	want := append(wantNew, wantOld[:200-len(wantNew)]...)
+	for i, f := range fs {
+		if f.GetPath() != want[i] || f.GetIsNew() != (i < len(wantNew)) {
+			t.Fatalf("finding %d = %s new=%v, want %s new=%v", i, f.GetPath(), f.GetIsNew(), want[i], i < len(wantNew))
+		}
+	}
+	m := fs[0].GetMessage()
+	if fs[0].GetPath() != "pkg/f001.go" || len(m) > 1024 || len(m) < 1000 || !utf8.ValidString(m) || !strings.HasSuffix(m, "…") || !strings.HasPrefix(long, strings.TrimSuffix(m, "…")) {
+		t.Errorf("long message cut to %d bytes: %q…", len(m), m[:min(len(m), 20)])
+	}
 }
 
 func TestPolicies(t *testing.T) {

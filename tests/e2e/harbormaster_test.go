@@ -3,12 +3,15 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -181,4 +184,110 @@ func TestHarbormasterDiffOnMercurial(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("Harbormaster request to the fail message: %v", took.Round(time.Millisecond))
+}
+
+// levelsSARIF is a report with one result of each SARIF level (the third
+// takes its rule's default, note; it gives no column, which SARIF reads
+// as column 1).
+const levelsSARIF = `{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"vet","rules":[{"id":"V1","defaultConfiguration":{"level":"note"}}]}},"results":[
+{"ruleId":"V2","level":"error","message":{"text":"x declared and not used"},"locations":[{"physicalLocation":{"artifactLocation":{"uri":"main.go"},"region":{"startLine":7,"startColumn":2}}}]},
+{"ruleId":"V3","level":"warning","message":{"text":"unreachable code"},"locations":[{"physicalLocation":{"artifactLocation":{"uri":"util/u.go"},"region":{"startLine":12,"startColumn":3}}}]},
+{"ruleId":"V1","message":{"text":"consider a shorter name"},"locations":[{"physicalLocation":{"artifactLocation":{"uri":"main.go"},"region":{"startLine":3}}}]},
+{"ruleId":"V4","level":"none","message":{"text":"generated file"},"locations":[{"physicalLocation":{"artifactLocation":{"uri":"gen.go"},"region":{"startLine":1,"startColumn":1}}}]}
+]}]}`
+
+// TestHarbormasterLint: a Differential diff of a git repository whose step
+// keeps a flake8 report (the shared fixture, read in place) and a SARIF
+// report ends with a pass message whose lint[] has one entry per finding,
+// with the path, line, char and code of the report and the Arcanist
+// severity of its level (SARIF error → error, warning → warning, note and
+// none → advice; flake8 has no levels: its E999 syntax error is an error,
+// the rest warnings), as Phabricator decodes the form-encoded call.
+func TestHarbormasterLint(t *testing.T) {
+	flake8, err := filepath.Abs(filepath.Join(sharedTestdata, "lint/flake8/flake8-default-format.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	report, err := os.ReadFile(flake8)
+	if err != nil {
+		t.Skipf("shared fixtures: %v", err)
+	}
+	inst := startUp(t)
+	ctx := context.Background()
+	fake := conduittest.NewServer(t, e2eConduitToken)
+
+	repo := newRepo(t, map[string]string{"README": "lint me\n"})
+	staging := &gitRepo{t: t, dir: t.TempDir()}
+	staging.git("init", "--quiet", "--bare")
+	repo.git("checkout", "--quiet", "-b", "D5")
+	repo.commit("D5: lint the diff", map[string]string{"levels.sarif": levelsSARIF, ".shiploop.yml": `steps:
+  - name: lint
+    commands:
+      - mkdir -p out
+      - cp '` + flake8 + `' out/flake8.txt
+      - cp levels.sarif out/levels.sarif
+    artifacts: [out/flake8.txt, out/levels.sarif]
+gate:
+  conditions:
+    - {metric: issues_error, operator: "==", threshold: 0}
+  reports:
+    flake8: [out/flake8.txt]
+    sarif: ["out/*.sarif"]
+`})
+	repo.git("push", "--quiet", staging.dir, "HEAD:refs/tags/phabricator/diff/9")
+	repo.git("checkout", "--quiet", "main")
+
+	resp, err := inst.client.RegisterRepository(ctx, &buildsv1.RegisterRepositoryRequest{Name: "acme/lint", CloneUrl: repo.dir, DefaultBranch: "main",
+		ConduitUrl: fake.URL, ConduitToken: e2eConduitToken, StagingUrl: staging.dir, Callsign: "LINT"})
+	if err != nil {
+		t.Fatalf("RegisterRepository: %v", err)
+	}
+	vars := url.Values{"target.phid": {"PHID-HMBT-e2elint"}, "buildable.diff": {"9"}, "buildable.revision": {"5"},
+		"repository.callsign": {"LINT"}, "repository.vcs": {"git"}}
+	start := time.Now()
+	if code, body := inst.harbormaster(t, "GET", resp.GetWebhookSecret(), vars); code != http.StatusAccepted {
+		t.Fatalf("harbormaster request: %d %s", code, body)
+	}
+	calls := fake.Wait(t, 90*time.Second, "work then the result", func(c []conduittest.Call) bool { return len(c) >= 2 })
+	took := time.Since(start)
+	if len(calls) != 2 {
+		t.Fatalf("calls = %+v", calls)
+	}
+	for i, want := range []string{"work", "pass"} {
+		c := calls[i]
+		if c.Method != "harbormaster.sendmessage" || c.Error != "" || c.Type() != want || c.Target() != "PHID-HMBT-e2elint" || c.Encoding != "params-json" {
+			t.Errorf("call %d = %+v, want an accepted %s for PHID-HMBT-e2elint", i, c, want)
+		}
+	}
+	if units := calls[1].Units(); len(units) != 1 || units[0]["name"] != "lint" || units[0]["result"] != "pass" {
+		t.Errorf("units = %v", units)
+	}
+
+	// What the reports say, each finding as "path:line:char severity code".
+	want := []string{"main.go:7:2 error V2", "util/u.go:12:3 warning V3", "main.go:3:1 advice V1", "gen.go:1:1 advice V4"}
+	line := regexp.MustCompile(`^\./(.+?):(\d+):(\d+): ([A-Z]+\d+) `)
+	for _, l := range strings.Split(strings.TrimSpace(string(report)), "\n") {
+		m := line.FindStringSubmatch(l)
+		if m == nil {
+			t.Fatalf("fixture line %q is not flake8's default format", l)
+		}
+		sev := "warning"
+		if m[4] == "E999" {
+			sev = "error"
+		}
+		want = append(want, fmt.Sprintf("%s:%s:%s %s %s", m[1], m[2], m[3], sev, m[4]))
+	}
+	var got []string
+	for _, l := range calls[1].Lints() {
+		got = append(got, fmt.Sprintf("%v:%v:%v %v %v", l["path"], l["line"], l["char"], l["severity"], l["code"]))
+		if l["code"] == "E999" && (l["name"] != "SyntaxError: invalid syntax" || l["description"] != "flake8: SyntaxError: invalid syntax") {
+			t.Errorf("E999 lint = %v", l)
+		}
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("lint (%d):\n%s\nwant (%d):\n%s", len(got), strings.Join(got, "\n"), len(want), strings.Join(want, "\n"))
+	}
+	t.Logf("Harbormaster request to the pass message with %d lint messages: %v", len(got), took.Round(time.Millisecond))
 }

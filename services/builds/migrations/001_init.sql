@@ -138,5 +138,17 @@ CREATE TABLE IF NOT EXISTS harbormaster_targets (
     attempts     INTEGER NOT NULL DEFAULT 0,
     failing_type TEXT NOT NULL DEFAULT '',
     last_error   TEXT NOT NULL DEFAULT '',
-    updated_at  {{bigint}} NOT NULL DEFAULT 0
+    updated_at  {{bigint}} NOT NULL DEFAULT 0,
+    -- 1 when the build's gate reads static-analysis reports: the final
+    -- message waits (a bounded time) for gate.evaluated, whose findings go
+    -- with it as lint. gate_lint is that lint (JSON) once the gate spoke;
+    -- held is the final message (JSON) kept since held_at until then, sent
+    -- by the sweeper (harbormaster.go) no earlier than retry_at.
+    gate_wait   INTEGER NOT NULL DEFAULT 0,
+    gate_lint   {{bytes}},
+    held        {{bytes}},
+    held_at     {{bigint}} NOT NULL DEFAULT 0,
+    retry_at    {{bigint}} NOT NULL DEFAULT 0
 );
+
+CREATE INDEX IF NOT EXISTS harbormaster_targets_held ON harbormaster_targets (retry_at);

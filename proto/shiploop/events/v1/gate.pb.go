@@ -534,11 +534,18 @@ type GateEvaluated struct {
 	PolicySource string                 `protobuf:"bytes,11,opt,name=policy_source,json=policySource,proto3" json:"policy_source,omitempty"`
 	EvaluatedAt  *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=evaluated_at,json=evaluatedAt,proto3" json:"evaluated_at,omitempty"`
 	// Findings in the build's reports, and those absent from the base.
-	Issues        int64  `protobuf:"varint,13,opt,name=issues,proto3" json:"issues,omitempty"`
-	NewIssues     int64  `protobuf:"varint,14,opt,name=new_issues,json=newIssues,proto3" json:"new_issues,omitempty"`
-	Version       string `protobuf:"bytes,15,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Issues    int64  `protobuf:"varint,13,opt,name=issues,proto3" json:"issues,omitempty"`
+	NewIssues int64  `protobuf:"varint,14,opt,name=new_issues,json=newIssues,proto3" json:"new_issues,omitempty"`
+	Version   string `protobuf:"bytes,15,opt,name=version,proto3" json:"version,omitempty"`
+	// The findings themselves, new ones first (those absent from the base),
+	// at most 200 so the event stays small; messages are cut at 1 KiB.
+	// Harbormaster gets them as lint messages.
+	Findings []*GateFinding `protobuf:"bytes,16,rep,name=findings,proto3" json:"findings,omitempty"`
+	// How many of the build's findings are not in findings (issues minus
+	// the findings carried).
+	FindingsTruncated int64 `protobuf:"varint,17,opt,name=findings_truncated,json=findingsTruncated,proto3" json:"findings_truncated,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *GateEvaluated) Reset() {
@@ -676,6 +683,137 @@ func (x *GateEvaluated) GetVersion() string {
 	return ""
 }
 
+func (x *GateEvaluated) GetFindings() []*GateFinding {
+	if x != nil {
+		return x.Findings
+	}
+	return nil
+}
+
+func (x *GateEvaluated) GetFindingsTruncated() int64 {
+	if x != nil {
+		return x.FindingsTruncated
+	}
+	return 0
+}
+
+// GateFinding is one result of a static-analysis report.
+type GateFinding struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tool (SARIF tool.driver.name, flake8, checkstyle, golangci-lint).
+	Tool string `protobuf:"bytes,1,opt,name=tool,proto3" json:"tool,omitempty"`
+	// The rule or code ("E501", "unusedvar"); may be empty.
+	Rule string `protobuf:"bytes,2,opt,name=rule,proto3" json:"rule,omitempty"`
+	// error, warning or note (SARIF none is a note).
+	Level string `protobuf:"bytes,3,opt,name=level,proto3" json:"level,omitempty"`
+	// Slash path relative to the repository where the report allows; may be
+	// empty for a finding without a location.
+	Path string `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
+	// 1-based; 0 when the report gives none.
+	Line    int32  `protobuf:"varint,5,opt,name=line,proto3" json:"line,omitempty"`
+	Column  int32  `protobuf:"varint,6,opt,name=column,proto3" json:"column,omitempty"`
+	Message string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	// Absent from the base analysis (every finding is new without one).
+	IsNew bool `protobuf:"varint,8,opt,name=is_new,json=isNew,proto3" json:"is_new,omitempty"`
+	// The finding's stable fingerprint, 16 hex digits.
+	Fingerprint   string `protobuf:"bytes,9,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GateFinding) Reset() {
+	*x = GateFinding{}
+	mi := &file_shiploop_events_v1_gate_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GateFinding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GateFinding) ProtoMessage() {}
+
+func (x *GateFinding) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_events_v1_gate_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GateFinding.ProtoReflect.Descriptor instead.
+func (*GateFinding) Descriptor() ([]byte, []int) {
+	return file_shiploop_events_v1_gate_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GateFinding) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *GateFinding) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *GateFinding) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *GateFinding) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *GateFinding) GetLine() int32 {
+	if x != nil {
+		return x.Line
+	}
+	return 0
+}
+
+func (x *GateFinding) GetColumn() int32 {
+	if x != nil {
+		return x.Column
+	}
+	return 0
+}
+
+func (x *GateFinding) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *GateFinding) GetIsNew() bool {
+	if x != nil {
+		return x.IsNew
+	}
+	return false
+}
+
+func (x *GateFinding) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
 var File_shiploop_events_v1_gate_proto protoreflect.FileDescriptor
 
 const file_shiploop_events_v1_gate_proto_rawDesc = "" +
@@ -723,7 +861,7 @@ const file_shiploop_events_v1_gate_proto_rawDesc = "" +
 	"\x05value\x18\x06 \x01(\x01R\x05value\x12\x1b\n" +
 	"\thas_value\x18\a \x01(\bR\bhasValue\x12\x18\n" +
 	"\averdict\x18\b \x01(\tR\averdict\x12\x16\n" +
-	"\x06detail\x18\t \x01(\tR\x06detail\"\xa4\x04\n" +
+	"\x06detail\x18\t \x01(\tR\x06detail\"\x90\x05\n" +
 	"\rGateEvaluated\x12#\n" +
 	"\revaluation_id\x18\x01 \x01(\tR\fevaluationId\x12\x19\n" +
 	"\bbuild_id\x18\x02 \x01(\tR\abuildId\x12!\n" +
@@ -745,7 +883,19 @@ const file_shiploop_events_v1_gate_proto_rawDesc = "" +
 	"\x06issues\x18\r \x01(\x03R\x06issues\x12\x1d\n" +
 	"\n" +
 	"new_issues\x18\x0e \x01(\x03R\tnewIssues\x12\x18\n" +
-	"\aversion\x18\x0f \x01(\tR\aversion*p\n" +
+	"\aversion\x18\x0f \x01(\tR\aversion\x12;\n" +
+	"\bfindings\x18\x10 \x03(\v2\x1f.shiploop.events.v1.GateFindingR\bfindings\x12-\n" +
+	"\x12findings_truncated\x18\x11 \x01(\x03R\x11findingsTruncated\"\xde\x01\n" +
+	"\vGateFinding\x12\x12\n" +
+	"\x04tool\x18\x01 \x01(\tR\x04tool\x12\x12\n" +
+	"\x04rule\x18\x02 \x01(\tR\x04rule\x12\x14\n" +
+	"\x05level\x18\x03 \x01(\tR\x05level\x12\x12\n" +
+	"\x04path\x18\x04 \x01(\tR\x04path\x12\x12\n" +
+	"\x04line\x18\x05 \x01(\x05R\x04line\x12\x16\n" +
+	"\x06column\x18\x06 \x01(\x05R\x06column\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\x12\x15\n" +
+	"\x06is_new\x18\b \x01(\bR\x05isNew\x12 \n" +
+	"\vfingerprint\x18\t \x01(\tR\vfingerprint*p\n" +
 	"\n" +
 	"GateStatus\x12\x1b\n" +
 	"\x17GATE_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -766,7 +916,7 @@ func file_shiploop_events_v1_gate_proto_rawDescGZIP() []byte {
 }
 
 var file_shiploop_events_v1_gate_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shiploop_events_v1_gate_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_shiploop_events_v1_gate_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_shiploop_events_v1_gate_proto_goTypes = []any{
 	(GateStatus)(0),               // 0: shiploop.events.v1.GateStatus
 	(*GateCondition)(nil),         // 1: shiploop.events.v1.GateCondition
@@ -775,7 +925,8 @@ var file_shiploop_events_v1_gate_proto_goTypes = []any{
 	(*GateBuild)(nil),             // 4: shiploop.events.v1.GateBuild
 	(*ConditionResult)(nil),       // 5: shiploop.events.v1.ConditionResult
 	(*GateEvaluated)(nil),         // 6: shiploop.events.v1.GateEvaluated
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*GateFinding)(nil),           // 7: shiploop.events.v1.GateFinding
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_shiploop_events_v1_gate_proto_depIdxs = []int32{
 	1, // 0: shiploop.events.v1.GatePolicy.conditions:type_name -> shiploop.events.v1.GateCondition
@@ -783,12 +934,13 @@ var file_shiploop_events_v1_gate_proto_depIdxs = []int32{
 	3, // 2: shiploop.events.v1.GateBuild.policy:type_name -> shiploop.events.v1.GatePolicy
 	0, // 3: shiploop.events.v1.GateEvaluated.status:type_name -> shiploop.events.v1.GateStatus
 	5, // 4: shiploop.events.v1.GateEvaluated.conditions:type_name -> shiploop.events.v1.ConditionResult
-	7, // 5: shiploop.events.v1.GateEvaluated.evaluated_at:type_name -> google.protobuf.Timestamp
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	8, // 5: shiploop.events.v1.GateEvaluated.evaluated_at:type_name -> google.protobuf.Timestamp
+	7, // 6: shiploop.events.v1.GateEvaluated.findings:type_name -> shiploop.events.v1.GateFinding
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_events_v1_gate_proto_init() }
@@ -802,7 +954,7 @@ func file_shiploop_events_v1_gate_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_events_v1_gate_proto_rawDesc), len(file_shiploop_events_v1_gate_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
