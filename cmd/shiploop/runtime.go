@@ -96,6 +96,7 @@ func run(ctx context.Context, o runOptions, stdout io.Writer) error {
 	}()
 	defer tel.Recover()
 	log := tel.Logger
+	startPprof(log)
 	if o.dataDir == "" {
 		o.dataDir = ".shiploop"
 	}

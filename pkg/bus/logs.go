@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -77,6 +79,38 @@ func (b *Bus) StoredLog(ctx context.Context, jobID string) ([]*eventsv1.LogLine,
 	return DecodeLog(data)
 }
 
+// spoolLog fetches a stored log whole before it is read: the Object Store's
+// reader times out when its consumer waits on a slow follower. A small log
+// is held in memory, a big one in a temporary file, so memory stays bounded.
+func spoolLog(ctx context.Context, obs jetstream.ObjectStore, jobID string, size uint64) (io.Reader, func(), error) {
+	r, err := obs.Get(ctx, jobID)
+	if err != nil {
+		return nil, nil, ErrNoLog
+	}
+	defer func() { _ = r.Close() }()
+	if size <= 4<<20 {
+		data, err := io.ReadAll(r)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading stored log of %s: %w", jobID, err)
+		}
+		return bytes.NewReader(data), func() {}, nil
+	}
+	f, err := os.CreateTemp("", "shiploop-log-*")
+	if err != nil {
+		return nil, nil, fmt.Errorf("spooling stored log of %s: %w", jobID, err)
+	}
+	done := func() { _ = f.Close(); _ = os.Remove(f.Name()) }
+	if _, err := io.Copy(f, r); err != nil {
+		done()
+		return nil, nil, fmt.Errorf("reading stored log of %s: %w", jobID, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		done()
+		return nil, nil, err
+	}
+	return f, done, nil
+}
+
 // FollowLog sends a job's log lines numbered after `after`, in order and each
 // once. It sends what is stored (the whole log once the job has ended, up to
 // the last finished step before); with follow it also subscribes to the live
@@ -127,14 +161,53 @@ func (b *Bus) FollowLog(ctx context.Context, jobID string, after uint64, follow 
 			return false, nil // nothing new since the last read
 		}
 		storedSize = info.Size
-		stored, err := b.StoredLog(ctx, jobID)
+		// Stream the object: a big log is never held whole. Line k of the
+		// log is its k-th record, so the lines already sent are skipped
+		// by their length prefix alone.
+		src, done, err := spoolLog(ctx, obs, jobID, info.Size)
 		if err != nil {
 			return false, err
 		}
-		for _, l := range stored {
-			if l.GetNumber() > sent {
-				pending[l.GetNumber()] = l
+		defer done()
+		br := bufio.NewReaderSize(src, 64<<10)
+		var n uint64
+		for ; n < sent; n++ {
+			size, err := binary.ReadUvarint(br)
+			if err == nil {
+				_, err = br.Discard(int(size))
 			}
+			if errors.Is(err, io.EOF) {
+				return false, nil // the store is behind what was sent
+			}
+			if err != nil {
+				return false, fmt.Errorf("reading stored log: %w", err)
+			}
+		}
+		for {
+			l := &eventsv1.LogLine{}
+			err := protodelim.UnmarshalFrom(br, l)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return false, fmt.Errorf("reading stored log: %w", err)
+			}
+			if l.GetNumber() <= sent {
+				continue
+			}
+			if l.GetNumber() == sent+1 {
+				// In order: send it now instead of collecting the rest.
+				delete(pending, l.GetNumber())
+				sent++
+				if l.GetStream() == "end" {
+					return true, nil
+				}
+				if err := send(l); err != nil {
+					return false, err
+				}
+				continue
+			}
+			pending[l.GetNumber()] = l
 		}
 		end, err := deliver()
 		for n := range pending {

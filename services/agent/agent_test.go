@@ -248,3 +248,16 @@ func TestCacheRootsRefuseEscapes(t *testing.T) {
 		t.Errorf("roots %v, %v", roots, err)
 	}
 }
+
+// TestStoreInterval: a growing log is rewritten to the Object Store less
+// often the bigger it is, and at least every two minutes.
+func TestStoreInterval(t *testing.T) {
+	for _, c := range []struct {
+		size int64
+		want time.Duration
+	}{{0, 5 * time.Second}, {8<<20 - 1, 5 * time.Second}, {8 << 20, 10 * time.Second}, {80 << 20, 55 * time.Second}, {1 << 30, 2 * time.Minute}} {
+		if got := storeInterval(5*time.Second, c.size); got != c.want {
+			t.Errorf("storeInterval(5s, %d) = %v, want %v", c.size, got, c.want)
+		}
+	}
+}

@@ -84,18 +84,37 @@ func (l *jobLog) store(ctx context.Context) error {
 	return nil
 }
 
-// keepStored stores the log every interval until ctx ends.
+// keepStored stores the log every interval until ctx ends. Each store
+// rewrites the whole object, so a big log is stored less often: once per
+// interval for every 8 MiB it holds, at least every 2 minutes (steps' ends
+// store it at once anyway). Late readers get the rest from the live tail.
 func (l *jobLog) keepStored(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
+			if now.Sub(last) < storeInterval(every, l.storedSize())-every/2 { // ticks come about every apart
+				continue
+			}
+			last = now
 			_ = l.store(ctx)
 		}
 	}
+}
+
+// storeInterval is how long keepStored waits between stores of a log of size bytes.
+func storeInterval(every time.Duration, size int64) time.Duration {
+	return min(every*time.Duration(1+size/(8<<20)), 2*time.Minute)
+}
+
+func (l *jobLog) storedSize() int64 {
+	l.storeMu.Lock()
+	defer l.storeMu.Unlock()
+	return l.stored
 }
 
 func (l *jobLog) close() {
