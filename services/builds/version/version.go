@@ -15,6 +15,16 @@
 // branches the same distance from a tag share a precedence but never a
 // string.
 //
+// The base is the highest SemVer tag reachable from the commit (not the
+// nearest, as git describe would take), and the distance counts the commits
+// reachable from the commit but not from that tag. So versions are
+// monotonic along a repository's history: a commit's version is higher than
+// every ancestor's, merges included (a merged maintenance tag v1.9.5 does
+// not pull a main branch past v2.0.0 back down). The one exception is a
+// prerelease tag whose first identifier sorts before "dev" (1.4.1-alpha.1
+// after 1.4.0): development versions after 1.4.0 are 1.4.1-dev.N, which
+// SemVer orders above 1.4.1-alpha.1.
+//
 // Tags count when they are SemVer versions with an optional "v" and no
 // build metadata: v1.2.3, 1.2.3, v2.0.0-rc.1. Others ("latest",
 // "release-foo", "v1.2", "v1.2.3.4") are ignored. Versions need the full
@@ -100,9 +110,9 @@ func FromDescribe(describe string, count int) (string, error) {
 // tag is the tag being built for a tag push, else empty; "refs/tags/" in
 // front of it is allowed. A SemVer tag must point at commit and gives its
 // version exactly; a tag that is not SemVer builds like any other commit.
-// Otherwise the version comes from the nearest SemVer tag reachable from
-// commit (git describe), as described in the package comment. When several
-// SemVer tags point at that tag's commit, the highest counts.
+// Otherwise the version comes from the highest SemVer tag reachable from
+// commit and the number of commits since it, as described in the package
+// comment.
 func Compute(ctx context.Context, gitDir, commit, tag string) (string, error) {
 	if commit == "" || strings.HasPrefix(commit, "-") {
 		return "", fmt.Errorf("version: invalid commit %q", commit)
@@ -118,13 +128,12 @@ func Compute(ctx context.Context, gitDir, commit, tag string) (string, error) {
 			return "", fmt.Errorf("version: resolve commit %s: %w", commit, err)
 		}
 	}
-	tags, err := g.tags(ctx)
-	if err != nil {
-		return "", fmt.Errorf("version: list tags for commit %s: %w", commit, err)
-	}
-
 	if name := strings.TrimPrefix(tag, "refs/tags/"); name != "" {
 		if v, ok := FromTag(name); ok {
+			tags, err := g.tags(ctx)
+			if err != nil {
+				return "", fmt.Errorf("version: list tags for commit %s: %w", commit, err)
+			}
 			target, found := tags[name]
 			switch {
 			case !found:
@@ -140,56 +149,44 @@ func Compute(ctx context.Context, gitDir, commit, tag string) (string, error) {
 		return "", fmt.Errorf("version: commit %s: %w", commit, ErrShallow)
 	}
 
-	// Match every SemVer-looking tag by glob, then exclude those that only
-	// look like one; the exclusions are usually none.
-	args := []string{"describe", "--tags", "--long", "--always", "--abbrev=7",
-		"--match=v[0-9]*.[0-9]*.[0-9]*", "--match=[0-9]*.[0-9]*.[0-9]*"}
-	for name := range tags {
-		if _, ok := FromTag(name); !ok && (globLike(name, "v") || globLike(name, "")) {
-			args = append(args, "--exclude="+name)
-		}
-	}
-	args = append(args, sha)
-	desc, err := g.run(ctx, args...)
+	// The highest SemVer tag reachable from the commit (not git describe's
+	// nearest one): a descendant reaches every tag its ancestors reach, so
+	// its version is never lower than theirs, even after merging an older
+	// maintenance tag.
+	reachable, err := g.tags(ctx, "--merged="+sha)
 	if err != nil {
-		return "", fmt.Errorf("version: describe commit %s: %w", commit, err)
+		if strings.Contains(err.Error(), "must point to a commit") {
+			return "", fmt.Errorf("version: commit %s is not in the repository (fetch it first)", commit)
+		}
+		return "", fmt.Errorf("version: list tags reachable from commit %s: %w", commit, err)
 	}
-
-	count := 0
-	if m := describeLong.FindStringSubmatch(desc); m != nil {
-		// Prefer the highest version among the tags on the described tag's
-		// commit, whichever of them git picked.
-		best := m[1]
-		for name, target := range tags {
-			if _, ok := FromTag(name); ok && target == tags[m[1]] && compare(name, best) > 0 {
-				best = name
-			}
+	best := ""
+	for name := range reachable {
+		if _, ok := FromTag(name); ok && (best == "" || compare(name, best) > 0 || compare(name, best) == 0 && name < best) {
+			best = name
 		}
-		desc = best + "-" + m[2] + "-g" + m[3]
-	} else {
-		n, err := g.run(ctx, "rev-list", "--count", sha)
-		if err != nil {
-			return "", fmt.Errorf("version: count commits of %s: %w", commit, err)
-		}
-		if count, err = strconv.Atoi(n); err != nil {
-			return "", fmt.Errorf("version: count commits of %s: unexpected output %q", commit, n)
-		}
+	}
+	rng := sha
+	if best != "" {
+		rng = reachable[best] + ".." + sha
+	}
+	n, err := g.run(ctx, "rev-list", "--count", rng)
+	if err != nil {
+		return "", fmt.Errorf("version: count commits of %s: %w", commit, err)
+	}
+	count, err := strconv.Atoi(n)
+	if err != nil {
+		return "", fmt.Errorf("version: count commits of %s: unexpected output %q", commit, n)
+	}
+	desc := sha[:7]
+	if best != "" {
+		desc = fmt.Sprintf("%s-%d-g%s", best, count, sha[:7])
 	}
 	v, err := FromDescribe(desc, count)
 	if err != nil {
 		return "", fmt.Errorf("version: commit %s: %w", commit, err)
 	}
 	return v, nil
-}
-
-// globLike reports whether name would match "<prefix>[0-9]*.[0-9]*.[0-9]*"
-// as git's wildmatch does (where * also matches "/").
-func globLike(name, prefix string) bool {
-	rest, ok := strings.CutPrefix(name, prefix)
-	if !ok || rest == "" || rest[0] < '0' || rest[0] > '9' {
-		return false
-	}
-	return strings.Count(rest, ".") >= 2
 }
 
 // git runs git commands in one repository.
@@ -212,10 +209,12 @@ func (g git) run(ctx context.Context, args ...string) (string, error) {
 	return strings.TrimSpace(stdout.String()), nil
 }
 
-// tags maps every tag name to the commit it points at (annotated tags
-// peeled). Tags of other objects (trees, blobs) are left out.
-func (g git) tags(ctx context.Context) (map[string]string, error) {
-	out, err := g.run(ctx, "for-each-ref", "--format=%(refname:strip=2) %(objecttype) %(objectname) %(*objecttype) %(*objectname)", "refs/tags")
+// tags maps every tag name (those the filters keep, e.g. --merged=<sha>)
+// to the commit it points at (annotated tags peeled). Tags of other objects
+// (trees, blobs) are left out.
+func (g git) tags(ctx context.Context, filters ...string) (map[string]string, error) {
+	args := append([]string{"for-each-ref", "--format=%(refname:strip=2) %(objecttype) %(objectname) %(*objecttype) %(*objectname)"}, filters...)
+	out, err := g.run(ctx, append(args, "refs/tags")...)
 	if err != nil {
 		return nil, err
 	}

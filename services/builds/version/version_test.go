@@ -262,7 +262,7 @@ func TestComputeErrors(t *testing.T) {
 		want                   []string // substrings of the error
 	}{
 		{"unknown commit", r.dir, "0123456789abcdef0123456789abcdef01234567", "",
-			[]string{"0123456789abcdef0123456789abcdef01234567", "fatal: "}},
+			[]string{"commit 0123456789abcdef0123456789abcdef01234567 is not in the repository"}},
 		{"option as commit", r.dir, "--all", "", []string{`invalid commit "--all"`}},
 		{"tag on another commit", r.dir, c2, "v1.0.0",
 			[]string{"tag v1.0.0 points at " + c1 + ", not at commit " + c2}},
@@ -303,5 +303,44 @@ func TestComputeCancelled(t *testing.T) {
 	cancel()
 	if _, err := Compute(ctx, r.dir, c1, ""); err == nil {
 		t.Error("Compute with a cancelled context succeeded")
+	}
+}
+
+// TestMonotonicAlongHistory: every commit's version is above its parents',
+// through a feature branch, a merge, and a merged maintenance tag that is
+// nearer than the main line's higher release.
+func TestMonotonicAlongHistory(t *testing.T) {
+	r := newRepo(t)
+	c1 := r.commit()
+	r.annotatedTag("v1.0.0", c1)
+	c2 := r.commit()
+	r.git("branch", "maint", c2)
+	c3 := r.commit()
+	r.annotatedTag("v2.0.0", c3)
+	c4 := r.commit()
+	r.git("checkout", "--quiet", "maint")
+	m1, m2, m3 := r.commit(), r.commit(), r.commit()
+	r.lightweightTag("v1.0.1", m3)
+	r.git("checkout", "--quiet", "main")
+	c5 := r.commit()
+	r.git("merge", "--quiet", "--no-ff", "-m", "merge maint", "maint")
+	merge := r.git("rev-parse", "HEAD")
+	c6 := r.commit()
+
+	parents := map[string][]string{c2: {c1}, c3: {c2}, c4: {c3}, m1: {c2}, m2: {m1}, m3: {m2}, c5: {c4}, merge: {c5, m3}, c6: {merge}}
+	for child, ps := range parents {
+		vc := compute(t, r.dir, child, "")
+		for _, p := range ps {
+			if vp := compute(t, r.dir, p, ""); compare(vc, vp) <= 0 {
+				t.Errorf("version of %s (%s) is not above its parent %s's (%s)", child[:7], vc, p[:7], vp)
+			}
+		}
+	}
+	// git describe would take v1.0.1 for the merge: 4 commits away, v2.0.0 is 6.
+	if d := r.git("describe", "--tags", merge); !strings.HasPrefix(d, "v1.0.1-") {
+		t.Fatalf("git describe gives %s: the case no longer tests what it should", d)
+	}
+	if got, want := compute(t, r.dir, merge, ""), "2.0.1-dev.6+g"+merge[:7]; got != want {
+		t.Errorf("merge of the maintenance branch: %s, want %s (from v2.0.0, the highest reachable)", got, want)
 	}
 }
