@@ -196,9 +196,24 @@ func (b *Bus) Serve(ctx context.Context, cfg ServeConfig, fn func(ctx context.Co
 	defer func() { _ = w.Stop() }()
 	for ctx.Err() == nil {
 		var e jetstream.KeyValueEntry
+		ok := true
 		select {
 		case <-ctx.Done():
-		case e = <-w.Updates():
+		case e, ok = <-w.Updates():
+		}
+		if !ok {
+			// The watch ended under us: start another (it replays every
+			// pool; those already served are skipped).
+			_ = w.Stop()
+			select {
+			case <-ctx.Done():
+				continue
+			case <-time.After(time.Second):
+			}
+			if nw, err := kv.WatchAll(ctx); err == nil {
+				w = nw
+			}
+			continue
 		}
 		if e == nil || e.Operation() != jetstream.KeyValuePut {
 			continue
