@@ -180,7 +180,7 @@ func (b *Bus) Serve(ctx context.Context, cfg ServeConfig, fn func(ctx context.Co
 	if c, err := b.js.Consumer(ctx, StreamJobs, "agents"); err == nil && c.CachedInfo().Config.FilterSubject == jobPrefix+">" {
 		_ = b.js.DeleteConsumer(ctx, StreamJobs, "agents")
 	}
-	s := &poolServer{b: b, cfg: cfg, fn: fn, slots: make(chan struct{}, cfg.Slots), started: map[string]bool{}}
+	s := &poolServer{b: b, cfg: cfg, fn: fn, slots: make(chan struct{}, cfg.Slots), freed: make(chan struct{}), started: map[string]bool{}}
 	var wg sync.WaitGroup
 	for _, k := range cfg.Kinds {
 		if err := s.start(ctx, &wg, k, DefaultPool, nil); err != nil {
@@ -250,14 +250,35 @@ type poolServer struct {
 	slots chan struct{}
 
 	mu      sync.Mutex
+	freed   chan struct{} // closed when a slot frees
 	started map[string]bool
 }
 
-// pullers is how many pools this agent pulls from.
-func (s *poolServer) pullers() int {
+// waitFree blocks until a slot is free; false when ctx ended first.
+func (s *poolServer) waitFree(ctx context.Context) bool {
+	for {
+		s.mu.Lock()
+		if len(s.slots) < cap(s.slots) {
+			s.mu.Unlock()
+			return true
+		}
+		freed := s.freed
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-freed:
+		}
+	}
+}
+
+// release frees a slot and wakes the pullers waiting for one.
+func (s *poolServer) release() {
+	<-s.slots
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.started)
+	close(s.freed)
+	s.freed = make(chan struct{})
+	s.mu.Unlock()
 }
 
 func (s *poolServer) start(ctx context.Context, wg *sync.WaitGroup, kind, pool string, labels []string) error {
@@ -287,32 +308,35 @@ func (s *poolServer) start(ctx context.Context, wg *sync.WaitGroup, kind, pool s
 	return nil
 }
 
-// pull takes a slot, then waits for a job of its pool. With several pools a
-// wait holds a slot only briefly, so an idle pool cannot keep a busy one
-// waiting for long.
+// pull asks for a job of its pool whenever the agent has a free slot; a
+// wait does not hold a slot, so an idle pool never keeps a busy one waiting.
+// When pulls of several pools answer at once for one free slot, the extra
+// jobs wait here for a slot, heartbeated so that no other agent gets them
+// meanwhile (a job is never run twice, and never given back to use up one
+// of its few deliveries).
 func (s *poolServer) pull(ctx context.Context, wg *sync.WaitGroup, cons jetstream.Consumer) {
 	for ctx.Err() == nil {
+		if !s.waitFree(ctx) {
+			return
+		}
+		job, m, ok := next(ctx, cons, 5*time.Second)
+		if !ok {
+			continue
+		}
+		jctx := ContextFrom(ctx, job.Event)
+		hbCtx, hbStop := context.WithCancel(jctx)
+		go heartbeat(hbCtx, m, s.cfg.AckWait/3)
 		select {
 		case <-ctx.Done():
+			hbStop()
+			_ = m.NakWithDelay(time.Second) // shutting down: another agent takes it
 			return
 		case s.slots <- struct{}{}:
-		}
-		wait := 5 * time.Second
-		if s.pullers() > 1 {
-			wait = time.Second
-		}
-		job, m, ok := next(ctx, cons, wait)
-		if !ok {
-			<-s.slots
-			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-s.slots }()
-			jctx := ContextFrom(ctx, job.Event)
-			hbCtx, hbStop := context.WithCancel(jctx)
-			go heartbeat(hbCtx, m, s.cfg.AckWait/3)
+			defer s.release()
 			err := s.fn(jctx, job)
 			hbStop()
 			if err != nil {

@@ -117,3 +117,48 @@ func TestServeRoutesByLabels(t *testing.T) {
 		t.Errorf("%d jobs left in the queue, want the tpu job only", left)
 	}
 }
+
+// TestServeSlots: an agent serving several pools runs as many jobs at once
+// as it has slots, never more, even while its other pools stand idle.
+func TestServeSlots(t *testing.T) {
+	t.Parallel()
+	b, emb := startBus(t)
+	o := bus.NewOutbox(sqliteDB(t), b, quietLog())
+	runBG(t, "relay", o.Run)
+	var mu sync.Mutex
+	running, most, done := 0, 0, 0
+	a := agent(t, emb, "agent")
+	runBG(t, "agent", func(ctx context.Context) error {
+		// Three kinds and a labelled pool: four pools, two slots.
+		return a.Serve(ctx, bus.ServeConfig{Slots: 2, Labels: []string{"gpu"}, Logger: quietLog()}, func(ctx context.Context, _ *bus.Job) error {
+			mu.Lock()
+			running++
+			most = max(most, running)
+			mu.Unlock()
+			time.Sleep(150 * time.Millisecond)
+			mu.Lock()
+			running--
+			done++
+			mu.Unlock()
+			return nil
+		})
+	})
+	const n = 8
+	for i := range n {
+		id := fmt.Sprintf("build-%02d", i)
+		ev := bus.NewEvent("job.requested", "acme/web", id, &eventsv1.Job{JobId: id, Kind: "build", Repository: "acme/web"})
+		if err := o.InTx(t.Context(), func(tx *bus.Tx) error { return tx.EnqueueFor("build", nil, ev) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "every job to run", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return done == n
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if most != 2 {
+		t.Errorf("at most %d jobs ran at once, want the agent's 2 slots", most)
+	}
+}
