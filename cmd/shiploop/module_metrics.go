@@ -18,12 +18,16 @@ func startMetrics(ctx context.Context, env *moduleEnv) (func(context.Context) er
 	if err != nil {
 		return nil, err
 	}
+	schemas, err := metrics.LoadSchemas(env.opts.storageSchemas, env.opts.storageAggregation)
+	if err != nil {
+		return nil, err
+	}
 	lis, err := metrics.ListenCarbon(env.opts.carbonListen, env.opts.pickleListen)
 	if err != nil {
 		return nil, err
 	}
 	env.closers = append(env.closers, func() error { lis.Close(); return nil })
-	svc, err := metrics.New(ctx, metrics.Config{DB: db, Bus: b, Logger: env.log, Listeners: lis})
+	svc, err := metrics.New(ctx, metrics.Config{DB: db, Bus: b, Logger: env.log, Listeners: lis, Schemas: schemas})
 	if err != nil {
 		return nil, err
 	}

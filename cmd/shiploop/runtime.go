@@ -35,17 +35,19 @@ type runOptions struct {
 	databaseURL string // "" = SQLite files in dataDir
 	// Carbon (metrics): plaintext on TCP and UDP, pickle on TCP.
 	carbonListen string
-	pickleListen string
-	httpListen   string
-	grpcListen   string
-	token        string
-	publicURL    string // web UI base for commit status links
-	deploys      deploysOptions
-	cdevents     cdeventsOptions
-	agents       int
-	lease        time.Duration
-	agentLabels  string // comma-separated labels of the built-in or standalone agent
-	agentKinds   string // comma-separated job kinds it takes; all when empty
+	// carbon's storage-schemas.conf / storage-aggregation.conf; defaults when empty
+	storageSchemas, storageAggregation string
+	pickleListen                       string
+	httpListen                         string
+	grpcListen                         string
+	token                              string
+	publicURL                          string // web UI base for commit status links
+	deploys                            deploysOptions
+	cdevents                           cdeventsOptions
+	agents                             int
+	lease                              time.Duration
+	agentLabels                        string // comma-separated labels of the built-in or standalone agent
+	agentKinds                         string // comma-separated job kinds it takes; all when empty
 	// tls serves HTTP and gRPC over TLS; tls.CA makes it mutual TLS.
 	tls       server.TLSFiles
 	replicas  int

@@ -19,6 +19,9 @@ type Archive struct {
 type Schema struct {
 	Name    string
 	Pattern *regexp.Regexp
+	// AggPattern, when set, must match too: the storage-aggregation.conf
+	// rule this schema's Aggregation came from (see CombineSchemas).
+	AggPattern *regexp.Regexp
 	// Archives, finest first; each step divides the next.
 	Archives []Archive
 	// Aggregation rolls a finer archive into a coarser one: average, sum,
@@ -82,7 +85,7 @@ func parseUnit(s string) (int64, error) {
 
 func schemaFor(schemas []Schema, name string) *Schema {
 	for i := range schemas {
-		if schemas[i].Pattern.MatchString(name) {
+		if schemas[i].Pattern.MatchString(name) && (schemas[i].AggPattern == nil || schemas[i].AggPattern.MatchString(name)) {
 			return &schemas[i]
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ type Storage struct {
 	db      *store.DB
 	log     *slog.Logger
 	schemas []Schema
+	kept    []*Schema // schemas series keep from before the configuration changed (Expire)
 	now     func() time.Time
 
 	mu     sync.RWMutex
@@ -95,23 +97,58 @@ func NewStorage(ctx context.Context, cfg StorageConfig) (*Storage, error) {
 	}
 	st := &Storage{db: cfg.DB, log: cfg.Logger, schemas: cfg.Schemas, now: cfg.Now, byName: map[string]*series{},
 		tree: &node{}, tagIdx: map[string]map[string]map[*series]struct{}{}, maxUnflushed: cfg.MaxUnflushed, flushed: make(chan struct{})}
-	rows, err := cfg.DB.QueryContext(ctx, `SELECT id, name FROM series`)
+	rows, err := cfg.DB.QueryContext(ctx, `SELECT id, name, retentions FROM series`)
 	if err != nil {
 		return nil, fmt.Errorf("loading the series index: %w", err)
 	}
 	defer rows.Close()
+	kept := map[string]*Schema{} // retentions -> schema, for series whose schema changed
+	var changed int
 	for rows.Next() {
 		var id int64
-		var name string
-		if err := rows.Scan(&id, &name); err != nil {
+		var name, ret string
+		if err := rows.Scan(&id, &name, &ret); err != nil {
 			return nil, fmt.Errorf("loading the series index: %w", err)
 		}
 		s := st.newSeries(name)
+		if ret != "" && ret != formatRetentions(s.schema.Archives) {
+			// The series keeps the archives its chunks were written with.
+			sc := kept[s.schema.Name+" "+ret]
+			if sc == nil {
+				arch, err := ParseRetentions(ret)
+				if err != nil {
+					return nil, fmt.Errorf("series %s: stored retentions %q: %w", name, ret, err)
+				}
+				c := *s.schema
+				c.Archives = arch
+				sc = &c
+				kept[s.schema.Name+" "+ret] = sc
+				st.kept = append(st.kept, sc)
+			}
+			s.schema, s.arch = sc, make([]map[int64]*chunk, len(sc.Archives))
+			for i := range s.arch {
+				s.arch[i] = map[int64]*chunk{}
+			}
+			changed++
+		}
 		s.id.Store(id)
 		s.existing = true
 		st.index(s)
 	}
+	if changed > 0 {
+		cfg.Logger.Warn("series keep the retentions they were created with; the storage schemas now say otherwise for them (as with whisper files, resizing is not done)", "series", changed)
+	}
 	return st, rows.Err()
+}
+
+// formatRetentions is how a series' archives are stored: step:retention in
+// seconds, finest first ("10:86400,60:2592000").
+func formatRetentions(arch []Archive) string {
+	parts := make([]string, len(arch))
+	for i, a := range arch {
+		parts[i] = fmt.Sprintf("%d:%d", a.Step, a.Retention)
+	}
+	return strings.Join(parts, ",")
 }
 
 func (st *Storage) newSeries(name string) *series {
@@ -389,7 +426,7 @@ func (st *Storage) Flush(ctx context.Context) error {
 		err := st.db.InTx(ctx, func(tx *sql.Tx) error {
 			for _, s := range fresh {
 				var id int64
-				if err := tx.QueryRowContext(ctx, `INSERT INTO series (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id`, s.name, now.UnixNano()).Scan(&id); err != nil {
+				if err := tx.QueryRowContext(ctx, `INSERT INTO series (name, created_at, retentions) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id`, s.name, now.UnixNano(), formatRetentions(s.schema.Archives)).Scan(&id); err != nil {
 					return fmt.Errorf("recording series %s: %w", s.name, err)
 				}
 				s.id.Store(id)
@@ -479,7 +516,11 @@ func (st *Storage) Flush(ctx context.Context) error {
 // Expire deletes chunks past their archive's retention.
 func (st *Storage) Expire(ctx context.Context) error {
 	maxRet := map[int]int64{}
-	for _, sc := range st.schemas {
+	all := slices.Clone(st.schemas)
+	for _, sc := range st.kept {
+		all = append(all, *sc)
+	}
+	for _, sc := range all {
 		for i, a := range sc.Archives {
 			maxRet[i] = max(maxRet[i], a.Retention+a.Step*chunkSlots(sc.Archives, i))
 		}
