@@ -74,7 +74,7 @@ type Verify struct {
 // Check is one verification condition: Kind(Target[, Arg]) Op Threshold.
 type Check struct {
 	Text      string // as written, for reasons and the API
-	Kind      string // http_status, http_latency_ms, http_body_match, errortrack.new_issues, errortrack.regressed_issues, errortrack.issues, graphite
+	Kind      string // http_status, http_latency_ms, http_body_match, errortrack.new_issues, errortrack.regressed_issues, errortrack.issues, errortrack.error_rate_ratio, graphite
 	Target    string // URL or Graphite target; ${VAR} expands from the deploy's environment
 	Arg       string // http_body_match: the regular expression
 	Op        string
@@ -528,15 +528,18 @@ func checkName(c Check) string {
 //	errortrack.new_issues          issues first seen in this release and environment during the window
 //	errortrack.regressed_issues    issues that regressed in this release and environment
 //	errortrack.issues              both
+//	errortrack.error_rate_ratio    the release's error events per minute in the environment during
+//	                               the window ÷ the previous release's there just before the deploy
+//	                               (e.g. <= 1.5: at most half as many errors again)
 func parseCheck(s string) (kind, target, arg string, err error) {
 	s = strings.TrimSpace(s)
 	switch s {
-	case "errortrack.new_issues", "errortrack.regressed_issues", "errortrack.issues":
+	case "errortrack.new_issues", "errortrack.regressed_issues", "errortrack.issues", "errortrack.error_rate_ratio":
 		return s, "", "", nil
 	}
 	open := strings.IndexByte(s, '(')
 	if open < 0 || !strings.HasSuffix(s, ")") {
-		return "", "", "", fmt.Errorf("unknown check %q: use http_status(URL), http_latency_ms(URL), http_body_match(URL, REGEXP), graphite(TARGET) or errortrack.new_issues|regressed_issues|issues", s)
+		return "", "", "", fmt.Errorf("unknown check %q: use http_status(URL), http_latency_ms(URL), http_body_match(URL, REGEXP), graphite(TARGET) or errortrack.new_issues|regressed_issues|issues|error_rate_ratio", s)
 	}
 	kind, inner := s[:open], strings.TrimSpace(s[open+1:len(s)-1])
 	if inner == "" {

@@ -30,6 +30,7 @@ environments:
         - {metric: "http_latency_ms(${URL})", operator: "<", threshold: 500}
         - {metric: errortrack.new_issues, operator: "<=", threshold: 0}
         - {metric: "graphite(sumSeries(app.${SHIPLOOP_ENVIRONMENT}.errors))", operator: "<", threshold: 5}
+        - {metric: errortrack.error_rate_ratio, operator: "<=", threshold: 1.5}
   - name: production
     approval: {required: 2}
     steps:
@@ -56,7 +57,7 @@ func TestParseConfig(t *testing.T) {
 	if !acc.Auto || acc.Variables["GO"] != "1.10" || acc.Steps[0].Name != "deploy" || acc.Steps[0].Commands[0] != "echo deploying $SHIPLOOP_VERSION" {
 		t.Errorf("acceptance %+v", acc)
 	}
-	if acc.Verify.Window != 2*time.Second || len(acc.Verify.Checks) != 5 || acc.Verify.OnFailure != "rollback" {
+	if acc.Verify.Window != 2*time.Second || len(acc.Verify.Checks) != 6 || acc.Verify.OnFailure != "rollback" {
 		t.Fatalf("verify %+v", acc.Verify)
 	}
 	c := acc.Verify.Checks[1]
@@ -65,6 +66,9 @@ func TestParseConfig(t *testing.T) {
 	}
 	if acc.Verify.Checks[4].Target != "sumSeries(app.${SHIPLOOP_ENVIRONMENT}.errors)" {
 		t.Errorf("graphite target %q", acc.Verify.Checks[4].Target)
+	}
+	if c := acc.Verify.Checks[5]; c.Kind != "errortrack.error_rate_ratio" || c.Target != "" || c.Op != "<=" || c.Threshold != 1.5 || c.Text != "errortrack.error_rate_ratio <= 1.5" {
+		t.Errorf("error rate check %+v", c)
 	}
 	prod := cfg.Environments[1]
 	if prod.Approvals != 2 || prod.Auto || prod.Steps[0].Timeout != 90*time.Second {

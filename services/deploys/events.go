@@ -40,6 +40,11 @@ func (s *Service) handle(ctx context.Context, tx *bus.Tx, ev bus.Event) error {
 		return s.signal(ctx, tx, ev, "opened", d.GetIssue(), d.GetRelease(), d.GetEnvironment())
 	case *errortrackv1.IssueRegressed:
 		return s.signal(ctx, tx, ev, "regressed", d.GetIssue(), d.GetRelease(), d.GetEnvironment())
+	case *errortrackv1.ReleaseCounted:
+		_, err := tx.ExecContext(ctx, `INSERT INTO error_counts (event_id, repository, release, environment, errors, traffic, first_received, last_received) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING`,
+			ev.ID, ev.Repository, d.GetRelease(), d.GetEnvironment(), d.GetErrors(), d.GetErrors()+d.GetTransactions()+d.GetSessions(),
+			d.GetFirstReceived().AsTime().UnixNano(), d.GetLastReceived().AsTime().UnixNano())
+		return err
 	}
 	return nil
 }
@@ -199,8 +204,15 @@ func (s *Service) onJobStarted(ctx context.Context, tx *bus.Tx, j *eventsv1.JobS
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil // not a deploy job
 	}
-	if err != nil || d.status != eventsv1.DeployStatus_DEPLOY_STATUS_RUNNING {
+	if err != nil {
 		return err
+	}
+	if d.status != eventsv1.DeployStatus_DEPLOY_STATUS_RUNNING {
+		// The job already ran: this is a second delivery of it (a job
+		// message published again after the bus's duplicate window, say).
+		// Its steps must not deploy again.
+		return tx.CancelJob(j.JobId, fmt.Sprintf("deploy %s of %s to %s already ran (%s): a second delivery of its job is not run",
+			d.id, d.version, d.environment, strings.ToLower(statusName(d.status))))
 	}
 	if j.Attempt > 1 {
 		// The agent that ran it stopped mid-way; running the steps again

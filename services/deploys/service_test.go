@@ -440,3 +440,38 @@ func TestPreviewAndInterruption(t *testing.T) {
 		}
 	})
 }
+
+// TestJobDeliveredAgain: a deploy job that reaches an agent again after the
+// deploy ended (its message published a second time) is canceled, so its
+// steps do not deploy twice; the deployment keeps its result.
+func TestJobDeliveredAgain(t *testing.T) {
+	h := newHarness(t, storetest.OpenSQLite(t, "deploys"))
+	repo := "acme/again"
+	h.build(repo, "refs/heads/main", "3.0.0", "environments:\n  - {name: staging, auto: true, steps: [{name: d, commands: [echo]}]}\n", "push")
+	j := h.nextJob()
+	h.run(j, true)
+	h.waitFor(repo, "staging", "3.0.0 deployed", is("3.0.0", eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED))
+	kv, err := h.bus.Cancels(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(context.Background(), j.JobId); err == nil {
+		t.Fatal("the job was canceled before a second delivery")
+	}
+	h.publish("job.started", repo, &eventsv1.JobStarted{JobId: j.JobId, Repository: repo, Agent: "a2", Attempt: 1})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e, err := kv.Get(context.Background(), j.JobId)
+		if err == nil {
+			if !strings.Contains(string(e.Value()), "already ran (succeeded)") {
+				t.Errorf("cancel reason %q", e.Value())
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the second delivery of the job was not canceled: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.waitFor(repo, "staging", "3.0.0 still deployed", is("3.0.0", eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED))
+}

@@ -2,6 +2,7 @@ package deploys
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,13 +21,14 @@ import (
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 )
 
-// loop measures verifying deployments when they are due and sends ticket
-// webhooks, every Tick, until ctx ends. State lives in the database, so a
-// restarted service picks up where the last one stopped.
+// loop measures verifying deployments when they are due, sends ticket
+// webhooks and prunes old error counts, every Tick, until ctx ends. State
+// lives in the database, so a restarted service picks up where the last
+// one stopped.
 func (s *Service) loop(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.Tick)
 	defer t.Stop()
-	var webhookAfter time.Time
+	var webhookAfter, pruneAfter time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -35,6 +37,14 @@ func (s *Service) loop(ctx context.Context) error {
 		}
 		if err := s.verifyDue(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("verification", "err", err)
+		}
+		if time.Now().After(pruneAfter) {
+			// Error counts serve windows of minutes to hours; a month is
+			// what EVENTS keeps too.
+			if _, err := s.db.ExecContext(ctx, `DELETE FROM error_counts WHERE last_received < $1`, s.now().Add(-30*24*time.Hour).UnixNano()); err != nil && ctx.Err() == nil {
+				s.log.Warn("pruning error counts", "err", err)
+			}
+			pruneAfter = time.Now().Add(time.Hour)
 		}
 		if s.cfg.TicketWebhook != "" && time.Now().After(webhookAfter) {
 			if err := s.flushTickets(ctx); err != nil && ctx.Err() == nil {
@@ -93,11 +103,14 @@ func (s *Service) verifyOne(ctx context.Context, d *deployment) error {
 		return err
 	}
 	v := env.Verify
+	// now is the time of this measurement: it decides whether it is the
+	// window's last, for the checks too (errortrack.error_rate_ratio judges
+	// the whole window).
+	now := s.now()
 	results := make([]result, len(v.Checks))
 	for i, c := range v.Checks {
-		results[i] = s.measure(ctx, d, v, c, vars)
+		results[i] = s.measure(ctx, d, v, c, vars, now)
 	}
-	now := s.now()
 	return s.ob.InTx(ctx, func(tx *bus.Tx) error {
 		cur, err := loadDeployment(ctx, tx, `id = $1`, d.id)
 		if err != nil || cur.status != eventsv1.DeployStatus_DEPLOY_STATUS_VERIFYING {
@@ -115,6 +128,10 @@ func (s *Service) verifyOne(ctx context.Context, d *deployment) error {
 				failed = append(failed, v.Checks[i].Text+": "+r.reason)
 			case eventsv1.CheckStatus_CHECK_STATUS_INCONCLUSIVE:
 				inconclusive = append(inconclusive, v.Checks[i].Text+": "+r.reason)
+			case eventsv1.CheckStatus_CHECK_STATUS_PENDING:
+				if now.UnixNano() >= cur.verifyUntil {
+					inconclusive = append(inconclusive, v.Checks[i].Text+": not judged by the window's end ("+r.reason+")")
+				}
 			}
 		}
 		switch {
@@ -135,8 +152,8 @@ func (s *Service) verifyOne(ctx context.Context, d *deployment) error {
 	})
 }
 
-// measure takes one measurement of c.
-func (s *Service) measure(ctx context.Context, d *deployment, v *Verify, c Check, vars map[string]string) result {
+// measure takes one measurement of c at the time at.
+func (s *Service) measure(ctx context.Context, d *deployment, v *Verify, c Check, vars map[string]string, at time.Time) result {
 	expand := func(t string) string { return os.Expand(t, func(k string) string { return vars[k] }) }
 	judge := func(value float64, what string) result {
 		if c.Holds(value) {
@@ -196,6 +213,12 @@ func (s *Service) measure(ctx context.Context, d *deployment, v *Verify, c Check
 			what += ": " + strings.Join(titles, ", ")
 		}
 		return judge(float64(n), what)
+	case "errortrack.error_rate_ratio":
+		cur, prev, err := s.errorRates(ctx, d, v.Window, at)
+		if err != nil {
+			return inconclusive("reading errortrack counts: %v", err)
+		}
+		return errorRateVerdict(c, cur, prev, v.Window, at.UnixNano() >= d.verifyUntil)
 	case "graphite":
 		if s.cfg.GraphiteURL == "" {
 			return inconclusive("no Graphite API configured (--graphite-url)")
@@ -233,6 +256,121 @@ func (s *Service) issueCount(ctx context.Context, d *deployment, kinds []string)
 		}
 	}
 	return n, titles, rows.Err()
+}
+
+// releaseRate is what errortrack counted for one release in an
+// environment over a span of time.
+type releaseRate struct {
+	release, environment string
+	errors, traffic      int64 // traffic: errors, transactions and sessions
+	span                 time.Duration
+}
+
+func (r releaseRate) perMinute() float64 { return float64(r.errors) / r.span.Minutes() }
+
+// errorRates reads what errortrack counted for d's release since it was
+// deployed (up to at, within the window) and for the previous release
+// over the window's length before d started (or since it was deployed, if
+// later). Counts are attributed by when errortrack received the last item
+// of each errortrack.release.counted event, so their edges are as coarse
+// as errortrack's count interval.
+func (s *Service) errorRates(ctx context.Context, d *deployment, window time.Duration, at time.Time) (cur, prev releaseRate, err error) {
+	end := min(at.UnixNano(), d.verifyUntil)
+	cur = releaseRate{release: d.version, environment: d.environment, span: time.Duration(end - d.deployedAt)}
+	if cur.errors, cur.traffic, err = s.errorCounts(ctx, d, d.version, d.deployedAt, end); err != nil || d.previous == "" {
+		return cur, prev, err
+	}
+	from := d.startedAt - window.Nanoseconds()
+	var since int64
+	err = s.db.QueryRowContext(ctx, `SELECT deployed_at FROM deployments WHERE repository = $1 AND environment = $2 AND version = $3 AND deployed_at > 0 AND deployed_at <= $4 AND kind <> 'teardown' ORDER BY deployed_at DESC LIMIT 1`,
+		d.repository, d.environment, d.previous, d.startedAt).Scan(&since)
+	switch {
+	case err == nil:
+		from = max(from, since)
+	case !errors.Is(err, sql.ErrNoRows):
+		return cur, prev, err
+	}
+	prev = releaseRate{release: d.previous, environment: d.environment, span: time.Duration(d.startedAt - from)}
+	prev.errors, prev.traffic, err = s.errorCounts(ctx, d, d.previous, from, d.startedAt)
+	return cur, prev, err
+}
+
+// errorCounts sums the errors and traffic errortrack counted for release
+// (or name@release) in d's environment, received in (from, to].
+func (s *Service) errorCounts(ctx context.Context, d *deployment, release string, from, to int64) (errs, traffic int64, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(errors), 0), COALESCE(SUM(traffic), 0) FROM error_counts WHERE (repository = $1 OR repository = '') AND environment = $2 AND (release = $3 OR release LIKE $4) AND last_received > $5 AND last_received <= $6`,
+		d.repository, d.environment, release, "%@"+release, from, to).Scan(&errs, &traffic)
+	return errs, traffic, err
+}
+
+// errorRateVerdict judges errortrack.error_rate_ratio: the release's error
+// events per minute over the whole window ÷ the previous release's rate.
+// Before the window ends it fails only when the errors so far already put
+// the whole window's ratio past the threshold (they can only grow), and is
+// otherwise pending: a few errors in the first seconds are no rate. No
+// errors at all holds (0) whatever came before; errors with no earlier
+// release, or an earlier one that sent nothing (no traffic to compare with),
+// are inconclusive. An earlier release that had traffic but no errors
+// counts as one error, so the ratio stays finite.
+func errorRateVerdict(c Check, cur, prev releaseRate, window time.Duration, final bool) result {
+	pending := func(format string, args ...any) result {
+		return result{status: eventsv1.CheckStatus_CHECK_STATUS_PENDING, reason: fmt.Sprintf(format, args...) + "; judged when the window ends"}
+	}
+	inconclusive := func(format string, args ...any) result {
+		return result{status: eventsv1.CheckStatus_CHECK_STATUS_INCONCLUSIVE, reason: fmt.Sprintf(format, args...)}
+	}
+	so := fmt.Sprintf("%s: %d error(s) in %s in %s", cur.release, cur.errors, cur.environment, cur.span.Round(time.Second/10))
+	if cur.errors == 0 {
+		if !final {
+			return pending("%s so far", so)
+		}
+		return result{status: judgeStatus(c, 0), reason: fmt.Sprintf("no errors from %s in %s during the %s window (%s %g)", cur.release, cur.environment, window, c.Op, c.Threshold)}
+	}
+	if prev.release == "" {
+		if !final {
+			return pending("%s so far; %s had no earlier release", so, cur.environment)
+		}
+		return inconclusive("%s, and %s had no earlier release to compare with", so, cur.environment)
+	}
+	if prev.traffic == 0 || prev.span <= 0 {
+		if !final {
+			return pending("%s so far; %s sent nothing before the deploy", so, prev.release)
+		}
+		return inconclusive("%s, but the previous release %s sent errortrack nothing from %s in the %s before the deploy: no rate to compare with",
+			so, prev.release, prev.environment, prev.span.Round(time.Second))
+	}
+	counted := prev
+	note := ""
+	if counted.errors == 0 {
+		counted.errors, note = 1, ", none counted as 1"
+	}
+	base := fmt.Sprintf("previous %s: %d error(s) in %s, %.3g/min%s", prev.release, prev.errors, prev.span.Round(time.Second/10), counted.perMinute(), note)
+	// Over the whole window: the errors so far are its lower bound.
+	whole := releaseRate{errors: cur.errors, span: window}
+	ratio := whole.perMinute() / counted.perMinute()
+	if final {
+		what := fmt.Sprintf("%s (%.3g/min) vs %s: ratio %.3g", so, whole.perMinute(), base, ratio)
+		return result{status: judgeStatus(c, ratio), value: ratio, reason: what + verdictSuffix(c, ratio)}
+	}
+	if (c.Op == "<" || c.Op == "<=") && !c.Holds(ratio) {
+		return result{status: eventsv1.CheckStatus_CHECK_STATUS_FAILURE, value: ratio,
+			reason: fmt.Sprintf("%s already make %.3g/min over the %s window vs %s: ratio at least %.3g, want %s %g", so, whole.perMinute(), window, base, ratio, c.Op, c.Threshold)}
+	}
+	return pending("%s so far (ratio at least %.3g vs %s)", so, ratio, base)
+}
+
+func judgeStatus(c Check, v float64) eventsv1.CheckStatus {
+	if c.Holds(v) {
+		return eventsv1.CheckStatus_CHECK_STATUS_SUCCESS
+	}
+	return eventsv1.CheckStatus_CHECK_STATUS_FAILURE
+}
+
+func verdictSuffix(c Check, v float64) string {
+	if c.Holds(v) {
+		return fmt.Sprintf(" (%s %g holds)", c.Op, c.Threshold)
+	}
+	return fmt.Sprintf(", want %s %g", c.Op, c.Threshold)
 }
 
 // graphite asks the render API for target over the window and returns the

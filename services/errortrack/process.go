@@ -66,7 +66,7 @@ func (s *Service) handleEnvelope(ctx context.Context, tx *bus.Tx, ev bus.Event) 
 				return err
 			}
 		case "sessions":
-			if err := storeSessionAggregates(ctx, tx, p.id, it.Payload); err != nil {
+			if err := storeSessionAggregates(ctx, tx, p.id, it.Payload, received); err != nil {
 				return err
 			}
 		case "client_report":
@@ -146,6 +146,16 @@ func (s *Service) storeEvent(ctx context.Context, tx *bus.Tx, p project, eventID
 		if issueID, err = s.groupIntoIssue(ctx, tx, p, ev, g, eventID, release, environment, when); err != nil {
 			return err
 		}
+	}
+	var errs, transactions int64
+	switch {
+	case ev.Type == "transaction":
+		transactions = 1
+	case ev.Level == "error" || ev.Level == "fatal":
+		errs = 1
+	}
+	if err := countRelease(ctx, tx, p.id, release, environment, errs, transactions, 0, received); err != nil {
+		return err
 	}
 	msg := ev.Formatted
 	if msg == "" {
@@ -331,6 +341,16 @@ func storeSession(ctx context.Context, tx *bus.Tx, projectID int64, payload []by
 		env = "production"
 	}
 	status := sessionStatus(ss.Status, ss.Errors)
+	var known int
+	switch err := tx.QueryRowContext(ctx, `SELECT 1 FROM sessions WHERE project_id = $1 AND sid = $2`, projectID, event.Clean(ss.SID, 64)).Scan(&known); {
+	case errors.Is(err, sql.ErrNoRows):
+		// A session counts as traffic of its release once, when it starts.
+		if err := countRelease(ctx, tx, projectID, event.Clean(ss.Attrs.Release, 200), event.Clean(env, 64), 0, 0, 1, received); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO sessions (project_id, sid, release, environment, status, errors, started, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (project_id, sid) DO UPDATE SET errors = CASE WHEN excluded.errors > sessions.errors THEN excluded.errors ELSE sessions.errors END,
 		status = CASE WHEN sessions.status IN ('crashed', 'abnormal') THEN sessions.status WHEN excluded.status = 'ok' AND sessions.status = 'errored' THEN sessions.status ELSE excluded.status END,
@@ -367,7 +387,7 @@ func parseSessionTime(raw json.RawMessage, def time.Time) time.Time {
 }
 
 // storeSessionAggregates adds a "sessions" item's buckets.
-func storeSessionAggregates(ctx context.Context, tx *bus.Tx, projectID int64, payload []byte) error {
+func storeSessionAggregates(ctx context.Context, tx *bus.Tx, projectID int64, payload []byte, received time.Time) error {
 	var agg struct {
 		Aggregates []struct {
 			Started  json.RawMessage `json:"started"`
@@ -389,6 +409,13 @@ func storeSessionAggregates(ctx context.Context, tx *bus.Tx, projectID int64, pa
 		env = "production"
 	}
 	rel := event.Clean(agg.Attrs.Release, 200)
+	var started int64
+	for _, a := range agg.Aggregates {
+		started += max(a.Exited, 0) + max(a.Errored, 0) + max(a.Crashed, 0) + max(a.Abnormal, 0)
+	}
+	if err := countRelease(ctx, tx, projectID, rel, event.Clean(env, 64), 0, 0, started, received); err != nil {
+		return err
+	}
 	for _, a := range agg.Aggregates {
 		started := parseSessionTime(a.Started, time.Now()).Truncate(time.Minute)
 		if _, err := tx.ExecContext(ctx, `INSERT INTO session_aggregates (project_id, release, environment, started, exited, errored, crashed, abnormal) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)

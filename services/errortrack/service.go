@@ -66,6 +66,9 @@ type Config struct {
 	// KeyCacheTTL bounds how long another replica may accept a revoked key
 	// (default 5s; a revoke in this process takes effect at once).
 	KeyCacheTTL time.Duration
+	// CountInterval is how often what each release sent is published as
+	// errortrack.release.counted (default 10s).
+	CountInterval time.Duration
 }
 
 // Service is the errortrack service.
@@ -109,6 +112,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.KeyCacheTTL <= 0 {
 		cfg.KeyCacheTTL = 5 * time.Second
 	}
+	if cfg.CountInterval <= 0 {
+		cfg.CountInterval = 10 * time.Second
+	}
 	if err := cfg.DB.Migrate(ctx, Migrations()...); err != nil {
 		return nil, fmt.Errorf("errortrack: %w", err)
 	}
@@ -134,7 +140,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// Run runs the outbox relay and the ingest consumer until ctx ends.
+// Run runs the outbox relay, the ingest and deploy consumers and the
+// release-count publisher until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.ob.Run(ctx) })
@@ -152,5 +159,6 @@ func (s *Service) Run(ctx context.Context) error {
 			Filters: []string{bus.EventFilter("deploy.started", "")},
 		}, s.handleDeploy)
 	})
+	g.Go(func() error { return s.publishCounts(ctx) })
 	return g.Wait()
 }

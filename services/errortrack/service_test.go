@@ -51,7 +51,8 @@ func newHarness(t *testing.T, db *store.DB) *harness {
 	mux := http.NewServeMux()
 	h.srv = httptest.NewServer(mux)
 	t.Cleanup(h.srv.Close)
-	svc, err := New(ctx, Config{DB: db, Bus: b, PublicURL: func() string { return h.srv.URL }, MaxEnvelopeBytes: 2 << 20, MaxBodyBytes: 1 << 20})
+	svc, err := New(ctx, Config{DB: db, Bus: b, PublicURL: func() string { return h.srv.URL }, MaxEnvelopeBytes: 2 << 20, MaxBodyBytes: 1 << 20,
+		CountInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +226,7 @@ func TestSentryGoToIssues(t *testing.T) {
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		var types []string
-		_ = h.bus.Watch(wctx, bus.WatchOptions{FromStart: true, Filters: []string{"shiploop.evt.errortrack.>"}}, func(ev bus.Event) error {
+		_ = h.bus.Watch(wctx, bus.WatchOptions{FromStart: true, Filters: []string{"shiploop.evt.errortrack.issue.>"}}, func(ev bus.Event) error {
 			types = append(types, ev.Type)
 			if ev.Type == "errortrack.issue.regressed" {
 				r := ev.Data.(*errortrackv1.IssueRegressed)

@@ -13,10 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/getsentry/sentry-go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
 	deploysv1 "github.com/shiploop/shiploop/proto/shiploop/deploys/v1"
+	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 )
 
@@ -241,4 +244,102 @@ func TestDeployPath(t *testing.T) {
 			t.Errorf("preview %s still listed after the merge", e.GetName())
 		}
 	}
+}
+
+// rateConfig deploys to acceptance and verifies the error rate over window.
+func rateConfig(window string) string {
+	return fmt.Sprintf(`steps:
+  - name: build
+    commands: [echo building $SHIPLOOP_VERSION]
+environments:
+  - name: acceptance
+    auto: true
+    steps:
+      - {name: deploy, commands: [echo deploying $SHIPLOOP_VERSION]}
+    verify:
+      window: %s
+      conditions:
+        - {metric: errortrack.error_rate_ratio, operator: "<=", threshold: 1.5}
+`, window)
+}
+
+// TestDeployErrorRate: errors the real sentry-go SDK sends for each release
+// reach deploys as errortrack's counts; a release that sends many times the
+// previous release's errors per minute is rolled back before its window
+// ends, naming both rates.
+func TestDeployErrorRate(t *testing.T) {
+	inst, et := errortrackUp(t)
+	cl := deployClient(t, inst)
+	ctx := context.Background()
+	proj, err := et.CreateProject(ctx, &errortrackv1.CreateProjectRequest{Name: "rate", Repository: "acme/rate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(release string, n int) {
+		t.Helper()
+		c, err := sentry.NewClient(sentry.ClientOptions{Dsn: proj.GetKey().GetDsn(), Release: release, Environment: "acceptance"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hub := sentry.NewHub(c, sentry.NewScope())
+		for i := range n {
+			payOrder(hub, i)
+		}
+		if !hub.Flush(15 * time.Second) {
+			t.Fatal("sentry-go did not flush")
+		}
+	}
+	// The counts errortrack publishes for the repository (a watch of their
+	// own: errortrack's types have three parts).
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	counts, err := inst.client.WatchEvents(wctx, &buildsv1.WatchEventsRequest{Repository: "acme/rate", Types: []string{"errortrack.release.counted"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := counts.Header(); err != nil {
+		t.Fatal(err)
+	}
+
+	repo := newRepo(t, map[string]string{".shiploop.yml": rateConfig("1s")})
+	secret := inst.register(t, "acme/rate", repo)
+	v1sha := repo.git("rev-parse", "HEAD")
+	inst.push(t, "acme/rate", secret, "refs/heads/main", zero, v1sha)
+	v1 := waitDeployment(t, cl, "acme/rate", "acceptance", "v1 verified", func(d *deploysv1.Deployment) bool {
+		return d.GetStatus() == eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED
+	}).GetRelease()
+	if !strings.Contains(v1, "+g") {
+		t.Fatalf("release %q", v1)
+	}
+
+	// v1 runs with a few errors; errortrack counts them within its interval.
+	send(v1, 2)
+	for {
+		r, err := counts.Recv()
+		if err != nil {
+			t.Fatalf("no errortrack.release.counted for %s: %v", v1, err)
+		}
+		c := payload(t, r.GetEvent(), &errortrackv1.ReleaseCounted{})
+		if c.GetRelease() == v1 && c.GetEnvironment() == "acceptance" && c.GetErrors() == 2 && c.GetProject() == "rate" {
+			break
+		}
+	}
+
+	// v2 sends far more errors per minute: rolled back within its window.
+	v2sha := repo.commit("v2", map[string]string{".shiploop.yml": rateConfig("40s")})
+	inst.push(t, "acme/rate", secret, "refs/heads/main", v1sha, v2sha)
+	v2 := waitDeployment(t, cl, "acme/rate", "acceptance", "v2 verifying", func(d *deploysv1.Deployment) bool {
+		return d.GetRelease() != v1 && d.GetStatus() == eventsv1.DeployStatus_DEPLOY_STATUS_VERIFYING
+	}).GetRelease()
+	send(v2, 25)
+	bad := waitDeployment(t, cl, "acme/rate", "acceptance", "v2 rolled back", released(v2, eventsv1.DeployStatus_DEPLOY_STATUS_ROLLED_BACK))
+	if !strings.Contains(bad.GetReason(), "errortrack.error_rate_ratio <= 1.5: "+v2+": 25 error(s) in acceptance") || !strings.Contains(bad.GetReason(), "previous "+v1+": 2 error(s)") {
+		t.Errorf("rolled back because %q", bad.GetReason())
+	}
+	if took := bad.GetFinishedAt().AsTime().Sub(bad.GetStartedAt().AsTime()); took >= 40*time.Second {
+		t.Errorf("rolled back %s after the start, want within the 40s window", took)
+	}
+	waitDeployment(t, cl, "acme/rate", "acceptance", "rolled back to v1", func(d *deploysv1.Deployment) bool {
+		return d.GetKind() == "rollback" && d.GetRelease() == v1 && d.GetStatus() == eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED
+	})
 }

@@ -289,6 +289,124 @@ func (x *IssueResolved) GetResolvedInRelease() string {
 	return ""
 }
 
+// ReleaseCounted is the payload of errortrack.release.counted: what one
+// release of a project sent from one environment since the previous such
+// event. errortrack publishes one per release and environment that sent
+// anything, every count interval (10 s by default), so that other services
+// can compare releases without reading errortrack's store: deploys
+// compares a new release's error rate with the previous release's.
+type ReleaseCounted struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ProjectId int64                  `protobuf:"varint,1,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
+	Project   string                 `protobuf:"bytes,2,opt,name=project,proto3" json:"project,omitempty"`
+	// As the SDK sent it (e.g. "web@1.2.0"); never empty.
+	Release     string `protobuf:"bytes,3,opt,name=release,proto3" json:"release,omitempty"`
+	Environment string `protobuf:"bytes,4,opt,name=environment,proto3" json:"environment,omitempty"`
+	// Error events: events (not transactions) of level error or fatal.
+	Errors       int64 `protobuf:"varint,5,opt,name=errors,proto3" json:"errors,omitempty"`
+	Transactions int64 `protobuf:"varint,6,opt,name=transactions,proto3" json:"transactions,omitempty"`
+	// Sessions started: new single sessions plus aggregated ones.
+	Sessions int64 `protobuf:"varint,7,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	// When errortrack received the first and the last item counted here.
+	FirstReceived *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=first_received,json=firstReceived,proto3" json:"first_received,omitempty"`
+	LastReceived  *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=last_received,json=lastReceived,proto3" json:"last_received,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseCounted) Reset() {
+	*x = ReleaseCounted{}
+	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseCounted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseCounted) ProtoMessage() {}
+
+func (x *ReleaseCounted) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseCounted.ProtoReflect.Descriptor instead.
+func (*ReleaseCounted) Descriptor() ([]byte, []int) {
+	return file_shiploop_errortrack_v1_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReleaseCounted) GetProjectId() int64 {
+	if x != nil {
+		return x.ProjectId
+	}
+	return 0
+}
+
+func (x *ReleaseCounted) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
+func (x *ReleaseCounted) GetRelease() string {
+	if x != nil {
+		return x.Release
+	}
+	return ""
+}
+
+func (x *ReleaseCounted) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *ReleaseCounted) GetErrors() int64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *ReleaseCounted) GetTransactions() int64 {
+	if x != nil {
+		return x.Transactions
+	}
+	return 0
+}
+
+func (x *ReleaseCounted) GetSessions() int64 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
+func (x *ReleaseCounted) GetFirstReceived() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstReceived
+	}
+	return nil
+}
+
+func (x *ReleaseCounted) GetLastReceived() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastReceived
+	}
+	return nil
+}
+
 // IssueRef names an issue in an event.
 type IssueRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -305,7 +423,7 @@ type IssueRef struct {
 
 func (x *IssueRef) Reset() {
 	*x = IssueRef{}
-	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[3]
+	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -317,7 +435,7 @@ func (x *IssueRef) String() string {
 func (*IssueRef) ProtoMessage() {}
 
 func (x *IssueRef) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[3]
+	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -330,7 +448,7 @@ func (x *IssueRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueRef.ProtoReflect.Descriptor instead.
 func (*IssueRef) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_shiploop_errortrack_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *IssueRef) GetIssueId() int64 {
@@ -400,7 +518,7 @@ type IngestedEnvelope struct {
 
 func (x *IngestedEnvelope) Reset() {
 	*x = IngestedEnvelope{}
-	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[4]
+	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +530,7 @@ func (x *IngestedEnvelope) String() string {
 func (*IngestedEnvelope) ProtoMessage() {}
 
 func (x *IngestedEnvelope) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[4]
+	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +543,7 @@ func (x *IngestedEnvelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestedEnvelope.ProtoReflect.Descriptor instead.
 func (*IngestedEnvelope) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_shiploop_errortrack_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *IngestedEnvelope) GetProjectId() int64 {
@@ -481,7 +599,18 @@ const file_shiploop_errortrack_v1_events_proto_rawDesc = "" +
 	"\rIssueResolved\x126\n" +
 	"\x05issue\x18\x01 \x01(\v2 .shiploop.errortrack.v1.IssueRefR\x05issue\x12;\n" +
 	"\x06status\x18\x02 \x01(\x0e2#.shiploop.errortrack.v1.IssueStatusR\x06status\x12.\n" +
-	"\x13resolved_in_release\x18\x03 \x01(\tR\x11resolvedInRelease\"\xdf\x01\n" +
+	"\x13resolved_in_release\x18\x03 \x01(\tR\x11resolvedInRelease\"\xe1\x02\n" +
+	"\x0eReleaseCounted\x12\x1d\n" +
+	"\n" +
+	"project_id\x18\x01 \x01(\x03R\tprojectId\x12\x18\n" +
+	"\aproject\x18\x02 \x01(\tR\aproject\x12\x18\n" +
+	"\arelease\x18\x03 \x01(\tR\arelease\x12 \n" +
+	"\venvironment\x18\x04 \x01(\tR\venvironment\x12\x16\n" +
+	"\x06errors\x18\x05 \x01(\x03R\x06errors\x12\"\n" +
+	"\ftransactions\x18\x06 \x01(\x03R\ftransactions\x12\x1a\n" +
+	"\bsessions\x18\a \x01(\x03R\bsessions\x12A\n" +
+	"\x0efirst_received\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rfirstReceived\x12?\n" +
+	"\rlast_received\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\flastReceived\"\xdf\x01\n" +
 	"\bIssueRef\x12\x19\n" +
 	"\bissue_id\x18\x01 \x01(\x03R\aissueId\x12\x1d\n" +
 	"\n" +
@@ -521,28 +650,31 @@ func file_shiploop_errortrack_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_shiploop_errortrack_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shiploop_errortrack_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_shiploop_errortrack_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_shiploop_errortrack_v1_events_proto_goTypes = []any{
 	(IssueStatus)(0),              // 0: shiploop.errortrack.v1.IssueStatus
 	(*IssueOpened)(nil),           // 1: shiploop.errortrack.v1.IssueOpened
 	(*IssueRegressed)(nil),        // 2: shiploop.errortrack.v1.IssueRegressed
 	(*IssueResolved)(nil),         // 3: shiploop.errortrack.v1.IssueResolved
-	(*IssueRef)(nil),              // 4: shiploop.errortrack.v1.IssueRef
-	(*IngestedEnvelope)(nil),      // 5: shiploop.errortrack.v1.IngestedEnvelope
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*ReleaseCounted)(nil),        // 4: shiploop.errortrack.v1.ReleaseCounted
+	(*IssueRef)(nil),              // 5: shiploop.errortrack.v1.IssueRef
+	(*IngestedEnvelope)(nil),      // 6: shiploop.errortrack.v1.IngestedEnvelope
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
 }
 var file_shiploop_errortrack_v1_events_proto_depIdxs = []int32{
-	4, // 0: shiploop.errortrack.v1.IssueOpened.issue:type_name -> shiploop.errortrack.v1.IssueRef
-	4, // 1: shiploop.errortrack.v1.IssueRegressed.issue:type_name -> shiploop.errortrack.v1.IssueRef
-	4, // 2: shiploop.errortrack.v1.IssueResolved.issue:type_name -> shiploop.errortrack.v1.IssueRef
+	5, // 0: shiploop.errortrack.v1.IssueOpened.issue:type_name -> shiploop.errortrack.v1.IssueRef
+	5, // 1: shiploop.errortrack.v1.IssueRegressed.issue:type_name -> shiploop.errortrack.v1.IssueRef
+	5, // 2: shiploop.errortrack.v1.IssueResolved.issue:type_name -> shiploop.errortrack.v1.IssueRef
 	0, // 3: shiploop.errortrack.v1.IssueResolved.status:type_name -> shiploop.errortrack.v1.IssueStatus
-	6, // 4: shiploop.errortrack.v1.IssueRef.first_seen:type_name -> google.protobuf.Timestamp
-	6, // 5: shiploop.errortrack.v1.IngestedEnvelope.received_at:type_name -> google.protobuf.Timestamp
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	7, // 4: shiploop.errortrack.v1.ReleaseCounted.first_received:type_name -> google.protobuf.Timestamp
+	7, // 5: shiploop.errortrack.v1.ReleaseCounted.last_received:type_name -> google.protobuf.Timestamp
+	7, // 6: shiploop.errortrack.v1.IssueRef.first_seen:type_name -> google.protobuf.Timestamp
+	7, // 7: shiploop.errortrack.v1.IngestedEnvelope.received_at:type_name -> google.protobuf.Timestamp
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_errortrack_v1_events_proto_init() }
@@ -556,7 +688,7 @@ func file_shiploop_errortrack_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_errortrack_v1_events_proto_rawDesc), len(file_shiploop_errortrack_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
