@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/shiploop/shiploop/pkg/verifycheck"
 )
 
 // Pipeline is what the deploys service reads from a commit's .shiploop.yml:
@@ -519,54 +521,8 @@ func checkName(c Check) string {
 	return c.Kind
 }
 
-// parseCheck reads a verification metric:
-//
-//	http_status(URL)               the response's status code
-//	http_latency_ms(URL)           the time to the whole response, in ms
-//	http_body_match(URL, REGEXP)   1 when the body matches, else 0
-//	graphite(TARGET)               the newest value of a Graphite target (max over its series)
-//	errortrack.new_issues          issues first seen in this release and environment during the window
-//	errortrack.regressed_issues    issues that regressed in this release and environment
-//	errortrack.issues              both
-//	errortrack.error_rate_ratio    the release's error events per minute in the environment during
-//	                               the window ÷ the previous release's there just before the deploy
-//	                               (e.g. <= 1.5: at most half as many errors again)
+// parseCheck reads a verification metric (see verifycheck.Parse).
 func parseCheck(s string) (kind, target, arg string, err error) {
-	s = strings.TrimSpace(s)
-	switch s {
-	case "errortrack.new_issues", "errortrack.regressed_issues", "errortrack.issues", "errortrack.error_rate_ratio":
-		return s, "", "", nil
-	}
-	open := strings.IndexByte(s, '(')
-	if open < 0 || !strings.HasSuffix(s, ")") {
-		return "", "", "", fmt.Errorf("unknown check %q: use http_status(URL), http_latency_ms(URL), http_body_match(URL, REGEXP), graphite(TARGET) or errortrack.new_issues|regressed_issues|issues|error_rate_ratio", s)
-	}
-	kind, inner := s[:open], strings.TrimSpace(s[open+1:len(s)-1])
-	if inner == "" {
-		return "", "", "", fmt.Errorf("%s(): the argument is missing", kind)
-	}
-	switch kind {
-	case "http_status", "http_latency_ms":
-		return kind, inner, "", checkURL(inner)
-	case "http_body_match":
-		u, re, ok := strings.Cut(inner, ",")
-		u, re = strings.TrimSpace(u), strings.TrimSpace(re)
-		if !ok || re == "" {
-			return "", "", "", fmt.Errorf("http_body_match needs a URL and a regular expression: http_body_match(URL, REGEXP)")
-		}
-		if _, err := regexp.Compile(re); err != nil {
-			return "", "", "", fmt.Errorf("http_body_match: %v", err)
-		}
-		return kind, u, re, checkURL(u)
-	case "graphite":
-		return kind, inner, "", nil
-	}
-	return "", "", "", fmt.Errorf("unknown check %q: use http_status, http_latency_ms, http_body_match, graphite or errortrack.*", kind)
-}
-
-func checkURL(u string) error {
-	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "${") {
-		return fmt.Errorf("probe URL %q must start with http:// or https:// (or a ${VARIABLE})", u)
-	}
-	return nil
+	c, err := verifycheck.Parse(s)
+	return c.Kind, c.Target, c.Arg, err
 }

@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/shiploop/shiploop/pkg/gatepolicy"
+	"github.com/shiploop/shiploop/pkg/verifycheck"
 )
 
 var (
@@ -488,6 +489,12 @@ func (d *decoder) conditions(n *yaml.Node, field string, scoped bool) []Conditio
 		if scoped && c.Metric != "" {
 			if msg := gatepolicy.CheckMetric(c.Metric, string(c.Scope)); msg != "" {
 				d.errAt(d.resolve(metricNode), join(f, "metric"), "%s", msg)
+			}
+		}
+		// Verification checks too (pkg/verifycheck, what deploys runs).
+		if !scoped && c.Metric != "" {
+			if _, err := verifycheck.Parse(c.Metric); err != nil {
+				d.errAt(d.resolve(metricNode), join(f, "metric"), "%v", err)
 			}
 		}
 		out = append(out, c)

@@ -69,8 +69,8 @@ environments:
     verify:
       window: 15m
       conditions:
-        - {metric: errors.new_issues, operator: "==", threshold: 0}
-        - {metric: http.error_rate, operator: "<", threshold: 0.01}
+        - {metric: errortrack.new_issues, operator: "==", threshold: 0}
+        - {metric: "graphite(app.http.error_rate)", operator: "<", threshold: 0.01}
       on_failure: hold
 gate:
   conditions:
@@ -144,8 +144,8 @@ var fullConfig = &Config{
 			Verify: &Verify{
 				Window: 15 * time.Minute,
 				Conditions: []Condition{
-					{Metric: "errors.new_issues", Operator: OpEqual, Threshold: 0},
-					{Metric: "http.error_rate", Operator: OpLess, Threshold: 0.01},
+					{Metric: "errortrack.new_issues", Operator: OpEqual, Threshold: 0},
+					{Metric: "graphite(app.http.error_rate)", Operator: OpLess, Threshold: 0.01},
 				},
 				OnFailure: OnFailureHold,
 			},
@@ -528,6 +528,7 @@ gate:
 .shiploop.yml:4:26: environments[0].approval.required: must be between 1 and 100, got 0
 .shiploop.yml:4:29: environments[0].approval.who: unknown field (known fields: required)
 .shiploop.yml:5:13: environments[0].verify.window: missing required field
+.shiploop.yml:5:36: environments[0].verify.conditions[0].metric: unknown check "x": use http_status(URL), http_latency_ms(URL), http_body_match(URL, REGEXP), graphite(TARGET) or errortrack.new_issues|regressed_issues|issues|error_rate_ratio
 .shiploop.yml:5:68: environments[0].verify.conditions[0].scope: unknown field (known fields: metric, operator, threshold)
 .shiploop.yml:6:5: environments[1].name: duplicate environment name "prod" (first at line 3)
 .shiploop.yml:8:11: environments[1].auto: expected true or false, got the string "yes"

@@ -106,9 +106,9 @@ var agreementCases = []struct {
 	{"test: {steps: {a: {commands: x}}, services: [{name: db, command: x, ready: {tcp: '[::1]:5432'}}]}\nsteps: {a: {commands: x}}", true},
 	{"test: {reports: {junit: [a.xml]}}\nsteps: {a: {commands: x}}", false}, // test needs steps
 	{"environments: [{name: prod, steps: {d: {commands: x}}, approval: {required: 1}, auto: false}]\nsteps: {a: {commands: x}}", true},
-	{"environments: [{name: prod, steps: {d: {commands: x}}, verify: {window: 5m, conditions: [{metric: m, operator: '<', threshold: 1}]}}]\nsteps: {a: {commands: x}}", true},
+	{"environments: [{name: prod, steps: {d: {commands: x}}, verify: {window: 5m, conditions: [{metric: errortrack.issues, operator: '<', threshold: 1}]}}]\nsteps: {a: {commands: x}}", true},
 	{"environments: [{name: prod, steps: {d: {commands: x}}, verify: {window: 5m, conditions: []}}]\nsteps: {a: {commands: x}}", false},
-	{"environments: [{name: prod, steps: {d: {commands: x}}, verify: {window: 5m, conditions: [{metric: m, operator: '<', threshold: 1}], on_failure: retry}}]\nsteps: {a: {commands: x}}", false},
+	{"environments: [{name: prod, steps: {d: {commands: x}}, verify: {window: 5m, conditions: [{metric: errortrack.issues, operator: '<', threshold: 1}], on_failure: retry}}]\nsteps: {a: {commands: x}}", false},
 	{"gate: {conditions: [{metric: coverage, operator: '>=', threshold: 80.5, scope: overall}]}\nsteps: {a: {commands: x}}", true},
 	{"gate: {conditions: [{metric: coverage, operator: '>=', threshold: 80, scope: all}]}\nsteps: {a: {commands: x}}", false},
 	{"gate: {conditions: [{metric: coverage, operator: '>='}]}\nsteps: {a: {commands: x}}", false},
