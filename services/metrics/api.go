@@ -102,7 +102,8 @@ func (s *Service) timeRange(p map[string][]string) (int64, int64, error) {
 // gRPC share.
 func (s *Service) Query(ctx context.Context, targets []string, from, until int64) ([]*render.Series, error) {
 	var out []*render.Series
-	req := render.Request{From: from, Until: until, Now: s.st.now().Unix(), Fetch: fetcher{st: s.st, maxSeries: s.cfg.MaxSeries},
+	now := s.st.now().Unix()
+	req := render.Request{From: from, Until: until, Now: now, Fetch: fetcher{st: s.st, maxSeries: s.cfg.MaxSeries, now: now},
 		Limits: render.Limits{MaxSeries: s.cfg.MaxSeries, MaxPoints: s.cfg.MaxPoints}}
 	for _, t := range targets {
 		if strings.TrimSpace(t) == "" {

@@ -12,6 +12,7 @@ import (
 type fetcher struct {
 	st        *Storage
 	maxSeries int
+	now       int64 // the query's clock: see Storage.ReadAt
 }
 
 func (f fetcher) Fetch(ctx context.Context, path string, from, until int64) ([]*render.Series, error) {
@@ -46,7 +47,7 @@ func (f fetcher) read(ctx context.Context, names []string, from, until int64) ([
 	}
 	out := make([]*render.Series, 0, len(names))
 	for _, n := range names {
-		s, err := f.st.Read(ctx, n, from, until)
+		s, err := f.st.ReadAt(ctx, n, from, until, f.now)
 		if err != nil {
 			return nil, err
 		}

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+	"github.com/shiploop/shiploop/services/metrics/carbon"
 )
 
 type harness struct {
@@ -236,4 +238,39 @@ func TestBuildEventsBecomeSeries(t *testing.T) {
 			})
 		}
 	})
+}
+
+// A query reads all its series from the same archive even when the clock
+// ticks while it reads them: from exactly one day back (Grafana's "last 24
+// hours" on the default 10s:1d,1m:30d schema) every series comes at 10 s.
+func TestQueryReadsEverySeriesFromOneArchive(t *testing.T) {
+	db := storetest.OpenSQLite(t, "metrics")
+	var clock atomic.Int64
+	clock.Store(time.Now().Unix())
+	// Every look at the clock finds it a second later.
+	svc, err := New(context.Background(), Config{DB: db, Now: func() time.Time { return time.Unix(clock.Add(1), 0) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := clock.Load()
+	var pts []carbon.Point
+	for i := 0; i < 5; i++ {
+		pts = append(pts, carbon.Point{Name: fmt.Sprintf("day.s%d", i), Value: 1, Timestamp: now - now%10 - 60})
+	}
+	if err := svc.Storage().Add(context.Background(), pts); err != nil {
+		t.Fatal(err)
+	}
+	now = clock.Load() + 1 // what Query will see
+	got, err := svc.Query(context.Background(), []string{"day.*"}, now-86400, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 5 {
+		t.Fatalf("got %d series, want 5", len(got))
+	}
+	for _, s := range got {
+		if s.Step != 10 || len(s.Values) != 8640 {
+			t.Errorf("%s: step %d with %d points, want the 10 s archive (8640 points)", s.Name, s.Step, len(s.Values))
+		}
+	}
 }

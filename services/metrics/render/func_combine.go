@@ -138,14 +138,9 @@ func aggregate(c *call, list []*Series, fn string, xff float64) ([]*Series, erro
 		return nil, nil
 	}
 	name := fmt.Sprintf("%sSeries(%s)", fn, formatPathExpressions(list))
-	rows := rowsOf(vals)
-	out := make([]float64, len(rows))
-	for i, r := range rows {
-		if xffRow(r, xff) {
-			out[i] = agg(r)
-		} else {
-			out[i] = nan
-		}
+	out, ok := aggregateBySeries(vals, fn, xff)
+	if !ok {
+		out = aggregateByRow(vals, agg, xff)
 	}
 	tags := map[string]string{}
 	for k, v := range list[0].Tags {
@@ -164,6 +159,81 @@ func aggregate(c *call, list []*Series, fn string, xff float64) ([]*Series, erro
 	tags["aggregatedBy"] = fn
 	_ = end
 	return []*Series{{Name: name, Tags: tags, PathExpression: name, Start: start, Step: step, Stop: start + int64(len(out))*step, Values: out, ConsolidationFunc: "average", XFilesFactor: xff}}, nil
+}
+
+// aggregateByRow applies agg to each row (the values of all series at one
+// time) that is non-null enough for xff. One row buffer is reused: a
+// transposed copy of 10,000 series over a day would be 700 MB more.
+func aggregateByRow(vals [][]float64, agg func([]float64) float64, xff float64) []float64 {
+	n := 0
+	for _, v := range vals {
+		n = max(n, len(v))
+	}
+	out := make([]float64, n)
+	r := make([]float64, len(vals))
+	for i := range out {
+		for j, v := range vals {
+			if i < len(v) {
+				r[j] = v[i]
+			} else {
+				r[j] = nan
+			}
+		}
+		if xffRow(r, xff) {
+			out[i] = agg(r)
+		} else {
+			out[i] = nan
+		}
+	}
+	return out
+}
+
+// aggregateBySeries computes sum, average, min, max and count a series at
+// a time, as aggregateByRow would (the same values added in the same
+// order), but reading each series' values in order instead of one value
+// of every series per row: several times faster over thousands of series.
+// It reports false for the other functions.
+func aggregateBySeries(vals [][]float64, fn string, xff float64) ([]float64, bool) {
+	if a, ok := aggAliases[fn]; ok {
+		fn = a
+	}
+	switch fn {
+	case "sum", "average", "min", "max", "count":
+	default:
+		return nil, false
+	}
+	n := 0
+	for _, v := range vals {
+		n = max(n, len(v))
+	}
+	out := make([]float64, n)
+	cnt := make([]int, n)
+	for _, v := range vals {
+		for i, x := range v {
+			if math.IsNaN(x) {
+				continue
+			}
+			switch {
+			case fn == "sum" || fn == "average":
+				out[i] += x // from 0, as sum does: -0 becomes 0
+			case fn == "count":
+			case cnt[i] == 0, fn == "min" && x < out[i], fn == "max" && x > out[i]:
+				out[i] = x
+			}
+			cnt[i]++
+		}
+	}
+	for i, c := range cnt {
+		switch {
+		case len(vals) == 0 || c == 0 || float64(c)/float64(len(vals)) < xff:
+			out[i] = nan
+		case fn == "average":
+			out[i] /= float64(c)
+		case fn == "count":
+			out[i] = float64(c)
+		}
+	}
+	return out, true
 }
 
 func countSeries(c *call, list []*Series) ([]*Series, error) {
