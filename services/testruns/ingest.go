@@ -4,12 +4,16 @@
 package testruns
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -19,16 +23,25 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/store"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 	"github.com/shiploop/shiploop/services/testruns/report"
 )
 
-// parsedReport is one report read before the transaction.
+// parsedReport is one report read before the transaction, or, for JUnit
+// XML, only recognised: those are streamed into the transaction (see
+// streamReport).
 type parsedReport struct {
 	name   string
 	format string
 	p      *report.Parsed
 	err    error // the report's own failure: recorded, not retried
+	read   time.Duration
+	// stream is set for a JUnit report, read again from the Object Store
+	// under key inside the transaction.
+	stream   bool
+	key      string
+	prefixes []string
 }
 
 // jobReports is what prepareJobEvent hands the handler.
@@ -37,7 +50,9 @@ type jobReports struct {
 }
 
 // prepareJobEvent reads the reports of a finished test job from the Object
-// Store, outside the transaction (a large report takes seconds).
+// Store, outside the transaction (a large report takes seconds). JUnit
+// reports, the large ones (100 MB and 500,000 cases happen), are only
+// recognised here: held whole they took more than 500 MB.
 func (s *Service) prepareJobEvent(ctx context.Context, ev bus.Event) (any, error) {
 	d, ok := ev.Data.(*eventsv1.JobFinished)
 	if !ok {
@@ -60,15 +75,23 @@ func (s *Service) prepareJobEvent(ctx context.Context, ev bus.Event) (any, error
 		return nil, err
 	}
 	for _, rf := range d.Reports {
-		pr := parsedReport{name: rf.Name}
+		pr := parsedReport{name: rf.Name, key: rf.Key, prefixes: rf.PathPrefixes}
+		start := time.Now()
 		obj, err := obs.Get(ctx, rf.Key)
 		if err != nil {
 			pr.err = fmt.Errorf("%s: reading stored report %s: %w", rf.Name, rf.Key, err)
 			out.reports = append(out.reports, pr)
 			continue
 		}
-		pr.p, pr.err = report.Parse(obj, "", report.Paths{Prefixes: rf.PathPrefixes}, s.parseOptions(rf.Name))
+		br := bufio.NewReaderSize(obj, 64<<10)
+		head, _ := br.Peek(4096)
+		if report.Detect(head) == report.FormatJUnit {
+			pr.stream, pr.format = true, report.FormatJUnit
+		} else {
+			pr.p, pr.err = report.Parse(br, "", report.Paths{Prefixes: rf.PathPrefixes}, s.parseOptions(rf.Name))
+		}
 		obj.Close()
+		pr.read = time.Since(start)
 		if pr.p != nil {
 			pr.format = pr.p.Format
 		}
@@ -165,6 +188,9 @@ func loadRunRow(ctx context.Context, q interface {
 // coverage or added lines. A report that could not be read marks itself
 // (and later the run) as failed, never the service.
 func (s *Service) storeReport(ctx context.Context, tx *bus.Tx, run *runRow, jobID string, attempt int, pr parsedReport) error {
+	if pr.stream {
+		return s.streamReport(ctx, tx, run, jobID, attempt, pr)
+	}
 	now := time.Now().UTC().UnixNano()
 	errText := ""
 	if pr.err != nil {
@@ -183,7 +209,13 @@ func (s *Service) storeReport(ctx context.Context, tx *bus.Tx, run *runRow, jobI
 	}
 	switch {
 	case pr.p.Tests != nil:
-		return s.storeCases(ctx, tx, run, jobID, attempt, pr.p.Tests.Cases, now)
+		start := time.Now()
+		if err := s.storeCases(ctx, tx, run, jobID, attempt, pr.p.Tests.Cases, now); err != nil {
+			return err
+		}
+		s.log.Info("report stored", "run", run.id, "job", jobID, "report", pr.name, "format", pr.format, "cases", cases,
+			"read", pr.read.Round(time.Millisecond), "write", time.Since(start).Round(time.Millisecond))
+		return nil
 	case pr.p.Coverage != nil:
 		return s.storeCoverage(ctx, tx, run, pr.p.Coverage)
 	case pr.p.Added != nil:
@@ -201,45 +233,386 @@ func (s *Service) storeReport(ctx context.Context, tx *bus.Tx, run *runRow, jobI
 	return nil
 }
 
-func (s *Service) storeCases(ctx context.Context, tx *bus.Tx, run *runRow, jobID string, attempt int, cases []report.Case, now int64) error {
-	upsert, err := tx.PrepareContext(ctx, `INSERT INTO tests (repository, suite, class_name, name, runs, failures, total_duration_ns, last_status, first_seen, last_seen)
-		VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $8)
-		ON CONFLICT (repository, suite, class_name, name) DO UPDATE SET runs = tests.runs + 1, failures = tests.failures + excluded.failures,
-			total_duration_ns = tests.total_duration_ns + excluded.total_duration_ns, last_status = excluded.last_status, last_seen = excluded.last_seen
-		RETURNING id`)
+// streamReport reads a JUnit report from the Object Store and writes its
+// cases while it is parsed: the parse runs on a goroutine of its own and
+// hands batches over a short channel, so memory holds a few batches
+// whatever the report's size, and parsing overlaps the database's work. A
+// report found broken halfway is rolled back to a savepoint and recorded
+// with its error and no cases, as if it had been read before the
+// transaction.
+func (s *Service) streamReport(ctx context.Context, tx *bus.Tx, run *runRow, jobID string, attempt int, pr parsedReport) error {
+	start := time.Now()
+	now := start.UTC().UnixNano()
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT report_cases`); err != nil {
+		return err
+	}
+	w := &caseWriter{ctx: ctx, tx: tx, engine: s.db.Engine, run: run, jobID: jobID, attempt: attempt, now: now, maxText: s.cfg.MaxText}
+	defer w.close()
+	parseTook, perr, err := s.parseInto(ctx, pr, w)
 	if err != nil {
 		return err
 	}
-	defer upsert.Close()
-	insert, err := tx.PrepareContext(ctx, `INSERT INTO test_results (test_id, run_id, job_id, attempt, commit_sha, status, duration_ns, message, details, file, line, flaky, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`)
-	if err != nil {
+	errText := ""
+	if perr != nil {
+		if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT report_cases`); err != nil {
+			return err
+		}
+		errText, w.cases = perr.Error(), 0
+	}
+	if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT report_cases`); err != nil {
 		return err
 	}
-	defer insert.Close()
-	for i := range cases {
-		c := &cases[i]
-		bad := 0
-		if c.Status.Bad() {
-			bad = 1
+	if _, err := tx.ExecContext(ctx, `INSERT INTO test_reports (run_id, job_id, name, format, error, cases, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		run.id, jobID, pr.name, pr.format, errText, w.cases, now); err != nil {
+		return err
+	}
+	s.log.Info("report stored", "run", run.id, "job", jobID, "report", pr.name, "format", pr.format, "cases", w.cases, "error", errText,
+		"took", time.Since(start).Round(time.Millisecond), "parse", parseTook.Round(time.Millisecond), "write", w.took.Round(time.Millisecond))
+	return nil
+}
+
+// parseInto parses the stored report pr into w and says how long parsing
+// took (waits for the writer left out). It returns the report's own
+// failure (unreadable, not JUnit, broken halfway) apart from err, a failure
+// to write or a cancelled ctx, which fails the transaction.
+//
+// The report is first copied to a temporary file: an Object Store reader
+// must be drained at the pace NATS delivers the chunks (a reader that waits
+// on the database for seconds fails with a timeout), and the file keeps
+// memory flat where a buffer would hold the whole report.
+func (s *Service) parseInto(ctx context.Context, pr parsedReport, w *caseWriter) (took time.Duration, perr, err error) {
+	obs, err := s.reportStore(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	obj, err := obs.Get(ctx, pr.key)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, nil, ctx.Err()
 		}
-		var id int64
-		if err := upsert.QueryRowContext(ctx, run.repository, c.Suite, c.Class, c.Name, bad, int64(c.Duration), string(c.Status), now).Scan(&id); err != nil {
-			return fmt.Errorf("recording test %s: %w", c.Name, err)
+		return 0, fmt.Errorf("%s: reading stored report %s: %w", pr.name, pr.key, err), nil
+	}
+	spool, err := os.CreateTemp("", "shiploop-report-*")
+	if err != nil {
+		obj.Close()
+		return 0, nil, fmt.Errorf("%s: spooling the report: %w", pr.name, err)
+	}
+	defer os.Remove(spool.Name())
+	defer spool.Close()
+	_, err = io.Copy(spool, obj)
+	obj.Close()
+	if err != nil {
+		var pe *fs.PathError
+		switch {
+		case ctx.Err() != nil:
+			return 0, nil, ctx.Err()
+		case errors.As(err, &pe):
+			return 0, nil, fmt.Errorf("%s: spooling the report: %w", pr.name, err)
 		}
-		flaky := 0
-		if c.Flaky {
-			flaky = 1
-			if _, err := tx.ExecContext(ctx, `UPDATE tests SET last_flaky = $1, flaky_count = flaky_count + 1 WHERE id = $2`, now, id); err != nil {
-				return err
+		return 0, fmt.Errorf("%s: reading stored report %s: %w", pr.name, pr.key, err), nil
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return 0, nil, fmt.Errorf("%s: spooling the report: %w", pr.name, err)
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []report.Case, 2)
+	go func() {
+		defer close(batches)
+		start := time.Now()
+		var waited time.Duration // for the writer: not parsing
+		batch := make([]report.Case, 0, caseBatch)
+		send := func() error {
+			t := time.Now()
+			defer func() { waited += time.Since(t) }()
+			select {
+			case batches <- batch:
+				batch = make([]report.Case, 0, caseBatch)
+				return nil
+			case <-pctx.Done():
+				return pctx.Err()
 			}
 		}
-		if _, err := insert.ExecContext(ctx, id, run.id, jobID, attempt, run.commit, string(c.Status), int64(c.Duration),
-			report.Truncate(c.Message, s.cfg.MaxText), report.Truncate(c.Details, s.cfg.MaxText), c.File, c.Line, flaky, now); err != nil {
-			return fmt.Errorf("recording result of %s: %w", c.Name, err)
+		_, perr = report.ParseStream(spool, report.FormatJUnit, report.Paths{Prefixes: pr.prefixes}, s.parseOptions(pr.name), func(c report.Case) error {
+			batch = append(batch, c)
+			if len(batch) == caseBatch {
+				return send()
+			}
+			return nil
+		})
+		if perr == nil && len(batch) > 0 {
+			perr = send()
+		}
+		took = time.Since(start) - waited
+	}()
+	for b := range batches {
+		if err == nil {
+			if err = w.write(b); err != nil {
+				cancel() // the parser stops at its next batch
+			}
+		}
+	}
+	switch {
+	case err != nil:
+		return took, nil, err
+	case ctx.Err() != nil:
+		return took, nil, ctx.Err()
+	}
+	return took, perr, nil
+}
+
+// caseBatch is how many cases one statement writes. Row by row, 500,000
+// cases were a million statements (an upsert and an insert each, a round
+// trip apiece on PostgreSQL); in batches they are a thousand. On SQLite
+// 1,000 rows of 13 parameters stay under its 32,766 parameters per
+// statement; PostgreSQL gets a batch as one array per column.
+const caseBatch = 1000
+
+// storeCases writes the cases of a report: each test's running statistics
+// in tests and one row per case in test_results (the history), a batch at a
+// time, all in the caller's transaction.
+func (s *Service) storeCases(ctx context.Context, tx *bus.Tx, run *runRow, jobID string, attempt int, cases []report.Case, now int64) error {
+	w := &caseWriter{ctx: ctx, tx: tx, engine: s.db.Engine, run: run, jobID: jobID, attempt: attempt, now: now, maxText: s.cfg.MaxText}
+	defer w.close()
+	for start := 0; start < len(cases); start += caseBatch {
+		if err := w.write(cases[start:min(len(cases), start+caseBatch)]); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// caseWriter writes batches of cases; the statements for a full batch are
+// prepared once per report.
+type caseWriter struct {
+	ctx              context.Context
+	tx               *bus.Tx
+	engine           store.Engine
+	run              *runRow
+	jobID            string
+	attempt, maxText int
+	now              int64
+	upsertFull       *sql.Stmt
+	insertFull       *sql.Stmt
+	cases            int64         // written so far
+	took             time.Duration // spent writing
+}
+
+func (w *caseWriter) close() {
+	if w.upsertFull != nil {
+		w.upsertFull.Close()
+	}
+	if w.insertFull != nil {
+		w.insertFull.Close()
+	}
+}
+
+// testAgg is one test identity's share of a batch.
+type testAgg struct {
+	c                   *report.Case // the last case of the identity: its status is the test's last
+	runs, failures, dur int64
+}
+
+func (w *caseWriter) write(cases []report.Case) error {
+	start := time.Now()
+	defer func() { w.took += time.Since(start) }()
+	// One row per identity: an upsert may not touch a row twice, and a
+	// report may list a test several times (go test -count=3, reruns).
+	idx := make(map[string]int, len(cases))
+	keys := make([]string, len(cases))
+	var aggs []testAgg
+	for i := range cases {
+		c := &cases[i]
+		keys[i] = c.ID()
+		k, ok := idx[keys[i]]
+		if !ok {
+			k = len(aggs)
+			idx[keys[i]] = k
+			aggs = append(aggs, testAgg{})
+		}
+		a := &aggs[k]
+		a.c = c
+		a.runs++
+		a.dur += int64(c.Duration)
+		if c.Status.Bad() {
+			a.failures++
+		}
+	}
+	rows, err := w.upsertTests(aggs)
+	if err != nil {
+		return fmt.Errorf("recording %d tests: %w", len(aggs), err)
+	}
+	ids := make([]int64, len(aggs))
+	for rows.Next() {
+		var id int64
+		var suite, class, name string
+		if err := rows.Scan(&id, &suite, &class, &name); err != nil {
+			rows.Close()
+			return err
+		}
+		k, ok := idx[suite+"\x00"+class+"\x00"+name]
+		if !ok {
+			rows.Close()
+			return fmt.Errorf("recording tests: the database returned test %q (suite %q, class %q), which the batch does not hold", name, suite, class)
+		}
+		ids[k] = id
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("recording %d tests: %w", len(aggs), err)
+	}
+	testIDs := make([]int64, len(cases))
+	for i := range cases {
+		c := &cases[i]
+		testIDs[i] = ids[idx[keys[i]]]
+		if testIDs[i] == 0 {
+			return fmt.Errorf("recording tests: no id returned for test %s", c.Name)
+		}
+		if c.Flaky {
+			if _, err := w.tx.ExecContext(w.ctx, `UPDATE tests SET last_flaky = $1, flaky_count = flaky_count + 1 WHERE id = $2`, w.now, testIDs[i]); err != nil {
+				return err
+			}
+		}
+	}
+	if err := w.insertResults(cases, testIDs); err != nil {
+		return fmt.Errorf("recording %d results: %w", len(cases), err)
+	}
+	w.cases += int64(len(cases))
+	return nil
+}
+
+// upsertTests adds the batch's runs to each test's statistics and returns
+// each test's id with its identity. On PostgreSQL the rows travel as one
+// array per column (unnest): a thousand rows are 9 parameters, not 10,000,
+// and the statement is planned once.
+func (w *caseWriter) upsertTests(aggs []testAgg) (*sql.Rows, error) {
+	if w.engine == store.Postgres {
+		var suites, classes, names, statuses []string
+		var runs, failures, durs []int64
+		for _, a := range aggs {
+			suites, classes, names = append(suites, a.c.Suite), append(classes, a.c.Class), append(names, a.c.Name)
+			runs, failures, durs = append(runs, a.runs), append(failures, a.failures), append(durs, a.dur)
+			statuses = append(statuses, string(a.c.Status))
+		}
+		return w.tx.QueryContext(w.ctx, `INSERT INTO tests (repository, suite, class_name, name, runs, failures, total_duration_ns, last_status, first_seen, last_seen)
+			SELECT $1, u.suite, u.class_name, u.name, u.runs, u.failures, u.dur, u.status, $2, $2
+			FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[]) AS u(suite, class_name, name, runs, failures, dur, status)
+			`+testsOnConflict, w.run.repository, w.now, suites, classes, names, runs, failures, durs, statuses)
+	}
+	args := make([]any, 0, len(aggs)*testsUpsertCols)
+	for _, a := range aggs {
+		args = append(args, w.run.repository, a.c.Suite, a.c.Class, a.c.Name, a.runs, a.failures, a.dur, string(a.c.Status), w.now, w.now)
+	}
+	stmt, err := w.prepared(&w.upsertFull, len(aggs), testsUpsertSQL)
+	if err != nil {
+		return nil, err
+	}
+	if stmt == nil {
+		return w.tx.QueryContext(w.ctx, testsUpsertSQL(len(aggs)), args...)
+	}
+	return stmt.QueryContext(w.ctx, args...)
+}
+
+// insertResults adds one history row per case.
+func (w *caseWriter) insertResults(cases []report.Case, testIDs []int64) error {
+	if w.engine == store.Postgres {
+		var statuses, messages, details, files []string
+		var durs []int64
+		var lines, flaky []int32
+		for i := range cases {
+			c := &cases[i]
+			statuses, durs = append(statuses, string(c.Status)), append(durs, int64(c.Duration))
+			messages, details = append(messages, report.Truncate(c.Message, w.maxText)), append(details, report.Truncate(c.Details, w.maxText))
+			files, lines = append(files, c.File), append(lines, int32(c.Line))
+			flaky = append(flaky, boolInt(c.Flaky))
+		}
+		_, err := w.tx.ExecContext(w.ctx, `INSERT INTO test_results (test_id, run_id, job_id, attempt, commit_sha, status, duration_ns, message, details, file, line, flaky, created_at)
+			SELECT u.test_id, $1, $2, $3, $4, u.status, u.dur, u.message, u.details, u.file, u.line, u.flaky, $5
+			FROM unnest($6::bigint[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::int[], $13::int[]) AS u(test_id, status, dur, message, details, file, line, flaky)`,
+			w.run.id, w.jobID, w.attempt, w.run.commit, w.now, testIDs, statuses, durs, messages, details, files, lines, flaky)
+		return err
+	}
+	args := make([]any, 0, len(cases)*resultsInsertCols)
+	for i := range cases {
+		c := &cases[i]
+		args = append(args, testIDs[i], w.run.id, w.jobID, w.attempt, w.run.commit, string(c.Status), int64(c.Duration),
+			report.Truncate(c.Message, w.maxText), report.Truncate(c.Details, w.maxText), c.File, c.Line, boolInt(c.Flaky), w.now)
+	}
+	stmt, err := w.prepared(&w.insertFull, len(cases), resultsInsertSQL)
+	if err != nil {
+		return err
+	}
+	if stmt == nil {
+		_, err = w.tx.ExecContext(w.ctx, resultsInsertSQL(len(cases)), args...)
+	} else {
+		_, err = stmt.ExecContext(w.ctx, args...)
+	}
+	return err
+}
+
+func boolInt(b bool) int32 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// prepared returns the SQLite statement for a full batch, prepared on
+// first use, or nil for a batch of another size (the last one, or one whose
+// cases repeat tests), which runs unprepared rather than leaving a
+// statement per size open until the transaction ends.
+func (w *caseWriter) prepared(full **sql.Stmt, n int, build func(int) string) (*sql.Stmt, error) {
+	if n != caseBatch {
+		return nil, nil
+	}
+	if *full == nil {
+		st, err := w.tx.PrepareContext(w.ctx, build(n))
+		if err != nil {
+			return nil, err
+		}
+		*full = st
+	}
+	return *full, nil
+}
+
+// valuesSQL is "(?,…),(?,…)" for n rows of cols parameters each:
+// anonymous parameters, because SQLite looks a numbered one ($7) up by
+// scanning the statement's list of names for each parameter bound, which is
+// quadratic in their number (seconds per report).
+func valuesSQL(b *strings.Builder, n, cols int) {
+	row := "(" + strings.Repeat("?,", cols-1) + "?)"
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(row)
+	}
+}
+
+const testsOnConflict = `ON CONFLICT (repository, suite, class_name, name) DO UPDATE SET runs = tests.runs + excluded.runs, failures = tests.failures + excluded.failures,
+	total_duration_ns = tests.total_duration_ns + excluded.total_duration_ns, last_status = excluded.last_status, last_seen = excluded.last_seen
+	RETURNING id, suite, class_name, name`
+
+const testsUpsertCols = 10
+
+// testsUpsertSQL adds n tests' runs to their statistics (SQLite). RETURNING
+// names each row's test: neither engine promises the rows in VALUES order.
+func testsUpsertSQL(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO tests (repository, suite, class_name, name, runs, failures, total_duration_ns, last_status, first_seen, last_seen) VALUES `)
+	valuesSQL(&b, n, testsUpsertCols)
+	b.WriteString(" " + testsOnConflict)
+	return b.String()
+}
+
+const resultsInsertCols = 13
+
+// resultsInsertSQL adds n results (SQLite).
+func resultsInsertSQL(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO test_results (test_id, run_id, job_id, attempt, commit_sha, status, duration_ns, message, details, file, line, flaky, created_at) VALUES `)
+	valuesSQL(&b, n, resultsInsertCols)
+	return b.String()
 }
 
 func (s *Service) storeCoverage(ctx context.Context, tx *bus.Tx, run *runRow, cov *report.Coverage) error {
@@ -324,7 +697,9 @@ func (s *Service) finishRun(ctx context.Context, tx *bus.Tx, runID string) error
 		if _, err := tx.ExecContext(ctx, `UPDATE tests SET last_flaky = $1, flaky_count = flaky_count + 1 WHERE id = $2`, now.UnixNano(), id); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE test_results SET flaky = 1 WHERE run_id = $1 AND test_id = $2 AND status = 'passed'`, run.id, id); err != nil {
+		// By (test_id, commit_sha): the run's own index would read every
+		// result of the run for each flaky test.
+		if _, err := tx.ExecContext(ctx, `UPDATE test_results SET flaky = 1 WHERE test_id = $1 AND commit_sha = $2 AND run_id = $3 AND status = 'passed'`, id, run.commit, run.id); err != nil {
 			return err
 		}
 	}
@@ -364,11 +739,14 @@ func (s *Service) finishRun(ctx context.Context, tx *bus.Tx, runID string) error
 }
 
 // runFailures lists up to 50 failing tests of a run, for the event: the
-// dashboards and Harbormaster show them without asking for the run.
+// dashboards and Harbormaster show them without asking for the run. The
+// passed-in-this-run check goes by (test_id, commit_sha), which a run's
+// results share: by the run's index it read the whole run once per failed
+// result, minutes for a report of 500,000 cases.
 func runFailures(ctx context.Context, tx *bus.Tx, runID string) ([]*eventsv1.FailedTest, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT t.suite, t.class_name, t.name, r.status, r.message FROM test_results r JOIN tests t ON t.id = r.test_id
 		WHERE r.run_id = $1 AND r.status IN ('failed', 'error') AND t.quarantined = 0 AND r.flaky = 0
-		  AND NOT EXISTS (SELECT 1 FROM test_results p WHERE p.run_id = r.run_id AND p.test_id = r.test_id AND p.status = 'passed')
+		  AND NOT EXISTS (SELECT 1 FROM test_results p WHERE p.test_id = r.test_id AND p.commit_sha = r.commit_sha AND p.run_id = r.run_id AND p.status = 'passed')
 		ORDER BY t.suite, t.class_name, t.name LIMIT 50`, runID)
 	if err != nil {
 		return nil, err

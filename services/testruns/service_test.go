@@ -224,6 +224,7 @@ func TestService(t *testing.T) {
 		t.Run("matrix and shards, reports, coverage", func(t *testing.T) { testPlannedRun(t, h.with(t)) })
 		t.Run("rerun makes flaky", func(t *testing.T) { testRerun(t, h.with(t)) })
 		t.Run("upload, quarantine, history", func(t *testing.T) { testUploadQuarantine(t, h.with(t)) })
+		t.Run("reports larger than a batch, one broken halfway", func(t *testing.T) { testLargeReports(t, h.with(t)) })
 	})
 }
 
@@ -402,5 +403,92 @@ func testUploadQuarantine(t *testing.T, h *harness) {
 	r = up("b5", true, "r.xml", junit(pass("TestOK")))
 	if c := r.Run.Coverage; c == nil || c.PatchCovered != 2 || c.PatchTotal != 3 {
 		t.Errorf("patch coverage %+v", c)
+	}
+}
+
+// testLargeReports: reports of several write batches. Repeated tests count
+// each time they ran; a report that breaks after a batch was written leaves
+// none of its cases behind and is recorded with its error.
+func testLargeReports(t *testing.T, h *harness) {
+	ctx := t.Context()
+	plan := &eventsv1.TestPlan{
+		Steps:   []*eventsv1.Step{{Name: "test", Commands: []string{"mvn test"}}},
+		Reports: &eventsv1.TestReportGlobs{Junit: []string{"*.xml"}},
+		Shards:  2,
+	}
+	h.build("b6", "acme/big", "e6", plan, true)
+	jobs := h.takeJobs(2)
+	id := runID(t, h, "b6")
+	tc := func(name string) string {
+		return fmt.Sprintf(`<testcase classname="pkg.Big" name=%q time="0.001"/>`, name)
+	}
+	var good, broken strings.Builder
+	good.WriteString(`<?xml version="1.0"?><testsuites><testsuite name="big">`)
+	for i := range 2*caseBatch + caseBatch/2 {
+		switch i {
+		case 42: // Surefire: failed once, passed on the rerun
+			good.WriteString(`<testcase classname="pkg.Big" name="T0042"><flakyFailure message="timeout"><stackTrace>at Big</stackTrace></flakyFailure></testcase>`)
+			continue
+		case 6: // the same test twice in one batch
+			good.WriteString(tc("T0005"))
+		}
+		good.WriteString(tc(fmt.Sprintf("T%04d", i)))
+	}
+	good.WriteString(tc("T1500") + `</testsuite></testsuites>`) // and again two batches later
+	broken.WriteString(`<?xml version="1.0"?><testsuites><testsuite name="big">`)
+	for i := range caseBatch + caseBatch/2 {
+		broken.WriteString(tc(fmt.Sprintf("B%04d", i)))
+	}
+	broken.WriteString(`<testcase classname="pkg.Big" name="cut">`)
+	h.finishJob(jobs[0], eventsv1.BuildStatus_BUILD_STATUS_SUCCESS, map[string]string{"report.xml": good.String()})
+	h.finishJob(jobs[1], eventsv1.BuildStatus_BUILD_STATUS_SUCCESS, map[string]string{"broken.xml": broken.String()})
+	f := h.finished(id)
+	if f.Status != eventsv1.TestRunStatus_TEST_RUN_STATUS_ERROR || !strings.Contains(f.Error, "broken.xml") || !strings.Contains(f.Error, "truncated") {
+		t.Errorf("finished %v %q, want an error naming the broken report", f.Status, f.Error)
+	}
+	if c := f.Counts; c.Tests != 2500 || c.Passed != 2500 || c.Flaky != 1 || c.Failed != 0 {
+		t.Errorf("counts %+v, want the 2500 tests of the good report (1 flaky) and none of the broken one", c)
+	}
+	run, err := h.api.GetTestRun(ctx, &testrunsv1.GetTestRunRequest{Id: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reports := map[string]*testrunsv1.Report{}
+	for _, r := range run.Run.Reports {
+		reports[r.Name] = r
+	}
+	if r := reports["report.xml"]; r == nil || r.Cases != 2502 || r.Error != "" {
+		t.Errorf("good report %+v, want 2502 cases", r)
+	}
+	if r := reports["broken.xml"]; r == nil || r.Cases != 0 || !strings.Contains(r.Error, "broken.xml:1:") {
+		t.Errorf("broken report %+v, want no cases and its error with the position", r)
+	}
+	var listed int
+	for token := ""; ; {
+		page, err := h.api.ListTestCases(ctx, &testrunsv1.ListTestCasesRequest{RunId: id, PageSize: 1000, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed += len(page.Cases)
+		if token = page.NextPageToken; token == "" {
+			break
+		}
+	}
+	if listed != 2502 {
+		t.Errorf("ListTestCases lists %d results, want 2502", listed)
+	}
+	for _, name := range []string{"T0005", "T1500"} {
+		hist, err := h.api.TestHistory(ctx, &testrunsv1.TestHistoryRequest{Test: &testrunsv1.TestID{Repository: "acme/big", Suite: "big", ClassName: "pkg.Big", Name: name}})
+		if err != nil || hist.Stats.Runs != 2 || len(hist.Entries) != 2 {
+			t.Errorf("history of %s (reported twice): %+v %v", name, hist, err)
+		}
+	}
+	hist, err := h.api.TestHistory(ctx, &testrunsv1.TestHistoryRequest{Test: &testrunsv1.TestID{Repository: "acme/big", Suite: "big", ClassName: "pkg.Big", Name: "T0042"}})
+	if err != nil || hist.Stats.FlakyCount != 1 || len(hist.Entries) != 1 || !hist.Entries[0].Flaky {
+		t.Errorf("history of the flaky test: %+v %v", hist, err)
+	}
+	_, err = h.api.TestHistory(ctx, &testrunsv1.TestHistoryRequest{Test: &testrunsv1.TestID{Repository: "acme/big", Suite: "big", ClassName: "pkg.Big", Name: "B0003"}})
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("a test only the broken report named: %v, want NotFound", err)
 	}
 }

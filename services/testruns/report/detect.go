@@ -83,6 +83,17 @@ type Parsed struct {
 
 // Parse reads a report in the given format ("" to detect it).
 func Parse(r io.Reader, format string, paths Paths, opt Options) (*Parsed, error) {
+	return ParseStream(r, format, paths, opt, nil)
+}
+
+// ParseStream is Parse for reports too large to hold: with emit set, the
+// cases of a test report go to emit one by one, in report order, instead
+// of into Parsed.Tests.Cases. JUnit XML is streamed (see StreamJUnit); a
+// `go test -json` report is read whole first, since a test's outcome may
+// come after other packages' output. Coverage and diffs are returned as
+// Parse returns them. An error from emit ends the parse and is returned as
+// is.
+func ParseStream(r io.Reader, format string, paths Paths, opt Options, emit func(Case) error) (*Parsed, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	if format == "" {
 		head, _ := br.Peek(4096)
@@ -98,9 +109,22 @@ func Parse(r io.Reader, format string, paths Paths, opt Options) (*Parsed, error
 	var err error
 	switch format {
 	case FormatJUnit:
-		p.Tests, err = ParseJUnit(br, opt)
+		if emit != nil {
+			p.Tests, err = StreamJUnit(br, opt, emit)
+		} else {
+			p.Tests, err = ParseJUnit(br, opt)
+		}
 	case FormatGoTest:
 		p.Tests, err = ParseGoTest(br, opt)
+		if err == nil && emit != nil {
+			cases := p.Tests.Cases
+			p.Tests.Cases = nil
+			for _, c := range cases {
+				if err := emit(c); err != nil {
+					return nil, err
+				}
+			}
+		}
 	case FormatCobertura:
 		p.Coverage, err = ParseCobertura(br, paths, opt)
 	case FormatLCOV:

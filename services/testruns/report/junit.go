@@ -25,6 +25,26 @@ import (
 // fetched and declared entities are never expanded (a reference to one is an
 // error), which also rules out "billion laughs".
 func ParseJUnit(r io.Reader, opt Options) (*Result, error) {
+	res := &Result{Format: FormatJUnit}
+	_, err := streamJUnit(r, opt, res, func(c Case) error {
+		res.Cases = append(res.Cases, c)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// StreamJUnit reads a JUnit XML report like ParseJUnit, but hands each case
+// to emit as soon as its element ends instead of keeping it, so memory
+// stays flat however many cases the report holds. The Result has the suites
+// and no cases. An error from emit ends the parse and is returned as is.
+func StreamJUnit(r io.Reader, opt Options, emit func(Case) error) (*Result, error) {
+	return streamJUnit(r, opt, &Result{Format: FormatJUnit}, emit)
+}
+
+func streamJUnit(r io.Reader, opt Options, res *Result, emit func(Case) error) (*Result, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	if err := skipBOM(br); err != nil {
 		return nil, err
@@ -33,7 +53,7 @@ func ParseJUnit(r io.Reader, opt Options) (*Result, error) {
 		return nil, &ParseError{File: opt.File, Msg: "file is empty"}
 	}
 	norm := &attrNormalizer{r: br}
-	p := &junitParser{opt: opt, d: newXMLDecoder(norm), norm: norm, res: &Result{Format: "junit"}}
+	p := &junitParser{opt: opt, d: newXMLDecoder(norm), norm: norm, res: res, emit: emit}
 	if err := p.parse(); err != nil {
 		return nil, err
 	}
@@ -99,6 +119,8 @@ type junitParser struct {
 	d      *xml.Decoder
 	norm   *attrNormalizer
 	res    *Result
+	emit   func(Case) error
+	cases  int
 	suites []string // open <testsuite> names, outermost first
 	// hasCases counts direct cases of each open suite.
 	hasCases []int
@@ -240,7 +262,7 @@ func (p *junitParser) suiteBodyCount(_ xml.StartElement, inSuite bool, nested *i
 					return err
 				}
 			case "testcase":
-				if len(p.res.Cases) >= p.opt.maxCases() {
+				if p.cases >= p.opt.maxCases() {
 					return p.errAt(fmt.Sprintf("more than %d test cases", p.opt.maxCases()))
 				}
 				c, err := p.testcase(t)
@@ -251,7 +273,10 @@ func (p *junitParser) suiteBodyCount(_ xml.StartElement, inSuite bool, nested *i
 					c.Suite = p.suites[len(p.suites)-1]
 					p.hasCases[len(p.hasCases)-1]++
 				}
-				p.res.Cases = append(p.res.Cases, c)
+				p.cases++
+				if err := p.emit(c); err != nil {
+					return err
+				}
 			default:
 				if err := p.d.Skip(); err != nil {
 					return p.wrap(err)
