@@ -214,6 +214,7 @@ type metricsSide struct {
 	findMiss      string // the series that did not appear in time
 	window, day   sumFigures
 	rss           []string // peak RSS per process
+	ingestRSS     int64    // shiploop's peak RSS (KiB) once every point was readable, before the queries
 	crash         string   // how a peer ended early, if it did
 	others        float64  // CPUs other processes kept busy meanwhile
 }
@@ -248,6 +249,7 @@ func measureShiploop(b *testing.B, load *carbonLoad, full bool) *metricsSide {
 	if side.missing != 0 {
 		b.Fatalf("shiploop: %d of %d points never became visible in %s (dropped?)", side.missing, load.total(), metricsWait)
 	}
+	side.ingestRSS, _ = inst.status("VmHWM")
 	if full {
 		measureShiploopReads(b, load, inst, carbon, side)
 	}
@@ -918,7 +920,9 @@ func metricsReport(load *carbonLoad, ours, peers []*metricsSide, defaultFind, gc
 		num(float64(load.series())), load.points, metricsSumRuns, sumCell(last.window), apiCell(pw), sumVerdict(last.window, pw))
 	fmt.Fprintf(&s, "| sumSeries over %s series × a day at 10 s (from now − 86,399 s, 8,640 slots), p50 / p95 | %s | %s | ≤ carbonapi p50 | %s |\n",
 		num(float64(load.series())), sumCell(last.day), apiCell(pd), sumVerdict(last.day, pd))
-	fmt.Fprintf(&s, "| peak RSS (last round) | %s | %s | | |\n", strings.Join(last.rss, ", "), peerCell(func() string { return strings.Join(peer.rss, ", ") }))
+	fmt.Fprintf(&s, "| shiploop's peak RSS through the ingest (last round, before the queries) | %.0f MiB | | ≤ 1 GiB | %s |\n",
+		float64(last.ingestRSS)/1024, verdict(last.ingestRSS <= 1<<20))
+	fmt.Fprintf(&s, "| peak RSS (last round, queries included) | %s | %s | | |\n", strings.Join(last.rss, ", "), peerCell(func() string { return strings.Join(peer.rss, ", ") }))
 	busy := func(sides []*metricsSide) string {
 		lo, hi := math.Inf(1), 0.0
 		for _, m := range sides {
