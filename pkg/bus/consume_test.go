@@ -489,6 +489,111 @@ func TestConsumePrepare(t *testing.T) {
 	}
 }
 
+// TestConsumeBatched: a Batched handler takes whole batches, each event
+// once however often it is delivered; when it fails, the batch's events are
+// handled one by one, and only the bad one is dead-lettered.
+func TestConsumeBatched(t *testing.T) {
+	for _, withBad := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bad event %v", withBad), func(t *testing.T) {
+			t.Parallel()
+			engines(t, func(t *testing.T, db *store.DB) {
+				t.Parallel()
+				b, _ := startBus(t)
+				o := bus.NewOutbox(db, b, quietLog())
+				var evs []bus.Event
+				var last uint64
+				for i := range 10 {
+					after := fmt.Sprintf("c0ffee%d", i)
+					if withBad && i == 4 {
+						after = "bad"
+					}
+					ev := changePushed("acme/web", after)
+					evs = append(evs, ev)
+					last = publishOrFail(t, b, ev)
+				}
+				// The first event again under another Nats-Msg-Id: a second
+				// delivery that the inbox must stop.
+				m, err := bus.Encode(t.Context(), bus.EventSubject(evs[0].Type, evs[0].Repository), evs[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				m.Header.Set(nats.MsgIdHdr, evs[0].ID+"-again")
+				if err := b.PublishMsg(t.Context(), m); err != nil {
+					t.Fatal(err)
+				}
+				last++
+				var mu sync.Mutex
+				var batched, single []string
+				cfg := bus.ConsumerConfig{
+					Name: "test-batched", Filters: changes, Backoff: []time.Duration{20 * time.Millisecond},
+					Batched: func(ctx context.Context, tx *bus.Tx, evs []bus.Event) error {
+						for _, ev := range evs {
+							if _, err := tx.ExecContext(ctx, `INSERT INTO bustest_rows (event_id, note) VALUES ($1, 'batched')`, ev.ID); err != nil {
+								return err
+							}
+							if ev.Data.(*eventsv1.Change).GetAfter() == "bad" {
+								return errors.New("one event in the batch is bad")
+							}
+						}
+						mu.Lock()
+						batched = append(batched, eventIDs(evs)...)
+						mu.Unlock()
+						return nil
+					},
+				}
+				runBG(t, "Consume", func(ctx context.Context) error {
+					return o.Consume(ctx, cfg, func(ctx context.Context, tx *bus.Tx, ev bus.Event) error {
+						if ev.Data.(*eventsv1.Change).GetAfter() == "bad" {
+							return bus.Permanent(errors.New("bad event"))
+						}
+						mu.Lock()
+						single = append(single, ev.ID)
+						mu.Unlock()
+						_, err := tx.ExecContext(ctx, `INSERT INTO bustest_rows (event_id, note) VALUES ($1, 'single')`, ev.ID)
+						return err
+					})
+				})
+				waitSettled(t, b, bus.StreamEvents, cfg.Name, last)
+
+				mu.Lock()
+				defer mu.Unlock()
+				handled := append(slices.Clone(batched), single...)
+				var want []string
+				for _, ev := range evs {
+					if ev.Data.(*eventsv1.Change).GetAfter() != "bad" {
+						want = append(want, ev.ID)
+					}
+				}
+				if !slices.Equal(sortedCopy(handled), sortedCopy(want)) {
+					t.Errorf("handled %v (batched %v, one by one %v), want each good event once: %v", sortedCopy(handled), batched, single, sortedCopy(want))
+				}
+				if !withBad && len(single) > 0 {
+					t.Errorf("the Handler ran for %v although no batch failed", single)
+				}
+				if withBad && len(single) == 0 {
+					t.Errorf("no event was handled one by one after the batch with the bad event failed")
+				}
+				for _, ev := range evs {
+					wantRows := 1
+					if ev.Data.(*eventsv1.Change).GetAfter() == "bad" {
+						wantRows = 0
+					}
+					if n := countRows(t, db, ev.ID); n != wantRows {
+						t.Errorf("event %s has %d rows, want %d", ev.ID, n, wantRows)
+					}
+				}
+				dead := streamMsgs(t, b, bus.StreamDLQ, "shiploop.dlq."+cfg.Name)
+				switch {
+				case !withBad && len(dead) > 0:
+					t.Errorf("dead-lettered %v", idsOf(dead))
+				case withBad && (len(dead) != 1 || dead[0].Header.Get(bus.HeaderID) != evs[4].ID):
+					t.Errorf("dead-lettered %v, want only the bad event %s", idsOf(dead), evs[4].ID)
+				}
+			})
+		})
+	}
+}
+
 // TestConsumeReturnsWhenContextEnds: Consume stops with its context.
 func TestConsumeReturnsWhenContextEnds(t *testing.T) {
 	t.Parallel()

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -48,6 +51,15 @@ type ConsumerConfig struct {
 	// must not hold the database (fetching a repository); its result is
 	// Tx.Prepared in the handler. Its errors are retried like the handler's.
 	Prepare func(ctx context.Context, ev Event) (any, error)
+	// Batched, when set, first handles a whole batch in one call and one
+	// transaction, with the batch's inbox records: evs are its events not
+	// processed before, in stream order. It is for consumers of many alike
+	// events whose writes can share statements (one multi-row insert, one
+	// update per row touched, instead of several statements per event).
+	// When it fails the transaction rolls back and each event is handled
+	// again on its own by the Handler, so one bad event holds up no other;
+	// Batched must store exactly what the Handler would.
+	Batched func(ctx context.Context, tx *Tx, evs []Event) error
 }
 
 func (c *ConsumerConfig) defaults() {
@@ -212,6 +224,14 @@ func (o *Outbox) handleBatch(ctx context.Context, log *slog.Logger, cfg Consumer
 			live = append(live, d)
 		}
 	}
+	if cfg.Batched != nil && len(live) > 0 {
+		err := o.inTx(ctx, nil, func(tx *Tx) error { return o.inboxThenBatch(ctx, tx, cfg, live) })
+		if err == nil {
+			live = nil
+		} else {
+			log.Warn("batch handler failed; handling the events one by one", "events", len(live), "err", err)
+		}
+	}
 	switch len(live) {
 	case 0:
 	case 1:
@@ -271,6 +291,60 @@ func (o *Outbox) inboxThen(ctx context.Context, tx *Tx, consumer string, ev Even
 		return nil // already processed: ack again, do nothing
 	}
 	return h(ctx, tx, ev)
+}
+
+// inboxThenBatch writes the inbox records of a batch, a statement per 256
+// events, and hands the events not processed before to cfg.Batched.
+func (o *Outbox) inboxThenBatch(ctx context.Context, tx *Tx, cfg ConsumerConfig, ds []*delivery) error {
+	fresh := make(map[string]bool, len(ds))
+	now := time.Now().UnixNano()
+	for start := 0; start < len(ds); start += 256 {
+		chunk := ds[start:min(start+256, len(ds))]
+		// The last record repeated up to a power of two of them (the
+		// repeats are not inserted) keeps the distinct statement texts,
+		// which the driver prepares and caches one by one, to a few.
+		if n := len(chunk); n&(n-1) != 0 {
+			chunk = append(chunk[:n:n], slices.Repeat(chunk[n-1:], 1<<bits.Len(uint(n))-n)...)
+		}
+		var q strings.Builder
+		q.WriteString(`INSERT INTO bus_inbox (consumer, event_id, processed_at) VALUES `)
+		args := make([]any, 0, 3*len(chunk))
+		for i, d := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			fmt.Fprintf(&q, "($%d, $%d, $%d)", 3*i+1, 3*i+2, 3*i+3)
+			args = append(args, cfg.Name, d.ev.ID, now)
+		}
+		q.WriteString(` ON CONFLICT DO NOTHING RETURNING event_id`)
+		rows, err := tx.QueryContext(ctx, q.String(), args...)
+		if err != nil {
+			return fmt.Errorf("inbox: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return fmt.Errorf("inbox: %w", err)
+			}
+			fresh[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("inbox: %w", err)
+		}
+	}
+	evs := make([]Event, 0, len(fresh))
+	for _, d := range ds {
+		if fresh[d.ev.ID] {
+			delete(fresh, d.ev.ID) // the same event twice in a batch is handled once
+			evs = append(evs, d.ev)
+		}
+	}
+	if len(evs) == 0 {
+		return nil // all processed before: ack again, do nothing
+	}
+	return cfg.Batched(ctx, tx, evs)
 }
 
 func (o *Outbox) settle(ctx context.Context, log *slog.Logger, cfg ConsumerConfig, m jetstream.Msg, md *jetstream.MsgMetadata, ev Event, err error, span trace.Span) {

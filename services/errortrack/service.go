@@ -151,6 +151,7 @@ func (s *Service) Run(ctx context.Context) error {
 			Stream:  IngestStream,
 			Filters: []string{ingestPrefix + ">"},
 			Batch:   256,
+			Batched: s.handleEnvelopes,
 		}, s.handleEnvelope)
 	})
 	g.Go(func() error {
