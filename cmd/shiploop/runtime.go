@@ -23,6 +23,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/bus"
 	"github.com/shiploop/shiploop/pkg/server"
 	"github.com/shiploop/shiploop/pkg/telemetry"
+	"github.com/shiploop/shiploop/services/errortrack"
 )
 
 // runOptions are the wiring choices shared by `up`, `serve` and `agent`.
@@ -181,7 +182,7 @@ func run(ctx context.Context, o runOptions, stdout io.Writer) error {
 			lis = tls.NewListener(lis, serverTLS)
 			info.HTTPURL = "https://" + strings.TrimPrefix(info.HTTPURL, "http://")
 		}
-		g.Go(func() error { return server.ServeHTTP(gctx, lis, guardMutations(grpcSrv.Auth, mux), log) })
+		g.Go(func() error { return server.ServeHTTP(gctx, lis, errortrack.StripDSNPrefix(guardMutations(grpcSrv.Auth, mux)), log) })
 	}
 	if serveGRPC {
 		lis, err := server.Listen(o.grpcListen, "--grpc-listen")

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -393,4 +394,28 @@ func (s *Service) publish(ctx context.Context, projectID int64, publicKey, event
 		return fail(http.StatusServiceUnavailable, "could not store the envelope durably, retry later")
 	}
 	return nil
+}
+
+// dsnPrefixed matches an intake path under a DSN's path prefix: SDKs post
+// to {DSN path}/api/{project_id}/envelope/, so a DSN such as
+// https://key@host/sentry/7 (shiploop behind a proxy's /sentry, or an old
+// DSN kept unchanged) arrives as /sentry/api/7/envelope/.
+var dsnPrefixed = regexp.MustCompile(`^/.+(/api/[^/]+/(?:envelope|store)/?)$`)
+
+// StripDSNPrefix serves intake requests under any DSN path prefix as the
+// plain /api/... routes; other requests pass unchanged. Wrap the server's
+// whole handler with it, outside any token check: the intake authenticates
+// by its own keys.
+func StripDSNPrefix(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (r.Method == http.MethodPost || r.Method == http.MethodOptions) && !strings.HasPrefix(r.URL.Path, "/api/") {
+			if m := dsnPrefixed.FindStringSubmatch(r.URL.Path); m != nil {
+				r2 := r.Clone(r.Context())
+				r2.URL.Path, r2.URL.RawPath = m[1], ""
+				h.ServeHTTP(w, r2)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }

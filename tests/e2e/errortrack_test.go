@@ -335,3 +335,35 @@ func TestErrortrackSentryNode(t *testing.T) {
 	}
 	t.Errorf("no checkout issue in %v", issues)
 }
+
+// TestErrortrackDSNPathPrefix: a DSN with a path before the project id (a
+// proxy's /sentry, an old DSN kept as it was) works unchanged: sentry-go
+// posts to /sentry/errors/api/{id}/envelope/ and the event becomes an issue.
+func TestErrortrackDSNPathPrefix(t *testing.T) {
+	inst, cl := errortrackUp(t)
+	dsn := createErrorProject(t, inst, "prefixed")
+	i := strings.LastIndex(dsn, "/")
+	prefixed := dsn[:i] + "/sentry/errors" + dsn[i:]
+	client, err := sentry.NewClient(sentry.ClientOptions{Dsn: prefixed, Release: "prefixed@1.0.0", Environment: "e2e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := sentry.NewHub(client, sentry.NewScope())
+	hub.CaptureMessage("checkout failed for order 17")
+	if !hub.Flush(10 * time.Second) {
+		t.Fatal("sentry-go did not flush")
+	}
+	waitErrorIssues(t, cl, "prefixed", "the message sent to the prefixed DSN", func(is []*errortrackv1.Issue) bool {
+		return len(is) == 1 && is[0].GetTimesSeen() == 1
+	})
+	// The prefix does not open other routes: a prefixed path that is not
+	// the intake is still unknown.
+	resp, err := http.Post(inst.HTTPURL+"/sentry/errors/api/1/other/", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /sentry/errors/api/1/other/: %d, want 404", resp.StatusCode)
+	}
+}
