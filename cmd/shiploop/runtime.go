@@ -182,7 +182,9 @@ func run(ctx context.Context, o runOptions, stdout io.Writer) error {
 			lis = tls.NewListener(lis, serverTLS)
 			info.HTTPURL = "https://" + strings.TrimPrefix(info.HTTPURL, "http://")
 		}
-		g.Go(func() error { return server.ServeHTTP(gctx, lis, errortrack.StripDSNPrefix(guardMutations(grpcSrv.Auth, mux)), log) })
+		g.Go(func() error {
+			return server.ServeHTTP(gctx, lis, errortrack.StripDSNPrefix(guardMutations(grpcSrv.Auth, mux)), log)
+		})
 	}
 	if serveGRPC {
 		lis, err := server.Listen(o.grpcListen, "--grpc-listen")
