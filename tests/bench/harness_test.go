@@ -73,6 +73,11 @@ type instance struct {
 	conn   *grpc.ClientConn
 	client buildsv1.BuildServiceClient
 	stderr *lockedBuffer
+	// stopped is set once stop has run: a benchmark may stop an instance
+	// early (the next one needs its ports), and the cleanup then has
+	// nothing to do.
+	stopped bool
+	stopErr error
 }
 
 // launch starts `shiploop up --json` on free ports in dataDir and waits for
@@ -126,6 +131,15 @@ func launch(tb testing.TB, dataDir string, extra ...string) (*instance, error) {
 
 // stop interrupts the process and waits for it (killing it after 15s).
 func (inst *instance) stop() error {
+	if inst.stopped {
+		return inst.stopErr
+	}
+	inst.stopped = true
+	inst.stopErr = inst.doStop()
+	return inst.stopErr
+}
+
+func (inst *instance) doStop() error {
 	if inst.conn != nil {
 		inst.conn.Close()
 	}
