@@ -23,6 +23,7 @@ import (
 //	{{bytes}}      BYTEA                  (PostgreSQL)  BLOB                              (SQLite)
 //	{{serial_pk}}  BIGSERIAL PRIMARY KEY  (PostgreSQL)  INTEGER PRIMARY KEY AUTOINCREMENT (SQLite)
 //	{{bigint}}     BIGINT                 (PostgreSQL)  INTEGER                           (SQLite)
+//	{{postgres: SQL}} / {{sqlite: SQL}}    SQL on that engine only, nothing on the other
 //
 // A file may hold several statements separated by semicolons; it runs as one Exec in its own
 // transaction, so it applies entirely or not at all. A file that has been applied is never run
@@ -234,7 +235,18 @@ func (e Engine) expand(text string) (string, error) {
 	}
 	var unknown []string
 	out := dialectToken.ReplaceAllStringFunc(text, func(tok string) string {
-		word, ok := words[strings.TrimSpace(tok[2:len(tok)-2])]
+		inner := strings.TrimSpace(tok[2 : len(tok)-2])
+		// {{postgres: SQL}} and {{sqlite: SQL}}: SQL for that engine only
+		// (storage tuning such as a table's fillfactor).
+		for _, only := range []Engine{Postgres, SQLite} {
+			if rest, ok := strings.CutPrefix(inner, string(only)+":"); ok {
+				if only == e {
+					return strings.TrimSpace(rest)
+				}
+				return ""
+			}
+		}
+		word, ok := words[inner]
 		if !ok {
 			unknown = append(unknown, tok)
 			return tok
@@ -242,7 +254,7 @@ func (e Engine) expand(text string) (string, error) {
 		return word
 	})
 	if unknown != nil {
-		return "", fmt.Errorf("unknown dialect token %s (known: {{bytes}}, {{serial_pk}}, {{bigint}})",
+		return "", fmt.Errorf("unknown dialect token %s (known: {{bytes}}, {{serial_pk}}, {{bigint}}, {{postgres: SQL}}, {{sqlite: SQL}})",
 			strings.Join(unknown, ", "))
 	}
 	return out, nil

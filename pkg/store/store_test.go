@@ -629,3 +629,34 @@ func TestPostgresSchemaIsolation(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateEngineOnly: {{postgres: SQL}} runs on PostgreSQL only and
+// {{sqlite: SQL}} on SQLite only; the other engine sees nothing there.
+func TestMigrateEngineOnly(t *testing.T) {
+	storetest.Engines(t, "only", nil, func(t *testing.T, db *store.DB) {
+		fs := fstest.MapFS{"001_x.sql": {Data: []byte(`CREATE TABLE only_x (a TEXT);
+{{postgres: ALTER TABLE only_x SET (fillfactor = 70)}};
+{{sqlite: CREATE INDEX only_x_a ON only_x (a)}};`)}}
+		if err := db.Migrate(t.Context(), store.Migrations{Component: "only", FS: fs}); err != nil {
+			t.Fatal(err)
+		}
+		switch db.Engine {
+		case store.Postgres:
+			var opts string
+			if err := db.QueryRowContext(t.Context(), `SELECT COALESCE(array_to_string(reloptions, ','), '') FROM pg_class WHERE relname = 'only_x'`).Scan(&opts); err != nil {
+				t.Fatal(err)
+			}
+			if opts != "fillfactor=70" {
+				t.Errorf("PostgreSQL: only_x reloptions %q, want fillfactor=70", opts)
+			}
+		case store.SQLite:
+			var n int
+			if err := db.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'only_x_a'`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 1 {
+				t.Errorf("SQLite: index only_x_a missing")
+			}
+		}
+	})
+}
