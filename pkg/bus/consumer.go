@@ -126,6 +126,9 @@ func (o *Outbox) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) err
 	}
 	cons, err := o.bus.js.CreateOrUpdateConsumer(ctx, cfg.Stream, cc)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a clean shutdown, like stopping later
+		}
 		return fmt.Errorf("bus: creating consumer %s on %s: %w", cfg.Name, cfg.Stream, err)
 	}
 	// A short pull expiry bounds how long a lost pull request can stall

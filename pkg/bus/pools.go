@@ -173,6 +173,9 @@ func (b *Bus) Serve(ctx context.Context, cfg ServeConfig, fn func(ctx context.Co
 	}
 	kv, err := b.Pools(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
 	// Before pools, every agent shared one consumer "agents" over all of
@@ -185,12 +188,18 @@ func (b *Bus) Serve(ctx context.Context, cfg ServeConfig, fn func(ctx context.Co
 	for _, k := range cfg.Kinds {
 		if err := s.start(ctx, &wg, k, DefaultPool, nil); err != nil {
 			wg.Wait()
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 	}
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		wg.Wait()
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("bus: watching pools: %w", err)
 	}
 	defer func() { _ = w.Stop() }()
