@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/server"
 	"github.com/shiploop/shiploop/pkg/tokens"
 	tokensv1 "github.com/shiploop/shiploop/proto/shiploop/tokens/v1"
@@ -58,20 +59,7 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	b, err := bus.New(t.Context(), nc, bus.Options{Source: "/test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := bustest.Start(t, bus.Options{Source: "/test"})
 	st, err := tokens.Open(t.Context(), b.JetStream(), 1)
 	if err != nil {
 		t.Fatal(err)

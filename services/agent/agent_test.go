@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 	"github.com/shiploop/shiploop/services/agent/backend"
 )
@@ -23,20 +24,7 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	b, err := bus.New(context.Background(), nc, bus.Options{Source: "/test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := bustest.Start(t, bus.Options{Source: "/test"})
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := New(Config{Bus: b, Backend: backend.NewProcess(backend.ProcessConfig{WorkRoot: t.TempDir()}), Name: "agent-1", Concurrency: 2})
 	if err != nil {

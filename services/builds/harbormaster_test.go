@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/conduit"
 	"github.com/shiploop/shiploop/pkg/conduit/conduittest"
 	"github.com/shiploop/shiploop/pkg/store"
@@ -273,21 +274,8 @@ func TestHarbormasterConduitDown(t *testing.T) {
 
 func TestRegisterHarbormasterSettings(t *testing.T) {
 	db := storetest.OpenSQLite(t, "builds")
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	b := bustest.Start(t, bus.Options{Source: "/test"})
 	ctx := context.Background()
-	b, err := bus.New(ctx, nc, bus.Options{Source: "/test"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	svc, err := New(ctx, Config{DB: db, Bus: b, DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
 	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
@@ -30,21 +31,8 @@ type harness struct {
 
 func newHarness(t *testing.T, db *store.DB) *harness {
 	t.Helper()
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	b := bustest.Start(t, bus.Options{Source: "/test"})
 	ctx, cancel := context.WithCancel(context.Background())
-	b, err := bus.New(ctx, nc, bus.Options{Source: "/test"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	svc, err := New(ctx, Config{DB: db, Bus: b, DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
 	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
@@ -48,21 +49,8 @@ func (l *lockedLog) String() string {
 // back-off and a log the test can read.
 func newStatusHarness(t *testing.T, db *store.DB, backoff ...time.Duration) (*harness, *lockedLog) {
 	t.Helper()
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	b := bustest.Start(t, bus.Options{Source: "/test"})
 	ctx, cancel := context.WithCancel(context.Background())
-	b, err := bus.New(ctx, nc, bus.Options{Source: "/test"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &lockedLog{}
 	svc, err := New(ctx, Config{DB: db, Bus: b, DataDir: t.TempDir(), PublicURL: "https://ci.example.com/",
 		StatusBackoff: backoff, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})

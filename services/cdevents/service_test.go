@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
@@ -66,18 +67,7 @@ const testToken = "s3cret"
 func newHarness(t *testing.T, db *store.DB) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bus.New(ctx, nc, bus.Options{Source: "/shiploop/cdevents"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := bustest.Start(t, bus.Options{Source: "/shiploop/cdevents"})
 	if err := b.EnsureStreams(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -100,8 +90,6 @@ func newHarness(t *testing.T, db *store.DB) *harness {
 		}
 		srv.Close()
 		sinkSrv.Close()
-		nc.Close()
-		emb.Shutdown()
 	})
 	return &harness{svc: svc, bus: b, http: srv, sink: sk}
 }

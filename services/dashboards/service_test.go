@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
 	dashboardsv1 "github.com/shiploop/shiploop/proto/shiploop/dashboards/v1"
@@ -41,18 +42,7 @@ type harness struct {
 func newHarness(t *testing.T, db *store.DB, now time.Time) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bus.New(ctx, nc, bus.Options{Source: "/test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := bustest.Start(t, bus.Options{Source: "/test"})
 	cfg := Config{DB: db, Bus: b, Poll: 20 * time.Millisecond}
 	if !now.IsZero() {
 		cfg.Now = func() time.Time { return now }
@@ -72,8 +62,6 @@ func newHarness(t *testing.T, db *store.DB, now time.Time) *harness {
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
-		nc.Close()
-		emb.Shutdown()
 	})
 	return &harness{svc: svc, bus: b, http: srv, grpc: &grpcServer{s: svc}}
 }

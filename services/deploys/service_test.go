@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
 	deploysv1 "github.com/shiploop/shiploop/proto/shiploop/deploys/v1"
@@ -40,23 +41,10 @@ type harness struct {
 
 func newHarness(t *testing.T, db *store.DB) *harness {
 	t.Helper()
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	b := bustest.Start(t, bus.Options{Source: "/test"})
 	ctx, cancel := context.WithCancel(context.Background())
-	b, err := bus.New(ctx, nc, bus.Options{Source: "/test"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := &harness{t: t, bus: b, jobs: make(chan *eventsv1.Job, 16), hook: make(chan TicketNotice, 16)}
-	sub, err := nc.Subscribe("shiploop.job.deploy.>", func(m *nats.Msg) {
+	sub, err := b.Conn().Subscribe("shiploop.job.deploy.>", func(m *nats.Msg) {
 		if ev, err := bus.Decode(m); err == nil {
 			h.jobs <- ev.Data.(*eventsv1.Job)
 		}

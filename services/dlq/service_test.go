@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/server"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
@@ -40,27 +41,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func startBus(t *testing.T) *bus.Bus {
-	t.Helper()
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect(t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
-	defer cancel()
-	b, err := bus.New(ctx, nc, bus.Options{Source: "/shiploop/dlqtest"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // client serves DLQService on a loopback listener behind the product's gRPC
@@ -101,7 +81,7 @@ func change(repo, after string) bus.Event {
 // makes it flow: handled exactly once, gone from the DLQ.
 func TestPoisonMessageDeadLettersAndReplays(t *testing.T) {
 	storetest.Engines(t, "dlqtest", []store.Migrations{bus.Migrations}, func(t *testing.T, db *store.DB) {
-		b := startBus(t)
+		b := bustest.Start(t, bus.Options{Source: "/shiploop/dlqtest"})
 		o := bus.NewOutbox(db, b, quiet())
 		const maxDeliver = 3
 		var fixed atomic.Bool
@@ -238,7 +218,7 @@ func TestPoisonMessageDeadLettersAndReplays(t *testing.T) {
 // exhausts JetStream's MaxDeliver; the server's advisory lands in the DLQ,
 // `dlq ls` resolves it to the original event, and replay republishes it.
 func TestMaxDeliveriesAdvisory(t *testing.T) {
-	b := startBus(t)
+	b := bustest.Start(t, bus.Options{Source: "/shiploop/dlqtest"})
 	js := b.JetStream()
 	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer cancel()

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
 	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
@@ -35,7 +36,7 @@ func TestBatchStoresAsOneByOne(t *testing.T) {
 		} else {
 			db2 = storetest.OpenSQLite(t, "errortrack")
 		}
-		b := testBus(t)
+		b := bustest.Start(t, bus.Options{Source: "/test"})
 		one, batched := bareService(t, db, b), bareService(t, db2, b)
 		ctx := context.Background()
 		var pid int64
@@ -155,25 +156,6 @@ func TestBatchStoresAsOneByOne(t *testing.T) {
 	})
 }
 
-func testBus(t *testing.T) *bus.Bus {
-	t.Helper()
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	b, err := bus.New(t.Context(), nc, bus.Options{Source: "/test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // bareService is the service without its consumers running: the test calls
 // the handlers itself.
 func bareService(t *testing.T, db *store.DB, b *bus.Bus) *Service {
@@ -268,21 +250,8 @@ func BenchmarkStoreEnvelopes(b *testing.B) {
 				} else {
 					db = storetest.OpenSQLite(b, "errortrack")
 				}
-				emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: b.TempDir()})
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(emb.Shutdown)
-				nc, err := emb.Connect("bench")
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(nc.Close)
+				bs := bustest.Start(b, bus.Options{Source: "/bench"})
 				ctx := context.Background()
-				bs, err := bus.New(ctx, nc, bus.Options{Source: "/bench"})
-				if err != nil {
-					b.Fatal(err)
-				}
 				s, err := New(ctx, Config{DB: db, Bus: bs})
 				if err != nil {
 					b.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/getsentry/sentry-go"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
 	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
@@ -32,21 +33,8 @@ type harness struct {
 
 func newHarness(t *testing.T, db *store.DB) *harness {
 	t.Helper()
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	b := bustest.Start(t, bus.Options{Source: "/test"})
 	ctx, cancel := context.WithCancel(context.Background())
-	b, err := bus.New(ctx, nc, bus.Options{Source: "/test"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := &harness{t: t, bus: b}
 	mux := http.NewServeMux()
 	h.srv = httptest.NewServer(mux)

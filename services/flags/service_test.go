@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/server"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
@@ -37,18 +38,7 @@ type harness struct {
 func newHarness(t *testing.T, db *store.DB) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bus.New(ctx, nc, bus.Options{Source: "/shiploop/flags"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := bustest.Start(t, bus.Options{Source: "/shiploop/flags"})
 	if err := b.EnsureStreams(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -79,8 +69,6 @@ func newHarness(t *testing.T, db *store.DB) *harness {
 		cancel()
 		wg.Wait()
 		srv.Close()
-		nc.Close()
-		emb.Shutdown()
 	})
 	return &harness{svc: svc, bus: b, http: srv, client: flagsv1.NewFlagServiceClient(conn)}
 }

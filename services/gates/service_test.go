@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
@@ -63,21 +64,8 @@ type harness struct {
 
 func newHarness(t *testing.T, db *store.DB) *harness {
 	t.Helper()
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	b := bustest.Start(t, bus.Options{Source: "/test"})
 	ctx, cancel := context.WithCancel(context.Background())
-	b, err := bus.New(ctx, nc, bus.Options{Source: "/test"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	forge := &fakeForge{}
 	srv := httptest.NewServer(forge)
 	t.Cleanup(srv.Close)

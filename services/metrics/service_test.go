@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
@@ -37,18 +38,7 @@ type harness struct {
 func newHarness(t *testing.T, db *store.DB) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bus.New(ctx, nc, bus.Options{Source: "/test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := bustest.Start(t, bus.Options{Source: "/test"})
 	lis, err := ListenCarbon("127.0.0.1:0", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -68,8 +58,6 @@ func newHarness(t *testing.T, db *store.DB) *harness {
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
-		nc.Close()
-		emb.Shutdown()
 	})
 	return &harness{svc: svc, lis: lis, http: srv, bus: b}
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/store"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 	"github.com/shiploop/shiploop/services/dashboards"
@@ -60,20 +61,7 @@ func BenchmarkDashboardsBadge(b *testing.B) {
 func BenchmarkDashboardsOverview(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer emb.Shutdown()
-	nc, err := emb.Connect("bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	bs, err := bus.New(ctx, nc, bus.Options{Source: "/bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	bs := bustest.Start(b, bus.Options{Source: "/bench"})
 	db, err := store.Open(ctx, store.Config{Service: "dashboards", DataDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)

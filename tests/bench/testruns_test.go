@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
@@ -280,19 +281,9 @@ type trService struct {
 func startTestRuns(b *testing.B, db *store.DB, run bool) *trService {
 	b.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	nc, err := emb.Connect("bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	bs, err := bus.New(ctx, nc, bus.Options{Source: "/bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	bs := bustest.Start(b, bus.Options{Source: "/bench"})
 	t := &trService{bus: bs, db: db, log: &storedLog{}, finished: map[string]*eventsv1.TestRunFinished{}}
+	var err error
 	t.svc, err = testruns.New(ctx, testruns.Config{DB: db, Bus: bs, Logger: slog.New(t.log)})
 	if err != nil {
 		b.Fatal(err)
@@ -330,8 +321,6 @@ func startTestRuns(b *testing.B, db *store.DB, run bool) *trService {
 	b.Cleanup(func() {
 		cancel()
 		wg.Wait()
-		nc.Close()
-		emb.Shutdown()
 	})
 	return t
 }
