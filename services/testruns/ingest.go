@@ -672,11 +672,18 @@ func (s *Service) finishRun(ctx context.Context, tx *bus.Tx, runID string) error
 	now := time.Now().UTC()
 	// Flaky: a test of this run that, on this commit, has both a failed and
 	// a passed result (in this run, a rerun, or another build of the commit).
+	// Either it failed in this run and passed somewhere on the commit, or it
+	// passed in this run and failed in another run of the commit. Both
+	// start from failures (test_results_run_failed), a few thousand where
+	// the run may have 500,000 results.
 	flakyIDs := map[int64]bool{}
-	rows, err := tx.QueryContext(ctx, `SELECT r.test_id FROM test_results r
-		WHERE r.commit_sha = $1 AND r.test_id IN (SELECT test_id FROM test_results WHERE run_id = $2)
-		GROUP BY r.test_id
-		HAVING SUM(CASE WHEN r.status IN ('failed', 'error') THEN 1 ELSE 0 END) > 0 AND SUM(CASE WHEN r.status = 'passed' THEN 1 ELSE 0 END) > 0`,
+	rows, err := tx.QueryContext(ctx, `SELECT f.test_id FROM test_results f
+		WHERE f.run_id = $2 AND f.status IN ('failed', 'error')
+		  AND EXISTS (SELECT 1 FROM test_results p WHERE p.test_id = f.test_id AND p.commit_sha = $1 AND p.status = 'passed')
+		UNION
+		SELECT f.test_id FROM test_runs o JOIN test_results f ON f.run_id = o.id
+		WHERE o.commit_sha = $1 AND o.id <> $2 AND f.status IN ('failed', 'error')
+		  AND EXISTS (SELECT 1 FROM test_results p WHERE p.test_id = f.test_id AND p.commit_sha = $1 AND p.run_id = $2 AND p.status = 'passed')`,
 		run.commit, run.id)
 	if err != nil {
 		return err

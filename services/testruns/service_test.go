@@ -211,6 +211,7 @@ func TestService(t *testing.T) {
 		h := newHarness(t, db)
 		t.Run("matrix and shards, reports, coverage", func(t *testing.T) { testPlannedRun(t, h.with(t)) })
 		t.Run("rerun makes flaky", func(t *testing.T) { testRerun(t, h.with(t)) })
+		t.Run("another build of the commit makes flaky", func(t *testing.T) { testFlakyAcrossBuilds(t, h.with(t)) })
 		t.Run("upload, quarantine, history", func(t *testing.T) { testUploadQuarantine(t, h.with(t)) })
 		t.Run("reports larger than a batch, one broken halfway", func(t *testing.T) { testLargeReports(t, h.with(t)) })
 	})
@@ -320,6 +321,36 @@ func testRerun(t *testing.T, h *harness) {
 	}
 	if len(fl.Tests) != 1 || fl.Tests[0].Test.Name != "TestFlaky" || fl.Tests[0].LastFlaky == nil {
 		t.Errorf("flaky tests %+v", fl.Tests)
+	}
+}
+
+// testFlakyAcrossBuilds: a test that failed in one build of a commit and
+// passes in another build of the same commit is flaky when the second run
+// finishes; on another commit the same pair is not.
+func testFlakyAcrossBuilds(t *testing.T, h *harness) {
+	plan := &eventsv1.TestPlan{Steps: []*eventsv1.Step{{Name: "test", Commands: []string{"pytest"}}}, Reports: &eventsv1.TestReportGlobs{Junit: []string{"*.xml"}}}
+	h.build("x1", "acme/cross", "c9", plan, true)
+	h.finishJob(h.takeJobs(1)[0], eventsv1.BuildStatus_BUILD_STATUS_FAILURE, map[string]string{"r.xml": junit(pass("TestA"), fail("TestShaky"), fail("TestBroken"))})
+	if f := h.finished(runID(t, h, "x1")); f.Counts.Flaky != 0 || f.Counts.Failed != 2 {
+		t.Fatalf("first build: %+v", f.Counts)
+	}
+	h.build("x2", "acme/cross", "c9", plan, true)
+	h.finishJob(h.takeJobs(1)[0], eventsv1.BuildStatus_BUILD_STATUS_FAILURE, map[string]string{"r.xml": junit(pass("TestA"), pass("TestShaky"), fail("TestBroken"))})
+	f := h.finished(runID(t, h, "x2"))
+	if f.Counts.Flaky != 1 || f.Counts.Failed != 1 || f.Counts.Passed != 2 {
+		t.Errorf("second build of the commit: %+v, want TestShaky flaky (passed), TestBroken failed", f.Counts)
+	}
+	h.build("x3", "acme/cross", "c10", plan, true)
+	h.finishJob(h.takeJobs(1)[0], eventsv1.BuildStatus_BUILD_STATUS_FAILURE, map[string]string{"r.xml": junit(pass("TestA"), fail("TestShaky"), pass("TestBroken"))})
+	if f := h.finished(runID(t, h, "x3")); f.Counts.Flaky != 0 {
+		t.Errorf("another commit: %+v, want nothing flaky", f.Counts)
+	}
+	fl, err := h.api.FlakyTests(t.Context(), &testrunsv1.FlakyTestsRequest{Repository: "acme/cross"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fl.Tests) != 1 || fl.Tests[0].Test.Name != "TestShaky" {
+		t.Errorf("flaky tests %+v, want TestShaky only", fl.Tests)
 	}
 }
 
