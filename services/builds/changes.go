@@ -184,8 +184,10 @@ func (s *Service) handleChange(ctx context.Context, tx *bus.Tx, ev bus.Event) er
 	}
 	if b.status == eventsv1.BuildStatus_BUILD_STATUS_QUEUED {
 		// Secrets are checked before anything is queued: a missing one
-		// fails the build with the place in the file that names it.
-		secrets, problem, err := loadSecrets(ctx, tx, b.repository, p.cfg)
+		// fails the build with the place in the file that names it. Jobs
+		// carry the names only: the agent asks for the values when the job
+		// starts (secrets.go), so JetStream never stores one.
+		_, problem, err := loadSecrets(ctx, tx, b.repository, p.cfg)
 		if err != nil {
 			return err
 		}
@@ -195,7 +197,7 @@ func (s *Service) handleChange(ctx context.Context, tx *bus.Tx, ev bus.Event) er
 				int32(b.status), b.errText, b.finishedAt, b.id); err != nil {
 				return err
 			}
-		} else if err := s.queueJobs(ctx, tx, b, ch, p, secrets, now); err != nil {
+		} else if err := s.queueJobs(ctx, tx, b, ch, p, now); err != nil {
 			return err
 		}
 	}
@@ -231,7 +233,7 @@ func loadSecrets(ctx context.Context, tx *bus.Tx, repo string, cfg *pipeline.Con
 }
 
 // queueJobs records and enqueues one job per matrix combination.
-func (s *Service) queueJobs(ctx context.Context, tx *bus.Tx, b buildRow, ch *eventsv1.Change, p *preparedChange, secrets map[string]string, now time.Time) error {
+func (s *Service) queueJobs(ctx context.Context, tx *bus.Tx, b buildRow, ch *eventsv1.Change, p *preparedChange, now time.Time) error {
 	for pos, combo := range p.cfg.MatrixCombinations() {
 		job := &eventsv1.Job{
 			JobId: bus.NewID(), BuildId: b.id, Kind: "build", Repository: b.repository, CloneUrl: orText(p.jobCloneURL, ch.CloneUrl), Vcs: p.vcs,
@@ -249,9 +251,6 @@ func (s *Service) queueJobs(ctx context.Context, tx *bus.Tx, b buildRow, ch *eve
 				Name: st.Name, Commands: st.Commands, Environment: p.cfg.StepEnv(st, combo, nil),
 				FailureIgnore: st.Failure == pipeline.FailureIgnore, DependsOn: st.DependsOn,
 				Secrets: p.cfg.StepSecrets(st, nil), Artifacts: st.Artifacts, Cache: stepCache(st.Cache),
-			}
-			for _, n := range js.Secrets {
-				job.Secrets[n] = secrets[n]
 			}
 			if st.Timeout > 0 {
 				js.Timeout = durationpb.New(st.Timeout)

@@ -17,11 +17,12 @@ import (
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 )
 
-// TestSecretsReachTestAndDeploySteps: a test step and a deploy step get
-// the repository secrets they name (the step checks a SHA-256 of the value,
-// so the file never holds it) from builds at the job's start; the live and
-// the stored logs show them masked; no database but builds' and no stream
-// holds a value. A secret deleted before a later deploy fails that deploy
+// TestSecretsReachTestAndDeploySteps: a build step, a test step and a
+// deploy step get the repository secrets they name (the step checks a
+// SHA-256 of the value, so the file never holds it) from builds at the
+// job's start; the live and the stored logs show them masked; no database
+// but builds' and no stream holds a value (build jobs included: their
+// messages carry the names only). A secret deleted before a later deploy fails that deploy
 // with the secret's name and the command that sets it.
 func TestSecretsReachTestAndDeploySteps(t *testing.T) {
 	const (
@@ -42,7 +43,10 @@ func TestSecretsReachTestAndDeploySteps(t *testing.T) {
 	ctx := context.Background()
 	repo := newRepo(t, map[string]string{".shiploop.yml": `steps:
   - name: build
-    commands: [echo build]
+    secrets: [API_TOKEN]
+    commands:
+      - ` + check("API_TOKEN", apiToken) + `
+      - echo "build step got $API_TOKEN"
 test:
   steps:
     - name: integration
