@@ -17,6 +17,16 @@ type Fetcher interface {
 	FetchTagged(ctx context.Context, exprs []string, from, until int64) ([]*Series, error)
 }
 
+// StreamFetcher is a Fetcher that can also hand over a path expression's
+// series one at a time, so that an aggregate over thousands of series need
+// not hold them all (10,000 series over a day at 10 s are 700 MB).
+type StreamFetcher interface {
+	Fetcher
+	// FetchEach calls fn with each series Fetch would return, in name
+	// order, and stops at the first error fn returns (returning it).
+	FetchEach(ctx context.Context, pathExpr string, from, until int64, fn func(*Series) error) error
+}
+
 // Limits bound one evaluation; zero means no limit.
 type Limits struct {
 	MaxSeries int
@@ -140,10 +150,18 @@ func (ev *evaluator) eval(e *Expr, from, until int64) ([]*Series, error) {
 }
 
 func (ev *evaluator) account(list []*Series) error {
-	ev.series += len(list)
+	points := 0
 	for _, s := range list {
-		ev.points += len(s.Values)
+		points += len(s.Values)
 	}
+	return ev.accountCounts(len(list), points)
+}
+
+// accountCounts adds series and points read to the evaluation's totals and
+// refuses the query past its limits.
+func (ev *evaluator) accountCounts(series, points int) error {
+	ev.series += series
+	ev.points += points
 	if l := ev.req.Limits.MaxSeries; l > 0 && ev.series > l {
 		return &LimitError{fmt.Sprintf("the query matches more than %d series (limit %d): narrow the path expression", ev.series, l)}
 	}

@@ -16,6 +16,13 @@ var (
 
 func init() {
 	register("Combine", "aggregate", []param{pSeries, pAggFunc, {Name: "xFilesFactor", Type: "float"}}, func(c *call) ([]*Series, error) {
+		if fn, _ := c.str(1, ""); c.has(1) {
+			if xff, err := c.float(2, 0); err == nil {
+				if out, ok, err := streamAggregate(c, fn, xff, false); ok {
+					return out, err
+				}
+			}
+		}
 		list, err := c.series(0)
 		if err != nil {
 			return nil, err
@@ -32,6 +39,9 @@ func init() {
 		"diffSeries": "diff", "stddevSeries": "stddev", "rangeOfSeries": "rangeOf", "countSeries": "count", "multiplySeries": "multiply",
 	} {
 		register("Combine", name, []param{pSeriesList}, func(c *call) ([]*Series, error) {
+			if out, ok, err := streamAggregate(c, fn, 0, fn == "count"); ok {
+				return out, err
+			}
 			list, err := c.allSeries(0)
 			if err != nil {
 				return nil, err
@@ -133,32 +143,49 @@ func aggregate(c *call, list []*Series, fn string, xff float64) ([]*Series, erro
 	if len(list) == 0 {
 		return nil, nil
 	}
-	vals, start, end, step, ok := normalize(list)
+	vals, start, _, step, ok := normalize(list)
 	if !ok {
 		return nil, nil
 	}
-	name := fmt.Sprintf("%sSeries(%s)", fn, formatPathExpressions(list))
 	out, ok := aggregateBySeries(vals, fn, xff)
 	if !ok {
 		out = aggregateByRow(vals, agg, xff)
 	}
-	tags := map[string]string{}
-	for k, v := range list[0].Tags {
-		tags[k] = v
+	var tags map[string]string
+	for _, s := range list {
+		tags = meetTags(tags, s)
 	}
-	for _, s := range list[1:] {
-		for k, v := range tags {
-			if s.Tags[k] != v {
-				delete(tags, k)
-			}
+	return aggregated(fn, formatPathExpressions(list), tags, start, step, out, xff), nil
+}
+
+// meetTags returns the tags s shares with tags, those of the series before
+// it (nil before the first): an aggregate keeps the tags all its series
+// agree on.
+func meetTags(tags map[string]string, s *Series) map[string]string {
+	if tags == nil {
+		tags = make(map[string]string, len(s.Tags))
+		for k, v := range s.Tags {
+			tags[k] = v
+		}
+		return tags
+	}
+	for k, v := range tags {
+		if s.Tags[k] != v {
+			delete(tags, k)
 		}
 	}
+	return tags
+}
+
+// aggregated is the series aggregate answers: fn (without "Series") over the
+// series of paths, with the tags they share.
+func aggregated(fn, paths string, tags map[string]string, start, step int64, out []float64, xff float64) []*Series {
+	name := fmt.Sprintf("%sSeries(%s)", fn, paths)
 	if _, ok := tags["name"]; !ok {
 		tags["name"] = name
 	}
 	tags["aggregatedBy"] = fn
-	_ = end
-	return []*Series{{Name: name, Tags: tags, PathExpression: name, Start: start, Step: step, Stop: start + int64(len(out))*step, Values: out, ConsolidationFunc: "average", XFilesFactor: xff}}, nil
+	return []*Series{{Name: name, Tags: tags, PathExpression: name, Start: start, Step: step, Stop: start + int64(len(out))*step, Values: out, ConsolidationFunc: "average", XFilesFactor: xff}}
 }
 
 // aggregateByRow applies agg to each row (the values of all series at one
@@ -194,46 +221,85 @@ func aggregateByRow(vals [][]float64, agg func([]float64) float64, xff float64) 
 // of every series per row: several times faster over thousands of series.
 // It reports false for the other functions.
 func aggregateBySeries(vals [][]float64, fn string, xff float64) ([]float64, bool) {
-	if a, ok := aggAliases[fn]; ok {
-		fn = a
-	}
-	switch fn {
-	case "sum", "average", "min", "max", "count":
-	default:
+	a, ok := newSeriesAcc(fn)
+	if !ok {
 		return nil, false
 	}
 	n := 0
 	for _, v := range vals {
 		n = max(n, len(v))
 	}
-	out := make([]float64, n)
-	cnt := make([]int, n)
+	a.grow(n)
 	for _, v := range vals {
-		for i, x := range v {
-			if math.IsNaN(x) {
-				continue
-			}
-			switch {
-			case fn == "sum" || fn == "average":
-				out[i] += x // from 0, as sum does: -0 becomes 0
-			case fn == "count":
-			case cnt[i] == 0, fn == "min" && x < out[i], fn == "max" && x > out[i]:
-				out[i] = x
-			}
-			cnt[i]++
-		}
+		a.add(v)
 	}
-	for i, c := range cnt {
+	return a.result(xff), true
+}
+
+// seriesAcc accumulates sum, average, min, max or count over series added
+// one at a time (see aggregateBySeries): value i of each series goes into
+// slot i, whatever the series' start, as graphite-web's izip_longest does.
+type seriesAcc struct {
+	fn     string
+	out    []float64
+	cnt    []int
+	series int
+}
+
+// newSeriesAcc reports false for the functions a row at a time needs.
+func newSeriesAcc(fn string) (*seriesAcc, bool) {
+	if a, ok := aggAliases[fn]; ok {
+		fn = a
+	}
+	switch fn {
+	case "sum", "average", "min", "max", "count":
+		return &seriesAcc{fn: fn, out: []float64{}, cnt: []int{}}, true
+	}
+	return nil, false
+}
+
+// grow makes room for n slots (added ones are empty).
+func (a *seriesAcc) grow(n int) {
+	if n > len(a.out) {
+		a.out = append(a.out, make([]float64, n-len(a.out))...)
+		a.cnt = append(a.cnt, make([]int, n-len(a.cnt))...)
+	}
+}
+
+func (a *seriesAcc) add(v []float64) {
+	a.grow(len(v))
+	a.series++
+	fn, out, cnt := a.fn, a.out, a.cnt
+	for i, x := range v {
+		if math.IsNaN(x) {
+			continue
+		}
 		switch {
-		case len(vals) == 0 || c == 0 || float64(c)/float64(len(vals)) < xff:
-			out[i] = nan
-		case fn == "average":
-			out[i] /= float64(c)
+		case fn == "sum" || fn == "average":
+			out[i] += x // from 0, as sum does: -0 becomes 0
 		case fn == "count":
+		case cnt[i] == 0, fn == "min" && x < out[i], fn == "max" && x > out[i]:
+			out[i] = x
+		}
+		cnt[i]++
+	}
+}
+
+// result turns the slots into values: null where fewer than xff of the
+// series had one.
+func (a *seriesAcc) result(xff float64) []float64 {
+	out := a.out
+	for i, c := range a.cnt {
+		switch {
+		case a.series == 0 || c == 0 || float64(c)/float64(a.series) < xff:
+			out[i] = nan
+		case a.fn == "average":
+			out[i] /= float64(c)
+		case a.fn == "count":
 			out[i] = float64(c)
 		}
 	}
-	return out, true
+	return out
 }
 
 func countSeries(c *call, list []*Series) ([]*Series, error) {
