@@ -103,7 +103,7 @@ func (b *Bus) Take(ctx context.Context, cfg JobConsumerConfig, fn func(ctx conte
 		job := &Job{Event: ev, Attempt: md.NumDelivered, msg: m}
 		jctx := ContextFrom(ctx, ev)
 		hbCtx, hbStop := context.WithCancel(jctx)
-		go heartbeat(hbCtx, m, cfg.AckWait/3)
+		go heartbeat(hbCtx, m, jobHeartbeat(cfg.AckWait))
 		err = fn(jctx, job)
 		hbStop()
 		if err != nil {
@@ -113,4 +113,10 @@ func (b *Bus) Take(ctx context.Context, cfg JobConsumerConfig, fn func(ctx conte
 		}
 	}
 	return nil
+}
+
+// jobHeartbeat is how often a running job tells JetStream it is in
+// progress: a third of the consumer's lease (AckWait), at least every 5 s.
+func jobHeartbeat(lease time.Duration) time.Duration {
+	return min(lease/3, 5*time.Second)
 }

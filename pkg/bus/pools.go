@@ -203,11 +203,24 @@ func (b *Bus) Serve(ctx context.Context, cfg ServeConfig, fn func(ctx context.Co
 		return fmt.Errorf("bus: watching pools: %w", err)
 	}
 	defer func() { _ = w.Stop() }()
+	// Pools whose consumer could not be made (a leader election, say) are
+	// tried again every few seconds, or their jobs would wait for ever.
+	failed := map[string][]string{} // kind.pool -> labels
+	retry := time.NewTicker(5 * time.Second)
+	defer retry.Stop()
 	for ctx.Err() == nil {
 		var e jetstream.KeyValueEntry
 		ok := true
 		select {
 		case <-ctx.Done():
+		case <-retry.C:
+			for key, labels := range failed {
+				kind, pool, _ := strings.Cut(key, ".")
+				if err := s.start(ctx, &wg, kind, pool, labels); err == nil {
+					delete(failed, key)
+				}
+			}
+			continue
 		case e, ok = <-w.Updates():
 		}
 		if !ok {
@@ -236,7 +249,8 @@ func (b *Bus) Serve(ctx context.Context, cfg ServeConfig, fn func(ctx context.Co
 			continue
 		}
 		if err := s.start(ctx, &wg, kind, pool, want); err != nil && ctx.Err() == nil {
-			cfg.Logger.Error("cannot serve job pool", "kind", kind, "labels", strings.Join(want, ","), "err", err)
+			cfg.Logger.Error("cannot serve job pool yet; trying again in 5 s", "kind", kind, "labels", strings.Join(want, ","), "err", err)
+			failed[e.Key()] = want
 		}
 	}
 	wg.Wait()
@@ -297,14 +311,25 @@ func (s *poolServer) start(ctx context.Context, wg *sync.WaitGroup, kind, pool s
 		return nil
 	}
 	s.mu.Unlock()
-	cons, err := s.b.js.CreateOrUpdateConsumer(ctx, StreamJobs, jetstream.ConsumerConfig{
+	// Create, never update: agents share the consumer, and one started
+	// with another --lease must not change the AckWait the others'
+	// running jobs are heartbeated against. An existing consumer's AckWait
+	// is the lease for this pool.
+	cons, err := s.b.js.CreateConsumer(ctx, StreamJobs, jetstream.ConsumerConfig{
 		Durable: poolConsumer(kind, pool), FilterSubject: PoolFilter(kind, pool),
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: s.cfg.AckWait,
 		MaxDeliver: s.cfg.MaxDeliver, MaxAckPending: -1,
 		Description: fmt.Sprintf("%s jobs for agents with labels [%s]", kind, strings.Join(labels, ", ")),
 	})
+	if errors.Is(err, jetstream.ErrConsumerExists) {
+		cons, err = s.b.js.Consumer(ctx, StreamJobs, poolConsumer(kind, pool))
+	}
 	if err != nil {
 		return fmt.Errorf("bus: creating job consumer for %s jobs with labels [%s]: %w", kind, strings.Join(labels, ", "), err)
+	}
+	lease := cons.CachedInfo().Config.AckWait
+	if lease != s.cfg.AckWait {
+		s.cfg.Logger.Info("job pool keeps the lease it was created with", "kind", kind, "labels", strings.Join(labels, ","), "lease", lease, "asked", s.cfg.AckWait)
 	}
 	s.mu.Lock()
 	s.started[kind+"."+pool] = true
@@ -312,7 +337,7 @@ func (s *poolServer) start(ctx context.Context, wg *sync.WaitGroup, kind, pool s
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		s.pull(ctx, wg, cons)
+		s.pull(ctx, wg, cons, jobHeartbeat(lease))
 	}()
 	return nil
 }
@@ -323,7 +348,7 @@ func (s *poolServer) start(ctx context.Context, wg *sync.WaitGroup, kind, pool s
 // jobs wait here for a slot, heartbeated so that no other agent gets them
 // meanwhile (a job is never run twice, and never given back to use up one
 // of its few deliveries).
-func (s *poolServer) pull(ctx context.Context, wg *sync.WaitGroup, cons jetstream.Consumer) {
+func (s *poolServer) pull(ctx context.Context, wg *sync.WaitGroup, cons jetstream.Consumer, beat time.Duration) {
 	for ctx.Err() == nil {
 		if !s.waitFree(ctx) {
 			return
@@ -334,7 +359,7 @@ func (s *poolServer) pull(ctx context.Context, wg *sync.WaitGroup, cons jetstrea
 		}
 		jctx := ContextFrom(ctx, job.Event)
 		hbCtx, hbStop := context.WithCancel(jctx)
-		go heartbeat(hbCtx, m, s.cfg.AckWait/3)
+		go heartbeat(hbCtx, m, beat)
 		select {
 		case <-ctx.Done():
 			hbStop()

@@ -87,9 +87,12 @@ func New(cfg Config) (*Agent, error) {
 // back to the queue for another agent.
 func (a *Agent) Run(ctx context.Context) error {
 	return a.cfg.Bus.Serve(ctx, bus.ServeConfig{
-		Kinds: a.cfg.Kinds, Labels: a.Labels(), Slots: a.cfg.Concurrency, AckWait: a.cfg.Lease, Logger: a.log,
+		Kinds: a.cfg.Kinds, Labels: a.Labels(), Slots: a.cfg.Concurrency, AckWait: a.cfg.Lease, MaxDeliver: jobMaxDeliver, Logger: a.log,
 	}, a.run)
 }
+
+// jobMaxDeliver is how often a job is handed to an agent at most.
+const jobMaxDeliver = 5
 
 // Labels are the labels the agent serves jobs for: its configured ones plus
 // os=<GOOS> and arch=<GOARCH>.
@@ -195,6 +198,10 @@ func (r *jobRun) execute(ctx context.Context) error {
 		}
 		msg := fmt.Sprintf("getting the job's secrets: %v", err)
 		r.line("", "system", msg, time.Now())
+		if errors.Is(err, errSecretsUnavailable) && r.attempt < uint64(jobMaxDeliver) {
+			// builds is away for now: another delivery tries again later.
+			return err
+		}
 		return r.finish(ctx, eventsv1.BuildStatus_BUILD_STATUS_ERROR, "", msg, r.skipAll(job.Steps, "not run: the job's secrets could not be had"))
 	}
 	secretValues := make([]string, 0, len(job.Secrets))

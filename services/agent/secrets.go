@@ -18,6 +18,11 @@ import (
 // Config.SecretsWait) when builds did not answer in time.
 const secretsAttempt = 5 * time.Second
 
+// errSecretsUnavailable: builds gave no definite answer (down, restarting,
+// its database unreachable) within Config.SecretsWait. The job is given
+// back to the queue rather than failed, until its last delivery.
+var errSecretsUnavailable = errors.New("the builds service did not answer")
+
 // neededSecrets are the names the job's steps ask for that the job does
 // not carry, sorted: none for a build job (builds puts the values in it),
 // the steps' secrets for test and deploy jobs, whose services never hold a
@@ -87,7 +92,7 @@ func (r *jobRun) resolveSecrets(ctx context.Context) error {
 			err = errors.New(resp.GetError())
 		}
 		if !time.Now().Before(deadline) {
-			return fmt.Errorf("the builds service gave no values for secrets %s of %s within %s: %v", strings.Join(names, ", "), job.Repository, wait, err)
+			return fmt.Errorf("%w with the values of secrets %s of %s within %s: %v", errSecretsUnavailable, strings.Join(names, ", "), job.Repository, wait, err)
 		}
 		select {
 		case <-ctx.Done():

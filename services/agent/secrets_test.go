@@ -159,10 +159,11 @@ func TestMissingSecretFailsTheJob(t *testing.T) {
 }
 
 // TestSecretsWaitForBuilds: no builds service answering at first; the
-// agent asks again until one does. With none at all, the job fails once
-// SecretsWait passed, naming the secrets.
+// agent asks again until one does. With none at all, each delivery of the
+// job gives it back to the queue once SecretsWait passed, and the last one
+// fails it, naming the secrets.
 func TestSecretsWaitForBuilds(t *testing.T) {
-	r := newSecretsRig(t, 3*time.Second)
+	r := newSecretsRig(t, 1500*time.Millisecond)
 	dir, sha := repo(t)
 	job := func() *eventsv1.Job {
 		return &eventsv1.Job{JobId: bus.NewID(), BuildId: "b1", Kind: "deploy", Repository: "acme/app", CloneUrl: dir, Commit: sha,
@@ -172,11 +173,11 @@ func TestSecretsWaitForBuilds(t *testing.T) {
 	}
 	start := time.Now()
 	_, fin := r.run(job())
-	if fin.GetStatus() != eventsv1.BuildStatus_BUILD_STATUS_ERROR || !strings.Contains(fin.GetError(), "gave no values for secrets TOKEN of acme/app within 3s") {
+	if fin.GetStatus() != eventsv1.BuildStatus_BUILD_STATUS_ERROR || !strings.Contains(fin.GetError(), "did not answer with the values of secrets TOKEN of acme/app within 1.5s") {
 		t.Fatalf("job %v: %q", fin.GetStatus(), fin.GetError())
 	}
-	if d := time.Since(start); d < 3*time.Second {
-		t.Errorf("gave up after %s, before SecretsWait", d)
+	if d := time.Since(start); d < jobMaxDeliver*1500*time.Millisecond {
+		t.Errorf("gave up after %s, before %d deliveries × SecretsWait: earlier deliveries go back to the queue", d, jobMaxDeliver)
 	}
 
 	time.AfterFunc(700*time.Millisecond, func() { r.answerSecrets("acme/app", map[string]string{"TOKEN": "late-token-42"}) })
