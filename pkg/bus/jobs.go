@@ -2,11 +2,9 @@ package bus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -70,38 +68,11 @@ func (b *Bus) Take(ctx context.Context, cfg JobConsumerConfig, fn func(ctx conte
 	for ctx.Err() == nil {
 		// The pull ends with ctx, not only at its expiry, so that an idle
 		// agent stops at once when asked to.
-		pullCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		m, err := cons.Next(jetstream.FetchContext(pullCtx))
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			// An expired pull with no job in it is how an idle queue looks.
-			if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) ||
-				errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoHeartbeat) {
-				continue
-			}
-			// A broken connection: wait a little instead of spinning.
-			select {
-			case <-ctx.Done():
-			case <-time.After(250 * time.Millisecond):
-			}
+		job, m, ok := next(ctx, cons, 5*time.Second)
+		if !ok {
 			continue
 		}
-		md, err := m.Metadata()
-		if err != nil {
-			_ = m.Term()
-			continue
-		}
-		ev, err := Decode(natsMsg(m))
-		if err != nil {
-			_ = m.TermWithReason(truncate(err.Error(), 200))
-			continue
-		}
-		ev.Sequence = md.Sequence.Stream
-		job := &Job{Event: ev, Attempt: md.NumDelivered, msg: m}
-		jctx := ContextFrom(ctx, ev)
+		jctx := ContextFrom(ctx, job.Event)
 		hbCtx, hbStop := context.WithCancel(jctx)
 		go heartbeat(hbCtx, m, jobHeartbeat(cfg.AckWait))
 		err = fn(jctx, job)

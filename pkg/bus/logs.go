@@ -79,30 +79,32 @@ func (b *Bus) StoredLog(ctx context.Context, jobID string) ([]*eventsv1.LogLine,
 	return DecodeLog(data)
 }
 
-// spoolLog fetches a stored log whole before it is read: the Object Store's
-// reader times out when its consumer waits on a slow follower. A small log
-// is held in memory, a big one in a temporary file, so memory stays bounded.
-func spoolLog(ctx context.Context, obs jetstream.ObjectStore, jobID string, size uint64) (io.Reader, func(), error) {
-	r, err := obs.Get(ctx, jobID)
+// SpoolObject fetches an Object Store object whole before it is read: the
+// store's reader times out when its consumer waits on a slow reader (a log
+// follower, a database). A small object is held in memory, a big one in a
+// temporary file, so memory stays bounded; done removes the file. An error
+// of the local file is an *fs.PathError.
+func SpoolObject(ctx context.Context, obs jetstream.ObjectStore, name string) (src io.ReadSeeker, done func(), err error) {
+	r, err := obs.Get(ctx, name)
 	if err != nil {
-		return nil, nil, ErrNoLog
+		return nil, nil, err
 	}
 	defer func() { _ = r.Close() }()
-	if size <= 4<<20 {
+	if info, ierr := r.Info(); ierr == nil && info.Size <= 4<<20 {
 		data, err := io.ReadAll(r)
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading stored log of %s: %w", jobID, err)
+			return nil, nil, err
 		}
 		return bytes.NewReader(data), func() {}, nil
 	}
-	f, err := os.CreateTemp("", "shiploop-log-*")
+	f, err := os.CreateTemp("", "shiploop-spool-*")
 	if err != nil {
-		return nil, nil, fmt.Errorf("spooling stored log of %s: %w", jobID, err)
+		return nil, nil, err
 	}
-	done := func() { _ = f.Close(); _ = os.Remove(f.Name()) }
+	done = func() { _ = f.Close(); _ = os.Remove(f.Name()) }
 	if _, err := io.Copy(f, r); err != nil {
 		done()
-		return nil, nil, fmt.Errorf("reading stored log of %s: %w", jobID, err)
+		return nil, nil, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		done()
@@ -164,9 +166,9 @@ func (b *Bus) FollowLog(ctx context.Context, jobID string, after uint64, follow 
 		// Stream the object: a big log is never held whole. Line k of the
 		// log is its k-th record, so the lines already sent are skipped
 		// by their length prefix alone.
-		src, done, err := spoolLog(ctx, obs, jobID, info.Size)
+		src, done, err := SpoolObject(ctx, obs, jobID)
 		if err != nil {
-			return false, err
+			return false, fmt.Errorf("reading stored log of %s: %w", jobID, err)
 		}
 		defer done()
 		br := bufio.NewReaderSize(src, 64<<10)

@@ -10,10 +10,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -285,22 +283,7 @@ func (s *Service) parseInto(ctx context.Context, pr parsedReport, w *caseWriter)
 	if err != nil {
 		return 0, nil, err
 	}
-	obj, err := obs.Get(ctx, pr.key)
-	if err != nil {
-		if ctx.Err() != nil {
-			return 0, nil, ctx.Err()
-		}
-		return 0, fmt.Errorf("%s: reading stored report %s: %w", pr.name, pr.key, err), nil
-	}
-	spool, err := os.CreateTemp("", "shiploop-report-*")
-	if err != nil {
-		obj.Close()
-		return 0, nil, fmt.Errorf("%s: spooling the report: %w", pr.name, err)
-	}
-	defer os.Remove(spool.Name())
-	defer spool.Close()
-	_, err = io.Copy(spool, obj)
-	obj.Close()
+	spool, done, err := bus.SpoolObject(ctx, obs, pr.key)
 	if err != nil {
 		var pe *fs.PathError
 		switch {
@@ -311,9 +294,7 @@ func (s *Service) parseInto(ctx context.Context, pr parsedReport, w *caseWriter)
 		}
 		return 0, fmt.Errorf("%s: reading stored report %s: %w", pr.name, pr.key, err), nil
 	}
-	if _, err := spool.Seek(0, io.SeekStart); err != nil {
-		return 0, nil, fmt.Errorf("%s: spooling the report: %w", pr.name, err)
-	}
+	defer done()
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan []report.Case, 2)

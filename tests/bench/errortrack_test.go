@@ -245,7 +245,7 @@ func etRun(b *testing.B, su etSetup, tmpl []byte, n int) (etResult, int) {
 		if !su.pg {
 			return 0
 		}
-		return etPostgresCPU(dbName)
+		return postgresCPU(dbName)
 	}
 	cpu0, pg0 := procCPU(inst.cmd.Process.Pid), pgCPU()
 	var profiled chan error
@@ -452,12 +452,12 @@ func etPostgresVersion() string {
 	return v
 }
 
-// etPostgresCPU is the CPU time (user and system, children left out) of
-// the PostgreSQL server's processes that work for database, or for every
-// database (the postmaster, the WAL writer, the checkpointer…): other
-// databases' backends are other work on the machine. With database ""
-// only the shared processes count.
-func etPostgresCPU(database string) time.Duration {
+// postgresCPU is the CPU time (user and system, children left out) of the
+// PostgreSQL server's processes on this machine: with database "", all of
+// them; otherwise the shared ones (the postmaster, the WAL writer, the
+// checkpointer…) and the backends working for database (other databases'
+// backends are other work on the machine).
+func postgresCPU(database string) time.Duration {
 	dirs, _ := os.ReadDir("/proc")
 	var sum int64
 	for _, d := range dirs {
@@ -477,7 +477,7 @@ func etPostgresCPU(database string) time.Duration {
 		cmd, _ := os.ReadFile("/proc/" + d.Name() + "/cmdline")
 		title := strings.ReplaceAll(string(cmd), "\x00", " ")
 		perDatabase := strings.Contains(title, "(") || strings.Contains(title, "[local]") || strings.Contains(title, "autovacuum worker")
-		if perDatabase && (database == "" || !slices.Contains(strings.Fields(title), database)) {
+		if perDatabase && database != "" && !slices.Contains(strings.Fields(title), database) {
 			continue
 		}
 		f := strings.Fields(st[end+2:])   // from field 3 on

@@ -375,33 +375,6 @@ type ingestResult struct {
 	others        float64
 }
 
-// postgresCPU is the CPU time of the running processes named postgres (the
-// server and its backends, on this machine).
-func postgresCPU() time.Duration {
-	dirs, _ := os.ReadDir("/proc")
-	var sum int64
-	for _, d := range dirs {
-		if _, err := strconv.Atoi(d.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		st := string(b)
-		open, end := strings.IndexByte(st, '('), strings.LastIndexByte(st, ')')
-		if open < 0 || end < open || st[open+1:end] != "postgres" {
-			continue
-		}
-		f := strings.Fields(st[end+2:])   // from field 3 on
-		for _, i := range []int{11, 12} { // utime, stime (fields 14, 15)
-			n, _ := strconv.ParseInt(f[i], 10, 64)
-			sum += n
-		}
-	}
-	return time.Duration(sum) * time.Second / 100
-}
-
 // ingest stores the report as the job's artifact, reports the job finished
 // and waits for testrun.finished; the clock and the memory peaks cover that.
 func (t *trService) ingest(b *testing.B, rep junitReport, repo, buildID, commit string) ingestResult {
@@ -419,7 +392,7 @@ func (t *trService) ingest(b *testing.B, rep junitReport, repo, buildID, commit 
 	}
 	name := "target/surefire-reports/TEST-acme.xml"
 	mem := startMemPeak()
-	cpu, own, pg := startCPU(), ownCPU(), postgresCPU()
+	cpu, own, pg := startCPU(), ownCPU(), postgresCPU("")
 	start := time.Now()
 	t.send(b, bus.Event{Type: "job.finished", Repository: repo, Subject: job.JobId, Data: &eventsv1.JobFinished{
 		JobId: job.JobId, BuildId: buildID, Repository: repo, Status: eventsv1.BuildStatus_BUILD_STATUS_FAILURE, FailedStep: "test",
@@ -438,7 +411,7 @@ func (t *trService) ingest(b *testing.B, rep junitReport, repo, buildID, commit 
 	}
 	wall := time.Since(start)
 	// A postgres process that ended meanwhile takes its CPU time with it.
-	res := ingestResult{wall: wall, run: fin, ownCPU: ownCPU() - own, pgCPU: max(0, postgresCPU()-pg)}
+	res := ingestResult{wall: wall, run: fin, ownCPU: ownCPU() - own, pgCPU: max(0, postgresCPU("")-pg)}
 	res.others = max(0, cpu.others(0)-res.pgCPU.Seconds()/wall.Seconds())
 	res.heapPeak, res.rssHWM = mem.end()
 	res.hwmReset = mem.hwmReset
