@@ -166,8 +166,22 @@ func (b *Bus) FollowLog(ctx context.Context, jobID string, after uint64, follow 
 		// Stream the object: a big log is never held whole. Line k of the
 		// log is its k-th record, so the lines already sent are skipped
 		// by their length prefix alone.
-		src, done, err := SpoolObject(ctx, obs, jobID)
+		// The agent replaces the object while the job runs: a read that
+		// meets a replacement loses its chunks (nats: timeout) and is tried
+		// again; a follower that still fails waits for the next refresh.
+		var src io.ReadSeeker
+		var done func()
+		for attempt := 1; ; attempt++ {
+			if src, done, err = SpoolObject(ctx, obs, jobID); err == nil || ctx.Err() != nil || attempt == 5 {
+				break
+			}
+			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		}
 		if err != nil {
+			if follow && ctx.Err() == nil {
+				storedSize = 0 // read it again at the next refresh
+				return false, nil
+			}
 			return false, fmt.Errorf("reading stored log of %s: %w", jobID, err)
 		}
 		defer done()
