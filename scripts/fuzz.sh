@@ -4,7 +4,7 @@
 # between <!-- bench:fuzz --> and <!-- /bench:fuzz -->).
 #
 #   scripts/fuzz.sh                 # FUZZTIME=10s per target
-#   FUZZTIME=10m scripts/fuzz.sh    # the issue's goal: >= 10M execs per target
+#   FUZZTIME=10000000x scripts/fuzz.sh   # the goal: each target runs 10M execs
 #   scripts/fuzz.sh FuzzJUnit       # only targets whose name matches
 #
 # Targets are found with `grep -rn 'func Fuzz' --include=*_test.go`. Seeds:
@@ -15,15 +15,21 @@
 # `go test -fuzz` write the input to <package>/testdata/fuzz/<Target>/: commit
 # it and it runs as a regression test with every `go test` from then on.
 # FUZZ_PARALLEL (default 1) bounds the fuzzing workers: the machine is shared.
+# FUZZ_MAXTIME (a sleep(1) duration, e.g. 20m) stops a target that has not
+# finished its FUZZTIME by then; its row says so and shows what it ran.
 # The full output of a target that fails is kept in FUZZ_LOG_DIR (default
-# /tmp/shiploop-fuzz-logs). With a target pattern the table is printed, and
-# docs/benchmarks.md is left alone (it records full runs only).
+# /tmp/shiploop-fuzz-logs). The table keeps one row per target, each naming
+# the run that made it: a run of some targets (a pattern) replaces their rows
+# and keeps the others'. FUZZ_RECORD=0 prints the table and leaves
+# docs/benchmarks.md alone.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 FUZZTIME=${FUZZTIME:-10s}
 PARALLEL=${FUZZ_PARALLEL:-1}
 MATCH=${1:-.}
+RECORD=${FUZZ_RECORD:-1}
+MAXTIME=${FUZZ_MAXTIME:-}
 DOC=docs/benchmarks.md
 LOGS=${FUZZ_LOG_DIR:-/tmp/shiploop-fuzz-logs}
 mkdir -p "$LOGS"
@@ -69,22 +75,46 @@ done
 rows=()
 total_execs=0
 failures=0
-start=$(date -u +'%Y-%m-%d %H:%M UTC')
 while IFS=: read -r file _ rest; do
   target=$(sed -E 's/^func (Fuzz[A-Za-z0-9_]*).*/\1/' <<<"$rest")
   [[ $target =~ $MATCH ]] || continue
   dir=$(dirname "${file#./}")
   log=$(mktemp)
   echo "== $dir $target ($FUZZTIME)" >&2
-  (cd "$dir" && go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" -parallel "$PARALLEL" . >"$log" 2>&1)
+  t0=$(date +%s)
+  # -timeout 0: go test's default 10m would end a long run as a failure.
+  # In its own session, so that FUZZ_MAXTIME can interrupt go test and its
+  # workers as Ctrl-C would: go test then reports what it ran and passes.
+  setsid bash -c 'cd "$1" && shift && exec go test "$@"' _ "$dir" -timeout 0 -run '^$' -fuzz "^${target}\$" \
+    -fuzztime "$FUZZTIME" -parallel "$PARALLEL" . >"$log" 2>&1 &
+  pid=$!
+  watch=""
+  if [ -n "$MAXTIME" ]; then
+    (sleep "$MAXTIME" && touch "$log.stopped" && kill -INT -- -"$pid" 2>/dev/null) &
+    watch=$!
+  fi
+  wait "$pid"
   rc=$?
+  if [ -n "$watch" ]; then
+    pkill -P "$watch" sleep 2>/dev/null
+    kill "$watch" 2>/dev/null
+    wait "$watch" 2>/dev/null
+  fi
+  stopped=""
+  if [ -e "$log.stopped" ]; then
+    stopped=" (stopped at FUZZ_MAXTIME=$MAXTIME)"
+    rm -f "$log.stopped"
+    # An interrupted go test exits 1 after its own PASS/ok.
+    grep -q '^ok ' "$log" && ! grep -q -- '--- FAIL' "$log" && rc=0
+  fi
+  wall=$(($(date +%s) - t0))
   execs=$(grep -oE 'execs: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || true)
   execs=${execs:-0}
   elapsed=$(grep -oE 'elapsed: [0-9]+s' "$log" | tail -1 | grep -oE '[0-9]+' || true)
   rate=""
   [ -n "$elapsed" ] && [ "$elapsed" -gt 0 ] && rate=$((execs / elapsed))
   if [ $rc -eq 0 ]; then
-    finding="none"
+    finding="none$stopped"
   elif grep -q 'Failing input written to' "$log"; then
     finding="CRASH: $(grep -oE 'testdata/fuzz/[^ ]+' "$log" | head -1) ($(grep -m1 -E -- '--- FAIL|panic:|fuzz_test.go|_test.go:[0-9]+:' "$log" | tr '|' '/' | cut -c1-120))"
     failures=$((failures + 1))
@@ -95,7 +125,7 @@ while IFS=: read -r file _ rest; do
   fi
   [ $rc -ne 0 ] && cp "$log" "$LOGS/${dir//\//_}_${target}.log"
   total_execs=$((total_execs + execs))
-  rows+=("| \`$dir\` | $target | $execs | ${rate:-?} | $finding |")
+  rows+=("| \`$dir\` | $target | $execs | ${rate:-?} | $wall | $FUZZTIME, $PARALLEL, $(date -u +'%Y-%m-%d %H:%M UTC') | $finding |")
   tail -3 "$log" >&2
   rm -f "$log"
 done < <(grep -rn 'func Fuzz' --include=*_test.go . | grep -v '/\.' | sort)
@@ -103,40 +133,59 @@ done < <(grep -rn 'func Fuzz' --include=*_test.go . | grep -v '/\.' | sort)
 cores=$(nproc)
 load=$(cut -d' ' -f1 /proc/loadavg)
 section=$(mktemp)
-{
-  echo "<!-- bench:fuzz -->"
-  echo "\`scripts/fuzz.sh\` with FUZZTIME=$FUZZTIME per target, FUZZ_PARALLEL=$PARALLEL worker(s), $start on $cores shared cores (load average $load at the end). Execs are go test -fuzz's own count (seed corpus runs included); the goal is at least 10 million per target without a crash, which needs FUZZTIME of about ten minutes or more per target at these rates."
-  echo
-  echo "| package | target | execs | execs/s | findings |"
-  echo "|---|---|---|---|---|"
-  printf '%s\n' "${rows[@]}"
-  echo
-  echo "Total: $total_execs executions over ${#rows[@]} targets; $failures target(s) crashed or did not run."
-  echo "<!-- /bench:fuzz -->"
-} >"$section"
-
-if [ "$MATCH" != "." ]; then
-  cat "$section"
-elif grep -q '<!-- bench:fuzz -->' "$DOC"; then
-  python3 - "$DOC" "$section" <<'PY'
+printf '%s\n' "${rows[@]}" >"$section.rows"
+# The table keeps one row per target, each with the run that made it: a run
+# of some targets replaces their rows and keeps the others'. Rows of targets
+# that no longer exist are dropped.
+grep -rn 'func Fuzz' --include=*_test.go . | grep -v '/\.' |
+  sed -E 's|^\./([^:]*)/[^/:]*:[0-9]+:func (Fuzz[A-Za-z0-9_]*).*|\1 \2|' | sort >"$section.targets"
+python3 - "$DOC" "$section.rows" "$section.targets" "$cores" "$load" "$RECORD" <<'PY'
 import re, sys
-doc, sec = sys.argv[1], open(sys.argv[2]).read().strip()
+doc, rows_file, targets_file, cores, load, record = sys.argv[1:7]
+new = [l for l in open(rows_file).read().splitlines() if l.startswith('|')]
+targets = [tuple(l.split()) for l in open(targets_file).read().splitlines() if l.strip()]
+key = lambda row: tuple(c.strip().strip('`') for c in row.strip('|').split('|')[:2])
 s = open(doc).read()
-s = re.sub(r'<!-- bench:fuzz -->.*?<!-- /bench:fuzz -->', lambda m: sec, s, flags=re.S)
+m = re.search(r'<!-- bench:fuzz -->.*?<!-- /bench:fuzz -->', s, flags=re.S)
+old = {}
+if m:
+    for l in m.group(0).splitlines():
+        if l.startswith('| `'):
+            cells = l.strip('|').split('|')
+            if len(cells) == 7:  # rows written before the run column are dropped
+                old[key(l)] = l
+for l in new:
+    old[key(l)] = l
+rows = [old[t] for t in targets if t in old]
+execs = lambda r: int(r.strip('|').split('|')[2])
+met = sum(1 for r in rows if execs(r) >= 10_000_000 and r.strip('|').split('|')[7].strip() == 'none')
+missing = [f'{p} {t}' for p, t in targets if (p, t) not in old]
+sec = ['<!-- bench:fuzz -->',
+       f'`scripts/fuzz.sh`, one row per target, each from the run named in its row, on {cores} shared cores '
+       f'(load average {load} at the end of the latest run). Execs are go test -fuzz\'s own count (seed corpus '
+       'runs included); FUZZTIME ending in x is a count of executions, workers is FUZZ_PARALLEL; execs/s is over '
+       'go test\'s fuzzing time, wall s includes building the instrumented test binary. The goal is at least '
+       '10 million executions per target without a crash.',
+       '',
+       '| package | target | execs | execs/s | wall s | run (FUZZTIME, workers, finished) | findings |',
+       '|---|---|---|---|---|---|---|']
+sec += rows
+sec += ['', f'Total: {sum(map(execs, rows))} executions over {len(rows)} of {len(targets)} targets; '
+        f'{met} reached 10 million without a finding.' + (f' Not run yet: {", ".join(missing)}.' if missing else ''),
+        '<!-- /bench:fuzz -->']
+sec = '\n'.join(sec)
+print(sec)
+if record != '1':
+    sys.exit(0)
+if m:
+    s = s[:m.start()] + sec + s[m.end():]
+else:
+    s += ('\n## Fuzzing\n\nEvery `func Fuzz` target in the repository, run by `scripts/fuzz.sh` (see its header for\n'
+          'options and seeds). A crash leaves its input under the package\'s testdata/fuzz/, where\n'
+          '`go test` replays it as a regression test.\n\n' + sec + '\n')
 open(doc, 'w').write(s)
 PY
-else
-  {
-    echo
-    echo "## Fuzzing"
-    echo
-    echo "Every \`func Fuzz\` target in the repository, run by \`scripts/fuzz.sh\` (see its header for"
-    echo "options and seeds). A crash leaves its input under the package's testdata/fuzz/, where"
-    echo "\`go test\` replays it as a regression test."
-    echo
-    cat "$section"
-  } >>"$DOC"
-fi
+rm -f "$section.rows" "$section.targets"
 rm -f "$section"
-echo "fuzz: $total_execs execs over ${#rows[@]} targets, $failures failing; recorded in $DOC" >&2
+echo "fuzz: $total_execs execs over ${#rows[@]} targets, $failures failing" >&2
 [ "$failures" -eq 0 ]

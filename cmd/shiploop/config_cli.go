@@ -47,6 +47,11 @@ func loadConfig(path string) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
+	return parseConfig(path, raw)
+}
+
+// parseConfig parses the config file's contents; errors name path and line.
+func parseConfig(path string, raw []byte) (map[string]string, error) {
 	var doc yaml.Node
 	if err := yaml.NewDecoder(bytes.NewReader(raw)).Decode(&doc); err != nil {
 		if errors.Is(err, errEOF()) {
