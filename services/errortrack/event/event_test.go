@@ -187,3 +187,29 @@ func TestParseLenient(t *testing.T) {
 		t.Errorf("Clean = %q", s)
 	}
 }
+
+// FuzzParse: an event payload never panics the parser or the grouping,
+// and an event it accepts always gets a title and at least one hash (the
+// issue it is counted under).
+func FuzzParse(f *testing.F) {
+	for _, g := range []string{"glitchtip/incoming_events/*.json", "glitchtip/oss_sentry_events/*.json", "glitchtip/misc/*.json"} {
+		m, _ := filepath.Glob(filepath.Join(fixtures, g))
+		for _, p := range m {
+			if b, err := os.ReadFile(p); err == nil && len(b) < 64<<10 {
+				f.Add(b)
+			}
+		}
+	}
+	f.Add([]byte(`{"exception":{"values":[{"type":"E","value":"v","stacktrace":{"frames":[{"function":"f","in_app":true}]}}]},"timestamp":1.5e9}`))
+	f.Add([]byte(`{"message":{"formatted":"a %s","params":["b"]},"fingerprint":["{{ default }}","x"],"tags":[["a","b"]]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ev, err := Parse(data)
+		if err != nil {
+			return
+		}
+		g := Group(ev)
+		if g.Title == "" || len(g.Hashes) == 0 {
+			t.Fatalf("accepted %q without a title or hash: %+v", data, g)
+		}
+	})
+}

@@ -50,10 +50,18 @@ func ParseInterval(s string) (int64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("invalid interval %q: %w", orig, err)
 		}
+		if n > (maxInterval-total)/mult {
+			return 0, fmt.Errorf("invalid interval %q: longer than 200 years", orig)
+		}
 		total += n * mult
 	}
 	return sign * total, nil
 }
+
+// maxInterval bounds an interval, in seconds: 200 years is far more than
+// any retention, and keeps time.Duration arithmetic on it from overflowing
+// (it holds about 292 years).
+const maxInterval = 200 * 365 * 86400
 
 func unitSeconds(u string) (int64, error) {
 	switch {

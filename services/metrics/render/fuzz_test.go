@@ -3,7 +3,9 @@ package render
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 )
 
 type tinyFetcher struct{}
@@ -46,4 +48,31 @@ func FuzzTarget(f *testing.F) {
 func evalNoRecover(ctx context.Context, req Request, e *Expr) ([]*Series, error) {
 	ev := &evaluator{ctx: ctx, req: req}
 	return ev.eval(e, req.From, req.Until)
+}
+
+// FuzzTime parses from/until values as Grafana and users send them: errors
+// are fine, panics are not; an accepted interval stays within its bound and
+// keeps its sign, and "now" plus an accepted offset is that many seconds
+// from now (no overflow turns it around).
+func FuzzTime(f *testing.F) {
+	for _, s := range []string{"-6h", "now-30min", "1w2d", "+1y", "noon+yesterday", "16:00_20261125", "11/25/26", "jan1", "1764000000", "-99999999999999y", "teatime tomorrow", "midnight-1mon"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, s string) {
+		if d, err := ParseInterval(s); err == nil {
+			if d > maxInterval || d < -maxInterval {
+				t.Fatalf("ParseInterval(%q) = %d, beyond the bound", s, d)
+			}
+			if trimmed := strings.TrimSpace(s); strings.HasPrefix(trimmed, "-") && d > 0 || strings.HasPrefix(trimmed, "+") && d < 0 {
+				t.Fatalf("ParseInterval(%q) = %d: the sign turned", s, d)
+			}
+			if at, err := ParseTime("now"+strings.TrimSpace(s), now, time.UTC); err == nil && (strings.HasPrefix(strings.TrimSpace(s), "-") || strings.HasPrefix(strings.TrimSpace(s), "+")) {
+				if got := at.Unix() - now.Unix(); got != d {
+					t.Fatalf("now%s = now%+ds, want %+ds", s, got, d)
+				}
+			}
+		}
+		_, _ = ParseTime(s, now, time.UTC)
+	})
 }
