@@ -2,8 +2,6 @@ package bus
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,10 +9,11 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/shiploop/shiploop/pkg/labels"
 )
 
 // Job pools route jobs to agents by label. A job that asks for labels (the
@@ -35,55 +34,18 @@ import (
 var JobKinds = []string{"build", "test", "deploy"}
 
 // DefaultPool is the pool of jobs that ask for no label.
-const DefaultPool = "any"
+const DefaultPool = labels.DefaultPool
 
 // PoolBucket is the KV bucket of known pools: key <kind>.<pool>, value the
 // pool's labels, one per line.
 const PoolBucket = "job_pools"
 
-// maxLabels and maxLabelLen bound a label set.
-const (
-	maxLabels   = 16
-	maxLabelLen = 64
-)
+// CheckLabel reports what is wrong with a label, or nil: labels.Check.
+func CheckLabel(l string) error { return labels.Check(l) }
 
-// CheckLabel reports what is wrong with a label, or nil. Labels are free
-// text ("linux", "gpu", "os=linux") without spaces or control characters.
-func CheckLabel(l string) error {
-	switch {
-	case l == "":
-		return errors.New("empty label")
-	case len(l) > maxLabelLen:
-		return fmt.Errorf("label %q is longer than %d characters", l, maxLabelLen)
-	}
-	for _, r := range l {
-		if unicode.IsSpace(r) || unicode.IsControl(r) {
-			return fmt.Errorf("label %q contains a space or control character", l)
-		}
-	}
-	return nil
-}
-
-// Pool returns the pool token of a label set and the set in canonical form
-// (sorted, without duplicates).
-func Pool(labels []string) (string, []string, error) {
-	set := slices.Clone(labels)
-	slices.Sort(set)
-	set = slices.Compact(set)
-	if len(set) > maxLabels {
-		return "", nil, fmt.Errorf("%d labels: at most %d", len(set), maxLabels)
-	}
-	for _, l := range set {
-		if err := CheckLabel(l); err != nil {
-			return "", nil, err
-		}
-	}
-	if len(set) == 0 {
-		return DefaultPool, nil, nil
-	}
-	sum := sha256.Sum256([]byte(strings.Join(set, "\n")))
-	return "p" + hex.EncodeToString(sum[:6]), set, nil
-}
+// Pool returns the pool token of a label set and the set in canonical form:
+// labels.Pool.
+func Pool(set []string) (string, []string, error) { return labels.Pool(set) }
 
 // PoolSubject is the subject of a job of a kind in a pool.
 func PoolSubject(kind, pool, repo string) string {

@@ -12,7 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/labels"
 )
 
 func (d *decoder) setPos(field string, n *yaml.Node) {
@@ -267,15 +267,15 @@ func (d *decoder) names(n *yaml.Node, field string) []string {
 }
 
 // labels decodes the labels an agent must have to take a job: a string or
-// a list of them, each a label bus.CheckLabel accepts, at most 16.
+// a list of them, each a label labels.Check accepts, at most 16.
 func (d *decoder) labels(n *yaml.Node, field string) []string {
 	out := d.stringList(n, field, true, func(s string) string {
-		if err := bus.CheckLabel(s); err != nil {
+		if err := labels.Check(s); err != nil {
 			return err.Error()
 		}
 		return ""
 	})
-	if _, _, err := bus.Pool(out); err != nil {
+	if _, _, err := labels.Pool(out); err != nil {
 		d.errAt(d.resolve(n), field, "%v", err)
 	}
 	return out
