@@ -110,7 +110,11 @@ while IFS=: read -r file _ rest; do
   wall=$(($(date +%s) - t0))
   execs=$(grep -oE 'execs: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || true)
   execs=${execs:-0}
-  elapsed=$(grep -oE 'elapsed: [0-9]+s' "$log" | tail -1 | grep -oE '[0-9]+' || true)
+  # go test prints elapsed as 45s, 3m19s or 1h2m3s.
+  elapsed=$(grep -oE 'elapsed: ([0-9]+h)?([0-9]+m)?[0-9]+s' "$log" | tail -1 |
+    awk '{t = $2; s = 0; if (t ~ /h/) { split(t, a, "h"); s += a[1] * 3600; t = a[2] }
+          if (t ~ /m/) { split(t, a, "m"); s += a[1] * 60; t = a[2] }
+          sub(/s/, "", t); print s + t}' || true)
   rate=""
   [ -n "$elapsed" ] && [ "$elapsed" -gt 0 ] && rate=$((execs / elapsed))
   if [ $rc -eq 0 ]; then
