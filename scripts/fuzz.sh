@@ -5,7 +5,8 @@
 #
 #   scripts/fuzz.sh                 # FUZZTIME=10s per target
 #   FUZZTIME=10000000x scripts/fuzz.sh   # the goal: each target runs 10M execs
-#   scripts/fuzz.sh FuzzJUnit       # only targets whose name matches
+#   scripts/fuzz.sh FuzzJUnit       # only targets matching a regexp, which
+#   scripts/fuzz.sh 'event FuzzParse$'  # is matched against "<package dir> <target>"
 #
 # Targets are found with `grep -rn 'func Fuzz' --include=*_test.go`. Seeds:
 # each target's own f.Add seeds (most read ../shared/testdata already), plus,
@@ -77,8 +78,8 @@ total_execs=0
 failures=0
 while IFS=: read -r file _ rest; do
   target=$(sed -E 's/^func (Fuzz[A-Za-z0-9_]*).*/\1/' <<<"$rest")
-  [[ $target =~ $MATCH ]] || continue
   dir=$(dirname "${file#./}")
+  [[ "$dir $target" =~ $MATCH ]] || continue
   log=$(mktemp)
   echo "== $dir $target ($FUZZTIME)" >&2
   t0=$(date +%s)
