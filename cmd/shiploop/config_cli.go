@@ -1,15 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/shiploop/shiploop/cmd/shiploop/internal/cliparse"
 )
 
 // The CLI config file: defaults for client flags, so a laptop need not
@@ -20,7 +18,8 @@ import (
 //	server: shiploop.internal:9090
 //	token: slp_...
 //	color: auto
-var configKeys = map[string]bool{"server": true, "token": true, "color": true}
+//
+// The keys and the parser are in internal/cliparse.
 
 // configPath is $SHIPLOOP_CONFIG, else <user config dir>/shiploop/config.yaml
 // (~/.config/shiploop/config.yaml on Linux).
@@ -47,40 +46,8 @@ func loadConfig(path string) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	return parseConfig(path, raw)
+	return cliparse.Config(path, raw)
 }
-
-// parseConfig parses the config file's contents; errors name path and line.
-func parseConfig(path string, raw []byte) (map[string]string, error) {
-	var doc yaml.Node
-	if err := yaml.NewDecoder(bytes.NewReader(raw)).Decode(&doc); err != nil {
-		if errors.Is(err, errEOF()) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	if len(doc.Content) == 0 {
-		return nil, nil
-	}
-	m := doc.Content[0]
-	if m.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("config %s:%d: want a mapping like \"server: host:9090\"", path, m.Line)
-	}
-	out := map[string]string{}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		k, v := m.Content[i], m.Content[i+1]
-		if !configKeys[k.Value] {
-			return nil, fmt.Errorf("config %s:%d: unknown key %q (known: server, token, color)", path, k.Line, k.Value)
-		}
-		if v.Kind != yaml.ScalarNode {
-			return nil, fmt.Errorf("config %s:%d: %s wants a plain value", path, v.Line, k.Value)
-		}
-		out[k.Value] = v.Value
-	}
-	return out, nil
-}
-
-func errEOF() error { return io.EOF }
 
 // applyConfig fills flags neither given nor set by a SHIPLOOP_* variable
 // from the config file.

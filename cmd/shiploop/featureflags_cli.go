@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/shiploop/shiploop/cmd/shiploop/internal/cliparse"
 	flagsv1 "github.com/shiploop/shiploop/proto/shiploop/flags/v1"
 )
 
@@ -154,7 +155,7 @@ func buildFlag(key, env string, variants []string, def string, rules []string, r
 		f.Variants[name] = val
 	}
 	for _, r := range rules {
-		rule, err := parseRule(r)
+		rule, err := cliparse.Rule(r)
 		if err != nil {
 			return nil, err
 		}
@@ -172,24 +173,4 @@ func buildFlag(key, env string, variants []string, def string, rules []string, r
 		return nil, fmt.Errorf("--default: required (one of the --variant names)")
 	}
 	return f, nil
-}
-
-// parseRule reads "ATTR OP V1,V2 -> VARIANT".
-func parseRule(s string) (*flagsv1.Rule, error) {
-	cond, variant, ok := strings.Cut(s, "->")
-	variant = strings.TrimSpace(variant)
-	fields := strings.Fields(cond)
-	if !ok || variant == "" || len(fields) < 3 {
-		return nil, fmt.Errorf("--rule %q: want 'ATTR OP VALUE[,VALUE] -> VARIANT', e.g. 'email ends_with @acme.com -> on'", s)
-	}
-	var vals []string
-	for _, v := range strings.Split(strings.Join(fields[2:], " "), ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			vals = append(vals, v)
-		}
-	}
-	if len(vals) == 0 {
-		return nil, fmt.Errorf("--rule %q: no values", s)
-	}
-	return &flagsv1.Rule{Attribute: fields[0], Op: fields[1], Values: vals, Variant: variant}, nil
 }
