@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	flagsv1 "github.com/shiploop/shiploop/proto/shiploop/flags/v1"
+	"github.com/shiploop/shiploop/services/flags/eval"
 )
 
 // RegisterGRPC serves FlagService on g.
@@ -35,7 +36,7 @@ func (g *grpcServer) SetFlag(ctx context.Context, req *flagsv1.SetFlagRequest) (
 	if req.GetFlag() == nil {
 		return nil, status.Error(codes.InvalidArgument, "flag: required")
 	}
-	if err := Validate(req.GetFlag()); err != nil {
+	if err := eval.Validate(req.GetFlag()); err != nil {
 		return nil, status.Error(codes.InvalidArgument, "flag."+err.Error())
 	}
 	f, err := g.s.Set(ctx, req.GetFlag(), req.GetBy())

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/shiploop/shiploop/services/flags/eval"
 	"io"
 	"net/http"
 	"strings"
@@ -79,7 +80,7 @@ func (s *Service) evaluateOne(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, ofrepError{Key: key, ErrorCode: errGeneral, ErrorDetails: "could not read the flag"})
 		return
 	}
-	writeJSON(w, http.StatusOK, Evaluate(f, ctx))
+	writeJSON(w, http.StatusOK, eval.Evaluate(f, ctx))
 }
 
 func (s *Service) evaluateAll(w http.ResponseWriter, r *http.Request) {
@@ -95,10 +96,10 @@ func (s *Service) evaluateAll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := struct {
-		Flags []Result `json:"flags"`
-	}{Flags: []Result{}}
+		Flags []eval.Result `json:"flags"`
+	}{Flags: []eval.Result{}}
 	for _, f := range fs {
-		out.Flags = append(out.Flags, Evaluate(f, ctx))
+		out.Flags = append(out.Flags, eval.Evaluate(f, ctx))
 	}
 	body, _ := json.Marshal(out)
 	sum := sha256.Sum256(body)

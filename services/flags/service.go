@@ -25,6 +25,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/store"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 	flagsv1 "github.com/shiploop/shiploop/proto/shiploop/flags/v1"
+	"github.com/shiploop/shiploop/services/flags/eval"
 )
 
 //go:embed migrations/*.sql
@@ -90,7 +91,7 @@ var pj = protojson.MarshalOptions{UseProtoNames: true}
 // transaction.
 func (s *Service) Set(ctx context.Context, f *flagsv1.Flag, by string) (*flagsv1.Flag, error) {
 	f = proto.Clone(f).(*flagsv1.Flag)
-	if err := Validate(f); err != nil {
+	if err := eval.Validate(f); err != nil {
 		return nil, err
 	}
 	now := s.cfg.Now().UTC()

@@ -1,4 +1,7 @@
-package flags
+// Package eval validates feature flags and evaluates them for a context, as
+// the flags service and its OFREP endpoint answer. It is apart from the
+// service so that its fuzzing links only the evaluation.
+package eval
 
 import (
 	"encoding/json"
