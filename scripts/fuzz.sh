@@ -41,7 +41,7 @@ GOCACHE=$(go env GOCACHE)
 # deeply nested, so they reach paths the parsers' own seeds do not.
 SEEDS=(
   "services/builds/pipeline FuzzParse ../shared/testdata/lint/sarif/*.sarif"
-  "services/deploys FuzzParseConfig ../shared/testdata/lint/sarif/*.sarif"
+  "services/deploys/config FuzzParse ../shared/testdata/lint/sarif/*.sarif"
 )
 
 # seed DIR TARGET FILE...: write FILEs as []byte corpus entries of TARGET.

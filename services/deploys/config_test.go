@@ -113,15 +113,3 @@ func TestParseConfigErrors(t *testing.T) {
 		})
 	}
 }
-
-func FuzzParseConfig(f *testing.F) {
-	f.Add([]byte(pathConfig))
-	f.Add([]byte("environments: &a [*a]"))
-	f.Add([]byte("environments:\n  - <<: {name: x}\n    steps: {a: {commands: y}}"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := ParseConfig(".shiploop.yml", data)
-		if err == nil && cfg == nil {
-			t.Fatal("nil config without an error")
-		}
-	})
-}

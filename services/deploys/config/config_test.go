@@ -1,0 +1,43 @@
+package config
+
+import "testing"
+
+// FuzzParse: any .shiploop.yml never panics the reader; what it accepts has
+// named environments, each found again by its name.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`environments:
+  - name: staging
+    auto: true
+    labels: [linux]
+    variables: {URL: "http://127.0.0.1:1/health"}
+    steps:
+      deploy: {commands: "echo $SHIPLOOP_VERSION", secrets: [TOKEN]}
+    verify:
+      window: 2s
+      conditions:
+        - {metric: "http_status(${URL})", operator: "==", threshold: 200}
+        - {metric: "errortrack.error_rate_ratio", operator: "<", threshold: 2}
+  - name: production
+    approval: true
+    steps: {deploy: {commands: [make deploy]}}
+  - name: preview
+    steps: {deploy: {commands: up}, teardown: {commands: down}}
+`))
+	f.Add([]byte("environments: &a [*a]"))
+	f.Add([]byte("environments:\n  - <<: {name: x}\n    steps: {a: {commands: y}}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse(".shiploop.yml", data)
+		if err != nil {
+			return
+		}
+		if cfg == nil {
+			t.Fatal("nil config without an error")
+		}
+		for i := range cfg.Environments {
+			name := cfg.Environments[i].Name
+			if _, j := cfg.Environment(name); name == "" || j < 0 {
+				t.Fatalf("environment %d %q accepted but not found by its name", i, name)
+			}
+		}
+	})
+}
