@@ -13,8 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -26,6 +24,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/conduit"
 	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+	"github.com/shiploop/shiploop/services/builds/hmrequest"
 )
 
 // ForgeHarbormaster is the Change.Forge of changes Harbormaster asked for.
@@ -47,82 +46,12 @@ const hmGateWait = 2 * time.Minute
 // also wakes the sweeper at once).
 const hmSweep = time.Second
 
-// hmRequest is what a "Make HTTP Request" step sent.
-type hmRequest struct {
-	Repo       string // shiploop's name for the repository ("repo" parameter)
-	Token      string
-	TargetPHID string
-	DiffID     int64
-	RevisionID int64
-	Commit     string
-	URI        string
-	VCS        string
-	Callsign   string
-}
+// hmRequest is what a "Make HTTP Request" step sent: package hmrequest
+// reads and checks it.
+type hmRequest = hmrequest.Request
 
-// hmField is a request error naming the variable at fault.
-type hmField struct{ field, msg string }
-
-func (e *hmField) Error() string { return e.field + ": " + e.msg }
-
-var (
-	phidRe   = regexp.MustCompile(`^PHID-[A-Z]{4}-[A-Za-z0-9]{1,64}$`)
-	hexRe    = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
-	revRe    = regexp.MustCompile(`^D?([1-9][0-9]{0,17})$`)
-	numberRe = regexp.MustCompile(`^[1-9][0-9]{0,17}$`)
-)
-
-// parseHarbormaster reads the variables of a Harbormaster request from the
-// query and the form (a template like
-// /hooks/harbormaster?repo=acme/web&target.phid=${target.phid}&buildable.diff=${buildable.diff}&buildable.commit=${buildable.commit}).
-// The token comes from HTTP basic auth (a Passphrase credential on the
-// step), a "token" variable, or "Authorization: Bearer".
-func parseHarbormaster(r *http.Request) (hmRequest, error) {
-	var q hmRequest
-	if err := r.ParseForm(); err != nil {
-		return q, &hmField{"body", "not a form: " + err.Error()}
-	}
-	get := func(k string) string { return strings.TrimSpace(r.Form.Get(k)) }
-	q.Repo, q.Token, q.TargetPHID = get("repo"), get("token"), get("target.phid")
-	if _, pw, ok := r.BasicAuth(); ok && q.Token == "" {
-		q.Token = pw
-	}
-	if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && q.Token == "" {
-		q.Token = strings.TrimSpace(b)
-	}
-	q.Commit, q.URI, q.VCS, q.Callsign = strings.ToLower(get("buildable.commit")), get("repository.uri"), strings.ToLower(get("repository.vcs")), get("repository.callsign")
-	if d := get("buildable.diff"); d != "" {
-		if !numberRe.MatchString(d) {
-			return q, &hmField{"buildable.diff", fmt.Sprintf("%q is not a diff id", d)}
-		}
-		q.DiffID, _ = strconv.ParseInt(d, 10, 64)
-	}
-	if rv := get("buildable.revision"); rv != "" {
-		m := revRe.FindStringSubmatch(rv)
-		if m == nil {
-			return q, &hmField{"buildable.revision", fmt.Sprintf("%q is not a revision id", rv)}
-		}
-		q.RevisionID, _ = strconv.ParseInt(m[1], 10, 64)
-	}
-	return q, nil
-}
-
-// check validates the variables once the caller is known to be allowed.
-func (q hmRequest) check() error {
-	switch {
-	case q.TargetPHID == "":
-		return &hmField{"target.phid", "required: add target.phid=${target.phid} to the step's URI (results are reported to that build target)"}
-	case !phidRe.MatchString(q.TargetPHID):
-		return &hmField{"target.phid", fmt.Sprintf("%q is not a PHID", q.TargetPHID)}
-	case q.DiffID == 0 && q.Commit == "":
-		return &hmField{"buildable.diff", "one of buildable.diff or buildable.commit is required"}
-	case q.Commit != "" && !hexRe.MatchString(q.Commit):
-		return &hmField{"buildable.commit", fmt.Sprintf("%q is not a full commit hash", q.Commit)}
-	case q.VCS != "" && q.VCS != "git" && q.VCS != "hg":
-		return &hmField{"repository.vcs", fmt.Sprintf("%q: shiploop builds git and hg repositories", q.VCS)}
-	}
-	return nil
-}
+// hexRe matches a full commit hash (hmrequest.CommitHash).
+var hexRe = hmrequest.CommitHash
 
 // stagingRef is where arc diff leaves a diff in the staging area.
 func stagingRef(diff int64) string { return fmt.Sprintf("phabricator/diff/%d", diff) }
@@ -154,7 +83,7 @@ func (s *Service) hmRepo(ctx context.Context, q hmRequest) (repoRow, vcsSettings
 
 func (s *Service) serveHarbormaster(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-	q, err := parseHarbormaster(r)
+	q, err := hmrequest.Parse(r)
 	if q.Token == "" {
 		// Nothing is looked at, let alone started, without a token.
 		w.Header().Set("WWW-Authenticate", `Basic realm="shiploop harbormaster"`)
@@ -179,7 +108,7 @@ func (s *Service) serveHarbormaster(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, hookReply{Error: "token does not match the repository's webhook secret"})
 		return
 	}
-	if err := q.check(); err != nil {
+	if err := q.Check(); err != nil {
 		writeJSON(w, http.StatusBadRequest, hookReply{Error: err.Error()})
 		return
 	}

@@ -314,32 +314,6 @@ func TestRegisterHarbormasterSettings(t *testing.T) {
 	}
 }
 
-func FuzzParseHarbormaster(f *testing.F) {
-	f.Add("target.phid=PHID-HMBT-1&buildable.diff=3&buildable.revision=D4", "")
-	f.Add("buildable.commit=ABC&repository.vcs=svn&token=x", "a=b")
-	f.Add("%zz", "buildable.diff=-1")
-	f.Fuzz(func(t *testing.T, query, body string) {
-		req, err := http.NewRequest("POST", "http://x/hooks/harbormaster", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.URL.RawQuery = query
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		q, err := parseHarbormaster(req)
-		if err != nil {
-			if _, ok := err.(*hmField); !ok {
-				t.Fatalf("error %T %v does not name a field", err, err)
-			}
-			return
-		}
-		if err := q.check(); err == nil {
-			if !phidRe.MatchString(q.TargetPHID) || (q.DiffID <= 0 && !hexRe.MatchString(q.Commit)) {
-				t.Fatalf("accepted %+v", q)
-			}
-		}
-	})
-}
-
 func TestAddTestUnits(t *testing.T) {
 	m := conduit.Message{Type: conduit.Pass}
 	addTestUnits(&m, &eventsv1.TestRunFinished{
