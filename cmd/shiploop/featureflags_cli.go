@@ -159,7 +159,7 @@ func buildFlag(key, env string, variants []string, def string, rules []string, r
 		if err != nil {
 			return nil, err
 		}
-		f.Rules = append(f.Rules, rule)
+		f.Rules = append(f.Rules, &flagsv1.Rule{Attribute: rule.Attribute, Op: rule.Op, Values: rule.Values, Variant: rule.Variant})
 	}
 	if rollout != "" {
 		p, v, ok := strings.Cut(rollout, ":")

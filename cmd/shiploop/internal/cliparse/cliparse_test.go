@@ -27,7 +27,7 @@ func TestConfig(t *testing.T) {
 
 func TestRule(t *testing.T) {
 	r, err := Rule("email ends_with @acme.com, @acme.org -> on")
-	if err != nil || r.GetAttribute() != "email" || r.GetOp() != "ends_with" || len(r.GetValues()) != 2 || r.GetVariant() != "on" {
+	if err != nil || r.Attribute != "email" || r.Op != "ends_with" || len(r.Values) != 2 || r.Variant != "on" {
 		t.Fatalf("Rule = %v, %v", r, err)
 	}
 	for _, bad := range []string{"email ends_with", "a eq b ->", "a eq , -> on", "-> on"} {
@@ -59,7 +59,7 @@ func FuzzRule(f *testing.F) {
 	f.Add("a eq b,c->x")
 	f.Fuzz(func(t *testing.T, s string) {
 		r, err := Rule(s)
-		if err == nil && (r.GetAttribute() == "" || r.GetVariant() == "" || len(r.GetValues()) == 0) {
+		if err == nil && (r.Attribute == "" || r.Variant == "" || len(r.Values) == 0) {
 			t.Fatalf("Rule(%q) = %v without an error", s, r)
 		}
 	})
