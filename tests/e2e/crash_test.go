@@ -143,6 +143,16 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// knownReliabilityBugs skips a test that can still fail on a known bug
+// (docs/benchmarks.md, "Reliability") unless SHIPLOOP_RELIABILITY=1, so that
+// it does not turn everyone's e2e run red until the bug is fixed.
+func knownReliabilityBugs(t *testing.T, bugs string) {
+	t.Helper()
+	if os.Getenv("SHIPLOOP_RELIABILITY") != "1" {
+		t.Skip("fails on known bugs (" + bugs + "; docs/benchmarks.md, Reliability): run with SHIPLOOP_RELIABILITY=1")
+	}
+}
+
 // crashPushes is how many pushes TestCrashSplitMode sends:
 // SHIPLOOP_CRASH_PUSHES, default 100.
 func crashPushes(t *testing.T) int {
