@@ -25,14 +25,42 @@ const LogBucket = "logs"
 
 // LogStore opens (creating if needed) the log bucket.
 func (b *Bus) LogStore(ctx context.Context) (jetstream.ObjectStore, error) {
-	obs, err := b.js.ObjectStore(ctx, LogBucket)
+	return b.ObjectStore(ctx, LogBucket, "finished job logs")
+}
+
+// ObjectStore opens (creating if needed) an Object Store bucket kept at the
+// bus's replicas, as the streams are: on a three-node cluster an artifact
+// or a log must outlive the node that took it. A bucket made with fewer
+// replicas (by a shiploop older than this, or a process started without
+// --replicas) is raised to them; a bucket is never lowered.
+func (b *Bus) ObjectStore(ctx context.Context, bucket, description string) (jetstream.ObjectStore, error) {
+	obs, err := b.js.ObjectStore(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		obs, err = b.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket: LogBucket, Description: "finished job logs", Storage: jetstream.FileStorage, Replicas: b.opts.Replicas,
+			Bucket: bucket, Description: description, Storage: jetstream.FileStorage, Replicas: b.opts.Replicas,
 		})
+		if errors.Is(err, jetstream.ErrBucketExists) { // made by another process meanwhile
+			obs, err = b.js.ObjectStore(ctx, bucket)
+		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("bus: log store: %w", err)
+		return nil, fmt.Errorf("bus: object store %s: %w", bucket, err)
+	}
+	st, err := obs.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bus: object store %s: %w", bucket, err)
+	}
+	if st.Replicas() < b.opts.Replicas {
+		// Through the bucket's stream, so that every other setting stays.
+		stream, err := b.js.Stream(ctx, "OBJ_"+bucket)
+		if err == nil {
+			sc := stream.CachedInfo().Config
+			sc.Replicas = b.opts.Replicas
+			_, err = b.js.UpdateStream(ctx, sc)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bus: raising object store %s to %d replicas: %w", bucket, b.opts.Replicas, err)
+		}
 	}
 	return obs, nil
 }

@@ -137,19 +137,33 @@ type jobRun struct {
 
 func (r *jobRun) emit(ctx context.Context, typ string, ev bus.Event) error {
 	ev.Type, ev.Repository, ev.Subject, ev.ChainID = typ, r.job.Repository, r.job.JobId, r.job.ChainId
-	// Publish with a bounded retry: the events are how the build learns
-	// what happened, so a blip must not lose them.
-	var err error
-	// The budget (about 30 s) outlasts a JetStream leader election in a
-	// cluster; giving up sooner would burn one of the job's few deliveries.
-	ev.ID = bus.NewID() // one id for every attempt: JetStream keeps one copy
+	// The events are how the build learns what happened, so a blip must
+	// not lose them. One id for every attempt: JetStream keeps one copy.
+	ev.ID = bus.NewID()
+	return persist(ctx, func() error { return r.a.cfg.Bus.Publish(ctx, ev) })
+}
+
+// permanentError is an error trying again cannot mend (a file gone).
+type permanentError struct{ error }
+
+// persistBudget is how long persist keeps trying: it outlasts a JetStream
+// leader election in a cluster (a few seconds); giving up sooner would
+// lose a log or a report, or burn one of the job's few deliveries.
+var persistBudget = 30 * time.Second
+
+// persist runs fn, which writes to JetStream, until it succeeds, ctx ends
+// or persistBudget has passed, backing off from 100 ms to 2 s; it returns
+// fn's last error. An error wrapped by permanent ends it at once.
+func persist(ctx context.Context, fn func() error) error {
 	delay := 100 * time.Millisecond
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(persistBudget)
 	for {
-		if err = r.a.cfg.Bus.Publish(ctx, ev); err == nil {
-			return nil
+		err := fn()
+		var p permanentError
+		if errors.As(err, &p) {
+			return p.error
 		}
-		if time.Now().After(deadline) {
+		if err == nil || time.Now().After(deadline) {
 			return err
 		}
 		select {
@@ -348,12 +362,30 @@ func (r *jobRun) runSteps(ctx, jctx context.Context, ws *backend.Workspace) ([]*
 	return results, failed
 }
 
+// withoutDeadline returns ctx without its deadline, still ended (with its
+// cause) when ctx ends. nats.go bounds each JetStream round trip made with
+// a context that has no deadline by its own timeout (5 s, and per publish
+// for the Object Store's chunks), but waits until the deadline for one made
+// with a context that has one. A job's context carries the job's timeout,
+// an hour by default: a JetStream request whose answer died with a cluster
+// node held the job, and the agent's slot, for that hour. JetStream calls
+// made for a job go through this.
+func withoutDeadline(ctx context.Context) context.Context {
+	if _, ok := ctx.Deadline(); !ok {
+		return ctx
+	}
+	c, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+	return c
+}
+
 // errCanceled is the cause of a job context ended by a cancel request.
 var errCanceled = errors.New("canceled")
 
 // watchCancel reports a cancel recorded before the job started; otherwise it
 // watches for one until ctx ends and cancels the job with its reason.
 func (r *jobRun) watchCancel(ctx context.Context, cancel context.CancelCauseFunc) (string, bool) {
+	ctx = withoutDeadline(ctx)
 	kv, err := r.a.cfg.Bus.Cancels(ctx)
 	if err != nil {
 		r.a.log.Warn("cannot watch for cancels", "job", r.job.JobId, "err", err)
@@ -443,7 +475,7 @@ func (r *jobRun) finish(ctx context.Context, status eventsv1.BuildStatus, failed
 	// The last line marks the log complete, live and stored.
 	r.line("", "end", "", time.Now())
 	logKey := job.JobId
-	if err := r.log.store(ctx); err != nil {
+	if err := persist(ctx, func() error { return r.log.store(ctx) }); err != nil {
 		logKey = ""
 		r.a.log.Warn("storing log", "job", job.JobId, "err", err)
 	}

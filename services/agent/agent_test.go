@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/shiploop/shiploop/pkg/bus"
@@ -247,5 +249,83 @@ func TestStoreInterval(t *testing.T) {
 		if got := storeInterval(5*time.Second, c.size); got != c.want {
 			t.Errorf("storeInterval(5s, %d) = %v, want %v", c.size, got, c.want)
 		}
+	}
+}
+
+// A write JetStream refuses (a leader election in a cluster) is tried again
+// with back-off until it is taken; a permanent error, the end of the
+// budget or of ctx ends it with the last error.
+func TestPersist(t *testing.T) {
+	calls := 0
+	err := persist(t.Context(), func() error {
+		if calls++; calls < 3 {
+			return errors.New("nats: no responders available for request")
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Fatalf("persist: %v after %d calls, want success on the 3rd", err, calls)
+	}
+
+	calls = 0
+	gone := errors.New("open report.xml: no such file or directory")
+	if err := persist(t.Context(), func() error { calls++; return permanentError{gone} }); err != gone || calls != 1 {
+		t.Fatalf("persist of a permanent error: %v after %d calls, want %v after 1", err, calls, gone)
+	}
+
+	old := persistBudget
+	persistBudget = 300 * time.Millisecond
+	t.Cleanup(func() { persistBudget = old })
+	calls = 0
+	refused := errors.New("nats: timeout")
+	if err := persist(t.Context(), func() error { calls++; return refused }); err != refused || calls < 2 {
+		t.Fatalf("persist past its budget: %v after %d calls, want %v after several", err, calls, refused)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	calls = 0
+	if err := persist(ctx, func() error { calls++; return refused }); err != refused || calls != 1 {
+		t.Fatalf("persist after ctx ended: %v after %d calls, want %v after 1", err, calls, refused)
+	}
+}
+
+// A JetStream request whose answer never comes (the node holding it was
+// killed) must end after nats.go's own per-request timeout, not at the
+// job's deadline an hour away: withoutDeadline drops the deadline and keeps
+// the job's cancel.
+func TestJetStreamCallsForAJobDoNotWaitForItsDeadline(t *testing.T) {
+	b := bustest.Start(t, bus.Options{Source: "/test"})
+	nc := b.Conn()
+	// Takes every request and never answers, like a node that died with it.
+	sink, err := nc.SubscribeSync("lost.API.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.NewWithAPIPrefix(nc, "lost.API")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobCtx, cancel := context.WithTimeoutCause(t.Context(), time.Hour, errors.New("job timed out"))
+	defer cancel()
+	ctx := withoutDeadline(jobCtx)
+	if _, ok := ctx.Deadline(); ok {
+		t.Fatal("withoutDeadline kept a deadline")
+	}
+	if _, err := js.KeyValue(ctx, bus.CancelBucket); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a request nobody answers: %v, want nats.go's own timeout (context deadline exceeded)", err)
+	}
+	if _, err := sink.NextMsg(time.Second); err != nil {
+		t.Fatalf("the request never went out: %v", err)
+	}
+	jobCancel := errors.New("canceled: superseded")
+	dctx, dcancel := context.WithTimeout(t.Context(), time.Hour)
+	defer dcancel()
+	cctx, stop := context.WithCancelCause(dctx)
+	ctx = withoutDeadline(cctx)
+	stop(jobCancel)
+	<-ctx.Done()
+	if !errors.Is(context.Cause(ctx), jobCancel) {
+		t.Fatalf("cause after the job's cancel: %v, want %v", context.Cause(ctx), jobCancel)
 	}
 }

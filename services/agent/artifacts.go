@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -76,12 +75,7 @@ func findArtifacts(root string, globs []string) (files []string, refused []strin
 const ArtifactBucket = "artifacts"
 
 func artifactStore(ctx context.Context, b *bus.Bus) (jetstream.ObjectStore, error) {
-	js := b.JetStream()
-	obs, err := js.ObjectStore(ctx, ArtifactBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		obs, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: ArtifactBucket, Description: "build artifacts", Storage: jetstream.FileStorage})
-	}
-	return obs, err
+	return b.ObjectStore(ctx, ArtifactBucket, "build artifacts")
 }
 
 // uploadArtifacts stores a step's artifacts and returns their records.
@@ -110,16 +104,23 @@ func (r *jobRun) uploadArtifacts(ctx context.Context, dir string, st *eventsv1.S
 	return out, nil
 }
 
+// putArtifact stores a file, trying again for a while if JetStream does
+// not take it (a leader election, say).
 func putArtifact(ctx context.Context, obs jetstream.ObjectStore, file, key string) (*eventsv1.Artifact, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	info, err := obs.Put(ctx, jetstream.ObjectMeta{Name: key}, io.TeeReader(f, h))
-	if err != nil {
-		return nil, err
-	}
-	return &eventsv1.Artifact{Size: int64(info.Size), Sha256: hex.EncodeToString(h.Sum(nil)), Key: key}, nil
+	var a *eventsv1.Artifact
+	err := persist(ctx, func() error {
+		f, err := os.Open(file)
+		if err != nil {
+			return permanentError{err}
+		}
+		defer f.Close()
+		h := sha256.New()
+		info, err := obs.Put(ctx, jetstream.ObjectMeta{Name: key}, io.TeeReader(f, h))
+		if err != nil {
+			return err
+		}
+		a = &eventsv1.Artifact{Size: int64(info.Size), Sha256: hex.EncodeToString(h.Sum(nil)), Key: key}
+		return nil
+	})
+	return a, err
 }

@@ -70,8 +70,10 @@ func (r *jobRun) restoreCache(ctx context.Context, dir, home string, st *eventsv
 		return "", false
 	}
 	key := cacheKey(dir, r.job.Repository, st.Name, c)
+	ctx = withoutDeadline(ctx)
 	obs, err := cacheStore(ctx, r)
 	if err != nil {
+		r.line(st.Name, "system", fmt.Sprintf("cache %s: %v", key, err), timeNow())
 		return key, false
 	}
 	rc, err := obs.Get(ctx, key)
@@ -103,8 +105,10 @@ func (r *jobRun) saveCache(ctx context.Context, dir, home, key string, st *event
 		r.line(st.Name, "system", err.Error(), timeNow())
 		return
 	}
+	ctx = withoutDeadline(ctx)
 	obs, err := cacheStore(ctx, r)
 	if err != nil {
+		r.line(st.Name, "system", fmt.Sprintf("cache %s: saving: %v", key, err), timeNow())
 		return
 	}
 	pr, pw := io.Pipe()
@@ -119,12 +123,7 @@ func (r *jobRun) saveCache(ctx context.Context, dir, home, key string, st *event
 }
 
 func cacheStore(ctx context.Context, r *jobRun) (jetstream.ObjectStore, error) {
-	js := r.a.cfg.Bus.JetStream()
-	obs, err := js.ObjectStore(ctx, CacheBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		obs, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: CacheBucket, Description: "dependency caches", Storage: jetstream.FileStorage})
-	}
-	return obs, err
+	return r.a.cfg.Bus.ObjectStore(ctx, CacheBucket, "dependency caches")
 }
 
 // tarPaths writes the regular files and directories under each root as a

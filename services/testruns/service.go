@@ -106,12 +106,7 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 func (s *Service) reportStore(ctx context.Context) (jetstream.ObjectStore, error) {
-	js := s.bus.JetStream()
-	obs, err := js.ObjectStore(ctx, ReportBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		obs, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: ReportBucket, Description: "build artifacts", Storage: jetstream.FileStorage})
-	}
-	return obs, err
+	return s.bus.ObjectStore(ctx, ReportBucket, "build artifacts")
 }
 
 func (s *Service) parseOptions(file string) report.Options {
