@@ -123,6 +123,26 @@ func (k *killable) stop(t *testing.T) {
 	}
 }
 
+// dumpGoroutines makes a running process print its goroutines (SIGQUIT)
+// and logs them with the rest of its stderr; the process exits.
+func (k *killable) dumpGoroutines(t *testing.T) {
+	t.Helper()
+	k.mu.Lock()
+	cmd, exited, stderr := k.cmd, k.exited, k.stderr
+	k.mu.Unlock()
+	select {
+	case <-exited:
+		return
+	default:
+	}
+	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+	}
+	t.Logf("%s goroutines (SIGQUIT):\n%s", k.name, stderr)
+}
+
 func readyJSON(stdout, _ *output) bool {
 	_, ok, _ := stdout.find(func(string) bool { return true })
 	return ok
@@ -141,16 +161,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// knownReliabilityBugs skips a test that can still fail on a known bug
-// (docs/benchmarks.md, "Reliability") unless SHIPLOOP_RELIABILITY=1, so that
-// it does not turn everyone's e2e run red until the bug is fixed.
-func knownReliabilityBugs(t *testing.T, bugs string) {
-	t.Helper()
-	if os.Getenv("SHIPLOOP_RELIABILITY") != "1" {
-		t.Skip("fails on known bugs (" + bugs + "; docs/benchmarks.md, Reliability): run with SHIPLOOP_RELIABILITY=1")
-	}
 }
 
 // crashPushes is how many pushes TestCrashSplitMode sends:
