@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -145,17 +146,22 @@ func (b *Bus) Serve(ctx context.Context, cfg ServeConfig, fn func(ctx context.Co
 	if c, err := b.js.Consumer(ctx, StreamJobs, "agents"); err == nil && c.CachedInfo().Config.FilterSubject == jobPrefix+">" {
 		_ = b.js.DeleteConsumer(ctx, StreamJobs, "agents")
 	}
-	s := &poolServer{b: b, cfg: cfg, fn: fn, slots: make(chan struct{}, cfg.Slots), freed: make(chan struct{}), started: map[string]bool{}}
+	s := &poolServer{b: b, cfg: cfg, fn: fn, slots: make(chan struct{}, cfg.Slots), wake: make(chan struct{}, 1), started: map[string]bool{}}
+	defer s.unsubscribe()
 	var wg sync.WaitGroup
 	for _, k := range cfg.Kinds {
-		if err := s.start(ctx, &wg, k, DefaultPool, nil); err != nil {
-			wg.Wait()
+		if err := s.start(ctx, k, DefaultPool, nil); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.dispatch(ctx, &wg)
+	}()
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		wg.Wait()
@@ -178,7 +184,7 @@ func (b *Bus) Serve(ctx context.Context, cfg ServeConfig, fn func(ctx context.Co
 		case <-retry.C:
 			for key, labels := range failed {
 				kind, pool, _ := strings.Cut(key, ".")
-				if err := s.start(ctx, &wg, kind, pool, labels); err == nil {
+				if err := s.start(ctx, kind, pool, labels); err == nil {
 					delete(failed, key)
 				}
 			}
@@ -210,7 +216,7 @@ func (b *Bus) Serve(ctx context.Context, cfg ServeConfig, fn func(ctx context.Co
 		if !subset(want, have) {
 			continue
 		}
-		if err := s.start(ctx, &wg, kind, pool, want); err != nil && ctx.Err() == nil {
+		if err := s.start(ctx, kind, pool, want); err != nil && ctx.Err() == nil {
 			cfg.Logger.Error("cannot serve job pool yet; trying again in 5 s", "kind", kind, "labels", strings.Join(want, ","), "err", err)
 			failed[e.Key()] = want
 		}
@@ -228,45 +234,63 @@ func subset(want, have []string) bool {
 	return true
 }
 
+// poolServer hands the jobs of the pools an agent serves to its slots. One
+// dispatcher takes a job only once a slot is reserved for it, one job per
+// slot, looking at the pools in turn with no-wait pulls; so an agent never
+// holds a job it cannot start while another agent could (a job pulled from a
+// second pool while the only slot ran a job of the first used to wait,
+// heartbeated, behind it). Between looks it sleeps until a job is published
+// on a pool's subject (a core NATS subscription, which sees every publish to
+// the stream) or, for jobs coming back after a lease ran out or a give-back,
+// until the next rescan.
 type poolServer struct {
 	b     *Bus
 	cfg   ServeConfig
 	fn    func(context.Context, *Job) error
 	slots chan struct{}
+	wake  chan struct{} // a job may have been published to a served pool
 
 	mu      sync.Mutex
-	freed   chan struct{} // closed when a slot frees
+	pools   []*servedPool
+	next    int // the pool looked at first next time: turns keep pools fair
 	started map[string]bool
 }
 
-// waitFree blocks until a slot is free; false when ctx ended first.
-func (s *poolServer) waitFree(ctx context.Context) bool {
-	for {
-		s.mu.Lock()
-		if len(s.slots) < cap(s.slots) {
-			s.mu.Unlock()
-			return true
-		}
-		freed := s.freed
-		s.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return false
-		case <-freed:
-		}
+type servedPool struct {
+	cons jetstream.Consumer
+	beat time.Duration // heartbeat interval from the pool's lease
+	sub  *nats.Subscription
+	// busy: a job was published to the pool, or the last one taken from
+	// it had others behind it. Busy pools are looked at first, so that a
+	// burst in one pool costs one pull per job, not one per pool.
+	busy atomic.Bool
+}
+
+// rescan is how often an idle agent looks at its pools without being woken:
+// redeliveries (a lease ran out, a job given back) publish nothing.
+const rescan = time.Second
+
+// settle are the delays, from a wake, of the looks at the pools that were
+// published to: a core subscriber can see a publish before the stream (in
+// a cluster, its quorum) has stored it.
+var settle = []time.Duration{time.Millisecond, 5 * time.Millisecond, 25 * time.Millisecond, 125 * time.Millisecond}
+
+func (s *poolServer) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 
-// release frees a slot and wakes the pullers waiting for one.
-func (s *poolServer) release() {
-	<-s.slots
+func (s *poolServer) unsubscribe() {
 	s.mu.Lock()
-	close(s.freed)
-	s.freed = make(chan struct{})
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	for _, p := range s.pools {
+		_ = p.sub.Unsubscribe()
+	}
 }
 
-func (s *poolServer) start(ctx context.Context, wg *sync.WaitGroup, kind, pool string, labels []string) error {
+func (s *poolServer) start(ctx context.Context, kind, pool string, labels []string) error {
 	s.mu.Lock()
 	if s.started[kind+"."+pool] {
 		s.mu.Unlock()
@@ -293,46 +317,44 @@ func (s *poolServer) start(ctx context.Context, wg *sync.WaitGroup, kind, pool s
 	if lease != s.cfg.AckWait {
 		s.cfg.Logger.Info("job pool keeps the lease it was created with", "kind", kind, "labels", strings.Join(labels, ","), "lease", lease, "asked", s.cfg.AckWait)
 	}
+	sp := &servedPool{cons: cons, beat: jobHeartbeat(lease)}
+	sp.busy.Store(true) // jobs may be waiting
+	sp.sub, err = s.b.nc.Subscribe(PoolFilter(kind, pool), func(*nats.Msg) {
+		sp.busy.Store(true)
+		s.signal()
+	})
+	if err != nil {
+		return fmt.Errorf("bus: watching %s jobs with labels [%s]: %w", kind, strings.Join(labels, ", "), err)
+	}
 	s.mu.Lock()
 	s.started[kind+"."+pool] = true
+	s.pools = append(s.pools, sp)
 	s.mu.Unlock()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.pull(ctx, wg, cons, jobHeartbeat(lease))
-	}()
+	s.signal() // jobs may be waiting in the new pool
 	return nil
 }
 
-// pull asks for a job of its pool whenever the agent has a free slot; a
-// wait does not hold a slot, so an idle pool never keeps a busy one waiting.
-// When pulls of several pools answer at once for one free slot, the extra
-// jobs wait here for a slot, heartbeated so that no other agent gets them
-// meanwhile (a job is never run twice, and never given back to use up one
-// of its few deliveries).
-func (s *poolServer) pull(ctx context.Context, wg *sync.WaitGroup, cons jetstream.Consumer, beat time.Duration) {
-	for ctx.Err() == nil {
-		if !s.waitFree(ctx) {
+// dispatch reserves a slot, takes one job for it and runs the job, until
+// ctx ends.
+func (s *poolServer) dispatch(ctx context.Context, wg *sync.WaitGroup) {
+	for {
+		select {
+		case <-ctx.Done():
 			return
+		case s.slots <- struct{}{}:
 		}
-		job, m, ok := next(ctx, cons, 5*time.Second)
+		job, m, beat, ok := s.take(ctx)
 		if !ok {
-			continue
+			<-s.slots
+			return
 		}
 		jctx := ContextFrom(ctx, job.Event)
 		hbCtx, hbStop := context.WithCancel(jctx)
 		go heartbeat(hbCtx, m, beat)
-		select {
-		case <-ctx.Done():
-			hbStop()
-			_ = m.NakWithDelay(time.Second) // shutting down: another agent takes it
-			return
-		case s.slots <- struct{}{}:
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer s.release()
+			defer func() { <-s.slots }()
 			err := s.fn(jctx, job)
 			hbStop()
 			if err != nil {
@@ -342,6 +364,122 @@ func (s *poolServer) pull(ctx context.Context, wg *sync.WaitGroup, cons jetstrea
 			}
 		}()
 	}
+}
+
+// take returns the next job of any served pool, waiting for one; ok is
+// false when ctx ended first. It looks at every pool, busy ones first, at
+// once (a slot has just been reserved) and at each rescan; after a wake it
+// looks at the busy pools only, at each settle delay, and a wake during
+// those starts them over. Busy pools that yielded nothing by the last delay
+// are idle again.
+func (s *poolServer) take(ctx context.Context) (*Job, jetstream.Msg, time.Duration, bool) {
+	rescanT := time.NewTimer(rescan)
+	defer rescanT.Stop()
+	settleT := time.NewTimer(0)
+	defer settleT.Stop()
+	<-settleT.C
+	retry := len(settle) // not settling
+	all := true
+	for {
+		// Drain the wake first, so a publish during the look wakes again.
+		select {
+		case <-s.wake:
+		default:
+		}
+		if job, m, beat, ok := s.look(ctx, all); ok {
+			return job, m, beat, true
+		}
+		var settleC <-chan time.Time
+		switch {
+		case retry < len(settle):
+			settleT.Reset(settle[retry] - settle[retry-1]) // retry >= 1: a wake waited settle[0]
+			settleC = settleT.C
+			retry++
+		case !all:
+			s.idle() // settled, nothing came
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, 0, false
+		case <-s.wake:
+			retry, all = 0, false
+			settleT.Reset(settle[0])
+			select {
+			case <-ctx.Done():
+				return nil, nil, 0, false
+			case <-settleT.C:
+			}
+			retry = 1
+		case <-settleC:
+			all = false
+		case <-rescanT.C:
+			rescanT.Reset(rescan)
+			all = true
+		}
+	}
+}
+
+// idle marks every pool not busy.
+func (s *poolServer) idle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.pools {
+		p.busy.Store(false)
+	}
+}
+
+// look asks the pools in turn for one job without waiting, busy pools
+// first, and returns the first job it gets. all false looks at busy pools
+// only and leaves them busy when they have nothing yet.
+func (s *poolServer) look(ctx context.Context, all bool) (*Job, jetstream.Msg, time.Duration, bool) {
+	s.mu.Lock()
+	pools, first := slices.Clone(s.pools), s.next
+	s.mu.Unlock()
+	for _, busy := range []bool{true, false} {
+		if !busy && !all {
+			break
+		}
+		for i := range pools {
+			k := (first + i) % len(pools)
+			p := pools[k]
+			if p.busy.Load() != busy {
+				continue
+			}
+			if ctx.Err() != nil {
+				return nil, nil, 0, false
+			}
+			job, m, more, ok := nextNoWait(p.cons)
+			if ok || all {
+				p.busy.Store(more)
+			}
+			if ok {
+				s.mu.Lock()
+				s.next = (k + 1) % max(len(s.pools), 1)
+				s.mu.Unlock()
+				return job, m, p.beat, true
+			}
+		}
+	}
+	return nil, nil, 0, false
+}
+
+// nextNoWait takes a job the pool has now, if any; the server answers at
+// once either way (nats.go gives up after a second if the answer is lost).
+// more says whether the pool had other jobs behind the one taken.
+func nextNoWait(cons jetstream.Consumer) (job *Job, m jetstream.Msg, more, ok bool) {
+	batch, err := cons.FetchNoWait(1)
+	if err != nil {
+		return nil, nil, false, false
+	}
+	for m := range batch.Messages() {
+		if md, err := m.Metadata(); err == nil {
+			more = md.NumPending > 0
+		}
+		if job, ok := decodeJob(m); ok {
+			return job, m, more, true
+		}
+	}
+	return nil, nil, more, false
 }
 
 // next pulls one job, waiting at most wait; ok is false when none came.
@@ -360,16 +498,23 @@ func next(ctx context.Context, cons jetstream.Consumer, wait time.Duration) (*Jo
 		}
 		return nil, nil, false
 	}
+	job, ok := decodeJob(m)
+	return job, m, ok
+}
+
+// decodeJob reads a job message; one that cannot be read is terminated
+// with the reason (it could never run).
+func decodeJob(m jetstream.Msg) (*Job, bool) {
 	md, err := m.Metadata()
 	if err != nil {
 		_ = m.Term()
-		return nil, nil, false
+		return nil, false
 	}
 	ev, err := Decode(natsMsg(m))
 	if err != nil {
 		_ = m.TermWithReason(truncate(err.Error(), 200))
-		return nil, nil, false
+		return nil, false
 	}
 	ev.Sequence = md.Sequence.Stream
-	return &Job{Event: ev, Attempt: md.NumDelivered, msg: m}, m, true
+	return &Job{Event: ev, Attempt: md.NumDelivered, msg: m}, true
 }

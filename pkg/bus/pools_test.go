@@ -162,3 +162,67 @@ func TestServeSlots(t *testing.T) {
 		t.Errorf("at most %d jobs ran at once, want the agent's 2 slots", most)
 	}
 }
+
+// TestServeHoldsNoJobItCannotStart: an agent with one slot takes one job
+// however many of its pools have work. Jobs of two pools are queued before a
+// one-slot agent starts; while its first job runs, the other job is left in
+// the queue and a second agent runs it, instead of it waiting, held and
+// heartbeated, behind the first.
+func TestServeHoldsNoJobItCannotStart(t *testing.T) {
+	t.Parallel()
+	b, emb := startBus(t)
+	o := bus.NewOutbox(sqliteDB(t), b, quietLog())
+	runBG(t, "relay", o.Run)
+	for _, kind := range []string{"build", "test"} {
+		id := kind + "-1"
+		ev := bus.NewEvent("job.requested", "acme/web", id, &eventsv1.Job{JobId: id, Kind: kind, Repository: "acme/web"})
+		if err := o.InTx(t.Context(), func(tx *bus.Tx) error { return tx.EnqueueFor(kind, nil, ev) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "both jobs in the queue", func() bool { return jobsLeft(t, b) == 2 })
+
+	var mu sync.Mutex
+	ran := map[string][]string{} // job subject -> agents
+	release := make(chan struct{})
+	defer close(release)
+	first := agent(t, emb, "first")
+	runBG(t, "first", func(ctx context.Context) error {
+		return first.Serve(ctx, bus.ServeConfig{Slots: 1, Logger: quietLog()}, func(ctx context.Context, job *bus.Job) error {
+			mu.Lock()
+			ran[job.Subject] = append(ran[job.Subject], "first")
+			mu.Unlock()
+			select { // the first agent's job runs until the test ends
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		})
+	})
+	waitFor(t, "the first agent to start a job", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ran) == 1
+	})
+	second := agent(t, emb, "second")
+	runBG(t, "second", func(ctx context.Context) error {
+		return second.Serve(ctx, bus.ServeConfig{Slots: 1, Logger: quietLog()}, func(ctx context.Context, job *bus.Job) error {
+			mu.Lock()
+			ran[job.Subject] = append(ran[job.Subject], "second")
+			mu.Unlock()
+			return nil
+		})
+	})
+	waitFor(t, "the other job to run on the second agent while the first agent's job runs", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ran) == 2
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for id, agents := range ran {
+		if len(agents) != 1 {
+			t.Errorf("job %s ran on %v, want once", id, agents)
+		}
+	}
+}
