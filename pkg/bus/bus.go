@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -94,13 +95,19 @@ func (b *Bus) EnsureStreams(ctx context.Context) error {
 		},
 	}
 	for _, cfg := range streams {
-		if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		err := untilSettled(ctx, slog.Default(), "creating stream "+cfg.Name, func() error {
+			_, err := b.js.CreateOrUpdateStream(ctx, cfg)
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("bus: creating stream %s: %w", cfg.Name, err)
 		}
 	}
 	// The outbox writes pool registrations into this bucket (EnqueueFor).
-	_, err := b.Pools(ctx)
-	return err
+	return untilSettled(ctx, slog.Default(), "opening the job pool bucket", func() error {
+		_, err := b.Pools(ctx)
+		return err
+	})
 }
 
 func (b *Bus) fill(ev *Event) {

@@ -124,7 +124,11 @@ func (o *Outbox) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) err
 	} else {
 		cc.FilterSubjects = cfg.Filters
 	}
-	cons, err := o.bus.js.CreateOrUpdateConsumer(ctx, cfg.Stream, cc)
+	var cons jetstream.Consumer
+	err := untilSettled(ctx, o.log, "creating consumer "+cfg.Name+" on "+cfg.Stream, func() (err error) {
+		cons, err = o.bus.js.CreateOrUpdateConsumer(ctx, cfg.Stream, cc)
+		return err
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting: a clean shutdown, like stopping later
@@ -422,4 +426,40 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// untilSettled runs fn, a JetStream API call, until it succeeds, fails for
+// good or ctx ends. A busy or electing cluster answers late or not at all
+// (nats.go gives up after 5 s) or says it is unavailable (a 5xx API error);
+// a service starting then must wait for it, not exit. An API error in the
+// 4xx range is the request's own fault and is returned at once. Each retry
+// is logged with what is being done and the error.
+func untilSettled(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
+	delay := 500 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil || ctx.Err() != nil || !transient(err) {
+			return err
+		}
+		log.Warn("JetStream is not answering; trying again", "doing", what, "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 10*time.Second)
+	}
+}
+
+// transient reports whether a JetStream API call's error may pass on its
+// own: a timeout, no responder, a lost connection, or a 5xx API error.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code >= 500
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrConnectionClosed) ||
+		errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled)
 }

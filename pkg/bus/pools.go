@@ -134,7 +134,11 @@ func (b *Bus) Serve(ctx context.Context, cfg ServeConfig, fn func(ctx context.Co
 	if err != nil {
 		return fmt.Errorf("agent labels: %w", err)
 	}
-	kv, err := b.Pools(ctx)
+	var kv jetstream.KeyValue
+	err = untilSettled(ctx, cfg.Logger, "opening the job pool bucket", func() (err error) {
+		kv, err = b.Pools(ctx)
+		return err
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
@@ -149,12 +153,19 @@ func (b *Bus) Serve(ctx context.Context, cfg ServeConfig, fn func(ctx context.Co
 	s := &poolServer{b: b, cfg: cfg, fn: fn, slots: make(chan struct{}, cfg.Slots), wake: make(chan struct{}, 1), started: map[string]bool{}}
 	defer s.unsubscribe()
 	var wg sync.WaitGroup
+	// Pools whose consumer could not be made (a leader election, say) are
+	// tried again every few seconds, or their jobs would wait for ever.
+	failed := map[string][]string{} // kind.pool -> labels
 	for _, k := range cfg.Kinds {
 		if err := s.start(ctx, k, DefaultPool, nil); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return err
+			if !transient(err) {
+				return err
+			}
+			cfg.Logger.Error("cannot serve job pool yet; trying again in 5 s", "kind", k, "labels", "", "err", err)
+			failed[k+"."+DefaultPool] = nil
 		}
 	}
 	wg.Add(1)
@@ -162,7 +173,11 @@ func (b *Bus) Serve(ctx context.Context, cfg ServeConfig, fn func(ctx context.Co
 		defer wg.Done()
 		s.dispatch(ctx, &wg)
 	}()
-	w, err := kv.WatchAll(ctx)
+	var w jetstream.KeyWatcher
+	err = untilSettled(ctx, cfg.Logger, "watching the job pool bucket", func() (err error) {
+		w, err = kv.WatchAll(ctx)
+		return err
+	})
 	if err != nil {
 		wg.Wait()
 		if ctx.Err() != nil {
@@ -171,9 +186,6 @@ func (b *Bus) Serve(ctx context.Context, cfg ServeConfig, fn func(ctx context.Co
 		return fmt.Errorf("bus: watching pools: %w", err)
 	}
 	defer func() { _ = w.Stop() }()
-	// Pools whose consumer could not be made (a leader election, say) are
-	// tried again every few seconds, or their jobs would wait for ever.
-	failed := map[string][]string{} // kind.pool -> labels
 	retry := time.NewTicker(5 * time.Second)
 	defer retry.Stop()
 	for ctx.Err() == nil {
