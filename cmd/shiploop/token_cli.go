@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/shiploop/shiploop/pkg/bus"
 	"github.com/shiploop/shiploop/pkg/server"
 	"github.com/shiploop/shiploop/pkg/tokens"
 	tokensv1 "github.com/shiploop/shiploop/proto/shiploop/tokens/v1"
@@ -20,7 +22,12 @@ func openTokens(ctx context.Context, nc *nats.Conn, replicas int) (*tokens.Store
 	if err != nil {
 		return nil, err
 	}
-	return tokens.Open(ctx, js, replicas)
+	var st *tokens.Store
+	err = bus.UntilSettled(ctx, slog.Default(), "opening the token bucket", func() (err error) {
+		st, err = tokens.Open(ctx, js, replicas)
+		return err
+	})
+	return st, err
 }
 
 // registerTokens serves TokenService (admin scope) on the process's gRPC server.

@@ -95,7 +95,7 @@ func (b *Bus) EnsureStreams(ctx context.Context) error {
 		},
 	}
 	for _, cfg := range streams {
-		err := untilSettled(ctx, slog.Default(), "creating stream "+cfg.Name, func() error {
+		err := UntilSettled(ctx, slog.Default(), "creating stream "+cfg.Name, func() error {
 			_, err := b.js.CreateOrUpdateStream(ctx, cfg)
 			return err
 		})
@@ -104,7 +104,7 @@ func (b *Bus) EnsureStreams(ctx context.Context) error {
 		}
 	}
 	// The outbox writes pool registrations into this bucket (EnqueueFor).
-	return untilSettled(ctx, slog.Default(), "opening the job pool bucket", func() error {
+	return UntilSettled(ctx, slog.Default(), "opening the job pool bucket", func() error {
 		_, err := b.Pools(ctx)
 		return err
 	})

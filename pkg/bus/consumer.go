@@ -125,7 +125,7 @@ func (o *Outbox) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) err
 		cc.FilterSubjects = cfg.Filters
 	}
 	var cons jetstream.Consumer
-	err := untilSettled(ctx, o.log, "creating consumer "+cfg.Name+" on "+cfg.Stream, func() (err error) {
+	err := UntilSettled(ctx, o.log, "creating consumer "+cfg.Name+" on "+cfg.Stream, func() (err error) {
 		cons, err = o.bus.js.CreateOrUpdateConsumer(ctx, cfg.Stream, cc)
 		return err
 	})
@@ -428,13 +428,13 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// untilSettled runs fn, a JetStream API call, until it succeeds, fails for
+// UntilSettled runs fn, a JetStream API call, until it succeeds, fails for
 // good or ctx ends. A busy or electing cluster answers late or not at all
 // (nats.go gives up after 5 s) or says it is unavailable (a 5xx API error);
 // a service starting then must wait for it, not exit. An API error in the
 // 4xx range is the request's own fault and is returned at once. Each retry
 // is logged with what is being done and the error.
-func untilSettled(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
+func UntilSettled(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
 	delay := 500 * time.Millisecond
 	for {
 		err := fn()

@@ -135,7 +135,7 @@ func (b *Bus) Serve(ctx context.Context, cfg ServeConfig, fn func(ctx context.Co
 		return fmt.Errorf("agent labels: %w", err)
 	}
 	var kv jetstream.KeyValue
-	err = untilSettled(ctx, cfg.Logger, "opening the job pool bucket", func() (err error) {
+	err = UntilSettled(ctx, cfg.Logger, "opening the job pool bucket", func() (err error) {
 		kv, err = b.Pools(ctx)
 		return err
 	})
@@ -174,7 +174,7 @@ func (b *Bus) Serve(ctx context.Context, cfg ServeConfig, fn func(ctx context.Co
 		s.dispatch(ctx, &wg)
 	}()
 	var w jetstream.KeyWatcher
-	err = untilSettled(ctx, cfg.Logger, "watching the job pool bucket", func() (err error) {
+	err = UntilSettled(ctx, cfg.Logger, "watching the job pool bucket", func() (err error) {
 		w, err = kv.WatchAll(ctx)
 		return err
 	})

@@ -37,7 +37,7 @@ func TestUntilSettled(t *testing.T) {
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	calls := 0
-	err := untilSettled(t.Context(), log, "creating consumer x", func() error {
+	err := UntilSettled(t.Context(), log, "creating consumer x", func() error {
 		if calls++; calls < 3 {
 			return fmt.Errorf("bus: %w", context.DeadlineExceeded)
 		}
@@ -48,13 +48,13 @@ func TestUntilSettled(t *testing.T) {
 	}
 	calls = 0
 	refused := &jetstream.APIError{Code: 400, ErrorCode: 10100, Description: "filter subject overlaps"}
-	if err := untilSettled(t.Context(), log, "creating consumer x", func() error { calls++; return refused }); !errors.Is(err, refused) || calls != 1 {
+	if err := UntilSettled(t.Context(), log, "creating consumer x", func() error { calls++; return refused }); !errors.Is(err, refused) || calls != 1 {
 		t.Fatalf("a refused request: %v after %d calls, want it at once", err, calls)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	calls = 0
-	if err := untilSettled(ctx, log, "creating consumer x", func() error { calls++; return nats.ErrTimeout }); !errors.Is(err, nats.ErrTimeout) || calls != 1 {
+	if err := UntilSettled(ctx, log, "creating consumer x", func() error { calls++; return nats.ErrTimeout }); !errors.Is(err, nats.ErrTimeout) || calls != 1 {
 		t.Fatalf("after ctx ended: %v after %d calls, want the error at once", err, calls)
 	}
 }

@@ -87,7 +87,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	// Cancels reach agents through this bucket; it must exist before the
 	// outbox relays one.
-	if _, err := cfg.Bus.Cancels(ctx); err != nil {
+	if err := bus.UntilSettled(ctx, cfg.Logger, "opening the cancel bucket", func() error {
+		_, err := cfg.Bus.Cancels(ctx)
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("builds: %w", err)
 	}
 	log := cfg.Logger.With("service", "builds")
