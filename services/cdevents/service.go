@@ -97,9 +97,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("cdevents: %w", err)
 	}
 	replicas := max(cfg.Replicas, 1)
-	if _, err := cfg.Bus.JetStream().CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: Stream, Subjects: []string{SubjectPrefix + ">"}, Retention: jetstream.LimitsPolicy,
-		MaxAge: 30 * 24 * time.Hour, Duplicates: 10 * time.Minute, Replicas: replicas, Storage: jetstream.FileStorage,
+	if err := bus.UntilSettled(ctx, cfg.Logger, "creating stream "+Stream, func() error {
+		_, err := cfg.Bus.JetStream().CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name: Stream, Subjects: []string{SubjectPrefix + ">"}, Retention: jetstream.LimitsPolicy,
+			MaxAge: 30 * 24 * time.Hour, Duplicates: 10 * time.Minute, Replicas: replicas, Storage: jetstream.FileStorage,
+		})
+		return err
 	}); err != nil {
 		return nil, fmt.Errorf("cdevents: creating stream %s: %w", Stream, err)
 	}

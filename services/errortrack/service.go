@@ -118,14 +118,17 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err := cfg.DB.Migrate(ctx, Migrations()...); err != nil {
 		return nil, fmt.Errorf("errortrack: %w", err)
 	}
-	_, err := cfg.Bus.JetStream().CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: IngestStream, Subjects: []string{ingestPrefix + ">"},
-		// Work queue: an envelope leaves the stream once stored; the byte
-		// bound is the backlog intake tolerates before answering 429.
-		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
-		MaxBytes: cfg.IngestMaxBytes, Discard: jetstream.DiscardNew,
-		Replicas: cfg.Replicas, Duplicates: 10 * time.Minute,
-		Description: "raw Sentry envelopes accepted by errortrack, waiting to be grouped and stored",
+	err := bus.UntilSettled(ctx, cfg.Logger, "creating stream "+IngestStream, func() error {
+		_, err := cfg.Bus.JetStream().CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name: IngestStream, Subjects: []string{ingestPrefix + ">"},
+			// Work queue: an envelope leaves the stream once stored; the byte
+			// bound is the backlog intake tolerates before answering 429.
+			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
+			MaxBytes: cfg.IngestMaxBytes, Discard: jetstream.DiscardNew,
+			Replicas: cfg.Replicas, Duplicates: 10 * time.Minute,
+			Description: "raw Sentry envelopes accepted by errortrack, waiting to be grouped and stored",
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("errortrack: creating stream %s: %w", IngestStream, err)
