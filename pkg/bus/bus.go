@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,6 +31,10 @@ type Bus struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	opts Options
+	// replicated holds the Object Store buckets whose replicas this
+	// process has checked (ObjectStore), so the check is one round trip
+	// per bucket, not one per log store or artifact.
+	replicated sync.Map
 }
 
 // New wraps a connection and makes sure the streams exist.

@@ -46,6 +46,9 @@ func (b *Bus) ObjectStore(ctx context.Context, bucket, description string) (jets
 	if err != nil {
 		return nil, fmt.Errorf("bus: object store %s: %w", bucket, err)
 	}
+	if _, done := b.replicated.Load(bucket); done {
+		return obs, nil
+	}
 	st, err := obs.Status(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("bus: object store %s: %w", bucket, err)
@@ -62,6 +65,7 @@ func (b *Bus) ObjectStore(ctx context.Context, bucket, description string) (jets
 			return nil, fmt.Errorf("bus: raising object store %s to %d replicas: %w", bucket, b.opts.Replicas, err)
 		}
 	}
+	b.replicated.Store(bucket, true)
 	return obs, nil
 }
 
