@@ -434,12 +434,26 @@ func truncate(s string, n int) string {
 // a service starting then must wait for it, not exit. An API error in the
 // 4xx range is the request's own fault and is returned at once. Each retry
 // is logged with what is being done and the error.
+//
+// Nobody answering the JetStream API at all is retried for noJetStreamFor
+// only: an election ends within seconds, while a server started without
+// JetStream never answers, and the error then says so.
 func UntilSettled(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
 	delay := 500 * time.Millisecond
+	var silentSince time.Time
 	for {
 		err := fn()
 		if err == nil || ctx.Err() != nil || !transient(err) {
 			return err
+		}
+		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+			if silentSince.IsZero() {
+				silentSince = time.Now()
+			} else if time.Since(silentSince) > noJetStreamFor {
+				return fmt.Errorf("%w: no JetStream answered for %s; is the NATS server running with JetStream enabled (nats-server -js, or jetstream {} in its config)?", err, noJetStreamFor)
+			}
+		} else {
+			silentSince = time.Time{}
 		}
 		log.Warn("JetStream is not answering; trying again", "doing", what, "err", err, "retry_in", delay)
 		select {
@@ -450,6 +464,9 @@ func UntilSettled(ctx context.Context, log *slog.Logger, what string, fn func() 
 		delay = min(delay*2, 10*time.Second)
 	}
 }
+
+// noJetStreamFor is how long UntilSettled waits for any JetStream answer.
+var noJetStreamFor = 30 * time.Second
 
 // transient reports whether a JetStream API call's error may pass on its
 // own: a timeout, no responder, a lost connection, or a 5xx API error.

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -56,5 +58,13 @@ func TestUntilSettled(t *testing.T) {
 	calls = 0
 	if err := UntilSettled(ctx, log, "creating consumer x", func() error { calls++; return nats.ErrTimeout }); !errors.Is(err, nats.ErrTimeout) || calls != 1 {
 		t.Fatalf("after ctx ended: %v after %d calls, want the error at once", err, calls)
+	}
+
+	noJetStreamFor = 600 * time.Millisecond
+	t.Cleanup(func() { noJetStreamFor = 30 * time.Second })
+	calls = 0
+	err = UntilSettled(t.Context(), log, "creating stream EVENTS", func() error { calls++; return nats.ErrNoResponders })
+	if !errors.Is(err, nats.ErrNoResponders) || !strings.Contains(err.Error(), "JetStream enabled") || calls < 2 {
+		t.Fatalf("a server without JetStream: %v after %d calls, want the error naming the fix after a few tries", err, calls)
 	}
 }
