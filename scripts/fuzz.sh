@@ -174,7 +174,7 @@ missing = [f'{p} {t}' for p, t in targets if (p, t) not in old]
 sec = ['<!-- bench:fuzz -->',
        f'`scripts/fuzz.sh`, one row per target, each from the run named in its row, on {cores} shared cores '
        f'(load average {load} at the end of the latest run). Execs are go test -fuzz\'s own count (seed corpus '
-       'runs included); FUZZTIME ending in x is a count of executions, workers is FUZZ_PARALLEL, minimize is -fuzzminimizetime (rows without it used go test's 60s); execs/s is over '
+       'runs included); FUZZTIME ending in x is a count of executions, workers is FUZZ_PARALLEL, minimize is -fuzzminimizetime (rows without it used go test\'s 60s); execs/s is over '
        'go test\'s fuzzing time, wall s includes building the instrumented test binary. The goal is at least '
        '10 million executions per target without a crash.',
        '',
