@@ -377,7 +377,11 @@ func parseTime(raw json.RawMessage) time.Time {
 // cleanNonFinite replaces bare NaN, Infinity and -Infinity outside strings
 // with null (Python SDKs send them); ok is false when there were none.
 func cleanNonFinite(data []byte) ([]byte, bool) {
-	var out []byte
+	// Most invalid payloads hold neither: do not copy them byte by byte.
+	if !bytes.Contains(data, []byte("NaN")) && !bytes.Contains(data, []byte("Infinity")) {
+		return nil, false
+	}
+	out := make([]byte, 0, len(data))
 	inStr, esc, changed := false, false, false
 	for i := 0; i < len(data); i++ {
 		c := data[i]

@@ -170,6 +170,57 @@ func TestNormalizeMessage(t *testing.T) {
 	}
 }
 
+// TestNormalizeMessageSkipsOnlyWhatCannotMatch: NormalizeMessage skips a
+// pattern when a cheap test says it cannot match; the result must equal
+// running every pattern, over messages built from pieces each pattern
+// matches or nearly matches, and every message of the shared fixtures.
+func TestNormalizeMessageSkipsOnlyWhatCannotMatch(t *testing.T) {
+	all := func(s string) string {
+		for i, n := range normalizers {
+			s = n.re.ReplaceAllString(s, n.repl)
+			if i == hexAfter {
+				s = hexWord.ReplaceAllStringFunc(s, func(w string) string {
+					if strings.ContainsAny(w, "0123456789") && strings.ContainsAny(strings.ToLower(w), "abcdef") {
+						return "<hex>"
+					}
+					return w
+				})
+			}
+		}
+		return s
+	}
+	pieces := []string{"", "user", "42", "1.5", "-3", "0xFF", "0Xab", "x0", "deadbeef12", "abcdef", "ABCDEF0123456789abcdef0123456789",
+		"550e8400-e29b-41d4-a716-446655440000", "550E8400E29B41D4A716446655440000", "2026-11-26", "2026-11-26T06:40:01.5+01:00",
+		"10.1.2.3:5432", "fe80::1:2", "a:b:c", "/var/lib/x.db", `C:\Users\a`, "a/b", "bob@example.com", "a@b", "https://x.example/a?b=1",
+		"s3://b", "é", "\u212a", "ſ", "\x00", "..", "::", "@", "//", `\\`}
+	var msgs []string
+	for _, a := range pieces {
+		for _, b := range pieces {
+			for _, sep := range []string{" ", "", ":", "."} {
+				msgs = append(msgs, a+sep+b)
+			}
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(fixtures, "*/*/*.json"))
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		if ev, err := Parse(data); err == nil {
+			msgs = append(msgs, ev.Message, ev.Formatted)
+			for _, ex := range ev.Exceptions {
+				msgs = append(msgs, ex.Value)
+			}
+		}
+	}
+	if len(files) == 0 {
+		t.Logf("shared fixtures not found in %s: built messages only", fixtures)
+	}
+	for _, m := range msgs {
+		if got, want := NormalizeMessage(m), all(m); got != want {
+			t.Errorf("NormalizeMessage(%q) = %q, every pattern gives %q", m, got, want)
+		}
+	}
+}
+
 func TestParseLenient(t *testing.T) {
 	ev, err := Parse([]byte(`{"timestamp":1700000000.5,"level":"ERROR","release":123,"tags":[["a","b"]],"user":{"id":7},"extra":{"x":NaN}}`))
 	if err != nil {

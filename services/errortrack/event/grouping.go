@@ -212,7 +212,9 @@ func frameComponent(platform string, f Frame) (string, bool) {
 			where = file
 		}
 	}
-	fn = trimAddress.ReplaceAllString(fn, "")
+	if strings.Contains(fn, "0x") {
+		fn = trimAddress.ReplaceAllString(fn, "")
+	}
 	if where == "" && fn == "" {
 		return "", false
 	}
@@ -428,30 +430,42 @@ var fpVar = regexp.MustCompile(`\{\{[^}]*\}\}`)
 
 // Message normalisation: the variable parts of a message are replaced, in
 // this order, so "user 42 at 10.0.0.1" and "user 7 at 10.0.0.2" group.
+// Each normaliser has need, a cheap test its pattern cannot match without
+// (what every match contains): a regexp scans the whole message even when it
+// matches nothing, and most messages hold few of these parts, so skipping
+// them made grouping an event several times faster. need sees the message
+// as the earlier normalisers left it, as the pattern would.
 var normalizers = []struct {
 	re   *regexp.Regexp
 	repl string
+	need func(string) bool
 }{
-	{regexp.MustCompile(`[\w.+-]+@[\w-]+(\.[\w-]+)+`), "<email>"},
-	{regexp.MustCompile(`\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'"<>]+`), "<url>"},
-	{regexp.MustCompile(`(?i)\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b`), "<uuid>"},
-	{regexp.MustCompile(`\b\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?\b`), "<date>"},
-	{regexp.MustCompile(`\b(\d{1,3}\.){3}\d{1,3}(:\d+)?\b`), "<ip>"},
-	{regexp.MustCompile(`(?i)\b([0-9a-f]{1,4}:){2,7}[0-9a-f]{1,4}\b`), "<ip>"},
-	{regexp.MustCompile(`(?i)\b0x[0-9a-f]+\b`), "<hex>"},
-	{regexp.MustCompile(`(?:[A-Za-z]:)?(?:[\\/][\w.@~-]+){2,}[\\/]?`), "<path>"},
-	{regexp.MustCompile(`[-+]?\b\d+\.\d+`), "<float>"},
-	{regexp.MustCompile(`\b\d+`), "<int>"},
+	{regexp.MustCompile(`[\w.+-]+@[\w-]+(\.[\w-]+)+`), "<email>", func(s string) bool { return has(s, "@") && has(s, ".") }},
+	{regexp.MustCompile(`\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'"<>]+`), "<url>", func(s string) bool { return has(s, "://") }},
+	{regexp.MustCompile(`(?i)\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b`), "<uuid>", func(s string) bool { return len(s) >= 32 }},
+	{regexp.MustCompile(`\b\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?\b`), "<date>", func(s string) bool { return has(s, "-") && hasDigit(s) }},
+	{regexp.MustCompile(`\b(\d{1,3}\.){3}\d{1,3}(:\d+)?\b`), "<ip>", func(s string) bool { return has(s, ".") && hasDigit(s) }},
+	{regexp.MustCompile(`(?i)\b([0-9a-f]{1,4}:){2,7}[0-9a-f]{1,4}\b`), "<ip>", func(s string) bool { return has(s, ":") }},
+	{regexp.MustCompile(`(?i)\b0x[0-9a-f]+\b`), "<hex>", func(s string) bool { return has(s, "0x") || has(s, "0X") }},
+	{regexp.MustCompile(`(?:[A-Za-z]:)?(?:[\\/][\w.@~-]+){2,}[\\/]?`), "<path>", func(s string) bool { return strings.ContainsAny(s, `/\`) }},
+	{regexp.MustCompile(`[-+]?\b\d+\.\d+`), "<float>", func(s string) bool { return has(s, ".") && hasDigit(s) }},
+	{regexp.MustCompile(`\b\d+`), "<int>", hasDigit},
 }
+
+func has(s, sub string) bool { return strings.Contains(s, sub) }
+
+func hasDigit(s string) bool { return strings.ContainsAny(s, "0123456789") }
 
 // NormalizeMessage replaces numbers, ids, hex, UUIDs, IPs, dates, e-mails,
 // URLs and paths in a message with placeholders.
 func NormalizeMessage(s string) string {
 	for i, n := range normalizers {
-		s = n.re.ReplaceAllString(s, n.repl)
-		if i == hexAfter {
+		if n.need(s) {
+			s = n.re.ReplaceAllString(s, n.repl)
+		}
+		if i == hexAfter && hasDigit(s) {
 			s = hexWord.ReplaceAllStringFunc(s, func(w string) string {
-				if strings.ContainsAny(w, "0123456789") && strings.ContainsAny(strings.ToLower(w), "abcdef") {
+				if hasDigit(w) && strings.ContainsAny(strings.ToLower(w), "abcdef") {
 					return "<hex>"
 				}
 				return w
