@@ -2,9 +2,11 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -90,4 +92,40 @@ func (b *Bus) Take(ctx context.Context, cfg JobConsumerConfig, fn func(ctx conte
 // progress: a third of the consumer's lease (AckWait), at least every 5 s.
 func jobHeartbeat(lease time.Duration) time.Duration {
 	return min(lease/3, 5*time.Second)
+}
+
+// LiveJob finds job jobID of repo in the JOBS stream, where a job stays
+// while it is queued and while an agent runs it (the agent acknowledges it
+// when it ends, and that removes it). ok is false when it is not there:
+// never queued, of another repository, or done. It reads the repository's
+// jobs one by one, so it costs a JetStream request per job of that
+// repository still queued or running.
+func (b *Bus) LiveJob(ctx context.Context, repo, jobID string) (ev Event, ok bool, err error) {
+	if repo == "" || jobID == "" {
+		return Event{}, false, nil
+	}
+	s, err := b.js.Stream(ctx, StreamJobs)
+	if err != nil {
+		return Event{}, false, fmt.Errorf("reading the %s stream: %w", StreamJobs, err)
+	}
+	filter := jobPrefix + "*.*." + RepoToken(repo)
+	for seq := uint64(1); ; {
+		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return Event{}, false, nil
+		}
+		if err != nil {
+			return Event{}, false, fmt.Errorf("reading the jobs of %s: %w", repo, err)
+		}
+		seq = m.Sequence + 1
+		if unpct(m.Header.Get(HeaderSubject)) != jobID {
+			continue
+		}
+		ev, err := Decode(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
+		if err != nil || ev.Repository != repo {
+			continue // unreadable, or another repository with the same token
+		}
+		ev.Sequence = m.Sequence
+		return ev, true, nil
+	}
 }

@@ -69,6 +69,9 @@ func (s *Service) resolveSecrets(ctx context.Context, data []byte) *eventsv1.Res
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	if refused := s.checkJob(ctx, repo, req.GetJobId(), names); refused != nil {
+		return refused
+	}
 	resp := &eventsv1.ResolveSecretsResponse{Values: make(map[string]string, len(names))}
 	for _, n := range names {
 		var v string
@@ -90,6 +93,50 @@ func (s *Service) resolveSecrets(ctx context.Context, data []byte) *eventsv1.Res
 	// Names only: an audit trail of which job got which secrets.
 	s.log.Info("secrets handed out", "job", req.GetJobId(), "repository", repo, "names", names)
 	return resp
+}
+
+// checkJob refuses a request that does not come for a job of repo that is
+// queued or running (in the JOBS stream) and declares every one of names in
+// its steps: a client on the bus cannot ask for any repository's secrets,
+// only for those of a job in flight, while it is. It returns nil to go on.
+func (s *Service) checkJob(ctx context.Context, repo, jobID string, names []string) *eventsv1.ResolveSecretsResponse {
+	if jobID == "" {
+		return &eventsv1.ResolveSecretsResponse{Error: "a secrets request needs the id of the job it is for"}
+	}
+	ev, ok, err := s.bus.LiveJob(ctx, repo, jobID)
+	if err != nil {
+		s.log.Warn("checking the job of a secrets request", "job", jobID, "repository", repo, "err", err)
+		return &eventsv1.ResolveSecretsResponse{Temporary: true, Error: fmt.Sprintf("the builds service could not check job %s of %s: %v", jobID, repo, err)}
+	}
+	job, _ := ev.Data.(*eventsv1.Job)
+	if !ok || job == nil || job.GetJobId() != jobID || job.GetRepository() != repo {
+		s.log.Warn("secrets refused: the job is not queued or running", "job", jobID, "repository", repo, "names", names)
+		return &eventsv1.ResolveSecretsResponse{Error: fmt.Sprintf("job %s of %s is not queued or running: secrets go only to a job in flight that declares them", jobID, repo)}
+	}
+	declared := map[string]bool{}
+	for _, st := range job.GetSteps() {
+		for _, n := range st.GetSecrets() {
+			declared[n] = true
+		}
+	}
+	var undeclared []string
+	for _, n := range names {
+		if !declared[n] {
+			undeclared = append(undeclared, n)
+		}
+	}
+	if len(undeclared) > 0 {
+		s.log.Warn("secrets refused: not declared by the job", "job", jobID, "repository", repo, "undeclared", undeclared)
+		return &eventsv1.ResolveSecretsResponse{Error: fmt.Sprintf("no step of job %s of %s declares %s %s", jobID, repo, plural(len(undeclared), "secret", "secrets"), strings.Join(undeclared, ", "))}
+	}
+	return nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // missingSecrets says which secrets a repository lacks and how to set them.

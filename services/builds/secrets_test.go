@@ -2,6 +2,7 @@ package builds
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +43,20 @@ func (h *harness) ask(repo, jobID string, names ...string) *eventsv1.ResolveSecr
 	return resp
 }
 
+// queueJob puts a job of repo into the JOBS stream as a service would: one
+// step that declares secrets.
+func (h *harness) queueJob(repo, jobID string, secrets ...string) {
+	h.t.Helper()
+	job := &eventsv1.Job{JobId: jobID, Repository: repo, Kind: "test", Steps: []*eventsv1.Step{{Name: "s", Commands: []string{"true"}, Secrets: secrets}}}
+	m, err := bus.Encode(context.Background(), bus.JobSubject("test", repo), bus.Event{Type: "job.requested", Repository: repo, Subject: jobID, Data: job})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := h.bus.PublishMsg(context.Background(), m); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 // TestResolveSecrets: builds answers an agent's request with the values of
 // the repository's secrets, only that repository's, and names every secret
 // that is not set with the command that sets it.
@@ -64,6 +79,11 @@ func TestResolveSecrets(t *testing.T) {
 		set("acme/web", "DB_PASSWORD", "pw-2")
 		set("acme/other", "ONLY_OTHER", "other-3")
 
+		h.queueJob("acme/web", "job-1", "TOKEN", "DB_PASSWORD")
+		h.queueJob("acme/web", "job-2", "TOKEN", "ONLY_OTHER", "NOPE")
+		h.queueJob("acme/web", "job-3", "NOPE")
+		h.queueJob("acme/other", "job-5", "ONLY_OTHER")
+
 		got := h.ask("acme/web", "job-1", "TOKEN", "DB_PASSWORD", "TOKEN")
 		if got.GetError() != "" || len(got.GetValues()) != 2 || got.GetValues()["TOKEN"] != "web-token-1" || got.GetValues()["DB_PASSWORD"] != "pw-2" {
 			t.Errorf("values of acme/web: %v", got)
@@ -82,6 +102,35 @@ func TestResolveSecrets(t *testing.T) {
 		got = h.ask("", "job-4", "TOKEN")
 		if got.GetError() == "" || len(got.GetValues()) != 0 {
 			t.Errorf("request without a repository: %v", got)
+		}
+
+		// Only a job in flight gets secrets, only its repository's and only
+		// those its steps declare.
+		for _, c := range []struct{ repo, job, name, want string }{
+			{"acme/web", "job-9", "TOKEN", "job job-9 of acme/web is not queued or running: secrets go only to a job in flight that declares them"},
+			{"acme/web", "", "TOKEN", "a secrets request needs the id of the job it is for"},
+			{"acme/other", "job-1", "ONLY_OTHER", "job job-1 of acme/other is not queued or running: secrets go only to a job in flight that declares them"},
+			{"acme/web", "job-5", "TOKEN", "job job-5 of acme/web is not queued or running: secrets go only to a job in flight that declares them"},
+			{"acme/web", "job-3", "TOKEN", "no step of job job-3 of acme/web declares secret TOKEN"},
+		} {
+			got := h.ask(c.repo, c.job, c.name)
+			if got.GetError() != c.want || len(got.GetValues()) != 0 || got.GetTemporary() {
+				t.Errorf("%s of %s for %q: values %v, error %q (temporary %v), want %q", c.name, c.repo, c.job, got.GetValues(), got.GetError(), got.GetTemporary(), c.want)
+			}
+		}
+		if got := h.ask("acme/other", "job-5", "ONLY_OTHER"); got.GetValues()["ONLY_OTHER"] != "other-3" {
+			t.Errorf("acme/other's own job: %v", got)
+		}
+
+		// A job ends when its agent acknowledges it: then it gets nothing.
+		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		_ = h.bus.Take(tctx, bus.JobConsumerConfig{Name: "test-agent", Filters: []string{bus.JobSubject("test", "acme/other")}}, func(ctx context.Context, j *bus.Job) error {
+			defer cancel()
+			return j.Done()
+		})
+		if got := h.ask("acme/other", "job-5", "ONLY_OTHER"); len(got.GetValues()) != 0 || !strings.Contains(got.GetError(), "not queued or running") {
+			t.Errorf("a done job asked again: values %v, error %q", got.GetValues(), got.GetError())
 		}
 	})
 }

@@ -27,7 +27,9 @@ type ResolveSecretsRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Repository string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
 	Names      []string               `protobuf:"bytes,2,rep,name=names,proto3" json:"names,omitempty"`
-	// The job that needs them; builds logs it with the names (never values).
+	// The job that needs them. Builds answers only for a job of the
+	// repository that is in the JOBS stream (queued or running) and whose
+	// steps declare every name, and logs it with the names (never values).
 	JobId         string `protobuf:"bytes,3,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
