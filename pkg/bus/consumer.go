@@ -465,6 +465,12 @@ func UntilSettled(ctx context.Context, log *slog.Logger, what string, fn func() 
 	}
 }
 
+// apiTimeout bounds one JetStream API request made under a context that
+// may carry a far deadline (a job's, a client's). nats.go applies its own
+// 5 s only to a context without one, and waits for the deadline otherwise:
+// when the node that took the request dies, that is how long it waits.
+var apiTimeout = 5 * time.Second
+
 // noJetStreamFor is how long UntilSettled waits for any JetStream answer.
 var noJetStreamFor = 30 * time.Second
 

@@ -183,13 +183,18 @@ func (b *Bus) FollowLog(ctx context.Context, jobID string, after uint64, follow 
 	}
 	var storedSize uint64 // what the last read of the store saw
 	fromStore := func() (bool, error) {
-		obs, err := b.js.ObjectStore(ctx, LogBucket)
-		if err != nil {
-			return false, ErrNoLog
+		// A follower's context may carry its client's deadline, however far:
+		// nats.go then waits for that deadline, not its own 5 s, for the
+		// answer of a node that died (see apiTimeout).
+		actx, cancel := context.WithTimeout(ctx, apiTimeout)
+		obs, err := b.js.ObjectStore(actx, LogBucket)
+		var info *jetstream.ObjectInfo
+		if err == nil {
+			info, err = obs.GetInfo(actx, jobID)
 		}
-		info, err := obs.GetInfo(ctx, jobID)
+		cancel()
 		if err != nil {
-			return false, ErrNoLog
+			return false, ErrNoLog // a follower looks again at the next refresh
 		}
 		if info.Size == storedSize {
 			return false, nil // nothing new since the last read
