@@ -248,12 +248,12 @@ func subset(want, have []string) bool {
 
 // poolServer hands the jobs of the pools an agent serves to its slots. One
 // dispatcher takes a job only once a slot is reserved for it, one job per
-// slot, looking at the pools in turn with no-wait pulls; so an agent never
-// holds a job it cannot start while another agent could (a job pulled from a
-// second pool while the only slot ran a job of the first used to wait,
-// heartbeated, behind it). Between looks it sleeps until a job is published
-// on a pool's subject (a core NATS subscription, which sees every publish to
-// the stream) or, for jobs coming back after a lease ran out or a give-back,
+// slot, with one pull of one message at a time; so an agent never holds a
+// job it cannot start while another agent could (a job pulled from a second
+// pool while the only slot ran a job of the first used to wait, heartbeated,
+// behind it). Between looks it sleeps until a job is published on a pool's
+// subject (a core NATS subscription, which sees every publish to the
+// stream) or, for jobs coming back after a lease ran out or a give-back,
 // until the next rescan.
 type poolServer struct {
 	b     *Bus
@@ -272,20 +272,28 @@ type servedPool struct {
 	cons jetstream.Consumer
 	beat time.Duration // heartbeat interval from the pool's lease
 	sub  *nats.Subscription
-	// busy: a job was published to the pool, or the last one taken from
-	// it had others behind it. Busy pools are looked at first, so that a
-	// burst in one pool costs one pull per job, not one per pool.
-	busy atomic.Bool
+	// A pool is busy when a job was published to it since it was last
+	// found empty, or the last job taken from it had others behind it.
+	// Busy pools are looked at first, so that a burst in one pool costs
+	// one pull per job, not one per pool. pubs counts publishes (the
+	// subscription's callback); seen is pubs as read before the last pull
+	// that found the pool empty, so a publish during that pull keeps it
+	// busy. Only the dispatcher writes seen and more.
+	pubs, seen atomic.Uint64
+	more      atomic.Bool
 }
 
 // rescan is how often an idle agent looks at its pools without being woken:
 // redeliveries (a lease ran out, a job given back) publish nothing.
 const rescan = time.Second
 
-// settle are the delays, from a wake, of the looks at the pools that were
-// published to: a core subscriber can see a publish before the stream (in
-// a cluster, its quorum) has stored it.
-var settle = []time.Duration{time.Millisecond, 5 * time.Millisecond, 25 * time.Millisecond, 125 * time.Millisecond}
+// settleWait bounds the pull an agent makes after a wake on the pools that
+// were published to: a core subscriber can see a publish before the stream
+// (in a cluster, its quorum) has stored it, and a pull that waits at the
+// server gets the job the moment it is stored. One request per idle agent
+// per job; the server hands the job to one of them and the others' pulls
+// end empty at settleWait.
+const settleWait = 150 * time.Millisecond
 
 func (s *poolServer) signal() {
 	select {
@@ -330,9 +338,9 @@ func (s *poolServer) start(ctx context.Context, kind, pool string, labels []stri
 		s.cfg.Logger.Info("job pool keeps the lease it was created with", "kind", kind, "labels", strings.Join(labels, ","), "lease", lease, "asked", s.cfg.AckWait)
 	}
 	sp := &servedPool{cons: cons, beat: jobHeartbeat(lease)}
-	sp.busy.Store(true) // jobs may be waiting
+	sp.more.Store(true) // jobs may be waiting
 	sp.sub, err = s.b.nc.Subscribe(PoolFilter(kind, pool), func(*nats.Msg) {
-		sp.busy.Store(true)
+		sp.pubs.Add(1)
 		s.signal()
 	})
 	if err != nil {
@@ -379,100 +387,125 @@ func (s *poolServer) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 }
 
 // take returns the next job of any served pool, waiting for one; ok is
-// false when ctx ended first. It looks at every pool, busy ones first, at
-// once (a slot has just been reserved) and at each rescan; after a wake it
-// looks at the busy pools only, at each settle delay, and a wake during
-// those starts them over. Busy pools that yielded nothing by the last delay
-// are idle again.
+// false when ctx ended first. It looks at every pool, busy ones first, with
+// no-wait pulls at once (a slot has just been reserved) and at each rescan;
+// after a wake it pulls from the busy pools, waiting up to settleWait at the
+// server. A wake is taken only before a waiting look: one that comes before
+// or during a no-wait look (which can miss a job published but not yet
+// stored) leads to a waiting look next.
 func (s *poolServer) take(ctx context.Context) (*Job, jetstream.Msg, time.Duration, bool) {
 	rescanT := time.NewTimer(rescan)
 	defer rescanT.Stop()
-	settleT := time.NewTimer(0)
-	defer settleT.Stop()
-	<-settleT.C
-	retry := len(settle) // not settling
-	all := true
+	woken := false
 	for {
-		// Drain the wake first, so a publish during the look wakes again.
-		select {
-		case <-s.wake:
-		default:
-		}
-		if job, m, beat, ok := s.look(ctx, all); ok {
+		if woken {
+			// Drain the wake first, so a publish during the look wakes again.
+			select {
+			case <-s.wake:
+			default:
+			}
+			if job, m, beat, ok := s.lookWaiting(ctx); ok {
+				return job, m, beat, true
+			}
+		} else if job, m, beat, ok := s.look(ctx); ok {
 			return job, m, beat, true
-		}
-		var settleC <-chan time.Time
-		switch {
-		case retry < len(settle):
-			settleT.Reset(settle[retry] - settle[retry-1]) // retry >= 1: a wake waited settle[0]
-			settleC = settleT.C
-			retry++
-		case !all:
-			s.idle() // settled, nothing came
 		}
 		select {
 		case <-ctx.Done():
 			return nil, nil, 0, false
 		case <-s.wake:
-			retry, all = 0, false
-			settleT.Reset(settle[0])
-			select {
-			case <-ctx.Done():
-				return nil, nil, 0, false
-			case <-settleT.C:
-			}
-			retry = 1
-		case <-settleC:
-			all = false
+			woken = true
 		case <-rescanT.C:
 			rescanT.Reset(rescan)
-			all = true
+			woken = false
 		}
 	}
 }
 
-// idle marks every pool not busy.
-func (s *poolServer) idle() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, p := range s.pools {
-		p.busy.Store(false)
+func (p *servedPool) busy() bool { return p.more.Load() || p.pubs.Load() != p.seen.Load() }
+
+// pulled records what a pull that waited at the server found: more, and,
+// when it took nothing or the last job, that the pool was empty as of pubs
+// read before it. A no-wait pull proves nothing about the publishes counted
+// (their jobs may not be stored yet) and records more only.
+func (p *servedPool) pulled(pubs uint64, more bool) {
+	p.more.Store(more)
+	if !more {
+		p.seen.Store(pubs)
 	}
 }
 
-// look asks the pools in turn for one job without waiting, busy pools
-// first, and returns the first job it gets. all false looks at busy pools
-// only and leaves them busy when they have nothing yet.
-func (s *poolServer) look(ctx context.Context, all bool) (*Job, jetstream.Msg, time.Duration, bool) {
-	s.mu.Lock()
-	pools, first := slices.Clone(s.pools), s.next
-	s.mu.Unlock()
-	for _, busy := range []bool{true, false} {
-		if !busy && !all {
-			break
+// look asks every pool in turn for one job without waiting, busy pools
+// first, and returns the first job it gets.
+func (s *poolServer) look(ctx context.Context) (*Job, jetstream.Msg, time.Duration, bool) {
+	pools, first := s.turn()
+	var order, rest []int
+	for i := range pools {
+		if k := (first + i) % len(pools); pools[k].busy() {
+			order = append(order, k)
+		} else {
+			rest = append(rest, k)
 		}
-		for i := range pools {
-			k := (first + i) % len(pools)
-			p := pools[k]
-			if p.busy.Load() != busy {
-				continue
-			}
-			if ctx.Err() != nil {
-				return nil, nil, 0, false
-			}
-			job, m, more, ok := nextNoWait(p.cons)
-			if ok || all {
-				p.busy.Store(more)
-			}
-			if ok {
-				s.mu.Lock()
-				s.next = (k + 1) % max(len(s.pools), 1)
-				s.mu.Unlock()
-				return job, m, p.beat, true
-			}
+	}
+	for _, k := range append(order, rest...) {
+		if ctx.Err() != nil {
+			return nil, nil, 0, false
+		}
+		p := pools[k]
+		job, m, more, ok := nextNoWait(p.cons)
+		p.more.Store(more) // publishes stay counted: see pulled
+		if ok {
+			s.taken(k)
+			return job, m, p.beat, true
 		}
 	}
 	return nil, nil, 0, false
+}
+
+// lookWaiting pulls one job from the busy pools in turn, each pull waiting
+// at the server for its share of settleWait, and returns the first job it
+// gets.
+func (s *poolServer) lookWaiting(ctx context.Context) (*Job, jetstream.Msg, time.Duration, bool) {
+	pools, first := s.turn()
+	var busy []int
+	for i := range pools {
+		if k := (first + i) % len(pools); pools[k].busy() {
+			busy = append(busy, k)
+		}
+	}
+	if len(busy) == 0 {
+		return nil, nil, 0, false
+	}
+	wait := max(settleWait/time.Duration(len(busy)), 20*time.Millisecond)
+	for _, k := range busy {
+		if ctx.Err() != nil {
+			return nil, nil, 0, false
+		}
+		p := pools[k]
+		pubs := p.pubs.Load()
+		job, m, more, ok := nextWaiting(p.cons, wait)
+		p.pulled(pubs, more)
+		if ok {
+			s.taken(k)
+			return job, m, p.beat, true
+		}
+	}
+	return nil, nil, 0, false
+}
+
+// turn returns the served pools and the one to look at first.
+func (s *poolServer) turn() ([]*servedPool, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.pools), s.next
+}
+
+// taken records that pool k gave a job: the next look starts after it, so
+// turns keep pools fair.
+func (s *poolServer) taken(k int) {
+	s.mu.Lock()
+	s.next = (k + 1) % max(len(s.pools), 1)
+	s.mu.Unlock()
 }
 
 // nextNoWait takes a job the pool has now, if any; the server answers at
@@ -483,6 +516,11 @@ func nextNoWait(cons jetstream.Consumer) (job *Job, m jetstream.Msg, more, ok bo
 	if err != nil {
 		return nil, nil, false, false
 	}
+	return firstJob(batch)
+}
+
+// firstJob reads the one message a pull brought, if any.
+func firstJob(batch jetstream.MessageBatch) (job *Job, m jetstream.Msg, more, ok bool) {
 	for m := range batch.Messages() {
 		if md, err := m.Metadata(); err == nil {
 			more = md.NumPending > 0
@@ -492,6 +530,17 @@ func nextNoWait(cons jetstream.Consumer) (job *Job, m jetstream.Msg, more, ok bo
 		}
 	}
 	return nil, nil, more, false
+}
+
+// nextWaiting takes a job from the pool, waiting up to wait at the server
+// for one to be stored (nats.go waits a second more for the server's
+// answer); more says whether the pool had others behind it.
+func nextWaiting(cons jetstream.Consumer, wait time.Duration) (job *Job, m jetstream.Msg, more, ok bool) {
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(wait))
+	if err != nil {
+		return nil, nil, false, false
+	}
+	return firstJob(batch)
 }
 
 // next pulls one job, waiting at most wait; ok is false when none came.
