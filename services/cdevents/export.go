@@ -13,6 +13,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/bus"
 	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+	"github.com/shiploop/shiploop/services/cdevents/inbound"
 )
 
 // SpecVersion is the CDEvents release the bridge speaks.
@@ -48,14 +49,7 @@ type Subject struct {
 
 // Kind is "<subject>.<predicate>" ("service.deployed"); custom events give
 // "<tool>-<subject>.<predicate>".
-func (e CDEvent) Kind() string {
-	t := strings.TrimPrefix(strings.TrimPrefix(e.Context.Type, "dev.cdevents."), "dev.cdeventsx.")
-	parts := strings.Split(t, ".")
-	if len(parts) < 2 {
-		return t
-	}
-	return parts[0] + "." + parts[1]
-}
+func (e CDEvent) Kind() string { return inbound.Kind(e.Context.Type) }
 
 // NATSSubject is where the bridge publishes the event: "cdevents.service.deployed".
 func (e CDEvent) NATSSubject() string { return "cdevents." + e.Kind() }

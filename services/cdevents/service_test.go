@@ -311,19 +311,3 @@ func TestBridge(t *testing.T) {
 		})
 	})
 }
-
-func FuzzParseAndMap(f *testing.F) {
-	raw, _ := os.ReadFile(filepath.Join(specDir, "conformance", "service_deployed.json"))
-	f.Add("application/cloudevents+json", []byte(`{"specversion":"1.0","id":"1","source":"/x","type":"t","data":`+string(raw)+`}`))
-	f.Add("application/json", raw)
-	f.Add("application/cloudevents+json", []byte(`{"specversion":"1.0","id":"1","source":"/x","type":"t","data_base64":"e30="}`))
-	f.Fuzz(func(t *testing.T, ct string, body []byte) {
-		h := http.Header{"Content-Type": {ct}, "Ce-Specversion": {"1.0"}, "Ce-Id": {"1"}, "Ce-Source": {"/x"}, "Ce-Type": {"t"}}
-		_, data, err := ParseHTTP(h, body)
-		if err != nil {
-			return
-		}
-		_, _ = Inbound(data)
-		_ = purlVersion(string(data))
-	})
-}
