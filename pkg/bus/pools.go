@@ -280,7 +280,7 @@ type servedPool struct {
 	// that found the pool empty, so a publish during that pull keeps it
 	// busy. Only the dispatcher writes seen and more.
 	pubs, seen atomic.Uint64
-	more      atomic.Bool
+	more       atomic.Bool
 }
 
 // rescan is how often an idle agent looks at its pools without being woken:
