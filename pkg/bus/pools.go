@@ -278,9 +278,11 @@ type servedPool struct {
 	// one pull per job, not one per pool. pubs counts publishes (the
 	// subscription's callback); seen is pubs as read before the last pull
 	// that found the pool empty, so a publish during that pull keeps it
-	// busy. Only the dispatcher writes seen and more.
+	// busy. Only the dispatcher writes seen and more. lastPub is when the
+	// latest publish was seen (unix nanoseconds).
 	pubs, seen atomic.Uint64
 	more       atomic.Bool
+	lastPub    atomic.Int64
 }
 
 // rescan is how often an idle agent looks at its pools without being woken:
@@ -340,6 +342,7 @@ func (s *poolServer) start(ctx context.Context, kind, pool string, labels []stri
 	sp := &servedPool{cons: cons, beat: jobHeartbeat(lease)}
 	sp.more.Store(true) // jobs may be waiting
 	sp.sub, err = s.b.nc.Subscribe(PoolFilter(kind, pool), func(*nats.Msg) {
+		sp.lastPub.Store(time.Now().UnixNano())
 		sp.pubs.Add(1)
 		s.signal()
 	})
@@ -426,8 +429,10 @@ func (p *servedPool) busy() bool { return p.more.Load() || p.pubs.Load() != p.se
 
 // pulled records what a pull that waited at the server found: more, and,
 // when it took nothing or the last job, that the pool was empty as of pubs
-// read before it. A no-wait pull proves nothing about the publishes counted
-// (their jobs may not be stored yet) and records more only.
+// read before it. A no-wait pull proves nothing about publishes of the last
+// settleWait (their jobs may not be stored yet); look clears older ones, so
+// that a pool whose jobs other agents took while this one was full does not
+// get a waiting pull ahead of the pool that woke it.
 func (p *servedPool) pulled(pubs uint64, more bool) {
 	p.more.Store(more)
 	if !more {
@@ -452,8 +457,15 @@ func (s *poolServer) look(ctx context.Context) (*Job, jetstream.Msg, time.Durati
 			return nil, nil, 0, false
 		}
 		p := pools[k]
+		pubs, last := p.pubs.Load(), p.lastPub.Load()
 		job, m, more, ok := nextNoWait(p.cons)
-		p.more.Store(more) // publishes stay counted: see pulled
+		p.more.Store(more)
+		if !more && time.Since(time.Unix(0, last)) > settleWait {
+			// Publishes older than a waiting pull's wait are stored by
+			// now (or taken by others): the pool is not busy for them.
+			// Younger ones stay counted, see pulled.
+			p.seen.Store(pubs)
+		}
 		if ok {
 			s.taken(k)
 			return job, m, p.beat, true

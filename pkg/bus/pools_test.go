@@ -1,12 +1,15 @@
 package bus_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/shiploop/shiploop/pkg/bus"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
@@ -224,5 +227,98 @@ func TestServeHoldsNoJobItCannotStart(t *testing.T) {
 		if len(agents) != 1 {
 			t.Errorf("job %s ran on %v, want once", id, agents)
 		}
+	}
+}
+
+// An agent that was full while another agent took the job published to one
+// of its pools does not, once free, make a waiting pull on the pool that was
+// emptied (the publish woke it): a job of another pool published meanwhile
+// would wait for that pull to end, up to 150 ms.
+func TestWokenAgentSkipsPoolsOthersEmptied(t *testing.T) {
+	t.Parallel()
+	b, emb := startBus(t)
+	o := bus.NewOutbox(sqliteDB(t), b, quietLog())
+	runBG(t, "relay", o.Run)
+	enqueue := func(kind, id string) {
+		t.Helper()
+		ev := bus.NewEvent("job.requested", "acme/web", id, &eventsv1.Job{JobId: id, Kind: kind, Repository: "acme/web"})
+		if err := o.InTx(t.Context(), func(tx *bus.Tx) error { return tx.EnqueueFor(kind, nil, ev) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Pulls that wait at the server, by consumer (no-wait ones are left out:
+	// an idle agent makes those every second).
+	watcher := connect(t, emb, "watcher")
+	var mu sync.Mutex
+	waiting := map[string]int{}
+	if _, err := watcher.Subscribe("$JS.API.CONSUMER.MSG.NEXT.JOBS.*", func(m *nats.Msg) {
+		if !bytes.Contains(m.Data, []byte(`"no_wait"`)) {
+			mu.Lock()
+			waiting[m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]]++
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := watcher.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan string, 10)
+	expect := func(want string) {
+		t.Helper()
+		select {
+		case got := <-started:
+			if got != want {
+				t.Fatalf("started %q, want %q", got, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%q did not start within 30s", want)
+		}
+	}
+	release := make(chan struct{})
+	first := agent(t, emb, "first")
+	runBG(t, "first", func(ctx context.Context) error {
+		return first.Serve(ctx, bus.ServeConfig{Kinds: []string{"build", "test"}, Slots: 1, Logger: quietLog()}, func(ctx context.Context, job *bus.Job) error {
+			started <- "first " + job.Subject
+			if job.Subject == "build-1" {
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+			}
+			return nil
+		})
+	})
+	enqueue("build", "build-1")
+	expect("first build-1")
+
+	// While the first agent is full, a test job goes to a second agent.
+	second := agent(t, emb, "second")
+	sctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- second.Serve(sctx, bus.ServeConfig{Kinds: []string{"test"}, Slots: 1, Logger: quietLog()}, func(ctx context.Context, job *bus.Job) error {
+			started <- "second " + job.Subject
+			return nil
+		})
+	}()
+	enqueue("test", "test-1")
+	expect("second test-1")
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond) // longer than an agent's waiting pull waits (150 ms)
+
+	mu.Lock()
+	clear(waiting)
+	mu.Unlock()
+	close(release) // the first agent is free again, and woken (by test-1)
+	enqueue("build", "build-2")
+	expect("first build-2")
+	mu.Lock()
+	defer mu.Unlock()
+	if n := waiting["jobs-test-"+bus.DefaultPool]; n != 0 {
+		t.Errorf("%d waiting pulls on the emptied test pool after the agent was free, want 0 (pulls: %v)", n, waiting)
 	}
 }
