@@ -344,6 +344,13 @@ func pushAll(t *testing.T, httpAddr, secret string, commits []string, between fu
 // gate.evaluated, and returns the events and the counts per chain.
 func waitChains(t *testing.T, js jetstream.JetStream, want int, timeout time.Duration) ([]bus.Event, map[string]map[string]int) {
 	t.Helper()
+	return waitChainsTo(t, js, "gate.evaluated", want, timeout)
+}
+
+// waitChainsTo polls the EVENTS stream until want chains have an event of
+// type last, and returns the events and the counts per chain.
+func waitChainsTo(t *testing.T, js jetstream.JetStream, last string, want int, timeout time.Duration) ([]bus.Event, map[string]map[string]int) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var lastErr error
 	for {
@@ -359,7 +366,7 @@ func waitChains(t *testing.T, js jetstream.JetStream, want int, timeout time.Dur
 		per := perChain(evs)
 		done := 0
 		for _, c := range per {
-			if c["gate.evaluated"] > 0 {
+			if c[last] > 0 {
 				done++
 			}
 		}
@@ -380,7 +387,13 @@ func waitChains(t *testing.T, js jetstream.JetStream, want int, timeout time.Dur
 // than once.
 func verifyChains(t *testing.T, evs []bus.Event, per map[string]map[string]int, n int) (missing, dup int) {
 	t.Helper()
-	once := []string{"change.pushed", "build.created", "build.finished", "testrun.finished", "gate.evaluated"}
+	return verifyChainsOf(t, evs, per, n, "change.pushed", "build.created", "build.finished", "testrun.finished", "gate.evaluated")
+}
+
+// verifyChainsOf is verifyChains for the actions once (and, for a
+// deploy.finished among the events, a succeeded deploy).
+func verifyChainsOf(t *testing.T, evs []bus.Event, per map[string]map[string]int, n int, once ...string) (missing, dup int) {
+	t.Helper()
 	if len(per) != n {
 		t.Errorf("%d chains in EVENTS, want %d", len(per), n)
 	}
@@ -424,6 +437,10 @@ func verifyChains(t *testing.T, evs []bus.Event, per map[string]map[string]int, 
 		case *eventsv1.GateEvaluated:
 			if d.GetStatus() != eventsv1.GateStatus_GATE_STATUS_PASSED {
 				t.Errorf("gate of chain %s: %v %s", ev.ChainID, d.GetStatus(), d.GetSummary())
+			}
+		case *eventsv1.DeployFinished:
+			if d.GetStatus() != eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED {
+				t.Errorf("deploy of chain %s: %v %s", ev.ChainID, d.GetStatus(), d.GetReason())
 			}
 		}
 	}
