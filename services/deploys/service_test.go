@@ -463,3 +463,30 @@ func TestJobDeliveredAgain(t *testing.T) {
 	}
 	h.waitFor(repo, "staging", "3.0.0 still deployed", is("3.0.0", eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED))
 }
+
+// TestGateBeforeBuildCreated: a crash of deploys while it handled
+// build.created makes the redelivery come after the build's gate.evaluated.
+// The passed gate waits for the build, which then deploys once (dropping
+// the gate lost 3 deploys of 1,000 in TestCrashSplitModeThroughDeploy).
+func TestGateBeforeBuildCreated(t *testing.T) {
+	storetest.Engines(t, "deploys", Migrations(), func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db)
+		repo := "acme/gated"
+		cfg := "steps:\n  - {name: build, commands: [\"true\"]}\ngate:\n  conditions:\n    - {metric: tests_failed, operator: \"==\", threshold: 0}\nenvironments:\n  - name: acceptance\n    auto: true\n    steps:\n      - {name: deploy, commands: [\"true\"]}\n"
+		id, sha := "build-gated-1", fmt.Sprintf("%040d", 424242)
+		h.publish("change.pushed", repo, &eventsv1.Change{Kind: eventsv1.ChangeKind_CHANGE_KIND_PUSH, Repository: repo, CloneUrl: "/nonexistent", DefaultBranch: "main", Ref: "refs/heads/main", After: sha})
+		h.publish("gate.evaluated", repo, &eventsv1.GateEvaluated{BuildId: id, Repository: repo, Status: eventsv1.GateStatus_GATE_STATUS_PASSED})
+		h.publish("gate.evaluated", repo, &eventsv1.GateEvaluated{BuildId: id, Repository: repo, Status: eventsv1.GateStatus_GATE_STATUS_PASSED})
+		h.publish("build.created", repo, &eventsv1.BuildCreated{BuildId: id, Number: 1, Repository: repo, Ref: "refs/heads/main", Commit: sha, Version: "1.0.0", Trigger: "push", Config: []byte(cfg)})
+		h.publish("build.finished", repo, &eventsv1.BuildFinished{BuildId: id, Number: 1, Repository: repo, Ref: "refs/heads/main", Commit: sha, Version: "1.0.0", Status: eventsv1.BuildStatus_BUILD_STATUS_SUCCESS})
+		j := h.nextJob()
+		if j.Environment["SHIPLOOP_ENVIRONMENT"] != "acceptance" || j.Environment["SHIPLOOP_VERSION"] != "1.0.0" {
+			t.Fatalf("job %+v", j)
+		}
+		select {
+		case j2 := <-h.jobs:
+			t.Fatalf("a second deploy job %+v", j2)
+		case <-time.After(time.Second):
+		}
+	})
+}
