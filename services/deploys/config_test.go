@@ -18,6 +18,7 @@ gate:
 environments:
   - name: acceptance
     auto: true
+    on_interrupt: rerun
     variables: {URL: "http://127.0.0.1:1/health", GO: 1.10}
     steps:
       deploy:
@@ -54,7 +55,7 @@ func TestParseConfig(t *testing.T) {
 		t.Fatalf("path %q", got)
 	}
 	acc := cfg.Environments[0]
-	if !acc.Auto || acc.Variables["GO"] != "1.10" || acc.Steps[0].Name != "deploy" || acc.Steps[0].Commands[0] != "echo deploying $SHIPLOOP_VERSION" {
+	if !acc.Auto || !acc.RerunInterrupted || acc.Variables["GO"] != "1.10" || acc.Steps[0].Name != "deploy" || acc.Steps[0].Commands[0] != "echo deploying $SHIPLOOP_VERSION" {
 		t.Errorf("acceptance %+v", acc)
 	}
 	if acc.Verify.Window != 2*time.Second || len(acc.Verify.Checks) != 6 || acc.Verify.OnFailure != "rollback" {
@@ -71,7 +72,7 @@ func TestParseConfig(t *testing.T) {
 		t.Errorf("error rate check %+v", c)
 	}
 	prod := cfg.Environments[1]
-	if prod.Approvals != 2 || prod.Auto || prod.Steps[0].Timeout != 90*time.Second {
+	if prod.Approvals != 2 || prod.Auto || prod.RerunInterrupted || prod.Steps[0].Timeout != 90*time.Second {
 		t.Errorf("production %+v", prod)
 	}
 	if cfg.Preview == nil || len(cfg.Preview.Steps) != 1 || len(cfg.Preview.Teardown) != 1 || cfg.Preview.Teardown[0].Name != "teardown" {
@@ -102,6 +103,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"dup", `environments:
   - {name: a, steps: [{name: d, commands: x}]}
   - {name: a, steps: [{name: d, commands: x}]}`, `environments[1].name: duplicate environment name "a"`},
+		{"on_interrupt", `environments:
+  - {name: a, steps: [{name: d, commands: x}], on_interrupt: retry}`, `.shiploop.yml:2:62: environments[0].on_interrupt: expected stop or rerun, got "retry"`},
 		{"not yaml", "environments: [", `.shiploop.yml:1:1: (file):`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

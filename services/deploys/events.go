@@ -229,15 +229,47 @@ func (s *Service) onJobStarted(ctx context.Context, tx *bus.Tx, j *eventsv1.JobS
 			d.id, d.version, d.environment, strings.ToLower(statusName(d.status))))
 	}
 	if j.Attempt > 1 {
-		// The agent that ran it stopped mid-way; running the steps again
-		// could deploy twice. Stop this attempt; a person decides.
+		// The agent that ran it stopped mid-way. Steps that are not
+		// idempotent could apply twice, so unless the environment says
+		// on_interrupt: rerun, this attempt stops and a person decides.
+		rerun, err := s.rerunsInterrupted(ctx, tx, d)
+		if err != nil {
+			return err
+		}
+		if rerun {
+			reason := fmt.Sprintf("running again on agent %s (attempt %d): the first agent stopped mid-deploy (on_interrupt: rerun)", j.Agent, j.Attempt)
+			s.log.Info("deploy interrupted: running its steps again", "deploy", d.id, "environment", d.environment, "release", d.version, "agent", j.Agent, "attempt", j.Attempt)
+			_, err := tx.ExecContext(ctx, `UPDATE deployments SET reason = $1 WHERE id = $2`, reason, d.id)
+			return err
+		}
 		if err := tx.CancelJob(j.JobId, "deploy interrupted: not re-run automatically"); err != nil {
 			return err
 		}
 		return s.finish(ctx, tx, d, eventsv1.DeployStatus_DEPLOY_STATUS_INTERRUPTED,
-			fmt.Sprintf("agent %s got the job again (attempt %d): the first agent stopped mid-deploy; check the environment and redeploy", j.Agent, j.Attempt))
+			fmt.Sprintf("agent %s got the job again (attempt %d): the first agent stopped mid-deploy; check the environment and redeploy (on_interrupt: rerun in .shiploop.yml runs idempotent steps again on their own)", j.Agent, j.Attempt))
 	}
 	return nil
+}
+
+// rerunsInterrupted reports whether d's environment, as its release's
+// .shiploop.yml defines it, says on_interrupt: rerun.
+func (s *Service) rerunsInterrupted(ctx context.Context, tx *bus.Tx, d *deployment) (bool, error) {
+	b, err := loadBuildInfo(ctx, tx, `id = $1`, d.buildID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	cfg, err := b.parse()
+	if err != nil {
+		return false, nil // it could not have started: stop
+	}
+	env, err := s.envDef(ctx, tx, d, cfg)
+	if err != nil || env == nil {
+		return false, err
+	}
+	return env.RerunInterrupted, nil
 }
 
 func (s *Service) onJobFinished(ctx context.Context, tx *bus.Tx, j *eventsv1.JobFinished) error {

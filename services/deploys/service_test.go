@@ -429,6 +429,34 @@ func TestPreviewAndInterruption(t *testing.T) {
 	})
 }
 
+// TestInterruptedDeployRerun: an environment that says on_interrupt: rerun
+// lets the next agent run a deploy whose first agent stopped mid-way; the
+// deploy is not canceled and ends with that agent's result. Without the
+// key the same events end it interrupted (TestPreviewEnvironments).
+func TestInterruptedDeployRerun(t *testing.T) {
+	h := newHarness(t, storetest.OpenSQLite(t, "deploys"))
+	repo := "acme/rerun"
+	h.build(repo, "refs/heads/main", "4.0.0", "environments:\n  - {name: staging, auto: true, on_interrupt: rerun, steps: [{name: d, commands: [kubectl apply -f k8s]}]}\n", "push")
+	j := h.nextJob()
+	h.publish("job.started", repo, &eventsv1.JobStarted{JobId: j.JobId, BuildId: j.BuildId, Repository: repo, Agent: "a1", Attempt: 1})
+	h.publish("job.started", repo, &eventsv1.JobStarted{JobId: j.JobId, BuildId: j.BuildId, Repository: repo, Agent: "a2", Attempt: 2})
+	d := h.waitFor(repo, "staging", "the rerun", func(d *deploysv1.Deployment) bool {
+		return d.GetStatus() == eventsv1.DeployStatus_DEPLOY_STATUS_RUNNING && strings.Contains(d.GetReason(), "agent a2 (attempt 2)")
+	})
+	if !strings.Contains(d.GetReason(), "on_interrupt: rerun") {
+		t.Errorf("reason %q does not say why it runs again", d.GetReason())
+	}
+	kv, err := h.bus.Cancels(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := kv.Get(context.Background(), j.JobId); err == nil {
+		t.Fatalf("the rerun was canceled: %s", e.Value())
+	}
+	h.publish("job.finished", repo, &eventsv1.JobFinished{JobId: j.JobId, BuildId: j.BuildId, Repository: repo, Status: eventsv1.BuildStatus_BUILD_STATUS_SUCCESS})
+	h.waitFor(repo, "staging", "4.0.0 deployed", is("4.0.0", eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED))
+}
+
 // TestJobDeliveredAgain: a deploy job that reaches an agent again after the
 // deploy ended (its message published a second time) is canceled, so its
 // steps do not deploy twice; the deployment keeps its result.

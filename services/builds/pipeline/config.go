@@ -170,6 +170,12 @@ type Environment struct {
 	// one, the gate) has passed; otherwise someone promotes by hand.
 	Auto   bool
 	Verify *Verify // nil: no verification after a deploy
+	// RerunInterrupted is on_interrupt: rerun. When the agent running a
+	// deploy stops mid-way (killed, lost), the next agent runs its steps
+	// again from the first; by default (on_interrupt: stop) the deploy ends
+	// interrupted and a person decides, since steps that are not
+	// idempotent could apply twice.
+	RerunInterrupted bool
 }
 
 // Approval asks people to approve a deploy before it starts.

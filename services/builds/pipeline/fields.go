@@ -33,7 +33,7 @@ var (
 	reportFields      = []string{"junit", "coverage"}
 	serviceFields     = []string{"name", "command", "env", "ready"}
 	readyFields       = []string{"tcp"}
-	envFields         = []string{"name", "steps", "variables", "secrets", "labels", "approval", "auto", "verify"}
+	envFields         = []string{"name", "steps", "variables", "secrets", "labels", "approval", "auto", "verify", "on_interrupt"}
 	approvalFields    = []string{"required"}
 	verifyFields      = []string{"window", "conditions", "on_failure"}
 	gateFields        = []string{"conditions", "expression", "min_new_lines", "reports"}
@@ -386,6 +386,10 @@ func (d *decoder) environment(n *yaml.Node, field string) Environment {
 			e.Auto = d.boolean(v, f)
 		case "verify":
 			e.Verify = d.verify(v, f)
+		case "on_interrupt":
+			if s, ok := d.oneOf(v, f, "on_interrupt", []string{"stop", "rerun"}); ok {
+				e.RerunInterrupted = s == "rerun"
+			}
 		}
 	})
 	d.require(n, field, present, "name", "steps")

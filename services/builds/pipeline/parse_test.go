@@ -56,6 +56,7 @@ test:
 environments:
   - name: staging
     auto: true
+    on_interrupt: rerun
     steps:
       deploy:
         commands: ./deploy.sh staging
@@ -131,11 +132,12 @@ var fullConfig = &Config{
 	},
 	Environments: []Environment{
 		{
-			Name:      "staging",
-			Auto:      true,
-			Steps:     []Step{{Name: "deploy", Commands: []string{"./deploy.sh staging"}, Failure: FailureFail}},
-			Variables: map[string]string{"URL": "https://staging.example.com"},
-			Secrets:   []string{"DEPLOY_KEY"},
+			Name:             "staging",
+			Auto:             true,
+			RerunInterrupted: true,
+			Steps:            []Step{{Name: "deploy", Commands: []string{"./deploy.sh staging"}, Failure: FailureFail}},
+			Variables:        map[string]string{"URL": "https://staging.example.com"},
+			Secrets:          []string{"DEPLOY_KEY"},
 		},
 		{
 			Name:     "production",
@@ -520,6 +522,7 @@ environments:
   - name: prod
     steps: {a: {commands: x}}
     auto: yes
+    on_interrupt: retry
 gate:
   conditions:
     - {metric: coverage, operator: "=>", threshold: high}
@@ -532,8 +535,9 @@ gate:
 .shiploop.yml:5:68: environments[0].verify.conditions[0].scope: unknown field (known fields: metric, operator, threshold)
 .shiploop.yml:6:5: environments[1].name: duplicate environment name "prod" (first at line 3)
 .shiploop.yml:8:11: environments[1].auto: expected true or false, got the string "yes"
-.shiploop.yml:11:36: gate.conditions[0].operator: unknown operator "=>" (did you mean ">"?)
-.shiploop.yml:11:53: gate.conditions[0].threshold: expected a number, got a string`,
+.shiploop.yml:9:19: environments[1].on_interrupt: unknown on_interrupt "retry" (one of stop, rerun)
+.shiploop.yml:12:36: gate.conditions[0].operator: unknown operator "=>" (did you mean ">"?)
+.shiploop.yml:12:53: gate.conditions[0].threshold: expected a number, got a string`,
 	},
 	{
 		name: "unknown gate metric",

@@ -56,6 +56,9 @@ type Environment struct {
 	Approvals int      // distinct approvers required, 0 for none
 	Auto      bool
 	Verify    *Verify
+	// RerunInterrupted (on_interrupt: rerun): a deploy whose agent stopped
+	// mid-way runs again on the next agent instead of ending interrupted.
+	RerunInterrupted bool
 }
 
 // Step is one deploy step.
@@ -369,6 +372,16 @@ func (r reader) environment(n *yaml.Node, field string) (Environment, error) {
 			}
 		case "verify":
 			e.Verify, err = r.verify(p[1], f)
+		case "on_interrupt":
+			var s string
+			if s, err = r.str(p[1], f); err == nil {
+				switch s {
+				case "stop", "rerun":
+					e.RerunInterrupted = s == "rerun"
+				default:
+					err = r.errf(resolve(p[1]), f, "expected stop or rerun, got %q", s)
+				}
+			}
 		}
 		if err != nil {
 			return e, err
