@@ -29,15 +29,7 @@ func (s *Service) handle(ctx context.Context, tx *bus.Tx, ev bus.Event) error {
 			d.BuildId, d.Repository, d.Number, d.Ref, d.Commit, d.Version, d.Trigger, d.Config, chain, s.now().UnixNano()); err != nil {
 			return err
 		}
-		// Its gate may have passed already (see onGate).
-		res, err := tx.ExecContext(ctx, `DELETE FROM passed_gates WHERE build_id = $1`, d.BuildId)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n > 0 {
-			return s.onGate(ctx, tx, &eventsv1.GateEvaluated{BuildId: d.BuildId, Status: eventsv1.GateStatus_GATE_STATUS_PASSED})
-		}
-		return nil
+		return s.applyEarly(ctx, tx, d.BuildId)
 	case *eventsv1.BuildFinished:
 		return s.onBuildFinished(ctx, tx, d)
 	case *eventsv1.GateEvaluated:
@@ -147,7 +139,8 @@ func (s *Service) onBuildFinished(ctx context.Context, tx *bus.Tx, d *eventsv1.B
 	}
 	b, err := loadBuildInfo(ctx, tx, `id = $1`, d.BuildId)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil // built before deploys was there
+		// build.created has not come yet (see early).
+		return s.early(ctx, tx, d.BuildId, "build.finished", int32(d.Status))
 	}
 	if err != nil {
 		return err
@@ -166,17 +159,62 @@ func (s *Service) onBuildFinished(ctx context.Context, tx *bus.Tx, d *eventsv1.B
 	return s.firstEnvironment(ctx, tx, b, cfg)
 }
 
+// early keeps an event about a build whose build.created deploys has not
+// seen: a redelivery after a crash can bring build.finished or
+// gate.evaluated first, and acking them without a trace lost the deploy.
+// applyEarly acts on them when build.created comes.
+func (s *Service) early(ctx context.Context, tx *bus.Tx, buildID, typ string, status int32) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO early_events (build_id, type, status, at) VALUES ($1, $2, $3, $4) ON CONFLICT (build_id, type) DO NOTHING`,
+		buildID, typ, status, s.now().UnixNano())
+	return err
+}
+
+// applyEarly handles, in their causal order, the events about buildID that
+// came before its build.created, and forgets them.
+func (s *Service) applyEarly(ctx context.Context, tx *bus.Tx, buildID string) error {
+	rows, err := tx.QueryContext(ctx, `SELECT type, status FROM early_events WHERE build_id = $1`, buildID)
+	if err != nil {
+		return err
+	}
+	got := map[string]int32{}
+	for rows.Next() {
+		var typ string
+		var st int32
+		if err := rows.Scan(&typ, &st); err != nil {
+			rows.Close()
+			return err
+		}
+		got[typ] = st
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return err
+	}
+	if len(got) == 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM early_events WHERE build_id = $1`, buildID); err != nil {
+		return err
+	}
+	if st, ok := got["build.finished"]; ok {
+		if err := s.onBuildFinished(ctx, tx, &eventsv1.BuildFinished{BuildId: buildID, Status: eventsv1.BuildStatus(st)}); err != nil {
+			return err
+		}
+	}
+	if st, ok := got["gate.evaluated"]; ok {
+		return s.onGate(ctx, tx, &eventsv1.GateEvaluated{BuildId: buildID, Status: eventsv1.GateStatus(st)})
+	}
+	return nil
+}
+
 func (s *Service) onGate(ctx context.Context, tx *bus.Tx, g *eventsv1.GateEvaluated) error {
 	if g.Status != eventsv1.GateStatus_GATE_STATUS_PASSED {
 		return nil
 	}
 	b, err := loadBuildInfo(ctx, tx, `id = $1`, g.BuildId)
 	if errors.Is(err, sql.ErrNoRows) {
-		// build.created has not come yet: a redelivery after a crash can
-		// bring it after the gate. It deploys when it comes; dropping the
-		// gate here lost the deploy (TestCrashSplitModeThroughDeploy).
-		_, err := tx.ExecContext(ctx, `INSERT INTO passed_gates (build_id, at) VALUES ($1, $2) ON CONFLICT (build_id) DO NOTHING`, g.BuildId, s.now().UnixNano())
-		return err
+		// build.created has not come yet (see early); dropping the gate
+		// here lost the deploy (TestCrashSplitModeThroughDeploy).
+		return s.early(ctx, tx, g.BuildId, "gate.evaluated", int32(g.Status))
 	}
 	if err != nil {
 		return err

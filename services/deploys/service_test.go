@@ -492,29 +492,70 @@ func TestJobDeliveredAgain(t *testing.T) {
 	h.waitFor(repo, "staging", "3.0.0 still deployed", is("3.0.0", eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED))
 }
 
-// TestGateBeforeBuildCreated: a crash of deploys while it handled
-// build.created makes the redelivery come after the build's gate.evaluated.
-// The passed gate waits for the build, which then deploys once (dropping
+// TestEventsBeforeBuildCreated: a crash of deploys while it handled
+// build.created makes the redelivery come after the build's later events.
+// A passed gate, or for an environment without a gate a successful
+// build.finished, waits for the build, which then deploys once (dropping
 // the gate lost 3 deploys of 1,000 in TestCrashSplitModeThroughDeploy).
-func TestGateBeforeBuildCreated(t *testing.T) {
+func TestEventsBeforeBuildCreated(t *testing.T) {
+	gated := "steps:\n  - {name: build, commands: [\"true\"]}\ngate:\n  conditions:\n    - {metric: tests_failed, operator: \"==\", threshold: 0}\nenvironments:\n  - name: acceptance\n    auto: true\n    steps:\n      - {name: deploy, commands: [\"true\"]}\n"
+	ungated := "steps:\n  - {name: build, commands: [\"true\"]}\nenvironments:\n  - name: acceptance\n    auto: true\n    steps:\n      - {name: deploy, commands: [\"true\"]}\n"
 	storetest.Engines(t, "deploys", Migrations(), func(t *testing.T, db *store.DB) {
 		h := newHarness(t, db)
-		repo := "acme/gated"
-		cfg := "steps:\n  - {name: build, commands: [\"true\"]}\ngate:\n  conditions:\n    - {metric: tests_failed, operator: \"==\", threshold: 0}\nenvironments:\n  - name: acceptance\n    auto: true\n    steps:\n      - {name: deploy, commands: [\"true\"]}\n"
-		id, sha := "build-gated-1", fmt.Sprintf("%040d", 424242)
-		h.publish("change.pushed", repo, &eventsv1.Change{Kind: eventsv1.ChangeKind_CHANGE_KIND_PUSH, Repository: repo, CloneUrl: "/nonexistent", DefaultBranch: "main", Ref: "refs/heads/main", After: sha})
-		h.publish("gate.evaluated", repo, &eventsv1.GateEvaluated{BuildId: id, Repository: repo, Status: eventsv1.GateStatus_GATE_STATUS_PASSED})
-		h.publish("gate.evaluated", repo, &eventsv1.GateEvaluated{BuildId: id, Repository: repo, Status: eventsv1.GateStatus_GATE_STATUS_PASSED})
-		h.publish("build.created", repo, &eventsv1.BuildCreated{BuildId: id, Number: 1, Repository: repo, Ref: "refs/heads/main", Commit: sha, Version: "1.0.0", Trigger: "push", Config: []byte(cfg)})
-		h.publish("build.finished", repo, &eventsv1.BuildFinished{BuildId: id, Number: 1, Repository: repo, Ref: "refs/heads/main", Commit: sha, Version: "1.0.0", Status: eventsv1.BuildStatus_BUILD_STATUS_SUCCESS})
-		j := h.nextJob()
-		if j.Environment["SHIPLOOP_ENVIRONMENT"] != "acceptance" || j.Environment["SHIPLOOP_VERSION"] != "1.0.0" {
-			t.Fatalf("job %+v", j)
-		}
-		select {
-		case j2 := <-h.jobs:
-			t.Fatalf("a second deploy job %+v", j2)
-		case <-time.After(time.Second):
+		for i, tc := range []struct {
+			name, cfg string
+			early     []string // published before build.created, in this order
+			late      []string // after it
+			deploys   bool
+		}{
+			{"passed gate twice", gated, []string{"gate", "gate"}, []string{"finished"}, true},
+			{"finished and gate", gated, []string{"finished", "gate"}, nil, true},
+			{"gate then finished", gated, []string{"gate", "finished"}, nil, true},
+			{"finished without a gate", ungated, []string{"finished", "finished"}, nil, true},
+			{"failed build without a gate", ungated, []string{"failed"}, nil, false},
+			{"finished, gate still to come", gated, []string{"finished"}, []string{"gate"}, true},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				repo := fmt.Sprintf("acme/early-%d", i)
+				id, sha := fmt.Sprintf("build-early-%d", i), fmt.Sprintf("%040d", 424200+i)
+				h.publish("change.pushed", repo, &eventsv1.Change{Kind: eventsv1.ChangeKind_CHANGE_KIND_PUSH, Repository: repo, CloneUrl: "/nonexistent", DefaultBranch: "main", Ref: "refs/heads/main", After: sha})
+				send := func(what string) {
+					switch what {
+					case "gate":
+						h.publish("gate.evaluated", repo, &eventsv1.GateEvaluated{BuildId: id, Repository: repo, Status: eventsv1.GateStatus_GATE_STATUS_PASSED})
+					case "finished", "failed":
+						st := eventsv1.BuildStatus_BUILD_STATUS_SUCCESS
+						if what == "failed" {
+							st = eventsv1.BuildStatus_BUILD_STATUS_FAILURE
+						}
+						h.publish("build.finished", repo, &eventsv1.BuildFinished{BuildId: id, Number: 1, Repository: repo, Ref: "refs/heads/main", Commit: sha, Version: "1.0.0", Status: st})
+					}
+				}
+				for _, e := range tc.early {
+					send(e)
+				}
+				h.publish("build.created", repo, &eventsv1.BuildCreated{BuildId: id, Number: 1, Repository: repo, Ref: "refs/heads/main", Commit: sha, Version: "1.0.0", Trigger: "push", Config: []byte(tc.cfg)})
+				for _, e := range tc.late {
+					send(e)
+				}
+				if !tc.deploys {
+					select {
+					case j := <-h.jobs:
+						t.Fatalf("a failed build deployed: %+v", j)
+					case <-time.After(time.Second):
+					}
+					return
+				}
+				j := h.nextJob()
+				if j.Repository != repo || j.Environment["SHIPLOOP_ENVIRONMENT"] != "acceptance" || j.Environment["SHIPLOOP_VERSION"] != "1.0.0" {
+					t.Fatalf("job %+v", j)
+				}
+				select {
+				case j2 := <-h.jobs:
+					t.Fatalf("a second deploy job %+v", j2)
+				case <-time.After(time.Second):
+				}
+			})
 		}
 	})
 }
