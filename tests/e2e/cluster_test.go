@@ -214,10 +214,10 @@ func TestNATSClusterNodeKilled(t *testing.T) {
 		}
 	}
 
-	secret, commits := crashRepo(t, grpcAddr, n)
+	pushes := crashRepo(t, grpcAddr, n)
 	var killed *natsNode
 	start := time.Now()
-	pushAll(t, httpAddr, secret, commits, func(i int) {
+	pushAll(t, httpAddr, pushes, func(i int) {
 		switch i {
 		case n / 3:
 			l := leader()

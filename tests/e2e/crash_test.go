@@ -193,15 +193,61 @@ func TestCrashSplitMode(t *testing.T) {
 	dbURL := createDatabase(t)
 	natsURL := startNATSServer(t, natsBin)
 
+	procs, httpAddr, grpcAddr := startSplit(t, natsURL, dbURL, "testruns", "gates")
+	pushes := crashRepo(t, grpcAddr, n)
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	stopKills := killDriver(t, procs)
+	pushAll(t, httpAddr, pushes, nil)
+	pushed := time.Since(start)
+
+	// Keep killing until 90% of the pipelines are through (and every
+	// process was killed at least twice), then let the rest finish on a
+	// steady system.
+	waitChains(t, js, n*9/10, 5*time.Minute)
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if killedAll(procs) {
+			break
+		}
+	}
+	kills := stopKills()
+	evs, per := waitChains(t, js, n, 5*time.Minute)
+	total := time.Since(start)
+
+	missing, dup := verifyChains(t, evs, per, n)
+	if missing+dup > 0 {
+		logDLQ(t, js)
+	}
+	nkills := 0
+	for _, k := range kills {
+		nkills += k
+	}
+	t.Logf("crash: %d pushes, %d pipelines, %d events, %d kill -9 (%v); pushes sent in %s, all done in %s; %d actions missing, %d duplicated",
+		n, len(per), len(evs), nkills, kills, pushed.Round(time.Second), total.Round(time.Second), missing, dup)
+}
+
+// startSplit starts, in split mode on natsURL and dbURL, serve builds (its
+// webhook and gRPC addresses returned), serve for each of services, and two
+// agents, each a killable process, stopped at the test's end.
+func startSplit(t *testing.T, natsURL, dbURL string, services ...string) (procs []*killable, httpAddr, grpcAddr string) {
+	t.Helper()
 	common := func(dir string) []string {
 		return []string{"--json", "--nats-url", natsURL, "--database-url", dbURL, "--data-dir", dir,
 			"--carbon-listen", "127.0.0.1:0", "--pickle-listen", "127.0.0.1:0"}
 	}
-	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
-	builds := &killable{name: "serve builds", ready: readyJSON,
-		args: append(append([]string{"serve"}, common(t.TempDir())...), "--http-listen", httpAddr, "--grpc-listen", grpcAddr, "builds")}
-	procs := []*killable{builds}
-	for _, svc := range []string{"testruns", "gates"} {
+	httpAddr, grpcAddr = freeAddr(t), freeAddr(t)
+	procs = []*killable{{name: "serve builds", ready: readyJSON,
+		args: append(append([]string{"serve"}, common(t.TempDir())...), "--http-listen", httpAddr, "--grpc-listen", grpcAddr, "builds")}}
+	for _, svc := range services {
 		procs = append(procs, &killable{name: "serve " + svc, ready: readyJSON,
 			args: append(append([]string{"serve"}, common(t.TempDir())...), "--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", svc)})
 	}
@@ -215,21 +261,13 @@ func TestCrashSplitMode(t *testing.T) {
 		}
 		t.Cleanup(func() { p.stop(t) })
 	}
+	return procs, httpAddr, grpcAddr
+}
 
-	secret, commits := crashRepo(t, grpcAddr, n)
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// The driver: kill -9 a process every 0.3–1.2s, each in turn in a
-	// shuffled order, and restart it at once.
-	start := time.Now()
+// killDriver kill -9s one of procs every 0.3–1.2s, each in turn in a
+// shuffled order, and restarts it at once, until the returned stop is
+// called; stop returns the kills per process.
+func killDriver(t *testing.T, procs []*killable) (stop func() map[string]int) {
 	stopKills := make(chan struct{})
 	killsDone := make(chan struct{})
 	kills := map[string]int{}
@@ -256,39 +294,39 @@ func TestCrashSplitMode(t *testing.T) {
 			}
 		}
 	}()
+	return func() map[string]int {
+		close(stopKills)
+		<-killsDone
+		return kills
+	}
+}
 
-	pushAll(t, httpAddr, secret, commits, nil)
-	pushed := time.Since(start)
+// push is one webhook delivery to send: a push of sha to ref of repo,
+// signed with secret.
+type push struct{ repo, secret, ref, sha string }
 
-	// Keep killing until 90% of the pipelines are through (and every
-	// process was killed at least twice), then let the rest finish on a
-	// steady system.
-	waitChains(t, js, n*9/10, 5*time.Minute)
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if killedAll(procs) {
-			break
+// registerRepo registers name, cloned from dir, over conn, retrying
+// while builds starts, and returns its webhook secret.
+func registerRepo(t *testing.T, conn *grpc.ClientConn, name, dir string) string {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		reg, err := buildsv1.NewBuildServiceClient(conn).RegisterRepository(ctx,
+			&buildsv1.RegisterRepositoryRequest{Name: name, CloneUrl: dir, DefaultBranch: "main"})
+		cancel()
+		if err == nil {
+			return reg.GetWebhookSecret()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("RegisterRepository %s: %v", name, err)
 		}
 	}
-	close(stopKills)
-	<-killsDone
-	evs, per := waitChains(t, js, n, 5*time.Minute)
-	total := time.Since(start)
-
-	missing, dup := verifyChains(t, evs, per, n)
-	if missing+dup > 0 {
-		logDLQ(t, js)
-	}
-	nkills := 0
-	for _, k := range kills {
-		nkills += k
-	}
-	t.Logf("crash: %d pushes, %d pipelines, %d events, %d kill -9 (%v); pushes sent in %s, all done in %s; %d actions missing, %d duplicated",
-		n, len(per), len(evs), nkills, kills, pushed.Round(time.Second), total.Round(time.Second), missing, dup)
 }
 
 // crashRepo registers acme/crash with crashConfig and n commits, each on a
-// branch of its own (a newer push to one branch would supersede the older).
-func crashRepo(t *testing.T, grpcAddr string, n int) (secret string, commits []string) {
+// branch of its own (a newer push to one branch would supersede the older),
+// and returns their pushes.
+func crashRepo(t *testing.T, grpcAddr string, n int) []push {
 	t.Helper()
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -296,40 +334,28 @@ func crashRepo(t *testing.T, grpcAddr string, n int) (secret string, commits []s
 	}
 	defer conn.Close()
 	repo := newRepo(t, map[string]string{".shiploop.yml": crashConfig})
-	var reg *buildsv1.RegisterRepositoryResponse
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		reg, err = buildsv1.NewBuildServiceClient(conn).RegisterRepository(ctx,
-			&buildsv1.RegisterRepositoryRequest{Name: "acme/crash", CloneUrl: repo.dir, DefaultBranch: "main"})
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("RegisterRepository: %v", err)
-		}
-	}
-	commits = make([]string, n)
+	secret := registerRepo(t, conn, "acme/crash", repo.dir)
+	pushes := make([]push, n)
 	for i := range n {
-		commits[i] = repo.commit(fmt.Sprintf("change %d", i), map[string]string{"n.txt": strconv.Itoa(i)})
-		repo.git("branch", fmt.Sprintf("topic-%d", i), commits[i])
+		sha := repo.commit(fmt.Sprintf("change %d", i), map[string]string{"n.txt": strconv.Itoa(i)})
+		repo.git("branch", fmt.Sprintf("topic-%d", i), sha)
+		pushes[i] = push{repo: "acme/crash", secret: secret, ref: fmt.Sprintf("refs/heads/topic-%d", i), sha: sha}
 	}
-	return reg.GetWebhookSecret(), commits
+	return pushes
 }
 
-// pushAll sends one push per commit (branch topic-i), each redelivered with
-// its delivery id until accepted, as a forge does; between, when set, runs
-// before push i.
-func pushAll(t *testing.T, httpAddr, secret string, commits []string, between func(i int)) {
+// pushAll sends the pushes in order, each redelivered with its delivery id
+// until accepted, as a forge does; between, when set, runs before push i.
+func pushAll(t *testing.T, httpAddr string, pushes []push, between func(i int)) {
 	t.Helper()
-	for i, sha := range commits {
+	for i, p := range pushes {
 		if between != nil {
 			between(i)
 		}
-		body := pushBody("acme/crash", fmt.Sprintf("refs/heads/topic-%d", i), zero, sha)
+		body := pushBody(p.repo, p.ref, zero, p.sha)
 		delivery := fmt.Sprintf("crash-%d-%d", time.Now().UnixNano(), i)
 		for attempt := 0; ; attempt++ {
-			if code, err := postHook(httpAddr, delivery, sign(secret, body), body); err == nil && code/100 == 2 {
+			if code, err := postHook(httpAddr, delivery, sign(p.secret, body), body); err == nil && code/100 == 2 {
 				break
 			} else if attempt > 600 {
 				t.Fatalf("push %d never accepted: HTTP %d, %v", i, code, err)

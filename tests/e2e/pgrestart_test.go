@@ -124,10 +124,10 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	secret, commits := crashRepo(t, grpcAddr, n)
+	pushes := crashRepo(t, grpcAddr, n)
 	start := time.Now()
 	var down time.Duration
-	pushAll(t, httpAddr, secret, commits, func(i int) {
+	pushAll(t, httpAddr, pushes, func(i int) {
 		if i != n/3 {
 			return
 		}
