@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -128,4 +129,100 @@ func (b *Bus) LiveJob(ctx context.Context, repo, jobID string) (ev Event, ok boo
 		ev.Sequence = m.Sequence
 		return ev, true, nil
 	}
+}
+
+// LostJobSubjects are JetStream's advisories for job messages that reached
+// their consumer's MaxDeliver unacknowledged: each agent that took the job
+// stopped before it ended (killed, out of memory, its host gone). The DLQ
+// stream stores them (EnsureStreams).
+const LostJobSubjects = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamJobs + ".>"
+
+// LostJobsConfig configures LostJobs.
+type LostJobsConfig struct {
+	// Name is the durable consumer's name on the DLQ stream.
+	Name string
+	// Retry is the delay before a lost job whose handler failed is offered
+	// again (default 5s).
+	Retry time.Duration
+}
+
+// LostJobs calls fn, until ctx ends, with every job that no agent will run
+// again: JetStream gave up delivering it (LostJobSubjects). deliveries is
+// how many agents took it. fn must be idempotent: an advisory is offered
+// again until fn returns nil, and the durable consumer starts with the
+// oldest advisory the DLQ stream holds. A job whose message is gone (acked
+// after all, or deleted) is skipped.
+func (b *Bus) LostJobs(ctx context.Context, cfg LostJobsConfig, fn func(ctx context.Context, job Event, deliveries uint64) error) error {
+	if cfg.Retry <= 0 {
+		cfg.Retry = 5 * time.Second
+	}
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, StreamDLQ, jetstream.ConsumerConfig{
+		Durable: cfg.Name, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
+		FilterSubject: LostJobSubjects, DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
+		return fmt.Errorf("bus: creating lost-job consumer %s: %w", cfg.Name, err)
+	}
+	for ctx.Err() == nil {
+		pullCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		m, err := cons.Next(jetstream.FetchContext(pullCtx))
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+				select { // a broken connection: wait a little instead of spinning
+				case <-ctx.Done():
+				case <-time.After(250 * time.Millisecond):
+				}
+			}
+			continue
+		}
+		job, deliveries, ok, err := b.lostJob(ctx, m.Data())
+		switch {
+		case err != nil:
+			_ = m.NakWithDelay(cfg.Retry)
+		case !ok:
+			_ = m.Ack()
+		default:
+			if err := fn(ctx, job, deliveries); err != nil {
+				_ = m.NakWithDelay(cfg.Retry)
+				continue
+			}
+			_ = m.Ack()
+		}
+	}
+	return nil
+}
+
+// lostJob reads the job a max-deliveries advisory names from the JOBS
+// stream. ok is false for an advisory that names no job still there, or
+// none that can be read (nothing could run it anyway).
+func (b *Bus) lostJob(ctx context.Context, advisory []byte) (job Event, deliveries uint64, ok bool, err error) {
+	var a struct {
+		Stream     string `json:"stream"`
+		StreamSeq  uint64 `json:"stream_seq"`
+		Deliveries uint64 `json:"deliveries"`
+	}
+	if json.Unmarshal(advisory, &a) != nil || a.Stream != StreamJobs || a.StreamSeq == 0 {
+		return Event{}, 0, false, nil
+	}
+	s, err := b.js.Stream(ctx, StreamJobs)
+	if err != nil {
+		return Event{}, 0, false, fmt.Errorf("reading the %s stream: %w", StreamJobs, err)
+	}
+	m, err := s.GetMsg(ctx, a.StreamSeq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Event{}, 0, false, nil
+	}
+	if err != nil {
+		return Event{}, 0, false, fmt.Errorf("reading job %d of the %s stream: %w", a.StreamSeq, StreamJobs, err)
+	}
+	ev, err := Decode(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
+	if err != nil {
+		return Event{}, 0, false, nil
+	}
+	ev.Sequence = m.Sequence
+	return ev, a.Deliveries, true, nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/shiploop/shiploop/pkg/bus"
 	"github.com/shiploop/shiploop/pkg/store"
+	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 )
 
 //go:embed migrations/*.sql
@@ -124,5 +125,28 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return s.consumeStatuses(ctx) })
 	g.Go(func() error { return s.consumeHarbormaster(ctx) })
 	g.Go(func() error { return s.serveSecrets(ctx) }) // secrets.go
+	g.Go(func() error {
+		return s.ob.Bus().LostJobs(ctx, bus.LostJobsConfig{Name: "builds-lost-jobs"}, s.failLostJob)
+	})
 	return g.Wait()
+}
+
+// failLostJob ends a job no agent will run again (JetStream delivered it
+// MaxDeliver times and every agent that took it stopped mid-way) with a
+// job.finished of status error, as an agent would have. Builds, test runs
+// and deploys act on it as on any failed job, so its pipeline completes
+// instead of waiting for ever. The event's id derives from the job's, so a
+// second advisory publishes nothing new; a job that did finish after all
+// keeps its result (every consumer ignores a second job.finished).
+func (s *Service) failLostJob(ctx context.Context, ev bus.Event, deliveries uint64) error {
+	job, ok := ev.Data.(*eventsv1.Job)
+	if !ok {
+		return nil
+	}
+	s.log.Warn("job lost: every agent that took it stopped mid-job; failing it", "job", job.JobId, "kind", job.Kind, "repository", job.Repository, "deliveries", deliveries)
+	return s.ob.InTx(ctx, func(tx *bus.Tx) error {
+		return tx.Publish(bus.Event{ID: ev.ID + ".lost", Type: "job.finished", Repository: job.Repository, Subject: job.JobId, ChainID: job.ChainId,
+			Data: &eventsv1.JobFinished{JobId: job.JobId, BuildId: job.BuildId, Repository: job.Repository, Status: eventsv1.BuildStatus_BUILD_STATUS_ERROR,
+				Error: fmt.Sprintf("agent lost: %d agents took the job and each stopped before it ended (killed, out of memory, or its host gone); it is not tried again (`shiploop dlq ls` lists it)", deliveries)}})
+	})
 }

@@ -2,6 +2,7 @@ package builds
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -107,6 +110,58 @@ func (h *harness) waitBuild(ctx context.Context, id string, want eventsv1.BuildS
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestLostJobFailsItsBuild: agents that take a job and die (never ack,
+// never finish) until JetStream stops delivering it leave the build
+// running for ever unless someone ends the job; builds does, from the
+// max-deliveries advisory, with an error naming what happened.
+func TestLostJobFailsItsBuild(t *testing.T) {
+	storetest.Engines(t, "builds", nil, func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db)
+		ctx := context.Background()
+		dir, sha := gitRepo(t, map[string]string{".shiploop.yml": "steps:\n  - name: oom\n    commands: [./eat-all-memory]\n"})
+		if _, err := h.api.RegisterRepository(ctx, &buildsv1.RegisterRepositoryRequest{Name: "acme/lost", CloneUrl: dir}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.svc.acceptChange(ctx, &eventsv1.Change{Kind: eventsv1.ChangeKind_CHANGE_KIND_PUSH, Forge: "github", DeliveryId: "lost-1",
+			Repository: "acme/lost", CloneUrl: dir, Ref: "refs/heads/main", Branch: "main", After: sha}); err != nil {
+			t.Fatal(err)
+		}
+		// Two agents in turn take the job and die with it: no ack, no
+		// job.finished; the consumer gives up after two deliveries.
+		cons, err := h.bus.JetStream().CreateOrUpdateConsumer(ctx, bus.StreamJobs, jetstream.ConsumerConfig{
+			Durable: "dying-agents", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Second, MaxDeliver: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var job *eventsv1.Job
+		for attempt := uint64(1); attempt <= 2; attempt++ {
+			m, err := cons.Next(jetstream.FetchMaxWait(30 * time.Second))
+			if err != nil {
+				t.Fatalf("delivery %d: %v", attempt, err)
+			}
+			md, _ := m.Metadata()
+			ev, err := bus.Decode(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+			if err != nil || md.NumDelivered != attempt {
+				t.Fatalf("delivery %d: %v, delivered %d times", attempt, err, md.NumDelivered)
+			}
+			job = ev.Data.(*eventsv1.Job)
+			if err := h.bus.Publish(ctx, bus.Event{Type: "job.started", Repository: job.Repository, Subject: job.JobId, Data: &eventsv1.JobStarted{
+				JobId: job.JobId, BuildId: job.BuildId, Repository: job.Repository, Agent: fmt.Sprintf("a%d", attempt), Attempt: attempt, StartedAt: timestamppb.Now()}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A third agent asks: the server, due to redeliver, gives up
+		// instead and publishes the advisory.
+		if m, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second)); err == nil {
+			t.Fatalf("a third delivery of %s", m.Subject())
+		}
+		b := h.waitBuild(ctx, job.BuildId, eventsv1.BuildStatus_BUILD_STATUS_ERROR)
+		if !strings.Contains(b.GetError(), "agent lost: 2 agents took the job") {
+			t.Errorf("build error %q does not say the agents were lost", b.GetError())
+		}
+	})
 }
 
 // TestBuildLifecycle drives a change through the builds service on both
