@@ -59,6 +59,17 @@ func PoolFilter(kind, pool string) string { return jobPrefix + kind + "." + pool
 // poolConsumer is the durable name of a pool's consumer.
 func poolConsumer(kind, pool string) string { return "jobs-" + kind + "-" + pool }
 
+// PoolConsumerConfig is the consumer the agents of a pool share for kind's
+// jobs, as Serve creates it: lease is its AckWait, maxDeliver how often a
+// job is tried.
+func PoolConsumerConfig(kind, pool string, lease time.Duration, maxDeliver int) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable: poolConsumer(kind, pool), FilterSubject: PoolFilter(kind, pool),
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: lease,
+		MaxDeliver: maxDeliver, MaxAckPending: -1,
+	}
+}
+
 // EnqueueFor adds a job for agents having every one of labels; see Pool.
 func (tx *Tx) EnqueueFor(kind string, labels []string, ev Event) error {
 	pool, set, err := Pool(labels)
@@ -323,12 +334,9 @@ func (s *poolServer) start(ctx context.Context, kind, pool string, labels []stri
 	// with another --lease must not change the AckWait the others'
 	// running jobs are heartbeated against. An existing consumer's AckWait
 	// is the lease for this pool.
-	cons, err := s.b.js.CreateConsumer(ctx, StreamJobs, jetstream.ConsumerConfig{
-		Durable: poolConsumer(kind, pool), FilterSubject: PoolFilter(kind, pool),
-		AckPolicy: jetstream.AckExplicitPolicy, AckWait: s.cfg.AckWait,
-		MaxDeliver: s.cfg.MaxDeliver, MaxAckPending: -1,
-		Description: fmt.Sprintf("%s jobs for agents with labels [%s]", kind, strings.Join(labels, ", ")),
-	})
+	cc := PoolConsumerConfig(kind, pool, s.cfg.AckWait, s.cfg.MaxDeliver)
+	cc.Description = fmt.Sprintf("%s jobs for agents with labels [%s]", kind, strings.Join(labels, ", "))
+	cons, err := s.b.js.CreateConsumer(ctx, StreamJobs, cc)
 	if errors.Is(err, jetstream.ErrConsumerExists) {
 		cons, err = s.b.js.Consumer(ctx, StreamJobs, poolConsumer(kind, pool))
 	}

@@ -165,10 +165,7 @@ func longPull(ctx context.Context, ab *bus.Bus, run func(string)) {
 	js := ab.JetStream()
 	var cons jetstream.Consumer
 	for ctx.Err() == nil {
-		c, err := js.CreateOrUpdateConsumer(ctx, bus.StreamJobs, jetstream.ConsumerConfig{
-			Durable: "jobs-build-" + bus.DefaultPool, FilterSubject: bus.PoolFilter("build", bus.DefaultPool),
-			AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: 5,
-		})
+		c, err := js.CreateOrUpdateConsumer(ctx, bus.StreamJobs, bus.PoolConsumerConfig("build", bus.DefaultPool, 30*time.Second, 5))
 		if err == nil {
 			cons = c
 			break
