@@ -137,12 +137,13 @@ func TestDashboardsInBrowser(t *testing.T) {
 	if !strings.Contains(title, "Overview") {
 		t.Errorf("title %q", title)
 	}
-	text, err := chromedp.Run(tctx, chromedp.Text(chromedp.CSS(`main`)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(text, "demo/web") || !strings.Contains(text, "First commit") {
-		t.Fatalf("overview shows:\n%s", text)
+	// Polled, and read from the live document: a live update may replace
+	// main's content between finding the node and reading its text (the
+	// text of the replaced node read empty once).
+	if _, err := chromedp.Run(tctx, chromedp.Poll[bool](`(function(){var t=document.querySelector('main').innerText;return t.includes('demo/web') && t.includes('First commit')})()`,
+		chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		text, _ := chromedp.Run(tctx, chromedp.Evaluate[string](`document.querySelector('main').innerText`))
+		t.Fatalf("overview: %v; it shows:\n%s", err, text)
 	}
 	screenshot(t, tctx, dir, "overview.png")
 
