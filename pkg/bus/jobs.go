@@ -148,10 +148,12 @@ type LostJobsConfig struct {
 
 // LostJobs calls fn, until ctx ends, with every job that no agent will run
 // again: JetStream gave up delivering it (LostJobSubjects). deliveries is
-// how many agents took it. fn must be idempotent: an advisory is offered
-// again until fn returns nil, and the durable consumer starts with the
-// oldest advisory the DLQ stream holds. A job whose message is gone (acked
-// after all, or deleted) is skipped.
+// how many agents took it. When fn returns nil the job's message is
+// deleted from the JOBS stream (its advisory stays in the DLQ, listed with
+// its original gone). fn must be idempotent: an advisory is offered again
+// until fn returns nil and the job is deleted, and the durable consumer
+// starts with the oldest advisory the DLQ stream holds. A job whose message
+// is gone (acked after all, or deleted) is skipped.
 func (b *Bus) LostJobs(ctx context.Context, cfg LostJobsConfig, fn func(ctx context.Context, job Event, deliveries uint64) error) error {
 	if cfg.Retry <= 0 {
 		cfg.Retry = 5 * time.Second
@@ -190,6 +192,12 @@ func (b *Bus) LostJobs(ctx context.Context, cfg LostJobsConfig, fn func(ctx cont
 				_ = m.NakWithDelay(cfg.Retry)
 				continue
 			}
+			// The job is over: out of the work queue, where LiveJob would
+			// still count it as queued or running.
+			if err := b.deleteJob(ctx, job.Sequence); err != nil {
+				_ = m.NakWithDelay(cfg.Retry)
+				continue
+			}
 			_ = m.Ack()
 		}
 	}
@@ -225,4 +233,17 @@ func (b *Bus) lostJob(ctx context.Context, advisory []byte) (job Event, deliveri
 	}
 	ev.Sequence = m.Sequence
 	return ev, a.Deliveries, true, nil
+}
+
+// deleteJob removes the job at seq from the JOBS stream; one already gone
+// is fine.
+func (b *Bus) deleteJob(ctx context.Context, seq uint64) error {
+	s, err := b.js.Stream(ctx, StreamJobs)
+	if err == nil {
+		err = s.DeleteMsg(ctx, seq)
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("deleting job %d from the %s stream: %w", seq, StreamJobs, err)
+	}
+	return nil
 }

@@ -161,6 +161,16 @@ func TestLostJobFailsItsBuild(t *testing.T) {
 		if !strings.Contains(b.GetError(), "agent lost: 2 agents took the job") {
 			t.Errorf("build error %q does not say the agents were lost", b.GetError())
 		}
+		// The job is out of the work queue: no longer live for secrets.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			_, live, err := h.bus.LiveJob(ctx, job.Repository, job.JobId)
+			if err == nil && !live {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the lost job is still in JOBS (live %v, %v)", live, err)
+			}
+		}
 	})
 }
 
