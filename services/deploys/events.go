@@ -131,17 +131,20 @@ func (s *Service) defaultBranch(ctx context.Context, tx *bus.Tx, repo string) (s
 }
 
 func (s *Service) onBuildFinished(ctx context.Context, tx *bus.Tx, d *eventsv1.BuildFinished) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE builds SET status = $1, finished_at = $2 WHERE id = $3`, int32(d.Status), s.now().UnixNano(), d.BuildId); err != nil {
+	res, err := tx.ExecContext(ctx, `UPDATE builds SET status = $1, finished_at = $2 WHERE id = $3`, int32(d.Status), s.now().UnixNano(), d.BuildId)
+	if err != nil {
 		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		// build.created has not come yet (see early).
+		return s.early(ctx, tx, d.BuildId, "build.finished", int32(d.Status))
 	}
 	if d.Status != eventsv1.BuildStatus_BUILD_STATUS_SUCCESS {
 		return nil
 	}
 	b, err := loadBuildInfo(ctx, tx, `id = $1`, d.BuildId)
-	if errors.Is(err, sql.ErrNoRows) {
-		// build.created has not come yet (see early).
-		return s.early(ctx, tx, d.BuildId, "build.finished", int32(d.Status))
-	}
 	if err != nil {
 		return err
 	}

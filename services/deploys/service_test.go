@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -537,6 +538,20 @@ func TestEventsBeforeBuildCreated(t *testing.T) {
 				h.publish("build.created", repo, &eventsv1.BuildCreated{BuildId: id, Number: 1, Repository: repo, Ref: "refs/heads/main", Commit: sha, Version: "1.0.0", Trigger: "push", Config: []byte(tc.cfg)})
 				for _, e := range tc.late {
 					send(e)
+				}
+				// The build's result is recorded whatever the order.
+				want := eventsv1.BuildStatus_BUILD_STATUS_SUCCESS
+				if slices.Contains(tc.early, "failed") {
+					want = eventsv1.BuildStatus_BUILD_STATUS_FAILURE
+				}
+				for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+					var st int32
+					if err := db.QueryRowContext(t.Context(), `SELECT status FROM builds WHERE id = $1`, id).Scan(&st); err == nil && st == int32(want) {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("build %s: status not recorded as %v within 10s", id, want)
+					}
 				}
 				if !tc.deploys {
 					select {
