@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -148,30 +149,47 @@ type LostJobsConfig struct {
 
 // LostJobs calls fn, until ctx ends, with every job that no agent will run
 // again: JetStream gave up delivering it (LostJobSubjects). deliveries is
-// how many agents took it. When fn returns nil the job's message is
-// deleted from the JOBS stream (its advisory stays in the DLQ, listed with
-// its original gone). fn must be idempotent: an advisory is offered again
-// until fn returns nil and the job is deleted, and the durable consumer
-// starts with the oldest advisory the DLQ stream holds. A job whose message
-// is gone (acked after all, or deleted) is skipped.
+// how many times it was delivered. When fn returns nil the job's message
+// is deleted from the JOBS stream (its advisory stays in the DLQ, listed
+// with its original gone). fn must be idempotent: an advisory is offered
+// again until fn returns nil and the job is deleted, and the durable
+// consumer starts with the oldest advisory the DLQ stream holds. A job
+// whose message is gone (acked after all, or deleted) is skipped, and so is
+// a message stored after the advisory was (JOBS recreated since, its
+// sequence numbers reused).
 func (b *Bus) LostJobs(ctx context.Context, cfg LostJobsConfig, fn func(ctx context.Context, job Event, deliveries uint64) error) error {
 	if cfg.Retry <= 0 {
 		cfg.Retry = 5 * time.Second
 	}
-	cons, err := b.js.CreateOrUpdateConsumer(ctx, StreamDLQ, jetstream.ConsumerConfig{
-		Durable: cfg.Name, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
-		FilterSubject: LostJobSubjects, DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
+	for ctx.Err() == nil {
+		var cons jetstream.Consumer
+		err := UntilSettled(ctx, slog.Default(), "creating consumer "+cfg.Name+" on "+StreamDLQ, func() error {
+			var err error
+			cons, err = b.js.CreateOrUpdateConsumer(ctx, StreamDLQ, jetstream.ConsumerConfig{
+				Durable: cfg.Name, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
+				FilterSubject: LostJobSubjects, DeliverPolicy: jetstream.DeliverAllPolicy,
+			})
+			return err
+		})
 		if ctx.Err() != nil {
 			return nil // stopped while starting
 		}
-		return fmt.Errorf("bus: creating lost-job consumer %s: %w", cfg.Name, err)
+		if err != nil {
+			return fmt.Errorf("bus: creating lost-job consumer %s: %w", cfg.Name, err)
+		}
+		b.handleLostJobs(ctx, cfg, cons, fn) // returns when the consumer is gone, or ctx ends
 	}
+	return nil
+}
+
+func (b *Bus) handleLostJobs(ctx context.Context, cfg LostJobsConfig, cons jetstream.Consumer, fn func(ctx context.Context, job Event, deliveries uint64) error) {
 	for ctx.Err() == nil {
 		pullCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		m, err := cons.Next(jetstream.FetchContext(pullCtx))
 		cancel()
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return // someone deleted it: make it again
+		}
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
 				select { // a broken connection: wait a little instead of spinning
@@ -201,17 +219,18 @@ func (b *Bus) LostJobs(ctx context.Context, cfg LostJobsConfig, fn func(ctx cont
 			_ = m.Ack()
 		}
 	}
-	return nil
 }
 
 // lostJob reads the job a max-deliveries advisory names from the JOBS
-// stream. ok is false for an advisory that names no job still there, or
-// none that can be read (nothing could run it anyway).
+// stream. ok is false for an advisory that names no job still there, a
+// message stored after the advisory (not the job it names), or one that
+// cannot be read (nothing could run it anyway).
 func (b *Bus) lostJob(ctx context.Context, advisory []byte) (job Event, deliveries uint64, ok bool, err error) {
 	var a struct {
-		Stream     string `json:"stream"`
-		StreamSeq  uint64 `json:"stream_seq"`
-		Deliveries uint64 `json:"deliveries"`
+		Time       time.Time `json:"timestamp"`
+		Stream     string    `json:"stream"`
+		StreamSeq  uint64    `json:"stream_seq"`
+		Deliveries uint64    `json:"deliveries"`
 	}
 	if json.Unmarshal(advisory, &a) != nil || a.Stream != StreamJobs || a.StreamSeq == 0 {
 		return Event{}, 0, false, nil
@@ -226,6 +245,9 @@ func (b *Bus) lostJob(ctx context.Context, advisory []byte) (job Event, deliveri
 	}
 	if err != nil {
 		return Event{}, 0, false, fmt.Errorf("reading job %d of the %s stream: %w", a.StreamSeq, StreamJobs, err)
+	}
+	if !a.Time.IsZero() && m.Time.After(a.Time) {
+		return Event{}, 0, false, nil
 	}
 	ev, err := Decode(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
 	if err != nil {

@@ -523,7 +523,8 @@ func (s *Service) finishJob(ctx context.Context, tx *bus.Tx, d *eventsv1.JobFini
 		int32(eventsv1.BuildStatus_BUILD_STATUS_QUEUED), int32(eventsv1.BuildStatus_BUILD_STATUS_RUNNING)); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE jobs SET log_key = $1 WHERE id = $2`, d.LogKey, d.JobId); err != nil {
+	// A later report without a log (builds' own for a lost job) keeps the link.
+	if _, err := tx.ExecContext(ctx, `UPDATE jobs SET log_key = $1 WHERE id = $2 AND $1 <> ''`, d.LogKey, d.JobId); err != nil {
 		return err
 	}
 	var group string

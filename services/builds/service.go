@@ -132,21 +132,26 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // failLostJob ends a job no agent will run again (JetStream delivered it
-// MaxDeliver times and every agent that took it stopped mid-way) with a
-// job.finished of status error, as an agent would have. Builds, test runs
-// and deploys act on it as on any failed job, so its pipeline completes
-// instead of waiting for ever. The event's id derives from the job's, so a
-// second advisory publishes nothing new; a job that did finish after all
-// keeps its result (every consumer ignores a second job.finished).
+// MaxDeliver times and no agent finished it) with a job.finished of status
+// error, as an agent would have. Builds, test runs and deploys act on it as
+// on any failed job, so its pipeline completes instead of waiting for ever.
+// The job is canceled too, for an agent still running it that lost its
+// lease (a partition, a long pause) rather than its life. The event's id
+// derives from the job's, so a second advisory publishes nothing new; a
+// job that did finish after all keeps its result (every consumer ignores a
+// second job.finished).
 func (s *Service) failLostJob(ctx context.Context, ev bus.Event, deliveries uint64) error {
 	job, ok := ev.Data.(*eventsv1.Job)
 	if !ok {
 		return nil
 	}
-	s.log.Warn("job lost: every agent that took it stopped mid-job; failing it", "job", job.JobId, "kind", job.Kind, "repository", job.Repository, "deliveries", deliveries)
+	s.log.Warn("job lost: delivered to agents until JetStream gave up, never finished; failing it", "job", job.JobId, "kind", job.Kind, "repository", job.Repository, "deliveries", deliveries)
+	reason := fmt.Sprintf("agent lost: the job was delivered %d times and no agent finished it (each agent that took it stopped or lost its lease before the end: killed, out of memory, host gone); it is not tried again (`shiploop dlq ls` lists it)", deliveries)
 	return s.ob.InTx(ctx, func(tx *bus.Tx) error {
+		if err := tx.CancelJob(job.JobId, reason); err != nil {
+			return err
+		}
 		return tx.Publish(bus.Event{ID: ev.ID + ".lost", Type: "job.finished", Repository: job.Repository, Subject: job.JobId, ChainID: job.ChainId,
-			Data: &eventsv1.JobFinished{JobId: job.JobId, BuildId: job.BuildId, Repository: job.Repository, Status: eventsv1.BuildStatus_BUILD_STATUS_ERROR,
-				Error: fmt.Sprintf("agent lost: %d agents took the job and each stopped before it ended (killed, out of memory, or its host gone); it is not tried again (`shiploop dlq ls` lists it)", deliveries)}})
+			Data: &eventsv1.JobFinished{JobId: job.JobId, BuildId: job.BuildId, Repository: job.Repository, Status: eventsv1.BuildStatus_BUILD_STATUS_ERROR, Error: reason}})
 	})
 }

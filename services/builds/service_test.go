@@ -158,8 +158,26 @@ func TestLostJobFailsItsBuild(t *testing.T) {
 			t.Fatalf("a third delivery of %s", m.Subject())
 		}
 		b := h.waitBuild(ctx, job.BuildId, eventsv1.BuildStatus_BUILD_STATUS_ERROR)
-		if !strings.Contains(b.GetError(), "agent lost: 2 agents took the job") {
+		if !strings.Contains(b.GetError(), "agent lost: the job was delivered 2 times") {
 			t.Errorf("build error %q does not say the agents were lost", b.GetError())
+		}
+		// An agent still running it (one that lost its lease, not its
+		// life) is told to stop.
+		kv, err := h.bus.Cancels(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			e, err := kv.Get(ctx, job.JobId)
+			if err == nil {
+				if !strings.Contains(string(e.Value()), "agent lost") {
+					t.Errorf("cancel reason %q", e.Value())
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the lost job was not canceled: %v", err)
+			}
 		}
 		// The job is out of the work queue: no longer live for secrets.
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {

@@ -77,7 +77,7 @@ func TestLostJobEndsItsBuild(t *testing.T) {
 	if killed != 5 {
 		t.Errorf("the job started %d times, want 5 (the job consumers' MaxDeliver)", killed)
 	}
-	if finished.GetStatus() != eventsv1.BuildStatus_BUILD_STATUS_ERROR || !strings.Contains(finished.GetError(), "agent lost: 5 agents took the job") {
+	if finished.GetStatus() != eventsv1.BuildStatus_BUILD_STATUS_ERROR || !strings.Contains(finished.GetError(), "agent lost: the job was delivered 5 times") {
 		t.Errorf("build finished %v: %q, want an error saying 5 agents were lost", finished.GetStatus(), finished.GetError())
 	}
 }
