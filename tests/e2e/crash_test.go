@@ -266,7 +266,7 @@ func startSplit(t *testing.T, natsURL, dbURL string, services ...string) (procs 
 
 // killDriver kill -9s one of procs every 0.3–1.2s, each in turn in a
 // shuffled order, and restarts it at once, until the returned stop is
-// called; stop returns the kills per process.
+// called (or the test ends); stop returns the kills per process.
 func killDriver(t *testing.T, procs []*killable) (stop func() map[string]int) {
 	stopKills := make(chan struct{})
 	killsDone := make(chan struct{})
@@ -294,11 +294,18 @@ func killDriver(t *testing.T, procs []*killable) (stop func() map[string]int) {
 			}
 		}
 	}()
-	return func() map[string]int {
-		close(stopKills)
-		<-killsDone
+	var once sync.Once
+	stop = func() map[string]int {
+		once.Do(func() {
+			close(stopKills)
+			<-killsDone
+		})
 		return kills
 	}
+	// A test that ends early (t.Fatal) must not leave the driver killing
+	// and restarting processes its cleanups are stopping.
+	t.Cleanup(func() { stop() })
+	return stop
 }
 
 // push is one webhook delivery to send: a push of sha to ref of repo,
