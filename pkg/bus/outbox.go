@@ -77,6 +77,14 @@ func (tx *Tx) Publish(ev Event) error {
 	return tx.add(EventSubject(ev.Type, ev.Repository), ev)
 }
 
+// Lock takes, until the transaction ends, a lock on key that the
+// service's other transactions taking the same key wait for (see
+// store.DB.Lock). A handler that joins several events about one thing,
+// where each may come first, takes it before reading: two replicas
+// handling two of them at once would otherwise each miss the other's
+// uncommitted write and neither would act.
+func (tx *Tx) Lock(key string) error { return tx.ob.db.Lock(tx.ctx, tx.Tx, key) }
+
 // Enqueue adds a job message for any agent (subject
 // shiploop.job.<kind>.any.<repo>); EnqueueFor asks for labels.
 func (tx *Tx) Enqueue(kind string, ev Event) error {

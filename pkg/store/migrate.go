@@ -156,16 +156,33 @@ func (db *DB) apply(ctx context.Context, m migration) error {
 // lockSchema serialises schema changes across processes on PostgreSQL until tx ends. SQLite
 // needs nothing: InTx's BEGIN IMMEDIATE already holds the database's only write lock.
 func (db *DB) lockSchema(ctx context.Context, tx *sql.Tx) error {
+	if err := db.lock(ctx, tx, "shiploop/store/schema/"+db.Schema); err != nil {
+		return fmt.Errorf("lock schema %s: %w", db.Schema, err)
+	}
+	return nil
+}
+
+// Lock takes, until tx ends, a lock on key (within this database's schema)
+// that every other transaction taking the same key waits for, across
+// processes: replicas of a service that handle two events about one thing
+// at once take it first, so the second sees what the first committed. On
+// SQLite it takes nothing: InTx's BEGIN IMMEDIATE already holds the
+// database's only write lock.
+func (db *DB) Lock(ctx context.Context, tx *sql.Tx, key string) error {
+	if err := db.lock(ctx, tx, "shiploop/"+db.Schema+"/"+key); err != nil {
+		return fmt.Errorf("lock %s: %w", key, err)
+	}
+	return nil
+}
+
+func (db *DB) lock(ctx context.Context, tx *sql.Tx, key string) error {
 	if db.Engine != Postgres {
 		return nil
 	}
 	h := fnv.New64a()
-	h.Write([]byte("shiploop/store/schema/" + db.Schema))
+	h.Write([]byte(key))
 	_, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", int64(h.Sum64()))
-	if err != nil {
-		return fmt.Errorf("lock schema %s: %w", db.Schema, err)
-	}
-	return nil
+	return err
 }
 
 var migrationName = regexp.MustCompile(`^([0-9]+)_[^/]+\.sql$`)

@@ -660,3 +660,72 @@ func TestMigrateEngineOnly(t *testing.T) {
 		}
 	})
 }
+
+// TestLock: on PostgreSQL a transaction that takes a key another holds
+// waits until that one commits, and then reads what it wrote (under READ
+// COMMITTED, which InTx uses); another key does not wait.
+func TestLock(t *testing.T) {
+	db := storetest.OpenPostgres(t, "lock")
+	ctx := t.Context()
+	if err := db.Migrate(ctx, migrationSet(t, "contract")); err != nil {
+		t.Fatal(err)
+	}
+	other := storetest.Reopen(t, db)
+	locked, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- db.InTx(ctx, func(tx *sql.Tx) error {
+			if err := db.Lock(ctx, tx, "build/1"); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE counters SET n = n + 1 WHERE id = 1`); err != nil {
+				return err
+			}
+			close(locked)
+			<-release
+			return nil
+		})
+	}()
+	<-locked
+	// Another key is free while build/1 is held.
+	otherKey := make(chan error, 1)
+	go func() {
+		otherKey <- other.InTx(ctx, func(tx *sql.Tx) error { return other.Lock(ctx, tx, "build/2") })
+	}()
+	select {
+	case err := <-otherKey:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("a lock on build/2 waited for the holder of build/1")
+	}
+	// The same key waits for the holder, then sees its write.
+	second := make(chan int64, 1)
+	go func() {
+		var n int64
+		err := other.InTx(ctx, func(tx *sql.Tx) error {
+			if err := other.Lock(ctx, tx, "build/1"); err != nil {
+				return err
+			}
+			return tx.QueryRowContext(ctx, `SELECT n FROM counters WHERE id = 1`).Scan(&n)
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		second <- n
+	}()
+	select {
+	case n := <-second:
+		t.Fatalf("the second transaction took build/1 while the first held it (read n = %d)", n)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if n := <-second; n != 1 {
+		t.Errorf("after the holder committed, the waiter read n = %d, want 1", n)
+	}
+}

@@ -16,6 +16,23 @@ import (
 // handle is the one consumer's handler: it records what deploys needs to
 // know and moves deployments on.
 func (s *Service) handle(ctx context.Context, tx *bus.Tx, ev bus.Event) error {
+	// A build's build.created, build.finished and gate.evaluated may come
+	// in any order (see early) and, with replicas, at once: each takes the
+	// build's lock first, so the later one sees what the earlier committed.
+	switch d := ev.Data.(type) {
+	case *eventsv1.BuildCreated:
+		if err := tx.Lock("build/" + d.BuildId); err != nil {
+			return err
+		}
+	case *eventsv1.BuildFinished:
+		if err := tx.Lock("build/" + d.BuildId); err != nil {
+			return err
+		}
+	case *eventsv1.GateEvaluated:
+		if err := tx.Lock("build/" + d.BuildId); err != nil {
+			return err
+		}
+	}
 	switch d := ev.Data.(type) {
 	case *eventsv1.Change:
 		return s.onChange(ctx, tx, d)

@@ -493,6 +493,53 @@ func TestJobDeliveredAgain(t *testing.T) {
 	h.waitFor(repo, "staging", "3.0.0 still deployed", is("3.0.0", eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED))
 }
 
+// TestBuildEventsHandledAtOnce: two replicas of deploys on PostgreSQL
+// handle a build's build.created and build.finished at the same moment.
+// Without the build's lock the finish, not seeing the uncommitted build,
+// was kept as early while the creation, not seeing the uncommitted early
+// event, found none: the deploy was lost.
+func TestBuildEventsHandledAtOnce(t *testing.T) {
+	db := storetest.OpenPostgres(t, "deploys")
+	if err := db.Migrate(t.Context(), Migrations()...); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, db)
+	repo, id, sha := "acme/replicas", "build-replicas-1", fmt.Sprintf("%040d", 515151)
+	cfg := "steps:\n  - {name: build, commands: [\"true\"]}\nenvironments:\n  - {name: acceptance, auto: true, steps: [{name: deploy, commands: [\"true\"]}]}\n"
+	h.publish("change.pushed", repo, &eventsv1.Change{Kind: eventsv1.ChangeKind_CHANGE_KIND_PUSH, Repository: repo, CloneUrl: "/nonexistent", DefaultBranch: "main", Ref: "refs/heads/main", After: sha})
+	created := bus.Event{ID: bus.NewID(), Type: "build.created", Repository: repo, Data: &eventsv1.BuildCreated{BuildId: id, Number: 1, Repository: repo, Ref: "refs/heads/main", Commit: sha, Version: "1.0.0", Trigger: "push", Config: []byte(cfg)}}
+	finished := bus.Event{ID: bus.NewID(), Type: "build.finished", Repository: repo, Data: &eventsv1.BuildFinished{BuildId: id, Number: 1, Repository: repo, Ref: "refs/heads/main", Commit: sha, Version: "1.0.0", Status: eventsv1.BuildStatus_BUILD_STATUS_SUCCESS}}
+	handled, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- h.svc.ob.InTx(t.Context(), func(tx *bus.Tx) error {
+			if err := h.svc.handle(t.Context(), tx, created); err != nil {
+				return err
+			}
+			close(handled)
+			<-release // the other replica handles build.finished meanwhile
+			return nil
+		})
+	}()
+	<-handled
+	second := make(chan error, 1)
+	go func() {
+		second <- h.svc.ob.InTx(t.Context(), func(tx *bus.Tx) error { return h.svc.handle(t.Context(), tx, finished) })
+	}()
+	time.Sleep(300 * time.Millisecond)
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	j := h.nextJob()
+	if j.Repository != repo || j.Environment["SHIPLOOP_VERSION"] != "1.0.0" {
+		t.Fatalf("job %+v", j)
+	}
+}
+
 // TestEventsBeforeBuildCreated: a crash of deploys while it handled
 // build.created makes the redelivery come after the build's later events.
 // A passed gate, or for an environment without a gate a successful
