@@ -617,3 +617,48 @@ func TestConsumeReturnsWhenContextEnds(t *testing.T) {
 		t.Fatal("Consume did not return after its context ended")
 	}
 }
+
+// TestConsumeSurvivesItsConsumerDeleted: a durable consumer deleted while
+// the service runs (by an operator, or lost with a cluster's state) is made
+// again and the service goes on handling events; before, Consume returned
+// nil and the service silently stopped consuming.
+func TestConsumeSurvivesItsConsumerDeleted(t *testing.T) {
+	t.Parallel()
+	b, _ := startBus(t)
+	o := bus.NewOutbox(sqliteDB(t), b, quietLog())
+	handled := make(chan string, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- o.Consume(t.Context(), bus.ConsumerConfig{Name: "test-deleted", Filters: changes}, func(_ context.Context, _ *bus.Tx, ev bus.Event) error {
+			handled <- ev.ID
+			return nil
+		})
+	}()
+	wait := func(id string) {
+		t.Helper()
+		deadline := time.After(20 * time.Second)
+		for {
+			select {
+			case got := <-handled:
+				if got == id {
+					return
+				}
+			case err := <-done:
+				t.Fatalf("Consume returned %v while waiting for %s", err, id)
+			case <-deadline:
+				t.Fatalf("event %s not handled within 20s", id)
+			}
+		}
+	}
+	first := bus.NewEvent("change.pushed", "acme/app", "1", &eventsv1.Change{Repository: "acme/app"})
+	publishOrFail(t, b, first)
+	wait(first.ID)
+	ctx, cancel := apiCtx(t)
+	defer cancel()
+	if err := b.JetStream().DeleteConsumer(ctx, bus.StreamEvents, "test-deleted"); err != nil {
+		t.Fatal(err)
+	}
+	second := bus.NewEvent("change.pushed", "acme/app", "2", &eventsv1.Change{Repository: "acme/app"})
+	publishOrFail(t, b, second)
+	wait(second.ID)
+}

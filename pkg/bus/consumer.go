@@ -124,17 +124,36 @@ func (o *Outbox) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) err
 	} else {
 		cc.FilterSubjects = cfg.Filters
 	}
-	var cons jetstream.Consumer
-	err := UntilSettled(ctx, o.log, "creating consumer "+cfg.Name+" on "+cfg.Stream, func() (err error) {
-		cons, err = o.bus.js.CreateOrUpdateConsumer(ctx, cfg.Stream, cc)
-		return err
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while starting: a clean shutdown, like stopping later
+	log := o.log.With("consumer", cfg.Name)
+	for {
+		var cons jetstream.Consumer
+		err := UntilSettled(ctx, o.log, "creating consumer "+cfg.Name+" on "+cfg.Stream, func() (err error) {
+			cons, err = o.bus.js.CreateOrUpdateConsumer(ctx, cfg.Stream, cc)
+			return err
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting: a clean shutdown, like stopping later
+			}
+			return fmt.Errorf("bus: creating consumer %s on %s: %w", cfg.Name, cfg.Stream, err)
 		}
-		return fmt.Errorf("bus: creating consumer %s on %s: %w", cfg.Name, cfg.Stream, err)
+		if err := o.pull(ctx, log, cfg, cons, h); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		// The consumer went away under us (deleted by someone, or lost
+		// with a cluster's state): make it again. Its DeliverAll policy
+		// brings the stream from the start; the inbox skips what was
+		// handled.
+		log.Warn("consumer deleted while in use; making it again")
 	}
+}
+
+// pull handles cons's messages until ctx ends (nil) or the consumer is
+// gone (nil, ctx still live).
+func (o *Outbox) pull(ctx context.Context, log *slog.Logger, cfg ConsumerConfig, cons jetstream.Consumer, h Handler) error {
 	// A short pull expiry bounds how long a lost pull request can stall
 	// delivery (nats.go notices the missing heartbeats within it).
 	it, err := cons.Messages(jetstream.PullMaxMessages(cfg.Batch), jetstream.PullExpiry(5*time.Second))
@@ -144,12 +163,12 @@ func (o *Outbox) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) err
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	defer it.Stop()
-	log := o.log.With("consumer", cfg.Name)
 	batch := make([]jetstream.Msg, 0, cfg.Batch)
 	for {
 		m, err := it.Next()
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) ||
+				errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 				return nil
 			}
 			log.Warn("consumer pull", "err", err)
