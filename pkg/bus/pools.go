@@ -280,9 +280,15 @@ type poolServer struct {
 }
 
 type servedPool struct {
-	cons jetstream.Consumer
-	beat time.Duration // heartbeat interval from the pool's lease
-	sub  *nats.Subscription
+	kind, pool   string
+	labels       []string
+	consMu       sync.Mutex
+	cons         jetstream.Consumer // see consumer
+	reopening    atomic.Bool        // a reopen runs
+	reopenedAt   atomic.Int64       // when the last one started (unix nanoseconds)
+	reopenFailed atomic.Bool
+	beat         time.Duration // heartbeat interval from the pool's lease
+	sub          *nats.Subscription
 	// A pool is busy when a job was published to it since it was last
 	// found empty, or the last job taken from it had others behind it.
 	// Busy pools are looked at first, so that a burst in one pool costs
@@ -330,24 +336,15 @@ func (s *poolServer) start(ctx context.Context, kind, pool string, labels []stri
 		return nil
 	}
 	s.mu.Unlock()
-	// Create, never update: agents share the consumer, and one started
-	// with another --lease must not change the AckWait the others'
-	// running jobs are heartbeated against. An existing consumer's AckWait
-	// is the lease for this pool.
-	cc := PoolConsumerConfig(kind, pool, s.cfg.AckWait, s.cfg.MaxDeliver)
-	cc.Description = fmt.Sprintf("%s jobs for agents with labels [%s]", kind, strings.Join(labels, ", "))
-	cons, err := s.b.js.CreateConsumer(ctx, StreamJobs, cc)
-	if errors.Is(err, jetstream.ErrConsumerExists) {
-		cons, err = s.b.js.Consumer(ctx, StreamJobs, poolConsumer(kind, pool))
-	}
+	cons, err := s.openPool(ctx, kind, pool, labels)
 	if err != nil {
-		return fmt.Errorf("bus: creating job consumer for %s jobs with labels [%s]: %w", kind, strings.Join(labels, ", "), err)
+		return err
 	}
 	lease := cons.CachedInfo().Config.AckWait
 	if lease != s.cfg.AckWait {
 		s.cfg.Logger.Info("job pool keeps the lease it was created with", "kind", kind, "labels", strings.Join(labels, ","), "lease", lease, "asked", s.cfg.AckWait)
 	}
-	sp := &servedPool{cons: cons, beat: jobHeartbeat(lease)}
+	sp := &servedPool{kind: kind, pool: pool, labels: labels, cons: cons, beat: jobHeartbeat(lease)}
 	sp.more.Store(true) // jobs may be waiting
 	sp.sub, err = s.b.nc.Subscribe(PoolFilter(kind, pool), func(*nats.Msg) {
 		sp.lastPub.Store(time.Now().UnixNano())
@@ -363,6 +360,73 @@ func (s *poolServer) start(ctx context.Context, kind, pool string, labels []stri
 	s.mu.Unlock()
 	s.signal() // jobs may be waiting in the new pool
 	return nil
+}
+
+// openPool creates the pool's consumer, or opens it when another agent
+// has. Create, never update: agents share the consumer, and one started
+// with another --lease must not change the AckWait the others' running
+// jobs are heartbeated against. An existing consumer's AckWait is the lease
+// for this pool.
+func (s *poolServer) openPool(ctx context.Context, kind, pool string, labels []string) (jetstream.Consumer, error) {
+	cc := PoolConsumerConfig(kind, pool, s.cfg.AckWait, s.cfg.MaxDeliver)
+	cc.Description = fmt.Sprintf("%s jobs for agents with labels [%s]", kind, strings.Join(labels, ", "))
+	cons, err := s.b.js.CreateConsumer(ctx, StreamJobs, cc)
+	if errors.Is(err, jetstream.ErrConsumerExists) {
+		cons, err = s.b.js.Consumer(ctx, StreamJobs, poolConsumer(kind, pool))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bus: creating job consumer for %s jobs with labels [%s]: %w", kind, strings.Join(labels, ", "), err)
+	}
+	return cons, nil
+}
+
+// consumer is the pool's consumer as last opened.
+func (p *servedPool) consumer() jetstream.Consumer {
+	p.consMu.Lock()
+	defer p.consMu.Unlock()
+	return p.cons
+}
+
+// reopen makes the pool's consumer again after a pull found it gone
+// (deleted by an operator, or lost with a cluster's state). The jobs wait
+// in the JOBS work queue meanwhile; the new consumer delivers them. It
+// runs in the background, one at a time per pool and at most once a
+// second: a pull also finds no responder while a cluster elects a leader,
+// and the dispatcher must not wait on JetStream's answer to the create
+// meanwhile.
+func (s *poolServer) reopen(ctx context.Context, p *servedPool, cause error) {
+	if last := p.reopenedAt.Load(); time.Since(time.Unix(0, last)) < time.Second || !p.reopening.CompareAndSwap(false, true) {
+		return
+	}
+	p.reopenedAt.Store(time.Now().UnixNano())
+	go func() {
+		defer p.reopening.Store(false)
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		cons, err := s.openPool(rctx, p.kind, p.pool, p.labels)
+		if err != nil {
+			if ctx.Err() == nil && !p.reopenFailed.Swap(true) { // once per outage
+				s.cfg.Logger.Warn("job pool unreachable; trying again at each look", "kind", p.kind, "labels", strings.Join(p.labels, ","), "cause", cause, "err", err)
+			}
+			return
+		}
+		p.consMu.Lock()
+		p.cons = cons
+		p.consMu.Unlock()
+		p.more.Store(true) // its jobs are still queued
+		if p.reopenFailed.Swap(false) || !errors.Is(cause, nats.ErrNoResponders) {
+			s.cfg.Logger.Info("job pool consumer opened again", "kind", p.kind, "labels", strings.Join(p.labels, ","), "cause", cause)
+		}
+		s.signal() // look at it now
+	}()
+}
+
+// gone reports whether a pull failed because its consumer may no longer
+// exist: a pull to a deleted consumer finds no responder (as it does while
+// JetStream is away; reopening then fails, quietly, until it is back).
+func gone(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+		errors.Is(err, nats.ErrNoResponders)
 }
 
 // dispatch reserves a slot, takes one job for it and runs the job, until
@@ -466,7 +530,11 @@ func (s *poolServer) look(ctx context.Context) (*Job, jetstream.Msg, time.Durati
 		}
 		p := pools[k]
 		pubs, last := p.pubs.Load(), p.lastPub.Load()
-		job, m, more, ok := nextNoWait(p.cons)
+		job, m, more, ok, err := nextNoWait(p.consumer())
+		if gone(err) {
+			s.reopen(ctx, p, err)
+			continue
+		}
 		p.more.Store(more)
 		if !more && time.Since(time.Unix(0, last)) > settleWait {
 			// Publishes older than a waiting pull's wait are stored by
@@ -503,7 +571,11 @@ func (s *poolServer) lookWaiting(ctx context.Context) (*Job, jetstream.Msg, time
 		}
 		p := pools[k]
 		pubs := p.pubs.Load()
-		job, m, more, ok := nextWaiting(p.cons, wait)
+		job, m, more, ok, err := nextWaiting(p.consumer(), wait)
+		if gone(err) {
+			s.reopen(ctx, p, err)
+			continue
+		}
 		p.pulled(pubs, more)
 		if ok {
 			s.taken(k)
@@ -531,34 +603,34 @@ func (s *poolServer) taken(k int) {
 // nextNoWait takes a job the pool has now, if any; the server answers at
 // once either way (nats.go gives up after a second if the answer is lost).
 // more says whether the pool had other jobs behind the one taken.
-func nextNoWait(cons jetstream.Consumer) (job *Job, m jetstream.Msg, more, ok bool) {
+func nextNoWait(cons jetstream.Consumer) (job *Job, m jetstream.Msg, more, ok bool, err error) {
 	batch, err := cons.FetchNoWait(1)
 	if err != nil {
-		return nil, nil, false, false
+		return nil, nil, false, false, err
 	}
 	return firstJob(batch)
 }
 
 // firstJob reads the one message a pull brought, if any.
-func firstJob(batch jetstream.MessageBatch) (job *Job, m jetstream.Msg, more, ok bool) {
+func firstJob(batch jetstream.MessageBatch) (job *Job, m jetstream.Msg, more, ok bool, err error) {
 	for m := range batch.Messages() {
 		if md, err := m.Metadata(); err == nil {
 			more = md.NumPending > 0
 		}
 		if job, ok := decodeJob(m); ok {
-			return job, m, more, true
+			return job, m, more, true, nil
 		}
 	}
-	return nil, nil, more, false
+	return nil, nil, more, false, batch.Error()
 }
 
 // nextWaiting takes a job from the pool, waiting up to wait at the server
 // for one to be stored (nats.go waits a second more for the server's
 // answer); more says whether the pool had others behind it.
-func nextWaiting(cons jetstream.Consumer, wait time.Duration) (job *Job, m jetstream.Msg, more, ok bool) {
+func nextWaiting(cons jetstream.Consumer, wait time.Duration) (job *Job, m jetstream.Msg, more, ok bool, err error) {
 	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(wait))
 	if err != nil {
-		return nil, nil, false, false
+		return nil, nil, false, false, err
 	}
 	return firstJob(batch)
 }

@@ -322,3 +322,50 @@ func TestWokenAgentSkipsPoolsOthersEmptied(t *testing.T) {
 		t.Errorf("%d waiting pulls on the emptied test pool after the agent was free, want 0 (pulls: %v)", n, waiting)
 	}
 }
+
+// TestServeSurvivesItsPoolConsumerDeleted: a pool's consumer deleted while
+// agents serve it (by an operator, or lost with a cluster's state) is made
+// again, and the pool's next job runs; before, the agents kept pulling
+// from the deleted consumer and never ran another job of that pool.
+func TestServeSurvivesItsPoolConsumerDeleted(t *testing.T) {
+	t.Parallel()
+	b, emb := startBus(t)
+	o := bus.NewOutbox(sqliteDB(t), b, quietLog())
+	runBG(t, "relay", o.Run)
+	ran := make(chan string, 4)
+	a := agent(t, emb, "agent")
+	runBG(t, "agent", func(ctx context.Context) error {
+		return a.Serve(ctx, bus.ServeConfig{Slots: 1, Logger: quietLog()}, func(_ context.Context, j *bus.Job) error {
+			ran <- j.Data.(*eventsv1.Job).JobId
+			return nil
+		})
+	})
+	enqueue := func(id string) {
+		t.Helper()
+		ev := bus.NewEvent("job.requested", "acme/web", id, &eventsv1.Job{JobId: id, Kind: "build", Repository: "acme/web"})
+		if err := o.InTx(t.Context(), func(tx *bus.Tx) error { return tx.EnqueueFor("build", nil, ev) }); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-ran:
+			if got != id {
+				t.Fatalf("ran %s, want %s", got, id)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("job %s did not run within 20s", id)
+		}
+	}
+	enqueue("build-1")
+	ctx, cancel := apiCtx(t)
+	defer cancel()
+	// Its ack has removed it from the work queue (a consumer deleted
+	// before that would hand the job out again: at least once).
+	waitFor(t, "build-1 acknowledged", func() bool {
+		st, err := b.JetStream().Stream(ctx, bus.StreamJobs)
+		return err == nil && st.CachedInfo().State.Msgs == 0
+	})
+	if err := b.JetStream().DeleteConsumer(ctx, bus.StreamJobs, "jobs-build-"+bus.DefaultPool); err != nil {
+		t.Fatal(err)
+	}
+	enqueue("build-2")
+}
