@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/shiploop/shiploop/pkg/bus"
 	"github.com/shiploop/shiploop/pkg/store"
@@ -49,4 +50,41 @@ func TestEarlyEventsMigration(t *testing.T) {
 			t.Error("passed_gates is still there")
 		}
 	})
+}
+
+// TestEarlyEventsPruned: an early event whose build.created has not come in
+// a month (EVENTS keeps a month) is deleted; a recent one is kept.
+func TestEarlyEventsPruned(t *testing.T) {
+	db := storetest.OpenSQLite(t, "deploys")
+	if err := db.Migrate(t.Context(), Migrations()...); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for id, at := range map[string]time.Time{"old": now.Add(-31 * 24 * time.Hour), "recent": now.Add(-time.Hour)} {
+		if _, err := db.ExecContext(t.Context(), `INSERT INTO early_events (build_id, type, status, at) VALUES ($1, 'build.finished', 3, $2)`, id, at.UnixNano()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newHarness(t, db) // its loop prunes at its first tick
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var ids []string
+		rows, err := db.QueryContext(t.Context(), `SELECT build_id FROM early_events ORDER BY build_id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if len(ids) == 1 && ids[0] == "recent" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("early events left: %v, want only the recent one", ids)
+		}
+	}
 }

@@ -22,7 +22,8 @@ import (
 )
 
 // loop measures verifying deployments when they are due, sends ticket
-// webhooks and prunes old error counts, every Tick, until ctx ends. State
+// webhooks and prunes old error counts and early events, every Tick, until
+// ctx ends. State
 // lives in the database, so a restarted service picks up where the last
 // one stopped.
 func (s *Service) loop(ctx context.Context) error {
@@ -43,6 +44,12 @@ func (s *Service) loop(ctx context.Context) error {
 			// what EVENTS keeps too.
 			if _, err := s.db.ExecContext(ctx, `DELETE FROM error_counts WHERE last_received < $1`, s.now().Add(-30*24*time.Hour).UnixNano()); err != nil && ctx.Err() == nil {
 				s.log.Warn("pruning error counts", "err", err)
+			}
+			// An early event whose build.created has not come in a month
+			// never will (EVENTS keeps a month): a build from before
+			// deploys ran, or a build.created dead-lettered.
+			if _, err := s.db.ExecContext(ctx, `DELETE FROM early_events WHERE at < $1`, s.now().Add(-30*24*time.Hour).UnixNano()); err != nil && ctx.Err() == nil {
+				s.log.Warn("pruning early events", "err", err)
 			}
 			pruneAfter = time.Now().Add(time.Hour)
 		}
