@@ -161,7 +161,7 @@ func (b *Bus) LostJobs(ctx context.Context, cfg LostJobsConfig, fn func(ctx cont
 	if cfg.Retry <= 0 {
 		cfg.Retry = 5 * time.Second
 	}
-	for ctx.Err() == nil {
+	for first := true; ctx.Err() == nil; first = false {
 		var cons jetstream.Consumer
 		err := UntilSettled(ctx, slog.Default(), "creating consumer "+cfg.Name+" on "+StreamDLQ, func() error {
 			var err error
@@ -171,11 +171,21 @@ func (b *Bus) LostJobs(ctx context.Context, cfg LostJobsConfig, fn func(ctx cont
 			})
 			return err
 		})
-		if ctx.Err() != nil {
-			return nil // stopped while starting
-		}
-		if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return nil // stopped
+		case err != nil && first:
 			return fmt.Errorf("bus: creating lost-job consumer %s: %w", cfg.Name, err)
+		case err != nil:
+			// Made again after its pulls found it gone, which they also do
+			// through a long JetStream outage: keep trying, do not stop the
+			// service for it.
+			slog.Default().Warn("lost-job consumer not made again; trying again", "consumer", cfg.Name, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(cfg.Retry):
+			}
+			continue
 		}
 		b.handleLostJobs(ctx, cfg, cons, fn) // returns when the consumer is gone, or ctx ends
 	}
@@ -184,19 +194,11 @@ func (b *Bus) LostJobs(ctx context.Context, cfg LostJobsConfig, fn func(ctx cont
 
 func (b *Bus) handleLostJobs(ctx context.Context, cfg LostJobsConfig, cons jetstream.Consumer, fn func(ctx context.Context, job Event, deliveries uint64) error) {
 	for ctx.Err() == nil {
-		pullCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		m, err := cons.Next(jetstream.FetchContext(pullCtx))
-		cancel()
-		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+		m, err := pullOne(ctx, cons, 5*time.Second)
+		if gone(err) {
 			return // someone deleted it: make it again
 		}
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
-				select { // a broken connection: wait a little instead of spinning
-				case <-ctx.Done():
-				case <-time.After(250 * time.Millisecond):
-				}
-			}
 			continue
 		}
 		job, deliveries, ok, err := b.lostJob(ctx, m.Data())

@@ -637,22 +637,29 @@ func nextWaiting(cons jetstream.Consumer, wait time.Duration) (job *Job, m jetst
 
 // next pulls one job, waiting at most wait; ok is false when none came.
 func next(ctx context.Context, cons jetstream.Consumer, wait time.Duration) (*Job, jetstream.Msg, bool) {
-	pullCtx, cancel := context.WithTimeout(ctx, wait)
-	m, err := cons.Next(jetstream.FetchContext(pullCtx))
-	cancel()
+	m, err := pullOne(ctx, cons, wait)
 	if err != nil {
-		if ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) &&
-			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			// A broken connection: wait a little instead of spinning.
-			select {
-			case <-ctx.Done():
-			case <-time.After(250 * time.Millisecond):
-			}
-		}
 		return nil, nil, false
 	}
 	job, ok := decodeJob(m)
 	return job, m, ok
+}
+
+// pullOne pulls one message, waiting at most wait. After an error other
+// than "nothing came" (a broken connection) it waits a little before
+// returning it, so that a caller's loop does not spin.
+func pullOne(ctx context.Context, cons jetstream.Consumer, wait time.Duration) (jetstream.Msg, error) {
+	pullCtx, cancel := context.WithTimeout(ctx, wait)
+	m, err := cons.Next(jetstream.FetchContext(pullCtx))
+	cancel()
+	if err != nil && ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) &&
+		!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoHeartbeat) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return m, err
 }
 
 // decodeJob reads a job message; one that cannot be read is terminated

@@ -278,15 +278,10 @@ func (s *Service) start(ctx context.Context, tx *bus.Tx, d *deployment, wait boo
 		d.status, d.reason = eventsv1.DeployStatus_DEPLOY_STATUS_QUEUED, reason
 		return s.publish(tx, "deploy.pending", d, &eventsv1.DeployPending{Deploy: d.ref(), Status: d.status, Reason: reason})
 	}
-	b, err := loadBuildInfo(ctx, tx, `id = $1`, d.buildID)
-	if err != nil {
-		return fmt.Errorf("build %s of deployment %s: %w", d.buildID, d.id, err)
-	}
-	cfg, err := b.parse()
-	if err != nil {
+	b, cfg, env, err := s.definition(ctx, tx, d)
+	if ce := (*ConfigError)(nil); errors.As(err, &ce) {
 		return s.finish(ctx, tx, d, eventsv1.DeployStatus_DEPLOY_STATUS_FAILED, err.Error())
 	}
-	env, err := s.envDef(ctx, tx, d, cfg)
 	if err != nil {
 		return err
 	}
@@ -346,6 +341,22 @@ func stepNames(st []*eventsv1.Step) []string {
 }
 
 // envDef is the environment d deploys to, as the release's config says.
+// definition is what deployment d deploys: its build, the build's
+// .shiploop.yml (a *ConfigError when it does not parse) and d's
+// environment in it (nil when the file has none).
+func (s *Service) definition(ctx context.Context, tx *bus.Tx, d *deployment) (*buildInfo, *Pipeline, *Environment, error) {
+	b, err := loadBuildInfo(ctx, tx, `id = $1`, d.buildID)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("build %s of deployment %s: %w", d.buildID, d.id, err)
+	}
+	cfg, err := b.parse()
+	if err != nil {
+		return b, nil, nil, err
+	}
+	env, err := s.envDef(ctx, tx, d, cfg)
+	return b, cfg, env, err
+}
+
 func (s *Service) envDef(ctx context.Context, q querier, d *deployment, cfg *Pipeline) (*Environment, error) {
 	if d.kind == "preview" || d.kind == "teardown" {
 		return cfg.Preview, nil

@@ -19,17 +19,8 @@ func (s *Service) handle(ctx context.Context, tx *bus.Tx, ev bus.Event) error {
 	// A build's build.created, build.finished and gate.evaluated may come
 	// in any order (see early) and, with replicas, at once: each takes the
 	// build's lock first, so the later one sees what the earlier committed.
-	switch d := ev.Data.(type) {
-	case *eventsv1.BuildCreated:
-		if err := tx.Lock("build/" + d.BuildId); err != nil {
-			return err
-		}
-	case *eventsv1.BuildFinished:
-		if err := tx.Lock("build/" + d.BuildId); err != nil {
-			return err
-		}
-	case *eventsv1.GateEvaluated:
-		if err := tx.Lock("build/" + d.BuildId); err != nil {
+	if id := joinedBuild(ev.Data); id != "" {
+		if err := tx.Lock("build/" + id); err != nil {
 			return err
 		}
 	}
@@ -66,6 +57,19 @@ func (s *Service) handle(ctx context.Context, tx *bus.Tx, ev bus.Event) error {
 		return err
 	}
 	return nil
+}
+
+// joinedBuild is the build an event joins on (see handle), or "".
+func joinedBuild(data any) string {
+	switch d := data.(type) {
+	case *eventsv1.BuildCreated:
+		return d.BuildId
+	case *eventsv1.BuildFinished:
+		return d.BuildId
+	case *eventsv1.GateEvaluated:
+		return d.BuildId
+	}
+	return ""
 }
 
 func (s *Service) signal(ctx context.Context, tx *bus.Tx, ev bus.Event, kind string, is *errortrackv1.IssueRef, release, env string) error {
@@ -290,11 +294,12 @@ func (s *Service) onJobStarted(ctx context.Context, tx *bus.Tx, j *eventsv1.JobS
 		// The agent that ran it stopped mid-way. Steps that are not
 		// idempotent could apply twice, so unless the environment says
 		// on_interrupt: rerun, this attempt stops and a person decides.
-		rerun, err := s.rerunsInterrupted(ctx, tx, d)
-		if err != nil {
+		// A file that no longer parses, or a build not known, stops it.
+		_, _, env, err := s.definition(ctx, tx, d)
+		if ce := (*ConfigError)(nil); err != nil && !errors.As(err, &ce) && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		if rerun {
+		if env != nil && env.RerunInterrupted {
 			reason := fmt.Sprintf("running again on agent %s (attempt %d): the first agent stopped mid-deploy (on_interrupt: rerun)", j.Agent, j.Attempt)
 			s.log.Info("deploy interrupted: running its steps again", "deploy", d.id, "environment", d.environment, "release", d.version, "agent", j.Agent, "attempt", j.Attempt)
 			_, err := tx.ExecContext(ctx, `UPDATE deployments SET reason = $1 WHERE id = $2`, reason, d.id)
@@ -307,27 +312,6 @@ func (s *Service) onJobStarted(ctx context.Context, tx *bus.Tx, j *eventsv1.JobS
 			fmt.Sprintf("agent %s got the job again (attempt %d): the first agent stopped mid-deploy; check the environment and redeploy (on_interrupt: rerun in .shiploop.yml runs idempotent steps again on their own)", j.Agent, j.Attempt))
 	}
 	return nil
-}
-
-// rerunsInterrupted reports whether d's environment, as its release's
-// .shiploop.yml defines it, says on_interrupt: rerun.
-func (s *Service) rerunsInterrupted(ctx context.Context, tx *bus.Tx, d *deployment) (bool, error) {
-	b, err := loadBuildInfo(ctx, tx, `id = $1`, d.buildID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	cfg, err := b.parse()
-	if err != nil {
-		return false, nil // it could not have started: stop
-	}
-	env, err := s.envDef(ctx, tx, d, cfg)
-	if err != nil || env == nil {
-		return false, err
-	}
-	return env.RerunInterrupted, nil
 }
 
 func (s *Service) onJobFinished(ctx context.Context, tx *bus.Tx, j *eventsv1.JobFinished) error {

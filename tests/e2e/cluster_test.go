@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -100,15 +99,7 @@ cluster {
 		<-done
 	}
 	// Then until the cluster has a JetStream meta leader.
-	nc, err := nats.Connect(strings.Join(urls, ","))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, strings.Join(urls, ","))
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_, err := js.AccountInfo(ctx)
@@ -141,18 +132,6 @@ cluster {
 	return nodes, strings.Join(urls, ",")
 }
 
-// clusterPushes is SHIPLOOP_CLUSTER_PUSHES, default 40.
-func clusterPushes(t *testing.T) int {
-	n := 40
-	if v := os.Getenv("SHIPLOOP_CLUSTER_PUSHES"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
-			t.Fatalf("SHIPLOOP_CLUSTER_PUSHES=%q: want a positive number", v)
-		}
-	}
-	return n
-}
-
 // TestNATSClusterNodeKilled: three nats-server nodes clustered on loopback,
 // every stream at R3 (`--replicas 3`, agents included). Under a stream of
 // pushes the node leading the EVENTS stream is killed with kill -9; the
@@ -163,7 +142,7 @@ func TestNATSClusterNodeKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	n := clusterPushes(t)
+	n := envPushes(t, "SHIPLOOP_CLUSTER_PUSHES", 40)
 	natsBin := natsServerBinary(t)
 	dbURL := createDatabase(t)
 	nodes, urls := startNATSCluster(t, natsBin)
@@ -184,15 +163,7 @@ func TestNATSClusterNodeKilled(t *testing.T) {
 		t.Cleanup(func() { p.stop(t) })
 	}
 
-	nc, err := nats.Connect(urls, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, urls, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	leader := func() string {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -163,17 +163,81 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// crashPushes is how many pushes TestCrashSplitMode sends:
-// SHIPLOOP_CRASH_PUSHES, default 100.
-func crashPushes(t *testing.T) int {
-	n := 100
-	if v := os.Getenv("SHIPLOOP_CRASH_PUSHES"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
-			t.Fatalf("SHIPLOOP_CRASH_PUSHES=%q: want a positive number of pushes", v)
-		}
+// envPushes is how many pushes a test sends: the environment variable
+// name when set, else def.
+func envPushes(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive number of pushes", name, v)
 	}
 	return n
+}
+
+// jetStreamAt connects to the NATS server(s) at url, closed at the test's
+// end, with opts added.
+func jetStreamAt(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// crashRun is one crash test: pushes sent to httpAddr while killDriver
+// kill -9s procs, until every chain has its last event.
+type crashRun struct {
+	name     string // for the log line
+	natsURL  string
+	httpAddr string
+	procs    []*killable
+	pushes   []push
+	last     string        // the event that ends a chain
+	timeout  time.Duration // for each of the two waits
+	actions  []string      // each exactly once per chain (verifyChainsOf)
+	pushNote string        // "" or what the log line says of each push
+}
+
+// run sends the pushes under the kill driver, keeps killing until 90% of
+// the chains are through (and every process was killed at least twice),
+// lets the rest finish on a steady system, and checks every chain.
+func (c crashRun) run(t *testing.T) {
+	t.Helper()
+	js := jetStreamAt(t, c.natsURL)
+	n := len(c.pushes)
+	start := time.Now()
+	stopKills := killDriver(t, c.procs)
+	pushAll(t, c.httpAddr, c.pushes, nil)
+	pushed := time.Since(start)
+	waitChainsTo(t, js, c.last, n*9/10, c.timeout)
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if killedAll(c.procs) {
+			break
+		}
+	}
+	kills := stopKills()
+	evs, per := waitChainsTo(t, js, c.last, n, c.timeout)
+	total := time.Since(start)
+	missing, dup := verifyChainsOf(t, evs, per, n, c.actions...)
+	if missing+dup > 0 {
+		logDLQ(t, js)
+	}
+	nkills := 0
+	for _, k := range kills {
+		nkills += k
+	}
+	t.Logf("%s: %d pushes%s, %d pipelines, %d events, %d kill -9 (%v); pushes sent in %s, all done in %s; %d actions missing, %d duplicated",
+		c.name, n, c.pushNote, len(per), len(evs), nkills, kills, pushed.Round(time.Second), total.Round(time.Second), missing, dup)
 }
 
 // TestCrashSplitMode: in split mode on PostgreSQL, many pushes (one branch
@@ -188,51 +252,13 @@ func TestCrashSplitMode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test: minutes of pushes and kills")
 	}
-	n := crashPushes(t)
+	n := envPushes(t, "SHIPLOOP_CRASH_PUSHES", 100)
 	natsBin := natsServerBinary(t)
 	dbURL := createDatabase(t)
 	natsURL := startNATSServer(t, natsBin)
-
 	procs, httpAddr, grpcAddr := startSplit(t, natsURL, dbURL, "testruns", "gates")
-	pushes := crashRepo(t, grpcAddr, n)
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	start := time.Now()
-	stopKills := killDriver(t, procs)
-	pushAll(t, httpAddr, pushes, nil)
-	pushed := time.Since(start)
-
-	// Keep killing until 90% of the pipelines are through (and every
-	// process was killed at least twice), then let the rest finish on a
-	// steady system.
-	waitChains(t, js, n*9/10, 5*time.Minute)
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if killedAll(procs) {
-			break
-		}
-	}
-	kills := stopKills()
-	evs, per := waitChains(t, js, n, 5*time.Minute)
-	total := time.Since(start)
-
-	missing, dup := verifyChains(t, evs, per, n)
-	if missing+dup > 0 {
-		logDLQ(t, js)
-	}
-	nkills := 0
-	for _, k := range kills {
-		nkills += k
-	}
-	t.Logf("crash: %d pushes, %d pipelines, %d events, %d kill -9 (%v); pushes sent in %s, all done in %s; %d actions missing, %d duplicated",
-		n, len(per), len(evs), nkills, kills, pushed.Round(time.Second), total.Round(time.Second), missing, dup)
+	crashRun{name: "crash", natsURL: natsURL, httpAddr: httpAddr, procs: procs, pushes: crashRepo(t, grpcAddr, n),
+		last: "gate.evaluated", timeout: 5 * time.Minute, actions: gateActions}.run(t)
 }
 
 // startSplit starts, in split mode on natsURL and dbURL, serve builds (its
@@ -420,8 +446,11 @@ func waitChainsTo(t *testing.T, js jetstream.JetStream, last string, want int, t
 // than once.
 func verifyChains(t *testing.T, evs []bus.Event, per map[string]map[string]int, n int) (missing, dup int) {
 	t.Helper()
-	return verifyChainsOf(t, evs, per, n, "change.pushed", "build.created", "build.finished", "testrun.finished", "gate.evaluated")
+	return verifyChainsOf(t, evs, per, n, gateActions...)
 }
+
+// gateActions are the actions of a chain through the gate, each once.
+var gateActions = []string{"change.pushed", "build.created", "build.finished", "testrun.finished", "gate.evaluated"}
 
 // verifyChainsOf is verifyChains for the actions once (and, for a
 // deploy.finished among the events, a succeeded deploy).

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -33,15 +31,7 @@ func TestLostJobEndsItsBuild(t *testing.T) {
 	defer conn.Close()
 	repo := newRepo(t, map[string]string{".shiploop.yml": "steps:\n  - name: eat-memory\n    commands: [sleep 120]\n"})
 	secret := registerRepo(t, conn, "acme/lost", repo.dir)
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, natsURL)
 	pushAll(t, httpAddr, []push{{repo: "acme/lost", secret: secret, ref: "refs/heads/main", sha: repo.git("rev-parse", "HEAD")}}, nil)
 
 	// Each time the job starts (attempt 1, 2, …), its agent dies with it.

@@ -10,9 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // privatePostgres is a PostgreSQL server of the test's own, started from
@@ -98,7 +95,7 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("PostgreSQL restart test")
 	}
-	n := clusterPushes(t)
+	n := envPushes(t, "SHIPLOOP_CLUSTER_PUSHES", 40)
 	natsBin := natsServerBinary(t)
 	pg, dbURL := startPrivatePostgres(t)
 	natsURL := startNATSServer(t, natsBin)
@@ -114,15 +111,7 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 		}
 		t.Cleanup(func() { p.stop(t) })
 	}
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, natsURL)
 
 	pushes := crashRepo(t, grpcAddr, n)
 	start := time.Now()
