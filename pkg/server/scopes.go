@@ -116,13 +116,19 @@ func (a *Auth) Check(ctx context.Context, authorization string, need Scope) (Pri
 	if !ok || tok == "" {
 		return Principal{}, &errAuth{codes.Unauthenticated, "malformed authorization: want \"Bearer <token>\""}
 	}
+	return a.checkHash(ctx, HashToken(tok), need)
+}
+
+// checkHash is Check for a token known by its HashToken (what a web
+// session holds): the operator token or a stored one, with scope need.
+func (a *Auth) checkHash(ctx context.Context, hash string, need Scope) (Principal, error) {
 	var p Principal
 	switch {
-	case subtle.ConstantTimeCompare([]byte(tok), []byte(a.AdminToken)) == 1:
+	case subtle.ConstantTimeCompare([]byte(hash), []byte(HashToken(a.AdminToken))) == 1:
 		p = Principal{Name: "operator", Scope: ScopeAdmin}
 	case a.Lookup != nil:
 		var err error
-		p, err = a.Lookup(ctx, HashToken(tok))
+		p, err = a.Lookup(ctx, hash)
 		if errors.Is(err, ErrUnknownToken) {
 			return Principal{}, &errAuth{codes.Unauthenticated, "invalid bearer token (unknown or revoked)"}
 		}
@@ -164,24 +170,35 @@ func (a *Auth) HTTP(need Scope, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := a.Check(r.Context(), r.Header.Get("Authorization"), need)
 		if err != nil {
-			code := http.StatusUnauthorized
-			var ea *errAuth
-			if errors.As(err, &ea) {
-				switch ea.code {
-				case codes.PermissionDenied:
-					code = http.StatusForbidden
-				case codes.Unavailable:
-					code = http.StatusServiceUnavailable
-				}
-			}
-			if code == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="shiploop"`)
-			}
-			http.Error(w, err.Error(), code)
+			httpAuthError(w, err)
 			return
 		}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+// httpStatus is the HTTP status of a Check error: 401, 403 for too small a
+// scope, 503 when the token store did not answer.
+func httpStatus(err error) int {
+	var ea *errAuth
+	if errors.As(err, &ea) {
+		switch ea.code {
+		case codes.PermissionDenied:
+			return http.StatusForbidden
+		case codes.Unavailable:
+			return http.StatusServiceUnavailable
+		}
+	}
+	return http.StatusUnauthorized
+}
+
+// httpAuthError answers a failed Check, with WWW-Authenticate on a 401.
+func httpAuthError(w http.ResponseWriter, err error) {
+	code := httpStatus(err)
+	if code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="shiploop"`)
+	}
+	http.Error(w, err.Error(), code)
 }
 
 // readVerbs start the names of RPCs that only read; readMethods are the
