@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"database/sql"
@@ -103,15 +104,18 @@ func (s *Service) timeRange(p map[string][]string) (int64, int64, error) {
 func (s *Service) Query(ctx context.Context, targets []string, from, until int64) ([]*render.Series, error) {
 	var out []*render.Series
 	now := s.st.now().Unix()
-	req := render.Request{From: from, Until: until, Now: now, Fetch: fetcher{st: s.st, maxSeries: s.cfg.MaxSeries, now: now},
+	f := fetcher{st: s.st, maxSeries: s.cfg.MaxSeries, maxPoints: int64(s.cfg.MaxPoints), now: now}
+	req := render.Request{From: from, Until: until, Now: now, Fetch: f,
 		Limits: render.Limits{MaxSeries: s.cfg.MaxSeries, MaxPoints: s.cfg.MaxPoints}}
-	for _, t := range targets {
-		if strings.TrimSpace(t) == "" {
-			continue
-		}
-		list, err := render.EvalTarget(ctx, req, t)
+	// Every target is costed before any is evaluated.
+	exprs, kept, err := s.parseTargets(ctx, req, f, targets)
+	if err != nil {
+		return nil, err
+	}
+	for i, e := range exprs {
+		list, err := render.Eval(ctx, req, e)
 		if err != nil {
-			return nil, fmt.Errorf("target %q: %w", t, err)
+			return nil, fmt.Errorf("target %q: %w", kept[i], err)
 		}
 		out = append(out, list...)
 	}
@@ -130,6 +134,16 @@ func (s *Service) handleRender(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	targets := p["target"]
+	mdp := 0
+	if v := first(p, "maxDataPoints"); v != "" {
+		// 1e9 is a number too; anything over the limit is the limit.
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || math.IsNaN(f) {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("maxDataPoints %q must be a positive integer", v))
+			return
+		}
+		mdp = s.clampMaxDataPoints(int64(min(f, math.MaxInt32)))
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
 	defer cancel()
 	data, err := s.Query(ctx, targets, from, until)
@@ -138,19 +152,12 @@ func (s *Service) handleRender(w http.ResponseWriter, r *http.Request) {
 		case render.IsBadRequest(err):
 			httpError(w, http.StatusBadRequest, err.Error())
 		case errors.Is(err, context.DeadlineExceeded):
-			httpError(w, http.StatusServiceUnavailable, fmt.Sprintf("query took longer than %s: narrow the targets or the time range", s.cfg.QueryTimeout))
+			httpError(w, http.StatusServiceUnavailable, s.timedOut())
 		default:
 			s.log.Error("render failed", "targets", targets, "err", err)
 			httpError(w, http.StatusInternalServerError, "render failed: "+err.Error())
 		}
 		return
-	}
-	mdp := 0
-	if v := first(p, "maxDataPoints"); v != "" {
-		if mdp, err = strconv.Atoi(v); err != nil || mdp < 0 {
-			httpError(w, http.StatusBadRequest, fmt.Sprintf("maxDataPoints %q must be a positive integer", v))
-			return
-		}
 	}
 	_, noNull := p["noNullPoints"]
 	switch format := first(p, "format"); format {
@@ -226,7 +233,10 @@ func consolidateForMaxPoints(data []*render.Series, mdp int) {
 
 func writeRenderJSON(w io.Writer, data []*render.Series, mdp int, noNull bool) {
 	consolidateForMaxPoints(data, mdp)
-	var b bytes.Buffer
+	// Written as it goes, not built whole first: a 20M-point answer is
+	// 500 MB of JSON.
+	b := bufio.NewWriterSize(w, 64<<10)
+	defer b.Flush()
 	b.WriteByte('[')
 	firstSeries := true
 	for _, sr := range data {
@@ -270,10 +280,9 @@ func writeRenderJSON(w io.Writer, data []*render.Series, mdp int, noNull bool) {
 			}
 		}
 		tj, _ := json.Marshal(tags)
-		fmt.Fprintf(&b, `{"target": %s, "tags": %s, "datapoints": [%s]}`, name, tj, pts.Bytes())
+		fmt.Fprintf(b, `{"target": %s, "tags": %s, "datapoints": [%s]}`, name, tj, pts.Bytes())
 	}
 	b.WriteByte(']')
-	_, _ = w.Write(b.Bytes())
 }
 
 // jsonFloat writes null for NaN and 1e9999 for infinity, as graphite-web.

@@ -13,7 +13,60 @@ import (
 type fetcher struct {
 	st        *Storage
 	maxSeries int
+	// maxPoints refuses one fetch over this many points before reading it
+	// (0: no limit): the cost check plans most fetches, but not those a
+	// function builds at run time (applyByNode, aliasQuery).
+	maxPoints int64
 	now       int64 // the query's clock: see Storage.ReadAt
+}
+
+// Plan is what Fetch would read, from the index and the retentions alone.
+func (f fetcher) Plan(ctx context.Context, path string, from, until int64) (render.Plan, error) {
+	names, err := f.names(path)
+	if err != nil {
+		return render.Plan{}, err
+	}
+	if err := f.check(names); err != nil {
+		return render.Plan{}, err
+	}
+	return f.plan(names, from, until), nil
+}
+
+// PlanTagged is what FetchTagged would read.
+func (f fetcher) PlanTagged(ctx context.Context, exprs []string, from, until int64) (render.Plan, error) {
+	names, err := f.st.FindTagged(exprs)
+	if err != nil {
+		return render.Plan{}, err
+	}
+	if err := f.check(names); err != nil {
+		return render.Plan{}, err
+	}
+	return f.plan(names, from, until), nil
+}
+
+func (f fetcher) plan(names []string, from, until int64) render.Plan {
+	p := render.Plan{}
+	for _, n := range names {
+		pts, step := f.st.PlanRead(n, from, until, f.now)
+		if step == 0 {
+			continue
+		}
+		p.Series++
+		p.Points += pts
+		p.Step = max(p.Step, step)
+	}
+	return p
+}
+
+// checkPoints refuses a fetch over maxPoints before reading it.
+func (f fetcher) checkPoints(names []string, from, until int64) error {
+	if f.maxPoints <= 0 {
+		return nil
+	}
+	if p := f.plan(names, from, until); p.Points > f.maxPoints {
+		return &render.LimitError{Msg: fmt.Sprintf("query too expensive: reading %d series over %s gives %d points (limit %d): narrow the path expression or the time range", p.Series, render.Span(until-from), p.Points, f.maxPoints)}
+	}
+	return nil
 }
 
 func (f fetcher) Fetch(ctx context.Context, path string, from, until int64) ([]*render.Series, error) {
@@ -34,10 +87,16 @@ func (f fetcher) FetchEach(ctx context.Context, path string, from, until int64, 
 	if err := f.check(names); err != nil {
 		return err
 	}
+	if err := f.checkPoints(names, from, until); err != nil {
+		return err
+	}
 	names = slices.Clone(names)
 	slices.Sort(names)
 	names = slices.Compact(names)
 	for _, n := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		s, err := f.st.ReadAt(ctx, n, from, until, f.now)
 		if err != nil {
 			return err
@@ -82,8 +141,14 @@ func (f fetcher) read(ctx context.Context, names []string, from, until int64) ([
 	if err := f.check(names); err != nil {
 		return nil, err
 	}
+	if err := f.checkPoints(names, from, until); err != nil {
+		return nil, err
+	}
 	out := make([]*render.Series, 0, len(names))
 	for _, n := range names {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		s, err := f.st.ReadAt(ctx, n, from, until, f.now)
 		if err != nil {
 			return nil, err

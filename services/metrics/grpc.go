@@ -56,9 +56,12 @@ func (g *grpcServer) Query(ctx context.Context, req *metricsv1.QueryRequest) (*m
 	defer cancel()
 	data, err := g.s.Query(ctx, req.GetTargets(), from, until)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			return nil, status.Error(codes.DeadlineExceeded, g.s.timedOut())
+		}
 		return nil, grpcError(err)
 	}
-	consolidateForMaxPoints(data, int(req.GetMaxDataPoints()))
+	consolidateForMaxPoints(data, g.s.clampMaxDataPoints(int64(req.GetMaxDataPoints())))
 	resp := &metricsv1.QueryResponse{}
 	for _, sr := range data {
 		vals := sr.Points()

@@ -43,11 +43,14 @@ type Config struct {
 	FlushInterval time.Duration
 	// MaxUnflushed points before TCP readers are slowed (default 4Mi).
 	MaxUnflushed int64
-	// MaxSeries and MaxPoints bound one query (defaults 50,000 and 100M:
-	// 10,000 series over a day at 10 s is 86.4M points, 690 MB of values).
-	MaxSeries, MaxPoints int
-	// QueryTimeout bounds one render (default 30s).
-	QueryTimeout time.Duration
+	// MaxSeries, MaxPoints, MaxBuckets, MaxDepth, MaxCalls and
+	// MaxDataPoints bound the cost of one Graphite query before it reads
+	// anything, and QueryTimeout its time: query_limits.go says what each
+	// counts and the defaults (zero takes the default).
+	MaxSeries, MaxPoints              int
+	MaxBuckets                        int64
+	MaxDepth, MaxCalls, MaxDataPoints int
+	QueryTimeout                      time.Duration
 	// StatsInterval is how often ingest counters are stored as series
 	// (default 10s).
 	StatsInterval time.Duration
@@ -75,15 +78,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = time.Second
 	}
-	if cfg.MaxSeries <= 0 {
-		cfg.MaxSeries = 50000
-	}
-	if cfg.MaxPoints <= 0 {
-		cfg.MaxPoints = 100_000_000
-	}
-	if cfg.QueryTimeout <= 0 {
-		cfg.QueryTimeout = 30 * time.Second
-	}
+	cfg.queryDefaults()
 	if cfg.StatsInterval <= 0 {
 		cfg.StatsInterval = 10 * time.Second
 	}

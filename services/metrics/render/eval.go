@@ -84,6 +84,25 @@ type evaluator struct {
 	req    Request
 	series int
 	points int
+	// work counts loop iterations since ctx was last looked at (tick).
+	work int
+}
+
+// tickEvery is how many units of work pass between looks at ctx.
+const tickEvery = 1 << 16
+
+// tick adds n units of work (points visited) and, every tickEvery units,
+// stops the evaluation if its context is done: loops whose cost is not
+// linear in the points read (moving windows, buckets) call it so that a
+// deadline ends them.
+func (c *call) tick(n int) error {
+	ev := c.ev
+	ev.work += max(n, 1)
+	if ev.work < tickEvery {
+		return nil
+	}
+	ev.work = 0
+	return ev.ctx.Err()
 }
 
 // Eval evaluates a parsed target.

@@ -48,7 +48,11 @@ func init() {
 		return movingWindow(c, fn, "moving"+strings.ToUpper(fn[:1])+fn[1:])
 	}, "Moving aggregate over a window of points or time.")
 	register("Calculate", "exponentialMovingAverage", []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true}}, func(c *call) ([]*Series, error) {
-		list, err := c.series(0)
+		wide, byInterval, err := wideByInterval(c)
+		list := wide
+		if !byInterval {
+			list, err = c.series(0)
+		}
 		if err != nil || len(list) == 0 {
 			return nil, err
 		}
@@ -60,9 +64,10 @@ func init() {
 		if isStr {
 			constant = 2 / float64(preview+1)
 		}
-		wide, err := c.refetch(c.from - preview)
-		if err != nil {
-			return nil, err
+		if !byInterval {
+			if wide, err = c.refetch(c.from - preview); err != nil {
+				return nil, err
+			}
 		}
 		var out []*Series
 		for _, s := range wide {
@@ -118,7 +123,10 @@ func init() {
 				start = s.Start - s.Start%interval
 				end = s.Stop - s.Stop%interval + interval
 			}
-			vals := summarizeValues(s, fn, interval, start, end)
+			vals, err := summarizeValues(c, s, fn, interval, start, end)
+			if err != nil {
+				return nil, err
+			}
 			suffix := ""
 			if align {
 				suffix = ", true"
@@ -178,6 +186,9 @@ func init() {
 				}
 			}
 			for j, v := range s.Values {
+				if err := c.tick(1); err != nil {
+					return nil, err
+				}
 				if isNull(v) {
 					continue
 				}
@@ -198,6 +209,9 @@ func init() {
 					add(sb, v*float64(interval-sm))
 				}
 				for k := sb + 1; k < eb; k++ {
+					if err := c.tick(1); err != nil {
+						return nil, err
+					}
 					add(k, v*float64(interval))
 				}
 				if em > 0 {
@@ -307,6 +321,9 @@ func init() {
 			}
 			var out []*Series
 			for _, s := range list {
+				if err := c.tick(len(s.Values) * 8); err != nil {
+					return nil, err
+				}
 				pred, dev := holtWintersAnalysis(s, season)
 				wp := int(boot / s.Step)
 				if wp > len(pred) {
@@ -349,8 +366,29 @@ func mod(a, b int64) int64 {
 	return m
 }
 
+// wideByInterval evaluates the first argument once over the range widened
+// by a window given as an interval string, when it is one: such a window
+// needs no step, so the argument need not be evaluated over the plain range
+// first (which doubles the work at each level of nesting).
+func wideByInterval(c *call) (wide []*Series, ok bool, err error) {
+	a := c.args[1]
+	if a.Kind != KindString {
+		return nil, false, nil
+	}
+	d, perr := ParseInterval(a.Str)
+	if perr != nil {
+		return nil, false, nil
+	}
+	wide, err = c.refetch(c.from - max(d, -d))
+	return wide, true, err
+}
+
 func movingWindow(c *call, fn, tagName string) ([]*Series, error) {
-	list, err := c.series(0)
+	wide, byInterval, err := wideByInterval(c)
+	list := wide
+	if !byInterval {
+		list, err = c.series(0)
+	}
 	if err != nil || len(list) == 0 {
 		return nil, err
 	}
@@ -369,9 +407,10 @@ func movingWindow(c *call, fn, tagName string) ([]*Series, error) {
 			return nil, err
 		}
 	}
-	wide, err := c.refetch(c.from - preview)
-	if err != nil {
-		return nil, err
+	if !byInterval {
+		if wide, err = c.refetch(c.from - preview); err != nil {
+			return nil, err
+		}
 	}
 	var out []*Series
 	for _, s := range wide {
@@ -387,6 +426,9 @@ func movingWindow(c *call, fn, tagName string) ([]*Series, error) {
 		}
 		var vals []float64
 		for i := wp + 1; i <= len(s.Values); i++ {
+			if err := c.tick(wp); err != nil {
+				return nil, err
+			}
 			win := nonNull(s.Values[i-wp : i])
 			if len(win) > 0 && wp > 0 && float64(len(win))/float64(wp) >= x {
 				vals = append(vals, agg(win))
@@ -403,13 +445,16 @@ func movingWindow(c *call, fn, tagName string) ([]*Series, error) {
 	return out, nil
 }
 
-func summarizeValues(s *Series, fn string, interval, start, end int64) []float64 {
+func summarizeValues(c *call, s *Series, fn string, interval, start, end int64) ([]float64, error) {
 	agg, _ := aggFunc(fn)
 	n := len(s.Values)
 	var out []float64
 	i := 0
 	points := float64(interval) / float64(s.Step)
 	for t := start; t < end; t += interval {
+		if err := c.tick(1); err != nil {
+			return nil, err
+		}
 		b := i
 		nn := 0
 		for i < n && s.Start+int64(i)*s.Step < t+interval {
@@ -428,7 +473,7 @@ func summarizeValues(s *Series, fn string, interval, start, end int64) []float64
 			out = append(out, nan)
 		}
 	}
-	return out
+	return out, nil
 }
 
 func holtWintersAnalysis(s *Series, season int64) (pred, dev []float64) {
