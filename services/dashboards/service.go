@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/server"
 	"github.com/shiploop/shiploop/pkg/store"
 )
 
@@ -52,6 +53,10 @@ type Config struct {
 	// "production").
 	ProductionEnvironment string
 	Now                   func() time.Time
+	// Auth, when on (--token), guards every page and stream with read
+	// scope (a bearer token or the /login session cookie, server.Auth.Web);
+	// badges stay public. Nil or off: the UI is open.
+	Auth *server.Auth
 }
 
 // Service is the dashboards service.

@@ -15,12 +15,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shiploop/shiploop/pkg/server"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 	"github.com/shiploop/shiploop/services/dashboards/badge"
 	"github.com/shiploop/shiploop/services/dashboards/dora"
 )
 
-//go:embed web/*.html
+//go:embed web/*.html web/*.js
 var webFS embed.FS
 
 type pages struct {
@@ -66,28 +67,52 @@ func newPages(s *Service) (*pages, error) {
 }
 
 // Routes mounts the UI on mux: "/" exactly, /changes/, /environments,
-// /errors, /dora, /events, /badges/ and /builds/{id} (the link commit
-// statuses carry). Nothing else: /hooks/, /api/, /graphite/, /healthz and
-// /builds/{id}/artifacts/ belong to other services.
+// /errors, /dora, /events, /badges/, /static/live.js and /builds/{id} (the
+// link commit statuses carry). Nothing else: /hooks/, /api/, /graphite/,
+// /healthz, /login and /builds/{id}/artifacts/ belong to others. With
+// Config.Auth on, every route but the badges and the script needs read
+// scope.
 func (s *Service) Routes(mux *http.ServeMux) {
 	p := s.pages
-	mux.HandleFunc("GET /{$}", p.overview)
-	mux.HandleFunc("GET /changes/{chain}", p.pipeline)
-	mux.HandleFunc("GET /changes/{chain}/jobs/{job}/log", p.logStream)
-	mux.HandleFunc("GET /builds/{id}", p.buildRedirect)
-	mux.HandleFunc("GET /environments", p.environments)
-	mux.HandleFunc("GET /errors", p.errors)
-	mux.HandleFunc("GET /dora", p.dora)
-	mux.HandleFunc("GET /events", p.events)
+	read := func(pattern string, h http.HandlerFunc) {
+		mux.Handle(pattern, s.cfg.Auth.Web(server.ScopeRead, h))
+	}
+	read("GET /{$}", p.overview)
+	read("GET /changes/{chain}", p.pipeline)
+	read("GET /changes/{chain}/jobs/{job}/log", p.logStream)
+	read("GET /builds/{id}", p.buildRedirect)
+	read("GET /environments", p.environments)
+	read("GET /errors", p.errors)
+	read("GET /dora", p.dora)
+	read("GET /events", p.events)
+	// Public: READMEs embed badges (a status, nothing more), and the
+	// pages' script holds no data.
 	mux.HandleFunc("GET /badges/{path...}", p.badge)
+	mux.HandleFunc("GET /static/live.js", p.liveJS)
+}
+
+// liveJS is the pages' live-update script: a file, not an inline
+// <script>, so the Content-Security-Policy can forbid inline scripts.
+func (p *pages) liveJS(w http.ResponseWriter, r *http.Request) {
+	b, err := webFS.ReadFile("web/live.js")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(b)
 }
 
 type pageData struct {
 	Title, Nav string
 	Data       any
+	// Auth: the UI needs a login (shows "Log out").
+	Auth bool
 }
 
 func (p *pages) render(w http.ResponseWriter, name string, d pageData) {
+	d.Auth = p.s.cfg.Auth.Enabled()
 	var b strings.Builder
 	if err := p.tmpl.ExecuteTemplate(&b, name, d); err != nil {
 		p.s.log.Error("rendering page", "page", name, "err", err)
