@@ -72,7 +72,9 @@ func TestPagesNeedReadToken(t *testing.T) {
 	pages := []string{"/", "/changes/c1", "/environments", "/errors", "/dora", "/builds/b1"}
 	streams := []string{"/events", "/changes/c1/jobs/j1/log"}
 	browser := map[string]string{"Accept": "text/html,application/xhtml+xml"}
-	bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok, "Accept": "text/html"} }
+	bearer := func(tok string) map[string]string {
+		return map[string]string{"Authorization": "Bearer " + tok, "Accept": "text/html"}
+	}
 
 	for _, p := range pages {
 		resp, _ := fetch(t, srv, p, browser)
