@@ -2,12 +2,14 @@ package metrics
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,8 +70,13 @@ func (l *Listeners) Close() {
 
 // ingest reads Carbon traffic into Storage.
 type ingest struct {
-	st  *Storage
-	log *slog.Logger
+	st     *Storage
+	log    *slog.Logger
+	limits CarbonLimits // with defaults applied
+	active atomic.Int64 // open TCP connections, plaintext and pickle
+	// LinesTooLong, ConnsRefused (over MaxConnections) and IdleClosed
+	// (IdleTimeout) are published as shiploop.metrics.ingest.* series.
+	LinesTooLong, ConnsRefused, IdleClosed atomic.Int64
 	// badLogged limits bad-line logging to a few per second.
 	badLogged atomic.Int64
 	lastReset atomic.Int64
@@ -116,42 +123,66 @@ func (in *ingest) accept(ctx context.Context, lis net.Listener, handle func(cont
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
+		if n, limit := in.active.Add(1), int64(in.limits.MaxConnections); limit > 0 && n > limit {
+			in.active.Add(-1)
+			in.ConnsRefused.Add(1)
+			c.Close()
+			continue
+		}
 		conns.Add(1)
 		go func() {
 			defer conns.Done()
+			defer in.active.Add(-1)
 			defer c.Close()
 			stop := context.AfterFunc(ctx, func() { c.Close() })
 			defer stop()
-			handle(ctx, c)
+			handle(ctx, idleConn{Conn: c, timeout: in.limits.IdleTimeout})
 		}()
 	}
 }
 
+// ended counts the connection if the read error that ends it is the idle
+// timeout.
+func (in *ingest) ended(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		in.IdleClosed.Add(1)
+	}
+}
+
 // plainConn reads lines; a bad line is counted and logged and the
-// connection goes on. Points are stored in batches; Storage.Add blocks under
-// overload, which stops this reader and so pushes back on the client.
+// connection goes on. A line over MaxLineLength is skipped without being
+// buffered, counted, and the connection goes on. Points are stored in
+// batches; Storage.AddCarbon blocks under overload, which stops this reader
+// and so pushes back on the client.
 func (in *ingest) plainConn(ctx context.Context, c net.Conn) {
-	r := bufio.NewReaderSize(c, 64<<10)
+	maxLine := in.limits.MaxLineLength
+	// The buffer holds a whole line of maxLine bytes and its newline, so
+	// ErrBufferFull always means a line too long.
+	r := bufio.NewReaderSize(c, max(64<<10, maxLine+2))
 	batch := make([]carbon.Point, 0, 512)
 	remote := c.RemoteAddr().String()
 	flush := func() bool {
 		if len(batch) == 0 {
 			return true
 		}
-		err := in.st.Add(ctx, batch)
+		err := in.st.AddCarbon(ctx, batch)
 		batch = batch[:0]
 		return err == nil
 	}
 	for {
 		line, err := r.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			in.bad(fmt.Errorf("line longer than %d bytes", r.Size()), remote)
+		if errors.Is(err, bufio.ErrBufferFull) || (err == nil && len(line)-1 > maxLine) {
+			in.LinesTooLong.Add(1)
+			line = nil
 			for errors.Is(err, bufio.ErrBufferFull) {
 				_, err = r.ReadSlice('\n')
 			}
-			continue
+			if err == nil {
+				continue
+			}
 		}
 		if err != nil {
+			in.ended(err)
 			if len(line) > 0 && err == io.EOF {
 				in.bad(fmt.Errorf("unfinished line %q at end of stream", line), remote)
 			}
@@ -200,6 +231,10 @@ func (in *ingest) udp(ctx context.Context, pc net.PacketConn) {
 				i++
 			}
 			data = data[i:]
+			if len(line) > in.limits.MaxLineLength {
+				in.LinesTooLong.Add(1)
+				continue
+			}
 			p, err := carbon.ParseLine(line, now)
 			if err != nil {
 				if !errors.Is(err, carbon.ErrEmpty) {
@@ -210,20 +245,24 @@ func (in *ingest) udp(ctx context.Context, pc net.PacketConn) {
 			batch = append(batch, p)
 		}
 		if len(batch) > 0 {
-			in.st.TryAdd(batch)
+			in.st.TryAddCarbon(batch)
 		}
 	}
 }
 
 // pickleConn reads length-prefixed pickle frames. A frame that does not
 // decode is counted and skipped; a frame over the size limit ends the
-// connection (its length cannot be trusted to find the next frame).
+// connection (its length cannot be trusted to find the next frame). A
+// frame's buffer grows with the bytes that arrive, not to the length the
+// header claims.
 func (in *ingest) pickleConn(ctx context.Context, c net.Conn) {
 	r := bufio.NewReaderSize(c, 64<<10)
 	remote := c.RemoteAddr().String()
 	var hdr [4]byte
+	var frame bytes.Buffer
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			in.ended(err)
 			return
 		}
 		n, err := carbon.ReadFrameLen(hdr)
@@ -231,11 +270,15 @@ func (in *ingest) pickleConn(ctx context.Context, c net.Conn) {
 			in.bad(err, remote)
 			return
 		}
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(r, buf); err != nil {
+		frame.Reset()
+		if frame.Cap() > 1<<20 {
+			frame = bytes.Buffer{} // do not keep a large frame's buffer for the next
+		}
+		if _, err := io.CopyN(&frame, r, int64(n)); err != nil {
+			in.ended(err)
 			return
 		}
-		pts, bad, err := carbon.DecodePickle(buf, time.Now().Unix())
+		pts, bad, err := carbon.DecodePickle(frame.Bytes(), time.Now().Unix())
 		if err != nil {
 			in.bad(err, remote)
 			continue
@@ -244,7 +287,7 @@ func (in *ingest) pickleConn(ctx context.Context, c net.Conn) {
 			in.bad(errors.New("pickle: a tuple that is not (path, (timestamp, value))"), remote)
 		}
 		if len(pts) > 0 {
-			if err := in.st.Add(ctx, pts); err != nil {
+			if err := in.st.AddCarbon(ctx, pts); err != nil {
 				return
 			}
 		}

@@ -54,7 +54,10 @@ type Config struct {
 	// StatsInterval is how often ingest counters are stored as series
 	// (default 10s).
 	StatsInterval time.Duration
-	Now           func() time.Time
+	// Carbon limits what Carbon clients can make the service hold (zero
+	// fields take the defaults; see CarbonLimits).
+	Carbon CarbonLimits
+	Now    func() time.Time
 }
 
 // Service is the metrics service.
@@ -65,6 +68,11 @@ type Service struct {
 	log *slog.Logger
 	st  *Storage
 	in  *ingest
+	// The last warning about refused Carbon input: when, and the counts
+	// then; at most one every warnEvery (a minute).
+	lastWarn  time.Time
+	warned    refusals
+	warnEvery time.Duration
 }
 
 // New makes the service, applies its migrations and loads the index.
@@ -85,12 +93,14 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err := cfg.DB.Migrate(ctx, Migrations()...); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	cfg.Carbon = cfg.Carbon.withDefaults()
 	log := cfg.Logger.With("service", "metrics")
-	st, err := NewStorage(ctx, StorageConfig{DB: cfg.DB, Logger: log, Schemas: cfg.Schemas, MaxUnflushed: cfg.MaxUnflushed, Now: cfg.Now})
+	st, err := NewStorage(ctx, StorageConfig{DB: cfg.DB, Logger: log, Schemas: cfg.Schemas, MaxUnflushed: cfg.MaxUnflushed, Now: cfg.Now,
+		MaxSeries: cfg.Carbon.MaxSeries, MaxNewSeriesPerMinute: cfg.Carbon.MaxNewSeriesPerMinute})
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	return &Service{cfg: cfg, db: cfg.DB, bus: cfg.Bus, log: log, st: st, in: &ingest{st: st, log: log}}, nil
+	return &Service{cfg: cfg, db: cfg.DB, bus: cfg.Bus, log: log, st: st, in: &ingest{st: st, log: log, limits: cfg.Carbon}, warnEvery: time.Minute}, nil
 }
 
 // Storage is the service's series store.
@@ -114,7 +124,9 @@ func (s *Service) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// housekeeping stores ingest counters as series and expires old chunks.
+// housekeeping stores ingest counters as series (unlimited: Carbon's limits
+// never refuse them), warns about refused Carbon input and expires old
+// chunks.
 func (s *Service) housekeeping(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.StatsInterval)
 	defer t.Stop()
@@ -131,8 +143,16 @@ func (s *Service) housekeeping(ctx context.Context) error {
 			{Name: "shiploop.metrics.ingest.bad_lines", Value: float64(s.st.BadLines.Load()), Timestamp: now},
 			{Name: "shiploop.metrics.ingest.udp_dropped", Value: float64(s.st.Dropped.Load()), Timestamp: now},
 			{Name: "shiploop.metrics.index.created", Value: float64(s.st.Created.Load()), Timestamp: now},
+			{Name: "shiploop.metrics.index.series", Value: float64(s.st.SeriesCount()), Timestamp: now},
+			{Name: "shiploop.metrics.ingest.series_refused", Value: float64(s.st.SeriesRefused.Load()), Timestamp: now},
+			{Name: "shiploop.metrics.ingest.rate_limited", Value: float64(s.st.RateLimited.Load()), Timestamp: now},
+			{Name: "shiploop.metrics.ingest.lines_too_long", Value: float64(s.in.LinesTooLong.Load()), Timestamp: now},
+			{Name: "shiploop.metrics.ingest.connections_refused", Value: float64(s.in.ConnsRefused.Load()), Timestamp: now},
+			{Name: "shiploop.metrics.ingest.connections_idle_closed", Value: float64(s.in.IdleClosed.Load()), Timestamp: now},
+			{Name: "shiploop.metrics.ingest.connections_open", Value: float64(s.in.active.Load()), Timestamp: now},
 		}
 		s.st.TryAdd(pts)
+		s.warnRefusals(time.Now())
 		if time.Since(lastExpire) > time.Hour {
 			lastExpire = time.Now()
 			if err := s.st.Expire(ctx); err != nil && ctx.Err() == nil {

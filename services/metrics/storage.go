@@ -44,8 +44,16 @@ type Storage struct {
 	flushMu      sync.Mutex
 	flushed      chan struct{} // closed and replaced after each flush
 
-	// Counters, published as shiploop.metrics.* series.
+	// Limits on the series Carbon traffic creates (AddCarbon); st.mu
+	// guards creates.
+	maxSeries int
+	creates   createBucket
+
+	// Counters, published as shiploop.metrics.* series. SeriesRefused and
+	// RateLimited count points of new series dropped by the series cap and
+	// by the new-series rate.
 	Received, BadLines, Dropped, Created atomic.Int64
+	SeriesRefused, RateLimited           atomic.Int64
 }
 
 type series struct {
@@ -78,7 +86,11 @@ type StorageConfig struct {
 	Logger       *slog.Logger
 	Schemas      []Schema
 	MaxUnflushed int64
-	Now          func() time.Time
+	// MaxSeries and MaxNewSeriesPerMinute limit the series AddCarbon and
+	// TryAddCarbon may create (0: no limit); Add, TryAdd and Incr are not
+	// limited.
+	MaxSeries, MaxNewSeriesPerMinute int
+	Now                              func() time.Time
 }
 
 // NewStorage loads the series index from the database.
@@ -96,7 +108,8 @@ func NewStorage(ctx context.Context, cfg StorageConfig) (*Storage, error) {
 		cfg.Logger = slog.Default()
 	}
 	st := &Storage{db: cfg.DB, log: cfg.Logger, schemas: cfg.Schemas, now: cfg.Now, byName: map[string]*series{},
-		tree: &node{}, tagIdx: map[string]map[string]map[*series]struct{}{}, maxUnflushed: cfg.MaxUnflushed, flushed: make(chan struct{})}
+		tree: &node{}, tagIdx: map[string]map[string]map[*series]struct{}{}, maxUnflushed: cfg.MaxUnflushed, flushed: make(chan struct{}),
+		maxSeries: cfg.MaxSeries, creates: createBucket{perMinute: cfg.MaxNewSeriesPerMinute}}
 	rows, err := cfg.DB.QueryContext(ctx, `SELECT id, name, retentions FROM series`)
 	if err != nil {
 		return nil, fmt.Errorf("loading the series index: %w", err)
@@ -201,17 +214,35 @@ func (st *Storage) index(s *series) {
 	}
 }
 
-func (st *Storage) lookup(name string) *series {
+// lookup finds or makes the series of name. When limited (Carbon traffic)
+// it makes no series past the series cap or the new-series rate: it counts
+// the refusal and returns nil.
+func (st *Storage) lookup(name string, limited bool) *series {
 	st.mu.RLock()
 	s := st.byName[name]
+	n := len(st.byName)
 	st.mu.RUnlock()
 	if s != nil {
 		return s
+	}
+	if limited && st.maxSeries > 0 && n >= st.maxSeries {
+		st.SeriesRefused.Add(1)
+		return nil
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if s = st.byName[name]; s != nil {
 		return s
+	}
+	if limited {
+		if st.maxSeries > 0 && len(st.byName) >= st.maxSeries {
+			st.SeriesRefused.Add(1)
+			return nil
+		}
+		if !st.creates.take(st.now()) {
+			st.RateLimited.Add(1)
+			return nil
+		}
 	}
 	s = st.newSeries(name)
 	st.index(s)
@@ -222,6 +253,18 @@ func (st *Storage) lookup(name string) *series {
 
 // Add stores points, waiting while too many points are unflushed.
 func (st *Storage) Add(ctx context.Context, pts []carbon.Point) error {
+	return st.addWait(ctx, pts, false)
+}
+
+// AddCarbon is Add for points from Carbon clients: a point whose series does
+// not exist is dropped and counted (SeriesRefused, RateLimited) when making
+// its series would pass MaxSeries or MaxNewSeriesPerMinute. Points of
+// existing series are always stored.
+func (st *Storage) AddCarbon(ctx context.Context, pts []carbon.Point) error {
+	return st.addWait(ctx, pts, true)
+}
+
+func (st *Storage) addWait(ctx context.Context, pts []carbon.Point, limited bool) error {
 	for st.unflushed.Load() > st.maxUnflushed {
 		st.flushMu.Lock()
 		ch := st.flushed
@@ -236,31 +279,52 @@ func (st *Storage) Add(ctx context.Context, pts []carbon.Point) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	st.add(pts)
+	st.add(pts, limited)
 	return nil
 }
 
 // TryAdd stores points unless too many are unflushed; then it drops them and
 // counts the drop.
 func (st *Storage) TryAdd(pts []carbon.Point) bool {
+	return st.tryAdd(pts, false)
+}
+
+// TryAddCarbon is TryAdd with AddCarbon's limits on new series.
+func (st *Storage) TryAddCarbon(pts []carbon.Point) bool {
+	return st.tryAdd(pts, true)
+}
+
+func (st *Storage) tryAdd(pts []carbon.Point, limited bool) bool {
 	if st.unflushed.Load() > st.maxUnflushed {
 		st.Dropped.Add(int64(len(pts)))
 		return false
 	}
-	st.add(pts)
+	st.add(pts, limited)
 	return true
 }
 
-func (st *Storage) add(pts []carbon.Point) {
+func (st *Storage) add(pts []carbon.Point, limited bool) {
 	now := st.now().Unix()
+	var stored int64
 	for _, p := range pts {
-		s := st.lookup(p.Name)
+		s := st.lookup(p.Name, limited)
+		if s == nil {
+			continue
+		}
 		s.mu.Lock()
 		st.write(s, p.Timestamp, p.Value, now)
 		s.mu.Unlock()
+		stored++
 	}
-	st.Received.Add(int64(len(pts)))
-	st.unflushed.Add(int64(len(pts)))
+	st.Received.Add(stored)
+	st.unflushed.Add(stored)
+}
+
+// SeriesCount is how many series exist (in memory and in the database).
+func (st *Storage) SeriesCount() int {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return len(st.byName)
 }
 
 // write puts one point into the finest archive that covers it and rolls it
@@ -724,7 +788,7 @@ func (st *Storage) Names() []string {
 // events in one slot add up in), then rolls it up.
 func (st *Storage) Incr(name string, ts int64, delta float64) {
 	now := st.now().Unix()
-	s := st.lookup(name)
+	s := st.lookup(name, false)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.schema.Archives[0]
