@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/shiploop/shiploop/pkg/server"
@@ -12,6 +13,10 @@ import (
 // tokens) and Sentry intake (DSN keys). POST /cdevents checks write scope
 // itself.
 var ownAuthPrefixes = []string{"/hooks/", "/api/", "/cdevents"}
+
+// The web UI's login and logout: POST /login checks the token it is given
+// (Auth.Check), and logout only clears the session cookie.
+var ownAuthPaths = []string{"/login", "/logout"}
 
 // Reads that clients send as POST: Graphite queries (Grafana posts render
 // forms) and OFREP evaluation (read scope, checked by the flags service).
@@ -37,6 +42,10 @@ func guardMutations(auth *server.Auth, h http.Handler) http.Handler {
 			return
 		}
 		p := r.URL.Path
+		if slices.Contains(ownAuthPaths, p) {
+			h.ServeHTTP(w, r)
+			return
+		}
 		for _, pre := range ownAuthPrefixes {
 			if strings.HasPrefix(p, pre) {
 				h.ServeHTTP(w, r)

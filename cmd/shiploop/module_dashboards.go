@@ -18,7 +18,7 @@ func startDashboards(ctx context.Context, env *moduleEnv) (func(context.Context)
 	if err != nil {
 		return nil, err
 	}
-	svc, err := dashboards.New(ctx, dashboards.Config{DB: db, Bus: b, Logger: env.log})
+	svc, err := dashboards.New(ctx, dashboards.Config{DB: db, Bus: b, Logger: env.log, Auth: env.grpc.Auth})
 	if err != nil {
 		return nil, err
 	}

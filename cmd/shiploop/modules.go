@@ -101,7 +101,7 @@ func startBuilds(ctx context.Context, env *moduleEnv) (func(context.Context) err
 	if err != nil {
 		return nil, err
 	}
-	svc, err := builds.New(ctx, builds.Config{DB: db, Bus: b, Logger: env.log, DataDir: env.opts.dataDir, Token: env.opts.token, PublicURL: env.opts.publicURL})
+	svc, err := builds.New(ctx, builds.Config{DB: db, Bus: b, Logger: env.log, DataDir: env.opts.dataDir, Auth: env.grpc.Auth, PublicURL: env.opts.publicURL})
 	if err != nil {
 		return nil, err
 	}

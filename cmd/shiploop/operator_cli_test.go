@@ -206,6 +206,10 @@ func TestGuardMutations(t *testing.T) {
 		{"POST", "/api/1/envelope/", "", 204},
 		{"POST", "/ofrep/v1/evaluate/flags", "", 204},
 		{"DELETE", "/anything/new", "", 401},
+		// The web login checks the token it is posted; logout clears a cookie.
+		{"POST", "/login", "", 204},
+		{"POST", "/logout", "", 204},
+		{"POST", "/login/other", "", 401},
 	} {
 		req := httptest.NewRequest(c.method, c.path, nil)
 		if c.token != "" {

@@ -173,6 +173,9 @@ func run(ctx context.Context, o runOptions, stdout io.Writer) error {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
 		})
+		// The web UI's login (with --token): pages and artifact downloads
+		// take its session cookie.
+		grpcSrv.Auth.LoginRoutes(mux)
 		lis, err := server.Listen(o.httpListen, "--http-listen")
 		if err != nil {
 			return err
@@ -183,7 +186,7 @@ func run(ctx context.Context, o runOptions, stdout io.Writer) error {
 			info.HTTPURL = "https://" + strings.TrimPrefix(info.HTTPURL, "http://")
 		}
 		g.Go(func() error {
-			return server.ServeHTTP(gctx, lis, errortrack.StripDSNPrefix(guardMutations(grpcSrv.Auth, mux)), log)
+			return server.ServeHTTP(gctx, lis, server.SecurityHeaders(errortrack.StripDSNPrefix(guardMutations(grpcSrv.Auth, mux))), log)
 		})
 	}
 	if serveGRPC {

@@ -23,13 +23,13 @@ var forges = map[string]bool{forge.GitHub: true, forge.GitLab: true, forge.Gitea
 
 // Routes registers the webhook endpoints (POST /hooks/{forge}, checked by
 // each repository's secret) and artifact downloads (GET
-// /builds/{id}/artifacts/{name...}, behind the API token when one is set).
+// /builds/{id}/artifacts/{name...}, read scope when tokens are on).
 func (s *Service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /hooks/{forge}", s.serveHook)
 	// Harbormaster's "Make HTTP Request" step: GET or POST (harbormaster.go).
 	mux.HandleFunc("GET /hooks/harbormaster", s.serveHarbormaster)
 	mux.HandleFunc("POST /hooks/harbormaster", s.serveHarbormaster)
-	mux.Handle("GET /builds/{id}/artifacts/{name...}", server.RequireBearer(s.cfg.Token, http.HandlerFunc(s.serveArtifact)))
+	mux.Handle("GET /builds/{id}/artifacts/{name...}", s.cfg.Auth.Web(server.ScopeRead, http.HandlerFunc(s.serveArtifact)))
 }
 
 // changeType is the short event type of each kind of change.

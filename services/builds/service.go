@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/server"
 	"github.com/shiploop/shiploop/pkg/store"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 )
@@ -41,8 +42,10 @@ type Config struct {
 	MaxBodyBytes int64
 	// JobTimeout applies to build jobs whose steps set none (default 1h).
 	JobTimeout time.Duration
-	// Token, when set, guards the HTTP artifact downloads like the gRPC API.
-	Token string
+	// Auth, when on (--token), guards the HTTP artifact downloads with read
+	// scope, as gRPC's DownloadArtifact (a bearer token or the web UI's
+	// login cookie, server.Auth.Web). Nil or off: they are open.
+	Auth *server.Auth
 	// PublicURL is the base URL of the shiploop web UI: commit statuses
 	// link to PublicURL/builds/<id>, or to nothing when it is empty.
 	PublicURL string
