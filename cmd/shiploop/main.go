@@ -142,6 +142,7 @@ func serverFlags(c *command, o *runOptions, split bool) {
 	c.flags.StringVar(&o.pickleListen, "pickle-listen", "127.0.0.1:2004", "metrics: Carbon pickle protocol on TCP (empty turns it off)")
 	c.flags.StringVar(&o.storageSchemas, "storage-schemas", "", "metrics: carbon's storage-schemas.conf (pattern → retentions such as 10s:1d,1m:30d,1h:5y); 10s:1d,1m:30d,1h:5y for all when empty")
 	c.flags.StringVar(&o.storageAggregation, "storage-aggregation", "", "metrics: carbon's storage-aggregation.conf (pattern → aggregationMethod, xFilesFactor); *.count and *.sum sum, the rest average when empty")
+	c.flags.DurationVar(&o.graphiteQueryTimeout, "graphite-query-timeout", 10*time.Second, "metrics: how long one Graphite render or MetricsService.Query may run; a longer one is stopped and answered 503 \"query timed out\"")
 	cdeventsFlags(c, &o.cdevents)
 	if split {
 		c.flags.StringVar(&o.natsURL, "nats-url", "", "NATS server URL(s), comma-separated (required)")

@@ -27,7 +27,7 @@ func startMetrics(ctx context.Context, env *moduleEnv) (func(context.Context) er
 		return nil, err
 	}
 	env.closers = append(env.closers, func() error { lis.Close(); return nil })
-	svc, err := metrics.New(ctx, metrics.Config{DB: db, Bus: b, Logger: env.log, Listeners: lis, Schemas: schemas})
+	svc, err := metrics.New(ctx, metrics.Config{QueryTimeout: env.opts.graphiteQueryTimeout, DB: db, Bus: b, Logger: env.log, Listeners: lis, Schemas: schemas})
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,7 @@ type runOptions struct {
 	carbonListen string
 	// carbon's storage-schemas.conf / storage-aggregation.conf; defaults when empty
 	storageSchemas, storageAggregation string
+	graphiteQueryTimeout               time.Duration // bounds one Graphite query (metrics.Config.QueryTimeout)
 	pickleListen                       string
 	httpListen                         string
 	grpcListen                         string
