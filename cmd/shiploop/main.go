@@ -144,6 +144,7 @@ func serverFlags(c *command, o *runOptions, split bool) {
 	c.flags.StringVar(&o.storageAggregation, "storage-aggregation", "", "metrics: carbon's storage-aggregation.conf (pattern → aggregationMethod, xFilesFactor); *.count and *.sum sum, the rest average when empty")
 	c.flags.DurationVar(&o.graphiteQueryTimeout, "graphite-query-timeout", 10*time.Second, "metrics: how long one Graphite render or MetricsService.Query may run; a longer one is stopped and answered 503 \"query timed out\"")
 	cdeventsFlags(c, &o.cdevents)
+	carbonLimitFlags(c, &o.metrics)
 	if split {
 		c.flags.StringVar(&o.natsURL, "nats-url", "", "NATS server URL(s), comma-separated (required)")
 		c.flags.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file")

@@ -46,6 +46,7 @@ type runOptions struct {
 	publicURL                          string // web UI base for commit status links
 	deploys                            deploysOptions
 	cdevents                           cdeventsOptions
+	metrics                            metricsOptions
 	agents                             int
 	lease                              time.Duration
 	agentLabels                        string // comma-separated labels of the built-in or standalone agent
