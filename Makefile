@@ -6,9 +6,10 @@ TEST_FLAGS ?= -timeout 20m
 
 .PHONY: run test generate check-generated check-modules lint vet fmt-check bench build clean
 
-## run: everything in one process on embedded defaults (NATS, SQLite)
+## run: everything in one process on embedded defaults (NATS, SQLite); local
+## repositories (the demo's, a path on this machine) need the file transport
 run:
-	$(GO) run ./cmd/shiploop up
+	$(GO) run ./cmd/shiploop up --allowed-transports https,ssh,git,file
 
 ## build: the shiploop binary in bin/
 build:

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/vcsarg"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -128,6 +129,7 @@ func serverFlags(c *command, o *runOptions, split bool) {
 	c.flags.StringVar(&o.httpListen, "http-listen", "127.0.0.1:8080", "address for webhooks and health (host:port; port 0 picks a free one)")
 	c.flags.StringVar(&o.grpcListen, "grpc-listen", "127.0.0.1:9090", "address for the gRPC API")
 	c.flags.StringVar(&o.token, "token", "", "bearer token required on gRPC calls (none when empty)")
+	c.flags.StringVar(&o.allowedTransports, "allowed-transports", vcsarg.DefaultTransports, "clone URLs git and hg may use, comma-separated: https, http, ssh, git, file (local paths and file://; off unless named here)")
 	c.flags.StringVar(&o.publicURL, "public-url", "", "base URL of the shiploop web UI; commit statuses link to <url>/builds/<id> (no link when empty)")
 	c.flags.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	c.flags.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -221,6 +223,7 @@ func agentCommand() *command {
 	c.flags.IntVar(&o.agents, "concurrency", 1, "jobs to run at once")
 	c.flags.IntVar(&o.replicas, "replicas", 1, "stream replicas (3 on a NATS cluster: must match `serve --replicas`, or the agent scales the streams down)")
 	c.flags.DurationVar(&o.lease, "lease", 30*time.Second, "how long a job waits for this agent to answer before it goes to another agent")
+	c.flags.StringVar(&o.allowedTransports, "allowed-transports", vcsarg.DefaultTransports, "clone URLs checkouts may use, comma-separated: https, http, ssh, git, file (local paths and file://; off unless named here)")
 	c.flags.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	c.flags.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	agentFlags(c, &o)

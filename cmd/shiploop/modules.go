@@ -16,6 +16,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/bus"
 	"github.com/shiploop/shiploop/pkg/server"
 	"github.com/shiploop/shiploop/pkg/store"
+	"github.com/shiploop/shiploop/pkg/vcsarg"
 	"github.com/shiploop/shiploop/services/agent"
 	"github.com/shiploop/shiploop/services/agent/backend"
 	"github.com/shiploop/shiploop/services/builds"
@@ -101,7 +102,8 @@ func startBuilds(ctx context.Context, env *moduleEnv) (func(context.Context) err
 	if err != nil {
 		return nil, err
 	}
-	svc, err := builds.New(ctx, builds.Config{DB: db, Bus: b, Logger: env.log, DataDir: env.opts.dataDir, Auth: env.grpc.Auth, PublicURL: env.opts.publicURL})
+	svc, err := builds.New(ctx, builds.Config{DB: db, Bus: b, Logger: env.log, DataDir: env.opts.dataDir, Auth: env.grpc.Auth, PublicURL: env.opts.publicURL,
+		AllowedTransports: env.opts.allowedTransports})
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +118,11 @@ func startAgent(ctx context.Context, env *moduleEnv) (func(context.Context) erro
 	if err != nil {
 		return nil, err
 	}
-	be := backend.NewProcess(backend.ProcessConfig{WorkRoot: filepath.Join(env.opts.dataDir, "work")})
+	transports, err := vcsarg.ParseTransports(env.opts.allowedTransports)
+	if err != nil {
+		return nil, fmt.Errorf("--allowed-transports: %w", err)
+	}
+	be := backend.NewProcess(backend.ProcessConfig{WorkRoot: filepath.Join(env.opts.dataDir, "work"), AllowedTransports: transports})
 	ag, err := agent.New(agent.Config{Bus: b, Backend: be, Concurrency: max(env.opts.agents, 1), Logger: env.log, LogDir: filepath.Join(env.opts.dataDir, "logs"), Lease: env.opts.lease,
 		Labels: splitList(env.opts.agentLabels), Kinds: splitList(env.opts.agentKinds)})
 	if err != nil {

@@ -44,6 +44,7 @@ type runOptions struct {
 	grpcListen                         string
 	token                              string
 	publicURL                          string // web UI base for commit status links
+	allowedTransports                  string // clone URL transports (vcsarg)
 	deploys                            deploysOptions
 	cdevents                           cdeventsOptions
 	metrics                            metricsOptions

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/vcsarg"
 	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 )
@@ -365,6 +366,9 @@ func (g *grpcServer) TriggerBuild(ctx context.Context, req *buildsv1.TriggerBuil
 	if ref == "" {
 		ref = repo.defaultBranch
 	}
+	if err := vcsarg.Ref(ref); err != nil {
+		return nil, invalid("ref", err.Error())
+	}
 	full := ref
 	switch {
 	case strings.HasPrefix(ref, "refs/"):
@@ -396,7 +400,7 @@ func (g *grpcServer) TriggerBuild(ctx context.Context, req *buildsv1.TriggerBuil
 }
 
 func gitRefExists(ctx context.Context, dir, ref string) bool {
-	_, err := git(ctx, dir, "show-ref", "--verify", "--quiet", ref)
+	_, err := git(ctx, dir, "show-ref", "--verify", "--quiet", "--end-of-options", ref)
 	return err == nil
 }
 

@@ -187,7 +187,10 @@ func (s *Service) prepareGitDiff(ctx context.Context, ch *eventsv1.Change) error
 	}
 	defer s.mirrors.lock(ch.Repository)()
 	local := "refs/" + stagingRef(ch.DiffId)
-	if _, err := git(ctx, dir, "fetch", "--quiet", "--force", "--no-tags", ch.StagingUrl, "+refs/tags/"+stagingRef(ch.DiffId)+":"+local); err != nil {
+	if err := s.mirrors.transports.CloneURL(VCSGit, ch.StagingUrl); err != nil {
+		return fmt.Errorf("staging area: %w", err)
+	}
+	if _, err := s.mirrors.git(ctx, dir, "fetch", "--quiet", "--force", "--no-tags", "--end-of-options", ch.StagingUrl, "+refs/tags/"+stagingRef(ch.DiffId)+":"+local); err != nil {
 		return fmt.Errorf("diff %d is not in the staging area %s (arc diff pushes tag %s there): %w", ch.DiffId, ch.StagingUrl, stagingRef(ch.DiffId), err)
 	}
 	sha, err := resolve(ctx, dir, local)

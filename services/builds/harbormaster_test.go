@@ -276,7 +276,7 @@ func TestRegisterHarbormasterSettings(t *testing.T) {
 	db := storetest.OpenSQLite(t, "builds")
 	b := bustest.Start(t, bus.Options{Source: "/test"})
 	ctx := context.Background()
-	svc, err := New(ctx, Config{DB: db, Bus: b, DataDir: t.TempDir()})
+	svc, err := New(ctx, Config{DB: db, Bus: b, DataDir: t.TempDir(), AllowedTransports: "https,ssh,git,file"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/shiploop/shiploop/pkg/conduit"
+	"github.com/shiploop/shiploop/pkg/vcsarg"
 	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 	"github.com/shiploop/shiploop/services/builds/pipeline"
@@ -113,8 +114,21 @@ func (s *Service) checkVCSRequest(ctx context.Context, name string, req *buildsv
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "reading %s: %v", name, err)
 	}
-	_, err = mergeVCS(old, req)
-	return err
+	v, err := mergeVCS(old, req)
+	if err != nil {
+		return err
+	}
+	// Clone and staging URLs reach git and hg as arguments: only the
+	// transports the operator allows, never an option or a remote helper.
+	if err := s.mirrors.transports.CloneURL(v.vcs, req.GetCloneUrl()); err != nil {
+		return invalid("clone_url", err.Error())
+	}
+	if v.stagingURL != "" {
+		if err := s.mirrors.transports.CloneURL(v.vcs, v.stagingURL); err != nil {
+			return invalid("staging_url", err.Error())
+		}
+	}
+	return nil
 }
 
 // applyVCSRequest stores a RegisterRepository request's VCS and
@@ -229,10 +243,15 @@ func (s *Service) prepareHg(ctx context.Context, ch *eventsv1.Change, vs vcsSett
 // ensureHg makes sure the hg mirror of repo has node, pulling from
 // cloneURL when it does not, and returns its directory.
 func (m *mirrors) ensureHg(ctx context.Context, repo, cloneURL, node string) (string, error) {
-	defer m.lock(repo)()
-	if strings.HasPrefix(cloneURL, "-") {
-		return "", fmt.Errorf("clone URL %q", cloneURL)
+	if err := m.transports.CloneURL(VCSHg, cloneURL); err != nil {
+		return "", err
 	}
+	if node != "" {
+		if err := vcsarg.CommitOrPrefix(node); err != nil {
+			return "", err
+		}
+	}
+	defer m.lock(repo)()
 	dir := filepath.Join(m.dir, strings.NewReplacer("/", "__", "..", "_").Replace(repo)+".hg")
 	if _, err := os.Stat(filepath.Join(dir, ".hg")); err != nil {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -247,12 +266,12 @@ func (m *mirrors) ensureHg(ctx context.Context, repo, cloneURL, node string) (st
 			return dir, nil
 		}
 	}
-	if _, err := hg(ctx, dir, "pull", "--quiet", cloneURL); err != nil {
-		return "", fmt.Errorf("pulling %s: %w", cloneURL, err)
+	if _, err := hg(ctx, dir, hgPullArgs(cloneURL, "")...); err != nil {
+		return "", fmt.Errorf("pulling %s: %w", vcsarg.Redact(cloneURL), err)
 	}
 	if node != "" {
 		if _, err := hgNode(ctx, dir, node); err != nil {
-			return "", fmt.Errorf("changeset %s is not in %s", node, cloneURL)
+			return "", fmt.Errorf("changeset %s is not in %s", node, vcsarg.Redact(cloneURL))
 		}
 	}
 	return dir, nil
@@ -261,11 +280,14 @@ func (m *mirrors) ensureHg(ctx context.Context, repo, cloneURL, node string) (st
 // pullHgName pulls the changeset a name (bookmark, tag, branch) has in
 // source into the mirror and returns its node.
 func (m *mirrors) pullHgName(ctx context.Context, repo, dir, source, name string) (string, error) {
-	defer m.lock(repo)()
-	if strings.HasPrefix(source, "-") {
-		return "", fmt.Errorf("staging URL %q", source)
+	if err := m.transports.CloneURL(VCSHg, source); err != nil {
+		return "", fmt.Errorf("staging URL: %w", err)
 	}
-	out, err := hg(ctx, dir, "identify", "--debug", "--id", "-r", name, source)
+	if err := vcsarg.HgName(name); err != nil {
+		return "", err
+	}
+	defer m.lock(repo)()
+	out, err := hg(ctx, dir, "identify", "--debug", "--id", "-r", name, "--", source)
 	if err != nil {
 		return "", err
 	}
@@ -273,14 +295,26 @@ func (m *mirrors) pullHgName(ctx context.Context, repo, dir, source, name string
 	if !hexRe.MatchString(node) {
 		return "", fmt.Errorf("hg identify answered %q", out)
 	}
-	if _, err := hg(ctx, dir, "pull", "--quiet", "-r", node, source); err != nil {
+	if _, err := hg(ctx, dir, hgPullArgs(source, node)...); err != nil {
 		return "", err
 	}
 	return node, nil
 }
 
+// hgPullArgs pulls source into a mirror, only node and its ancestors when
+// node is set. hg reads every argument after "--" as a positional one.
+func hgPullArgs(source, node string) []string {
+	if node != "" {
+		return []string{"pull", "--quiet", "-r", node, "--", source}
+	}
+	return []string{"pull", "--quiet", "--", source}
+}
+
 // hgNode resolves a revision (node, prefix, tag, bookmark) to a full node.
 func hgNode(ctx context.Context, dir, rev string) (string, error) {
+	if err := vcsarg.HgName(rev); err != nil {
+		return "", fmt.Errorf("revision: %w", err)
+	}
 	out, err := hg(ctx, dir, "log", "-r", rev, "-T", "{node}\n")
 	if err != nil {
 		return "", fmt.Errorf("revision %q not found", rev)

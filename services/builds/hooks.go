@@ -117,6 +117,18 @@ func (s *Service) serveHook(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, hookReply{Error: err.Error()})
 		return
 	}
+	vs, err := s.vcsSettings(r.Context(), repo.name)
+	if err != nil {
+		s.log.Error("looking up repository", "repository", ch.Repository, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, hookReply{Error: "storage unavailable, retry later"})
+		return
+	}
+	for _, ch := range changes {
+		if err := checkChangeArgs(vs.vcs, ch); err != nil {
+			writeJSON(w, http.StatusBadRequest, hookReply{Error: "invalid change: " + err.Error()})
+			return
+		}
+	}
 	var reply hookReply
 	for i, ch := range changes {
 		// Clone what was registered, never a URL a payload names.

@@ -19,6 +19,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/bus"
 	"github.com/shiploop/shiploop/pkg/server"
 	"github.com/shiploop/shiploop/pkg/store"
+	"github.com/shiploop/shiploop/pkg/vcsarg"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 )
 
@@ -53,6 +54,10 @@ type Config struct {
 	// to a forge that failed or did not answer (default 1s, 5s, 30s, 2m, 5m,
 	// 10m, 10m: about half an hour); there is one attempt more than delays.
 	StatusBackoff []time.Duration
+	// AllowedTransports are the transports a clone URL may use, comma
+	// separated (vcsarg.AllTransports; default vcsarg.DefaultTransports:
+	// https, ssh, git). Local paths and file:// need "file".
+	AllowedTransports string
 }
 
 // Service is the builds service.
@@ -86,6 +91,13 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("builds: public URL %q: want http(s)://host[/path]", cfg.PublicURL)
 		}
 	}
+	if cfg.AllowedTransports == "" {
+		cfg.AllowedTransports = vcsarg.DefaultTransports
+	}
+	transports, err := vcsarg.ParseTransports(cfg.AllowedTransports)
+	if err != nil {
+		return nil, fmt.Errorf("builds: allowed transports: %w", err)
+	}
 	if err := cfg.DB.Migrate(ctx, Migrations()...); err != nil {
 		return nil, fmt.Errorf("builds: %w", err)
 	}
@@ -101,7 +113,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	return &Service{
 		db: cfg.DB, bus: cfg.Bus, log: log, cfg: cfg,
 		ob:       bus.NewOutbox(cfg.DB, cfg.Bus, log),
-		mirrors:  newMirrors(filepath.Join(cfg.DataDir, "mirrors")),
+		mirrors:  newMirrors(filepath.Join(cfg.DataDir, "mirrors"), transports),
 		statuses: newStatusPoster(),
 	}, nil
 }

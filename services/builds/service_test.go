@@ -19,6 +19,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
+	"github.com/shiploop/shiploop/pkg/vcsarg"
 	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 )
@@ -36,7 +37,7 @@ func newHarness(t *testing.T, db *store.DB) *harness {
 	t.Helper()
 	b := bustest.Start(t, bus.Options{Source: "/test"})
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := New(ctx, Config{DB: db, Bus: b, DataDir: t.TempDir()})
+	svc, err := New(ctx, Config{DB: db, Bus: b, DataDir: t.TempDir(), AllowedTransports: "https,ssh,git,file"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +267,7 @@ func TestListBuildsPages(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		api := &grpcServer{s: &Service{db: db}}
+		api := &grpcServer{s: &Service{db: db, mirrors: newMirrors(t.TempDir(), vcsarg.MustTransports("https,ssh,git,file"))}}
 		var numbers []int64
 		token := ""
 		for range 10 {

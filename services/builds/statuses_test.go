@@ -20,6 +20,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
+	"github.com/shiploop/shiploop/pkg/vcsarg"
 	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 )
@@ -51,7 +52,7 @@ func newStatusHarness(t *testing.T, db *store.DB, backoff ...time.Duration) (*ha
 	b := bustest.Start(t, bus.Options{Source: "/test"})
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &lockedLog{}
-	svc, err := New(ctx, Config{DB: db, Bus: b, DataDir: t.TempDir(), PublicURL: "https://ci.example.com/",
+	svc, err := New(ctx, Config{DB: db, Bus: b, DataDir: t.TempDir(), AllowedTransports: "https,ssh,git,file", PublicURL: "https://ci.example.com/",
 		StatusBackoff: backoff, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
@@ -324,7 +325,7 @@ func TestCommitStatusRefused(t *testing.T) {
 func TestRegisterRepositoryForge(t *testing.T) {
 	storetest.Engines(t, "builds", Migrations(), func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		api := &grpcServer{s: &Service{db: db}}
+		api := &grpcServer{s: &Service{db: db, mirrors: newMirrors(t.TempDir(), vcsarg.MustTransports("https,ssh,git,file"))}}
 		reg := func(req *buildsv1.RegisterRepositoryRequest) (*buildsv1.Repository, error) {
 			req.Name, req.CloneUrl = "acme/web", "/tmp/acme-web"
 			resp, err := api.RegisterRepository(ctx, req)

@@ -41,6 +41,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	// The benchmarks' repositories are local paths: allow file clone URLs
+	// (off by default) in every server and agent they start.
+	os.Setenv("SHIPLOOP_ALLOWED_TRANSPORTS", "https,ssh,git,file")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

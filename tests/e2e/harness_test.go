@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// The tests' repositories are local paths: every server and agent the
+	// tests start allows file clone URLs (off by default).
+	os.Setenv("SHIPLOOP_ALLOWED_TRANSPORTS", "https,ssh,git,file")
 	binary = filepath.Join(dir, "shiploop")
 	build := exec.Command("go", "build", "-o", binary, "github.com/shiploop/shiploop/cmd/shiploop")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr

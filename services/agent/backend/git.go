@@ -27,6 +27,9 @@ import (
 // points at (protocol v2 servers, or v0 ones that allow it); if the server
 // refuses a bare SHA, all branches are fetched instead.
 func checkout(ctx context.Context, dir, cloneURL, commit string, env []string, borrow bool) error {
+	if !isFullSHA(commit) {
+		return fmt.Errorf("commit %q is not a full SHA", commit)
+	}
 	cloneURL = absLocalPath(cloneURL)
 	var gitDir, objects string
 	if borrow {
@@ -36,13 +39,15 @@ func checkout(ctx context.Context, dir, cloneURL, commit string, env []string, b
 		return fmt.Errorf("making git dir: %w", err)
 	}
 	if objects == "" {
-		if err := runGit(ctx, dir, env, "fetch", "-q", "--depth=1", "--no-tags", "origin", commit); err != nil {
-			if err := runGit(ctx, dir, env, "fetch", "-q", "--no-tags", "origin"); err != nil {
+		if err := runGit(ctx, dir, env, "fetch", "-q", "--depth=1", "--no-tags", "--end-of-options", "origin", commit); err != nil {
+			if err := runGit(ctx, dir, env, "fetch", "-q", "--no-tags", "--end-of-options", "origin"); err != nil {
 				return fmt.Errorf("fetching commit %s from %s: %w", commit, redactURL(cloneURL), err)
 			}
 		}
 	}
-	if err := runGit(ctx, dir, env, "-c", "advice.detachedHead=false", "checkout", "-q", "--detach", commit); err != nil {
+	// checkout takes no --end-of-options before a commit in git 2.39; the
+	// "--" ends the revisions and commit is a full hexadecimal id (Prepare).
+	if err := runGit(ctx, dir, env, "-c", "advice.detachedHead=false", "checkout", "-q", "--detach", commit, "--"); err != nil {
 		return fmt.Errorf("checking out commit %s from %s: %w", commit, redactURL(cloneURL), err)
 	}
 	return nil

@@ -21,7 +21,10 @@ func checkoutHg(ctx context.Context, dir, cloneURL, node string, env []string) e
 	if strings.HasPrefix(cloneURL, "-") {
 		return fmt.Errorf("invalid clone URL %q", redactURL(cloneURL))
 	}
-	cmd := hgCommand(ctx, env, "clone", "--quiet", "--noninteractive", "-r", node, "-u", node, cloneURL, dir)
+	if !isFullSHA(node) {
+		return fmt.Errorf("changeset %q is not a full node id", node)
+	}
+	cmd := hgCommand(ctx, env, "clone", "--quiet", "--noninteractive", "-r", node, "-u", node, "--", cloneURL, dir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shiploop/shiploop/pkg/vcsarg"
 	"github.com/shiploop/shiploop/services/agent/backend/mask"
 )
 
@@ -44,6 +45,12 @@ type ProcessConfig struct {
 	// agent's PATH (or a standard one) and HOME only; the agent's other
 	// variables are not passed on.
 	Env []string
+	// AllowedTransports are the clone URL transports checkouts may use
+	// (git's GIT_ALLOW_PROTOCOL too). The zero value allows every known
+	// one (vcsarg.AllTransports): builds refuses the others when a
+	// repository is registered. Options and remote helpers are always
+	// refused.
+	AllowedTransports vcsarg.Transports
 }
 
 // Process is the Backend that runs steps as child processes on the agent's
@@ -64,6 +71,8 @@ type Process struct {
 	grace    time.Duration
 	baseEnv  []string
 	gitEnv   []string
+	// transports are the clone URL transports checkouts may use.
+	transports vcsarg.Transports
 	// fetchOnly turns off borrowing a local repository's objects (tests use it
 	// to exercise the fetch path against a local repository).
 	fetchOnly bool
@@ -90,7 +99,11 @@ func NewProcess(cfg ProcessConfig) *Process {
 			p.baseEnv = append(p.baseEnv, "HOME="+home)
 		}
 	}
-	p.gitEnv = gitEnv(os.Environ())
+	p.transports = cfg.AllowedTransports
+	if len(p.transports.Allowed()) == 0 {
+		p.transports = vcsarg.MustTransports(strings.Join(vcsarg.AllTransports, ","))
+	}
+	p.gitEnv = append(gitEnv(os.Environ()), "GIT_ALLOW_PROTOCOL="+p.transports.GitAllowProtocol())
 	return p
 }
 
@@ -111,8 +124,12 @@ func (p *Process) Prepare(ctx context.Context, job JobSpec) (*Workspace, error) 
 	if !isFullSHA(job.Commit) {
 		return fail(fmt.Errorf("commit %q is not a full SHA", job.Commit))
 	}
-	if job.CloneURL == "" || strings.ContainsAny(job.CloneURL, "\x00\r\n") {
-		return fail(fmt.Errorf("invalid clone URL %q", redactURL(job.CloneURL)))
+	vcs := job.VCS
+	if vcs == "" {
+		vcs = "git"
+	}
+	if err := p.transports.CloneURL(vcs, job.CloneURL); err != nil {
+		return fail(err)
 	}
 	if err := os.MkdirAll(p.workRoot, 0o755); err != nil {
 		return fail(err)

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shiploop/shiploop/pkg/vcsarg"
 )
 
 // testRepo is a bare repository with two commits of f.txt ("first", "second").
@@ -136,6 +138,13 @@ func TestPrepareErrors(t *testing.T) {
 	r := newTestRepo(t)
 	missing := filepath.Join(t.TempDir(), "no-such-repo.git")
 	unknown := strings.Repeat("ab", 20)
+	// mark is what an injected command would create.
+	mark := filepath.Join(t.TempDir(), "pwned")
+	defer func() {
+		if _, err := os.Stat(mark); err == nil {
+			t.Errorf("%s exists: an injected command ran", mark)
+		}
+	}()
 	tests := []struct {
 		name      string
 		job       JobSpec
@@ -149,6 +158,11 @@ func TestPrepareErrors(t *testing.T) {
 		{"short commit", JobSpec{CloneURL: r.bare, Commit: r.first[:7]}, false, []string{r.first[:7], "not a full SHA"}},
 		{"empty URL", JobSpec{Commit: r.first}, false, []string{"clone URL"}},
 		{"password hidden", JobSpec{CloneURL: "https://bob:hunter22@shiploop.invalid/x.git", Commit: r.first}, false, []string{"bob:xxxxx@shiploop.invalid", r.first}},
+		{"clone URL as an option", JobSpec{CloneURL: "--upload-pack=touch " + mark + ";git-upload-pack", Commit: r.first}, false, []string{"starts with '-'"}},
+		{"clone URL as a remote helper", JobSpec{CloneURL: "ext::sh -c touch% " + mark, Commit: r.first}, false, []string{`remote helper "ext"`}},
+		{"commit as an option", JobSpec{CloneURL: r.bare, Commit: "--upload-pack=touch " + mark}, false, []string{"not a full SHA"}},
+		{"hg clone URL as an option", JobSpec{VCS: "hg", CloneURL: "--config=hooks.pre-clone=touch " + mark, Commit: r.first}, false, []string{"starts with '-'"}},
+		{"hg ssh host as an option", JobSpec{VCS: "hg", CloneURL: "ssh://-oProxyCommand=touch/x", Commit: r.first}, false, []string{"starts with '-'"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -515,5 +529,29 @@ func BenchmarkRunStepTrue(b *testing.B) {
 		if err != nil || o.ExitCode != 0 {
 			b.Fatal(o, err)
 		}
+	}
+}
+
+// TestCheckoutTransports: an agent refuses a clone URL whose transport its
+// operator did not allow, and git itself refuses the ext remote helper
+// (GIT_ALLOW_PROTOCOL) even where a URL reached a remote's configuration
+// without the checks.
+func TestCheckoutTransports(t *testing.T) {
+	r := newTestRepo(t)
+	p := NewProcess(ProcessConfig{WorkRoot: t.TempDir(), AllowedTransports: vcsarg.MustTransports("https")})
+	if _, err := p.Prepare(context.Background(), JobSpec{ID: "1", CloneURL: r.bare, Commit: r.first}); err == nil || !strings.Contains(err.Error(), "transport file is not allowed") {
+		t.Errorf("Prepare of a local path with only https allowed = %v", err)
+	}
+	mark := filepath.Join(t.TempDir(), "pwned")
+	dir := t.TempDir()
+	all := NewProcess(ProcessConfig{WorkRoot: t.TempDir()})
+	if err := writeGitDir(filepath.Join(dir, ".git"), "ext::sh -c touch% "+mark, r.first, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := runGit(context.Background(), dir, all.gitEnv, "fetch", "-q", "--end-of-options", "origin", r.first); err == nil {
+		t.Error("fetch through ext:: succeeded")
+	}
+	if _, err := os.Stat(mark); err == nil {
+		t.Fatalf("%s exists: the ext remote helper ran", mark)
 	}
 }

@@ -124,7 +124,7 @@ func Compute(ctx context.Context, gitDir, commit, tag string) (string, error) {
 	sha := commit
 	if !fullSHA.MatchString(commit) {
 		var err error
-		if sha, err = g.run(ctx, "rev-parse", "--verify", commit+"^{commit}"); err != nil {
+		if sha, err = g.run(ctx, "rev-parse", "--verify", "--end-of-options", commit+"^{commit}"); err != nil {
 			return "", fmt.Errorf("version: resolve commit %s: %w", commit, err)
 		}
 	}
@@ -170,7 +170,7 @@ func Compute(ctx context.Context, gitDir, commit, tag string) (string, error) {
 	if best != "" {
 		rng = reachable[best] + ".." + sha
 	}
-	n, err := g.run(ctx, "rev-list", "--count", rng)
+	n, err := g.run(ctx, "rev-list", "--count", "--end-of-options", rng)
 	if err != nil {
 		return "", fmt.Errorf("version: count commits of %s: %w", commit, err)
 	}
