@@ -226,6 +226,7 @@ button{margin-top:.8em;padding:.4em 1.2em;font:inherit}
 {{if .Error}}<p class="error" id="login-error" role="alert">{{.Error}}</p>{{end}}
 <form method="post" action="/login">
 <input type="hidden" name="next" value="{{.Next}}">
+<input type="text" name="username" value="shiploop" autocomplete="username" hidden>
 <label for="token">Token</label>
 <input type="password" id="token" name="token" autocomplete="current-password" autofocus required>
 <button type="submit">Log in</button>
