@@ -305,7 +305,7 @@ func (s *Service) start(ctx context.Context, tx *bus.Tx, d *deployment, wait boo
 	for _, st := range steps {
 		// Secret names only: the agent gets the values from builds at the
 		// job's start, so neither this database nor the JOBS stream holds one.
-		js := &eventsv1.Step{Name: st.Name, Commands: st.Commands, Environment: st.Env, FailureIgnore: st.FailureIgnore, Secrets: cfg.StepSecrets(env, st)}
+		js := &eventsv1.Step{Name: st.Name, Commands: st.Commands, Environment: stepEnv(st.Env), FailureIgnore: st.FailureIgnore, Secrets: cfg.StepSecrets(env, st)}
 		for _, dep := range st.DependsOn {
 			if !strings.HasPrefix(dep, "teardown") || d.kind == "teardown" {
 				js.DependsOn = append(js.DependsOn, dep)
@@ -374,10 +374,13 @@ func (s *Service) envDef(ctx context.Context, q querier, d *deployment, cfg *Pip
 	return nil, nil
 }
 
-// jobEnv is what a deploy step sees: the file's env, the environment's
-// variables, then what shiploop knows about the release.
+// jobEnv is what a deploy step sees (the table in docs/architecture.md,
+// deploys): SENTRY_RELEASE and SENTRY_ENVIRONMENT, which Sentry SDKs read
+// on their own, then the file's env and the environment's variables (which
+// may set SENTRY_* otherwise), then what shiploop knows about the release
+// as SHIPLOOP_*, which nothing in the file overrides (see stepEnv).
 func (s *Service) jobEnv(ctx context.Context, q querier, d *deployment, b *buildInfo, cfg *Pipeline, env *Environment) map[string]string {
-	out := map[string]string{}
+	out := map[string]string{"SENTRY_RELEASE": d.version, "SENTRY_ENVIRONMENT": d.environment}
 	maps.Copy(out, cfg.Env)
 	if env != nil {
 		maps.Copy(out, env.Variables)
@@ -388,11 +391,29 @@ func (s *Service) jobEnv(ctx context.Context, q querier, d *deployment, b *build
 		"SHIPLOOP_VERSION": d.version, "SHIPLOOP_RELEASE": d.version, "SHIPLOOP_ENVIRONMENT": d.environment,
 		"SHIPLOOP_DEPLOY_ID": d.id, "SHIPLOOP_DEPLOY_KIND": d.kind, "SHIPLOOP_COMMIT": d.commit, "SHIPLOOP_BUILD_ID": b.id,
 		"SHIPLOOP_BUILD_NUMBER": fmt.Sprint(b.number), "SHIPLOOP_REPOSITORY": d.repository, "SHIPLOOP_PREVIOUS_VERSION": d.previous,
-		"SHIPLOOP_ARTIFACTS": strings.Join(artifacts, " "),
+		"SHIPLOOP_PREVIOUS_RELEASE": d.previous, "SHIPLOOP_ARTIFACTS": strings.Join(artifacts, " "),
 	})
+	delete(out, "SHIPLOOP_PULL_REQUEST") // the file's, outside a preview
 	var pr int64
 	if err := q.QueryRowContext(ctx, `SELECT pull_request FROM previews WHERE repository = $1 AND name = $2`, d.repository, d.environment).Scan(&pr); err == nil {
 		out["SHIPLOOP_PULL_REQUEST"] = fmt.Sprint(pr)
+	}
+	return out
+}
+
+// stepEnv is a step's own env: the agent applies it after the job's, so
+// SHIPLOOP_* names are dropped from it (the release, environment and deploy
+// id are shiploop's to say); SENTRY_* and the rest stay.
+func stepEnv(env map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range env {
+		if strings.HasPrefix(k, "SHIPLOOP_") {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
 	}
 	return out
 }
