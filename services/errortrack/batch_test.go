@@ -17,6 +17,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/bus/bustest"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
+	"github.com/shiploop/shiploop/pkg/testfixture"
 	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
 )
 
@@ -235,7 +236,7 @@ func outboxEvents(t *testing.T, db *store.DB) []string {
 func BenchmarkStoreEnvelopes(b *testing.B) {
 	tmpl, err := os.ReadFile("../../../shared/testdata/sentry/captured/sentry-go-0.50.0/01_error_chained.envelope")
 	if err != nil {
-		b.Skipf("shared Sentry fixtures: %v", err)
+		testfixture.Missing(b, "shared Sentry fixtures: %v", err)
 	}
 	for _, engine := range []store.Engine{store.SQLite, store.Postgres} {
 		for _, batched := range []bool{true, false} {

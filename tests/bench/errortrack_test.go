@@ -30,6 +30,7 @@ import (
 
 	"github.com/shiploop/shiploop/pkg/bus"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
+	"github.com/shiploop/shiploop/pkg/testfixture"
 	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
 	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
 )
@@ -80,7 +81,7 @@ func BenchmarkErrortrackIngest(b *testing.B) {
 	n := etEnvInt(b, "SHIPLOOP_BENCH_ERRORTRACK_EVENTS", 20_000)
 	tmpl, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "testdata", "sentry", "captured", "sentry-go-0.50.0", "01_error_chained.envelope"))
 	if err != nil {
-		b.Skipf("shared Sentry fixtures: %v", err)
+		testfixture.Missing(b, "shared Sentry fixtures: %v", err)
 	}
 	binary(b) // built before any clock starts
 	setups := []etSetup{

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/shiploop/shiploop/pkg/testfixture"
 	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
 )
 
@@ -144,7 +145,7 @@ func TestErrortrackSentryGo(t *testing.T) {
 	for _, f := range []string{"005_session.envelope", "004_sessions.envelope"} {
 		body, err := os.ReadFile(filepath.Join(sentryFixtures, "captured/sentry-node-11.12.0", f))
 		if err != nil {
-			t.Skipf("shared fixtures: %v", err)
+			testfixture.Missing(t, "shared fixtures: %v", err)
 		}
 		key, pid := dsnParts(t, dsn)
 		resp, err := http.Post(fmt.Sprintf("%s/api/%s/envelope/?sentry_key=%s", inst.HTTPURL, pid, key), "", bytes.NewReader(body))

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/shiploop/shiploop/pkg/conduit/conduittest"
+	"github.com/shiploop/shiploop/pkg/testfixture"
 	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
 )
 
@@ -210,7 +211,7 @@ func TestHarbormasterLint(t *testing.T) {
 	}
 	report, err := os.ReadFile(flake8)
 	if err != nil {
-		t.Skipf("shared fixtures: %v", err)
+		testfixture.Missing(t, "shared fixtures: %v", err)
 	}
 	inst := startUp(t)
 	ctx := context.Background()

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/shiploop/shiploop/pkg/testfixture"
 )
 
 // testdata finds ../shared/testdata/badges beside the repository root (the
@@ -26,7 +28,7 @@ func testdata(t testing.TB) string {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Skip("no go.work above the test directory: ../shared/testdata is unavailable")
+			testfixture.Missing(t, "no go.work above the test directory: ../shared/testdata is unavailable")
 		}
 		dir = parent
 	}

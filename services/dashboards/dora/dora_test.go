@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shiploop/shiploop/pkg/testfixture"
 )
 
 var day0 = time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
@@ -224,7 +226,7 @@ func testdata(t testing.TB) string {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Skip("no go.work above the test directory: ../shared/testdata is unavailable")
+			testfixture.Missing(t, "no go.work above the test directory: ../shared/testdata is unavailable")
 		}
 		dir = parent
 	}

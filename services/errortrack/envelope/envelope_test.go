@@ -12,6 +12,8 @@ import (
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/shiploop/shiploop/pkg/testfixture"
 )
 
 // fixtures is the shared Sentry test data, read in place.
@@ -21,7 +23,7 @@ func readFixture(t testing.TB, rel string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(fixtures, rel))
 	if err != nil {
-		t.Skipf("shared Sentry fixtures not found (%v): they live in ../shared/testdata/sentry beside the repo", err)
+		testfixture.Missing(t, "shared Sentry fixtures not found (%v): they live in ../shared/testdata/sentry beside the repo", err)
 	}
 	return b
 }
@@ -33,7 +35,7 @@ func TestFixturesParse(t *testing.T) {
 	more, _ := filepath.Glob(filepath.Join(fixtures, "*", "*.envelope"))
 	files = append(files, more...)
 	if len(files) < 20 {
-		t.Skipf("shared Sentry fixtures not found in %s", fixtures)
+		testfixture.Missing(t, "shared Sentry fixtures not found in %s", fixtures)
 	}
 	for _, f := range files {
 		t.Run(strings.TrimPrefix(f, fixtures+"/"), func(t *testing.T) {

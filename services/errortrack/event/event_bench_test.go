@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/shiploop/shiploop/pkg/testfixture"
 )
 
 // benchInputs: the shared GlitchTip event fixtures up to 8 KiB, the
@@ -19,7 +21,7 @@ func benchInputs(b *testing.B) [][]byte {
 		}
 	}
 	if len(ins) == 0 {
-		b.Skipf("shared Sentry fixtures not found in %s", fixtures)
+		testfixture.Missing(b, "shared Sentry fixtures not found in %s", fixtures)
 	}
 	return ins
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shiploop/shiploop/pkg/testfixture"
 	"github.com/shiploop/shiploop/services/errortrack/envelope"
 )
 
@@ -21,7 +22,7 @@ func TestFixtureEvents(t *testing.T) {
 		files = append(files, m...)
 	}
 	if len(files) < 10 {
-		t.Skipf("shared Sentry fixtures not found in %s", fixtures)
+		testfixture.Missing(t, "shared Sentry fixtures not found in %s", fixtures)
 	}
 	for _, f := range files {
 		if strings.HasSuffix(f, "transaction_django_simple.json") {
@@ -46,7 +47,7 @@ func captured(t *testing.T, rel string) *Event {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(fixtures, "captured", rel))
 	if err != nil {
-		t.Skipf("fixture: %v", err)
+		testfixture.Missing(t, "fixture: %v", err)
 	}
 	env, err := envelope.Parse(data, envelope.Limits{})
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/shiploop/shiploop/pkg/testfixture"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -36,7 +38,7 @@ func fixtures(t *testing.T) map[string]string {
 	out[filepath.Join(lintDir, "errorformat", "pep8.in")] = "flake8"
 	out[filepath.Join(lintDir, "errorformat", "golangci-lint.in")] = "golangci_lint"
 	if len(out) < 10 {
-		t.Skipf("fixtures not found under %s", lintDir)
+		testfixture.Missing(t, "fixtures not found under %s", lintDir)
 	}
 	return out
 }
@@ -89,7 +91,7 @@ func TestErrorformatAgreement(t *testing.T) {
 	for name, format := range map[string]string{"flake8": "flake8", "pep8": "flake8", "golangci-lint": "golangci_lint"} {
 		in, err := os.ReadFile(filepath.Join(lintDir, "errorformat", name+".in"))
 		if err != nil {
-			t.Skip(err)
+			testfixture.Missing(t, "%v", err)
 		}
 		ok, err := os.ReadFile(filepath.Join(lintDir, "errorformat", name+".ok"))
 		if err != nil {

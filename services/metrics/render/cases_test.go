@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/shiploop/shiploop/pkg/testfixture"
 )
 
 // testdataDir finds ../shared/testdata beside the repository root (the
@@ -26,7 +28,7 @@ func testdataDir(t testing.TB) string {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Skip("no go.work above the test directory: ../shared/testdata is unavailable")
+			testfixture.Missing(t, "no go.work above the test directory: ../shared/testdata is unavailable")
 		}
 		dir = parent
 	}
