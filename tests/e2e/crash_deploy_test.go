@@ -39,7 +39,7 @@ func TestCrashSplitModeThroughDeploy(t *testing.T) {
 	dbURL := createDatabase(t)
 	procs, httpAddr, grpcAddr := startSplit(t, natsURL, dbURL, "testruns", "gates", "deploys")
 	crashRun{name: "crash through deploy", natsURL: natsURL, httpAddr: httpAddr, procs: procs, pushes: crashDeployRepos(t, grpcAddr, n),
-		last: "deploy.finished", timeout: 10 * time.Minute, actions: append(slices.Clone(gateActions), "deploy.started", "deploy.finished"),
+		last: "deploy.finished", timeout: 3 * time.Minute, actions: append(slices.Clone(gateActions), "deploy.started", "deploy.finished"),
 		pushNote: " (one repository each)"}.run(t)
 }
 

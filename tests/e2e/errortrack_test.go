@@ -308,13 +308,27 @@ func TestErrortrackSentryNode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	install := exec.Command(npm, "install", "--no-audit", "--no-fund", "--loglevel=error")
-	install.Dir = dir
-	if cache := os.Getenv("SHIPLOOP_NPM_CACHE"); cache != "" {
-		install.Env = append(os.Environ(), "npm_config_cache="+cache)
+	// npm reaches the registry: each attempt is bounded (a hung install
+	// once held CI for 15 minutes) and a failed one is tried again.
+	var installErr error
+	var installOut []byte
+	for attempt := 1; attempt <= 3; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		install := exec.CommandContext(ctx, npm, "install", "--no-audit", "--no-fund", "--loglevel=error", "--prefer-offline", "--fetch-timeout=60000", "--fetch-retries=2")
+		install.Dir = dir
+		install.WaitDelay = 5 * time.Second
+		if cache := os.Getenv("SHIPLOOP_NPM_CACHE"); cache != "" {
+			install.Env = append(os.Environ(), "npm_config_cache="+cache)
+		}
+		installOut, installErr = install.CombinedOutput()
+		cancel()
+		if installErr == nil {
+			break
+		}
+		t.Logf("npm install, attempt %d of 3: %v\n%s", attempt, installErr, installOut)
 	}
-	if out, err := install.CombinedOutput(); err != nil {
-		need("npm install @sentry/node failed: %v\n%s", err, out)
+	if installErr != nil {
+		need("npm install @sentry/node failed 3 times: %v\n%s", installErr, installOut)
 	}
 	inst, cl := errortrackUp(t)
 	dsn := createErrorProject(t, inst, "node-app")
