@@ -110,6 +110,9 @@ type offer struct {
 	cause      string
 	rollbackOf string
 	takeover   string // the deploy whose lock this one takes over
+	// chainID, when set, is the chain the deployment's events carry in
+	// place of its build's: a rollback belongs to the change rolled back.
+	chainID string
 	// previewPR is the pull request of a preview environment.
 	previewPR int64
 }
@@ -167,6 +170,9 @@ func (s *Service) offer(ctx context.Context, tx *bus.Tx, b *buildInfo, cfg *Pipe
 		id: bus.NewID(), repository: b.repository, environment: name, buildID: b.id, version: b.version, commit: b.commit,
 		kind: o.kind, by: o.by, cause: o.cause, rollbackOf: o.rollbackOf, chainID: b.chainID, createdAt: now.UnixNano(),
 		status: eventsv1.DeployStatus_DEPLOY_STATUS_QUEUED,
+	}
+	if o.chainID != "" {
+		d.chainID = o.chainID
 	}
 	if cur != nil {
 		d.previous = cur.version
@@ -558,6 +564,30 @@ func (s *Service) verificationFailed(ctx context.Context, tx *bus.Tx, d *deploym
 // d (which is VERIFYING or PAUSED, or the current good one), taking over
 // its lock. release "" means the last good one before d's.
 func (s *Service) rollback(ctx context.Context, tx *bus.Tx, d *deployment, release, by, cause string) error {
+	return s.rollbackEnding(ctx, tx, d, release, by, cause, eventsv1.DeployStatus_DEPLOY_STATUS_ROLLED_BACK, cause)
+}
+
+// stepFailed ends d, whose job failed, FAILED with reason; with
+// on_failure: rollback in its environment the last good release is
+// deployed again in its place.
+func (s *Service) stepFailed(ctx context.Context, tx *bus.Tx, d *deployment, reason string) error {
+	if d.kind == "deploy" || d.kind == "redeploy" {
+		_, _, env, err := s.definition(ctx, tx, d)
+		if ce := (*ConfigError)(nil); err != nil && !errors.As(err, &ce) && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if env != nil && env.RollbackOnFailure {
+			return s.rollbackEnding(ctx, tx, d, "", "auto", fmt.Sprintf("deploy of %s failed: %s (on_failure: rollback)", d.version, reason),
+				eventsv1.DeployStatus_DEPLOY_STATUS_FAILED, reason)
+		}
+	}
+	return s.finish(ctx, tx, d, eventsv1.DeployStatus_DEPLOY_STATUS_FAILED, reason)
+}
+
+// rollbackEnding is rollback; an active d (RUNNING, VERIFYING, PAUSED)
+// ends as status with reason. The rollback's events carry d's chain: it
+// is part of the story of the change that d deployed.
+func (s *Service) rollbackEnding(ctx context.Context, tx *bus.Tx, d *deployment, release, by, cause string, status eventsv1.DeployStatus, reason string) error {
 	var target *deployment
 	var err error
 	if release == "" {
@@ -572,10 +602,11 @@ func (s *Service) rollback(ctx context.Context, tx *bus.Tx, d *deployment, relea
 	if err != nil {
 		return err
 	}
-	active := d.status == eventsv1.DeployStatus_DEPLOY_STATUS_VERIFYING || d.status == eventsv1.DeployStatus_DEPLOY_STATUS_PAUSED
+	active := d.status == eventsv1.DeployStatus_DEPLOY_STATUS_VERIFYING || d.status == eventsv1.DeployStatus_DEPLOY_STATUS_PAUSED ||
+		d.status == eventsv1.DeployStatus_DEPLOY_STATUS_RUNNING
 	if target == nil {
 		if active {
-			return s.finish(ctx, tx, d, eventsv1.DeployStatus_DEPLOY_STATUS_FAILED, cause+"; no earlier good release to roll back to")
+			return s.finish(ctx, tx, d, eventsv1.DeployStatus_DEPLOY_STATUS_FAILED, reason+"; no earlier good release to roll back to")
 		}
 		return &notGoodError{env: d.environment}
 	}
@@ -594,7 +625,7 @@ func (s *Service) rollback(ctx context.Context, tx *bus.Tx, d *deployment, relea
 	if env == nil {
 		return fmt.Errorf("release %s's .shiploop.yml has no environment %s", target.version, d.environment)
 	}
-	o := offer{kind: "rollback", by: by, cause: cause, rollbackOf: d.id, name: d.environment}
+	o := offer{kind: "rollback", by: by, cause: cause, rollbackOf: d.id, name: d.environment, chainID: d.chainID}
 	if active {
 		o.takeover = d.id
 	}
@@ -606,7 +637,7 @@ func (s *Service) rollback(ctx context.Context, tx *bus.Tx, d *deployment, relea
 		return err
 	}
 	if active {
-		return s.finish(ctx, tx, d, eventsv1.DeployStatus_DEPLOY_STATUS_ROLLED_BACK, cause)
+		return s.finish(ctx, tx, d, status, reason)
 	}
 	return nil
 }

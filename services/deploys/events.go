@@ -333,14 +333,38 @@ func (s *Service) onJobFinished(ctx context.Context, tx *bus.Tx, j *eventsv1.Job
 		return err
 	}
 	if j.Status != eventsv1.BuildStatus_BUILD_STATUS_SUCCESS {
-		reason := j.Error
-		if j.FailedStep != "" {
-			reason = fmt.Sprintf("step %s failed: %s", j.FailedStep, strings.TrimSpace(j.Error))
-		}
-		if reason == "" {
-			reason = "deploy job ended " + strings.ToLower(strings.TrimPrefix(j.Status.String(), "BUILD_STATUS_"))
-		}
-		return s.finish(ctx, tx, d, eventsv1.DeployStatus_DEPLOY_STATUS_FAILED, reason)
+		return s.stepFailed(ctx, tx, d, jobFailure(j))
 	}
 	return s.deployed(ctx, tx, d)
+}
+
+// jobFailure says in one phrase why a deploy job failed: "step deploy
+// failed: exit code 3" from the failed step's result. The agent's job
+// error already reads "step deploy failed", so it is not repeated.
+func jobFailure(j *eventsv1.JobFinished) string {
+	errText := strings.TrimSpace(j.Error)
+	if j.FailedStep == "" {
+		if errText != "" {
+			return errText
+		}
+		return "deploy job ended " + strings.ToLower(strings.TrimPrefix(j.Status.String(), "BUILD_STATUS_"))
+	}
+	head := fmt.Sprintf("step %s failed", j.FailedStep)
+	var detail string
+	for _, st := range j.Steps {
+		if st.GetName() != j.FailedStep {
+			continue
+		}
+		detail = strings.TrimSpace(st.GetError())
+		if detail == "" && st.GetExitCode() > 0 {
+			detail = fmt.Sprintf("exit code %d", st.GetExitCode())
+		}
+	}
+	if detail == "" && errText != head {
+		detail = strings.TrimSpace(strings.TrimPrefix(errText, head+":"))
+	}
+	if detail == "" {
+		return head
+	}
+	return head + ": " + detail
 }

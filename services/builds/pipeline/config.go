@@ -176,6 +176,11 @@ type Environment struct {
 	// interrupted and a person decides, since steps that are not
 	// idempotent could apply twice.
 	RerunInterrupted bool
+	// RollbackOnFailure is on_failure: rollback. When a deploy step fails,
+	// the deploy ends failed and the last good release is deployed again;
+	// by default (on_failure: stop) the deploy ends failed and a person
+	// decides.
+	RollbackOnFailure bool
 }
 
 // Approval asks people to approve a deploy before it starts.

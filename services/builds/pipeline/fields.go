@@ -33,7 +33,7 @@ var (
 	reportFields      = []string{"junit", "coverage"}
 	serviceFields     = []string{"name", "command", "env", "ready"}
 	readyFields       = []string{"tcp"}
-	envFields         = []string{"name", "steps", "variables", "secrets", "labels", "approval", "auto", "verify", "on_interrupt"}
+	envFields         = []string{"name", "steps", "variables", "secrets", "labels", "approval", "auto", "verify", "on_interrupt", "on_failure"}
 	approvalFields    = []string{"required"}
 	verifyFields      = []string{"window", "conditions", "on_failure"}
 	gateFields        = []string{"conditions", "expression", "min_new_lines", "reports"}
@@ -389,6 +389,10 @@ func (d *decoder) environment(n *yaml.Node, field string) Environment {
 		case "on_interrupt":
 			if s, ok := d.oneOf(v, f, "on_interrupt", []string{"stop", "rerun"}); ok {
 				e.RerunInterrupted = s == "rerun"
+			}
+		case "on_failure":
+			if s, ok := d.oneOf(v, f, "on_failure", []string{"stop", "rollback"}); ok {
+				e.RollbackOnFailure = s == "rollback"
 			}
 		}
 	})

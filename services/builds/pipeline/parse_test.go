@@ -57,6 +57,7 @@ environments:
   - name: staging
     auto: true
     on_interrupt: rerun
+    on_failure: rollback
     steps:
       deploy:
         commands: ./deploy.sh staging
@@ -132,12 +133,13 @@ var fullConfig = &Config{
 	},
 	Environments: []Environment{
 		{
-			Name:             "staging",
-			Auto:             true,
-			RerunInterrupted: true,
-			Steps:            []Step{{Name: "deploy", Commands: []string{"./deploy.sh staging"}, Failure: FailureFail}},
-			Variables:        map[string]string{"URL": "https://staging.example.com"},
-			Secrets:          []string{"DEPLOY_KEY"},
+			Name:              "staging",
+			Auto:              true,
+			RerunInterrupted:  true,
+			RollbackOnFailure: true,
+			Steps:             []Step{{Name: "deploy", Commands: []string{"./deploy.sh staging"}, Failure: FailureFail}},
+			Variables:         map[string]string{"URL": "https://staging.example.com"},
+			Secrets:           []string{"DEPLOY_KEY"},
 		},
 		{
 			Name:     "production",

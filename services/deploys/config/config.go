@@ -59,6 +59,10 @@ type Environment struct {
 	// RerunInterrupted (on_interrupt: rerun): a deploy whose agent stopped
 	// mid-way runs again on the next agent instead of ending interrupted.
 	RerunInterrupted bool
+	// RollbackOnFailure (on_failure: rollback): a deploy whose job failed
+	// ends FAILED and the last good release is deployed again; by default
+	// (on_failure: stop) it ends FAILED and a person decides.
+	RollbackOnFailure bool
 }
 
 // Step is one deploy step.
@@ -380,6 +384,16 @@ func (r reader) environment(n *yaml.Node, field string) (Environment, error) {
 					e.RerunInterrupted = s == "rerun"
 				default:
 					err = r.errf(resolve(p[1]), f, "expected stop or rerun, got %q", s)
+				}
+			}
+		case "on_failure":
+			var s string
+			if s, err = r.str(p[1], f); err == nil {
+				switch s {
+				case "stop", "rollback":
+					e.RollbackOnFailure = s == "rollback"
+				default:
+					err = r.errf(resolve(p[1]), f, "expected stop or rollback, got %q", s)
 				}
 			}
 		}
