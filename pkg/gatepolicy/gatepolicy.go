@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -155,6 +156,50 @@ type Condition struct {
 	Operator  string
 	Threshold float64
 	Scope     string // ScopeOverall or ScopeNewCode
+	// OnNoData is what the condition does when no report gave its metric:
+	// OnNoDataFail or OnNoDataPass; "" takes the gate's (default fail).
+	OnNoData string
+}
+
+// What a gate does with a condition that has no data (no report gave its
+// metric, the test run errored or reported no tests): the policy key
+// on_no_data, on a condition or on the whole gate. Without it the gate
+// fails: no data is never a silent pass.
+const (
+	OnNoDataKey  = "on_no_data"
+	OnNoDataFail = "fail"
+	OnNoDataPass = "pass"
+)
+
+// OnNoDataValues are the values on_no_data accepts.
+var OnNoDataValues = []string{OnNoDataFail, OnNoDataPass}
+
+// NoDataHint is what a verdict failed for want of data tells people to do.
+const NoDataHint = "set " + OnNoDataKey + ": " + OnNoDataPass + " to allow"
+
+// CheckOnNoData says what is wrong with an on_no_data value, or "" ("" is
+// allowed: the gate's setting, else fail).
+func CheckOnNoData(v string) string {
+	if v == "" || slices.Contains(OnNoDataValues, v) {
+		return ""
+	}
+	return fmt.Sprintf("unknown %s %q (want %s)", OnNoDataKey, v, strings.Join(OnNoDataValues, " or "))
+}
+
+// NoDataPasses resolves on_no_data: the condition's value, else the gate's,
+// else fail.
+func NoDataPasses(condition, gate string) bool {
+	if condition != "" {
+		return condition == OnNoDataPass
+	}
+	return gate == OnNoDataPass
+}
+
+// FormatPercent renders a percentage the one way shiploop shows coverage
+// everywhere (CLI, dashboards, badges, gate verdicts): one decimal and a
+// percent sign, 49.96 → "50.0%".
+func FormatPercent(v float64) string {
+	return strconv.FormatFloat(v, 'f', 1, 64) + "%"
 }
 
 // Default is the installation's built-in policy: "Sonar way" (no new

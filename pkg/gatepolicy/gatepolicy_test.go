@@ -23,3 +23,28 @@ func TestCheckMetric(t *testing.T) {
 		}
 	}
 }
+
+func TestOnNoData(t *testing.T) {
+	if CheckOnNoData("") != "" || CheckOnNoData("pass") != "" || CheckOnNoData("fail") != "" {
+		t.Error("valid on_no_data refused")
+	}
+	if got := CheckOnNoData("skip"); got != `unknown on_no_data "skip" (want fail or pass)` {
+		t.Errorf("CheckOnNoData(skip) = %q", got)
+	}
+	for _, c := range []struct {
+		cond, gate string
+		want       bool
+	}{{"", "", false}, {"", "pass", true}, {"fail", "pass", false}, {"pass", "", true}, {"pass", "fail", true}} {
+		if got := NoDataPasses(c.cond, c.gate); got != c.want {
+			t.Errorf("NoDataPasses(%q, %q) = %v (no data must fail unless a policy says pass)", c.cond, c.gate, got)
+		}
+	}
+}
+
+func TestFormatPercent(t *testing.T) {
+	for v, want := range map[float64]string{49.96: "50.0%", 50: "50.0%", 67.34: "67.3%", 100: "100.0%", 0: "0.0%"} {
+		if got := FormatPercent(v); got != want {
+			t.Errorf("FormatPercent(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
