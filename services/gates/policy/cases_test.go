@@ -18,10 +18,11 @@ import (
 //	load                      measures, one "metric value" a line (new.metric for new code;
 //	  coverage 75             new_lines N sets the number of new lines); merged into earlier loads
 //	  new.coverage 67.3
-//	policy                    replaces the policy: "metric op threshold [new_code]",
-//	  coverage >= 80 new_code "expr CEL…", "min_new_lines N"
+//	policy                    replaces the policy: "metric op threshold [new_code] [on_no_data=pass|fail]",
+//	  coverage >= 80 new_code "expr CEL…", "min_new_lines N", "on_no_data pass|fail" (the gate's)
 //	eval passed|failed|error  evaluates; then one line per result:
-//	  coverage >= 80 new_code = 67.3 failed      (value "none" without one; "(detail)" optional)
+//	  coverage >= 80 new_code = 67.3 failed      (value "none" without one; "(detail)" optional;
+//	                                              "no_data allowed" when on_no_data lets it pass)
 //	compile-error MESSAGE     the last policy must fail to compile with MESSAGE
 //	clear                     forgets measures and policy
 //
@@ -128,7 +129,15 @@ func (s *script) policy(at string, body []string) {
 			p.MinNewLines, _ = strconv.Atoi(v)
 			continue
 		}
+		if v, ok := strings.CutPrefix(l, "on_no_data "); ok {
+			p.OnNoData = v
+			continue
+		}
 		f := strings.Fields(l)
+		var onNoData string
+		if v, ok := strings.CutPrefix(f[len(f)-1], "on_no_data="); ok {
+			onNoData, f = v, f[:len(f)-1]
+		}
 		if len(f) < 3 || len(f) > 4 {
 			s.t.Fatalf("%s: policy line %q", at, l)
 		}
@@ -136,7 +145,7 @@ func (s *script) policy(at string, body []string) {
 		if err != nil {
 			s.t.Fatalf("%s: %v", at, err)
 		}
-		c := Condition{Condition: gatepolicy.Condition{Metric: f[0], Operator: f[1], Threshold: th, Scope: gatepolicy.ScopeOverall}, File: "policy", Line: n + 1}
+		c := Condition{Condition: gatepolicy.Condition{Metric: f[0], Operator: f[1], Threshold: th, Scope: gatepolicy.ScopeOverall, OnNoData: onNoData}, File: "policy", Line: n + 1}
 		if len(f) == 4 {
 			c.Scope = f[3]
 		}
@@ -174,6 +183,9 @@ func renderResult(r Result) string {
 		val = Format(r.Value, "")
 	}
 	b.WriteString(" = " + val + " " + r.Verdict)
+	if r.NoDataPasses {
+		b.WriteString(" allowed")
+	}
 	if r.Detail != "" && r.Verdict != Error && r.Verdict != NoData {
 		b.WriteString(" (" + r.Detail + ")")
 	}

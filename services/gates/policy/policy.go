@@ -38,7 +38,11 @@ type Policy struct {
 	Expression string
 	// MinNewLines: 0 means the default (20); negative judges always.
 	MinNewLines int
-	program     cel.Program
+	// OnNoData is the gate's on_no_data (gatepolicy.OnNoDataPass lets
+	// conditions without data pass; anything else fails them); a
+	// condition's own OnNoData wins.
+	OnNoData string
+	program  cel.Program
 }
 
 // Measures are a build's numbers: Overall by metric name, NewCode for the
@@ -66,6 +70,9 @@ type Result struct {
 	HasValue   bool
 	Verdict    string
 	Detail     string
+	// NoDataPasses: the verdict is NoData and the policy's on_no_data
+	// says pass; a NoData verdict without it fails the gate.
+	NoDataPasses bool
 }
 
 // Evaluation is a gate's outcome: passed, failed or error.
@@ -91,6 +98,9 @@ func (e *CompileError) Error() string {
 // Compile checks a policy (metrics, operators, scopes, the expression) and
 // prepares its expression.
 func Compile(p *Policy, exprFile string, exprLine int) error {
+	if msg := gatepolicy.CheckOnNoData(p.OnNoData); msg != "" {
+		return &CompileError{Msg: msg}
+	}
 	for i, c := range p.Conditions {
 		msg := gatepolicy.CheckMetric(c.Metric, c.Scope)
 		if msg == "" {
@@ -98,6 +108,9 @@ func Compile(p *Policy, exprFile string, exprLine int) error {
 		}
 		if msg == "" && c.Scope != gatepolicy.ScopeOverall && c.Scope != gatepolicy.ScopeNewCode {
 			msg = fmt.Sprintf("unknown scope %q (want overall or new_code)", c.Scope)
+		}
+		if msg == "" {
+			msg = gatepolicy.CheckOnNoData(c.OnNoData)
 		}
 		if msg != "" {
 			return &CompileError{File: c.File, Line: c.Line, Msg: fmt.Sprintf("conditions[%d]: %s", i, msg)}
@@ -158,7 +171,8 @@ func (p *Policy) Evaluate(m Measures, newLines int) Evaluation {
 		case fudge && min > 0 && newLines >= 0 && newLines < min:
 			r.Verdict, r.Detail = NotJudged, fmt.Sprintf("%d new lines < %d", newLines, min)
 		case !r.HasValue:
-			r.Verdict, r.Detail = NoData, "no report gave "+c.Metric
+			r.Verdict, r.Detail = NoData, NoDataDetail(c.Metric)
+			r.NoDataPasses = gatepolicy.NoDataPasses(c.OnNoData, p.OnNoData)
 		case holds(c.Operator, r.Value, c.Threshold):
 			r.Verdict = Passed
 		default:
@@ -167,19 +181,37 @@ func (p *Policy) Evaluate(m Measures, newLines int) Evaluation {
 		ev.Results = append(ev.Results, r)
 	}
 	if p.program != nil {
-		ev.Results = append(ev.Results, p.evalExpression(m))
+		r := p.evalExpression(m)
+		r.NoDataPasses = r.Verdict == NoData && gatepolicy.NoDataPasses("", p.OnNoData)
+		ev.Results = append(ev.Results, r)
 	}
 	for _, r := range ev.Results {
-		switch r.Verdict {
-		case Error:
+		switch {
+		case r.Verdict == Error:
 			ev.Status = Error
-		case Failed:
+		case r.Verdict == Failed, r.Verdict == NoData && !r.NoDataPasses:
+			// No data fails unless the policy says on_no_data: pass.
 			if ev.Status != Error {
 				ev.Status = Failed
 			}
 		}
 	}
 	return ev
+}
+
+// NoDataDetail says why a metric has no value.
+func NoDataDetail(metric string) string {
+	switch {
+	case strings.HasPrefix(metric, "tests_"):
+		return "no test report arrived"
+	case metric == "coverage" || metric == "patch_coverage" || metric == "new_lines":
+		return "no coverage report arrived"
+	case metric == "coverage_delta":
+		return "no coverage report arrived, or the base branch has none"
+	case strings.HasPrefix(metric, "issues"):
+		return "no static-analysis report arrived"
+	}
+	return "no report gave " + metric
 }
 
 func (p *Policy) evalExpression(m Measures) Result {
@@ -246,6 +278,9 @@ func Format(v float64, unit string) string {
 // (want >= 80%)".
 func (r Result) Describe() string {
 	if r.Expression != "" {
+		if r.Verdict == NoData {
+			return "expression " + r.Expression + ": no data (" + r.Detail + ")"
+		}
 		return "expression " + r.Expression
 	}
 	meta, _ := gatepolicy.Lookup(r.Metric)
@@ -253,9 +288,23 @@ func (r Result) Describe() string {
 	if r.Scope == gatepolicy.ScopeNewCode {
 		name += " on new code"
 	}
+	if !r.HasValue && r.Verdict == NoData {
+		// "coverage on new code: no data (no coverage report arrived)"
+		return fmt.Sprintf("%s: no data (%s)", name, r.Detail)
+	}
 	val := "no data"
 	if r.HasValue {
-		val = Format(r.Value, meta.Unit)
+		val = FormatValue(r.Value, meta.Unit)
 	}
 	return fmt.Sprintf("%s %s (want %s %s)", name, val, r.Operator, Format(r.Threshold, meta.Unit))
+}
+
+// FormatValue renders a measured value: percentages the one way shiploop
+// shows coverage everywhere (gatepolicy.FormatPercent, "50.0%"), counts
+// as Format does.
+func FormatValue(v float64, unit string) string {
+	if unit == "%" && !math.IsNaN(v) && !math.IsInf(v, 0) {
+		return gatepolicy.FormatPercent(v)
+	}
+	return Format(v, unit)
 }
