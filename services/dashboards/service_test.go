@@ -261,8 +261,8 @@ func mustJSON(v any) []byte {
 }
 
 // TestDoraFromEvents publishes a scripted history of pushes, production
-// deploys (one rolled back, then the rollback) and an error issue, and
-// checks the figures worked out by hand.
+// deploys (one rolled back, then the rollback, which is no deploy of its
+// own) and an error issue, and checks the figures worked out by hand.
 func TestDoraFromEvents(t *testing.T) {
 	storetest.Engines(t, "dashboards", Migrations(), func(t *testing.T, db *store.DB) {
 		h := newHarness(t, db, day0.AddDate(0, 0, 14))
@@ -308,19 +308,19 @@ func TestDoraFromEvents(t *testing.T) {
 			got[m.Name] = m.Display + " " + m.Bucket
 		}
 		want := map[string]string{
-			"deployment_frequency": "2.5/week high",
-			"lead_time":            "7h 0m elite", // median of 30m, 2h, 12h, 24h
-			"change_failure_rate":  "40% low",
-			"time_to_restore":      "1h 15m high", // median of 2h and 30m
-			"rework_rate":          "40% ",
+			"deployment_frequency": "2.0/week high", // 4 deploys in 2 weeks
+			"lead_time":            "7h 0m elite",   // median of 30m, 2h, 12h, 24h
+			"change_failure_rate":  "50% low",       // 2 of 4: the rollback is no deploy
+			"time_to_restore":      "1h 15m high",   // median of 2h and 30m
+			"rework_rate":          "40% ",          // d3 and the rollback, of 4 deploys + 1 rollback
 		}
 		for k, v := range want {
 			if got[k] != v {
 				t.Errorf("%s = %q, want %q", k, got[k], v)
 			}
 		}
-		if resp.Deploys != 5 || resp.FailedDeploys != 2 {
-			t.Errorf("deploys %d failed %d, want 5 and 2", resp.Deploys, resp.FailedDeploys)
+		if resp.Deploys != 4 || resp.FailedDeploys != 2 {
+			t.Errorf("deploys %d failed %d, want 4 and 2", resp.Deploys, resp.FailedDeploys)
 		}
 		if _, err := h.grpc.Dora(t.Context(), &dashboardsv1.DoraRequest{Profile: "nope"}); err == nil || !strings.Contains(err.Error(), "devlake_2023") {
 			t.Errorf("bad profile: %v", err)
@@ -329,7 +329,7 @@ func TestDoraFromEvents(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fk.Metrics[0].Bucket != "Weekly" || fk.Metrics[2].Bucket != "16-45%" {
+		if fk.Metrics[0].Bucket != "Weekly" || fk.Metrics[2].Bucket != "46-60%" {
 			t.Errorf("fourkeys: %v", fk.Metrics)
 		}
 
@@ -341,7 +341,7 @@ func TestDoraFromEvents(t *testing.T) {
 			t.Fatalf("environments: %v", envs)
 		}
 		code, _, body := h.get(t, "/dora?repo=acme/web&period=14d&profile=devlake_2023")
-		if code != 200 || !strings.Contains(body, "2.5/week") || !strings.Contains(body, "<svg class=\"chart\"") {
+		if code != 200 || !strings.Contains(body, "2.0/week") || !strings.Contains(body, "<svg class=\"chart\"") {
 			t.Errorf("dora page %d", code)
 		}
 		if code, _, _ := h.get(t, "/dora?period=forever"); code != 400 {

@@ -4,8 +4,11 @@
 // the threshold profiles of fourkeys and Apache DevLake (2021, 2023).
 //
 // Definitions (see docs/architecture.md, dashboards):
-//   - a deploy counts when it reached production successfully (rollbacks
-//     included: they run code in production);
+//   - a deploy counts when it reached production successfully; a rollback
+//     does not (DORA: a change failure is a deployment that needed
+//     remediation, and the remediation is no new change), so deployment
+//     frequency and change failure rate leave rollbacks out, while they
+//     still restore a failed deploy and count as rework;
 //   - lead time is deploy finish minus the first time shiploop saw each of
 //     its commits pushed, for the commits since the previous production
 //     deploy of the repository; the median, values <= 0 ignored (fourkeys);
@@ -15,8 +18,9 @@
 //     of: the rollback that replaced it, the next successful deploy, or the
 //     resolve of the issue it caused; the median (DORA 2023's failed
 //     deployment recovery time);
-//   - rework rate is the share of deploys that were rollbacks, or that went
-//     out while a failed deploy was not restored yet (fix-forward).
+//   - rework rate is the share of deploys and rollbacks that were
+//     rollbacks, or deploys that went out while a failed deploy was not
+//     restored yet (fix-forward).
 package dora
 
 import (
@@ -68,7 +72,8 @@ type Input struct {
 
 // Result holds the metrics; a Has* false means no data.
 type Result struct {
-	Deploys, FailedDeploys, ReworkDeploys int
+	// Deploys leaves rollbacks out; Rollbacks counts them.
+	Deploys, FailedDeploys, ReworkDeploys, Rollbacks int
 	// DeployDays is the number of distinct UTC days with a deploy.
 	DeployDays    int
 	DeploysPerDay float64
@@ -105,6 +110,9 @@ func Compute(in Input) Result {
 	}
 	st := make([]state, len(all))
 	for i, d := range all {
+		if d.Rollback {
+			continue // no change of its own to fail
+		}
 		failed := d.RolledBack
 		var issueResolved time.Time
 		for _, is := range in.Issues {
@@ -141,6 +149,12 @@ func Compute(in Input) Result {
 		if !inPeriod(d.FinishedAt) {
 			continue
 		}
+		if d.Rollback {
+			// Remediation, not a change: rework, not a deploy.
+			r.Rollbacks++
+			r.ReworkDeploys++
+			continue
+		}
 		r.Deploys++
 		days[d.FinishedAt.UTC().Format(time.DateOnly)] = true
 		for _, c := range d.CommitTimes {
@@ -154,7 +168,7 @@ func Compute(in Input) Result {
 				restores = append(restores, float64(st[i].restoredAt.Sub(d.FinishedAt)))
 			}
 		}
-		rework := d.Rollback
+		rework := false
 		for j := range i {
 			p := all[j]
 			if st[j].failed && p.Repository == d.Repository && p.FinishedAt.Before(d.FinishedAt) &&
@@ -172,7 +186,9 @@ func Compute(in Input) Result {
 	}
 	if r.Deploys > 0 {
 		r.ChangeFailureRate = float64(r.FailedDeploys) / float64(r.Deploys)
-		r.ReworkRate = float64(r.ReworkDeploys) / float64(r.Deploys)
+	}
+	if n := r.Deploys + r.Rollbacks; n > 0 {
+		r.ReworkRate = float64(r.ReworkDeploys) / float64(n)
 	}
 	if len(leads) > 0 {
 		r.HasLeadTime = true
@@ -185,7 +201,7 @@ func Compute(in Input) Result {
 	}
 	var inside []Deploy
 	for _, d := range all {
-		if inPeriod(d.FinishedAt) {
+		if inPeriod(d.FinishedAt) && !d.Rollback {
 			inside = append(inside, d)
 		}
 	}

@@ -40,7 +40,8 @@ func history() Input {
 			{ID: "d3", Repository: "acme/web", Release: "1.2.0", FinishedAt: at(1, "12:00"), Succeeded: true, CommitTimes: []time.Time{at(1, "11:30")}},
 			// Rolled back 30m later: failed, restored in 30m. Lead 24h.
 			{ID: "d4", Repository: "acme/web", Release: "1.3.0", FinishedAt: at(7, "10:00"), Succeeded: true, RolledBack: true, CommitTimes: []time.Time{at(6, "10:00")}},
-			// The rollback: rework, no new commits.
+			// The rollback: rework, no new commits, and no deploy (a
+			// remediation is not a change).
 			{ID: "d5", Repository: "acme/web", Release: "1.2.0", FinishedAt: at(7, "10:30"), Succeeded: true, Rollback: true},
 			// A deploy that failed never ran in production: ignored.
 			{ID: "d6", Repository: "acme/web", Release: "1.4.0", FinishedAt: at(8, "10:00"), Succeeded: false, CommitTimes: []time.Time{at(8, "09:00")}},
@@ -63,24 +64,25 @@ func TestComputeScriptedHistory(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	check("deploys", r.Deploys, 5)
+	check("deploys (the rollback left out)", r.Deploys, 4)
+	check("rollbacks", r.Rollbacks, 1)
 	check("failed deploys", r.FailedDeploys, 2)
 	check("rework deploys", r.ReworkDeploys, 2)
 	check("deploy days", r.DeployDays, 3)
-	check("change failure rate", r.ChangeFailureRate, 0.4)
-	check("rework rate", r.ReworkRate, 0.4)
+	check("change failure rate (2 of 4)", r.ChangeFailureRate, 0.5)
+	check("rework rate (2 of 4 deploys + 1 rollback)", r.ReworkRate, 0.4)
 	check("lead time (median of 30m 1h 2h 12h 24h)", r.LeadTime, 2*time.Hour)
 	check("lead time p90", r.LeadTimeP90, time.Duration(19.2*float64(time.Hour)))
 	check("time to restore (median of 2h, 30m)", r.TimeToRestore, 75*time.Minute)
 	check("median deploy days per week (2, 1)", r.MedianDaysPerWeek, 1.5)
 	check("median weeks with a deploy", r.MedianWeeksWithDeploy, 1.0)
-	if math.Abs(r.DeploysPerDay-5.0/14) > 1e-12 {
-		t.Errorf("deploys per day = %v, want 5/14", r.DeploysPerDay)
+	if math.Abs(r.DeploysPerDay-4.0/14) > 1e-12 {
+		t.Errorf("deploys per day = %v, want 4/14", r.DeploysPerDay)
 	}
 	want := map[string][4]string{
 		"devlake_2023": {"high", "elite", "low", "high"},
 		"devlake_2021": {"high", "high", "low", "high"},
-		"fourkeys":     {"Weekly", "One day", "16-45%", "One day"},
+		"fourkeys":     {"Weekly", "One day", "46-60%", "One day"},
 	}
 	for name, w := range want {
 		p := Profiles[name]
@@ -88,6 +90,26 @@ func TestComputeScriptedHistory(t *testing.T) {
 		if got != w {
 			t.Errorf("%s buckets %v, want %v", name, got, w)
 		}
+	}
+}
+
+// TestRollbackIsNoDeploy: one good release, one bad one and the rollback
+// that remedied it are two deploys, one failed: a change failure rate of
+// 1/2, not 1/3, and the rollback restores the bad one.
+func TestRollbackIsNoDeploy(t *testing.T) {
+	r := Compute(Input{From: day0, To: day0.AddDate(0, 0, 7), Deploys: []Deploy{
+		{ID: "good", Repository: "acme/svc", Release: "1.0.0", FinishedAt: at(0, "10:00"), Succeeded: true, CommitTimes: []time.Time{at(0, "09:00")}},
+		{ID: "bad", Repository: "acme/svc", Release: "1.1.0", FinishedAt: at(1, "10:00"), Succeeded: true, RolledBack: true, CommitTimes: []time.Time{at(1, "09:00")}},
+		{ID: "rollback", Repository: "acme/svc", Release: "1.0.0", FinishedAt: at(1, "10:20"), Succeeded: true, Rollback: true},
+	}})
+	if r.Deploys != 2 || r.FailedDeploys != 1 || r.ChangeFailureRate != 0.5 || r.Rollbacks != 1 {
+		t.Errorf("deploys %d, failed %d, change failure rate %v, rollbacks %d; want 2, 1, 0.5, 1", r.Deploys, r.FailedDeploys, r.ChangeFailureRate, r.Rollbacks)
+	}
+	if !r.HasTimeToRestore || r.TimeToRestore != 20*time.Minute {
+		t.Errorf("time to restore %v (%v), want 20m by the rollback", r.TimeToRestore, r.HasTimeToRestore)
+	}
+	if math.Abs(r.DeploysPerDay-2.0/7) > 1e-12 || r.DeployDays != 2 {
+		t.Errorf("deploys per day %v, deploy days %d; want 2/7, 2", r.DeploysPerDay, r.DeployDays)
 	}
 }
 
