@@ -88,8 +88,11 @@ type GateCondition struct {
 	// overall or new_code.
 	Scope string `protobuf:"bytes,4,opt,name=scope,proto3" json:"scope,omitempty"`
 	// Where the condition is written (".shiploop.yml", 1-based line), for errors.
-	File          string `protobuf:"bytes,5,opt,name=file,proto3" json:"file,omitempty"`
-	Line          int32  `protobuf:"varint,6,opt,name=line,proto3" json:"line,omitempty"`
+	File string `protobuf:"bytes,5,opt,name=file,proto3" json:"file,omitempty"`
+	Line int32  `protobuf:"varint,6,opt,name=line,proto3" json:"line,omitempty"`
+	// What the condition does without data: "fail" or "pass"; empty takes
+	// the gate's on_no_data (default fail).
+	OnNoData      string `protobuf:"bytes,7,opt,name=on_no_data,json=onNoData,proto3" json:"on_no_data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -164,6 +167,13 @@ func (x *GateCondition) GetLine() int32 {
 		return x.Line
 	}
 	return 0
+}
+
+func (x *GateCondition) GetOnNoData() string {
+	if x != nil {
+		return x.OnNoData
+	}
+	return ""
 }
 
 // GateReports are globs over a build's artifact names naming the
@@ -257,8 +267,12 @@ type GatePolicy struct {
 	ExpressionLine int32  `protobuf:"varint,4,opt,name=expression_line,json=expressionLine,proto3" json:"expression_line,omitempty"`
 	// Below this many new lines, coverage and duplication conditions on new
 	// code are not judged (0 means the default, 20; -1 judges always).
-	MinNewLines   int32        `protobuf:"varint,5,opt,name=min_new_lines,json=minNewLines,proto3" json:"min_new_lines,omitempty"`
-	Reports       *GateReports `protobuf:"bytes,6,opt,name=reports,proto3" json:"reports,omitempty"`
+	MinNewLines int32        `protobuf:"varint,5,opt,name=min_new_lines,json=minNewLines,proto3" json:"min_new_lines,omitempty"`
+	Reports     *GateReports `protobuf:"bytes,6,opt,name=reports,proto3" json:"reports,omitempty"`
+	// What a condition without data, a test run in error or a test stage
+	// that reported no tests does to the gate: "pass" lets it pass; empty or
+	// "fail" fails the gate (no data is never a silent pass).
+	OnNoData      string `protobuf:"bytes,7,opt,name=on_no_data,json=onNoData,proto3" json:"on_no_data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -333,6 +347,13 @@ func (x *GatePolicy) GetReports() *GateReports {
 		return x.Reports
 	}
 	return nil
+}
+
+func (x *GatePolicy) GetOnNoData() string {
+	if x != nil {
+		return x.OnNoData
+	}
+	return ""
 }
 
 // GateBuild is what builds tells gates about a build when it is created:
@@ -818,14 +839,16 @@ var File_shiploop_events_v1_gate_proto protoreflect.FileDescriptor
 
 const file_shiploop_events_v1_gate_proto_rawDesc = "" +
 	"\n" +
-	"\x1dshiploop/events/v1/gate.proto\x12\x12shiploop.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x01\n" +
+	"\x1dshiploop/events/v1/gate.proto\x12\x12shiploop.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbd\x01\n" +
 	"\rGateCondition\x12\x16\n" +
 	"\x06metric\x18\x01 \x01(\tR\x06metric\x12\x1a\n" +
 	"\boperator\x18\x02 \x01(\tR\boperator\x12\x1c\n" +
 	"\tthreshold\x18\x03 \x01(\x01R\tthreshold\x12\x14\n" +
 	"\x05scope\x18\x04 \x01(\tR\x05scope\x12\x12\n" +
 	"\x04file\x18\x05 \x01(\tR\x04file\x12\x12\n" +
-	"\x04line\x18\x06 \x01(\x05R\x04line\"\x9a\x01\n" +
+	"\x04line\x18\x06 \x01(\x05R\x04line\x12\x1c\n" +
+	"\n" +
+	"on_no_data\x18\a \x01(\tR\bonNoData\"\x9a\x01\n" +
 	"\vGateReports\x12\x14\n" +
 	"\x05sarif\x18\x01 \x03(\tR\x05sarif\x12\x16\n" +
 	"\x06flake8\x18\x02 \x03(\tR\x06flake8\x12\x1e\n" +
@@ -833,7 +856,7 @@ const file_shiploop_events_v1_gate_proto_rawDesc = "" +
 	"checkstyle\x18\x03 \x03(\tR\n" +
 	"checkstyle\x12#\n" +
 	"\rgolangci_lint\x18\x04 \x03(\tR\fgolangciLint\x12\x18\n" +
-	"\ametrics\x18\x05 \x03(\tR\ametrics\"\xa0\x02\n" +
+	"\ametrics\x18\x05 \x03(\tR\ametrics\"\xbe\x02\n" +
 	"\n" +
 	"GatePolicy\x12A\n" +
 	"\n" +
@@ -845,7 +868,9 @@ const file_shiploop_events_v1_gate_proto_rawDesc = "" +
 	"\x0fexpression_file\x18\x03 \x01(\tR\x0eexpressionFile\x12'\n" +
 	"\x0fexpression_line\x18\x04 \x01(\x05R\x0eexpressionLine\x12\"\n" +
 	"\rmin_new_lines\x18\x05 \x01(\x05R\vminNewLines\x129\n" +
-	"\areports\x18\x06 \x01(\v2\x1f.shiploop.events.v1.GateReportsR\areports\"{\n" +
+	"\areports\x18\x06 \x01(\v2\x1f.shiploop.events.v1.GateReportsR\areports\x12\x1c\n" +
+	"\n" +
+	"on_no_data\x18\a \x01(\tR\bonNoData\"{\n" +
 	"\tGateBuild\x126\n" +
 	"\x06policy\x18\x01 \x01(\v2\x1e.shiploop.events.v1.GatePolicyR\x06policy\x12\x19\n" +
 	"\bbase_ref\x18\x02 \x01(\tR\abaseRef\x12\x1b\n" +

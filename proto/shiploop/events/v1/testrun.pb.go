@@ -102,8 +102,11 @@ type TestPlan struct {
 	CloneUrl string               `protobuf:"bytes,8,opt,name=clone_url,json=cloneUrl,proto3" json:"clone_url,omitempty"`
 	// A failed test job runs once more on the same commit when set; tests
 	// that pass on the second run are flaky.
-	Retries       int32    `protobuf:"varint,9,opt,name=retries,proto3" json:"retries,omitempty"`
-	Labels        []string `protobuf:"bytes,10,rep,name=labels,proto3" json:"labels,omitempty"`
+	Retries int32    `protobuf:"varint,9,opt,name=retries,proto3" json:"retries,omitempty"`
+	Labels  []string `protobuf:"bytes,10,rep,name=labels,proto3" json:"labels,omitempty"`
+	// The repository's version control system ("git" or "hg"; empty means
+	// git): the agent clones the test jobs' checkout with it.
+	Vcs           string `protobuf:"bytes,11,opt,name=vcs,proto3" json:"vcs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -206,6 +209,13 @@ func (x *TestPlan) GetLabels() []string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *TestPlan) GetVcs() string {
+	if x != nil {
+		return x.Vcs
+	}
+	return ""
 }
 
 // MatrixCell is one combination of a build matrix.
@@ -883,7 +893,7 @@ var File_shiploop_events_v1_testrun_proto protoreflect.FileDescriptor
 
 const file_shiploop_events_v1_testrun_proto_rawDesc = "" +
 	"\n" +
-	" shiploop/events/v1/testrun.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cshiploop/events/v1/job.proto\x1a shiploop/events/v1/testjob.proto\"\x9b\x04\n" +
+	" shiploop/events/v1/testrun.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cshiploop/events/v1/job.proto\x1a shiploop/events/v1/testjob.proto\"\xad\x04\n" +
 	"\bTestPlan\x12.\n" +
 	"\x05steps\x18\x01 \x03(\v2\x18.shiploop.events.v1.StepR\x05steps\x12O\n" +
 	"\venvironment\x18\x02 \x03(\v2-.shiploop.events.v1.TestPlan.EnvironmentEntryR\venvironment\x12=\n" +
@@ -895,7 +905,8 @@ const file_shiploop_events_v1_testrun_proto_rawDesc = "" +
 	"\tclone_url\x18\b \x01(\tR\bcloneUrl\x12\x18\n" +
 	"\aretries\x18\t \x01(\x05R\aretries\x12\x16\n" +
 	"\x06labels\x18\n" +
-	" \x03(\tR\x06labels\x1a>\n" +
+	" \x03(\tR\x06labels\x12\x10\n" +
+	"\x03vcs\x18\v \x01(\tR\x03vcs\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x01\n" +
