@@ -12,9 +12,10 @@ const (
 	// DefaultCarbonMaxSeries: a series costs about 25 KB of RSS while it is
 	// written to (its in-memory chunks, evicted ten minutes after its last
 	// point; measured 20,000 series at 0.5-0.6 GB, 40,000 at 1.1 GB) and a
-	// few hundred bytes of index after that, so 200,000 series all written
-	// to at once is about 5 GB.
-	DefaultCarbonMaxSeries = 200_000
+	// few hundred bytes of index after that, so 50,000 series all written
+	// to at once is about 1.25 GB: what an unauthenticated sender can make
+	// the process hold by default. Larger installations raise it.
+	DefaultCarbonMaxSeries = 50_000
 	// DefaultCarbonMaxNewSeriesPerMinute: carbon-cache's
 	// MAX_CREATES_PER_MINUTE (default 50, sized for whisper file creation) and
 	// go-carbon's max-creates-per-second are the same idea; a new series here
