@@ -3,9 +3,13 @@ package errortrack
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/shiploop/shiploop/pkg/bus"
+	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 )
 
@@ -53,4 +57,58 @@ func (s *Service) handleDeploy(ctx context.Context, tx *bus.Tx, ev bus.Event) er
 		}
 	}
 	return nil
+}
+
+// releaseWindow answers, for a deploy's verification, what errortrack
+// received from environment in [since, until): error events, transactions
+// and sessions under release (as deployed, or with a package prefix:
+// "web@1.2.0" for "1.2.0"), and error events under every other release in
+// that environment (a release mismatch: the old version still serving, or
+// an app that reports "dev" or nothing). Errors and transactions count by
+// when errortrack received them; single sessions by their last update,
+// aggregated ones by the minute they started.
+func releaseWindow(ctx context.Context, q queryer, projectID int64, release, environment string, since, until time.Time) (*errortrackv1.ReleaseWindow, error) {
+	if environment == "" {
+		environment = "production"
+	}
+	w := &errortrackv1.ReleaseWindow{Release: release, Environment: environment, Since: timestamppb.New(since), Until: timestamppb.New(until),
+		OtherReleaseErrors: map[string]int64{}}
+	from, to, like := since.UnixNano(), until.UnixNano(), "%@"+release
+	rows, err := q.QueryContext(ctx, `SELECT release, type, COUNT(*) FROM events WHERE project_id = $1 AND environment = $2 AND received_at >= $3 AND received_at < $4
+		AND (type = 'transaction' OR level IN ('error', 'fatal')) GROUP BY release, type`, projectID, environment, from, to)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var rel, typ string
+		var n int64
+		if err := rows.Scan(&rel, &typ, &n); err != nil {
+			return nil, err
+		}
+		mine := rel == release || (release != "" && strings.HasSuffix(rel, "@"+release))
+		switch {
+		case mine && typ == "transaction":
+			w.Transactions += n
+		case mine:
+			w.Errors += n
+		case typ != "transaction":
+			w.OtherReleaseErrors[rel] += n
+			w.OtherErrors += n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var single, aggregated int64
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM sessions WHERE project_id = $1 AND environment = $2 AND (release = $3 OR release LIKE $4) AND updated >= $5 AND updated < $6`,
+		projectID, environment, release, like, from, to).Scan(&single); err != nil {
+		return nil, err
+	}
+	if err := q.QueryRowContext(ctx, `SELECT COALESCE(SUM(exited + errored + crashed + abnormal), 0) FROM session_aggregates WHERE project_id = $1 AND environment = $2 AND (release = $3 OR release LIKE $4) AND started >= $5 AND started < $6`,
+		projectID, environment, release, like, since.Truncate(time.Minute).UnixNano(), to).Scan(&aggregated); err != nil {
+		return nil, err
+	}
+	w.Sessions = single + aggregated
+	return w, nil
 }

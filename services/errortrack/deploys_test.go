@@ -2,6 +2,7 @@ package errortrack
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -58,6 +59,86 @@ func TestDeployEventsRecordReleases(t *testing.T) {
 		}
 		if n := h.count(`SELECT COUNT(*) FROM deploys WHERE release = '9.9.9'`); n != 0 {
 			t.Errorf("another repository's deploy was recorded %d times", n)
+		}
+	})
+}
+
+// TestReleaseWindow: ListReleases with a window release answers what a
+// deploy's verification needs: the release's own errors, transactions and
+// sessions in the environment (a package prefix matches), and errors under
+// other releases there, per release (an app that reports "dev", an older
+// version still serving); other environments and times outside the window
+// do not count, nor info messages.
+func TestReleaseWindow(t *testing.T) {
+	storetest.Engines(t, "errortrack", nil, func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db)
+		ctx := context.Background()
+		resp, err := h.api.CreateProject(ctx, &errortrackv1.CreateProjectRequest{Name: "shop", Repository: "acme/shop"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := fmt.Sprintf("/api/%d/envelope/?sentry_key=%s", resp.GetProject().GetId(), resp.GetKey().GetPublicKey())
+		n := 0
+		send := func(itemType, payload string) {
+			t.Helper()
+			n++
+			body := fmt.Sprintf("{\"event_id\":\"%032x\"}\n{\"type\":%q}\n%s\n", n, itemType, payload)
+			if r, b := h.post(path, "", nil, []byte(body)); r.StatusCode != 200 {
+				t.Fatalf("envelope %d: %d %s", n, r.StatusCode, b)
+			}
+		}
+		since := time.Now().Add(-time.Second)
+		for range 3 {
+			send("event", `{"release":"dev","environment":"production","exception":{"values":[{"type":"ZeroDivisionError","value":"division by zero"}]}}`)
+		}
+		send("event", `{"release":"shop@0.0.1-dev.2","environment":"production","level":"fatal","message":"old one"}`)
+		send("event", `{"release":"dev","environment":"staging","message":"boom"}`)                 // another environment
+		send("event", `{"release":"dev","environment":"production","level":"info","message":"hi"}`) // not an error
+		ask := func(release string, since, until time.Time) *errortrackv1.ReleaseWindow {
+			t.Helper()
+			r, err := h.api.ListReleases(ctx, &errortrackv1.ListReleasesRequest{Project: "shop", WindowRelease: release, WindowEnvironment: "production",
+				WindowSince: timestamppb.New(since), WindowUntil: timestamppb.New(until)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r.GetWindow()
+		}
+		want := "errors=0 transactions=0 sessions=0 other=4 map[dev:3 shop@0.0.1-dev.2:1]"
+		show := func(w *errortrackv1.ReleaseWindow) string {
+			return fmt.Sprintf("errors=%d transactions=%d sessions=%d other=%d %v", w.GetErrors(), w.GetTransactions(), w.GetSessions(), w.GetOtherErrors(), w.GetOtherReleaseErrors())
+		}
+		var got string
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if got = show(ask("0.0.1-dev.3", since, time.Now().Add(time.Second))); got == want {
+				break
+			}
+		}
+		if got != want {
+			t.Fatalf("0.0.1-dev.3 window: %s, want %s", got, want)
+		}
+		if w := ask("0.0.1-dev.3", since.Add(-time.Hour), since); show(w) != "errors=0 transactions=0 sessions=0 other=0 map[]" {
+			t.Errorf("before the errors: %s", show(w))
+		}
+
+		// The deployed release's own transactions, sessions and an error.
+		send("transaction", `{"type":"transaction","transaction":"/cart","release":"shop@0.0.1-dev.3","environment":"production","start_timestamp":1700000000,"timestamp":1700000001}`)
+		send("event", `{"release":"shop@0.0.1-dev.3","environment":"production","exception":{"values":[{"type":"KeyError","value":"a"}]}}`)
+		send("session", `{"sid":"s1","status":"ok","attrs":{"release":"shop@0.0.1-dev.3","environment":"production"}}`)
+		send("session", `{"sid":"s2","status":"ok","attrs":{"release":"shop@0.0.1-dev.3","environment":"staging"}}`)
+		want = "errors=1 transactions=1 sessions=1 other=4 map[dev:3 shop@0.0.1-dev.2:1]"
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if got = show(ask("0.0.1-dev.3", since, time.Now().Add(time.Second))); got == want {
+				break
+			}
+		}
+		if got != want {
+			t.Fatalf("0.0.1-dev.3 window: %s, want %s", got, want)
+		}
+		if w := ask("dev", since, time.Now().Add(time.Second)); w.GetErrors() != 3 || w.GetOtherErrors() != 2 {
+			t.Errorf("dev window: %s", show(w))
+		}
+		if r, err := h.api.ListReleases(ctx, &errortrackv1.ListReleasesRequest{Project: "shop"}); err != nil || r.GetWindow() != nil {
+			t.Errorf("without a window release: %v, %v", r.GetWindow(), err)
 		}
 	})
 }

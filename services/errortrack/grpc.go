@@ -745,7 +745,15 @@ func (g *grpcServer) ListReleases(ctx context.Context, req *errortrackv1.ListRel
 			}
 			r.Health = h
 		}
-		return nil
+		if req.GetWindowRelease() == "" {
+			return nil
+		}
+		until := time.Now()
+		if req.GetWindowUntil() != nil {
+			until = req.GetWindowUntil().AsTime()
+		}
+		resp.Window, err = releaseWindow(ctx, tx, p.id, req.GetWindowRelease(), req.GetWindowEnvironment(), req.GetWindowSince().AsTime(), until)
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -2404,10 +2404,21 @@ func (x *ReleaseHealth) GetCrashFreeRate() float64 {
 	return 0
 }
 
-// ListReleasesRequest names the project.
+// ListReleasesRequest names the project. With window_release (and
+// window_environment) set it also asks for the evidence of that release in
+// that environment over [window_since, window_until): see ReleaseWindow.
 type ListReleasesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Project       string                 `protobuf:"bytes,1,opt,name=project,proto3" json:"project,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Project string                 `protobuf:"bytes,1,opt,name=project,proto3" json:"project,omitempty"`
+	// The release a deploy verifies: as deployed ("1.2.0"); events that name
+	// it with a package prefix ("web@1.2.0") count as it too.
+	WindowRelease string `protobuf:"bytes,2,opt,name=window_release,json=windowRelease,proto3" json:"window_release,omitempty"`
+	// Defaults to production (what events without an environment get).
+	WindowEnvironment string `protobuf:"bytes,3,opt,name=window_environment,json=windowEnvironment,proto3" json:"window_environment,omitempty"`
+	// Defaults to the Unix epoch.
+	WindowSince *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=window_since,json=windowSince,proto3" json:"window_since,omitempty"`
+	// Defaults to now.
+	WindowUntil   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=window_until,json=windowUntil,proto3" json:"window_until,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2449,10 +2460,40 @@ func (x *ListReleasesRequest) GetProject() string {
 	return ""
 }
 
+func (x *ListReleasesRequest) GetWindowRelease() string {
+	if x != nil {
+		return x.WindowRelease
+	}
+	return ""
+}
+
+func (x *ListReleasesRequest) GetWindowEnvironment() string {
+	if x != nil {
+		return x.WindowEnvironment
+	}
+	return ""
+}
+
+func (x *ListReleasesRequest) GetWindowSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowSince
+	}
+	return nil
+}
+
+func (x *ListReleasesRequest) GetWindowUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowUntil
+	}
+	return nil
+}
+
 // ListReleasesResponse holds the releases.
 type ListReleasesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Releases      []*Release             `protobuf:"bytes,1,rep,name=releases,proto3" json:"releases,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Releases []*Release             `protobuf:"bytes,1,rep,name=releases,proto3" json:"releases,omitempty"`
+	// Set when the request names window_release.
+	Window        *ReleaseWindow `protobuf:"bytes,2,opt,name=window,proto3" json:"window,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2492,6 +2533,135 @@ func (x *ListReleasesResponse) GetReleases() []*Release {
 		return x.Releases
 	}
 	return nil
+}
+
+func (x *ListReleasesResponse) GetWindow() *ReleaseWindow {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+// ReleaseWindow is what errortrack received from one environment over a
+// time window, for the release a deploy verifies and for every other
+// release: whether the deployed release was heard from at all (evidence),
+// and whether errors arrived under other releases (a release mismatch: an
+// older version still serving, or an app that does not report the deployed
+// release, e.g. "dev"). Times are when errortrack received the items
+// (session aggregates: the minute they started).
+type ReleaseWindow struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Release     string                 `protobuf:"bytes,1,opt,name=release,proto3" json:"release,omitempty"`
+	Environment string                 `protobuf:"bytes,2,opt,name=environment,proto3" json:"environment,omitempty"`
+	Since       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	Until       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=until,proto3" json:"until,omitempty"`
+	// Error events (level error or fatal, not transactions) under the release.
+	Errors int64 `protobuf:"varint,5,opt,name=errors,proto3" json:"errors,omitempty"`
+	// Transactions under the release.
+	Transactions int64 `protobuf:"varint,6,opt,name=transactions,proto3" json:"transactions,omitempty"`
+	// Sessions under the release: single sessions updated in the window plus
+	// aggregated ones started in it.
+	Sessions int64 `protobuf:"varint,7,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	// Error events in the environment under any other release (an event
+	// without a release counts under ""), per release.
+	OtherReleaseErrors map[string]int64 `protobuf:"bytes,8,rep,name=other_release_errors,json=otherReleaseErrors,proto3" json:"other_release_errors,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// The sum of other_release_errors.
+	OtherErrors   int64 `protobuf:"varint,9,opt,name=other_errors,json=otherErrors,proto3" json:"other_errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseWindow) Reset() {
+	*x = ReleaseWindow{}
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseWindow) ProtoMessage() {}
+
+func (x *ReleaseWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseWindow.ProtoReflect.Descriptor instead.
+func (*ReleaseWindow) Descriptor() ([]byte, []int) {
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ReleaseWindow) GetRelease() string {
+	if x != nil {
+		return x.Release
+	}
+	return ""
+}
+
+func (x *ReleaseWindow) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *ReleaseWindow) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ReleaseWindow) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *ReleaseWindow) GetErrors() int64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *ReleaseWindow) GetTransactions() int64 {
+	if x != nil {
+		return x.Transactions
+	}
+	return 0
+}
+
+func (x *ReleaseWindow) GetSessions() int64 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
+func (x *ReleaseWindow) GetOtherReleaseErrors() map[string]int64 {
+	if x != nil {
+		return x.OtherReleaseErrors
+	}
+	return nil
+}
+
+func (x *ReleaseWindow) GetOtherErrors() int64 {
+	if x != nil {
+		return x.OtherErrors
+	}
+	return 0
 }
 
 var File_shiploop_errortrack_v1_errortrack_proto protoreflect.FileDescriptor
@@ -2694,11 +2864,29 @@ const file_shiploop_errortrack_v1_errortrack_proto_rawDesc = "" +
 	"\aerrored\x18\x03 \x01(\x03R\aerrored\x12\x18\n" +
 	"\acrashed\x18\x04 \x01(\x03R\acrashed\x12\x1a\n" +
 	"\babnormal\x18\x05 \x01(\x03R\babnormal\x12&\n" +
-	"\x0fcrash_free_rate\x18\x06 \x01(\x01R\rcrashFreeRate\"/\n" +
+	"\x0fcrash_free_rate\x18\x06 \x01(\x01R\rcrashFreeRate\"\x83\x02\n" +
 	"\x13ListReleasesRequest\x12\x18\n" +
-	"\aproject\x18\x01 \x01(\tR\aproject\"S\n" +
+	"\aproject\x18\x01 \x01(\tR\aproject\x12%\n" +
+	"\x0ewindow_release\x18\x02 \x01(\tR\rwindowRelease\x12-\n" +
+	"\x12window_environment\x18\x03 \x01(\tR\x11windowEnvironment\x12=\n" +
+	"\fwindow_since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vwindowSince\x12=\n" +
+	"\fwindow_until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vwindowUntil\"\x92\x01\n" +
 	"\x14ListReleasesResponse\x12;\n" +
-	"\breleases\x18\x01 \x03(\v2\x1f.shiploop.errortrack.v1.ReleaseR\breleases2\xd0\v\n" +
+	"\breleases\x18\x01 \x03(\v2\x1f.shiploop.errortrack.v1.ReleaseR\breleases\x12=\n" +
+	"\x06window\x18\x02 \x01(\v2%.shiploop.errortrack.v1.ReleaseWindowR\x06window\"\xe2\x03\n" +
+	"\rReleaseWindow\x12\x18\n" +
+	"\arelease\x18\x01 \x01(\tR\arelease\x12 \n" +
+	"\venvironment\x18\x02 \x01(\tR\venvironment\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x16\n" +
+	"\x06errors\x18\x05 \x01(\x03R\x06errors\x12\"\n" +
+	"\ftransactions\x18\x06 \x01(\x03R\ftransactions\x12\x1a\n" +
+	"\bsessions\x18\a \x01(\x03R\bsessions\x12o\n" +
+	"\x14other_release_errors\x18\b \x03(\v2=.shiploop.errortrack.v1.ReleaseWindow.OtherReleaseErrorsEntryR\x12otherReleaseErrors\x12!\n" +
+	"\fother_errors\x18\t \x01(\x03R\votherErrors\x1aE\n" +
+	"\x17OtherReleaseErrorsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xd0\v\n" +
 	"\fErrorService\x12l\n" +
 	"\rCreateProject\x12,.shiploop.errortrack.v1.CreateProjectRequest\x1a-.shiploop.errortrack.v1.CreateProjectResponse\x12i\n" +
 	"\fListProjects\x12+.shiploop.errortrack.v1.ListProjectsRequest\x1a,.shiploop.errortrack.v1.ListProjectsResponse\x12c\n" +
@@ -2729,7 +2917,7 @@ func file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP() []byte {
 	return file_shiploop_errortrack_v1_errortrack_proto_rawDescData
 }
 
-var file_shiploop_errortrack_v1_errortrack_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_shiploop_errortrack_v1_errortrack_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_shiploop_errortrack_v1_errortrack_proto_goTypes = []any{
 	(*Project)(nil),                 // 0: shiploop.errortrack.v1.Project
 	(*ProjectKey)(nil),              // 1: shiploop.errortrack.v1.ProjectKey
@@ -2769,16 +2957,18 @@ var file_shiploop_errortrack_v1_errortrack_proto_goTypes = []any{
 	(*ReleaseHealth)(nil),           // 35: shiploop.errortrack.v1.ReleaseHealth
 	(*ListReleasesRequest)(nil),     // 36: shiploop.errortrack.v1.ListReleasesRequest
 	(*ListReleasesResponse)(nil),    // 37: shiploop.errortrack.v1.ListReleasesResponse
-	nil,                             // 38: shiploop.errortrack.v1.Project.CountersEntry
-	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
-	(IssueStatus)(0),                // 40: shiploop.errortrack.v1.IssueStatus
+	(*ReleaseWindow)(nil),           // 38: shiploop.errortrack.v1.ReleaseWindow
+	nil,                             // 39: shiploop.errortrack.v1.Project.CountersEntry
+	nil,                             // 40: shiploop.errortrack.v1.ReleaseWindow.OtherReleaseErrorsEntry
+	(*timestamppb.Timestamp)(nil),   // 41: google.protobuf.Timestamp
+	(IssueStatus)(0),                // 42: shiploop.errortrack.v1.IssueStatus
 }
 var file_shiploop_errortrack_v1_errortrack_proto_depIdxs = []int32{
-	39, // 0: shiploop.errortrack.v1.Project.created_at:type_name -> google.protobuf.Timestamp
+	41, // 0: shiploop.errortrack.v1.Project.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: shiploop.errortrack.v1.Project.keys:type_name -> shiploop.errortrack.v1.ProjectKey
-	38, // 2: shiploop.errortrack.v1.Project.counters:type_name -> shiploop.errortrack.v1.Project.CountersEntry
-	39, // 3: shiploop.errortrack.v1.ProjectKey.created_at:type_name -> google.protobuf.Timestamp
-	39, // 4: shiploop.errortrack.v1.ProjectKey.revoked_at:type_name -> google.protobuf.Timestamp
+	39, // 2: shiploop.errortrack.v1.Project.counters:type_name -> shiploop.errortrack.v1.Project.CountersEntry
+	41, // 3: shiploop.errortrack.v1.ProjectKey.created_at:type_name -> google.protobuf.Timestamp
+	41, // 4: shiploop.errortrack.v1.ProjectKey.revoked_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: shiploop.errortrack.v1.CreateProjectResponse.project:type_name -> shiploop.errortrack.v1.Project
 	1,  // 6: shiploop.errortrack.v1.CreateProjectResponse.key:type_name -> shiploop.errortrack.v1.ProjectKey
 	0,  // 7: shiploop.errortrack.v1.ListProjectsResponse.projects:type_name -> shiploop.errortrack.v1.Project
@@ -2786,65 +2976,71 @@ var file_shiploop_errortrack_v1_errortrack_proto_depIdxs = []int32{
 	0,  // 9: shiploop.errortrack.v1.UpdateProjectResponse.project:type_name -> shiploop.errortrack.v1.Project
 	1,  // 10: shiploop.errortrack.v1.RotateKeyResponse.key:type_name -> shiploop.errortrack.v1.ProjectKey
 	1,  // 11: shiploop.errortrack.v1.RevokeKeyResponse.key:type_name -> shiploop.errortrack.v1.ProjectKey
-	40, // 12: shiploop.errortrack.v1.Issue.status:type_name -> shiploop.errortrack.v1.IssueStatus
-	39, // 13: shiploop.errortrack.v1.Issue.first_seen:type_name -> google.protobuf.Timestamp
-	39, // 14: shiploop.errortrack.v1.Issue.last_seen:type_name -> google.protobuf.Timestamp
+	42, // 12: shiploop.errortrack.v1.Issue.status:type_name -> shiploop.errortrack.v1.IssueStatus
+	41, // 13: shiploop.errortrack.v1.Issue.first_seen:type_name -> google.protobuf.Timestamp
+	41, // 14: shiploop.errortrack.v1.Issue.last_seen:type_name -> google.protobuf.Timestamp
 	15, // 15: shiploop.errortrack.v1.Issue.releases:type_name -> shiploop.errortrack.v1.IssueRelease
 	31, // 16: shiploop.errortrack.v1.Issue.first_deploy:type_name -> shiploop.errortrack.v1.Deploy
 	30, // 17: shiploop.errortrack.v1.Issue.suspect_commits:type_name -> shiploop.errortrack.v1.Commit
-	39, // 18: shiploop.errortrack.v1.IssueRelease.first_seen:type_name -> google.protobuf.Timestamp
-	39, // 19: shiploop.errortrack.v1.IssueRelease.last_seen:type_name -> google.protobuf.Timestamp
-	40, // 20: shiploop.errortrack.v1.ListIssuesRequest.status:type_name -> shiploop.errortrack.v1.IssueStatus
+	41, // 18: shiploop.errortrack.v1.IssueRelease.first_seen:type_name -> google.protobuf.Timestamp
+	41, // 19: shiploop.errortrack.v1.IssueRelease.last_seen:type_name -> google.protobuf.Timestamp
+	42, // 20: shiploop.errortrack.v1.ListIssuesRequest.status:type_name -> shiploop.errortrack.v1.IssueStatus
 	14, // 21: shiploop.errortrack.v1.ListIssuesResponse.issues:type_name -> shiploop.errortrack.v1.Issue
 	14, // 22: shiploop.errortrack.v1.GetIssueResponse.issue:type_name -> shiploop.errortrack.v1.Issue
-	39, // 23: shiploop.errortrack.v1.ErrorEvent.timestamp:type_name -> google.protobuf.Timestamp
-	39, // 24: shiploop.errortrack.v1.ErrorEvent.received_at:type_name -> google.protobuf.Timestamp
+	41, // 23: shiploop.errortrack.v1.ErrorEvent.timestamp:type_name -> google.protobuf.Timestamp
+	41, // 24: shiploop.errortrack.v1.ErrorEvent.received_at:type_name -> google.protobuf.Timestamp
 	21, // 25: shiploop.errortrack.v1.ErrorEvent.attachments:type_name -> shiploop.errortrack.v1.Attachment
 	20, // 26: shiploop.errortrack.v1.ListIssueEventsResponse.events:type_name -> shiploop.errortrack.v1.ErrorEvent
 	14, // 27: shiploop.errortrack.v1.ResolveIssueResponse.issue:type_name -> shiploop.errortrack.v1.Issue
 	14, // 28: shiploop.errortrack.v1.IgnoreIssueResponse.issue:type_name -> shiploop.errortrack.v1.Issue
 	14, // 29: shiploop.errortrack.v1.UnresolveIssueResponse.issue:type_name -> shiploop.errortrack.v1.Issue
-	39, // 30: shiploop.errortrack.v1.Deploy.deployed_at:type_name -> google.protobuf.Timestamp
+	41, // 30: shiploop.errortrack.v1.Deploy.deployed_at:type_name -> google.protobuf.Timestamp
 	30, // 31: shiploop.errortrack.v1.Deploy.commits:type_name -> shiploop.errortrack.v1.Commit
-	39, // 32: shiploop.errortrack.v1.RecordDeployRequest.deployed_at:type_name -> google.protobuf.Timestamp
+	41, // 32: shiploop.errortrack.v1.RecordDeployRequest.deployed_at:type_name -> google.protobuf.Timestamp
 	30, // 33: shiploop.errortrack.v1.RecordDeployRequest.commits:type_name -> shiploop.errortrack.v1.Commit
 	31, // 34: shiploop.errortrack.v1.RecordDeployResponse.deploy:type_name -> shiploop.errortrack.v1.Deploy
-	39, // 35: shiploop.errortrack.v1.Release.first_seen:type_name -> google.protobuf.Timestamp
+	41, // 35: shiploop.errortrack.v1.Release.first_seen:type_name -> google.protobuf.Timestamp
 	35, // 36: shiploop.errortrack.v1.Release.health:type_name -> shiploop.errortrack.v1.ReleaseHealth
-	34, // 37: shiploop.errortrack.v1.ListReleasesResponse.releases:type_name -> shiploop.errortrack.v1.Release
-	2,  // 38: shiploop.errortrack.v1.ErrorService.CreateProject:input_type -> shiploop.errortrack.v1.CreateProjectRequest
-	4,  // 39: shiploop.errortrack.v1.ErrorService.ListProjects:input_type -> shiploop.errortrack.v1.ListProjectsRequest
-	6,  // 40: shiploop.errortrack.v1.ErrorService.GetProject:input_type -> shiploop.errortrack.v1.GetProjectRequest
-	8,  // 41: shiploop.errortrack.v1.ErrorService.UpdateProject:input_type -> shiploop.errortrack.v1.UpdateProjectRequest
-	10, // 42: shiploop.errortrack.v1.ErrorService.RotateKey:input_type -> shiploop.errortrack.v1.RotateKeyRequest
-	12, // 43: shiploop.errortrack.v1.ErrorService.RevokeKey:input_type -> shiploop.errortrack.v1.RevokeKeyRequest
-	16, // 44: shiploop.errortrack.v1.ErrorService.ListIssues:input_type -> shiploop.errortrack.v1.ListIssuesRequest
-	18, // 45: shiploop.errortrack.v1.ErrorService.GetIssue:input_type -> shiploop.errortrack.v1.GetIssueRequest
-	22, // 46: shiploop.errortrack.v1.ErrorService.ListIssueEvents:input_type -> shiploop.errortrack.v1.ListIssueEventsRequest
-	24, // 47: shiploop.errortrack.v1.ErrorService.ResolveIssue:input_type -> shiploop.errortrack.v1.ResolveIssueRequest
-	26, // 48: shiploop.errortrack.v1.ErrorService.IgnoreIssue:input_type -> shiploop.errortrack.v1.IgnoreIssueRequest
-	28, // 49: shiploop.errortrack.v1.ErrorService.UnresolveIssue:input_type -> shiploop.errortrack.v1.UnresolveIssueRequest
-	32, // 50: shiploop.errortrack.v1.ErrorService.RecordDeploy:input_type -> shiploop.errortrack.v1.RecordDeployRequest
-	36, // 51: shiploop.errortrack.v1.ErrorService.ListReleases:input_type -> shiploop.errortrack.v1.ListReleasesRequest
-	3,  // 52: shiploop.errortrack.v1.ErrorService.CreateProject:output_type -> shiploop.errortrack.v1.CreateProjectResponse
-	5,  // 53: shiploop.errortrack.v1.ErrorService.ListProjects:output_type -> shiploop.errortrack.v1.ListProjectsResponse
-	7,  // 54: shiploop.errortrack.v1.ErrorService.GetProject:output_type -> shiploop.errortrack.v1.GetProjectResponse
-	9,  // 55: shiploop.errortrack.v1.ErrorService.UpdateProject:output_type -> shiploop.errortrack.v1.UpdateProjectResponse
-	11, // 56: shiploop.errortrack.v1.ErrorService.RotateKey:output_type -> shiploop.errortrack.v1.RotateKeyResponse
-	13, // 57: shiploop.errortrack.v1.ErrorService.RevokeKey:output_type -> shiploop.errortrack.v1.RevokeKeyResponse
-	17, // 58: shiploop.errortrack.v1.ErrorService.ListIssues:output_type -> shiploop.errortrack.v1.ListIssuesResponse
-	19, // 59: shiploop.errortrack.v1.ErrorService.GetIssue:output_type -> shiploop.errortrack.v1.GetIssueResponse
-	23, // 60: shiploop.errortrack.v1.ErrorService.ListIssueEvents:output_type -> shiploop.errortrack.v1.ListIssueEventsResponse
-	25, // 61: shiploop.errortrack.v1.ErrorService.ResolveIssue:output_type -> shiploop.errortrack.v1.ResolveIssueResponse
-	27, // 62: shiploop.errortrack.v1.ErrorService.IgnoreIssue:output_type -> shiploop.errortrack.v1.IgnoreIssueResponse
-	29, // 63: shiploop.errortrack.v1.ErrorService.UnresolveIssue:output_type -> shiploop.errortrack.v1.UnresolveIssueResponse
-	33, // 64: shiploop.errortrack.v1.ErrorService.RecordDeploy:output_type -> shiploop.errortrack.v1.RecordDeployResponse
-	37, // 65: shiploop.errortrack.v1.ErrorService.ListReleases:output_type -> shiploop.errortrack.v1.ListReleasesResponse
-	52, // [52:66] is the sub-list for method output_type
-	38, // [38:52] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	41, // 37: shiploop.errortrack.v1.ListReleasesRequest.window_since:type_name -> google.protobuf.Timestamp
+	41, // 38: shiploop.errortrack.v1.ListReleasesRequest.window_until:type_name -> google.protobuf.Timestamp
+	34, // 39: shiploop.errortrack.v1.ListReleasesResponse.releases:type_name -> shiploop.errortrack.v1.Release
+	38, // 40: shiploop.errortrack.v1.ListReleasesResponse.window:type_name -> shiploop.errortrack.v1.ReleaseWindow
+	41, // 41: shiploop.errortrack.v1.ReleaseWindow.since:type_name -> google.protobuf.Timestamp
+	41, // 42: shiploop.errortrack.v1.ReleaseWindow.until:type_name -> google.protobuf.Timestamp
+	40, // 43: shiploop.errortrack.v1.ReleaseWindow.other_release_errors:type_name -> shiploop.errortrack.v1.ReleaseWindow.OtherReleaseErrorsEntry
+	2,  // 44: shiploop.errortrack.v1.ErrorService.CreateProject:input_type -> shiploop.errortrack.v1.CreateProjectRequest
+	4,  // 45: shiploop.errortrack.v1.ErrorService.ListProjects:input_type -> shiploop.errortrack.v1.ListProjectsRequest
+	6,  // 46: shiploop.errortrack.v1.ErrorService.GetProject:input_type -> shiploop.errortrack.v1.GetProjectRequest
+	8,  // 47: shiploop.errortrack.v1.ErrorService.UpdateProject:input_type -> shiploop.errortrack.v1.UpdateProjectRequest
+	10, // 48: shiploop.errortrack.v1.ErrorService.RotateKey:input_type -> shiploop.errortrack.v1.RotateKeyRequest
+	12, // 49: shiploop.errortrack.v1.ErrorService.RevokeKey:input_type -> shiploop.errortrack.v1.RevokeKeyRequest
+	16, // 50: shiploop.errortrack.v1.ErrorService.ListIssues:input_type -> shiploop.errortrack.v1.ListIssuesRequest
+	18, // 51: shiploop.errortrack.v1.ErrorService.GetIssue:input_type -> shiploop.errortrack.v1.GetIssueRequest
+	22, // 52: shiploop.errortrack.v1.ErrorService.ListIssueEvents:input_type -> shiploop.errortrack.v1.ListIssueEventsRequest
+	24, // 53: shiploop.errortrack.v1.ErrorService.ResolveIssue:input_type -> shiploop.errortrack.v1.ResolveIssueRequest
+	26, // 54: shiploop.errortrack.v1.ErrorService.IgnoreIssue:input_type -> shiploop.errortrack.v1.IgnoreIssueRequest
+	28, // 55: shiploop.errortrack.v1.ErrorService.UnresolveIssue:input_type -> shiploop.errortrack.v1.UnresolveIssueRequest
+	32, // 56: shiploop.errortrack.v1.ErrorService.RecordDeploy:input_type -> shiploop.errortrack.v1.RecordDeployRequest
+	36, // 57: shiploop.errortrack.v1.ErrorService.ListReleases:input_type -> shiploop.errortrack.v1.ListReleasesRequest
+	3,  // 58: shiploop.errortrack.v1.ErrorService.CreateProject:output_type -> shiploop.errortrack.v1.CreateProjectResponse
+	5,  // 59: shiploop.errortrack.v1.ErrorService.ListProjects:output_type -> shiploop.errortrack.v1.ListProjectsResponse
+	7,  // 60: shiploop.errortrack.v1.ErrorService.GetProject:output_type -> shiploop.errortrack.v1.GetProjectResponse
+	9,  // 61: shiploop.errortrack.v1.ErrorService.UpdateProject:output_type -> shiploop.errortrack.v1.UpdateProjectResponse
+	11, // 62: shiploop.errortrack.v1.ErrorService.RotateKey:output_type -> shiploop.errortrack.v1.RotateKeyResponse
+	13, // 63: shiploop.errortrack.v1.ErrorService.RevokeKey:output_type -> shiploop.errortrack.v1.RevokeKeyResponse
+	17, // 64: shiploop.errortrack.v1.ErrorService.ListIssues:output_type -> shiploop.errortrack.v1.ListIssuesResponse
+	19, // 65: shiploop.errortrack.v1.ErrorService.GetIssue:output_type -> shiploop.errortrack.v1.GetIssueResponse
+	23, // 66: shiploop.errortrack.v1.ErrorService.ListIssueEvents:output_type -> shiploop.errortrack.v1.ListIssueEventsResponse
+	25, // 67: shiploop.errortrack.v1.ErrorService.ResolveIssue:output_type -> shiploop.errortrack.v1.ResolveIssueResponse
+	27, // 68: shiploop.errortrack.v1.ErrorService.IgnoreIssue:output_type -> shiploop.errortrack.v1.IgnoreIssueResponse
+	29, // 69: shiploop.errortrack.v1.ErrorService.UnresolveIssue:output_type -> shiploop.errortrack.v1.UnresolveIssueResponse
+	33, // 70: shiploop.errortrack.v1.ErrorService.RecordDeploy:output_type -> shiploop.errortrack.v1.RecordDeployResponse
+	37, // 71: shiploop.errortrack.v1.ErrorService.ListReleases:output_type -> shiploop.errortrack.v1.ListReleasesResponse
+	58, // [58:72] is the sub-list for method output_type
+	44, // [44:58] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_errortrack_v1_errortrack_proto_init() }
@@ -2859,7 +3055,7 @@ func file_shiploop_errortrack_v1_errortrack_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_errortrack_v1_errortrack_proto_rawDesc), len(file_shiploop_errortrack_v1_errortrack_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
