@@ -177,9 +177,9 @@ func (s *Service) handleEvent(ctx context.Context, tx *bus.Tx, ev bus.Event) err
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE gate_builds SET has_testrun = 1, tests_total = $1, tests_failed = $2, tests_flaky = $3, tests_skipped = $4,
-			lines_covered = $5, lines_total = $6, patch_covered = $7, patch_total = $8 WHERE build_id = $9`,
+			lines_covered = $5, lines_total = $6, patch_covered = $7, patch_total = $8, tests_status = $9, tests_error = $10 WHERE build_id = $11`,
 			c.GetTests(), c.GetFailed()+c.GetErrors(), c.GetFlaky(), c.GetSkipped(),
-			cov.GetLinesCovered(), cov.GetLinesTotal(), cov.GetPatchCovered(), cov.GetPatchTotal(), d.GetBuildId()); err != nil {
+			cov.GetLinesCovered(), cov.GetLinesTotal(), cov.GetPatchCovered(), cov.GetPatchTotal(), int32(d.GetStatus()), d.GetError(), d.GetBuildId()); err != nil {
 			return err
 		}
 		return s.maybeEvaluate(ctx, tx, d.GetBuildId())
@@ -288,7 +288,9 @@ type buildRow struct {
 	number                                         int64
 	status                                         int32
 	policy                                         []byte
-	hasTestrun                                     bool
+	hasTests, hasTestrun                           bool
+	testsStatus                                    int32
+	testsError                                     string
 	total, failed, flaky, skipped                  int64
 	linesCovered, linesTotal, patchCov, patchTotal int64
 }
@@ -297,10 +299,10 @@ type buildRow struct {
 // evaluation (one revision more) and publishes gate.evaluated.
 func (s *Service) evaluate(ctx context.Context, tx *bus.Tx, buildID string) error {
 	var b buildRow
-	err := tx.QueryRowContext(ctx, `SELECT build_id, repository, ref, commit_sha, version, base_ref, number, build_status, policy, has_testrun,
-		tests_total, tests_failed, tests_flaky, tests_skipped, lines_covered, lines_total, patch_covered, patch_total FROM gate_builds WHERE build_id = $1`, buildID).
-		Scan(&b.id, &b.repo, &b.ref, &b.commit, &b.version, &b.baseRef, &b.number, &b.status, &b.policy, &b.hasTestrun,
-			&b.total, &b.failed, &b.flaky, &b.skipped, &b.linesCovered, &b.linesTotal, &b.patchCov, &b.patchTotal)
+	err := tx.QueryRowContext(ctx, `SELECT build_id, repository, ref, commit_sha, version, base_ref, number, build_status, policy, has_tests, has_testrun,
+		tests_status, tests_error, tests_total, tests_failed, tests_flaky, tests_skipped, lines_covered, lines_total, patch_covered, patch_total FROM gate_builds WHERE build_id = $1`, buildID).
+		Scan(&b.id, &b.repo, &b.ref, &b.commit, &b.version, &b.baseRef, &b.number, &b.status, &b.policy, &b.hasTests, &b.hasTestrun,
+			&b.testsStatus, &b.testsError, &b.total, &b.failed, &b.flaky, &b.skipped, &b.linesCovered, &b.linesTotal, &b.patchCov, &b.patchTotal)
 	if err != nil {
 		return fmt.Errorf("gate of build %s: %w", buildID, err)
 	}
@@ -344,6 +346,9 @@ type inputs struct {
 	measures     policy.Measures
 	newLines     int
 	reportErrors []string
+	// noData says what the test stage did not deliver (a run in error, no
+	// tests), "" when nothing is missing.
+	noData string
 	// The build's findings absent from the base, and the others, each up
 	// to maxEventFindings, in report order (gate.evaluated and the
 	// new-findings table).
@@ -367,9 +372,14 @@ func (s *Service) gather(ctx context.Context, tx *bus.Tx, b *buildRow) (*inputs,
 		}
 	}
 	m := in.measures
-	if b.hasTestrun {
+	in.noData = testsMissing(b)
+	if b.hasTestrun && b.total > 0 {
+		// A run without tests gives no test numbers: "tests_failed == 0"
+		// over zero tests is no data, not a pass.
 		m.Overall["tests_total"], m.Overall["tests_failed"] = float64(b.total), float64(b.failed)
 		m.Overall["tests_flaky"], m.Overall["tests_skipped"] = float64(b.flaky), float64(b.skipped)
+	}
+	if b.hasTestrun {
 		if b.linesTotal > 0 {
 			m.Overall["coverage"] = pct(b.linesCovered, b.linesTotal)
 			if base, ok, err := baseCoverage(ctx, tx, b); err != nil {
@@ -451,6 +461,28 @@ func (s *Service) gather(ctx context.Context, tx *bus.Tx, b *buildRow) (*inputs,
 		in.issues, in.newIssues = int64(counts["issues"]), int64(counts["new_issues"])
 	}
 	return in, nil
+}
+
+// testsMissing says what a build with a test stage lacks to be judged on:
+// its run errored, or reported no tests. "" when nothing is missing.
+func testsMissing(b *buildRow) string {
+	if !b.hasTests || !b.hasTestrun {
+		return ""
+	}
+	if eventsv1.TestRunStatus(b.testsStatus) == eventsv1.TestRunStatus_TEST_RUN_STATUS_ERROR {
+		msg := "test run errored"
+		if e := strings.TrimSpace(b.testsError); e != "" {
+			msg += " (" + cutText(strings.Join(strings.Fields(e), " "), 200) + ")"
+		}
+		if b.total == 0 {
+			msg += ", no tests reported"
+		}
+		return msg
+	}
+	if b.total == 0 {
+		return "test stage configured but no test report arrived (0 tests)"
+	}
+	return ""
 }
 
 func pct(a, b int64) float64 { return math.Round(float64(a)/float64(b)*10000) / 100 }
@@ -630,7 +662,13 @@ func judge(in *inputs) judgement {
 		default:
 			ev.Status = eventsv1.GateStatus_GATE_STATUS_ERROR
 		}
-		ev.Summary = summary(ev.Status, res.Results)
+		// A test stage that errored or reported nothing fails the gate
+		// whatever the conditions say, unless the gate allows no data.
+		allowed := gatepolicy.NoDataPasses("", p.OnNoData)
+		if in.noData != "" && !allowed && ev.Status == eventsv1.GateStatus_GATE_STATUS_PASSED {
+			ev.Status = eventsv1.GateStatus_GATE_STATUS_FAILED
+		}
+		ev.Summary = summary(ev.Status, res.Results, in.noData)
 	}
 	// Errors win: a report that cannot be read, a policy that cannot
 	// compile, a build that did not succeed are never a silent pass.
@@ -650,14 +688,14 @@ func judge(in *inputs) judgement {
 }
 
 func compile(pp *eventsv1.GatePolicy) (*policy.Policy, error) {
-	p := &policy.Policy{Expression: pp.GetExpression(), MinNewLines: int(pp.GetMinNewLines())}
+	p := &policy.Policy{Expression: pp.GetExpression(), MinNewLines: int(pp.GetMinNewLines()), OnNoData: pp.GetOnNoData()}
 	for _, c := range pp.GetConditions() {
 		scope := c.GetScope()
 		if scope == "" {
 			scope = gatepolicy.ScopeOverall
 		}
 		p.Conditions = append(p.Conditions, policy.Condition{
-			Condition: gatepolicy.Condition{Metric: c.GetMetric(), Operator: c.GetOperator(), Threshold: c.GetThreshold(), Scope: scope},
+			Condition: gatepolicy.Condition{Metric: c.GetMetric(), Operator: c.GetOperator(), Threshold: c.GetThreshold(), Scope: scope, OnNoData: c.GetOnNoData()},
 			File:      c.GetFile(), Line: int(c.GetLine()),
 		})
 	}
@@ -667,10 +705,14 @@ func compile(pp *eventsv1.GatePolicy) (*policy.Policy, error) {
 	return p, nil
 }
 
-// summary is the one line a forge shows: the failed conditions first.
-func summary(st eventsv1.GateStatus, rs []policy.Result) string {
-	var failed, errs []string
-	judged := 0
+// summary is the one line a forge shows: how many conditions were met,
+// then what failed, then what had no data ("gate failed: 2 of 3 conditions
+// met; coverage: no data (no coverage report arrived); set on_no_data: pass
+// to allow"). A condition without data is never counted as met. missing is
+// what the test stage did not deliver, or "".
+func summary(st eventsv1.GateStatus, rs []policy.Result, missing string) string {
+	var failed, errs, noData, allowed, notJudged []string
+	met := 0
 	for _, r := range rs {
 		switch r.Verdict {
 		case policy.Failed:
@@ -678,16 +720,44 @@ func summary(st eventsv1.GateStatus, rs []policy.Result) string {
 		case policy.Error:
 			errs = append(errs, r.Describe()+": "+r.Detail)
 		case policy.Passed:
-			judged++
+			met++
+		case policy.NoData:
+			if r.NoDataPasses {
+				allowed = append(allowed, r.Describe())
+			} else {
+				noData = append(noData, r.Describe())
+			}
+		case policy.NotJudged:
+			notJudged = append(notJudged, r.Describe()+": not judged, "+r.Detail)
 		}
 	}
+	counted := fmt.Sprintf("%d of %d conditions met", met, len(rs))
 	switch st {
 	case eventsv1.GateStatus_GATE_STATUS_FAILED:
-		return "gate failed: " + strings.Join(failed, ", ")
+		var parts []string
+		if missing != "" {
+			parts = append(parts, missing)
+		}
+		parts = append(append(parts, failed...), noData...)
+		s := "gate failed: " + counted + "; " + strings.Join(parts, ", ")
+		if missing != "" || len(noData) > 0 {
+			s += "; " + gatepolicy.NoDataHint
+		}
+		return s
 	case eventsv1.GateStatus_GATE_STATUS_ERROR:
 		return "gate error: " + strings.Join(errs, ", ")
 	}
-	return fmt.Sprintf("gate passed: %d of %d conditions met", judged, len(rs))
+	s := "gate passed: " + counted
+	if missing != "" {
+		allowed = append([]string{missing}, allowed...)
+	}
+	if len(notJudged) > 0 {
+		s += "; " + strings.Join(notJudged, ", ")
+	}
+	if len(allowed) > 0 {
+		s += "; " + strings.Join(allowed, ", ") + " (allowed by " + gatepolicy.OnNoDataKey + ": " + gatepolicy.OnNoDataPass + ")"
+	}
+	return s
 }
 
 // storedPolicy is the repository's policy, else the installation's, else

@@ -175,7 +175,7 @@ func TestGateFlow(t *testing.T) {
 		if r.GetStatus() != eventsv1.GateStatus_GATE_STATUS_FAILED || r.GetIssues() != 3 || r.GetNewIssues() != 1 {
 			t.Fatalf("pull request: %v issues %d new %d: %s", r.GetStatus(), r.GetIssues(), r.GetNewIssues(), r.GetSummary())
 		}
-		if r.GetSummary() != "gate failed: issues on new code 1 (want == 0), coverage on new code 75% (want >= 80%)" {
+		if r.GetSummary() != "gate failed: 1 of 3 conditions met; issues on new code 1 (want == 0), coverage on new code 75.0% (want >= 80%)" {
 			t.Errorf("summary %q", r.GetSummary())
 		}
 		if len(e.GetNewFindings()) != 1 || e.GetNewFindings()[0].GetPath() != "c.go" {
@@ -269,6 +269,67 @@ func TestGateFindingsBounded(t *testing.T) {
 	if fs[0].GetPath() != "pkg/f001.go" || len(m) > 1024 || len(m) < 1000 || !utf8.ValidString(m) || !strings.HasSuffix(m, "…") || !strings.HasPrefix(long, strings.TrimSuffix(m, "…")) {
 		t.Errorf("long message cut to %d bytes: %q…", len(m), m[:min(len(m), 20)])
 	}
+}
+
+// TestGateNoData: a test run in error, a test stage that reported no tests
+// and a condition without data fail the gate, with the reason and the
+// policy key that allows them; on_no_data: pass lets them pass, saying so.
+func TestGateNoData(t *testing.T) {
+	storetest.Engines(t, "gates", nil, func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db)
+		play := func(id string, number int64, pol *eventsv1.GatePolicy, run *eventsv1.TestRunFinished) *gatesv1.Evaluation {
+			h.emit("build.created", bus.Event{Subject: id, Data: &eventsv1.BuildCreated{BuildId: id, Number: number, Repository: "acme/web", Ref: "refs/heads/main",
+				Commit: strings.Repeat("b", 39) + string(rune('0'+number)), Gate: &eventsv1.GateBuild{BaseRef: "refs/heads/main", HasTests: true, Policy: pol}}})
+			h.emit("build.finished", bus.Event{Subject: id, Data: &eventsv1.BuildFinished{BuildId: id, Number: number, Repository: "acme/web", Ref: "refs/heads/main", Status: eventsv1.BuildStatus_BUILD_STATUS_SUCCESS}})
+			run.BuildId, run.Repository, run.Ref = id, "acme/web", "refs/heads/main"
+			h.emit("testrun.finished", bus.Event{Subject: id, Data: run})
+			return h.evaluation(id, 1)
+		}
+		conds := func(onNoData string) *eventsv1.GatePolicy {
+			return &eventsv1.GatePolicy{OnNoData: onNoData, Conditions: []*eventsv1.GateCondition{
+				{Metric: "tests_failed", Operator: "==", Threshold: 0, Scope: "overall"},
+				{Metric: "tests_total", Operator: ">", Threshold: 0, Scope: "overall", OnNoData: "pass"},
+				{Metric: "coverage", Operator: ">=", Threshold: 50, Scope: "overall"},
+			}}
+		}
+		errored := func() *eventsv1.TestRunFinished {
+			return &eventsv1.TestRunFinished{Status: eventsv1.TestRunStatus_TEST_RUN_STATUS_ERROR, Counts: &eventsv1.TestCounts{},
+				Error: "job 1: exit status 2: ModuleNotFoundError: No module named 'app'"}
+		}
+		for _, c := range []struct {
+			name       string
+			number     int64
+			pol        *eventsv1.GatePolicy
+			run        *eventsv1.TestRunFinished
+			want       eventsv1.GateStatus
+			summary    string
+			verdictCov string
+		}{
+			{"errored", 1, conds(""), errored(), eventsv1.GateStatus_GATE_STATUS_FAILED,
+				"gate failed: 0 of 3 conditions met; test run errored (job 1: exit status 2: ModuleNotFoundError: No module named 'app'), no tests reported, " +
+					"tests failed: no data (no test report arrived), coverage: no data (no coverage report arrived); set on_no_data: pass to allow", "no_data"},
+			{"no tests", 2, conds("fail"), &eventsv1.TestRunFinished{Status: eventsv1.TestRunStatus_TEST_RUN_STATUS_PASSED, Counts: &eventsv1.TestCounts{}}, eventsv1.GateStatus_GATE_STATUS_FAILED,
+				"gate failed: 0 of 3 conditions met; test stage configured but no test report arrived (0 tests), tests failed: no data (no test report arrived), " +
+					"coverage: no data (no coverage report arrived); set on_no_data: pass to allow", "no_data"},
+			{"no coverage", 3, conds(""), &eventsv1.TestRunFinished{Status: eventsv1.TestRunStatus_TEST_RUN_STATUS_PASSED, Counts: &eventsv1.TestCounts{Tests: 3, Passed: 3}},
+				eventsv1.GateStatus_GATE_STATUS_FAILED, "gate failed: 2 of 3 conditions met; coverage: no data (no coverage report arrived); set on_no_data: pass to allow", "no_data"},
+			{"no coverage allowed", 4, conds("pass"), &eventsv1.TestRunFinished{Status: eventsv1.TestRunStatus_TEST_RUN_STATUS_PASSED, Counts: &eventsv1.TestCounts{Tests: 3, Passed: 3}},
+				eventsv1.GateStatus_GATE_STATUS_PASSED, "gate passed: 2 of 3 conditions met; coverage: no data (no coverage report arrived) (allowed by on_no_data: pass)", "no_data"},
+			{"errored allowed", 5, conds("pass"), errored(), eventsv1.GateStatus_GATE_STATUS_PASSED,
+				"gate passed: 0 of 3 conditions met; test run errored (job 1: exit status 2: ModuleNotFoundError: No module named 'app'), no tests reported, " +
+					"tests failed: no data (no test report arrived), tests total: no data (no test report arrived), coverage: no data (no coverage report arrived) (allowed by on_no_data: pass)", "no_data"},
+			{"all data", 6, conds(""), &eventsv1.TestRunFinished{Status: eventsv1.TestRunStatus_TEST_RUN_STATUS_PASSED, Counts: &eventsv1.TestCounts{Tests: 3, Passed: 3},
+				Coverage: &eventsv1.CoverageSummary{LinesCovered: 5000, LinesTotal: 10000}}, eventsv1.GateStatus_GATE_STATUS_PASSED, "gate passed: 3 of 3 conditions met", "passed"},
+		} {
+			r := play("nd"+c.name, c.number, c.pol, c.run).GetResult()
+			if r.GetStatus() != c.want || r.GetSummary() != c.summary {
+				t.Errorf("%s: %v %q\nwant %v %q", c.name, r.GetStatus(), r.GetSummary(), c.want, c.summary)
+			}
+			if v := r.GetConditions()[2].GetVerdict(); v != c.verdictCov {
+				t.Errorf("%s: coverage verdict %s, want %s", c.name, v, c.verdictCov)
+			}
+		}
+	})
 }
 
 func TestPolicies(t *testing.T) {
