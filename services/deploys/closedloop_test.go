@@ -223,3 +223,31 @@ func TestFailedStepStops(t *testing.T) {
 		}
 	})
 }
+
+// TestHgDeployJob: the deploy job of a Mercurial repository's build says
+// vcs hg, so the agent does not run git fetch on it.
+func TestHgDeployJob(t *testing.T) {
+	storetest.Engines(t, "deploys", Migrations(), func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db)
+		repo := "acme/hgapp"
+		cfg := `environments:
+  - {name: staging, auto: true, steps: [{name: deploy, commands: [./deploy.sh]}]}
+`
+		n := builds.Add(1)
+		sha, id := fmt.Sprintf("%040x", n), fmt.Sprintf("build-%d", n)
+		h.publish("change.pushed", repo, &eventsv1.Change{Kind: eventsv1.ChangeKind_CHANGE_KIND_PUSH, Repository: repo, CloneUrl: "/srv/hg/app", DefaultBranch: "default", Ref: "refs/heads/default", After: sha})
+		h.publish("build.created", repo, &eventsv1.BuildCreated{BuildId: id, Number: n, Repository: repo, Ref: "refs/heads/default", Commit: sha, Version: "0.1.0", Trigger: "push", Config: []byte(cfg), Vcs: "hg"})
+		h.publish("build.finished", repo, &eventsv1.BuildFinished{BuildId: id, Number: n, Repository: repo, Ref: "refs/heads/default", Commit: sha, Version: "0.1.0", Status: eventsv1.BuildStatus_BUILD_STATUS_SUCCESS})
+		j := h.nextJob()
+		if j.Vcs != "hg" || j.CloneUrl != "/srv/hg/app" || j.Commit != sha {
+			t.Fatalf("deploy job vcs %q clone %q commit %q, want hg", j.Vcs, j.CloneUrl, j.Commit)
+		}
+		h.run(j, true)
+		h.waitFor(repo, "staging", "deployed", is("0.1.0", eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED))
+		// A git repository's job says nothing (git is the default).
+		h.build("acme/gitapp", "refs/heads/main", "1.0.0", cfg, "push")
+		if j := h.nextJob(); j.Vcs != "" {
+			t.Errorf("git deploy job vcs %q", j.Vcs)
+		}
+	})
+}

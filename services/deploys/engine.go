@@ -306,7 +306,7 @@ func (s *Service) start(ctx context.Context, tx *bus.Tx, d *deployment, wait boo
 	job := &eventsv1.Job{
 		JobId: bus.NewID(), BuildId: d.buildID, Kind: "deploy", Repository: d.repository, CloneUrl: cloneURL, Ref: b.ref, Commit: d.commit,
 		Version: d.version, Environment: s.jobEnv(ctx, tx, d, b, cfg, env), Timeout: durationpb.New(s.cfg.JobTimeout), ChainId: d.chainID,
-		QueuedAt: timestamppb.New(now), Secrets: map[string]string{}, Labels: cfg.JobLabels(env),
+		QueuedAt: timestamppb.New(now), Secrets: map[string]string{}, Labels: cfg.JobLabels(env), Vcs: b.vcs,
 	}
 	for _, st := range steps {
 		// Secret names only: the agent gets the values from builds at the

@@ -105,7 +105,10 @@ type BuildCreated struct {
 	Gate *GateBuild `protobuf:"bytes,9,opt,name=gate,proto3" json:"gate,omitempty"`
 	// The commit's .shiploop.yml as read (empty when it could not be read), so
 	// that the deploys service learns the environments without fetching.
-	Config        []byte `protobuf:"bytes,10,opt,name=config,proto3" json:"config,omitempty"`
+	Config []byte `protobuf:"bytes,10,opt,name=config,proto3" json:"config,omitempty"`
+	// The repository's version control: "hg" for Mercurial, "" for git (as
+	// Job.vcs), so that deploy jobs of the build fetch it the right way.
+	Vcs           string `protobuf:"bytes,11,opt,name=vcs,proto3" json:"vcs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -208,6 +211,13 @@ func (x *BuildCreated) GetConfig() []byte {
 		return x.Config
 	}
 	return nil
+}
+
+func (x *BuildCreated) GetVcs() string {
+	if x != nil {
+		return x.Vcs
+	}
+	return ""
 }
 
 // BuildStarted: dev.shiploop.build.started.v1, when an agent takes its first job.
@@ -418,7 +428,7 @@ var File_shiploop_events_v1_build_proto protoreflect.FileDescriptor
 
 const file_shiploop_events_v1_build_proto_rawDesc = "" +
 	"\n" +
-	"\x1eshiploop/events/v1/build.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dshiploop/events/v1/gate.proto\"\xc5\x02\n" +
+	"\x1eshiploop/events/v1/build.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dshiploop/events/v1/gate.proto\"\xd7\x02\n" +
 	"\fBuildCreated\x12\x19\n" +
 	"\bbuild_id\x18\x01 \x01(\tR\abuildId\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1e\n" +
@@ -433,7 +443,8 @@ const file_shiploop_events_v1_build_proto_rawDesc = "" +
 	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x121\n" +
 	"\x04gate\x18\t \x01(\v2\x1d.shiploop.events.v1.GateBuildR\x04gate\x12\x16\n" +
 	"\x06config\x18\n" +
-	" \x01(\fR\x06config\"\xb4\x01\n" +
+	" \x01(\fR\x06config\x12\x10\n" +
+	"\x03vcs\x18\v \x01(\tR\x03vcs\"\xb4\x01\n" +
 	"\fBuildStarted\x12\x19\n" +
 	"\bbuild_id\x18\x01 \x01(\tR\abuildId\x12\x1e\n" +
 	"\n" +
