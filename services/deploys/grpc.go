@@ -416,6 +416,12 @@ func (g *grpcServer) Approve(ctx context.Context, req *deploysv1.ApproveRequest)
 				d.id, req.GetApprover(), req.GetComment(), now.UnixNano()); err != nil {
 				return err
 			}
+			// Who accepted it is an approval like any other: the
+			// dashboards' "approved by" comes from this event.
+			if err := g.s.publish(tx, "deploy.approved", d, &eventsv1.DeployApproved{Deploy: d.ref(), Approver: req.GetApprover(), Comment: req.GetComment(),
+				ApprovalsRequired: 1, ApprovalsGiven: 1}); err != nil {
+				return err
+			}
 			if err := g.s.finish(ctx, tx, d, eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED, fmt.Sprintf("inconclusive verification accepted by %s: %s", req.GetApprover(), req.GetComment())); err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/shiploop/shiploop/pkg/bus"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
 	deploysv1 "github.com/shiploop/shiploop/proto/shiploop/deploys/v1"
@@ -142,5 +143,16 @@ func TestErrorRateCheck(t *testing.T) {
 		if c := check(paused); c.GetStatus() != eventsv1.CheckStatus_CHECK_STATUS_INCONCLUSIVE {
 			t.Errorf("1.3.0 check %v", c)
 		}
+		// Accepting it is an approval: deploy.approved names who, for the
+		// dashboards' "approved by".
+		w := h.watchDeploys(repo)
+		if _, err := h.api.Approve(t.Context(), &deploysv1.ApproveRequest{DeployId: paused.GetId(), Approver: "ivy", Comment: "quiet enough"}); err != nil {
+			t.Fatal(err)
+		}
+		h.waitFor(repo, "acceptance", "1.3.0 accepted", is("1.3.0", eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED))
+		w.wait(t, "deploy.approved by ivy", func(ev bus.Event) bool {
+			a, ok := ev.Data.(*eventsv1.DeployApproved)
+			return ok && ev.Type == "deploy.approved" && a.GetApprover() == "ivy" && a.GetDeploy().GetDeployId() == paused.GetId()
+		})
 	})
 }
