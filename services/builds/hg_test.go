@@ -14,6 +14,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/store/storetest"
 	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+	"github.com/shiploop/shiploop/services/builds/pipeline"
 )
 
 // hgSource makes a non-publishing Mercurial repository (its changesets stay
@@ -133,5 +134,24 @@ func waitChangeBuild(t *testing.T, h *harness, changeID string) *buildsv1.Build 
 			t.Fatalf("no finished build for change %s", changeID)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestHgTestPlan: the test jobs of a Mercurial repository carry vcs hg, as
+// its build jobs do, so the agent clones them with hg (not git fetch).
+func TestHgTestPlan(t *testing.T) {
+	cfg, err := pipeline.Parse(".shiploop.yml", []byte("steps:\n  - name: build\n    commands: [make]\ntest:\n  steps:\n    - name: unit\n      commands: [pytest]\n  reports:\n    junit: [report.xml]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, vcs := range []string{"hg", ""} {
+		ev := testsPlanned(buildRow{id: "b1", repository: "acme/hg", ref: "refs/heads/default", commit: "c1", version: "1.0.0"},
+			&eventsv1.Change{CloneUrl: "https://hg.example.com/acme"}, &preparedChange{cfg: cfg, vcs: vcs})
+		if ev == nil {
+			t.Fatal("no build.tests_planned")
+		}
+		if got := ev.Data.(*eventsv1.BuildTestsPlanned).GetPlan().GetVcs(); got != vcs {
+			t.Errorf("test plan vcs %q, want %q", got, vcs)
+		}
 	}
 }

@@ -28,7 +28,10 @@ func testsPlanned(b buildRow, ch *eventsv1.Change, p *preparedChange) *bus.Event
 		Shards:   int32(max(t.Shards, 1)),
 		Retries:  int32(t.Retries),
 		CloneUrl: orText(p.jobCloneURL, ch.CloneUrl),
-		Labels:   cfg.Labels,
+		// Test jobs check out with the repository's VCS, as build jobs
+		// do: a Mercurial repository's test job must not run git fetch.
+		Vcs:    p.vcs,
+		Labels: cfg.Labels,
 	}
 	if t.Labels != nil {
 		plan.Labels = t.Labels

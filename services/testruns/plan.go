@@ -150,7 +150,7 @@ func (s *Service) planJobs(b *buildRow) []*eventsv1.Job {
 			// agent asks builds for them when the job starts.
 			jobs = append(jobs, &eventsv1.Job{
 				JobId: bus.NewID(), BuildId: b.id, Kind: "test", Repository: b.repository,
-				CloneUrl: p.CloneUrl, Ref: b.ref, Commit: b.commit, Version: b.version,
+				CloneUrl: p.CloneUrl, Vcs: p.Vcs, Ref: b.ref, Commit: b.commit, Version: b.version,
 				Steps: p.Steps, Environment: env, Timeout: timeout, ChainId: b.chainID,
 				QueuedAt: timestamppb.Now(), Matrix: cell.Values, Labels: p.Labels,
 				Test: &eventsv1.TestSpec{Reports: p.Reports, Services: p.Services, ShardIndex: int32(shard), ShardTotal: int32(shards)},

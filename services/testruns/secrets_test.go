@@ -23,6 +23,7 @@ func TestTestJobSecretNames(t *testing.T) {
 				{Name: "integration", Commands: []string{"make it"}, Secrets: []string{"API_TOKEN", "DB_PASSWORD"}},
 			},
 			Shards: 2,
+			Vcs:    "hg",
 		}
 		h.build("bs1", "acme/secret", "c1", plan, true)
 		var specs [][]byte
@@ -52,6 +53,10 @@ func TestTestJobSecretNames(t *testing.T) {
 			}
 			if len(job.Secrets) != 0 {
 				t.Errorf("the stored test job holds secret values: %v", job.Secrets)
+			}
+			// A Mercurial repository's test jobs are cloned with hg.
+			if job.GetVcs() != "hg" {
+				t.Errorf("test job vcs %q, want the plan's hg", job.GetVcs())
 			}
 		}
 	})
