@@ -115,10 +115,47 @@ func TestLint(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, _ := runCLI(t, "lint", good)
-	if code != 0 || !strings.Contains(out, "good.yml: ok (1 build steps)") {
+	if code != 0 || !strings.Contains(out, "good.yml: ok: 1 build step, no test stage, no gate section (the repository's or installation's policy applies), no environments\n") {
 		t.Errorf("lint good: exit %d, %q", code, out)
 	}
-	code, out, errOut := runCLI(t, "lint", good, bad)
+	// A full file: lint says what it found, in text and JSON.
+	full := dir + "/full.yml"
+	if err := os.WriteFile(full, []byte(`steps:
+  - name: build
+    commands: [make]
+test:
+  steps:
+    - name: unit
+      commands: [pytest]
+  shards: 2
+  reports:
+    junit: [report.xml, "junit/*.xml"]
+    coverage: [coverage.xml]
+gate:
+  conditions:
+    - {metric: tests_failed, operator: "==", threshold: 0}
+    - {metric: coverage, operator: ">=", threshold: 50, on_no_data: pass}
+    - {metric: issues, operator: "==", threshold: 0, scope: new_code}
+environments:
+  - name: staging
+    steps: [{name: deploy, commands: [./deploy staging]}]
+  - name: production
+    steps: [{name: deploy, commands: [./deploy production]}]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wantSummary := "1 build step, test stage (1 step, 2 shards, 2 JUnit globs, 1 coverage glob), gate with 3 conditions (no data fails but for 1 condition with on_no_data: pass), 2 environments (staging → production)"
+	code, out, errOut := runCLI(t, "lint", full)
+	if code != 0 || out != full+": ok: "+wantSummary+"\n" {
+		t.Errorf("lint full: exit %d, %q %s", code, out, errOut)
+	}
+	code, out, _ = runCLI(t, "lint", "--json", full)
+	var fr lintResult
+	if code != 0 || json.Unmarshal([]byte(out), &fr) != nil || fr.Summary != wantSummary || fr.Test == nil || fr.Test.Shards != 2 || fr.Test.JUnitGlobs != 2 ||
+		fr.Gate == nil || fr.Gate.Conditions != 3 || fr.Gate.OnNoData != "fail" || strings.Join(fr.Environments, ",") != "staging,production" {
+		t.Errorf("lint --json full: exit %d, %q", code, out)
+	}
+	code, out, errOut = runCLI(t, "lint", good, bad)
 	if code != 1 || !regexp.MustCompile(`bad\.yml:4:\d+: steps\[0\]\.depends_on\[0\]: .*"b"`).MatchString(out) || !strings.Contains(errOut, "1 of 2 files have problems") {
 		t.Errorf("lint bad: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}

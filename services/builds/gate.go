@@ -32,12 +32,12 @@ func gateBuild(ch *eventsv1.Change, cfg *pipeline.Config) *eventsv1.GateBuild {
 	if cfg.Gate == nil {
 		return g
 	}
-	p := &eventsv1.GatePolicy{Expression: cfg.Gate.Expression}
+	p := &eventsv1.GatePolicy{Expression: cfg.Gate.Expression, OnNoData: cfg.Gate.OnNoData}
 	for i, c := range cfg.Gate.Conditions {
 		field := "gate.conditions[" + strconv.Itoa(i) + "]"
 		pos, _ := cfg.Position(field)
 		p.Conditions = append(p.Conditions, &eventsv1.GateCondition{
-			Metric: c.Metric, Operator: string(c.Operator), Threshold: c.Threshold, Scope: string(c.Scope),
+			Metric: c.Metric, Operator: string(c.Operator), Threshold: c.Threshold, Scope: string(c.Scope), OnNoData: c.OnNoData,
 			File: cfg.File(), Line: int32(pos.Line),
 		})
 	}

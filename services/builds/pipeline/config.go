@@ -216,6 +216,10 @@ type Gate struct {
 	// Reports are globs over the build's artifact names, by format (sarif,
 	// flake8, checkstyle, golangci_lint, metrics).
 	Reports map[string][]string
+	// OnNoData is what a condition without data, a test run in error or a
+	// test stage without tests does: "pass" allows it; "" or "fail" fails
+	// the gate (gatepolicy.OnNoDataKey).
+	OnNoData string
 }
 
 // Condition is one requirement: Metric Operator Threshold must be true.
@@ -225,6 +229,9 @@ type Condition struct {
 	Operator  Operator
 	Threshold float64
 	Scope     Scope // ScopeOverall unless the file says new_code (gate conditions only)
+	// OnNoData overrides the gate's on_no_data for this condition: "pass",
+	// "fail", or "" (gate conditions only).
+	OnNoData string
 }
 
 // Operator compares a metric with a threshold.

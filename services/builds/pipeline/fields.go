@@ -36,8 +36,8 @@ var (
 	envFields         = []string{"name", "steps", "variables", "secrets", "labels", "approval", "auto", "verify", "on_interrupt", "on_failure"}
 	approvalFields    = []string{"required"}
 	verifyFields      = []string{"window", "conditions", "on_failure"}
-	gateFields        = []string{"conditions", "expression", "min_new_lines", "reports"}
-	conditionFields   = []string{"metric", "operator", "threshold", "scope"}
+	gateFields        = []string{"conditions", "expression", "min_new_lines", "reports", gatepolicy.OnNoDataKey}
+	conditionFields   = []string{"metric", "operator", "threshold", "scope", gatepolicy.OnNoDataKey}
 	operators         = []string{"<", "<=", ">", ">=", "==", "!="}
 )
 
@@ -451,6 +451,8 @@ func (d *decoder) gate(n *yaml.Node, field string) *Gate {
 		case "min_new_lines":
 			lines := d.integer(v, f, 0, 1000000)
 			g.MinNewLines = &lines
+		case gatepolicy.OnNoDataKey:
+			g.OnNoData, _ = d.oneOf(v, f, gatepolicy.OnNoDataKey, gatepolicy.OnNoDataValues)
 		case "reports":
 			g.Reports = map[string][]string{}
 			d.object(v, f, gatepolicy.ReportFormats, func(k string, v *yaml.Node, f string) {
@@ -466,7 +468,7 @@ func (d *decoder) conditions(n *yaml.Node, field string, scoped bool) []Conditio
 	out := []Condition{}
 	known := conditionFields
 	if !scoped {
-		known = conditionFields[:3]
+		known = conditionFields[:3] // metric, operator, threshold
 	}
 	d.list(n, field, "conditions", false, func(_ int, item *yaml.Node, f string) {
 		c := Condition{Scope: ScopeOverall}
@@ -489,6 +491,8 @@ func (d *decoder) conditions(n *yaml.Node, field string, scoped bool) []Conditio
 				if s, ok := d.oneOf(v, f, "scope", []string{string(ScopeOverall), string(ScopeNewCode)}); ok {
 					c.Scope = Scope(s)
 				}
+			case gatepolicy.OnNoDataKey:
+				c.OnNoData, _ = d.oneOf(v, f, gatepolicy.OnNoDataKey, gatepolicy.OnNoDataValues)
 			}
 		})
 		d.require(item, f, present, "metric", "operator", "threshold")

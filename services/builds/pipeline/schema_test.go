@@ -116,6 +116,9 @@ var agreementCases = []struct {
 	{"gate: {conditions: [{metric: coverage, operator: '>=', threshold: 80}], expression: 'new_issues == 0', min_new_lines: 10, reports: {sarif: [lint.sarif], flake8: [flake8.txt]}}\nsteps: {a: {commands: x}}", true},
 	{"gate: {conditions: [{metric: coverage, operator: '>=', threshold: 80}], reports: {pmd: [x.xml]}}\nsteps: {a: {commands: x}}", false},
 	{"gate: {conditions: [{metric: coverage, operator: '>=', threshold: 80}], min_new_lines: -1}\nsteps: {a: {commands: x}}", false},
+	{"gate: {conditions: [{metric: coverage, operator: '>=', threshold: 80, on_no_data: pass}], on_no_data: fail}\nsteps: {a: {commands: x}}", true},
+	{"gate: {conditions: [{metric: coverage, operator: '>=', threshold: 80}], on_no_data: skip}\nsteps: {a: {commands: x}}", false},
+	{"gate: {conditions: [{metric: coverage, operator: '>=', threshold: 80, on_no_data: maybe}]}\nsteps: {a: {commands: x}}", false},
 }
 
 // TestSchemaAgreesWithParser validates every example document with both the
