@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shiploop/shiploop/pkg/gatepolicy"
 	"github.com/shiploop/shiploop/services/dashboards/dora"
 )
 
@@ -77,7 +78,7 @@ func (t testRunView) Coverage() (float64, bool) {
 // CoverageText is the line coverage as the pages print it.
 func (t testRunView) CoverageText() string {
 	c, _ := t.Coverage()
-	return fmt.Sprintf("%.1f%%", c)
+	return gatepolicy.FormatPercent(c)
 }
 
 type gateView struct {

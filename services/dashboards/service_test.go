@@ -216,7 +216,7 @@ func TestPipelineReadModels(t *testing.T) {
 		}
 		for path, want := range map[string]badge.Badge{
 			"/badges/acme/web/tests.svg?style=flat-square":  {Label: "tests", Message: "41 passed, 1 failed", Color: "red", Style: badge.FlatSquare},
-			"/badges/acme/web/coverage.svg?style=plastic":   {Label: "coverage", Message: "67%", Color: "yellow", Style: badge.Plastic},
+			"/badges/acme/web/coverage.svg?style=plastic":   {Label: "coverage", Message: "67.3%", Color: "yellow", Style: badge.Plastic},
 			"/badges/acme/web/gate.svg?style=for-the-badge": {Label: "gate", Message: "failed", Color: "red", Style: badge.ForTheBadge},
 			"/badges/acme/web/deploy/production.svg":        {Label: "production", Message: "not deployed", Color: "lightgrey"},
 			"/badges/other/repo/build.svg?style=social":     {Label: "build", Message: "unknown", Color: "lightgrey", Style: badge.Social},

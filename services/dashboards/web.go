@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shiploop/shiploop/pkg/gatepolicy"
 	"github.com/shiploop/shiploop/pkg/server"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 	"github.com/shiploop/shiploop/services/dashboards/badge"
@@ -55,7 +56,15 @@ func newPages(s *Service) (*pages, error) {
 			}
 			return (time.Duration(ms) * time.Millisecond).Round(10 * time.Millisecond).String()
 		},
-		"pct":  func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) + "%" },
+		"pct":  gatepolicy.FormatPercent,
+		// value renders a gate condition's value: percentages as coverage
+		// is shown everywhere ("50.0%"), counts as numbers.
+		"value": func(metric string, v float64) string {
+			if m, _ := gatepolicy.Lookup(metric); m.Unit == "%" {
+				return gatepolicy.FormatPercent(v)
+			}
+			return strconv.FormatFloat(v, 'g', 6, 64)
+		},
 		"num":  func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) },
 		"join": strings.Join,
 	}
@@ -496,8 +505,9 @@ func (s *Service) badgeFor(ctx context.Context, repo, kind, env, branch string) 
 		return b, false, nil
 	case "tests", "coverage":
 		var passed, failed, skipped, covered, coverable int64
-		err := s.db.QueryRowContext(ctx, `SELECT passed, failed, skipped, covered, coverable FROM dash_testruns WHERE build_id = $1 AND status <> 'running' ORDER BY at DESC LIMIT 1`, id).
-			Scan(&passed, &failed, &skipped, &covered, &coverable)
+		var runStatus string
+		err := s.db.QueryRowContext(ctx, `SELECT status, passed, failed, skipped, covered, coverable FROM dash_testruns WHERE build_id = $1 AND status <> 'running' ORDER BY at DESC LIMIT 1`, id).
+			Scan(&runStatus, &passed, &failed, &skipped, &covered, &coverable)
 		if errors.Is(err, sql.ErrNoRows) {
 			b.Message = "unknown"
 			return b, true, nil
@@ -506,13 +516,7 @@ func (s *Service) badgeFor(ctx context.Context, repo, kind, env, branch string) 
 			return b, false, err
 		}
 		if kind == "tests" {
-			b.Message, b.Color = fmt.Sprintf("%d passed", passed), "brightgreen"
-			if failed > 0 {
-				b.Message, b.Color = fmt.Sprintf("%d passed, %d failed", passed, failed), "red"
-			}
-			if skipped > 0 {
-				b.Message += fmt.Sprintf(", %d skipped", skipped)
-			}
+			b.Message, b.Color = testsBadge(runStatus, passed, failed, skipped)
 			return b, false, nil
 		}
 		if coverable == 0 {
@@ -520,7 +524,7 @@ func (s *Service) badgeFor(ctx context.Context, repo, kind, env, branch string) 
 			return b, true, nil
 		}
 		pct := 100 * float64(covered) / float64(coverable)
-		b.Message, b.Color = fmt.Sprintf("%.0f%%", pct), coverageColor(pct)
+		b.Message, b.Color = gatepolicy.FormatPercent(pct), coverageColor(pct)
 		return b, false, nil
 	default: // gate
 		var st string
@@ -541,6 +545,30 @@ func (s *Service) badgeFor(ctx context.Context, repo, kind, env, branch string) 
 		}
 		return b, false, nil
 	}
+}
+
+// testsBadge is the tests badge of a finished run: never green without a
+// passing test. A run in error is red ("error", or its counts), one that
+// ran no test grey ("no tests").
+func testsBadge(status string, passed, failed, skipped int64) (message, color string) {
+	switch {
+	case failed > 0:
+		message, color = fmt.Sprintf("%d passed, %d failed", passed, failed), "red"
+	case status == "error" && passed == 0:
+		return "error, no tests", "red"
+	case passed == 0 && skipped == 0:
+		return "no tests", "lightgrey"
+	case passed == 0:
+		message, color = "0 passed", "lightgrey"
+	case status == "error":
+		message, color = fmt.Sprintf("%d passed, error", passed), "red"
+	default:
+		message, color = fmt.Sprintf("%d passed", passed), "brightgreen"
+	}
+	if skipped > 0 {
+		message += fmt.Sprintf(", %d skipped", skipped)
+	}
+	return message, color
 }
 
 func buildBadge(status string) (string, string) {
