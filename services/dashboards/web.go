@@ -56,7 +56,7 @@ func newPages(s *Service) (*pages, error) {
 			}
 			return (time.Duration(ms) * time.Millisecond).Round(10 * time.Millisecond).String()
 		},
-		"pct":  gatepolicy.FormatPercent,
+		"pct": gatepolicy.FormatPercent,
 		// value renders a gate condition's value: percentages as coverage
 		// is shown everywhere ("50.0%"), counts as numbers.
 		"value": func(metric string, v float64) string {
