@@ -169,7 +169,7 @@ func configWith(probe string) string {
       window: 300ms
       conditions:
         - {metric: "http_status(${URL})", operator: "==", threshold: 200}
-        - {metric: errortrack.new_issues, operator: "<=", threshold: 0}
+        - {metric: errortrack.new_issues, operator: "<=", threshold: 0, require_evidence: false}
   - name: production
     approval: {required: 2}
     steps: [{name: deploy, commands: [echo prod]}]

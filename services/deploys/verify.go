@@ -1,6 +1,7 @@
 package deploys
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -219,13 +221,22 @@ func (s *Service) measure(ctx context.Context, d *deployment, v *Verify, c Check
 		if len(titles) > 0 {
 			what += ": " + strings.Join(titles, ", ")
 		}
-		return judge(float64(n), what)
+		ev, err := s.releaseEvidence(ctx, d, at)
+		if err != nil {
+			return inconclusive("reading errortrack counts: %v", err)
+		}
+		return evidenceVerdict(c, judge(float64(n), what), ev, v.Window, at.UnixNano() >= d.verifyUntil)
 	case "errortrack.error_rate_ratio":
 		cur, prev, err := s.errorRates(ctx, d, v.Window, at)
 		if err != nil {
 			return inconclusive("reading errortrack counts: %v", err)
 		}
-		return errorRateVerdict(c, cur, prev, v.Window, at.UnixNano() >= d.verifyUntil)
+		ev, err := s.releaseEvidence(ctx, d, at)
+		if err != nil {
+			return inconclusive("reading errortrack counts: %v", err)
+		}
+		final := at.UnixNano() >= d.verifyUntil
+		return evidenceVerdict(c, errorRateVerdict(c, cur, prev, v.Window, final), ev, v.Window, final)
 	case "graphite":
 		if s.cfg.GraphiteURL == "" {
 			return inconclusive("no Graphite API configured (--graphite-url)")
@@ -263,6 +274,112 @@ func (s *Service) issueCount(ctx context.Context, d *deployment, kinds []string)
 		}
 	}
 	return n, titles, rows.Err()
+}
+
+// evidence is what errortrack counted in a deploy's environment since the
+// release was deployed: the release's own items and the errors under
+// other releases (a release mismatch).
+type evidence struct {
+	release, environment string
+	errors, traffic      int64            // the release's: traffic is errors, transactions and sessions
+	others               map[string]int64 // error events under other releases, by release
+	otherErrors          int64
+}
+
+// releaseEvidence reads the errortrack.release.counted counts of d's
+// environment from when d's release was deployed up to at (within the
+// window). Another release's count is a mismatch only when all of it was
+// received after the deploy (first_received), so errors the old version
+// sent just before do not count; the release's own counts are attributed
+// by their last item, as errorRates does.
+func (s *Service) releaseEvidence(ctx context.Context, d *deployment, at time.Time) (evidence, error) {
+	ev := evidence{release: d.version, environment: d.environment, others: map[string]int64{}}
+	end := min(at.UnixNano(), d.verifyUntil)
+	rows, err := s.db.QueryContext(ctx, `SELECT release, SUM(errors), SUM(traffic), MIN(first_received) FROM error_counts WHERE (repository = $1 OR repository = '') AND environment = $2 AND last_received > $3 AND last_received <= $4 GROUP BY release ORDER BY release`,
+		d.repository, d.environment, d.deployedAt, end)
+	if err != nil {
+		return ev, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var release string
+		var errs, traffic, first int64
+		if err := rows.Scan(&release, &errs, &traffic, &first); err != nil {
+			return ev, err
+		}
+		switch {
+		case release == d.version || strings.HasSuffix(release, "@"+d.version):
+			ev.errors += errs
+			ev.traffic += traffic
+		case errs > 0 && first > d.deployedAt:
+			ev.others[release] += errs
+			ev.otherErrors += errs
+		}
+	}
+	return ev, rows.Err()
+}
+
+// mismatch describes errors under other releases, or "".
+func (ev evidence) mismatch() string {
+	if ev.otherErrors == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(ev.others))
+	for r := range ev.others {
+		names = append(names, r)
+	}
+	slices.SortFunc(names, func(a, b string) int { return cmp.Or(cmp.Compare(ev.others[b], ev.others[a]), strings.Compare(a, b)) })
+	per := make([]string, 0, len(names))
+	for _, r := range names {
+		name := r
+		if name == "" {
+			name = "(no release)"
+		}
+		per = append(per, fmt.Sprintf("%s: %d", name, ev.others[r]))
+	}
+	what := fmt.Sprintf("release mismatch: %d error event(s) in %s during the window under other releases (%s)", ev.otherErrors, ev.environment, strings.Join(per, ", "))
+	if ev.traffic == 0 {
+		return what + fmt.Sprintf(" and none under %s: the app does not report the deployed release — set SENTRY_RELEASE (or the SDK's release option) to %s", ev.release, ev.release)
+	}
+	return what + fmt.Sprintf(" besides %s's %d error(s): an older version still serving, or instances that do not report the deployed release (set SENTRY_RELEASE to %s)", ev.release, ev.errors, ev.release)
+}
+
+// evidenceVerdict decides an errortrack condition on evidence, given r,
+// the condition's own judgement of the numbers:
+//
+//   - errors under other releases in the environment during the window (a
+//     release mismatch) fail it, unless on_release_mismatch: ignore;
+//   - a failure stands;
+//   - a release that errortrack heard nothing from since the deploy (not an
+//     error, transaction or session) has no evidence: pending until the
+//     window ends, then inconclusive (the deploy pauses, not verified), or
+//     a failure with require_evidence: true, or a pass that says so with
+//     require_evidence: false;
+//   - otherwise r, with the evidence it stands on.
+func evidenceVerdict(c Check, r result, ev evidence, window time.Duration, final bool) result {
+	mismatch := ev.mismatch()
+	if mismatch != "" && c.OnReleaseMismatch != "ignore" {
+		return result{status: eventsv1.CheckStatus_CHECK_STATUS_FAILURE, value: r.value, reason: mismatch + " (on_release_mismatch: ignore accepts this)"}
+	}
+	if mismatch != "" {
+		mismatch = "; " + mismatch + " (ignored: on_release_mismatch: ignore)"
+	}
+	if r.status == eventsv1.CheckStatus_CHECK_STATUS_FAILURE {
+		return result{status: r.status, value: r.value, reason: r.reason + mismatch}
+	}
+	if ev.traffic == 0 {
+		none := fmt.Sprintf("no evidence: errortrack received no event, transaction or session from %s in %s", ev.release, ev.environment)
+		switch {
+		case !final:
+			return result{status: eventsv1.CheckStatus_CHECK_STATUS_PENDING, reason: none + " so far (" + strings.TrimSuffix(r.reason, "; judged when the window ends") + ")" + mismatch + "; judged when the window ends"}
+		case c.NoEvidence == "pass":
+			return result{status: r.status, value: r.value, reason: fmt.Sprintf("%s during the %s window, accepted (require_evidence: false): %s%s", none, window, r.reason, mismatch)}
+		case c.NoEvidence == "fail":
+			return result{status: eventsv1.CheckStatus_CHECK_STATUS_FAILURE, reason: fmt.Sprintf("%s during the %s window (require_evidence: true): the release may not be running, or its app does not report it (SENTRY_RELEASE)%s", none, window, mismatch)}
+		}
+		return result{status: eventsv1.CheckStatus_CHECK_STATUS_INCONCLUSIVE, reason: fmt.Sprintf("%s during the %s window: 0 errors is no proof of health (send transactions or sessions, or set require_evidence)%s", none, window, mismatch)}
+	}
+	return result{status: r.status, value: r.value, reason: fmt.Sprintf("%s; evidence: %d error(s), %d transaction(s)/session(s) from %s%s", r.reason, ev.errors, ev.traffic-ev.errors, ev.release, mismatch)}
 }
 
 // releaseRate is what errortrack counted for one release in an

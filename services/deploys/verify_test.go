@@ -95,8 +95,10 @@ func TestErrorRateCheck(t *testing.T) {
 			return d.GetChecks()[0]
 		}
 
-		// The first release: no errors, nothing to compare with: it holds.
+		// The first release: transactions but no errors, nothing to compare
+		// with: it holds on evidence.
 		deploy("1.0.0")
+		counted("web@1.0.0", "acceptance", 0, 5)
 		first := h.waitFor(repo, "acceptance", "1.0.0 verified", is("1.0.0", eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED))
 		if c := check(first); c.GetStatus() != eventsv1.CheckStatus_CHECK_STATUS_SUCCESS || !strings.Contains(c.GetReason(), "no errors from 1.0.0") {
 			t.Errorf("1.0.0 check %v", c)
@@ -154,5 +156,93 @@ func TestErrorRateCheck(t *testing.T) {
 			a, ok := ev.Data.(*eventsv1.DeployApproved)
 			return ok && ev.Type == "deploy.approved" && a.GetApprover() == "ivy" && a.GetDeploy().GetDeployId() == paused.GetId()
 		})
+	})
+}
+
+// TestVerificationEvidence: errortrack conditions decide on evidence. A
+// release whose app reports its errors under another release ("dev") in
+// the environment fails with a release mismatch (unless
+// on_release_mismatch: ignore); a release errortrack heard nothing from is
+// inconclusive (no evidence: the deploy pauses, not verified), fails with
+// require_evidence: true and passes, saying so, with require_evidence:
+// false; a release whose own transactions arrived without errors verifies.
+func TestVerificationEvidence(t *testing.T) {
+	storetest.Engines(t, "deploys", Migrations(), func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db)
+		config := func(extra string) string {
+			return `environments:
+  - name: production
+    auto: true
+    steps: [{name: deploy, commands: [echo deploy]}]
+    verify:
+      window: 1s
+      on_failure: hold
+      conditions:
+        - {metric: errortrack.new_issues, operator: "==", threshold: 0` + extra + `}
+        - {metric: errortrack.error_rate_ratio, operator: "<=", threshold: 1.5` + extra + `}
+`
+		}
+		counted := func(repo, release string, errs, transactions int64) {
+			now := timestamppb.Now()
+			h.publish("errortrack.release.counted", repo, &errortrackv1.ReleaseCounted{ProjectId: 1, Project: "app", Release: release, Environment: "production",
+				Errors: errs, Transactions: transactions, FirstReceived: now, LastReceived: now})
+		}
+		deploy := func(repo, version, extra string) {
+			h.build(repo, "refs/heads/main", version, config(extra), "push")
+			h.run(h.nextJob(), true)
+			h.waitFor(repo, "production", version+" verifying", is(version, eventsv1.DeployStatus_DEPLOY_STATUS_VERIFYING))
+		}
+		checks := func(d *deploysv1.Deployment, status eventsv1.CheckStatus, reason string) {
+			t.Helper()
+			if len(d.GetChecks()) != 2 {
+				t.Fatalf("%s checks %v", d.GetRelease(), d.GetChecks())
+			}
+			for _, c := range d.GetChecks() {
+				if c.GetStatus() != status || !strings.Contains(c.GetReason(), reason) {
+					t.Errorf("%s check %s: %v %q, want %v with %q", d.GetRelease(), c.GetCheck(), c.GetStatus(), c.GetReason(), status, reason)
+				}
+			}
+		}
+
+		// 50 ZeroDivisionErrors under "dev", none under the deployed release.
+		deploy("acme/dev", "0.0.1-dev.3", "")
+		counted("acme/dev", "dev", 50, 0)
+		counted("acme/other", "dev", 1000, 0) // another repository's app
+		bad := h.waitFor("acme/dev", "production", "0.0.1-dev.3 failed", is("0.0.1-dev.3", eventsv1.DeployStatus_DEPLOY_STATUS_FAILED))
+		mismatch := "release mismatch: 50 error event(s) in production during the window under other releases (dev: 50) and none under 0.0.1-dev.3: the app does not report the deployed release — set SENTRY_RELEASE"
+		if !strings.Contains(bad.GetReason(), "errortrack.new_issues == 0: "+mismatch) || !strings.Contains(bad.GetReason(), "errortrack.error_rate_ratio <= 1.5: "+mismatch) {
+			t.Errorf("failed because %q", bad.GetReason())
+		}
+
+		// on_release_mismatch: ignore reports it; with nothing of its own the
+		// release still has no evidence.
+		deploy("acme/ignore", "2.0.0", ", on_release_mismatch: ignore")
+		counted("acme/ignore", "dev", 5, 0)
+		paused := h.waitFor("acme/ignore", "production", "2.0.0 paused", is("2.0.0", eventsv1.DeployStatus_DEPLOY_STATUS_PAUSED))
+		checks(paused, eventsv1.CheckStatus_CHECK_STATUS_INCONCLUSIVE, "no evidence: errortrack received no event, transaction or session from 2.0.0 in production during the 1s window")
+		checks(paused, eventsv1.CheckStatus_CHECK_STATUS_INCONCLUSIVE, "(dev: 5) and none under 2.0.0")
+		checks(paused, eventsv1.CheckStatus_CHECK_STATUS_INCONCLUSIVE, "(ignored: on_release_mismatch: ignore)")
+
+		// Nothing at all: inconclusive, the deploy pauses and is not verified.
+		deploy("acme/silent", "1.0.0", "")
+		paused = h.waitFor("acme/silent", "production", "1.0.0 paused", is("1.0.0", eventsv1.DeployStatus_DEPLOY_STATUS_PAUSED))
+		if !strings.Contains(paused.GetReason(), "verification inconclusive: errortrack.new_issues == 0: no evidence") {
+			t.Errorf("paused because %q", paused.GetReason())
+		}
+		checks(paused, eventsv1.CheckStatus_CHECK_STATUS_INCONCLUSIVE, "no evidence: errortrack received no event, transaction or session from 1.0.0 in production during the 1s window: 0 errors is no proof of health")
+
+		// require_evidence: true fails it; false lets it pass, saying so.
+		deploy("acme/strict", "1.0.0", ", require_evidence: true")
+		failed := h.waitFor("acme/strict", "production", "1.0.0 failed", is("1.0.0", eventsv1.DeployStatus_DEPLOY_STATUS_FAILED))
+		checks(failed, eventsv1.CheckStatus_CHECK_STATUS_FAILURE, "no evidence: errortrack received no event, transaction or session from 1.0.0 in production during the 1s window (require_evidence: true)")
+		deploy("acme/lenient", "1.0.0", ", require_evidence: false")
+		ok := h.waitFor("acme/lenient", "production", "1.0.0 verified", is("1.0.0", eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED))
+		checks(ok, eventsv1.CheckStatus_CHECK_STATUS_SUCCESS, "no evidence: errortrack received no event, transaction or session from 1.0.0 in production during the 1s window, accepted (require_evidence: false)")
+
+		// The release's own transactions, no errors: verified on evidence.
+		deploy("acme/good", "1.0.0", "")
+		counted("acme/good", "web@1.0.0", 0, 30)
+		good := h.waitFor("acme/good", "production", "1.0.0 verified", is("1.0.0", eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED))
+		checks(good, eventsv1.CheckStatus_CHECK_STATUS_SUCCESS, "evidence: 0 error(s), 30 transaction(s)/session(s) from 1.0.0")
 	})
 }

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"slices"
@@ -91,6 +92,15 @@ type Check struct {
 	Arg       string // http_body_match: the regular expression
 	Op        string
 	Threshold float64
+	// errortrack.* only. OnReleaseMismatch: "fail" (the default) fails the
+	// condition when errors reach the environment during the window under
+	// other releases than the deployed one; "ignore" only reports them.
+	// NoEvidence is what a window without a single event, transaction or
+	// session of the deployed release gives: "inconclusive" (the default:
+	// the deploy pauses, not verified), "fail" (require_evidence: true) or
+	// "pass" (require_evidence: false).
+	OnReleaseMismatch string
+	NoEvidence        string
 }
 
 // Holds reports whether value Op Threshold.
@@ -517,7 +527,28 @@ func (r reader) verify(n *yaml.Node, field string) (*Verify, error) {
 						if c.Threshold, err = strconv.ParseFloat(s, 64); err != nil {
 							return nil, r.errf(resolve(q[1]), cf+".threshold", "expected a number, got %q", s)
 						}
+					case "on_release_mismatch":
+						if s != "fail" && s != "ignore" {
+							return nil, r.errf(resolve(q[1]), cf+".on_release_mismatch", "expected fail or ignore, got %q", s)
+						}
+						c.OnReleaseMismatch = s
+					case "require_evidence":
+						switch s {
+						case "true":
+							c.NoEvidence = "fail"
+						case "false":
+							c.NoEvidence = "pass"
+						default:
+							return nil, r.errf(resolve(q[1]), cf+".require_evidence", "expected true or false, got %q", s)
+						}
 					}
+				}
+				if (c.OnReleaseMismatch != "" || c.NoEvidence != "") && c.Kind != "" && !strings.HasPrefix(c.Kind, "errortrack.") {
+					return nil, r.errf(resolve(item), cf, "on_release_mismatch and require_evidence apply to errortrack.* conditions only")
+				}
+				if strings.HasPrefix(c.Kind, "errortrack.") {
+					c.OnReleaseMismatch = cmp.Or(c.OnReleaseMismatch, "fail")
+					c.NoEvidence = cmp.Or(c.NoEvidence, "inconclusive")
 				}
 				switch c.Op {
 				case "<", "<=", ">", ">=", "==", "!=":
