@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/shiploop/shiploop/pkg/gatepolicy"
 	gatesv1 "github.com/shiploop/shiploop/proto/shiploop/gates/v1"
 )
 
@@ -50,11 +51,20 @@ Examples:
 			}
 			fmt.Fprintf(c.stdout, "policy (%s)\n", resp.GetSource())
 			for _, cond := range resp.GetPolicy().GetConditions() {
-				fmt.Fprintf(c.stdout, "  %s %s %s  %s\n", cond.GetMetric(), cond.GetOperator(), num(cond.GetThreshold()), cond.GetScope())
+				line := fmt.Sprintf("  %s %s %s  %s", cond.GetMetric(), cond.GetOperator(), num(cond.GetThreshold()), cond.GetScope())
+				if v := cond.GetOnNoData(); v != "" {
+					line += "  " + gatepolicy.OnNoDataKey + ": " + v
+				}
+				fmt.Fprintln(c.stdout, line)
 			}
 			if e := resp.GetPolicy().GetExpression(); e != "" {
 				fmt.Fprintf(c.stdout, "  expression: %s\n", e)
 			}
+			onNoData := resp.GetPolicy().GetOnNoData()
+			if onNoData == "" {
+				onNoData = gatepolicy.OnNoDataFail
+			}
+			fmt.Fprintf(c.stdout, "  %s: %s\n", gatepolicy.OnNoDataKey, onNoData)
 			return nil
 		}
 		req := &gatesv1.GetEvaluationRequest{BuildId: args[1]}
@@ -91,9 +101,12 @@ func printGate(c *command, e *gatesv1.Evaluation) {
 		if cr.GetExpression() != "" {
 			name, scope, thr = cr.GetExpression(), "", "true"
 		}
-		val := "-"
+		val := "no data"
 		if cr.GetHasValue() {
 			val = num(cr.GetValue())
+			if m, _ := gatepolicy.Lookup(cr.GetMetric()); m.Unit == "%" {
+				val = gatepolicy.FormatPercent(cr.GetValue()) // as coverage is shown everywhere
+			}
 			if cr.GetExpression() != "" {
 				val = strconv.FormatBool(cr.GetValue() == 1)
 			}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/shiploop/shiploop/pkg/gatepolicy"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 	testrunsv1 "github.com/shiploop/shiploop/proto/shiploop/testruns/v1"
 )
@@ -339,7 +340,7 @@ func pct(covered, total int64) string {
 	if total <= 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.2f%%", 100*float64(covered)/float64(total))
+	return gatepolicy.FormatPercent(100 * float64(covered) / float64(total))
 }
 
 func coveragePct(c *eventsv1.CoverageSummary) string {
