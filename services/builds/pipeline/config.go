@@ -232,6 +232,12 @@ type Condition struct {
 	// OnNoData overrides the gate's on_no_data for this condition: "pass",
 	// "fail", or "" (gate conditions only).
 	OnNoData string
+	// Verify conditions on errortrack.* only: OnReleaseMismatch is "fail"
+	// (the default, "") or "ignore" for errors under other releases in the
+	// environment; RequireEvidence true fails a release errortrack heard
+	// nothing from, false passes it, nil leaves it inconclusive.
+	OnReleaseMismatch string
+	RequireEvidence   *bool
 }
 
 // Operator compares a metric with a threshold.

@@ -38,6 +38,7 @@ var (
 	verifyFields      = []string{"window", "conditions", "on_failure"}
 	gateFields        = []string{"conditions", "expression", "min_new_lines", "reports", gatepolicy.OnNoDataKey}
 	conditionFields   = []string{"metric", "operator", "threshold", "scope", gatepolicy.OnNoDataKey}
+	verifyConditions  = []string{"metric", "operator", "threshold", "on_release_mismatch", "require_evidence"} // verify conditions
 	operators         = []string{"<", "<=", ">", ">=", "==", "!="}
 )
 
@@ -468,7 +469,7 @@ func (d *decoder) conditions(n *yaml.Node, field string, scoped bool) []Conditio
 	out := []Condition{}
 	known := conditionFields
 	if !scoped {
-		known = conditionFields[:3] // metric, operator, threshold
+		known = verifyConditions
 	}
 	d.list(n, field, "conditions", false, func(_ int, item *yaml.Node, f string) {
 		c := Condition{Scope: ScopeOverall}
@@ -493,6 +494,11 @@ func (d *decoder) conditions(n *yaml.Node, field string, scoped bool) []Conditio
 				}
 			case gatepolicy.OnNoDataKey:
 				c.OnNoData, _ = d.oneOf(v, f, gatepolicy.OnNoDataKey, gatepolicy.OnNoDataValues)
+			case "on_release_mismatch":
+				c.OnReleaseMismatch, _ = d.oneOf(v, f, "on_release_mismatch", []string{"fail", "ignore"})
+			case "require_evidence":
+				b := d.boolean(v, f)
+				c.RequireEvidence = &b
 			}
 		})
 		d.require(item, f, present, "metric", "operator", "threshold")
@@ -505,8 +511,10 @@ func (d *decoder) conditions(n *yaml.Node, field string, scoped bool) []Conditio
 		}
 		// Verification checks too (pkg/verifycheck, what deploys runs).
 		if !scoped && c.Metric != "" {
-			if _, err := verifycheck.Parse(c.Metric); err != nil {
+			if vc, err := verifycheck.Parse(c.Metric); err != nil {
 				d.errAt(d.resolve(metricNode), join(f, "metric"), "%v", err)
+			} else if (c.OnReleaseMismatch != "" || c.RequireEvidence != nil) && !strings.HasPrefix(vc.Kind, "errortrack.") {
+				d.errAt(d.resolve(item), f, "on_release_mismatch and require_evidence apply to errortrack.* conditions only")
 			}
 		}
 		out = append(out, c)

@@ -534,7 +534,7 @@ gate:
 .shiploop.yml:4:29: environments[0].approval.who: unknown field (known fields: required)
 .shiploop.yml:5:13: environments[0].verify.window: missing required field
 .shiploop.yml:5:36: environments[0].verify.conditions[0].metric: unknown check "x": use http_status(URL), http_latency_ms(URL), http_body_match(URL, REGEXP), graphite(TARGET) or errortrack.new_issues|regressed_issues|issues|error_rate_ratio
-.shiploop.yml:5:68: environments[0].verify.conditions[0].scope: unknown field (known fields: metric, operator, threshold)
+.shiploop.yml:5:68: environments[0].verify.conditions[0].scope: unknown field (known fields: metric, on_release_mismatch, operator, require_evidence, threshold)
 .shiploop.yml:6:5: environments[1].name: duplicate environment name "prod" (first at line 3)
 .shiploop.yml:8:11: environments[1].auto: expected true or false, got the string "yes"
 .shiploop.yml:9:19: environments[1].on_interrupt: unknown on_interrupt "retry" (one of stop, rerun)
