@@ -137,8 +137,10 @@ func TestCommitStatuses(t *testing.T) {
 	if len(states) != 3 || states[0] != "pending shiploop #1 queued" || states[1] != "pending shiploop #1 running" || !strings.HasPrefix(states[2], "success shiploop #1 passed in ") {
 		t.Errorf("build statuses in order: %q; want pending (queued), pending (running), success", states)
 	}
-	if len(gate) != 1 || !strings.HasPrefix(gate[0], "success gate passed") {
-		t.Errorf("gate statuses %q; want one success", gate)
+	// No gate section, no tests, no reports: the built-in policy has no
+	// data to judge, and no data is never a pass.
+	if len(gate) != 1 || !strings.HasPrefix(gate[0], "failure gate failed: 0 of 5 conditions met; ") || !strings.Contains(gate[0], "no data") {
+		t.Errorf("gate statuses %q; want one failure for want of data", gate)
 	}
 	if strings.Contains(inst.stderr.String(), token) {
 		t.Error("the server logged the forge token")
