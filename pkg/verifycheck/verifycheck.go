@@ -28,6 +28,12 @@ type Check struct {
 //	errortrack.error_rate_ratio    the release's error events per minute in the environment during
 //	                               the window ÷ the previous release's there just before the deploy
 //	                               (e.g. <= 1.5: at most half as many errors again)
+//
+// The errortrack.* checks decide on evidence (services/deploys): errors in
+// the environment under other releases fail them (release mismatch; the
+// condition's on_release_mismatch: ignore relaxes it), and a release that
+// sent nothing at all is inconclusive (require_evidence: true fails it,
+// false passes it).
 func Parse(s string) (Check, error) {
 	s = strings.TrimSpace(s)
 	switch s {

@@ -259,7 +259,7 @@ environments:
     verify:
       window: %s
       conditions:
-        - {metric: errortrack.error_rate_ratio, operator: "<=", threshold: 1.5}
+        - {metric: errortrack.error_rate_ratio, operator: "<=", threshold: 1.5, require_evidence: false}
 `, window)
 }
 
