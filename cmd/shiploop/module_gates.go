@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
+	"slices"
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
 	"github.com/shiploop/shiploop/services/gates"
@@ -16,8 +18,9 @@ import (
 
 // startGates wires the gates service. Commit statuses need the forge
 // settings the builds service keeps: gates asks BuildService.GetForgeSettings
-// at SHIPLOOP_BUILDS_ADDR, or this process's own gRPC listener (where
-// builds runs in `up` and in `serve builds gates`).
+// at --builds-addr, or this process's own gRPC listener where builds runs
+// here too (`up`, `serve builds gates`), or the builds instance advertised
+// in NATS (discovery.go).
 func startGates(ctx context.Context, env *moduleEnv) (func(context.Context) error, error) {
 	db, err := env.db(ctx, "gates")
 	if err != nil {
@@ -27,12 +30,19 @@ func startGates(ctx context.Context, env *moduleEnv) (func(context.Context) erro
 	if err != nil {
 		return nil, err
 	}
-	forges := &buildsForges{token: env.opts.token, creds: env.peerCreds, addr: func() string {
-		if a := os.Getenv("SHIPLOOP_BUILDS_ADDR"); a != "" {
-			return a
+	forges := &buildsForges{token: env.opts.token, creds: env.peerCreds, addr: func(ctx context.Context) (string, error) {
+		if env.opts.buildsAddr != "" {
+			return env.opts.buildsAddr, nil
 		}
-		a, _ := env.grpcAddr.Load().(string)
-		return a
+		if slices.Contains(env.opts.services, "builds") {
+			a, _ := env.grpcAddr.Load().(string)
+			return a, nil
+		}
+		ep, err := env.lookup(ctx, "builds")
+		if err != nil {
+			return "", fmt.Errorf("finding the builds service (or set --builds-addr): %w", err)
+		}
+		return ep.GRPC, nil
 	}}
 	env.closers = append(env.closers, forges.close)
 	svc, err := gates.New(ctx, gates.Config{DB: db, Bus: b, Logger: env.log, Forges: forges, PublicURL: env.opts.publicURL})
@@ -48,18 +58,21 @@ func startGates(ctx context.Context, env *moduleEnv) (func(context.Context) erro
 type buildsForges struct {
 	token string
 	creds func() (credentials.TransportCredentials, error)
-	addr  func() string
+	addr  func(context.Context) (string, error)
 	mu    sync.Mutex
 	conn  *grpc.ClientConn
 }
 
-func (f *buildsForges) client() (buildsv1.BuildServiceClient, error) {
+func (f *buildsForges) client(ctx context.Context) (buildsv1.BuildServiceClient, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.conn == nil {
-		addr := f.addr()
+		addr, err := f.addr(ctx)
+		if err != nil {
+			return nil, err
+		}
 		if addr == "" {
-			return nil, fmt.Errorf("no builds service to ask for forge settings (set SHIPLOOP_BUILDS_ADDR to its gRPC address)")
+			return nil, fmt.Errorf("no builds service to ask for forge settings (set --builds-addr to its gRPC address)")
 		}
 		creds, err := f.creds()
 		if err != nil {
@@ -75,7 +88,7 @@ func (f *buildsForges) client() (buildsv1.BuildServiceClient, error) {
 }
 
 func (f *buildsForges) ForgeSettings(ctx context.Context, repo string) (gates.Forge, error) {
-	cl, err := f.client()
+	cl, err := f.client(ctx)
 	if err != nil {
 		return gates.Forge{}, err
 	}
@@ -84,6 +97,9 @@ func (f *buildsForges) ForgeSettings(ctx context.Context, repo string) (gates.Fo
 	}
 	resp, err := cl.GetForgeSettings(ctx, &buildsv1.GetForgeSettingsRequest{Repository: repo})
 	if err != nil {
+		if c := status.Code(err); c == codes.Unavailable || c == codes.Unimplemented {
+			f.close() // builds moved or this was no builds: look again next time
+		}
 		return gates.Forge{}, fmt.Errorf("asking builds for %s's forge settings: %w", repo, err)
 	}
 	return gates.Forge{Kind: resp.GetForge(), APIURL: resp.GetApiUrl(), Repo: resp.GetForgeRepo(), Token: resp.GetToken()}, nil
@@ -93,7 +109,9 @@ func (f *buildsForges) close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.conn != nil {
-		return f.conn.Close()
+		err := f.conn.Close()
+		f.conn = nil
+		return err
 	}
 	return nil
 }

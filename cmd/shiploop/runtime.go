@@ -45,6 +45,8 @@ type runOptions struct {
 	token                              string
 	publicURL                          string // web UI base for commit status links
 	allowedTransports                  string // clone URL transports (vcsarg)
+	advertiseHost                      string // host other processes dial for this one's services
+	buildsAddr                         string // gates: builds' gRPC address; discovered when empty
 	deploys                            deploysOptions
 	cdevents                           cdeventsOptions
 	metrics                            metricsOptions
@@ -201,6 +203,9 @@ func run(ctx context.Context, o runOptions, stdout io.Writer) error {
 		env.grpcAddr.Store(info.GRPCAddr)
 		g.Go(func() error { return grpcSrv.Serve(gctx, lis) })
 	}
+	// Other processes find this one's services through NATS (a gates
+	// process asks builds for forge settings); off the ready path.
+	g.Go(func() error { advertise(gctx, env, info.GRPCAddr, info.HTTPURL); return nil })
 	info.ReadyMS = time.Since(start).Milliseconds()
 	printReady(stdout, o, info)
 	log.Info("shiploop ready", "services", strings.Join(o.services, ","), "ready_ms", info.ReadyMS)
