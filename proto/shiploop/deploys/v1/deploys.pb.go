@@ -45,8 +45,18 @@ type Environment struct {
 	// A deployment waiting here (approval, lock, freeze, paused), if any.
 	PendingDeployId string          `protobuf:"bytes,15,opt,name=pending_deploy_id,json=pendingDeployId,proto3" json:"pending_deploy_id,omitempty"`
 	PendingStatus   v1.DeployStatus `protobuf:"varint,16,opt,name=pending_status,json=pendingStatus,proto3,enum=shiploop.events.v1.DeployStatus" json:"pending_status,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// How current_release got there: the kind of current_deploy_id (deploy,
+	// rollback, redeploy, preview).
+	CurrentKind string `protobuf:"bytes,17,opt,name=current_kind,json=currentKind,proto3" json:"current_kind,omitempty"`
+	// current_kind is rollback: the release rolled back from and why, e.g.
+	// "rolled back from 0.0.1-dev.3: verification failed: ...".
+	CurrentByRollback bool   `protobuf:"varint,18,opt,name=current_by_rollback,json=currentByRollback,proto3" json:"current_by_rollback,omitempty"`
+	CurrentCause      string `protobuf:"bytes,19,opt,name=current_cause,json=currentCause,proto3" json:"current_cause,omitempty"`
+	RolledBackRelease string `protobuf:"bytes,20,opt,name=rolled_back_release,json=rolledBackRelease,proto3" json:"rolled_back_release,omitempty"`
+	// Who approved current_deploy_id (distinct approvers, in order).
+	ApprovedBy    []string `protobuf:"bytes,21,rep,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Environment) Reset() {
@@ -189,6 +199,41 @@ func (x *Environment) GetPendingStatus() v1.DeployStatus {
 		return x.PendingStatus
 	}
 	return v1.DeployStatus(0)
+}
+
+func (x *Environment) GetCurrentKind() string {
+	if x != nil {
+		return x.CurrentKind
+	}
+	return ""
+}
+
+func (x *Environment) GetCurrentByRollback() bool {
+	if x != nil {
+		return x.CurrentByRollback
+	}
+	return false
+}
+
+func (x *Environment) GetCurrentCause() string {
+	if x != nil {
+		return x.CurrentCause
+	}
+	return ""
+}
+
+func (x *Environment) GetRolledBackRelease() string {
+	if x != nil {
+		return x.RolledBackRelease
+	}
+	return ""
+}
+
+func (x *Environment) GetApprovedBy() []string {
+	if x != nil {
+		return x.ApprovedBy
+	}
+	return nil
 }
 
 type FreezeWindow struct {
@@ -1655,7 +1700,7 @@ var File_shiploop_deploys_v1_deploys_proto protoreflect.FileDescriptor
 
 const file_shiploop_deploys_v1_deploys_proto_rawDesc = "" +
 	"\n" +
-	"!shiploop/deploys/v1/deploys.proto\x12\x13shiploop.deploys.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fshiploop/events/v1/deploy.proto\x1a\x1cshiploop/events/v1/job.proto\"\xf5\x04\n" +
+	"!shiploop/deploys/v1/deploys.proto\x12\x13shiploop.deploys.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fshiploop/events/v1/deploy.proto\x1a\x1cshiploop/events/v1/job.proto\"\xbe\x06\n" +
 	"\vEnvironment\x12\x1e\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
@@ -1677,7 +1722,13 @@ const file_shiploop_deploys_v1_deploys_proto_rawDesc = "" +
 	"\x12approvals_required\x18\r \x01(\x05R\x11approvalsRequired\x12;\n" +
 	"\afreezes\x18\x0e \x03(\v2!.shiploop.deploys.v1.FreezeWindowR\afreezes\x12*\n" +
 	"\x11pending_deploy_id\x18\x0f \x01(\tR\x0fpendingDeployId\x12G\n" +
-	"\x0epending_status\x18\x10 \x01(\x0e2 .shiploop.events.v1.DeployStatusR\rpendingStatus\"\x85\x02\n" +
+	"\x0epending_status\x18\x10 \x01(\x0e2 .shiploop.events.v1.DeployStatusR\rpendingStatus\x12!\n" +
+	"\fcurrent_kind\x18\x11 \x01(\tR\vcurrentKind\x12.\n" +
+	"\x13current_by_rollback\x18\x12 \x01(\bR\x11currentByRollback\x12#\n" +
+	"\rcurrent_cause\x18\x13 \x01(\tR\fcurrentCause\x12.\n" +
+	"\x13rolled_back_release\x18\x14 \x01(\tR\x11rolledBackRelease\x12\x1f\n" +
+	"\vapproved_by\x18\x15 \x03(\tR\n" +
+	"approvedBy\"\x85\x02\n" +
 	"\fFreezeWindow\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1e\n" +
 	"\n" +

@@ -39,7 +39,12 @@ type Step struct {
 	// Globs, relative to the workspace, of files to keep when the step succeeds.
 	Artifacts []string `protobuf:"bytes,8,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
 	// A dependency cache restored before the step and saved after it succeeds.
-	Cache         *StepCache `protobuf:"bytes,9,opt,name=cache,proto3" json:"cache,omitempty"`
+	Cache *StepCache `protobuf:"bytes,9,opt,name=cache,proto3" json:"cache,omitempty"`
+	// Deploy steps only (detach: true in .shiploop.yml): processes the step
+	// started in the background keep running after its shell exits, instead
+	// of being killed with the step's process group. A timeout or cancel
+	// still kills them all. Agents ignore it on other jobs' steps.
+	Detach        bool `protobuf:"varint,10,opt,name=detach,proto3" json:"detach,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -135,6 +140,13 @@ func (x *Step) GetCache() *StepCache {
 		return x.Cache
 	}
 	return nil
+}
+
+func (x *Step) GetDetach() bool {
+	if x != nil {
+		return x.Detach
+	}
+	return false
 }
 
 // StepCache is a dependency cache keyed by the hash of files' contents.
@@ -1016,7 +1028,7 @@ var File_shiploop_events_v1_job_proto protoreflect.FileDescriptor
 
 const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x1cshiploop/events/v1/job.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\x1a shiploop/events/v1/testjob.proto\"\xab\x03\n" +
+	"\x1cshiploop/events/v1/job.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\x1a shiploop/events/v1/testjob.proto\"\xc3\x03\n" +
 	"\x04Step\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bcommands\x18\x02 \x03(\tR\bcommands\x12K\n" +
@@ -1027,7 +1039,9 @@ const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"depends_on\x18\x06 \x03(\tR\tdependsOn\x12\x18\n" +
 	"\asecrets\x18\a \x03(\tR\asecrets\x12\x1c\n" +
 	"\tartifacts\x18\b \x03(\tR\tartifacts\x123\n" +
-	"\x05cache\x18\t \x01(\v2\x1d.shiploop.events.v1.StepCacheR\x05cache\x1a>\n" +
+	"\x05cache\x18\t \x01(\v2\x1d.shiploop.events.v1.StepCacheR\x05cache\x12\x16\n" +
+	"\x06detach\x18\n" +
+	" \x01(\bR\x06detach\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\">\n" +
