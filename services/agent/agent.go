@@ -442,6 +442,9 @@ func (r *jobRun) runStep(ctx context.Context, ws *backend.Workspace, st *eventsv
 	cacheKey, cacheHit := r.restoreCache(ctx, ws.Dir, home, st)
 	out, err := r.a.cfg.Backend.RunStep(ctx, ws, backend.Step{
 		Name: st.Name, Commands: st.Commands, Env: env, Timeout: st.GetTimeout().AsDuration(),
+		// Only a deploy may leave a service running; a build or test step
+		// leaving processes on the agent is a leak.
+		Detach: st.GetDetach() && r.job.GetKind() == "deploy",
 	}, func(l backend.Line) { r.line(st.Name, l.Stream, l.Text, l.Time) })
 	res := &eventsv1.StepResult{
 		Name: st.Name, ExitCode: int32(out.ExitCode), Duration: durationpb.New(out.Duration),

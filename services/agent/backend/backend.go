@@ -26,6 +26,13 @@ type Step struct {
 	Commands []string
 	Env      map[string]string // added on top of the job env
 	Timeout  time.Duration     // 0 = no step timeout (the ctx still applies)
+	// Detach lets processes the step started in the background outlive it:
+	// when the shell exits on its own, the rest of its process group is left
+	// running (a deploy step starting a service). Their output is the step's
+	// log for up to 2 seconds after the shell exits, then it is read and
+	// discarded while the agent runs. A timeout or cancel still kills the
+	// whole group. The agent sets it only for deploy jobs' steps.
+	Detach bool
 }
 
 // JobSpec is what Prepare needs to know about a job.
@@ -93,7 +100,8 @@ const MaxLineBytes = 64 << 10
 //   - RunStep runs one step in the workspace and returns only when the step's
 //     process AND every process it started are gone. After the step's shell
 //     exits, whatever it left running in the background is killed, so a job
-//     leaves nothing running.
+//     leaves nothing running. The exception is a Step with Detach: when its
+//     shell exits on its own, RunStep returns without killing the rest.
 //   - A step that exceeds its Timeout, or whose ctx ends, has its whole process
 //     group killed (SIGTERM, then SIGKILL after a grace period) and reports
 //     TimedOut or Canceled with ExitCode -1.

@@ -57,6 +57,11 @@ type ProcessConfig struct {
 // machine, as the agent's user. Each step is a `/bin/sh -e -c` leading its own
 // process group; the group is what gets killed. Processes that leave the group
 // (setsid, setpgid) escape the kill, as with any process-group backend.
+// A Step with Detach is not killed when its shell exits on its own: what it
+// started in the background keeps running (timeouts and cancels still kill
+// the group). The workspace is removed after the job, so a detached process
+// must not need it (its cwd, its files): deploy scripts copy what the
+// service runs to a directory of its own and start it from there.
 //
 // Workspace layout under the workspace root (a fresh dir in WorkRoot):
 // src/ is the checkout (Workspace.Dir) and tmp/ is the steps' TMPDIR.
@@ -186,8 +191,15 @@ func (p *Process) RunStep(ctx context.Context, ws *Workspace, step Step, out fun
 		stdoutW.Close()
 		return Outcome{}, fmt.Errorf("backend: step %q: %w", step.Name, err)
 	}
-	defer stdoutR.Close()
-	defer stderrR.Close()
+	// A detached step's background processes may hold the pipes after the
+	// step ends; then the readers keep draining them (see below) and close them.
+	keepReading := false
+	defer func() {
+		if !keepReading {
+			stdoutR.Close()
+			stderrR.Close()
+		}
+	}()
 
 	cmd := exec.Command("/bin/sh", "-e", "-c", strings.Join(step.Commands, "\n"))
 	cmd.Dir = ws.Dir
@@ -209,6 +221,7 @@ func (p *Process) RunStep(ctx context.Context, ws *Workspace, step Step, out fun
 	var (
 		outMu   sync.Mutex
 		readers sync.WaitGroup
+		ended   bool // under outMu: the step returned, lines are discarded
 	)
 	read := func(r *os.File, stream string) {
 		defer readers.Done()
@@ -216,10 +229,18 @@ func (p *Process) RunStep(ctx context.Context, ws *Workspace, step Step, out fun
 			if out == nil {
 				return
 			}
+			outMu.Lock()
+			gone := ended
+			outMu.Unlock()
+			if gone {
+				return
+			}
 			line := Line{Step: step.Name, Stream: stream, Text: cleanText(ws.masker.Mask(text)), Time: time.Now()}
 			outMu.Lock()
 			defer outMu.Unlock()
-			out(line)
+			if !ended {
+				out(line)
+			}
 		})
 	}
 	readers.Add(2)
@@ -248,14 +269,34 @@ func (p *Process) RunStep(ctx context.Context, ws *Workspace, step Step, out fun
 	}
 
 	// The shell is reaped. Its process group id stays reserved while any member
-	// lives, so signalling -pgid cannot hit an unrelated process.
-	cleanupErr := killGroup(pgid)
+	// lives, so signalling -pgid cannot hit an unrelated process. A detached
+	// step that ended on its own leaves the group running.
+	detached := step.Detach && !o.TimedOut && !o.Canceled
+	var cleanupErr error
+	if !detached {
+		cleanupErr = killGroup(pgid)
+	}
 
 	drained := make(chan struct{})
 	go func() { readers.Wait(); close(drained) }()
 	select {
 	case <-drained:
 	case <-time.After(pipeDrainTimeout):
+		if detached {
+			// Background processes hold the pipes. Read on, discarding, until
+			// they close them (or exit): a write to a pipe nobody reads would
+			// block them, and to a closed one kill them with SIGPIPE.
+			outMu.Lock()
+			ended = true
+			outMu.Unlock()
+			keepReading = true
+			go func() {
+				<-drained
+				stdoutR.Close()
+				stderrR.Close()
+			}()
+			break
+		}
 		now := time.Now()
 		_ = stdoutR.SetReadDeadline(now)
 		_ = stderrR.SetReadDeadline(now)

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -554,4 +555,113 @@ func TestCheckoutTransports(t *testing.T) {
 	if _, err := os.Stat(mark); err == nil {
 		t.Fatalf("%s exists: the ext remote helper ran", mark)
 	}
+}
+
+// TestRunStepDetach runs a deploy script that starts a long-running service
+// in the background, as deploy scripts do: copied out of the workspace into a
+// deploy dir and started with nohup. With Detach the service outlives the
+// step and the workspace; without, it dies with the step. A timeout kills it
+// even with Detach.
+func TestRunStepDetach(t *testing.T) {
+	r := newTestRepo(t)
+	const grace = 400 * time.Millisecond
+	script := func(deployDir, redirect string) []string {
+		return []string{
+			"cd " + deployDir,
+			// The service: says it started, then ticks every 100 ms to its
+			// output (a log file, or the step's stdout when not redirected)
+			// and to the file ticks.
+			`printf '%s\n' 'echo started' 'while true; do echo tick; echo tick >> ticks; sleep 0.1; done' > server.sh`,
+			"nohup sh ./server.sh " + redirect + " &",
+			"echo $! > server.pid",
+			"echo deployed",
+		}
+	}
+	tests := []struct {
+		name       string
+		detach     bool
+		redirect   string
+		extra      []string // commands after the service started
+		timeout    time.Duration
+		wantAlive  bool
+		wantStdout []string
+		maxElapsed time.Duration
+	}{
+		{name: "detach, output to a log file", detach: true, redirect: "> server.log 2>&1",
+			wantAlive: true, wantStdout: []string{"deployed"}, maxElapsed: time.Second},
+		// The reporter's script: nohup does not redirect a pipe, so the
+		// service writes to the step's stdout. Its first lines reach the log;
+		// after the step it must not block or die of SIGPIPE.
+		{name: "detach, output to the step's log", detach: true,
+			wantAlive: true, maxElapsed: pipeDrainTimeout + time.Second},
+		{name: "no detach kills the service", redirect: "> server.log 2>&1",
+			wantStdout: []string{"deployed"}, maxElapsed: time.Second},
+		{name: "detach, timeout kills the service", detach: true, redirect: "> server.log 2>&1",
+			extra: []string{"sleep 30"}, timeout: 300 * time.Millisecond, wantStdout: []string{"deployed"}, maxElapsed: time.Second + grace},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newTestBackend(t, grace)
+			ws, err := p.Prepare(context.Background(), JobSpec{ID: "deploy-1", CloneURL: r.bare, Commit: r.first})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Destroy(ws)
+			deployDir := t.TempDir()
+			step := Step{Name: "deploy", Commands: append(script(deployDir, tt.redirect), tt.extra...), Timeout: tt.timeout, Detach: tt.detach}
+			res := runScript(t, p, ws, step, nil)
+			if res.err != nil {
+				t.Fatalf("RunStep: %v", res.err)
+			}
+			pidText, err := os.ReadFile(filepath.Join(deployDir, "server.pid"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pid, err := strconv.Atoi(strings.TrimSpace(string(pidText)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+			if timedOut := tt.timeout > 0; res.outcome.TimedOut != timedOut || !timedOut && res.outcome.ExitCode != 0 {
+				t.Errorf("outcome %+v", res.outcome)
+			}
+			if res.elapsed > tt.maxElapsed {
+				t.Errorf("RunStep took %v, want at most %v", res.elapsed, tt.maxElapsed)
+			}
+			if tt.redirect == "" {
+				// The service's first output is the step's log.
+				if len(res.stdout) < 3 || !slices.Contains(res.stdout, "deployed") || !slices.Contains(res.stdout, "started") || !slices.Contains(res.stdout, "tick") {
+					t.Errorf("stdout %q, want deployed, started and ticks", res.stdout)
+				}
+			} else if !reflect.DeepEqual(res.stdout, tt.wantStdout) {
+				t.Errorf("stdout %q, want %q", res.stdout, tt.wantStdout)
+			}
+			if !tt.wantAlive {
+				// RunStep promises the group is gone when it returns.
+				if !processGone(t, pid) {
+					t.Errorf("service %d still running after RunStep returned", pid)
+				}
+				return
+			}
+			// The job ends: its workspace goes. The service lives on, and keeps
+			// running (not blocked on a full pipe, not killed by SIGPIPE).
+			if err := p.Destroy(ws); err != nil {
+				t.Fatal(err)
+			}
+			before := ticks(t, deployDir)
+			time.Sleep(700 * time.Millisecond)
+			if processGone(t, pid) {
+				t.Fatalf("service %d died after the step ended", pid)
+			}
+			if after := ticks(t, deployDir); after <= before {
+				t.Errorf("service made %d ticks, had %d 700ms before: it is stuck", after, before)
+			}
+		})
+	}
+}
+
+// ticks counts the lines the service wrote to deployDir/ticks.
+func ticks(t *testing.T, deployDir string) int {
+	t.Helper()
+	return strings.Count(readFile(t, filepath.Join(deployDir, "ticks")), "tick\n")
 }
