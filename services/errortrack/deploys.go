@@ -48,8 +48,8 @@ func (s *Service) handleDeploy(ctx context.Context, tx *bus.Tx, ev bus.Event) er
 		return err
 	}
 	for _, p := range projects {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO deploys (id, project_id, release, environment, deployed_at, commits) VALUES ($1, $2, $3, $4, $5, $6)`,
-			bus.NewID(), p, ref.GetRelease(), ref.GetEnvironment(), at.UnixNano(), "[]"); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO deploys (id, project_id, release, environment, deployed_at, commits, chain_id) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			bus.NewID(), p, ref.GetRelease(), ref.GetEnvironment(), at.UnixNano(), "[]", ev.ChainID); err != nil {
 			return fmt.Errorf("recording deploy %s of %s: %w", ref.GetDeployId(), ref.GetRelease(), err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO releases (project_id, version, first_seen) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, p, ref.GetRelease(), at.UnixNano()); err != nil {
@@ -57,6 +57,24 @@ func (s *Service) handleDeploy(ctx context.Context, tx *bus.Tx, ev bus.Event) er
 		}
 	}
 	return nil
+}
+
+// chainFor is the chain id of the change that deployed release to
+// environment: the latest deploy at or before ts, else the latest one (an
+// SDK clock ahead of the deploy's). An SDK release "web@1.2.0" matches the
+// deployed "1.2.0". A release shiploop never deployed has no chain ("").
+func chainFor(ctx context.Context, q queryer, projectID int64, release, environment string, ts int64) string {
+	if release == "" {
+		return ""
+	}
+	var chain string
+	err := q.QueryRowContext(ctx, `SELECT chain_id FROM deploys WHERE project_id = $1 AND environment = $3 AND (release = $2 OR $2 LIKE '%@' || release)
+		ORDER BY CASE WHEN deployed_at <= $4 THEN 0 ELSE 1 END, deployed_at DESC LIMIT 1`,
+		projectID, release, environment, ts).Scan(&chain)
+	if err != nil {
+		return ""
+	}
+	return chain
 }
 
 // releaseWindow answers, for a deploy's verification, what errortrack

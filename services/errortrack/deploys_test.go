@@ -3,6 +3,7 @@ package errortrack
 import (
 	"context"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -139,6 +140,91 @@ func TestReleaseWindow(t *testing.T) {
 		}
 		if r, err := h.api.ListReleases(ctx, &errortrackv1.ListReleasesRequest{Project: "shop"}); err != nil || r.GetWindow() != nil {
 			t.Errorf("without a window release: %v, %v", r.GetWindow(), err)
+		}
+	})
+}
+
+// TestIssueEventsCarryDeployChain: an issue opened or regressed by errors
+// from a release shiploop deployed carries the chain id of the change that
+// deployed that release to that environment (an SDK release "web@1.4.0"
+// matches the deployed "1.4.0"); one from a release never deployed, or
+// deployed only to another environment, has no chain.
+func TestIssueEventsCarryDeployChain(t *testing.T) {
+	storetest.Engines(t, "errortrack", nil, func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db)
+		ctx := context.Background()
+		_, k := h.project("web", 0)
+		if _, err := h.api.UpdateProject(ctx, &errortrackv1.UpdateProjectRequest{Project: "web", Repository: "acme/web"}); err != nil {
+			t.Fatal(err)
+		}
+		deploy := func(release, env, chain string) {
+			ev := bus.NewEvent("deploy.started", "acme/web", "d-"+release, &eventsv1.DeployStarted{
+				Deploy:    &eventsv1.DeployRef{DeployId: "d-" + release + env, Repository: "acme/web", Environment: env, Release: release, Kind: "deploy"},
+				StartedAt: timestamppb.New(time.Now().Add(-time.Minute)),
+			})
+			ev.ChainID = chain
+			if err := h.bus.Publish(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deploy("1.4.0", "production", "chain-old")
+		deploy("1.4.0", "test", "chain-bad") // newClient reports environment "test"
+		deploy("1.5.0", "production", "chain-prod-only")
+		deadline := time.Now().Add(20 * time.Second)
+		for h.count(`SELECT COUNT(*) FROM deploys`) != 3 {
+			if time.Now().After(deadline) {
+				t.Fatal("the deploys were not recorded within 20s")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		for _, rel := range []string{"web@1.4.0", "web@1.5.0", "web@9.0.0"} {
+			hub := newClient(t, k.GetDsn(), rel)
+			hub.Scope().SetFingerprint([]string{rel}) // one issue per release
+			hub.CaptureMessage("boom in " + rel)
+			flush(t, hub)
+		}
+		want := map[string]string{"web@1.4.0": "chain-bad", "web@1.5.0": "", "web@9.0.0": ""}
+		got := map[string]string{}
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		_ = h.bus.Watch(wctx, bus.WatchOptions{FromStart: true, Filters: []string{"shiploop.evt.errortrack.issue.>"}}, func(ev bus.Event) error {
+			if o, ok := ev.Data.(*errortrackv1.IssueOpened); ok {
+				got[o.GetRelease()] = ev.ChainID
+			}
+			if len(got) == len(want) {
+				return io.EOF
+			}
+			return nil
+		})
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("issue.opened chain ids by release = %v, want %v", got, want)
+		}
+
+		// Resolved, then back in the same release: the regression is the
+		// deploying change's too.
+		issues := h.waitIssues("web", "three issues", func(is []*errortrackv1.Issue) bool { return len(is) == 3 })
+		var id int64
+		for _, is := range issues {
+			if is.GetFirstRelease() == "web@1.4.0" {
+				id = is.GetId()
+			}
+		}
+		if _, err := h.api.ResolveIssue(ctx, &errortrackv1.ResolveIssueRequest{Id: id}); err != nil {
+			t.Fatal(err)
+		}
+		hub := newClient(t, k.GetDsn(), "web@1.4.0")
+		hub.Scope().SetFingerprint([]string{"web@1.4.0"})
+		hub.CaptureMessage("boom in web@1.4.0")
+		flush(t, hub)
+		chain := "(none)"
+		wctx2, cancel2 := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel2()
+		_ = h.bus.Watch(wctx2, bus.WatchOptions{FromStart: true, Filters: []string{"shiploop.evt.errortrack.issue.regressed.>"}}, func(ev bus.Event) error {
+			chain = ev.ChainID
+			return io.EOF
+		})
+		if chain != "chain-bad" {
+			t.Errorf("issue.regressed chain id = %q, want chain-bad", chain)
 		}
 	})
 }

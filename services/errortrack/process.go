@@ -212,6 +212,9 @@ func (s *Service) groupIntoIssue(ctx context.Context, tx *bus.Tx, p project, ev 
 	ts := when.UnixNano()
 	userKey := event.Clean(ev.User.Key(), 200)
 	opened := issueID == 0
+	// The change that deployed this release here, if shiploop deployed it:
+	// the issue events its errors cause belong to that change's chain.
+	chain := chainFor(ctx, tx, p.id, release, environment, ts)
 	if opened {
 		files, _ := json.Marshal(g.Files)
 		deployID := s.deployFor(ctx, tx, p.id, release, environment, ts)
@@ -222,9 +225,11 @@ func (s *Service) groupIntoIssue(ctx context.Context, tx *bus.Tx, p project, ev 
 		if err != nil {
 			return 0, fmt.Errorf("opening issue: %w", err)
 		}
-		if err := tx.Publish(bus.NewEvent("errortrack.issue.opened", p.repository, fmt.Sprint(issueID), &errortrackv1.IssueOpened{
+		oe := bus.NewEvent("errortrack.issue.opened", p.repository, fmt.Sprint(issueID), &errortrackv1.IssueOpened{
 			Issue: issueRef(p, issueID, g.Title, g.Culprit, ev.Level, when), Release: release, Environment: environment, DeployId: deployID,
-		})); err != nil {
+		})
+		oe.ChainID = chain
+		if err := tx.Publish(oe); err != nil {
 			return 0, err
 		}
 	}
@@ -296,10 +301,12 @@ func (s *Service) groupIntoIssue(ctx context.Context, tx *bus.Tx, p project, ev 
 		return 0, err
 	}
 	if regress {
-		if err := tx.Publish(bus.NewEvent("errortrack.issue.regressed", p.repository, fmt.Sprint(issueID), &errortrackv1.IssueRegressed{
+		re := bus.NewEvent("errortrack.issue.regressed", p.repository, fmt.Sprint(issueID), &errortrackv1.IssueRegressed{
 			Issue:   issueRef(p, issueID, title, culprit, level, time.Unix(0, firstSeen)),
 			Release: release, Environment: environment, ResolvedInRelease: resolvedIn,
-		})); err != nil {
+		})
+		re.ChainID = chain
+		if err := tx.Publish(re); err != nil {
 			return 0, err
 		}
 	}
