@@ -424,12 +424,15 @@ func movingWindow(c *call, fn, tagName string) ([]*Series, error) {
 		if hasXff {
 			x = xff
 		}
+		// graphite-web's window for the point at i is the wp points
+		// before it, not including it: values[i-wp:i] for i in
+		// [wp, len).
 		var vals []float64
-		for i := wp + 1; i <= len(s.Values); i++ {
+		for i := max(wp, 0); i < len(s.Values); i++ {
 			if err := c.tick(wp); err != nil {
 				return nil, err
 			}
-			win := nonNull(s.Values[i-wp : i])
+			win := nonNull(s.Values[i-max(wp, 0) : i])
 			if len(win) > 0 && wp > 0 && float64(len(win))/float64(wp) >= x {
 				vals = append(vals, agg(win))
 			} else {

@@ -1,0 +1,100 @@
+package render
+
+import (
+	"context"
+	"math"
+	"strings"
+	"testing"
+)
+
+// rampFetcher serves every path as one series whose value at t is t/step
+// (nulls where null says), aligned as whisper aligns a fetch: the first
+// point is the first step boundary after from.
+type rampFetcher struct {
+	step int64
+	null func(t int64) bool
+}
+
+func (f rampFetcher) Fetch(_ context.Context, path string, from, until int64) ([]*Series, error) {
+	start := from - mod(from, f.step) + f.step
+	end := until - mod(until, f.step) + f.step
+	var vals []float64
+	for t := start; t < end; t += f.step {
+		if f.null != nil && f.null(t) {
+			vals = append(vals, nan)
+		} else {
+			vals = append(vals, float64(t/f.step))
+		}
+	}
+	s := NewSeries(path, start, f.step, vals)
+	return []*Series{s}, nil
+}
+
+func (f rampFetcher) FetchTagged(ctx context.Context, exprs []string, from, until int64) ([]*Series, error) {
+	return f.Fetch(ctx, "seriesByTag("+strings.Join(exprs, ",")+")", from, until)
+}
+
+func evalOne(t *testing.T, f Fetcher, target string, from, until int64) *Series {
+	t.Helper()
+	got, err := EvalTarget(context.Background(), Request{From: from, Until: until, Fetch: f}, target)
+	if err != nil {
+		t.Fatalf("%s: %v", target, err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("%s: %d series, want 1", target, len(got))
+	}
+	return got[0]
+}
+
+func sameValues(got, want []float64) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if math.IsNaN(got[i]) != math.IsNaN(want[i]) || (!math.IsNaN(want[i]) && math.Abs(got[i]-want[i]) > 1e-9) {
+			return false
+		}
+	}
+	return true
+}
+
+// graphite-web's moving window for the point at i is the windowPoints
+// values before it (values[i-w:i]), from a fetch that starts the window's
+// length before from.
+func TestMovingWindowEndsBeforeThePoint(t *testing.T) {
+	f := rampFetcher{step: 60}
+	// from 600, until 900: the plain fetch is 660..900; widened by 120 s it
+	// is 540..900 (values 9..15).
+	for _, c := range []struct {
+		target string
+		start  int64
+		want   []float64
+	}{
+		{"movingAverage(a,2)", 660, []float64{9.5, 10.5, 11.5, 12.5, 13.5}},
+		{"movingAverage(a,'2min')", 660, []float64{9.5, 10.5, 11.5, 12.5, 13.5}},
+		{"movingSum(a,2)", 660, []float64{19, 21, 23, 25, 27}},
+		{"movingMin(a,'2min')", 660, []float64{9, 10, 11, 12, 13}},
+		{"movingMax(a,3)", 660, []float64{10, 11, 12, 13, 14}},
+		{"movingMedian(a,3)", 660, []float64{9, 10, 11, 12, 13}},
+		// nested: the inner window is widened again by the outer's.
+		{"movingSum(movingMax(a,1),'2min')", 660, []float64{17, 19, 21, 23, 25}},
+	} {
+		s := evalOne(t, f, c.target, 600, 900)
+		if s.Start != c.start || !sameValues(s.Values, c.want) {
+			t.Errorf("%s: start %d %v, want start %d %v", c.target, s.Start, s.Values, c.start, c.want)
+		}
+	}
+	// xFilesFactor: with every third point null a 3-point window has 2/3
+	// of its points, under 0.9.
+	fn := rampFetcher{step: 60, null: func(t int64) bool { return (t/60)%3 == 0 }}
+	s := evalOne(t, fn, "movingAverage(a,'3min',0.5)", 600, 900)
+	// widened fetch 480..900: values 8..15 with 9, 12 and 15 null.
+	want := []float64{9, 10.5, 10.5, 12, 13.5}
+	if s.Start != 660 || !sameValues(s.Values, want) {
+		t.Errorf("movingAverage xff 0.5: start %d %v, want 660 %v", s.Start, s.Values, want)
+	}
+	s = evalOne(t, fn, "movingAverage(a,'3min',0.9)", 600, 900)
+	if s.Start != 660 || len(s.Values) != 5 || !math.IsNaN(s.Values[0]) {
+		t.Errorf("movingAverage xff 0.9: start %d %v, want 660 and 5 nulls", s.Start, s.Values)
+	}
+}
