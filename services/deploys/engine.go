@@ -311,7 +311,7 @@ func (s *Service) start(ctx context.Context, tx *bus.Tx, d *deployment, wait boo
 	for _, st := range steps {
 		// Secret names only: the agent gets the values from builds at the
 		// job's start, so neither this database nor the JOBS stream holds one.
-		js := &eventsv1.Step{Name: st.Name, Commands: st.Commands, Environment: stepEnv(st.Env), FailureIgnore: st.FailureIgnore, Secrets: cfg.StepSecrets(env, st)}
+		js := &eventsv1.Step{Name: st.Name, Commands: st.Commands, Environment: stepEnv(st.Env), FailureIgnore: st.FailureIgnore, Secrets: cfg.StepSecrets(env, st), Detach: st.Detach}
 		for _, dep := range st.DependsOn {
 			if !strings.HasPrefix(dep, "teardown") || d.kind == "teardown" {
 				js.DependsOn = append(js.DependsOn, dep)

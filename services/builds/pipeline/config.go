@@ -83,6 +83,9 @@ type Step struct {
 	Timeout   time.Duration // 0: none given, the platform's default applies
 	Artifacts []string      // globs relative to the workspace
 	Cache     *Cache
+	// Detach (deploy steps only): processes the step starts in the
+	// background keep running after it ends, e.g. the service it deploys.
+	Detach bool
 }
 
 // Failure says what a failing step does to its job.

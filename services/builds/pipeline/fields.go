@@ -26,7 +26,7 @@ var (
 var (
 	topFields         = []string{"version", "env", "secrets", "labels", "when", "matrix", "concurrency", "steps", "test", "environments", "gate"}
 	concurrencyFields = []string{"group", "limit"}
-	stepFields        = []string{"name", "commands", "depends_on", "env", "secrets", "when", "failure", "timeout", "artifacts", "cache"}
+	stepFields        = []string{"name", "commands", "depends_on", "env", "secrets", "when", "failure", "timeout", "artifacts", "cache", "detach"}
 	whenFields        = []string{"event", "branch", "tag", "paths"}
 	cacheFields       = []string{"key_files", "paths"}
 	testFields        = []string{"steps", "reports", "services", "shards", "retries", "labels"}
@@ -183,6 +183,11 @@ func (d *decoder) step(n *yaml.Node, field, key string) Step {
 			s.Artifacts = d.stringList(v, f, false, checkRelative)
 		case "cache":
 			s.Cache = d.cache(v, f)
+		case "detach":
+			s.Detach = d.boolean(v, f)
+			if s.Detach && !d.deploy {
+				d.errAt(d.resolve(v), f, "detach is only for deploy steps (environments[].steps): a build or test step must not leave processes running on the agent")
+			}
 		}
 	})
 	if key == "" {
@@ -369,7 +374,9 @@ func (d *decoder) environment(n *yaml.Node, field string) Environment {
 				e.Name = name
 			}
 		case "steps":
+			d.deploy = true
 			e.Steps = d.steps(v, f)
+			d.deploy = false
 		case "variables":
 			e.Variables = d.vars(v, f)
 		case "secrets":

@@ -67,6 +67,7 @@ type decoder struct {
 	pos       map[string]Position // field path -> position of its value
 	stepPaths map[string][]string // steps field -> field path of each decoded step
 	nodes     int                 // nodes visited, against maxNodes
+	deploy    bool                // decoding an environment's steps (detach is allowed)
 }
 
 func (d *decoder) result() error {

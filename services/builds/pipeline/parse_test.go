@@ -61,6 +61,7 @@ environments:
     steps:
       deploy:
         commands: ./deploy.sh staging
+        detach: true
     variables: {URL: "https://staging.example.com"}
     secrets: [DEPLOY_KEY]
   - name: production
@@ -137,7 +138,7 @@ var fullConfig = &Config{
 			Auto:              true,
 			RerunInterrupted:  true,
 			RollbackOnFailure: true,
-			Steps:             []Step{{Name: "deploy", Commands: []string{"./deploy.sh staging"}, Failure: FailureFail}},
+			Steps:             []Step{{Name: "deploy", Commands: []string{"./deploy.sh staging"}, Failure: FailureFail, Detach: true}},
 			Variables:         map[string]string{"URL": "https://staging.example.com"},
 			Secrets:           []string{"DEPLOY_KEY"},
 		},
@@ -312,7 +313,7 @@ var invalidCases = []struct {
 	{
 		name: "unknown field without a close name",
 		yaml: "steps:\n  - name: a\n    commands: [x]\n    image: golang\n",
-		want: ".shiploop.yml:4:5: steps[0].image: unknown field (known fields: artifacts, cache, commands, depends_on, env, failure, name, secrets, timeout, when)",
+		want: ".shiploop.yml:4:5: steps[0].image: unknown field (known fields: artifacts, cache, commands, depends_on, detach, env, failure, name, secrets, timeout, when)",
 	},
 	{
 		name:   "dependency cycle names both steps",
@@ -447,6 +448,11 @@ var invalidCases = []struct {
 		yaml:   "steps: [a, b\n",
 		want:   ".shiploop.yml:1: did not find expected ',' or ']'",
 		schema: notJSON,
+	},
+	{
+		name: "detach on a build step",
+		yaml: "steps: {a: {commands: x, detach: true}}\ntest:\n  steps: [{name: t, commands: x, detach: false}]\n",
+		want: ".shiploop.yml:1:34: steps.a.detach: detach is only for deploy steps (environments[].steps): a build or test step must not leave processes running on the agent",
 	},
 	{
 		name: "name in map form",

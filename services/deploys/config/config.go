@@ -75,6 +75,9 @@ type Step struct {
 	Timeout       time.Duration
 	FailureIgnore bool
 	Secrets       []string // the step's own secret names; see StepSecrets
+	// Detach: processes the step starts in the background outlive it (the
+	// agent does not kill its process group when its shell exits).
+	Detach bool
 }
 
 // Verify is the verification after a deploy.
@@ -471,6 +474,13 @@ func (r reader) step(n *yaml.Node, field, name string) (Step, error) {
 			var s string
 			s, err = r.str(p[1], f)
 			st.FailureIgnore = s == "ignore"
+		case "detach":
+			var s string
+			if s, err = r.str(p[1], f); err == nil {
+				if st.Detach, err = strconv.ParseBool(s); err != nil {
+					err = r.errf(resolve(p[1]), f, "expected true or false, got %q", s)
+				}
+			}
 		}
 		if err != nil {
 			return st, err

@@ -41,3 +41,16 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseDetach(t *testing.T) {
+	cfg, err := Parse(".shiploop.yml", []byte("environments: [{name: s, steps: {a: {commands: x, detach: true}, b: {commands: y}}}]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := cfg.Environments[0].Steps; !st[0].Detach || st[1].Detach {
+		t.Errorf("steps %+v, want a detached and b not", st)
+	}
+	if _, err := Parse(".shiploop.yml", []byte("environments: [{name: s, steps: {a: {commands: x, detach: sometimes}}}]")); err == nil {
+		t.Error("detach: sometimes accepted")
+	}
+}
