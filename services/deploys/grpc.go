@@ -130,7 +130,24 @@ func (g *grpcServer) ListEnvironments(ctx context.Context, req *deploysv1.ListEn
 	return &deploysv1.ListEnvironmentsResponse{Environments: out}, nil
 }
 
-// describeEnv fills what runs in env, its lock, freezes and what waits.
+// RollbackCause is how deploy status, ListEnvironments and the dashboards
+// say why an environment runs a release put back by a rollback:
+// "rolled back from 1.1.0: verification failed: …". from is the release
+// rolled back ("" when unknown); cause the rollback's cause.
+func RollbackCause(from, cause string) string {
+	switch {
+	case from == "" && cause == "":
+		return "rolled back"
+	case from == "":
+		return "rolled back: " + cause
+	case cause == "":
+		return "rolled back from " + from
+	}
+	return "rolled back from " + from + ": " + cause
+}
+
+// describeEnv fills what runs in env (and how it got there: kind, rollback
+// cause, approvers), its lock, freezes and what waits.
 func (s *Service) describeEnv(ctx context.Context, q querier, env *deploysv1.Environment) error {
 	cur, err := currentDeployment(ctx, q, env.Repository, env.Name)
 	if err != nil {
@@ -139,6 +156,36 @@ func (s *Service) describeEnv(ctx context.Context, q querier, env *deploysv1.Env
 	if cur != nil {
 		env.CurrentRelease, env.CurrentDeployId, env.DeployedBy = cur.version, cur.id, cur.by
 		env.Since = timestamppb.New(time.Unix(0, cur.deployedAt))
+		env.CurrentKind = cur.kind
+		if cur.kind == "rollback" {
+			// Say how the release got back there: from which release, and why.
+			env.CurrentByRollback = true
+			if cur.rollbackOf != "" {
+				bad, err := loadDeployment(ctx, q, `id = $1`, cur.rollbackOf)
+				if err == nil {
+					env.RolledBackRelease = bad.version
+				} else if !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+			}
+			env.CurrentCause = RollbackCause(env.RolledBackRelease, cur.cause)
+		}
+		rows, err := q.QueryContext(ctx, `SELECT approver FROM approvals WHERE deploy_id = $1 ORDER BY at, approver`, cur.id)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var a string
+			if err := rows.Scan(&a); err != nil {
+				rows.Close()
+				return err
+			}
+			env.ApprovedBy = append(env.ApprovedBy, a)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
 	}
 	l, err := readLock(ctx, q, env.Repository, env.Name)
 	if err != nil {
