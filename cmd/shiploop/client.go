@@ -201,6 +201,9 @@ func keyFields(ev *eventsv1.Event) string {
 		}
 		return s
 	}
+	if s, ok := verdictFields(m); ok {
+		return s
+	}
 	return ev.GetSubject()
 }
 
