@@ -102,10 +102,15 @@ func (s *Service) timeRange(p map[string][]string) (int64, int64, error) {
 // Query evaluates targets over [from, until): the one path the HTTP API and
 // gRPC share.
 func (s *Service) Query(ctx context.Context, targets []string, from, until int64) ([]*render.Series, error) {
+	return s.query(ctx, targets, from, until, 0)
+}
+
+// query is Query with the render request's xFilesFactor.
+func (s *Service) query(ctx context.Context, targets []string, from, until int64, xff float64) ([]*render.Series, error) {
 	var out []*render.Series
 	now := s.st.now().Unix()
 	f := fetcher{st: s.st, maxSeries: s.cfg.MaxSeries, maxPoints: int64(s.cfg.MaxPoints), now: now}
-	req := render.Request{From: from, Until: until, Now: now, Fetch: f,
+	req := render.Request{From: from, Until: until, Now: now, Fetch: f, XFilesFactor: xff,
 		Limits: render.Limits{MaxSeries: s.cfg.MaxSeries, MaxPoints: s.cfg.MaxPoints}}
 	// Every target is costed before any is evaluated.
 	exprs, kept, err := s.parseTargets(ctx, req, f, targets)
@@ -144,9 +149,18 @@ func (s *Service) handleRender(w http.ResponseWriter, r *http.Request) {
 		}
 		mdp = s.clampMaxDataPoints(int64(min(f, math.MaxInt32)))
 	}
+	var xff float64
+	if v := first(p, "xFilesFactor"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || math.IsNaN(f) {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("xFilesFactor %q must be a number", v))
+			return
+		}
+		xff = f
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
 	defer cancel()
-	data, err := s.Query(ctx, targets, from, until)
+	data, err := s.query(ctx, targets, from, until, xff)
 	if err != nil {
 		switch {
 		case render.IsBadRequest(err):

@@ -676,18 +676,11 @@ func (st *Storage) ReadAt(ctx context.Context, name string, from, until, now int
 			return nil, err
 		}
 	}
-	rs := render.NewSeries(name, start, a.Step, vals)
-	rs.ConsolidationFunc = consolidationFor(s.schema.Aggregation)
-	rs.XFilesFactor = s.schema.XFilesFactor
-	return rs, nil
-}
-
-func consolidationFor(agg string) string {
-	switch agg {
-	case "sum", "min", "max", "last":
-		return agg
-	}
-	return "average"
+	// As graphite-web's TimeSeries: consolidated for maxDataPoints by
+	// average with xFilesFactor 0 (the request's) unless consolidateBy says
+	// otherwise. storage-aggregation.conf governs the rollups between
+	// archives only.
+	return render.NewSeries(name, start, a.Step, vals), nil
 }
 
 func overlay(dst []float64, start, step, cs int64, src []float64) {

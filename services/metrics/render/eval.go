@@ -75,6 +75,10 @@ type Request struct {
 	Now    int64
 	Fetch  Fetcher
 	Limits Limits
+	// XFilesFactor is the render request's xFilesFactor (graphite-web's
+	// DEFAULT_XFILES_FACTOR, 0, when absent): every fetched series
+	// carries it.
+	XFilesFactor float64
 }
 
 type evaluator struct {
@@ -151,6 +155,7 @@ func (ev *evaluator) eval(e *Expr, from, until int64) ([]*Series, error) {
 			if s.PathExpression == "" || s.PathExpression == s.Name {
 				s.PathExpression = e.Name
 			}
+			s.XFilesFactor = ev.req.XFilesFactor
 		}
 		return list, nil
 	case KindCall:

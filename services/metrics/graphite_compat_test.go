@@ -1,0 +1,139 @@
+package metrics
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/shiploop/shiploop/pkg/store/storetest"
+	"github.com/shiploop/shiploop/services/metrics/carbon"
+)
+
+// compatServer is a metrics service on SQLite with the given schemas
+// (DefaultSchemas when nil), serving the Graphite API.
+func compatServer(t *testing.T, schemas []Schema) (*Service, *httptest.Server) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	db := storetest.OpenSQLite(t, "metrics")
+	svc, err := New(ctx, Config{DB: db, Schemas: schemas, FlushInterval: time.Hour, MaxSeries: 10000})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	svc.Routes(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() { srv.Close(); cancel() })
+	return svc, srv
+}
+
+func getJSON(t *testing.T, u string, v any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", u, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("GET %s: %v in %s", u, err, b)
+	}
+}
+
+// maxDataPoints consolidates as graphite-web's TimeSeries does: by
+// average with xFilesFactor 0 unless consolidateBy says otherwise, whatever
+// storage-aggregation.conf says of rollups (here: *.count by sum, xff 0.5).
+func TestMaxDataPointsConsolidatesLikeGraphiteWeb(t *testing.T) {
+	ret, _ := ParseRetentions("10s:1d")
+	svc, srv := compatServer(t, []Schema{{Name: "count", Pattern: regexp.MustCompile(`\.count$`), Archives: ret, Aggregation: "sum", XFilesFactor: 0.5}})
+	now := time.Now().Unix()
+	base := now - now%60 - 1200
+	var pts []carbon.Point
+	raw := map[int64]float64{}
+	for i := int64(1); i <= 60; i++ {
+		if i%6 < 4 { // 4 of every 6 slots are null
+			continue
+		}
+		ts := base + 10*i
+		pts = append(pts, carbon.Point{Name: "app.req.count", Value: float64(i), Timestamp: ts})
+		raw[ts] = float64(i)
+	}
+	if err := svc.st.Add(context.Background(), pts); err != nil {
+		t.Fatal(err)
+	}
+	// 60 points (base+10 .. base+600), maxDataPoints 10: 6 values per
+	// point; the nudge moves start to base+60 and drops 4 values.
+	for _, c := range []struct {
+		target string
+		agg    func([]float64) float64
+	}{
+		{"app.req.count", func(v []float64) float64 {
+			s := 0.0
+			for _, x := range v {
+				s += x
+			}
+			return s / float64(len(v))
+		}},
+		{"consolidateBy(app.req.count,'sum')", func(v []float64) float64 {
+			s := 0.0
+			for _, x := range v {
+				s += x
+			}
+			return s
+		}},
+	} {
+		var got []renderSeries
+		getJSON(t, srv.URL+"/graphite/render?"+url.Values{"target": {c.target}, "from": {fmt.Sprint(base)}, "until": {fmt.Sprint(base + 600)}, "maxDataPoints": {"10"}}.Encode(), &got)
+		if len(got) != 1 {
+			t.Fatalf("%s: %d series", c.target, len(got))
+		}
+		var want [][2]float64
+		vals := []float64{}
+		for ts := base + 50; ts <= base+600; ts += 10 {
+			if v, ok := raw[ts]; ok {
+				vals = append(vals, v)
+			}
+			if (ts-base-50)%60 == 50 || ts == base+600 {
+				w := math.NaN()
+				if len(vals) > 0 {
+					w = c.agg(vals)
+				}
+				want = append(want, [2]float64{w, float64(base + 60 + int64(len(want))*60)})
+				vals = vals[:0]
+			}
+		}
+		dp := got[0].Datapoints
+		if len(dp) != len(want) {
+			t.Fatalf("%s: %d points %v, want %d %v", c.target, len(dp), fmtDP(dp), len(want), want)
+		}
+		for i := range want {
+			okv := (dp[i][0] == nil && math.IsNaN(want[i][0])) || (dp[i][0] != nil && math.Abs(*dp[i][0]-want[i][0]) < 1e-9)
+			if !okv || dp[i][1] == nil || *dp[i][1] != want[i][1] {
+				t.Fatalf("%s: %v, want %v", c.target, fmtDP(dp), want)
+			}
+		}
+	}
+}
+
+func fmtDP(dp [][2]*float64) string {
+	s := "["
+	for _, p := range dp {
+		v := "null"
+		if p[0] != nil {
+			v = fmt.Sprint(*p[0])
+		}
+		s += fmt.Sprintf("[%s %v] ", v, *p[1])
+	}
+	return s + "]"
+}
