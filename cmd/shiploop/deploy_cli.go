@@ -107,7 +107,7 @@ func deployCommand() *command {
 			}
 			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 			if !o.json {
-				fmt.Fprintln(tw, "ENVIRONMENT\tRELEASE\tSINCE\tBY\tLOCK\tPENDING")
+				fmt.Fprintln(tw, "ENVIRONMENT\tRELEASE\tSINCE\tBY\tAPPROVED BY\tLOCK\tPENDING\tHOW")
 			}
 			for _, e := range resp.GetEnvironments() {
 				if o.json {
@@ -131,7 +131,8 @@ func deployCommand() *command {
 				for _, f := range e.GetFreezes() {
 					lock += fmt.Sprintf(" [freeze #%d %s..%s: %s]", f.GetId(), f.GetStartsAt().AsTime().Local().Format("01-02 15:04"), f.GetEndsAt().AsTime().Local().Format("01-02 15:04"), f.GetReason())
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, orDash(e.GetCurrentRelease()), since, orDash(e.GetDeployedBy()), lock, pending)
+				release, how := envHow(e)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, release, since, orDash(e.GetDeployedBy()), orDash(strings.Join(e.GetApprovedBy(), ", ")), lock, pending, how)
 			}
 			return tw.Flush()
 		case "show", "get":
@@ -326,4 +327,19 @@ func describeDeployment(w io.Writer, d *deploysv1.Deployment) {
 	if len(d.GetTickets()) > 0 {
 		fmt.Fprintf(w, "  tickets    %s\n", strings.Join(d.GetTickets(), ", "))
 	}
+}
+
+// envHow is what deploy status says of e's current release: the release
+// (with "(rollback)" when a rollback put it there) and how it got there:
+// the rollback's cause ("rolled back from 1.1.0: verification failed: …"),
+// or the kind of deploy ("deploy", "redeploy").
+func envHow(e *deploysv1.Environment) (release, how string) {
+	release = orDash(e.GetCurrentRelease())
+	switch {
+	case e.GetCurrentRelease() == "":
+		return release, "-"
+	case e.GetCurrentByRollback():
+		return release + " (rollback)", orDash(e.GetCurrentCause())
+	}
+	return release, orDash(e.GetCurrentKind())
 }
