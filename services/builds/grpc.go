@@ -323,7 +323,15 @@ func (g *grpcServer) GetBuild(ctx context.Context, req *buildsv1.GetBuildRequest
 			}
 		}
 		var err error
-		if b, err = loadBuild(ctx, tx, id); err != nil {
+		b, err = loadBuild(ctx, tx, id)
+		if errors.Is(err, sql.ErrNoRows) && req.GetId() != "" {
+			// Not a build id: a chain id names its change's latest build.
+			if err := tx.QueryRowContext(ctx, `SELECT id FROM builds WHERE chain_id = $1 ORDER BY created_at DESC LIMIT 1`, id).Scan(&id); err != nil {
+				return err
+			}
+			b, err = loadBuild(ctx, tx, id)
+		}
+		if err != nil {
 			return err
 		}
 		return fillHarbormaster(ctx, tx, b)
@@ -331,7 +339,7 @@ func (g *grpcServer) GetBuild(ctx context.Context, req *buildsv1.GetBuildRequest
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		if req.GetId() != "" {
-			return nil, status.Errorf(codes.NotFound, "build %q not found", req.GetId())
+			return nil, status.Errorf(codes.NotFound, "build %q not found (neither a build id nor a chain id)", req.GetId())
 		}
 		return nil, status.Errorf(codes.NotFound, "build %s#%d not found", req.GetRepository(), req.GetNumber())
 	case status.Code(err) == codes.InvalidArgument:
