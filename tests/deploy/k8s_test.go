@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -66,6 +65,9 @@ func loadManifests(t *testing.T) []object {
 	}
 	var objs []object
 	for _, f := range files {
+		if filepath.Base(f) == "kustomization.yaml" {
+			continue // not an object; TestK8sKustomization checks it
+		}
 		raw, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -141,10 +143,7 @@ func TestK8sManifests(t *testing.T) {
 		envOf[o.id()] = m
 	}
 
-	bin := filepath.Join(t.TempDir(), "shiploop")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/shiploop/shiploop/cmd/shiploop").CombinedOutput(); err != nil {
-		t.Fatalf("building shiploop: %v\n%s", err, out)
-	}
+	bin := shiploopBin(t)
 	deployed := map[string]bool{}
 	var podLabels []map[string]any
 	for _, o := range objs {
@@ -209,6 +208,18 @@ func TestK8sManifests(t *testing.T) {
 				}
 				maps.Copy(env, data)
 			}
+			// env overrides envFrom; the downward API's pod IP is a
+			// placeholder here.
+			fieldRefs := map[string]string{}
+			for _, e := range asList(co.get("env")) {
+				eo := object(asMap(e))
+				if fp := eo.str("valueFrom", "fieldRef", "fieldPath"); fp != "" {
+					fieldRefs[eo.str("name")] = fp
+					env[eo.str("name")] = map[string]string{"status.podIP": "10.1.2.3"}[fp]
+				} else {
+					env[eo.str("name")] = eo.str("value")
+				}
+			}
 			if !strings.Contains(co.str("image"), "shiploop") {
 				continue
 			}
@@ -218,6 +229,10 @@ func TestK8sManifests(t *testing.T) {
 			}
 			if args[0] == "serve" {
 				deployed[args[len(args)-1]] = true
+				// Discovery: others dial the address this pod advertises.
+				if fieldRefs["SHIPLOOP_ADVERTISE_HOST"] != "status.podIP" && flagValue(args, "advertise-host") == "" {
+					t.Errorf("%s: no SHIPLOOP_ADVERTISE_HOST from the downward API (status.podIP); other services could not dial this one", o.id())
+				}
 			} else if args[0] == "agent" {
 				deployed["agent"] = true
 			}
@@ -230,6 +245,9 @@ func TestK8sManifests(t *testing.T) {
 			out, err := cmd.CombinedOutput()
 			if err != nil || !strings.HasPrefix(string(out), "would ") {
 				t.Errorf("%s: `shiploop %s` rejects the container's command: %v\n%s", o.id(), strings.Join(full, " "), err, out)
+			}
+			if env["SHIPLOOP_ALLOWED_TRANSPORTS"] == "" {
+				t.Errorf("%s: SHIPLOOP_ALLOWED_TRANSPORTS is not set", o.id())
 			}
 			if env["SHIPLOOP_REPLICAS"] != natsReplicas(byID) {
 				t.Errorf("%s: SHIPLOOP_REPLICAS=%q, but the NATS cluster has %s nodes: streams must be R%s", o.id(), env["SHIPLOOP_REPLICAS"], natsReplicas(byID), natsReplicas(byID))
@@ -263,12 +281,7 @@ func TestK8sManifests(t *testing.T) {
 	}
 
 	// Every service the binary knows runs somewhere.
-	help, _ := exec.Command(bin, "serve", "--help").CombinedOutput()
-	m := regexp.MustCompile(`Services: ([a-z, ]+)\. Each`).FindSubmatch(help)
-	if m == nil {
-		t.Fatalf("serve --help does not list the services:\n%s", help)
-	}
-	for _, s := range strings.Split(string(m[1]), ", ") {
+	for _, s := range servicesOf(t, bin) {
 		if !deployed[s] {
 			t.Errorf("service %s is not deployed by any manifest", s)
 		}
@@ -318,6 +331,13 @@ func TestK8sNATSCluster(t *testing.T) {
 	n := byID["StatefulSet/nats"]
 	if n == nil {
 		t.Fatal("no StatefulSet nats")
+	}
+	// The NATS the code embeds and is tested with (pkg/go.mod).
+	for _, c := range asList(n.get("spec", "template", "spec", "containers")) {
+		img := object(asMap(c)).str("image")
+		if tag, ok := strings.CutPrefix(img, "nats:"); ok && !strings.HasPrefix("v"+tag, natsServerVersion(t)+"-") && "v"+tag != natsServerVersion(t) {
+			t.Errorf("StatefulSet/nats runs %s, but pkg/go.mod embeds nats-server %s", img, natsServerVersion(t))
+		}
 	}
 	replicas, _ := n.get("spec", "replicas").(int)
 	if replicas < 3 {
