@@ -320,6 +320,20 @@ func pyFloat(v float64) string {
 	return strconv.FormatFloat(v, 'g', -1, 64)
 }
 
+// intParam reads an integer flag as graphite-web's queryParamAsInt and
+// int() do: absent or unparsable is def.
+func intParam(p map[string][]string, k string, def int) int {
+	if n, err := strconv.Atoi(strings.TrimSpace(first(p, k))); err == nil {
+		return n
+	}
+	return def
+}
+
+// handleFind answers /metrics/find as graphite-web 1.1.8's find_view:
+// matches sorted by name; treejson names each node once (branches, then
+// leaves) with an id built from the query's prefix ("app.db.*.*" gives
+// "app.db.*.cpu"), plus a "*" node with wildcards=1; leavesOnly drops
+// branches; completer and nodelist formats.
 func (s *Service) handleFind(w http.ResponseWriter, r *http.Request) {
 	p, err := params(r)
 	if err != nil {
@@ -331,12 +345,43 @@ func (s *Service) handleFind(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "missing parameter query (e.g. query=servers.*)")
 		return
 	}
+	format := first(p, "format")
+	if format == "" {
+		format = "treejson"
+	}
+	leavesOnly := intParam(p, "leavesOnly", 0) != 0
+	wildcards := intParam(p, "wildcards", 0) != 0
+	basePath := ""
+	if i := strings.LastIndexByte(q, '.'); i >= 0 {
+		basePath = q[:i+1]
+	}
+	if format == "completer" {
+		q = strings.ReplaceAll(q, "..", "*.")
+		if !strings.HasSuffix(q, "*") {
+			q += "*"
+		}
+	}
 	res, err := s.st.Find(q, s.cfg.MaxSeries)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	// Branches first, then leaves; a node that is both appears as both.
+	// One node per (path, kind), as graphite-web's finder yields them: a
+	// path that is both a series and a prefix of others is two nodes.
+	type findNode struct {
+		path, name string
+		leaf       bool
+	}
+	var nodes []findNode
+	for _, f := range res {
+		if f.Branch && !leavesOnly {
+			nodes = append(nodes, findNode{f.Path, f.Name, false})
+		}
+		if f.Leaf {
+			nodes = append(nodes, findNode{f.Path, f.Name, true})
+		}
+	}
+	sort.SliceStable(nodes, func(i, j int) bool { return nodes[i].name < nodes[j].name })
 	type tree struct {
 		Text          string `json:"text"`
 		ID            string `json:"id"`
@@ -344,61 +389,125 @@ func (s *Service) handleFind(w http.ResponseWriter, r *http.Request) {
 		Expandable    int    `json:"expandable"`
 		Leaf          int    `json:"leaf"`
 	}
-	switch first(p, "format") {
+	switch format {
 	case "completer":
 		type m struct {
-			Path   string `json:"path"`
+			Path   string `json:"path,omitempty"`
 			Name   string `json:"name"`
-			IsLeaf string `json:"is_leaf"`
+			IsLeaf string `json:"is_leaf,omitempty"`
 		}
 		out := []m{}
-		for _, f := range res {
-			if f.Branch {
-				out = append(out, m{f.Path + ".", f.Name, "0"})
+		for _, n := range nodes {
+			if n.leaf {
+				out = append(out, m{n.path, n.name, "1"})
+			} else {
+				out = append(out, m{n.path + ".", n.name, "0"})
 			}
-			if f.Leaf {
-				out = append(out, m{f.Path, f.Name, "1"})
-			}
+		}
+		if len(out) > 1 && wildcards {
+			out = append(out, m{Name: "*"})
 		}
 		writeJSON(w, map[string]any{"metrics": out})
-	default:
+	case "nodelist":
+		pos := intParam(p, "position", -1)
+		set := map[string]bool{}
+		for _, n := range nodes {
+			parts := strings.Split(n.path, ".")
+			i := pos
+			if i < 0 {
+				i += len(parts)
+			}
+			if i < 0 || i >= len(parts) {
+				httpError(w, http.StatusBadRequest, fmt.Sprintf("position %d is outside %s", pos, n.path))
+				return
+			}
+			set[parts[i]] = true
+		}
+		out := []string{}
+		for k := range set {
+			out = append(out, k)
+		}
+		sort.Strings(out)
+		writeJSON(w, map[string]any{"nodes": out})
+	case "treejson":
 		out := []tree{}
-		for _, f := range res {
-			if f.Branch {
-				out = append(out, tree{f.Name, f.Path, 1, 1, 0})
+		if len(nodes) > 1 && wildcards {
+			wc := tree{"*", basePath + "*", 0, 0, 1}
+			for _, n := range nodes {
+				if !n.leaf {
+					wc = tree{"*", basePath + "*", 1, 1, 0}
+					break
+				}
+			}
+			out = append(out, wc)
+		}
+		// graphite-web keeps the first node of each name; where a name is
+		// both a branch and a leaf its pick is random (the finder's
+		// results are shuffled): shiploop lists such a name as both, so
+		// that it can be both expanded and graphed.
+		seen := map[string]bool{}
+		var branches, leaves []tree
+		for _, n := range nodes {
+			k := n.name
+			if n.leaf {
+				k += "\x00leaf"
+			}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			if n.leaf {
+				leaves = append(leaves, tree{n.name, basePath + n.name, 0, 0, 1})
+			} else {
+				branches = append(branches, tree{n.name, basePath + n.name, 1, 1, 0})
 			}
 		}
-		for _, f := range res {
-			if f.Leaf {
-				out = append(out, tree{f.Name, f.Path, 0, 0, 1})
-			}
-		}
+		out = append(append(out, branches...), leaves...)
 		writeJSON(w, out)
+	default:
+		httpError(w, http.StatusBadRequest, "Invalid value for 'format' parameter")
 	}
 }
 
+// handleExpand answers /metrics/expand as graphite-web's expand_view: the
+// matched paths of all queries, sorted and distinct, or with groupByExpr=1
+// each query's own list; leavesOnly=1 keeps series only.
 func (s *Service) handleExpand(w http.ResponseWriter, r *http.Request) {
 	p, err := params(r)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	leavesOnly := first(p, "leavesOnly") == "1"
-	set := map[string]bool{}
+	leavesOnly := intParam(p, "leavesOnly", 0) != 0
+	groupByExpr := intParam(p, "groupByExpr", 0) != 0
+	all := map[string]bool{}
+	byQuery := map[string][]string{}
 	for _, q := range p["query"] {
 		res, err := s.st.Find(q, s.cfg.MaxSeries)
 		if err != nil {
 			httpError(w, http.StatusBadRequest, err.Error())
 			return
 		}
+		set := map[string]bool{}
 		for _, f := range res {
 			if !leavesOnly || f.Leaf {
 				set[f.Path] = true
+				all[f.Path] = true
 			}
 		}
+		list := make([]string, 0, len(set))
+		for k := range set {
+			list = append(list, k)
+		}
+		sort.Strings(list)
+		byQuery[q] = list
+	}
+	if groupByExpr {
+		writeJSON(w, map[string]any{"results": byQuery})
+		return
 	}
 	out := []string{}
-	for k := range set {
+	for k := range all {
 		out = append(out, k)
 	}
 	sort.Strings(out)

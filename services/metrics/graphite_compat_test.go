@@ -137,3 +137,55 @@ func fmtDP(dp [][2]*float64) string {
 	}
 	return s + "]"
 }
+
+// /metrics/find names each matched name once, with an id built from the
+// query (graphite-web's tree_json); leavesOnly, wildcards and expand's
+// groupByExpr and leavesOnly act as graphite-web 1.1.8's.
+func TestFindLikeGraphiteWeb(t *testing.T) {
+	svc, srv := compatServer(t, nil)
+	now := time.Now().Unix()
+	var pts []carbon.Point
+	for _, n := range []string{"app.db.a.cpu", "app.db.b.cpu", "app.db.a.mem", "app.db.c", "app.web1.x", "app.web2.x", "app.web3.y", "app.web4.z"} {
+		pts = append(pts, carbon.Point{Name: n, Value: 1, Timestamp: now - 30})
+	}
+	if err := svc.st.Add(context.Background(), pts); err != nil {
+		t.Fatal(err)
+	}
+	find := func(q string) string {
+		t.Helper()
+		resp, err := http.Get(srv.URL + "/graphite/metrics/find?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	leaf := func(text, id string) string {
+		return fmt.Sprintf(`{"text":%q,"id":%q,"allowChildren":0,"expandable":0,"leaf":1}`, text, id)
+	}
+	branch := func(text, id string) string {
+		return fmt.Sprintf(`{"text":%q,"id":%q,"allowChildren":1,"expandable":1,"leaf":0}`, text, id)
+	}
+	for _, c := range []struct{ q, want string }{
+		{"query=app.db.*.*", "[" + leaf("cpu", "app.db.*.cpu") + "," + leaf("mem", "app.db.*.mem") + "]"},
+		{"query=app.web[1-3].*", "[" + leaf("x", "app.web[1-3].x") + "," + leaf("y", "app.web[1-3].y") + "]"},
+		{"query=app.db.{a,b}.cpu", "[" + leaf("cpu", "app.db.{a,b}.cpu") + "]"},
+		{"query=app.db.*", "[" + branch("a", "app.db.a") + "," + branch("b", "app.db.b") + "," + leaf("c", "app.db.c") + "]"},
+		{"query=app.db.*&leavesOnly=1", "[" + leaf("c", "app.db.c") + "]"},
+		{"query=app.db.*&wildcards=1", "[" + branch("*", "app.db.*") + "," + branch("a", "app.db.a") + "," + branch("b", "app.db.b") + "," + leaf("c", "app.db.c") + "]"},
+		{"query=app.web*.*&wildcards=1", "[" + leaf("*", "app.web*.*") + "," + leaf("x", "app.web*.x") + "," + leaf("y", "app.web*.y") + "," + leaf("z", "app.web*.z") + "]"},
+		{"query=app.db.*.*&format=nodelist&position=2", `{"nodes":["a","b"]}`},
+	} {
+		if got := find(c.q); got != c.want+"\n" {
+			t.Errorf("find %s:\n got %s\nwant %s", c.q, got, c.want)
+		}
+	}
+	var grouped struct {
+		Results map[string][]string `json:"results"`
+	}
+	getJSON(t, srv.URL+"/graphite/metrics/expand?query=app.db.*&query=app.web[12].x&groupByExpr=1&leavesOnly=1", &grouped)
+	if fmt.Sprint(grouped.Results) != "map[app.db.*:[app.db.c] app.web[12].x:[app.web1.x app.web2.x]]" {
+		t.Errorf("expand groupByExpr leavesOnly: %v", grouped.Results)
+	}
+}
