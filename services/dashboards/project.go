@@ -202,6 +202,11 @@ func project(ctx context.Context, tx execer, ev bus.Event) error {
 		if err := upsertDeploy(ctx, tx, chain, d.Deploy, "", d.Cause, 0, 0); err != nil {
 			return err
 		}
+		// Kept apart from reason, which deploy.finished overwrites.
+		if _, err := tx.ExecContext(ctx, `UPDATE dash_deploys SET rolled_back_from = $1, rollback_cause = $2 WHERE id = $3`,
+			d.FromRelease, d.Cause, d.Deploy.GetDeployId()); err != nil {
+			return err
+		}
 		_, err := tx.ExecContext(ctx, `UPDATE dash_deploys SET rolled_back = 1 WHERE id = $1`, d.RolledBackDeployId)
 		return err
 	case *eventsv1.EnvironmentChanged:

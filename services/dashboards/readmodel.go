@@ -92,6 +92,30 @@ type deployView struct {
 	FinishedAt                                                              time.Time
 	RolledBack                                                              bool
 	Checks                                                                  []checkView
+	// A rollback's: the release it rolled back and why (deploy.rolled_back).
+	RolledBackFrom, RollbackCause string
+}
+
+// Why is a rollback's "rolled back from 1.1.0: <cause>", as deploy status
+// and the deploys API say it; "" for other deploys.
+func (d deployView) Why() string {
+	if d.Kind != "rollback" {
+		return ""
+	}
+	return rollbackWhy(d.RolledBackFrom, d.RollbackCause)
+}
+
+// rollbackWhy words a rollback's origin as deploys.RollbackCause does.
+func rollbackWhy(from, cause string) string {
+	switch {
+	case from == "" && cause == "":
+		return "rolled back"
+	case from == "":
+		return "rolled back: " + cause
+	case cause == "":
+		return "rolled back from " + from
+	}
+	return "rolled back from " + from + ": " + cause
 }
 
 // checkView is one verification check of a deploy.
@@ -122,6 +146,10 @@ type envView struct {
 	Locked                                                  bool
 	FrozenFrom, FrozenUntil                                 time.Time
 	FreezeReason                                            string
+	// Kind of the deploy that put Release there; for a rollback, ByRollback
+	// and Cause ("rolled back from 1.1.0: verification failed: …").
+	Kind, Cause, RolledBackFrom string
+	ByRollback                  bool
 }
 
 // Frozen reports whether a freeze window is on now.
@@ -474,7 +502,8 @@ func (s *Service) jobs(ctx context.Context, buildID string) ([]jobView, error) {
 }
 
 func (s *Service) deploys(ctx context.Context, where string, args ...any) ([]deployView, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, repository, environment, release, status, kind, triggered_by, reason, approvers, finished_at, rolled_back, checks FROM dash_deploys `+where, args...)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, repository, environment, release, status, kind, triggered_by, reason, approvers, finished_at, rolled_back, checks,
+		rolled_back_from, rollback_cause FROM dash_deploys `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -486,7 +515,8 @@ func (s *Service) deploys(ctx context.Context, where string, args ...any) ([]dep
 		var fin int64
 		var rb int
 		var checks string
-		if err := rows.Scan(&d.ID, &d.Repository, &d.Environment, &d.Release, &d.Status, &d.Kind, &d.TriggeredBy, &d.Reason, &approvers, &fin, &rb, &checks); err != nil {
+		if err := rows.Scan(&d.ID, &d.Repository, &d.Environment, &d.Release, &d.Status, &d.Kind, &d.TriggeredBy, &d.Reason, &approvers, &fin, &rb, &checks,
+			&d.RolledBackFrom, &d.RollbackCause); err != nil {
 			return nil, err
 		}
 		_ = json.Unmarshal([]byte(checks), &d.Checks)
@@ -517,7 +547,7 @@ func (s *Service) issues(ctx context.Context, where string, args ...any) ([]issu
 
 func (s *Service) environments(ctx context.Context, repo string) ([]envView, error) {
 	q := `SELECT e.repository, e.name, e.release, e.status, e.since, e.locked, e.locked_by, e.lock_reason, COALESCE(d.approvers, ''),
-		e.frozen_from, e.frozen_until, e.freeze_reason
+		e.frozen_from, e.frozen_until, e.freeze_reason, COALESCE(d.kind, ''), COALESCE(d.rolled_back_from, ''), COALESCE(d.rollback_cause, '')
 		FROM dash_environments e LEFT JOIN dash_deploys d ON d.id = e.deploy_id`
 	var args []any
 	if repo != "" {
@@ -536,9 +566,13 @@ func (s *Service) environments(ctx context.Context, repo string) ([]envView, err
 		var locked int
 		var approvers string
 		var frozenFrom, frozenUntil int64
+		var cause string
 		if err := rows.Scan(&e.Repository, &e.Name, &e.Release, &e.Status, &since, &locked, &e.LockedBy, &e.LockReason, &approvers,
-			&frozenFrom, &frozenUntil, &e.FreezeReason); err != nil {
+			&frozenFrom, &frozenUntil, &e.FreezeReason, &e.Kind, &e.RolledBackFrom, &cause); err != nil {
 			return nil, err
+		}
+		if e.Kind == "rollback" {
+			e.ByRollback, e.Cause = true, rollbackWhy(e.RolledBackFrom, cause)
 		}
 		e.Since, e.Locked, e.Approvers = ts(since), locked != 0, splitList(approvers)
 		if frozenUntil > 0 {
