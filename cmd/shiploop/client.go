@@ -326,7 +326,7 @@ func buildsCommand() *command {
 	var o clientOptions
 	var repo string
 	var limit int
-	c := newCommand("builds", "shiploop builds [list] [--repo R] | shiploop builds get ID|REPO#N", "List builds or show one with its steps.", "")
+	c := newCommand("builds", "shiploop builds [list] [--repo R] | shiploop builds get ID|REPO#N|CHAIN", "List builds or show one with its steps.", "")
 	clientFlags(c, &o)
 	c.flags.StringVar(&repo, "repo", "", "only this repository (list)")
 	c.flags.IntVar(&limit, "limit", 20, "how many builds to list")
@@ -357,21 +357,12 @@ func buildsCommand() *command {
 			return tw.Flush()
 		}
 		if args[0] != "get" || len(args) != 2 {
-			return usagef("builds get takes one ID or REPO#NUMBER")
+			return usagef("builds get takes one BUILD: %s", buildRefHelp)
 		}
-		req := &buildsv1.GetBuildRequest{Id: args[1]}
-		if r, n, ok := strings.Cut(args[1], "#"); ok {
-			num, err := strconv.ParseInt(n, 10, 64)
-			if err != nil {
-				return usagef("%q: the number after # must be an integer", args[1])
-			}
-			req = &buildsv1.GetBuildRequest{Repository: r, Number: num}
-		}
-		resp, err := cl.GetBuild(ctx, req)
+		b, err := resolveBuild(ctx, cl, args[1])
 		if err != nil {
 			return err
 		}
-		b := resp.GetBuild()
 		if o.json {
 			printJSON(c.stdout, b)
 			return nil
@@ -402,11 +393,12 @@ func buildsCommand() *command {
 
 func buildCommand() *command {
 	var o clientOptions
-	c := newCommand("build", "shiploop build trigger REPO [REF] | build cancel ID | build retry ID",
+	c := newCommand("build", "shiploop build trigger REPO [REF] | build cancel BUILD | build retry BUILD",
 		"Start a build by hand, cancel one, or run one again.",
 		`trigger builds REF (a branch, tag or full ref; the default branch when omitted).
 cancel stops a queued or running build: its processes are killed.
-retry builds the same commit again as a new build.`)
+retry builds the same commit again as a new build.
+BUILD is `+buildRefHelp+`.`)
 	clientFlags(c, &o)
 	c.run = func(c *command, args []string) error {
 		if len(args) < 2 {
@@ -438,7 +430,11 @@ retry builds the same commit again as a new build.`)
 			}
 			fmt.Fprintf(c.stdout, "triggered %s %s @ %s (event %s)\n", args[1], resp.GetRef(), short(resp.GetCommit()), resp.GetEventId())
 		case "cancel":
-			resp, err := cl.CancelBuild(ctx, &buildsv1.CancelBuildRequest{Id: args[1]})
+			id, err := resolveBuildID(ctx, cl, args[1])
+			if err != nil {
+				return err
+			}
+			resp, err := cl.CancelBuild(ctx, &buildsv1.CancelBuildRequest{Id: id})
 			if err != nil {
 				return err
 			}
@@ -452,7 +448,11 @@ retry builds the same commit again as a new build.`)
 				fmt.Fprintf(c.stdout, "build %s had already finished\n", args[1])
 			}
 		case "retry":
-			resp, err := cl.RetryBuild(ctx, &buildsv1.RetryBuildRequest{Id: args[1]})
+			id, err := resolveBuildID(ctx, cl, args[1])
+			if err != nil {
+				return err
+			}
+			resp, err := cl.RetryBuild(ctx, &buildsv1.RetryBuildRequest{Id: id})
 			if err != nil {
 				return err
 			}
@@ -542,7 +542,7 @@ func logsCommand() *command {
 	var o clientOptions
 	var follow bool
 	c := newCommand("logs", "shiploop logs [-f] BUILD|JOB", "Print a build's or a job's log, in the order the steps printed it.",
-		`BUILD is a build id or REPO#NUMBER (every job of the build, one after another);
+		`BUILD is `+buildRefHelp+` (every job of the build, one after another);
 JOB is a job id (shiploop builds get shows them). With -f, keep printing live
 lines until the job ends.`)
 	clientFlags(c, &o)
@@ -560,17 +560,9 @@ lines until the job ends.`)
 		ctx, stop := signalContext()
 		defer stop()
 		jobs := []string{args[0]}
-		req := &buildsv1.GetBuildRequest{Id: args[0]}
-		if r, n, ok := strings.Cut(args[0], "#"); ok {
-			num, err := strconv.ParseInt(n, 10, 64)
-			if err != nil {
-				return usagef("%q: the number after # must be an integer", args[0])
-			}
-			req = &buildsv1.GetBuildRequest{Repository: r, Number: num}
-		}
-		if b, err := cl.GetBuild(o.ctx(ctx), req); err == nil {
-			jobs = b.GetBuild().GetJobIds()
-		} else if req.GetRepository() != "" {
+		if b, err := resolveBuild(o.ctx(ctx), cl, args[0]); err == nil {
+			jobs = b.GetJobIds()
+		} else if strings.Contains(args[0], "#") {
 			return err
 		}
 		for _, job := range jobs {

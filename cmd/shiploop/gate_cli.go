@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shiploop/shiploop/pkg/gatepolicy"
+	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
 	gatesv1 "github.com/shiploop/shiploop/proto/shiploop/gates/v1"
 )
 
@@ -17,7 +18,7 @@ func gateCommand() *command {
 	c := newCommand("gate", "shiploop gate [flags] show BUILD | shiploop gate [flags] policy [REPOSITORY]",
 		"Show a build's quality gate, or the policy a repository gets.",
 		`show prints the gate's verdict and a table of its conditions (value, threshold, verdict),
-the reports read and the first new findings; BUILD is a build id or REPOSITORY#NUMBER.
+the reports read and the first new findings; BUILD is `+buildRefHelp+`.
 policy prints the policy used when a repository's .shiploop.yml has no gate section.
 Examples:
   shiploop gate show acme/web#12
@@ -26,7 +27,7 @@ Examples:
 	clientFlags(c, &o)
 	c.run = func(c *command, args []string) error {
 		if len(args) < 1 || (args[0] == "show" && len(args) != 2) || (args[0] == "policy" && len(args) > 2) || (args[0] != "show" && args[0] != "policy") {
-			return usagef("want 'gate show BUILD' (an id or REPOSITORY#NUMBER) or 'gate policy [REPOSITORY]'")
+			return usagef("want 'gate show BUILD' (%s) or 'gate policy [REPOSITORY]'", buildRefHelp)
 		}
 		conn, err := o.conn()
 		if err != nil {
@@ -67,13 +68,16 @@ Examples:
 			fmt.Fprintf(c.stdout, "  %s: %s\n", gatepolicy.OnNoDataKey, onNoData)
 			return nil
 		}
-		req := &gatesv1.GetEvaluationRequest{BuildId: args[1]}
-		if repo, n, ok := strings.Cut(args[1], "#"); ok {
-			num, err := strconv.ParseInt(n, 10, 64)
-			if err != nil || num <= 0 {
-				return usagef("BUILD %q: want REPOSITORY#NUMBER, e.g. acme/web#12", args[1])
+		ref, err := buildRequest(args[1])
+		if err != nil {
+			return err
+		}
+		req := &gatesv1.GetEvaluationRequest{BuildId: ref.GetId(), Repository: ref.GetRepository(), Number: ref.GetNumber()}
+		if ref.GetId() != "" {
+			// A chain id names its latest build; a build id stays as it is.
+			if req.BuildId, err = resolveBuildID(ctx, buildsv1.NewBuildServiceClient(conn), ref.GetId()); err != nil {
+				return err
 			}
-			req = &gatesv1.GetEvaluationRequest{Repository: repo, Number: num}
 		}
 		resp, err := cl.GetEvaluation(ctx, req)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/shiploop/shiploop/pkg/gatepolicy"
+	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 	testrunsv1 "github.com/shiploop/shiploop/proto/shiploop/testruns/v1"
 )
@@ -44,7 +45,7 @@ func testsCommand() *command {
 Flags may come before or after the arguments.`)
 	clientFlags(c, &o)
 	c.flags.StringVar(&repo, "repo", "", "repository")
-	c.flags.StringVar(&build, "build", "", "build id")
+	c.flags.StringVar(&build, "build", "", "the build: "+buildRefHelp)
 	c.flags.StringVar(&suite, "suite", "", "test suite (history, quarantine)")
 	c.flags.StringVar(&class, "class", "", "test class (history, quarantine)")
 	c.flags.StringVar(&reason, "reason", "", "why the test is quarantined")
@@ -88,6 +89,13 @@ Flags may come before or after the arguments.`)
 				return nil, usagef("%s takes the test NAME (with --suite and --class when it has them)", args[0])
 			}
 			return &testrunsv1.TestID{Repository: repo, Suite: suite, ClassName: class, Name: name}, nil
+		}
+		if build != "" {
+			// REPO#N and chain ids name a build too: the builds service on
+			// the same server says which.
+			if build, err = resolveBuildID(ctx, buildsv1.NewBuildServiceClient(conn), build); err != nil {
+				return err
+			}
 		}
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 		defer tw.Flush()
