@@ -223,6 +223,7 @@ func agentCommand() *command {
 	c.flags.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file")
 	c.flags.StringVar(&o.dataDir, "data-dir", ".shiploop-agent", "directory for job workspaces")
 	c.flags.IntVar(&o.agents, "concurrency", 1, "jobs to run at once")
+	c.flags.StringVar(&o.httpListen, "http-listen", "", "address for /livez, /readyz and /metrics (host:port; none when empty)")
 	c.flags.IntVar(&o.replicas, "replicas", 1, "stream replicas (3 on a NATS cluster: must match `serve --replicas`, or the agent scales the streams down)")
 	c.flags.DurationVar(&o.lease, "lease", 30*time.Second, "how long a job waits for this agent to answer before it goes to another agent")
 	c.flags.StringVar(&o.allowedTransports, "allowed-transports", vcsarg.DefaultTransports, "clone URLs checkouts may use, comma-separated: https, http, ssh, git, file (local paths and file://; off unless named here)")

@@ -154,30 +154,35 @@ func run(ctx context.Context, o runOptions, stdout io.Writer) error {
 			return err
 		}
 	}
-	env := &moduleEnv{
-		opts: o, log: log, nc: nc, mux: http.NewServeMux(),
-		grpc: server.NewGRPC(server.GRPCConfig{Token: o.token, Tokens: tokenStore.Lookup, Logger: log, TLS: serverTLS}),
-	}
+	env := &moduleEnv{opts: o, log: log, nc: nc, mux: http.NewServeMux()}
+	prom := newPromMetrics(env)
+	env.grpc = server.NewGRPC(server.GRPCConfig{Token: o.token, Tokens: tokenStore.Lookup, Logger: log, TLS: serverTLS, Options: prom.grpcOptions()})
 	registerTokens(env.grpc, tokenStore)
+	// Every service the same way (services.go): database, bus, routes,
+	// gRPC services; then readiness, metrics and discovery for all.
 	for _, name := range o.services {
-		m := modules[name]
-		run, err := m.start(ctx, env)
+		spec, _ := specOf(name)
+		r, err := env.start(ctx, spec)
 		if err != nil {
 			env.closeAll()
 			return fmt.Errorf("starting %s: %w", name, err)
 		}
-		g.Go(func() error { return run(gctx) })
+		g.Go(func() error { return r.svc.Run(gctx) })
 	}
 	defer env.closeAll()
 	mux, grpcSrv := env.mux, env.grpc
-	serveHTTP, serveGRPC := env.http, env.rpc
+	// HTTP serves health and /metrics for every process that has an
+	// address for it (a standalone agent only with --http-listen).
+	serveHTTP, serveGRPC := env.http || o.httpListen != "", env.rpc
+	health := newHealthChecker(env)
+	prom.setHealth(health)
+	g.Go(func() error { health.run(gctx); return nil })
+	prom.observeEvents(gctx, env)
 
 	info := readyInfo{Event: "ready", DataDir: o.dataDir, Services: o.services, NATSURL: natsURL, Addresses: env.addresses}
 	if serveHTTP {
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
-		})
+		health.routes(mux)
+		mux.Handle("GET /metrics", prom.handler())
 		// The web UI's login (with --token): pages and artifact downloads
 		// take its session cookie.
 		grpcSrv.Auth.LoginRoutes(mux)
@@ -191,7 +196,7 @@ func run(ctx context.Context, o runOptions, stdout io.Writer) error {
 			info.HTTPURL = "https://" + strings.TrimPrefix(info.HTTPURL, "http://")
 		}
 		g.Go(func() error {
-			return server.ServeHTTP(gctx, lis, server.SecurityHeaders(errortrack.StripDSNPrefix(guardMutations(grpcSrv.Auth, mux))), log)
+			return server.ServeHTTP(gctx, lis, server.SecurityHeaders(errortrack.StripDSNPrefix(guardMutations(grpcSrv.Auth, server.Routed(prom.instrument(mux))))), log)
 		})
 	}
 	if serveGRPC {
@@ -240,10 +245,11 @@ func printReady(w io.Writer, o runOptions, info readyInfo) {
 		if has("metrics") {
 			fmt.Fprintf(w, "  graphite   %s/graphite/  (a Grafana Graphite data source)\n", info.HTTPURL)
 		}
-		fmt.Fprintf(w, "  health     %s/healthz\n", info.HTTPURL)
+		fmt.Fprintf(w, "  health     %s/readyz  (liveness: /livez; per service: /readyz?service=NAME)\n", info.HTTPURL)
+		fmt.Fprintf(w, "  metrics    %s/metrics  (Prometheus)\n", info.HTTPURL)
 	}
 	if info.GRPCAddr != "" {
-		fmt.Fprintf(w, "  gRPC       %s  (every service; health and reflection on)\n", info.GRPCAddr)
+		fmt.Fprintf(w, "  gRPC       %s  (every service; health per service and reflection on)\n", info.GRPCAddr)
 	}
 	switch {
 	case o.natsURL != "":

@@ -17,6 +17,8 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -38,6 +40,9 @@ type GRPCConfig struct {
 	// TLS, when set, serves gRPC over TLS (mutual TLS when it requires
 	// client certificates).
 	TLS *tls.Config
+	// Options are added to the server's (interceptors for metrics; they
+	// run after recovery and auth).
+	Options []grpc.ServerOption
 }
 
 // GRPC is a gRPC server with health and reflection registered.
@@ -64,6 +69,7 @@ func NewGRPC(cfg GRPCConfig) *GRPC {
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
+	opts = append(opts, cfg.Options...)
 	s := grpc.NewServer(opts...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)
@@ -152,13 +158,15 @@ func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
 }
 
 // ServeHTTP serves h on lis until ctx ends, then shuts down gracefully.
-// Requests are traced and panics become 500s.
+// Requests are traced and panics become 500s. A span is named by the
+// request's method until Routed renames it by the route pattern matched:
+// never by the raw path, whose values (ids, repositories) are unbounded.
 func ServeHTTP(ctx context.Context, lis net.Listener, h http.Handler, log *slog.Logger) error {
 	if log == nil {
 		log = slog.Default()
 	}
 	srv := &http.Server{
-		Handler:           otelhttp.NewHandler(recoverHTTP(h, log), "http", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path })),
+		Handler:           otelhttp.NewHandler(recoverHTTP(h, log), "http", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method })),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -178,6 +186,34 @@ func ServeHTTP(ctx context.Context, lis net.Listener, h http.Handler, log *slog.
 		return nil
 	}
 	return err
+}
+
+// Routed wraps a ServeMux (or any handler that sets r.Pattern, as the Go
+// 1.22 ServeMux does on the request it is given) so the request's span is
+// named by the pattern matched, "POST /hooks/{forge}", once it is served.
+// Patterns without a method get the request's: "GET /graphite/".
+func Routed(mux http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r)
+		if r.Pattern == "" {
+			return
+		}
+		span := trace.SpanFromContext(r.Context())
+		if !span.IsRecording() {
+			return
+		}
+		span.SetName(RouteName(r.Method, r.Pattern))
+		span.SetAttributes(semconv.HTTPRoute(r.Pattern))
+	})
+}
+
+// RouteName is a span name for a request matched by a ServeMux pattern:
+// the pattern, with the request's method in front when it names none.
+func RouteName(method, pattern string) string {
+	if m, _, ok := strings.Cut(pattern, " "); ok && m != "" && !strings.Contains(m, "/") {
+		return pattern
+	}
+	return method + " " + pattern
 }
 
 func recoverHTTP(h http.Handler, log *slog.Logger) http.Handler {
