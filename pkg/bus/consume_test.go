@@ -662,3 +662,90 @@ func TestConsumeSurvivesItsConsumerDeleted(t *testing.T) {
 	publishOrFail(t, b, second)
 	wait(second.ID)
 }
+
+// TestConsumeWorkersKeyed: with Workers, the events of one repository are
+// handled one at a time in stream order, while another repository's are
+// handled meanwhile (here: one repository's first Prepare waits until the
+// other repository's events are all handled); every event is handled once.
+func TestConsumeWorkersKeyed(t *testing.T) {
+	b, _ := startBus(t)
+	db := sqliteDB(t)
+	o := bus.NewOutbox(db, b, quietLog())
+	const perRepo = 20
+	repos := []string{"acme/slow", "acme/a", "acme/b"}
+	othersDone := make(chan struct{})
+	var mu sync.Mutex
+	order := map[string][]string{} // repository → afters, in handling order
+	busy := map[string]bool{}      // repository → a Prepare or handler runs
+	var overlap []string
+	handled := 0
+	cfg := bus.ConsumerConfig{
+		Name: "test-workers", Filters: changes, Workers: 4, AckWait: 20 * time.Second,
+		Prepare: func(ctx context.Context, ev bus.Event) (any, error) {
+			mu.Lock()
+			if busy[ev.Repository] {
+				overlap = append(overlap, ev.Repository)
+			}
+			busy[ev.Repository] = true
+			first := ev.Repository == "acme/slow" && len(order["acme/slow"]) == 0
+			mu.Unlock()
+			if first {
+				select {
+				case <-othersDone:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			return nil, nil
+		},
+	}
+	runBG(t, "Consume", func(ctx context.Context) error {
+		return o.Consume(ctx, cfg, func(ctx context.Context, tx *bus.Tx, ev bus.Event) error {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO bustest_rows (event_id, note) VALUES ($1, 'ok')`, ev.ID); err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			ch := ev.Data.(*eventsv1.Change)
+			order[ev.Repository] = append(order[ev.Repository], ch.After)
+			busy[ev.Repository] = false
+			handled++
+			if ev.Repository != "acme/slow" && len(order["acme/a"]) == perRepo && len(order["acme/b"]) == perRepo {
+				close(othersDone)
+			}
+			return nil
+		})
+	})
+	var last uint64
+	var ids []string
+	for i := range perRepo {
+		for _, r := range repos {
+			ev := changePushed(r, fmt.Sprintf("%040x", i))
+			last = publishOrFail(t, b, ev)
+			ids = append(ids, ev.ID)
+		}
+	}
+	waitSettled(t, b, bus.StreamEvents, cfg.Name, last)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range repos {
+		var want []string
+		for i := range perRepo {
+			want = append(want, fmt.Sprintf("%040x", i))
+		}
+		if !slices.Equal(order[r], want) {
+			t.Errorf("%s handled in order %v, want %v", r, order[r], want)
+		}
+	}
+	if len(overlap) > 0 {
+		t.Errorf("two events of one repository handled at once: %v", overlap)
+	}
+	if handled != len(ids) {
+		t.Errorf("handled %d events, want %d", handled, len(ids))
+	}
+	for _, id := range ids {
+		if n := countRows(t, db, id); n != 1 {
+			t.Errorf("event %s: %d rows, want 1", id, n)
+		}
+	}
+}

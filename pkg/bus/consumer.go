@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -60,6 +61,18 @@ type ConsumerConfig struct {
 	// again on its own by the Handler, so one bad event holds up no other;
 	// Batched must store exactly what the Handler would.
 	Batched func(ctx context.Context, tx *Tx, evs []Event) error
+	// Workers, when above 1 (and Batched is nil), handles up to that many
+	// messages at once, each in a transaction of its own and acked on its
+	// own, as long as they are of different keys: the messages of one key
+	// (KeyHeader's value, the event's repository by default) are handled
+	// one at a time, in the order they arrived. For consumers whose
+	// Prepare is slow (fetching a repository): one repository's changes
+	// no longer wait behind another's.
+	Workers int
+	// KeyHeader is the message header whose value orders messages under
+	// Workers (default HeaderRepository); messages without it share the
+	// key "".
+	KeyHeader string
 }
 
 func (c *ConsumerConfig) defaults() {
@@ -80,6 +93,12 @@ func (c *ConsumerConfig) defaults() {
 		if c.Prepare != nil {
 			c.Batch = 1
 		}
+	}
+	if c.Batched != nil {
+		c.Workers = 0
+	}
+	if c.KeyHeader == "" {
+		c.KeyHeader = HeaderRepository
 	}
 }
 
@@ -154,6 +173,9 @@ func (o *Outbox) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) err
 // pull handles cons's messages until ctx ends (nil) or the consumer is
 // gone (nil, ctx still live).
 func (o *Outbox) pull(ctx context.Context, log *slog.Logger, cfg ConsumerConfig, cons jetstream.Consumer, h Handler) error {
+	if cfg.Workers > 1 {
+		return o.pullKeyed(ctx, log, cfg, cons, h)
+	}
 	// A short pull expiry bounds how long a lost pull request can stall
 	// delivery (nats.go notices the missing heartbeats within it).
 	it, err := cons.Messages(jetstream.PullMaxMessages(cfg.Batch), jetstream.PullExpiry(5*time.Second))
@@ -184,6 +206,79 @@ func (o *Outbox) pull(ctx context.Context, log *slog.Logger, cfg ConsumerConfig,
 			batch = append(batch, more)
 		}
 		o.handleBatch(ctx, log, cfg, batch, h)
+	}
+}
+
+// pullKeyed is pull with cfg.Workers handlers at once, one message each:
+// a goroutine per key with messages waiting takes them in arrival order,
+// and a semaphore bounds how many handle one at a time. Every message is
+// still handled in its own transaction with its inbox record and acked
+// after commit (JetStream acks each message on its own, in any order), so
+// exactly-once is as in pull. At most inflight messages are held at once
+// (waiting or being handled); the iterator stops pulling beyond that.
+func (o *Outbox) pullKeyed(ctx context.Context, log *slog.Logger, cfg ConsumerConfig, cons jetstream.Consumer, h Handler) error {
+	it, err := cons.Messages(jetstream.PullMaxMessages(cfg.Workers), jetstream.PullExpiry(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("bus: consumer %s: %w", cfg.Name, err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	var (
+		mu       sync.Mutex
+		waiting  = map[string][]jetstream.Msg{} // a key present: its goroutine runs
+		workers  = make(chan struct{}, cfg.Workers)
+		inflight = make(chan struct{}, 32*cfg.Workers)
+		wg       sync.WaitGroup
+	)
+	defer wg.Wait()
+	run := func(key string) {
+		for {
+			mu.Lock()
+			q := waiting[key]
+			if len(q) == 0 {
+				delete(waiting, key)
+				mu.Unlock()
+				return
+			}
+			m := q[0]
+			q[0] = nil
+			waiting[key] = q[1:]
+			mu.Unlock()
+			if ctx.Err() != nil {
+				_ = m.Nak() // stopping: redeliver at once, not after AckWait
+			} else {
+				workers <- struct{}{}
+				o.handleBatch(ctx, log, cfg, []jetstream.Msg{m}, h)
+				<-workers
+			}
+			<-inflight
+		}
+	}
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) ||
+				errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return nil
+			}
+			log.Warn("consumer pull", "err", err)
+			continue
+		}
+		select {
+		case inflight <- struct{}{}:
+		case <-ctx.Done():
+			_ = m.Nak()
+			return nil
+		}
+		key := m.Headers().Get(cfg.KeyHeader)
+		mu.Lock()
+		q, running := waiting[key]
+		waiting[key] = append(q, m)
+		mu.Unlock()
+		if !running {
+			wg.Go(func() { run(key) })
+		}
 	}
 }
 
