@@ -98,3 +98,20 @@ func TestMovingWindowEndsBeforeThePoint(t *testing.T) {
 		t.Errorf("movingAverage xff 0.9: start %d %v, want 660 and 5 nulls", s.Start, s.Values)
 	}
 }
+
+// A derived or renamed series keeps its tags, name included, as
+// graphite-web's TimeSeries.copy and "series.name = ...".
+func TestDerivedSeriesKeepTheNameTag(t *testing.T) {
+	f := rampFetcher{step: 60}
+	for _, c := range []struct{ target, name, tag string }{
+		{"movingAverage(a.b,2)", "movingAverage(a.b,2)", "a.b"},
+		{"alias(scale(a.b,2),'x')", "x", "a.b"},
+		{"consolidateBy(a.b,'max')", `consolidateBy(a.b,"max")`, "a.b"},
+		{"sumSeries(a.b)", "sumSeries(a.b)", "a.b"},
+	} {
+		s := evalOne(t, f, c.target, 600, 900)
+		if s.Name != c.name || s.Tags["name"] != c.tag {
+			t.Errorf("%s: name %q, name tag %q; want %q, %q", c.target, s.Name, s.Tags["name"], c.name, c.tag)
+		}
+	}
+}

@@ -77,7 +77,9 @@ func (s *Series) Copy() *Series {
 	return &c
 }
 
-// derive copies s with a new name (also set as the name tag) and values.
+// derive copies s with a new name and values. Like graphite-web's
+// TimeSeries.copy it keeps the tags: the name tag stays the fetched path
+// ("movingAverage(a.b,5)" has tags {name: a.b, movingAverage: 5}).
 func (s *Series) derive(name string, values []float64) *Series {
 	c := *s
 	c.Name = name
@@ -86,19 +88,24 @@ func (s *Series) derive(name string, values []float64) *Series {
 	for k, v := range s.Tags {
 		c.Tags[k] = v
 	}
-	c.Tags["name"] = name
+	if _, ok := c.Tags["name"]; !ok {
+		c.Tags["name"] = name
+	}
 	c.Stop = c.Start + int64(len(values))*c.Step
 	c.ValuesPerPoint = 1
 	return &c
 }
 
-// rename sets Name and the name tag.
+// rename sets Name; as graphite-web's "series.name = ...", the name tag
+// stays (it is set only when missing).
 func (s *Series) rename(name string) {
 	s.Name = name
 	if s.Tags == nil {
 		s.Tags = map[string]string{}
 	}
-	s.Tags["name"] = name
+	if _, ok := s.Tags["name"]; !ok {
+		s.Tags["name"] = name
+	}
 }
 
 // Points returns the values as read, consolidated by ValuesPerPoint.
