@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -486,8 +487,17 @@ func (g *grpcServer) UploadReport(ctx context.Context, req *testrunsv1.UploadRep
 	if err != nil {
 		return nil, unavailable("finding the build", err)
 	}
+	// Kept as sent, for download (GET /builds/{id}/reports/...).
+	key := "uploads/" + b.id + "/" + bus.NewID() + "/" + path.Base(name)
+	obs, err := s.reportStore(ctx)
+	if err != nil {
+		return nil, unavailable("opening the report store", err)
+	}
+	if _, err := obs.PutBytes(ctx, key, req.GetContent()); err != nil {
+		return nil, unavailable("storing the report file", err)
+	}
 	// Parse before the transaction: a large report must not hold the database.
-	pr := parsedReport{name: name}
+	pr := parsedReport{name: name, key: key}
 	pr.p, pr.err = report.Parse(bytes.NewReader(req.GetContent()), req.GetFormat(), report.Paths{Prefixes: req.GetPathPrefixes()}, s.parseOptions(name))
 	if pr.p != nil {
 		pr.format = pr.p.Format

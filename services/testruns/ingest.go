@@ -198,8 +198,8 @@ func (s *Service) storeReport(ctx context.Context, tx *bus.Tx, run *runRow, jobI
 	if pr.p != nil && pr.p.Tests != nil {
 		cases = int64(len(pr.p.Tests.Cases))
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO test_reports (run_id, job_id, name, format, error, cases, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		run.id, jobID, pr.name, pr.format, errText, cases, now); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO test_reports (run_id, job_id, name, format, error, cases, created_at, object_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		run.id, jobID, pr.name, pr.format, errText, cases, now, pr.key); err != nil {
 		return err
 	}
 	if pr.p == nil {
@@ -260,8 +260,8 @@ func (s *Service) streamReport(ctx context.Context, tx *bus.Tx, run *runRow, job
 	if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT report_cases`); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO test_reports (run_id, job_id, name, format, error, cases, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		run.id, jobID, pr.name, pr.format, errText, w.cases, now); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO test_reports (run_id, job_id, name, format, error, cases, created_at, object_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		run.id, jobID, pr.name, pr.format, errText, w.cases, now, pr.key); err != nil {
 		return err
 	}
 	s.log.Info("report stored", "run", run.id, "job", jobID, "report", pr.name, "format", pr.format, "cases", w.cases, "error", errText,

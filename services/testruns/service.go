@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/server"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/services/testruns/report"
 )
@@ -48,6 +49,9 @@ type Config struct {
 	MaxText int
 	// FlakyWindow is how far back FlakyTests looks by default (14 days).
 	FlakyWindow time.Duration
+	// Auth guards report downloads (read scope, as build artifacts); the
+	// routes are registered only with it (see Routes).
+	Auth *server.Auth
 }
 
 // Service is the testruns service.
