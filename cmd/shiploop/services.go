@@ -212,9 +212,10 @@ func newBuilds(ctx context.Context, env *moduleEnv, db *store.DB, b *bus.Bus) (s
 		AllowedTransports: env.opts.allowedTransports})
 }
 
-// newTestruns: TestRunService and the consumers of build and job events.
+// newTestruns: TestRunService, the consumers of build and job events, and
+// report downloads (GET /builds/{id}/reports/..., read scope as artifacts).
 func newTestruns(ctx context.Context, env *moduleEnv, db *store.DB, b *bus.Bus) (service, error) {
-	return testruns.New(ctx, testruns.Config{DB: db, Bus: b, Logger: env.log})
+	return testruns.New(ctx, testruns.Config{DB: db, Bus: b, Logger: env.log, Auth: env.grpc.Auth})
 }
 
 // newGates: GateService. Commit statuses need the forge settings the
@@ -260,12 +261,15 @@ func newDeploys(ctx context.Context, env *moduleEnv, db *store.DB, b *bus.Bus) (
 	return deploys.New(ctx, cfg)
 }
 
-// newErrortrack: Sentry intake (/api/{project}/...), ErrorService.
+// newErrortrack: Sentry intake (/api/{project}/...), Sentry web API
+// (/api/0/..., webapi.go), ErrorService.
 func newErrortrack(ctx context.Context, env *moduleEnv, db *store.DB, b *bus.Bus) (service, error) {
 	public := ingestURL(env.opts.httpListen)
 	return errortrack.New(ctx, errortrack.Config{
 		DB: db, Bus: b, Logger: env.log, Replicas: env.opts.replicas,
 		PublicURL: func() string { return public },
+		// The Sentry web API (/api/0/...) takes shiploop API tokens.
+		Auth: env.grpc.Auth,
 	})
 }
 
