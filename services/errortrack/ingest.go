@@ -28,8 +28,10 @@ import (
 )
 
 // Routes registers the Sentry intake on mux: POST /api/{project_id}/envelope/
-// and /store/, with and without the trailing slash, and their CORS preflights.
+// and /store/, with and without the trailing slash, and their CORS
+// preflights; and the web API under /api/0/ (webapi.go).
 func (s *Service) Routes(mux *http.ServeMux) {
+	s.webRoutes(mux)
 	for _, p := range []string{"/api/{project_id}/envelope/", "/api/{project_id}/envelope"} {
 		mux.HandleFunc("POST "+p, s.serveEnvelope)
 		mux.HandleFunc("OPTIONS "+p, servePreflight)

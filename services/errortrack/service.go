@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shiploop/shiploop/pkg/bus"
+	"github.com/shiploop/shiploop/pkg/server"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/services/errortrack/envelope"
 )
@@ -69,6 +70,15 @@ type Config struct {
 	// CountInterval is how often what each release sent is published as
 	// errortrack.release.counted (default 10s).
 	CountInterval time.Duration
+	// Auth checks the web API's bearer tokens (/api/0/...: read scope for
+	// GET, write for the rest). Nil, or without an operator token: auth off.
+	Auth *server.Auth
+	// Organization is the slug of the web API's one organization (default
+	// $SHIPLOOP_SENTRY_ORG, else "shiploop").
+	Organization string
+	// ArtifactMaxBytes bounds each Object Store bucket of uploaded source
+	// map chunks and assembled bundles (default 1 GiB).
+	ArtifactMaxBytes int64
 }
 
 // Service is the errortrack service.
@@ -80,6 +90,8 @@ type Service struct {
 	cfg     Config
 	keys    *keyCache
 	limiter *limiter
+	// artifacts are the source map buckets, opened on first use.
+	artifacts artifactStores
 }
 
 // New makes the service, applies its migrations and creates its stream.
