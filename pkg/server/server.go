@@ -166,7 +166,7 @@ func ServeHTTP(ctx context.Context, lis net.Listener, h http.Handler, log *slog.
 		log = slog.Default()
 	}
 	srv := &http.Server{
-		Handler:           otelhttp.NewHandler(recoverHTTP(h, log), "http", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method })),
+		Handler:           otelhttp.NewHandler(recoverHTTP(h, log), "http", otelhttp.WithSpanNameFormatter(spanName)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -188,9 +188,19 @@ func ServeHTTP(ctx context.Context, lis net.Listener, h http.Handler, log *slog.
 	return err
 }
 
+// spanName names a request's span: by its route pattern once the mux
+// matched one (otelhttp asks again after the handler), else its method.
+func spanName(_ string, r *http.Request) string {
+	if r.Pattern != "" {
+		return RouteName(r.Method, r.Pattern)
+	}
+	return r.Method
+}
+
 // Routed wraps a ServeMux (or any handler that sets r.Pattern, as the Go
 // 1.22 ServeMux does on the request it is given) so the request's span is
-// named by the pattern matched, "POST /hooks/{forge}", once it is served.
+// named by the pattern matched, "POST /hooks/{forge}", once it is served,
+// also when middleware between ServeHTTP and the mux copied the request.
 // Patterns without a method get the request's: "GET /graphite/".
 func Routed(mux http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
