@@ -97,7 +97,7 @@ func (f fetcher) FetchEach(ctx context.Context, path string, from, until int64, 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		s, err := f.st.ReadAt(ctx, n, from, until, f.now)
+		s, err := f.st.ReadAt(ctx, n, from, f.readUntil(until), f.now)
 		if err != nil {
 			return err
 		}
@@ -149,7 +149,7 @@ func (f fetcher) read(ctx context.Context, names []string, from, until int64) ([
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		s, err := f.st.ReadAt(ctx, n, from, until, f.now)
+		s, err := f.st.ReadAt(ctx, n, from, f.readUntil(until), f.now)
 		if err != nil {
 			return nil, err
 		}
@@ -165,4 +165,13 @@ func (f fetcher) check(names []string) error {
 		return &render.LimitError{Msg: fmt.Sprintf("the query matches %d series, over the limit of %d: narrow the path expression", len(names), f.maxSeries)}
 	}
 	return nil
+}
+
+// readUntil is until as whisper reads it: no later than now. (The cost
+// check plans the unclamped range: an upper bound.)
+func (f fetcher) readUntil(until int64) int64 {
+	if f.now > 0 && until > f.now {
+		return f.now
+	}
+	return until
 }

@@ -189,3 +189,27 @@ func TestFindLikeGraphiteWeb(t *testing.T) {
 		t.Errorf("expand groupByExpr leavesOnly: %v", grouped.Results)
 	}
 }
+
+// Reads end at now, as whisper's: timeShift(x,'+20min') over the last hour
+// has 40 minutes of points, not an hour ending in 20 minutes of nulls.
+func TestTimeShiftForwardStopsAtNow(t *testing.T) {
+	svc, srv := compatServer(t, nil)
+	now := time.Now().Unix()
+	var pts []carbon.Point
+	for ts := now - 7200; ts <= now; ts += 10 {
+		pts = append(pts, carbon.Point{Name: "app.x", Value: 1, Timestamp: ts})
+	}
+	if err := svc.st.Add(context.Background(), pts); err != nil {
+		t.Fatal(err)
+	}
+	var got []renderSeries
+	getJSON(t, srv.URL+"/graphite/render?target="+url.QueryEscape("timeShift(app.x,'+20min')")+"&from=-1h", &got)
+	if len(got) != 1 {
+		t.Fatalf("%d series", len(got))
+	}
+	dp := got[0].Datapoints
+	last := int64(*dp[len(dp)-1][1])
+	if last > now-1200+10 || len(dp) < 230 || len(dp) > 242 {
+		t.Errorf("timeShift +20min: %d points, last at now%+d s; want about 240 ending 20 min before now", len(dp), last-now)
+	}
+}

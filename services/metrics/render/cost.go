@@ -210,6 +210,11 @@ func (k *Cost) walk(e *Expr, from, until int64) (shape, error) {
 		if err != nil {
 			return shape{}, nil
 		}
+		// timeShift evaluates its argument unshifted too (graphite-web
+		// takes the first series' start and end from it).
+		if _, err := k.arg(c, 0, from, until); err != nil {
+			return shape{}, err
+		}
 		return k.arg(c, 0, from+d, until+d)
 	case strings.HasPrefix(e.Name, "holtWinters"):
 		i := 1

@@ -252,20 +252,33 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
+		// As graphite-web: the unshifted list is evaluated too, and every
+		// shifted series takes the first one's start (and, with resetEnd,
+		// its end); its values are kept, and read only up to that end.
+		orig, err := c.series(0)
+		if err != nil || len(orig) == 0 {
+			return nil, err
+		}
+		first := orig[0]
 		list, err := c.seriesOf(c.args[0], c.from+d, c.until+d)
 		if err != nil {
 			return nil, err
 		}
 		for i, s := range list {
 			n := s.derive(fmt.Sprintf("timeShift(%s, \"%s\")", s.Name, text), s.Values)
-			n.Start, n.Stop = s.Start-d, s.Stop-d
-			if reset && n.Stop > c.until {
-				keep := (c.until - n.Start + n.Step - 1) / n.Step
-				if keep >= 0 && keep < int64(len(n.Values)) {
+			end := s.Stop - s.Start + first.Start
+			if reset {
+				end = first.Stop
+			}
+			n.Start = first.Start
+			// graphite-web's datapoints() pairs values with the timestamps
+			// start, start+step, ... up to end inclusive.
+			if n.Step > 0 && end >= n.Start {
+				if keep := (end-n.Start)/n.Step + 1; keep < int64(len(n.Values)) {
 					n.Values = n.Values[:keep]
-					n.Stop = n.Start + keep*n.Step
 				}
 			}
+			n.Stop = n.Start + int64(len(n.Values))*n.Step
 			n.Tags["timeShift"] = text
 			list[i] = n
 		}

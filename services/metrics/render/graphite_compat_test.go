@@ -115,3 +115,14 @@ func TestDerivedSeriesKeepTheNameTag(t *testing.T) {
 		}
 	}
 }
+
+// timeShift keeps the point at an aligned until: graphite-web gives every
+// shifted series the unshifted first series' start and end.
+func TestTimeShiftKeepsThePointAtUntil(t *testing.T) {
+	f := rampFetcher{step: 60}
+	s := evalOne(t, f, "timeShift(a,'1h')", 7200, 7500)
+	want := []float64{61, 62, 63, 64, 65}
+	if s.Start != 7260 || !sameValues(s.Values, want) || s.Name != `timeShift(a, "-1h")` || s.Tags["timeShift"] != "-1h" {
+		t.Errorf("timeShift(a,'1h'): %s start %d %v tags %v, want start 7260 %v", s.Name, s.Start, s.Values, s.Tags, want)
+	}
+}
