@@ -136,6 +136,7 @@ func init() {
 			d.Stop = start + int64(len(vals))*interval
 			d.Tags["summarize"] = text
 			d.Tags["summarizeFunction"] = fn
+			d.PathExpression = d.Name // a new series in graphite-web
 			list[i] = d
 		}
 		return list, nil
@@ -231,6 +232,7 @@ func init() {
 			d.Start, d.Step = newStart, interval
 			d.Stop = newStart + int64(count)*interval
 			d.Tags["hitcount"] = text
+			d.PathExpression = d.Name // a new series in graphite-web
 			list[i] = d
 		}
 		return list, nil
@@ -456,6 +458,9 @@ func movingWindow(c *call, fn, tagName string) ([]*Series, error) {
 		d.Start = s.Start + preview
 		d.Stop = d.Start + int64(len(vals))*d.Step
 		d.Tags[tagName] = text
+		// A copy in graphite-web: its path expression is its name, which
+		// an aggregate over it is then named after.
+		d.PathExpression = d.Name
 		out = append(out, d)
 	}
 	return out, nil

@@ -126,3 +126,18 @@ func TestTimeShiftKeepsThePointAtUntil(t *testing.T) {
 		t.Errorf("timeShift(a,'1h'): %s start %d %v tags %v, want start 7260 %v", s.Name, s.Start, s.Values, s.Tags, want)
 	}
 }
+
+// An aggregate over a moving window or summarize is named after it, as
+// graphite-web names it (those functions make new series, whose path
+// expression is their name).
+func TestAggregateNamedFromTheRightLayer(t *testing.T) {
+	f := rampFetcher{step: 60}
+	for _, c := range []struct{ target, name string }{
+		{"sumSeries(movingAverage(a.b,2))", "sumSeries(movingAverage(a.b,2))"},
+		{"minSeries(summarize(a.b,'10min','sum'))", `minSeries(summarize(a.b, "10min", "sum"))`},
+	} {
+		if s := evalOne(t, f, c.target, 600, 900); s.Name != c.name {
+			t.Errorf("%s: named %q, want %q", c.target, s.Name, c.name)
+		}
+	}
+}
