@@ -339,8 +339,12 @@ func repoJSON(name string, id, created int64) map[string]any {
 	} else if parsed, err := url.Parse("https://" + name); err == nil && strings.Contains(parsed.Host, ".") {
 		u = parsed.String()
 	}
+	var rid any
+	if id != 0 {
+		rid = strconv.FormatInt(id, 10)
+	}
 	return map[string]any{
-		"id": strconv.FormatInt(id, 10), "name": name, "url": u, "status": "active", "dateCreated": apiTime(max(created, 1)),
+		"id": rid, "name": name, "url": u, "status": "active", "dateCreated": apiTime(created),
 		"provider":      map[string]string{"id": "shiploop", "name": "shiploop"},
 		"integrationId": nil, "externalSlug": name,
 	}
