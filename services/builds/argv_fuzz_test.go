@@ -90,7 +90,11 @@ func FuzzWebhookArgv(f *testing.F) {
 				continue
 			}
 			if vcs == VCSGit {
-				for _, argv := range [][]string{fetchAllArgs(url), fetchCommitArgs(url, commit)} {
+				argvs := [][]string{fetchAllArgs(url), fetchCommitArgs(url, commit)}
+				if ch.Ref != "" {
+					argvs = append(argvs, fetchRefArgs(url, ch.Ref))
+				}
+				for _, argv := range argvs {
 					if why := optionFree(argv, "--end-of-options", []string{"fetch", "--quiet", "--prune", "--force"}, nil); why != "" {
 						t.Fatal(why)
 					}
@@ -101,6 +105,11 @@ func FuzzWebhookArgv(f *testing.F) {
 						t.Fatal(why)
 					}
 				}
+			}
+			// The cat-file process reads one question a line: nothing the
+			// payload names may start a second one.
+			if err := checkObjectName(commit, ":"+ConfigFile); err == nil && strings.ContainsAny(commit, "\n\r\x00 ") {
+				t.Fatalf("commit %q passed checkObjectName", commit)
 			}
 		}
 	})

@@ -81,7 +81,7 @@ func (s *Service) prepareChange(ctx context.Context, ev bus.Event) (any, error) 
 	} else if done {
 		return p, nil
 	}
-	dir, err := s.mirrors.ensure(ctx, ch.Repository, ch.CloneUrl, ch.After)
+	dir, err := s.mirrors.ensureRef(ctx, ch.Repository, ch.CloneUrl, ch.Ref, ch.After)
 	if err != nil {
 		p.problem = fmt.Sprintf("cannot fetch %s: %v", ch.Repository, err)
 		return p, nil
@@ -96,7 +96,7 @@ func (s *Service) prepareChange(ctx context.Context, ev bus.Event) (any, error) 
 		p.problem = "the change names no commit"
 		return p, nil
 	}
-	data, err := readFile(ctx, dir, p.commit, ConfigFile)
+	data, err := s.mirrors.readFile(dir, p.commit, ConfigFile)
 	if errors.Is(err, errNoFile) {
 		p.problem = fmt.Sprintf("%s: not found in commit %s (add one to tell shiploop what to build)", ConfigFile, short(p.commit))
 		return p, nil

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/shiploop/shiploop/pkg/vcsarg"
 )
@@ -23,10 +24,21 @@ type mirrors struct {
 	transports vcsarg.Transports
 	mu         sync.Mutex
 	locks      map[string]*sync.Mutex
+	// catFiles are the mirrors' long-lived cat-file processes (catfile.go).
+	catFiles map[string]*catFile
+	// fullAt is when each mirror last fetched every branch and tag.
+	fullAt map[string]time.Time
 }
 
+// fullFetchEvery is how often a push fetches every branch and tag (with
+// --prune) rather than only its own ref: that fetch also brings tags no
+// push named (auto-following brings only those pointing into fetched
+// history), moved tags, and drops deleted branches and tags.
+const fullFetchEvery = 10 * time.Minute
+
 func newMirrors(dir string, transports vcsarg.Transports) *mirrors {
-	return &mirrors{dir: dir, transports: transports, locks: map[string]*sync.Mutex{}}
+	return &mirrors{dir: dir, transports: transports, locks: map[string]*sync.Mutex{},
+		catFiles: map[string]*catFile{}, fullAt: map[string]time.Time{}}
 }
 
 func (m *mirrors) lock(repo string) func() {
@@ -46,6 +58,16 @@ func (m *mirrors) lock(repo string) func() {
 // an allowed transport and commit (when set) hexadecimal: nothing from a
 // webhook or the API reaches git as an option (TestGitInjection).
 func (m *mirrors) ensure(ctx context.Context, repo, cloneURL, commit string) (string, error) {
+	return m.ensureRef(ctx, repo, cloneURL, "", commit)
+}
+
+// ensureRef is ensure for a push of ref (a branch or tag, "" when unknown):
+// when the mirror lacks commit it fetches that ref only, with the tags that
+// point into its history, rather than every branch and tag; a new mirror,
+// a change without ref or commit, and the first push after fullFetchEvery
+// fetch everything. Whether the mirror holds commit is asked of its
+// cat-file process, not of a new git.
+func (m *mirrors) ensureRef(ctx context.Context, repo, cloneURL, ref, commit string) (string, error) {
 	if err := m.transports.CloneURL(VCSGit, cloneURL); err != nil {
 		return "", err
 	}
@@ -54,8 +76,12 @@ func (m *mirrors) ensure(ctx context.Context, repo, cloneURL, commit string) (st
 			return "", err
 		}
 	}
+	if ref != "" && (vcsarg.Ref(ref) != nil || !strings.HasPrefix(ref, "refs/heads/") && !strings.HasPrefix(ref, "refs/tags/")) {
+		ref = "" // a pull request's or another ref: fetch everything
+	}
 	defer m.lock(repo)()
 	dir := filepath.Join(m.dir, strings.NewReplacer("/", "__", "..", "_").Replace(repo)+".git")
+	fresh := false
 	if _, err := os.Stat(filepath.Join(dir, "HEAD")); err != nil {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return "", err
@@ -63,9 +89,23 @@ func (m *mirrors) ensure(ctx context.Context, repo, cloneURL, commit string) (st
 		if _, err := m.git(ctx, dir, "init", "--bare", "--quiet"); err != nil {
 			return "", err
 		}
+		fresh = true
 	}
-	if commit != "" {
-		if _, err := m.git(ctx, dir, "cat-file", "-e", "--end-of-options", commit+"^{commit}"); err == nil {
+	if commit != "" && !fresh {
+		if ok, err := m.hasCommit(dir, commit); err == nil && ok {
+			return dir, nil
+		}
+	}
+	m.mu.Lock()
+	full := fresh || commit == "" || ref == "" || time.Since(m.fullAt[dir]) > fullFetchEvery
+	m.mu.Unlock()
+	if !full {
+		if _, err := m.git(ctx, dir, fetchRefArgs(cloneURL, ref)...); err != nil {
+			full = true // the ref is gone already, say: fetch everything
+		} else if ok, err := m.hasCommit(dir, commit); err != nil || !ok {
+			full = true // the ref moved on without commit (a force push)
+		}
+		if !full {
 			return dir, nil
 		}
 	}
@@ -73,8 +113,11 @@ func (m *mirrors) ensure(ctx context.Context, repo, cloneURL, commit string) (st
 	if _, err := m.git(ctx, dir, fetchAllArgs(cloneURL)...); err != nil {
 		return "", fmt.Errorf("fetching %s: %w", vcsarg.Redact(cloneURL), err)
 	}
-	if commit != "" && !isBranchOrTagHead(ctx, dir, commit) {
-		if _, err := m.git(ctx, dir, "cat-file", "-e", "--end-of-options", commit+"^{commit}"); err != nil {
+	m.mu.Lock()
+	m.fullAt[dir] = time.Now()
+	m.mu.Unlock()
+	if commit != "" {
+		if ok, err := m.hasCommit(dir, commit); err != nil || !ok {
 			// A pull request head or an unreferenced commit: ask for it by id.
 			if _, err := m.git(ctx, dir, fetchCommitArgs(cloneURL, commit)...); err != nil {
 				return "", fmt.Errorf("commit %s is not in %s: %w", commit, vcsarg.Redact(cloneURL), err)
@@ -82,6 +125,14 @@ func (m *mirrors) ensure(ctx context.Context, repo, cloneURL, commit string) (st
 		}
 	}
 	return dir, nil
+}
+
+// fetchRefArgs fetches one branch or tag of cloneURL into the same ref of a
+// mirror, with the tags that point into the history fetched (git's tag
+// auto-following: the refspec has a destination and --no-tags is not set).
+// ref is a checked ref name (vcsarg.Ref: no leading '-', no ':' or '*').
+func fetchRefArgs(cloneURL, ref string) []string {
+	return []string{"fetch", "--quiet", "--force", "--end-of-options", cloneURL, "+" + ref + ":" + ref}
 }
 
 // fetchAllArgs fetches every branch and tag of cloneURL into a mirror.
@@ -121,22 +172,6 @@ func resolve(ctx context.Context, dir, ref string) (string, error) {
 // errNoFile is returned by readFile when the commit has no such file.
 var errNoFile = errors.New("no such file in commit")
 
-func readFile(ctx context.Context, dir, commit, path string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "git", "cat-file", "blob", "--end-of-options", commit+":"+path)
-	cmd.Dir = dir
-	cmd.Env = gitEnv()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		if strings.Contains(stderr.String(), "does not exist") || strings.Contains(stderr.String(), "Not a valid object name") {
-			return nil, errNoFile
-		}
-		return nil, fmt.Errorf("git cat-file %s:%s: %v: %s", commit, path, err, strings.TrimSpace(stderr.String()))
-	}
-	return out, nil
-}
-
 // git runs git in a local repository (a mirror); commands that reach a
 // remote go through mirrors.git.
 func git(ctx context.Context, dir string, args ...string) (string, error) {
@@ -157,28 +192,4 @@ func gitWith(ctx context.Context, dir string, env []string, args ...string) (str
 
 func gitEnv() []string {
 	return append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1")
-}
-
-// isBranchOrTagHead reports, without running git, whether commit is what a
-// branch or tag of the mirror points at (loose refs or packed-refs): after a
-// fetch that is the usual case for a push, and saves a git process.
-func isBranchOrTagHead(_ context.Context, dir, commit string) bool {
-	if len(commit) < 40 {
-		return false
-	}
-	found := false
-	_ = filepath.WalkDir(filepath.Join(dir, "refs"), func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || found {
-			return nil
-		}
-		if b, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(b)) == commit {
-			found = true
-		}
-		return nil
-	})
-	if found {
-		return true
-	}
-	packed, err := os.ReadFile(filepath.Join(dir, "packed-refs"))
-	return err == nil && strings.Contains(string(packed), commit+" refs/")
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -133,6 +134,32 @@ func TestGitInjection(t *testing.T) {
 		}
 		if _, err := resolve(ctx, dir, "--output="+mark); err == nil {
 			t.Error("resolve accepted an option")
+		}
+		if _, err := h.svc.mirrors.git(ctx, dir, fetchRefArgs(evil, "refs/heads/main")...); err == nil {
+			t.Error("git fetch of a ref from an option-shaped URL succeeded")
+		}
+		if _, err := h.svc.mirrors.ensureRef(ctx, "acme/web", src, "--upload-pack="+mark, sha); err != nil {
+			t.Errorf("ensureRef with an option-shaped ref (ignored; the commit is there): %v", err)
+		}
+		// The cat-file process takes one question a line: a name with a
+		// line break would smuggle in a second command (flush, contents of
+		// anything), so it is refused before it is written.
+		for _, name := range []string{sha + "\ncontents HEAD", "HEAD", "--batch", sha + "\x00"} {
+			if _, err := h.svc.mirrors.readFile(dir, name, ConfigFile); err == nil || errors.Is(err, errNoFile) {
+				t.Errorf("readFile(commit %q) = %v, want it refused", name, err)
+			}
+			if _, err := h.svc.mirrors.hasCommit(dir, name); err == nil {
+				t.Errorf("hasCommit(%q) accepted", name)
+			}
+		}
+		if _, err := h.svc.mirrors.readFile(dir, sha, ".shiploop.yml\ncontents "+sha+":secret"); err == nil || errors.Is(err, errNoFile) {
+			t.Errorf("readFile(path with a line break) = %v, want it refused", err)
+		}
+		if data, err := h.svc.mirrors.readFile(dir, sha, ConfigFile); err != nil || len(data) == 0 {
+			t.Errorf("readFile(%s:%s) = %q, %v", sha, ConfigFile, data, err)
+		}
+		if _, err := h.svc.mirrors.readFile(dir, sha, "no/such/file"); !errors.Is(err, errNoFile) {
+			t.Errorf("readFile(missing file) = %v, want errNoFile", err)
 		}
 		assertNoMarker(t, mark)
 	})

@@ -118,6 +118,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}, nil
 }
 
+// changeWorkers is how many changes, of different repositories, the
+// builds-changes consumer handles at once: most of a change's time is git
+// waiting on the network or the disk.
+const changeWorkers = 8
+
 // Run runs the outbox relay and the service's consumers until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
@@ -129,6 +134,9 @@ func (s *Service) Run(ctx context.Context) error {
 			Prepare: s.prepareChange,
 			// Fetching a large repository can take a while.
 			AckWait: time.Minute,
+			// Repositories' changes are prepared (fetched, read) and
+			// recorded side by side; one repository's in order.
+			Workers: changeWorkers,
 		}, s.handleChange)
 	})
 	g.Go(func() error {
