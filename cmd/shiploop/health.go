@@ -165,9 +165,10 @@ func (h *healthChecker) check(ctx context.Context) readiness {
 				}
 			}
 			for _, c := range run.spec.consumers {
-				st, name := bus.StreamEvents, c
-				if a, b, ok := strings.Cut(c, "/"); ok {
-					st, name = a, b
+				st, name := consumerRef(c)
+				if err := stream(st); err != nil {
+					s.Problems = append(s.Problems, fmt.Sprintf("stream %s: %v", st, err))
+					continue
 				}
 				if _, err := js.Consumer(ctx, st, name); err != nil {
 					s.Problems = append(s.Problems, fmt.Sprintf("consumer %s on %s: %v", name, st, err))

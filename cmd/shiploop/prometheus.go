@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -258,7 +259,15 @@ func (c *busCollector) Collect(ch chan<- prometheus.Metric) {
 	js := env.running[0].bus.JetStream()
 	// Consumer lag of the services running here, by their names'
 	// "<service>-" prefix.
-	for _, stream := range []string{bus.StreamEvents, bus.StreamDLQ} {
+	streams := []string{bus.StreamEvents, bus.StreamDLQ}
+	for _, r := range env.running {
+		for _, c := range r.spec.consumers {
+			if st, _ := consumerRef(c); !slices.Contains(streams, st) {
+				streams = append(streams, st)
+			}
+		}
+	}
+	for _, stream := range streams {
 		err := eachConsumer(ctx, js, stream, func(ci *jetstream.ConsumerInfo) {
 			svc := c.owner(ci.Name)
 			if svc == "" {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
@@ -72,7 +73,7 @@ var services = []serviceSpec{
 	{name: "testruns", database: true, new: newTestruns, consumers: []string{"testruns-builds", "testruns-jobs"}},
 	{name: "gates", database: true, new: newGates, consumers: []string{"gates-events", "gates-statuses"}},
 	{name: "deploys", database: true, new: newDeploys, consumers: []string{"deploys-events"}},
-	{name: "errortrack", database: true, new: newErrortrack, consumers: []string{"errortrack-ingest", "errortrack-deploys"}},
+	{name: "errortrack", database: true, new: newErrortrack, consumers: []string{errortrack.IngestStream + "/errortrack-ingest", "errortrack-deploys"}},
 	{name: "metrics", database: true, new: newMetrics, consumers: []string{"metrics-events"}},
 	{name: "dashboards", database: true, new: newDashboards, consumers: []string{"dashboards-events"}},
 	{name: "dlq", new: newDLQ},
@@ -140,6 +141,15 @@ func (e *moduleEnv) start(ctx context.Context, spec serviceSpec) (*running, erro
 	}
 	e.running = append(e.running, r)
 	return r, nil
+}
+
+// consumerRef splits a serviceSpec consumer, "STREAM/name" or "name" (on
+// EVENTS).
+func consumerRef(c string) (stream, name string) {
+	if st, n, ok := strings.Cut(c, "/"); ok {
+		return st, n
+	}
+	return bus.StreamEvents, c
 }
 
 // recordingRegistrar registers gRPC services and notes their names.

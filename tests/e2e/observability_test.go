@@ -32,6 +32,16 @@ func TestMetricsScrape(t *testing.T) {
 		t.Fatalf("push: HTTP %d %s", res.Status, res.Raw)
 	}
 	w.until("build.finished", 60*time.Second)
+	// Every service of up is ready: its consumers (services.go) exist.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		r := getReadyz(t, inst.HTTPURL+"/readyz")
+		if r.code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("up's /readyz: %d %s", r.code, r.raw)
+		}
+	}
 
 	var fams map[string]*dto.MetricFamily
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
