@@ -23,6 +23,315 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Schedule is a scheduled pipeline of a repository, as its default branch's
+// .shiploop.yml declares it.
+type Schedule struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Repository string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	Name       string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Standard 5-field cron expression.
+	Cron string `protobuf:"bytes,3,opt,name=cron,proto3" json:"cron,omitempty"`
+	// IANA time zone the cron expression is read in.
+	Timezone string `protobuf:"bytes,4,opt,name=timezone,proto3" json:"timezone,omitempty"`
+	// The branch whose head is built.
+	Branch string `protobuf:"bytes,5,opt,name=branch,proto3" json:"branch,omitempty"`
+	Paused bool   `protobuf:"varint,6,opt,name=paused,proto3" json:"paused,omitempty"`
+	// The next slot it fires at; unset when paused.
+	NextRun *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=next_run,json=nextRun,proto3" json:"next_run,omitempty"`
+	// The last slot it fired for; unset when it never fired.
+	LastRun *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_run,json=lastRun,proto3" json:"last_run,omitempty"`
+	// The change event of the last slot (the build's chain id).
+	LastEventId   string `protobuf:"bytes,9,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Schedule) Reset() {
+	*x = Schedule{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Schedule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Schedule) ProtoMessage() {}
+
+func (x *Schedule) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
+func (*Schedule) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Schedule) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+func (x *Schedule) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Schedule) GetCron() string {
+	if x != nil {
+		return x.Cron
+	}
+	return ""
+}
+
+func (x *Schedule) GetTimezone() string {
+	if x != nil {
+		return x.Timezone
+	}
+	return ""
+}
+
+func (x *Schedule) GetBranch() string {
+	if x != nil {
+		return x.Branch
+	}
+	return ""
+}
+
+func (x *Schedule) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *Schedule) GetNextRun() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextRun
+	}
+	return nil
+}
+
+func (x *Schedule) GetLastRun() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastRun
+	}
+	return nil
+}
+
+func (x *Schedule) GetLastEventId() string {
+	if x != nil {
+		return x.LastEventId
+	}
+	return ""
+}
+
+type ListSchedulesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this repository's schedules when set.
+	Repository    string `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesRequest) Reset() {
+	*x = ListSchedulesRequest{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesRequest) ProtoMessage() {}
+
+func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
+func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListSchedulesRequest) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+type ListSchedulesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedules     []*Schedule            `protobuf:"bytes,1,rep,name=schedules,proto3" json:"schedules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesResponse) Reset() {
+	*x = ListSchedulesResponse{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesResponse) ProtoMessage() {}
+
+func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
+func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListSchedulesResponse) GetSchedules() []*Schedule {
+	if x != nil {
+		return x.Schedules
+	}
+	return nil
+}
+
+type SetSchedulePausedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Repository    string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Paused        bool                   `protobuf:"varint,3,opt,name=paused,proto3" json:"paused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSchedulePausedRequest) Reset() {
+	*x = SetSchedulePausedRequest{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSchedulePausedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSchedulePausedRequest) ProtoMessage() {}
+
+func (x *SetSchedulePausedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSchedulePausedRequest.ProtoReflect.Descriptor instead.
+func (*SetSchedulePausedRequest) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SetSchedulePausedRequest) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+func (x *SetSchedulePausedRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetSchedulePausedRequest) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+type SetSchedulePausedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedule      *Schedule              `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSchedulePausedResponse) Reset() {
+	*x = SetSchedulePausedResponse{}
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSchedulePausedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSchedulePausedResponse) ProtoMessage() {}
+
+func (x *SetSchedulePausedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSchedulePausedResponse.ProtoReflect.Descriptor instead.
+func (*SetSchedulePausedResponse) Descriptor() ([]byte, []int) {
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SetSchedulePausedResponse) GetSchedule() *Schedule {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
 // Repository is a repository the platform builds.
 type Repository struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -60,7 +369,7 @@ type Repository struct {
 
 func (x *Repository) Reset() {
 	*x = Repository{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[0]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -72,7 +381,7 @@ func (x *Repository) String() string {
 func (*Repository) ProtoMessage() {}
 
 func (x *Repository) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[0]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -85,7 +394,7 @@ func (x *Repository) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Repository.ProtoReflect.Descriptor instead.
 func (*Repository) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{0}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Repository) GetName() string {
@@ -228,7 +537,7 @@ type RegisterRepositoryRequest struct {
 
 func (x *RegisterRepositoryRequest) Reset() {
 	*x = RegisterRepositoryRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[1]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -240,7 +549,7 @@ func (x *RegisterRepositoryRequest) String() string {
 func (*RegisterRepositoryRequest) ProtoMessage() {}
 
 func (x *RegisterRepositoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[1]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -253,7 +562,7 @@ func (x *RegisterRepositoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRepositoryRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRepositoryRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{1}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RegisterRepositoryRequest) GetName() string {
@@ -365,7 +674,7 @@ type RegisterRepositoryResponse struct {
 
 func (x *RegisterRepositoryResponse) Reset() {
 	*x = RegisterRepositoryResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[2]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -377,7 +686,7 @@ func (x *RegisterRepositoryResponse) String() string {
 func (*RegisterRepositoryResponse) ProtoMessage() {}
 
 func (x *RegisterRepositoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[2]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -390,7 +699,7 @@ func (x *RegisterRepositoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRepositoryResponse.ProtoReflect.Descriptor instead.
 func (*RegisterRepositoryResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{2}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RegisterRepositoryResponse) GetRepository() *Repository {
@@ -418,7 +727,7 @@ type ListRepositoriesRequest struct {
 
 func (x *ListRepositoriesRequest) Reset() {
 	*x = ListRepositoriesRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[3]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +739,7 @@ func (x *ListRepositoriesRequest) String() string {
 func (*ListRepositoriesRequest) ProtoMessage() {}
 
 func (x *ListRepositoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[3]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +752,7 @@ func (x *ListRepositoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRepositoriesRequest.ProtoReflect.Descriptor instead.
 func (*ListRepositoriesRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{3}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListRepositoriesRequest) GetPageSize() int32 {
@@ -471,7 +780,7 @@ type ListRepositoriesResponse struct {
 
 func (x *ListRepositoriesResponse) Reset() {
 	*x = ListRepositoriesResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[4]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +792,7 @@ func (x *ListRepositoriesResponse) String() string {
 func (*ListRepositoriesResponse) ProtoMessage() {}
 
 func (x *ListRepositoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[4]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +805,7 @@ func (x *ListRepositoriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRepositoriesResponse.ProtoReflect.Descriptor instead.
 func (*ListRepositoriesResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{4}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListRepositoriesResponse) GetRepositories() []*Repository {
@@ -546,7 +855,7 @@ type Build struct {
 
 func (x *Build) Reset() {
 	*x = Build{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[5]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +867,7 @@ func (x *Build) String() string {
 func (*Build) ProtoMessage() {}
 
 func (x *Build) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[5]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +880,7 @@ func (x *Build) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Build.ProtoReflect.Descriptor instead.
 func (*Build) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{5}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Build) GetId() string {
@@ -727,7 +1036,7 @@ type HarbormasterReport struct {
 
 func (x *HarbormasterReport) Reset() {
 	*x = HarbormasterReport{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[6]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -739,7 +1048,7 @@ func (x *HarbormasterReport) String() string {
 func (*HarbormasterReport) ProtoMessage() {}
 
 func (x *HarbormasterReport) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[6]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -752,7 +1061,7 @@ func (x *HarbormasterReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HarbormasterReport.ProtoReflect.Descriptor instead.
 func (*HarbormasterReport) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{6}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HarbormasterReport) GetTargetPhid() string {
@@ -820,7 +1129,7 @@ type BuildJob struct {
 
 func (x *BuildJob) Reset() {
 	*x = BuildJob{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[7]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +1141,7 @@ func (x *BuildJob) String() string {
 func (*BuildJob) ProtoMessage() {}
 
 func (x *BuildJob) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[7]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +1154,7 @@ func (x *BuildJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildJob.ProtoReflect.Descriptor instead.
 func (*BuildJob) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{7}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BuildJob) GetId() string {
@@ -907,7 +1216,7 @@ type CancelBuildRequest struct {
 
 func (x *CancelBuildRequest) Reset() {
 	*x = CancelBuildRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[8]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +1228,7 @@ func (x *CancelBuildRequest) String() string {
 func (*CancelBuildRequest) ProtoMessage() {}
 
 func (x *CancelBuildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[8]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1241,7 @@ func (x *CancelBuildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelBuildRequest.ProtoReflect.Descriptor instead.
 func (*CancelBuildRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{8}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelBuildRequest) GetId() string {
@@ -952,7 +1261,7 @@ type CancelBuildResponse struct {
 
 func (x *CancelBuildResponse) Reset() {
 	*x = CancelBuildResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[9]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1273,7 @@ func (x *CancelBuildResponse) String() string {
 func (*CancelBuildResponse) ProtoMessage() {}
 
 func (x *CancelBuildResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[9]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1286,7 @@ func (x *CancelBuildResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelBuildResponse.ProtoReflect.Descriptor instead.
 func (*CancelBuildResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{9}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CancelBuildResponse) GetCanceled() bool {
@@ -997,7 +1306,7 @@ type RetryBuildRequest struct {
 
 func (x *RetryBuildRequest) Reset() {
 	*x = RetryBuildRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[10]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1318,7 @@ func (x *RetryBuildRequest) String() string {
 func (*RetryBuildRequest) ProtoMessage() {}
 
 func (x *RetryBuildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[10]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1331,7 @@ func (x *RetryBuildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryBuildRequest.ProtoReflect.Descriptor instead.
 func (*RetryBuildRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{10}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RetryBuildRequest) GetId() string {
@@ -1042,7 +1351,7 @@ type RetryBuildResponse struct {
 
 func (x *RetryBuildResponse) Reset() {
 	*x = RetryBuildResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[11]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1363,7 @@ func (x *RetryBuildResponse) String() string {
 func (*RetryBuildResponse) ProtoMessage() {}
 
 func (x *RetryBuildResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[11]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1376,7 @@ func (x *RetryBuildResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryBuildResponse.ProtoReflect.Descriptor instead.
 func (*RetryBuildResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{11}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RetryBuildResponse) GetEventId() string {
@@ -1090,7 +1399,7 @@ type SetSecretRequest struct {
 
 func (x *SetSecretRequest) Reset() {
 	*x = SetSecretRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[12]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1411,7 @@ func (x *SetSecretRequest) String() string {
 func (*SetSecretRequest) ProtoMessage() {}
 
 func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[12]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1424,7 @@ func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSecretRequest.ProtoReflect.Descriptor instead.
 func (*SetSecretRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{12}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetSecretRequest) GetRepository() string {
@@ -1148,7 +1457,7 @@ type SetSecretResponse struct {
 
 func (x *SetSecretResponse) Reset() {
 	*x = SetSecretResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[13]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1469,7 @@ func (x *SetSecretResponse) String() string {
 func (*SetSecretResponse) ProtoMessage() {}
 
 func (x *SetSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[13]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1482,7 @@ func (x *SetSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSecretResponse.ProtoReflect.Descriptor instead.
 func (*SetSecretResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{13}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{18}
 }
 
 // ListSecretsRequest names the repository.
@@ -1186,7 +1495,7 @@ type ListSecretsRequest struct {
 
 func (x *ListSecretsRequest) Reset() {
 	*x = ListSecretsRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[14]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1507,7 @@ func (x *ListSecretsRequest) String() string {
 func (*ListSecretsRequest) ProtoMessage() {}
 
 func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[14]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1520,7 @@ func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{14}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListSecretsRequest) GetRepository() string {
@@ -1231,7 +1540,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[15]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1552,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[15]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1565,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{15}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListSecretsResponse) GetNames() []string {
@@ -1277,7 +1586,7 @@ type DeleteSecretRequest struct {
 
 func (x *DeleteSecretRequest) Reset() {
 	*x = DeleteSecretRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[16]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1598,7 @@ func (x *DeleteSecretRequest) String() string {
 func (*DeleteSecretRequest) ProtoMessage() {}
 
 func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[16]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1611,7 @@ func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{16}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteSecretRequest) GetRepository() string {
@@ -1329,7 +1638,7 @@ type DeleteSecretResponse struct {
 
 func (x *DeleteSecretResponse) Reset() {
 	*x = DeleteSecretResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[17]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1650,7 @@ func (x *DeleteSecretResponse) String() string {
 func (*DeleteSecretResponse) ProtoMessage() {}
 
 func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[17]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1663,7 @@ func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{17}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeleteSecretResponse) GetDeleted() bool {
@@ -1377,7 +1686,7 @@ type ListBuildsRequest struct {
 
 func (x *ListBuildsRequest) Reset() {
 	*x = ListBuildsRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[18]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1698,7 @@ func (x *ListBuildsRequest) String() string {
 func (*ListBuildsRequest) ProtoMessage() {}
 
 func (x *ListBuildsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[18]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1711,7 @@ func (x *ListBuildsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBuildsRequest.ProtoReflect.Descriptor instead.
 func (*ListBuildsRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{18}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListBuildsRequest) GetRepository() string {
@@ -1437,7 +1746,7 @@ type ListBuildsResponse struct {
 
 func (x *ListBuildsResponse) Reset() {
 	*x = ListBuildsResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[19]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1758,7 @@ func (x *ListBuildsResponse) String() string {
 func (*ListBuildsResponse) ProtoMessage() {}
 
 func (x *ListBuildsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[19]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1771,7 @@ func (x *ListBuildsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBuildsResponse.ProtoReflect.Descriptor instead.
 func (*ListBuildsResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{19}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListBuildsResponse) GetBuilds() []*Build {
@@ -1491,7 +1800,7 @@ type GetBuildRequest struct {
 
 func (x *GetBuildRequest) Reset() {
 	*x = GetBuildRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[20]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1812,7 @@ func (x *GetBuildRequest) String() string {
 func (*GetBuildRequest) ProtoMessage() {}
 
 func (x *GetBuildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[20]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1825,7 @@ func (x *GetBuildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBuildRequest.ProtoReflect.Descriptor instead.
 func (*GetBuildRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{20}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetBuildRequest) GetId() string {
@@ -1550,7 +1859,7 @@ type GetBuildResponse struct {
 
 func (x *GetBuildResponse) Reset() {
 	*x = GetBuildResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[21]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1871,7 @@ func (x *GetBuildResponse) String() string {
 func (*GetBuildResponse) ProtoMessage() {}
 
 func (x *GetBuildResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[21]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1884,7 @@ func (x *GetBuildResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBuildResponse.ProtoReflect.Descriptor instead.
 func (*GetBuildResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{21}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetBuildResponse) GetBuild() *Build {
@@ -1597,7 +1906,7 @@ type TriggerBuildRequest struct {
 
 func (x *TriggerBuildRequest) Reset() {
 	*x = TriggerBuildRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[22]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1918,7 @@ func (x *TriggerBuildRequest) String() string {
 func (*TriggerBuildRequest) ProtoMessage() {}
 
 func (x *TriggerBuildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[22]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1931,7 @@ func (x *TriggerBuildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerBuildRequest.ProtoReflect.Descriptor instead.
 func (*TriggerBuildRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{22}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TriggerBuildRequest) GetRepository() string {
@@ -1651,7 +1960,7 @@ type TriggerBuildResponse struct {
 
 func (x *TriggerBuildResponse) Reset() {
 	*x = TriggerBuildResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[23]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +1972,7 @@ func (x *TriggerBuildResponse) String() string {
 func (*TriggerBuildResponse) ProtoMessage() {}
 
 func (x *TriggerBuildResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[23]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +1985,7 @@ func (x *TriggerBuildResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerBuildResponse.ProtoReflect.Descriptor instead.
 func (*TriggerBuildResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{23}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TriggerBuildResponse) GetEventId() string {
@@ -1716,7 +2025,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[24]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1728,7 +2037,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[24]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1741,7 +2050,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{24}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WatchEventsRequest) GetTypes() []string {
@@ -1775,7 +2084,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[25]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +2096,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[25]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +2109,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{25}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WatchEventsResponse) GetEvent() *v1.Event {
@@ -1821,7 +2130,7 @@ type StreamLogsRequest struct {
 
 func (x *StreamLogsRequest) Reset() {
 	*x = StreamLogsRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[26]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1833,7 +2142,7 @@ func (x *StreamLogsRequest) String() string {
 func (*StreamLogsRequest) ProtoMessage() {}
 
 func (x *StreamLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[26]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1846,7 +2155,7 @@ func (x *StreamLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamLogsRequest.ProtoReflect.Descriptor instead.
 func (*StreamLogsRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{26}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StreamLogsRequest) GetJobId() string {
@@ -1873,7 +2182,7 @@ type StreamLogsResponse struct {
 
 func (x *StreamLogsResponse) Reset() {
 	*x = StreamLogsResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[27]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +2194,7 @@ func (x *StreamLogsResponse) String() string {
 func (*StreamLogsResponse) ProtoMessage() {}
 
 func (x *StreamLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[27]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +2207,7 @@ func (x *StreamLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamLogsResponse.ProtoReflect.Descriptor instead.
 func (*StreamLogsResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{27}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StreamLogsResponse) GetLine() *v1.LogLine {
@@ -1922,7 +2231,7 @@ type DownloadArtifactRequest struct {
 
 func (x *DownloadArtifactRequest) Reset() {
 	*x = DownloadArtifactRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[28]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2243,7 @@ func (x *DownloadArtifactRequest) String() string {
 func (*DownloadArtifactRequest) ProtoMessage() {}
 
 func (x *DownloadArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[28]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2256,7 @@ func (x *DownloadArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadArtifactRequest.ProtoReflect.Descriptor instead.
 func (*DownloadArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{28}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DownloadArtifactRequest) GetBuildId() string {
@@ -1982,7 +2291,7 @@ type DownloadArtifactResponse struct {
 
 func (x *DownloadArtifactResponse) Reset() {
 	*x = DownloadArtifactResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[29]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1994,7 +2303,7 @@ func (x *DownloadArtifactResponse) String() string {
 func (*DownloadArtifactResponse) ProtoMessage() {}
 
 func (x *DownloadArtifactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[29]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2007,7 +2316,7 @@ func (x *DownloadArtifactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadArtifactResponse.ProtoReflect.Descriptor instead.
 func (*DownloadArtifactResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{29}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DownloadArtifactResponse) GetArtifact() *v1.Artifact {
@@ -2034,7 +2343,7 @@ type GetForgeSettingsRequest struct {
 
 func (x *GetForgeSettingsRequest) Reset() {
 	*x = GetForgeSettingsRequest{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[30]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2046,7 +2355,7 @@ func (x *GetForgeSettingsRequest) String() string {
 func (*GetForgeSettingsRequest) ProtoMessage() {}
 
 func (x *GetForgeSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[30]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2059,7 +2368,7 @@ func (x *GetForgeSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetForgeSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetForgeSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{30}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetForgeSettingsRequest) GetRepository() string {
@@ -2083,7 +2392,7 @@ type GetForgeSettingsResponse struct {
 
 func (x *GetForgeSettingsResponse) Reset() {
 	*x = GetForgeSettingsResponse{}
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[31]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2095,7 +2404,7 @@ func (x *GetForgeSettingsResponse) String() string {
 func (*GetForgeSettingsResponse) ProtoMessage() {}
 
 func (x *GetForgeSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[31]
+	mi := &file_shiploop_builds_v1_builds_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2108,7 +2417,7 @@ func (x *GetForgeSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetForgeSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetForgeSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{31}
+	return file_shiploop_builds_v1_builds_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetForgeSettingsResponse) GetForge() string {
@@ -2143,7 +2452,33 @@ var File_shiploop_builds_v1_builds_proto protoreflect.FileDescriptor
 
 const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"\n" +
-	"\x1fshiploop/builds/v1/builds.proto\x12\x12shiploop.builds.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\x1a!shiploop/events/v1/envelope.proto\x1a\x1cshiploop/events/v1/job.proto\"\xdd\x03\n" +
+	"\x1fshiploop/builds/v1/builds.proto\x12\x12shiploop.builds.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\x1a!shiploop/events/v1/envelope.proto\x1a\x1cshiploop/events/v1/job.proto\"\xb0\x02\n" +
+	"\bSchedule\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\tR\n" +
+	"repository\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04cron\x18\x03 \x01(\tR\x04cron\x12\x1a\n" +
+	"\btimezone\x18\x04 \x01(\tR\btimezone\x12\x16\n" +
+	"\x06branch\x18\x05 \x01(\tR\x06branch\x12\x16\n" +
+	"\x06paused\x18\x06 \x01(\bR\x06paused\x125\n" +
+	"\bnext_run\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\anextRun\x125\n" +
+	"\blast_run\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\alastRun\x12\"\n" +
+	"\rlast_event_id\x18\t \x01(\tR\vlastEventId\"6\n" +
+	"\x14ListSchedulesRequest\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\tR\n" +
+	"repository\"S\n" +
+	"\x15ListSchedulesResponse\x12:\n" +
+	"\tschedules\x18\x01 \x03(\v2\x1c.shiploop.builds.v1.ScheduleR\tschedules\"f\n" +
+	"\x18SetSchedulePausedRequest\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\tR\n" +
+	"repository\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06paused\x18\x03 \x01(\bR\x06paused\"U\n" +
+	"\x19SetSchedulePausedResponse\x128\n" +
+	"\bschedule\x18\x01 \x01(\v2\x1c.shiploop.builds.v1.ScheduleR\bschedule\"\xdd\x03\n" +
 	"\n" +
 	"Repository\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
@@ -2334,7 +2669,7 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"\aapi_url\x18\x02 \x01(\tR\x06apiUrl\x12\x1d\n" +
 	"\n" +
 	"forge_repo\x18\x03 \x01(\tR\tforgeRepo\x12\x14\n" +
-	"\x05token\x18\x04 \x01(\tR\x05token2\x84\v\n" +
+	"\x05token\x18\x04 \x01(\tR\x05token2\xdc\f\n" +
 	"\fBuildService\x12s\n" +
 	"\x12RegisterRepository\x12-.shiploop.builds.v1.RegisterRepositoryRequest\x1a..shiploop.builds.v1.RegisterRepositoryResponse\x12m\n" +
 	"\x10ListRepositories\x12+.shiploop.builds.v1.ListRepositoriesRequest\x1a,.shiploop.builds.v1.ListRepositoriesResponse\x12[\n" +
@@ -2352,7 +2687,9 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"\vListSecrets\x12&.shiploop.builds.v1.ListSecretsRequest\x1a'.shiploop.builds.v1.ListSecretsResponse\x12a\n" +
 	"\fDeleteSecret\x12'.shiploop.builds.v1.DeleteSecretRequest\x1a(.shiploop.builds.v1.DeleteSecretResponse\x12o\n" +
 	"\x10DownloadArtifact\x12+.shiploop.builds.v1.DownloadArtifactRequest\x1a,.shiploop.builds.v1.DownloadArtifactResponse0\x01\x12m\n" +
-	"\x10GetForgeSettings\x12+.shiploop.builds.v1.GetForgeSettingsRequest\x1a,.shiploop.builds.v1.GetForgeSettingsResponseB@Z>github.com/shiploop/shiploop/proto/shiploop/builds/v1;buildsv1b\x06proto3"
+	"\x10GetForgeSettings\x12+.shiploop.builds.v1.GetForgeSettingsRequest\x1a,.shiploop.builds.v1.GetForgeSettingsResponse\x12d\n" +
+	"\rListSchedules\x12(.shiploop.builds.v1.ListSchedulesRequest\x1a).shiploop.builds.v1.ListSchedulesResponse\x12p\n" +
+	"\x11SetSchedulePaused\x12,.shiploop.builds.v1.SetSchedulePausedRequest\x1a-.shiploop.builds.v1.SetSchedulePausedResponseB@Z>github.com/shiploop/shiploop/proto/shiploop/builds/v1;buildsv1b\x06proto3"
 
 var (
 	file_shiploop_builds_v1_builds_proto_rawDescOnce sync.Once
@@ -2366,103 +2703,116 @@ func file_shiploop_builds_v1_builds_proto_rawDescGZIP() []byte {
 	return file_shiploop_builds_v1_builds_proto_rawDescData
 }
 
-var file_shiploop_builds_v1_builds_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_shiploop_builds_v1_builds_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_shiploop_builds_v1_builds_proto_goTypes = []any{
-	(*Repository)(nil),                 // 0: shiploop.builds.v1.Repository
-	(*RegisterRepositoryRequest)(nil),  // 1: shiploop.builds.v1.RegisterRepositoryRequest
-	(*RegisterRepositoryResponse)(nil), // 2: shiploop.builds.v1.RegisterRepositoryResponse
-	(*ListRepositoriesRequest)(nil),    // 3: shiploop.builds.v1.ListRepositoriesRequest
-	(*ListRepositoriesResponse)(nil),   // 4: shiploop.builds.v1.ListRepositoriesResponse
-	(*Build)(nil),                      // 5: shiploop.builds.v1.Build
-	(*HarbormasterReport)(nil),         // 6: shiploop.builds.v1.HarbormasterReport
-	(*BuildJob)(nil),                   // 7: shiploop.builds.v1.BuildJob
-	(*CancelBuildRequest)(nil),         // 8: shiploop.builds.v1.CancelBuildRequest
-	(*CancelBuildResponse)(nil),        // 9: shiploop.builds.v1.CancelBuildResponse
-	(*RetryBuildRequest)(nil),          // 10: shiploop.builds.v1.RetryBuildRequest
-	(*RetryBuildResponse)(nil),         // 11: shiploop.builds.v1.RetryBuildResponse
-	(*SetSecretRequest)(nil),           // 12: shiploop.builds.v1.SetSecretRequest
-	(*SetSecretResponse)(nil),          // 13: shiploop.builds.v1.SetSecretResponse
-	(*ListSecretsRequest)(nil),         // 14: shiploop.builds.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),        // 15: shiploop.builds.v1.ListSecretsResponse
-	(*DeleteSecretRequest)(nil),        // 16: shiploop.builds.v1.DeleteSecretRequest
-	(*DeleteSecretResponse)(nil),       // 17: shiploop.builds.v1.DeleteSecretResponse
-	(*ListBuildsRequest)(nil),          // 18: shiploop.builds.v1.ListBuildsRequest
-	(*ListBuildsResponse)(nil),         // 19: shiploop.builds.v1.ListBuildsResponse
-	(*GetBuildRequest)(nil),            // 20: shiploop.builds.v1.GetBuildRequest
-	(*GetBuildResponse)(nil),           // 21: shiploop.builds.v1.GetBuildResponse
-	(*TriggerBuildRequest)(nil),        // 22: shiploop.builds.v1.TriggerBuildRequest
-	(*TriggerBuildResponse)(nil),       // 23: shiploop.builds.v1.TriggerBuildResponse
-	(*WatchEventsRequest)(nil),         // 24: shiploop.builds.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),        // 25: shiploop.builds.v1.WatchEventsResponse
-	(*StreamLogsRequest)(nil),          // 26: shiploop.builds.v1.StreamLogsRequest
-	(*StreamLogsResponse)(nil),         // 27: shiploop.builds.v1.StreamLogsResponse
-	(*DownloadArtifactRequest)(nil),    // 28: shiploop.builds.v1.DownloadArtifactRequest
-	(*DownloadArtifactResponse)(nil),   // 29: shiploop.builds.v1.DownloadArtifactResponse
-	(*GetForgeSettingsRequest)(nil),    // 30: shiploop.builds.v1.GetForgeSettingsRequest
-	(*GetForgeSettingsResponse)(nil),   // 31: shiploop.builds.v1.GetForgeSettingsResponse
-	nil,                                // 32: shiploop.builds.v1.BuildJob.MatrixEntry
-	(*timestamppb.Timestamp)(nil),      // 33: google.protobuf.Timestamp
-	(v1.BuildStatus)(0),                // 34: shiploop.events.v1.BuildStatus
-	(*v1.StepResult)(nil),              // 35: shiploop.events.v1.StepResult
-	(*v1.Artifact)(nil),                // 36: shiploop.events.v1.Artifact
-	(*v1.Event)(nil),                   // 37: shiploop.events.v1.Event
-	(*v1.LogLine)(nil),                 // 38: shiploop.events.v1.LogLine
+	(*Schedule)(nil),                   // 0: shiploop.builds.v1.Schedule
+	(*ListSchedulesRequest)(nil),       // 1: shiploop.builds.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),      // 2: shiploop.builds.v1.ListSchedulesResponse
+	(*SetSchedulePausedRequest)(nil),   // 3: shiploop.builds.v1.SetSchedulePausedRequest
+	(*SetSchedulePausedResponse)(nil),  // 4: shiploop.builds.v1.SetSchedulePausedResponse
+	(*Repository)(nil),                 // 5: shiploop.builds.v1.Repository
+	(*RegisterRepositoryRequest)(nil),  // 6: shiploop.builds.v1.RegisterRepositoryRequest
+	(*RegisterRepositoryResponse)(nil), // 7: shiploop.builds.v1.RegisterRepositoryResponse
+	(*ListRepositoriesRequest)(nil),    // 8: shiploop.builds.v1.ListRepositoriesRequest
+	(*ListRepositoriesResponse)(nil),   // 9: shiploop.builds.v1.ListRepositoriesResponse
+	(*Build)(nil),                      // 10: shiploop.builds.v1.Build
+	(*HarbormasterReport)(nil),         // 11: shiploop.builds.v1.HarbormasterReport
+	(*BuildJob)(nil),                   // 12: shiploop.builds.v1.BuildJob
+	(*CancelBuildRequest)(nil),         // 13: shiploop.builds.v1.CancelBuildRequest
+	(*CancelBuildResponse)(nil),        // 14: shiploop.builds.v1.CancelBuildResponse
+	(*RetryBuildRequest)(nil),          // 15: shiploop.builds.v1.RetryBuildRequest
+	(*RetryBuildResponse)(nil),         // 16: shiploop.builds.v1.RetryBuildResponse
+	(*SetSecretRequest)(nil),           // 17: shiploop.builds.v1.SetSecretRequest
+	(*SetSecretResponse)(nil),          // 18: shiploop.builds.v1.SetSecretResponse
+	(*ListSecretsRequest)(nil),         // 19: shiploop.builds.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),        // 20: shiploop.builds.v1.ListSecretsResponse
+	(*DeleteSecretRequest)(nil),        // 21: shiploop.builds.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),       // 22: shiploop.builds.v1.DeleteSecretResponse
+	(*ListBuildsRequest)(nil),          // 23: shiploop.builds.v1.ListBuildsRequest
+	(*ListBuildsResponse)(nil),         // 24: shiploop.builds.v1.ListBuildsResponse
+	(*GetBuildRequest)(nil),            // 25: shiploop.builds.v1.GetBuildRequest
+	(*GetBuildResponse)(nil),           // 26: shiploop.builds.v1.GetBuildResponse
+	(*TriggerBuildRequest)(nil),        // 27: shiploop.builds.v1.TriggerBuildRequest
+	(*TriggerBuildResponse)(nil),       // 28: shiploop.builds.v1.TriggerBuildResponse
+	(*WatchEventsRequest)(nil),         // 29: shiploop.builds.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),        // 30: shiploop.builds.v1.WatchEventsResponse
+	(*StreamLogsRequest)(nil),          // 31: shiploop.builds.v1.StreamLogsRequest
+	(*StreamLogsResponse)(nil),         // 32: shiploop.builds.v1.StreamLogsResponse
+	(*DownloadArtifactRequest)(nil),    // 33: shiploop.builds.v1.DownloadArtifactRequest
+	(*DownloadArtifactResponse)(nil),   // 34: shiploop.builds.v1.DownloadArtifactResponse
+	(*GetForgeSettingsRequest)(nil),    // 35: shiploop.builds.v1.GetForgeSettingsRequest
+	(*GetForgeSettingsResponse)(nil),   // 36: shiploop.builds.v1.GetForgeSettingsResponse
+	nil,                                // 37: shiploop.builds.v1.BuildJob.MatrixEntry
+	(*timestamppb.Timestamp)(nil),      // 38: google.protobuf.Timestamp
+	(v1.BuildStatus)(0),                // 39: shiploop.events.v1.BuildStatus
+	(*v1.StepResult)(nil),              // 40: shiploop.events.v1.StepResult
+	(*v1.Artifact)(nil),                // 41: shiploop.events.v1.Artifact
+	(*v1.Event)(nil),                   // 42: shiploop.events.v1.Event
+	(*v1.LogLine)(nil),                 // 43: shiploop.events.v1.LogLine
 }
 var file_shiploop_builds_v1_builds_proto_depIdxs = []int32{
-	33, // 0: shiploop.builds.v1.Repository.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 1: shiploop.builds.v1.RegisterRepositoryResponse.repository:type_name -> shiploop.builds.v1.Repository
-	0,  // 2: shiploop.builds.v1.ListRepositoriesResponse.repositories:type_name -> shiploop.builds.v1.Repository
-	34, // 3: shiploop.builds.v1.Build.status:type_name -> shiploop.events.v1.BuildStatus
-	35, // 4: shiploop.builds.v1.Build.steps:type_name -> shiploop.events.v1.StepResult
-	33, // 5: shiploop.builds.v1.Build.created_at:type_name -> google.protobuf.Timestamp
-	33, // 6: shiploop.builds.v1.Build.started_at:type_name -> google.protobuf.Timestamp
-	33, // 7: shiploop.builds.v1.Build.finished_at:type_name -> google.protobuf.Timestamp
-	7,  // 8: shiploop.builds.v1.Build.jobs:type_name -> shiploop.builds.v1.BuildJob
-	36, // 9: shiploop.builds.v1.Build.artifacts:type_name -> shiploop.events.v1.Artifact
-	6,  // 10: shiploop.builds.v1.Build.harbormaster:type_name -> shiploop.builds.v1.HarbormasterReport
-	33, // 11: shiploop.builds.v1.HarbormasterReport.updated_at:type_name -> google.protobuf.Timestamp
-	32, // 12: shiploop.builds.v1.BuildJob.matrix:type_name -> shiploop.builds.v1.BuildJob.MatrixEntry
-	34, // 13: shiploop.builds.v1.BuildJob.status:type_name -> shiploop.events.v1.BuildStatus
-	35, // 14: shiploop.builds.v1.BuildJob.steps:type_name -> shiploop.events.v1.StepResult
-	5,  // 15: shiploop.builds.v1.ListBuildsResponse.builds:type_name -> shiploop.builds.v1.Build
-	5,  // 16: shiploop.builds.v1.GetBuildResponse.build:type_name -> shiploop.builds.v1.Build
-	33, // 17: shiploop.builds.v1.WatchEventsRequest.since:type_name -> google.protobuf.Timestamp
-	37, // 18: shiploop.builds.v1.WatchEventsResponse.event:type_name -> shiploop.events.v1.Event
-	38, // 19: shiploop.builds.v1.StreamLogsResponse.line:type_name -> shiploop.events.v1.LogLine
-	36, // 20: shiploop.builds.v1.DownloadArtifactResponse.artifact:type_name -> shiploop.events.v1.Artifact
-	1,  // 21: shiploop.builds.v1.BuildService.RegisterRepository:input_type -> shiploop.builds.v1.RegisterRepositoryRequest
-	3,  // 22: shiploop.builds.v1.BuildService.ListRepositories:input_type -> shiploop.builds.v1.ListRepositoriesRequest
-	18, // 23: shiploop.builds.v1.BuildService.ListBuilds:input_type -> shiploop.builds.v1.ListBuildsRequest
-	20, // 24: shiploop.builds.v1.BuildService.GetBuild:input_type -> shiploop.builds.v1.GetBuildRequest
-	22, // 25: shiploop.builds.v1.BuildService.TriggerBuild:input_type -> shiploop.builds.v1.TriggerBuildRequest
-	24, // 26: shiploop.builds.v1.BuildService.WatchEvents:input_type -> shiploop.builds.v1.WatchEventsRequest
-	26, // 27: shiploop.builds.v1.BuildService.StreamLogs:input_type -> shiploop.builds.v1.StreamLogsRequest
-	8,  // 28: shiploop.builds.v1.BuildService.CancelBuild:input_type -> shiploop.builds.v1.CancelBuildRequest
-	10, // 29: shiploop.builds.v1.BuildService.RetryBuild:input_type -> shiploop.builds.v1.RetryBuildRequest
-	12, // 30: shiploop.builds.v1.BuildService.SetSecret:input_type -> shiploop.builds.v1.SetSecretRequest
-	14, // 31: shiploop.builds.v1.BuildService.ListSecrets:input_type -> shiploop.builds.v1.ListSecretsRequest
-	16, // 32: shiploop.builds.v1.BuildService.DeleteSecret:input_type -> shiploop.builds.v1.DeleteSecretRequest
-	28, // 33: shiploop.builds.v1.BuildService.DownloadArtifact:input_type -> shiploop.builds.v1.DownloadArtifactRequest
-	30, // 34: shiploop.builds.v1.BuildService.GetForgeSettings:input_type -> shiploop.builds.v1.GetForgeSettingsRequest
-	2,  // 35: shiploop.builds.v1.BuildService.RegisterRepository:output_type -> shiploop.builds.v1.RegisterRepositoryResponse
-	4,  // 36: shiploop.builds.v1.BuildService.ListRepositories:output_type -> shiploop.builds.v1.ListRepositoriesResponse
-	19, // 37: shiploop.builds.v1.BuildService.ListBuilds:output_type -> shiploop.builds.v1.ListBuildsResponse
-	21, // 38: shiploop.builds.v1.BuildService.GetBuild:output_type -> shiploop.builds.v1.GetBuildResponse
-	23, // 39: shiploop.builds.v1.BuildService.TriggerBuild:output_type -> shiploop.builds.v1.TriggerBuildResponse
-	25, // 40: shiploop.builds.v1.BuildService.WatchEvents:output_type -> shiploop.builds.v1.WatchEventsResponse
-	27, // 41: shiploop.builds.v1.BuildService.StreamLogs:output_type -> shiploop.builds.v1.StreamLogsResponse
-	9,  // 42: shiploop.builds.v1.BuildService.CancelBuild:output_type -> shiploop.builds.v1.CancelBuildResponse
-	11, // 43: shiploop.builds.v1.BuildService.RetryBuild:output_type -> shiploop.builds.v1.RetryBuildResponse
-	13, // 44: shiploop.builds.v1.BuildService.SetSecret:output_type -> shiploop.builds.v1.SetSecretResponse
-	15, // 45: shiploop.builds.v1.BuildService.ListSecrets:output_type -> shiploop.builds.v1.ListSecretsResponse
-	17, // 46: shiploop.builds.v1.BuildService.DeleteSecret:output_type -> shiploop.builds.v1.DeleteSecretResponse
-	29, // 47: shiploop.builds.v1.BuildService.DownloadArtifact:output_type -> shiploop.builds.v1.DownloadArtifactResponse
-	31, // 48: shiploop.builds.v1.BuildService.GetForgeSettings:output_type -> shiploop.builds.v1.GetForgeSettingsResponse
-	35, // [35:49] is the sub-list for method output_type
-	21, // [21:35] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	38, // 0: shiploop.builds.v1.Schedule.next_run:type_name -> google.protobuf.Timestamp
+	38, // 1: shiploop.builds.v1.Schedule.last_run:type_name -> google.protobuf.Timestamp
+	0,  // 2: shiploop.builds.v1.ListSchedulesResponse.schedules:type_name -> shiploop.builds.v1.Schedule
+	0,  // 3: shiploop.builds.v1.SetSchedulePausedResponse.schedule:type_name -> shiploop.builds.v1.Schedule
+	38, // 4: shiploop.builds.v1.Repository.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 5: shiploop.builds.v1.RegisterRepositoryResponse.repository:type_name -> shiploop.builds.v1.Repository
+	5,  // 6: shiploop.builds.v1.ListRepositoriesResponse.repositories:type_name -> shiploop.builds.v1.Repository
+	39, // 7: shiploop.builds.v1.Build.status:type_name -> shiploop.events.v1.BuildStatus
+	40, // 8: shiploop.builds.v1.Build.steps:type_name -> shiploop.events.v1.StepResult
+	38, // 9: shiploop.builds.v1.Build.created_at:type_name -> google.protobuf.Timestamp
+	38, // 10: shiploop.builds.v1.Build.started_at:type_name -> google.protobuf.Timestamp
+	38, // 11: shiploop.builds.v1.Build.finished_at:type_name -> google.protobuf.Timestamp
+	12, // 12: shiploop.builds.v1.Build.jobs:type_name -> shiploop.builds.v1.BuildJob
+	41, // 13: shiploop.builds.v1.Build.artifacts:type_name -> shiploop.events.v1.Artifact
+	11, // 14: shiploop.builds.v1.Build.harbormaster:type_name -> shiploop.builds.v1.HarbormasterReport
+	38, // 15: shiploop.builds.v1.HarbormasterReport.updated_at:type_name -> google.protobuf.Timestamp
+	37, // 16: shiploop.builds.v1.BuildJob.matrix:type_name -> shiploop.builds.v1.BuildJob.MatrixEntry
+	39, // 17: shiploop.builds.v1.BuildJob.status:type_name -> shiploop.events.v1.BuildStatus
+	40, // 18: shiploop.builds.v1.BuildJob.steps:type_name -> shiploop.events.v1.StepResult
+	10, // 19: shiploop.builds.v1.ListBuildsResponse.builds:type_name -> shiploop.builds.v1.Build
+	10, // 20: shiploop.builds.v1.GetBuildResponse.build:type_name -> shiploop.builds.v1.Build
+	38, // 21: shiploop.builds.v1.WatchEventsRequest.since:type_name -> google.protobuf.Timestamp
+	42, // 22: shiploop.builds.v1.WatchEventsResponse.event:type_name -> shiploop.events.v1.Event
+	43, // 23: shiploop.builds.v1.StreamLogsResponse.line:type_name -> shiploop.events.v1.LogLine
+	41, // 24: shiploop.builds.v1.DownloadArtifactResponse.artifact:type_name -> shiploop.events.v1.Artifact
+	6,  // 25: shiploop.builds.v1.BuildService.RegisterRepository:input_type -> shiploop.builds.v1.RegisterRepositoryRequest
+	8,  // 26: shiploop.builds.v1.BuildService.ListRepositories:input_type -> shiploop.builds.v1.ListRepositoriesRequest
+	23, // 27: shiploop.builds.v1.BuildService.ListBuilds:input_type -> shiploop.builds.v1.ListBuildsRequest
+	25, // 28: shiploop.builds.v1.BuildService.GetBuild:input_type -> shiploop.builds.v1.GetBuildRequest
+	27, // 29: shiploop.builds.v1.BuildService.TriggerBuild:input_type -> shiploop.builds.v1.TriggerBuildRequest
+	29, // 30: shiploop.builds.v1.BuildService.WatchEvents:input_type -> shiploop.builds.v1.WatchEventsRequest
+	31, // 31: shiploop.builds.v1.BuildService.StreamLogs:input_type -> shiploop.builds.v1.StreamLogsRequest
+	13, // 32: shiploop.builds.v1.BuildService.CancelBuild:input_type -> shiploop.builds.v1.CancelBuildRequest
+	15, // 33: shiploop.builds.v1.BuildService.RetryBuild:input_type -> shiploop.builds.v1.RetryBuildRequest
+	17, // 34: shiploop.builds.v1.BuildService.SetSecret:input_type -> shiploop.builds.v1.SetSecretRequest
+	19, // 35: shiploop.builds.v1.BuildService.ListSecrets:input_type -> shiploop.builds.v1.ListSecretsRequest
+	21, // 36: shiploop.builds.v1.BuildService.DeleteSecret:input_type -> shiploop.builds.v1.DeleteSecretRequest
+	33, // 37: shiploop.builds.v1.BuildService.DownloadArtifact:input_type -> shiploop.builds.v1.DownloadArtifactRequest
+	35, // 38: shiploop.builds.v1.BuildService.GetForgeSettings:input_type -> shiploop.builds.v1.GetForgeSettingsRequest
+	1,  // 39: shiploop.builds.v1.BuildService.ListSchedules:input_type -> shiploop.builds.v1.ListSchedulesRequest
+	3,  // 40: shiploop.builds.v1.BuildService.SetSchedulePaused:input_type -> shiploop.builds.v1.SetSchedulePausedRequest
+	7,  // 41: shiploop.builds.v1.BuildService.RegisterRepository:output_type -> shiploop.builds.v1.RegisterRepositoryResponse
+	9,  // 42: shiploop.builds.v1.BuildService.ListRepositories:output_type -> shiploop.builds.v1.ListRepositoriesResponse
+	24, // 43: shiploop.builds.v1.BuildService.ListBuilds:output_type -> shiploop.builds.v1.ListBuildsResponse
+	26, // 44: shiploop.builds.v1.BuildService.GetBuild:output_type -> shiploop.builds.v1.GetBuildResponse
+	28, // 45: shiploop.builds.v1.BuildService.TriggerBuild:output_type -> shiploop.builds.v1.TriggerBuildResponse
+	30, // 46: shiploop.builds.v1.BuildService.WatchEvents:output_type -> shiploop.builds.v1.WatchEventsResponse
+	32, // 47: shiploop.builds.v1.BuildService.StreamLogs:output_type -> shiploop.builds.v1.StreamLogsResponse
+	14, // 48: shiploop.builds.v1.BuildService.CancelBuild:output_type -> shiploop.builds.v1.CancelBuildResponse
+	16, // 49: shiploop.builds.v1.BuildService.RetryBuild:output_type -> shiploop.builds.v1.RetryBuildResponse
+	18, // 50: shiploop.builds.v1.BuildService.SetSecret:output_type -> shiploop.builds.v1.SetSecretResponse
+	20, // 51: shiploop.builds.v1.BuildService.ListSecrets:output_type -> shiploop.builds.v1.ListSecretsResponse
+	22, // 52: shiploop.builds.v1.BuildService.DeleteSecret:output_type -> shiploop.builds.v1.DeleteSecretResponse
+	34, // 53: shiploop.builds.v1.BuildService.DownloadArtifact:output_type -> shiploop.builds.v1.DownloadArtifactResponse
+	36, // 54: shiploop.builds.v1.BuildService.GetForgeSettings:output_type -> shiploop.builds.v1.GetForgeSettingsResponse
+	2,  // 55: shiploop.builds.v1.BuildService.ListSchedules:output_type -> shiploop.builds.v1.ListSchedulesResponse
+	4,  // 56: shiploop.builds.v1.BuildService.SetSchedulePaused:output_type -> shiploop.builds.v1.SetSchedulePausedResponse
+	41, // [41:57] is the sub-list for method output_type
+	25, // [25:41] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_builds_v1_builds_proto_init() }
@@ -2470,14 +2820,14 @@ func file_shiploop_builds_v1_builds_proto_init() {
 	if File_shiploop_builds_v1_builds_proto != nil {
 		return
 	}
-	file_shiploop_builds_v1_builds_proto_msgTypes[1].OneofWrappers = []any{}
+	file_shiploop_builds_v1_builds_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_builds_v1_builds_proto_rawDesc), len(file_shiploop_builds_v1_builds_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

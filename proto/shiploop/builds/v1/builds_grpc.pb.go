@@ -33,6 +33,8 @@ const (
 	BuildService_DeleteSecret_FullMethodName       = "/shiploop.builds.v1.BuildService/DeleteSecret"
 	BuildService_DownloadArtifact_FullMethodName   = "/shiploop.builds.v1.BuildService/DownloadArtifact"
 	BuildService_GetForgeSettings_FullMethodName   = "/shiploop.builds.v1.BuildService/GetForgeSettings"
+	BuildService_ListSchedules_FullMethodName      = "/shiploop.builds.v1.BuildService/ListSchedules"
+	BuildService_SetSchedulePaused_FullMethodName  = "/shiploop.builds.v1.BuildService/SetSchedulePaused"
 )
 
 // BuildServiceClient is the client API for BuildService service.
@@ -73,6 +75,12 @@ type BuildServiceClient interface {
 	// GetForgeSettings returns a repository's commit-status settings, token
 	// included, for other shiploop services that post statuses (gates).
 	GetForgeSettings(ctx context.Context, in *GetForgeSettingsRequest, opts ...grpc.CallOption) (*GetForgeSettingsResponse, error)
+	// ListSchedules lists the scheduled pipelines (.shiploop.yml schedules) of
+	// one repository, or of all when repository is empty.
+	ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error)
+	// SetSchedulePaused pauses or resumes a schedule; a paused schedule does
+	// not fire. Pausing is kept when the pipeline file changes.
+	SetSchedulePaused(ctx context.Context, in *SetSchedulePausedRequest, opts ...grpc.CallOption) (*SetSchedulePausedResponse, error)
 }
 
 type buildServiceClient struct {
@@ -250,6 +258,26 @@ func (c *buildServiceClient) GetForgeSettings(ctx context.Context, in *GetForgeS
 	return out, nil
 }
 
+func (c *buildServiceClient) ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSchedulesResponse)
+	err := c.cc.Invoke(ctx, BuildService_ListSchedules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *buildServiceClient) SetSchedulePaused(ctx context.Context, in *SetSchedulePausedRequest, opts ...grpc.CallOption) (*SetSchedulePausedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetSchedulePausedResponse)
+	err := c.cc.Invoke(ctx, BuildService_SetSchedulePaused_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BuildServiceServer is the server API for BuildService service.
 // All implementations must embed UnimplementedBuildServiceServer
 // for forward compatibility.
@@ -288,6 +316,12 @@ type BuildServiceServer interface {
 	// GetForgeSettings returns a repository's commit-status settings, token
 	// included, for other shiploop services that post statuses (gates).
 	GetForgeSettings(context.Context, *GetForgeSettingsRequest) (*GetForgeSettingsResponse, error)
+	// ListSchedules lists the scheduled pipelines (.shiploop.yml schedules) of
+	// one repository, or of all when repository is empty.
+	ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error)
+	// SetSchedulePaused pauses or resumes a schedule; a paused schedule does
+	// not fire. Pausing is kept when the pipeline file changes.
+	SetSchedulePaused(context.Context, *SetSchedulePausedRequest) (*SetSchedulePausedResponse, error)
 	mustEmbedUnimplementedBuildServiceServer()
 }
 
@@ -339,6 +373,12 @@ func (UnimplementedBuildServiceServer) DownloadArtifact(*DownloadArtifactRequest
 }
 func (UnimplementedBuildServiceServer) GetForgeSettings(context.Context, *GetForgeSettingsRequest) (*GetForgeSettingsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetForgeSettings not implemented")
+}
+func (UnimplementedBuildServiceServer) ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSchedules not implemented")
+}
+func (UnimplementedBuildServiceServer) SetSchedulePaused(context.Context, *SetSchedulePausedRequest) (*SetSchedulePausedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetSchedulePaused not implemented")
 }
 func (UnimplementedBuildServiceServer) mustEmbedUnimplementedBuildServiceServer() {}
 func (UnimplementedBuildServiceServer) testEmbeddedByValue()                      {}
@@ -592,6 +632,42 @@ func _BuildService_GetForgeSettings_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BuildService_ListSchedules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSchedulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BuildServiceServer).ListSchedules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BuildService_ListSchedules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BuildServiceServer).ListSchedules(ctx, req.(*ListSchedulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BuildService_SetSchedulePaused_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetSchedulePausedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BuildServiceServer).SetSchedulePaused(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BuildService_SetSchedulePaused_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BuildServiceServer).SetSchedulePaused(ctx, req.(*SetSchedulePausedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BuildService_ServiceDesc is the grpc.ServiceDesc for BuildService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -642,6 +718,14 @@ var BuildService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetForgeSettings",
 			Handler:    _BuildService_GetForgeSettings_Handler,
+		},
+		{
+			MethodName: "ListSchedules",
+			Handler:    _BuildService_ListSchedules_Handler,
+		},
+		{
+			MethodName: "SetSchedulePaused",
+			Handler:    _BuildService_SetSchedulePaused_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -237,7 +237,10 @@ type Change struct {
 	DiffId     int64 `protobuf:"varint,21,opt,name=diff_id,json=diffId,proto3" json:"diff_id,omitempty"`
 	RevisionId int64 `protobuf:"varint,22,opt,name=revision_id,json=revisionId,proto3" json:"revision_id,omitempty"`
 	// Where a diff's changeset is fetched from (the staging area).
-	StagingUrl    string `protobuf:"bytes,23,opt,name=staging_url,json=stagingUrl,proto3" json:"staging_url,omitempty"`
+	StagingUrl string `protobuf:"bytes,23,opt,name=staging_url,json=stagingUrl,proto3" json:"staging_url,omitempty"`
+	// The schedule (.shiploop.yml schedules[].name) that started a scheduled
+	// change (forge "cron"); its builds have the event cron.
+	Schedule      string `protobuf:"bytes,24,opt,name=schedule,proto3" json:"schedule,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -433,6 +436,13 @@ func (x *Change) GetStagingUrl() string {
 	return ""
 }
 
+func (x *Change) GetSchedule() string {
+	if x != nil {
+		return x.Schedule
+	}
+	return ""
+}
+
 var File_shiploop_events_v1_change_proto protoreflect.FileDescriptor
 
 const file_shiploop_events_v1_change_proto_rawDesc = "" +
@@ -447,7 +457,7 @@ const file_shiploop_events_v1_change_proto_rawDesc = "" +
 	"\x03url\x18\x05 \x01(\tR\x03url\x12\x14\n" +
 	"\x05added\x18\x06 \x03(\tR\x05added\x12\x1a\n" +
 	"\bmodified\x18\a \x03(\tR\bmodified\x12\x18\n" +
-	"\aremoved\x18\b \x03(\tR\aremoved\"\xf1\x05\n" +
+	"\aremoved\x18\b \x03(\tR\aremoved\"\x8d\x06\n" +
 	"\x06Change\x122\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1e.shiploop.events.v1.ChangeKindR\x04kind\x12\x14\n" +
 	"\x05forge\x18\x02 \x01(\tR\x05forge\x12\x1f\n" +
@@ -478,7 +488,8 @@ const file_shiploop_events_v1_change_proto_rawDesc = "" +
 	"\vrevision_id\x18\x16 \x01(\x03R\n" +
 	"revisionId\x12\x1f\n" +
 	"\vstaging_url\x18\x17 \x01(\tR\n" +
-	"stagingUrl*\xa6\x02\n" +
+	"stagingUrl\x12\x1a\n" +
+	"\bschedule\x18\x18 \x01(\tR\bschedule*\xa6\x02\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
