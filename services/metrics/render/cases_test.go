@@ -147,7 +147,7 @@ func TestAgreedCases(t *testing.T) {
 				stableSort(got, func(a, b *Series) bool { return a.Name < b.Name })
 				sortCaseSeries(c.Want)
 			}
-			if msg := diffSeries(got, c.Want); msg != "" {
+			if msg := diffCaseSeries(got, c.Want); msg != "" {
 				failed++
 				t.Errorf("%s:\n%s", c.Target, msg)
 			}
@@ -158,7 +158,7 @@ func TestAgreedCases(t *testing.T) {
 	}
 }
 
-func diffSeries(got []*Series, want []caseSeries) string {
+func diffCaseSeries(got []*Series, want []caseSeries) string {
 	var b strings.Builder
 	if len(got) != len(want) {
 		fmt.Fprintf(&b, "got %d series, want %d\n", len(got), len(want))

@@ -152,7 +152,7 @@ func (k *Cost) walk(e *Expr, from, until int64) (shape, error) {
 		}
 		return shape{p.Series, p.Step}, k.fetched(p, e.Name, from, until)
 	}
-	def, ok := functions[e.Name]
+	def, ok := funcByName[e.Name]
 	if !ok {
 		return shape{}, nil // eval names it
 	}

@@ -159,7 +159,7 @@ func (ev *evaluator) eval(e *Expr, from, until int64) ([]*Series, error) {
 		}
 		return list, nil
 	case KindCall:
-		def, ok := functions[e.Name]
+		def, ok := funcByName[e.Name]
 		if !ok {
 			return nil, &UnknownFunctionError{Name: e.Name, Pos: e.Pos}
 		}
@@ -167,7 +167,7 @@ func (ev *evaluator) eval(e *Expr, from, until int64) ([]*Series, error) {
 		if err != nil {
 			return nil, err
 		}
-		return def.eval(c)
+		return def.Eval(c)
 	default:
 		return nil, &ArgError{Func: "target", Pos: e.Pos, Msg: fmt.Sprintf("%s is not a series list", e.Raw)}
 	}
@@ -210,13 +210,7 @@ type funcDef struct {
 	Group  string
 	Desc   string
 	Params []param
-	eval   func(c *call) ([]*Series, error)
-}
-
-var functions = map[string]*funcDef{}
-
-func register(group string, name string, params []param, fn func(c *call) ([]*Series, error), desc string) {
-	functions[name] = &funcDef{Name: name, Group: group, Params: params, eval: fn, Desc: desc}
+	Eval   func(c *call) ([]*Series, error)
 }
 
 // call is one bound function call.

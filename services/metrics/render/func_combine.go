@@ -14,112 +14,128 @@ var (
 	pAggFunc    = param{Name: "func", Type: "aggFunc", Required: true, Options: aggOptions}
 )
 
-func init() {
-	register("Combine", "aggregate", []param{pSeries, pAggFunc, {Name: "xFilesFactor", Type: "float"}}, func(c *call) ([]*Series, error) {
-		if fn, _ := c.str(1, ""); c.has(1) {
-			if xff, err := c.float(2, 0); err == nil {
-				if out, ok, err := streamAggregate(c, fn, xff, false); ok {
-					return out, err
-				}
-			}
-		}
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		fn, _ := c.str(1, "")
-		xff, err := c.float(2, 0)
-		if err != nil {
-			return nil, err
-		}
-		return aggregate(c, list, fn, xff)
-	}, "Aggregate series using the specified function.")
-	for name, fn := range map[string]string{
-		"sumSeries": "sum", "sum": "sum", "averageSeries": "average", "avg": "average", "maxSeries": "max", "minSeries": "min",
-		"diffSeries": "diff", "stddevSeries": "stddev", "rangeOfSeries": "rangeOf", "countSeries": "count", "multiplySeries": "multiply",
-	} {
-		register("Combine", name, []param{pSeriesList}, func(c *call) ([]*Series, error) {
-			if out, ok, err := streamAggregate(c, fn, 0, fn == "count"); ok {
+// combineSeries combines every series of the lists by fn (sumSeries,
+// averageSeries, ...).
+func combineSeries(c *call, fn string) ([]*Series, error) {
+	if out, ok, err := streamAggregate(c, fn, 0, fn == "count"); ok {
+		return out, err
+	}
+	list, err := c.allSeries(0)
+	if err != nil {
+		return nil, err
+	}
+	if fn == "multiply" && len(c.multi(0)) == 1 && len(list) == 1 {
+		return list, nil
+	}
+	if fn == "count" {
+		return countList(c, list)
+	}
+	return aggregateList(c, list, fn, 0)
+}
+
+func sumSeries(c *call) ([]*Series, error)      { return combineSeries(c, "sum") }
+func averageSeries(c *call) ([]*Series, error)  { return combineSeries(c, "average") }
+func maxSeries(c *call) ([]*Series, error)      { return combineSeries(c, "max") }
+func minSeries(c *call) ([]*Series, error)      { return combineSeries(c, "min") }
+func diffSeries(c *call) ([]*Series, error)     { return combineSeries(c, "diff") }
+func stddevSeries(c *call) ([]*Series, error)   { return combineSeries(c, "stddev") }
+func rangeOfSeries(c *call) ([]*Series, error)  { return combineSeries(c, "rangeOf") }
+func countSeries(c *call) ([]*Series, error)    { return combineSeries(c, "count") }
+func multiplySeries(c *call) ([]*Series, error) { return combineSeries(c, "multiply") }
+
+// seriesWithWildcards aggregates by fn after removing the given nodes.
+func seriesWithWildcards(c *call, fn string) ([]*Series, error) {
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	pos, err := c.ints(1)
+	if err != nil {
+		return nil, err
+	}
+	return aggregateWildcards(c, list, fn, pos)
+}
+
+func sumSeriesWithWildcards(c *call) ([]*Series, error)     { return seriesWithWildcards(c, "sum") }
+func averageSeriesWithWildcards(c *call) ([]*Series, error) { return seriesWithWildcards(c, "average") }
+func multiplySeriesWithWildcards(c *call) ([]*Series, error) {
+	return seriesWithWildcards(c, "multiply")
+}
+
+// aggregate: Aggregate series using the specified function.
+func aggregate(c *call) ([]*Series, error) {
+	if fn, _ := c.str(1, ""); c.has(1) {
+		if xff, err := c.float(2, 0); err == nil {
+			if out, ok, err := streamAggregate(c, fn, xff, false); ok {
 				return out, err
 			}
-			list, err := c.allSeries(0)
-			if err != nil {
-				return nil, err
-			}
-			if fn == "multiply" && len(c.multi(0)) == 1 && len(list) == 1 {
-				return list, nil
-			}
-			if fn == "count" {
-				return countSeries(c, list)
-			}
-			return aggregate(c, list, fn, 0)
-		}, "Combines series with "+fn+".")
+		}
 	}
-	for name, fn := range map[string]string{"sumSeriesWithWildcards": "sum", "averageSeriesWithWildcards": "average", "multiplySeriesWithWildcards": "multiply"} {
-		register("Combine", name, []param{pSeries, {Name: "position", Type: "node", Multiple: true}}, func(c *call) ([]*Series, error) {
-			list, err := c.series(0)
-			if err != nil {
-				return nil, err
-			}
-			pos, err := c.ints(1)
-			if err != nil {
-				return nil, err
-			}
-			return aggregateWithWildcards(c, list, fn, pos)
-		}, "Aggregates series after removing the given nodes.")
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
 	}
-	register("Combine", "aggregateWithWildcards", []param{pSeries, pAggFunc, {Name: "positions", Type: "node", Multiple: true}}, func(c *call) ([]*Series, error) {
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		fn, _ := c.str(1, "")
-		pos, err := c.ints(2)
-		if err != nil {
-			return nil, err
-		}
-		return aggregateWithWildcards(c, list, fn, pos)
-	}, "Aggregates series after removing the given nodes.")
-	register("Combine", "percentileOfSeries", []param{pSeries, {Name: "n", Type: "float", Required: true}, {Name: "interpolate", Type: "boolean", Default: false}}, percentileOfSeries, "Percentile across series at each point.")
-	register("Combine", "asPercent", []param{pSeries, {Name: "total", Type: "any"}, {Name: "nodes", Type: "nodeOrTag", Multiple: true}}, asPercent, "Each series as a percent of a total.")
-	register("Combine", "divideSeries", []param{{Name: "dividendSeriesList", Type: "seriesList", Required: true}, {Name: "divisorSeries", Type: "seriesList", Required: true}}, divideSeries, "Divides by one series.")
-	register("Combine", "divideSeriesLists", []param{{Name: "dividendSeriesList", Type: "seriesList", Required: true}, {Name: "divisorSeriesList", Type: "seriesList", Required: true}}, divideSeriesLists, "Divides two lists pairwise.")
-	register("Combine", "weightedAverage", []param{{Name: "seriesListAvg", Type: "seriesList", Required: true}, {Name: "seriesListWeight", Type: "seriesList", Required: true}, {Name: "nodes", Type: "nodeOrTag", Multiple: true}}, weightedAverage, "Weighted average of series.")
-	register("Combine", "groupByNode", []param{pSeries, {Name: "nodeNum", Type: "nodeOrTag", Required: true}, {Name: "callback", Type: "aggOrSeriesFunc", Default: "average", Options: aggOptions}}, func(c *call) ([]*Series, error) {
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		cb, _ := c.str(2, "average")
-		return groupByNodes(c, list, cb, []*Expr{c.args[1]})
-	}, "Groups series by one node and aggregates each group.")
-	register("Combine", "groupByNodes", []param{pSeries, {Name: "callback", Type: "aggOrSeriesFunc", Required: true, Options: aggOptions}, {Name: "nodes", Type: "nodeOrTag", Multiple: true}}, func(c *call) ([]*Series, error) {
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		cb, _ := c.str(1, "average")
-		return groupByNodes(c, list, cb, c.multi(2))
-	}, "Groups series by nodes and aggregates each group.")
-	register("Combine", "groupByTags", []param{pSeries, {Name: "callback", Type: "aggOrSeriesFunc", Required: true, Options: aggOptions}, {Name: "tags", Type: "tag", Required: true, Multiple: true}}, groupByTags, "Groups tagged series by tags.")
-	register("Combine", "unique", []param{pSeriesList}, func(c *call) ([]*Series, error) {
-		list, err := c.allSeries(0)
-		if err != nil {
-			return nil, err
-		}
-		seen := map[string]bool{}
-		var out []*Series
-		for _, s := range list {
-			if !seen[s.Name] {
-				seen[s.Name] = true
-				out = append(out, s)
-			}
-		}
-		return out, nil
-	}, "Removes duplicate series by name.")
-	register("Combine", "group", []param{pSeriesList}, func(c *call) ([]*Series, error) { return c.allSeries(0) }, "Joins series lists.")
-	register("Combine", "applyByNode", []param{pSeries, {Name: "nodeNum", Type: "node", Required: true}, {Name: "templateFunction", Type: "string", Required: true}, {Name: "newName", Type: "string"}}, applyByNode, "Applies a template target to each group of a node.")
+	fn, _ := c.str(1, "")
+	xff, err := c.float(2, 0)
+	if err != nil {
+		return nil, err
+	}
+	return aggregateList(c, list, fn, xff)
 }
+
+// aggregateWithWildcards: Aggregates series after removing the given nodes.
+func aggregateWithWildcards(c *call) ([]*Series, error) {
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	fn, _ := c.str(1, "")
+	pos, err := c.ints(2)
+	if err != nil {
+		return nil, err
+	}
+	return aggregateWildcards(c, list, fn, pos)
+}
+
+// groupByNode: Groups series by one node and aggregates each group.
+func groupByNode(c *call) ([]*Series, error) {
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	cb, _ := c.str(2, "average")
+	return groupByNodesOf(c, list, cb, []*Expr{c.args[1]})
+}
+
+// groupByNodes: Groups series by nodes and aggregates each group.
+func groupByNodes(c *call) ([]*Series, error) {
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	cb, _ := c.str(1, "average")
+	return groupByNodesOf(c, list, cb, c.multi(2))
+}
+
+// unique: Removes duplicate series by name.
+func unique(c *call) ([]*Series, error) {
+	list, err := c.allSeries(0)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []*Series
+	for _, s := range list {
+		if !seen[s.Name] {
+			seen[s.Name] = true
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// group: Joins series lists.
+func group(c *call) ([]*Series, error) { return c.allSeries(0) }
 
 // ints reads the Multiple integer parameter at i.
 func (c *call) ints(i int) ([]int, error) {
@@ -134,7 +150,7 @@ func (c *call) ints(i int) ([]int, error) {
 	return out, nil
 }
 
-func aggregate(c *call, list []*Series, fn string, xff float64) ([]*Series, error) {
+func aggregateList(c *call, list []*Series, fn string, xff float64) ([]*Series, error) {
 	fn = strings.TrimSuffix(fn, "Series")
 	agg, ok := aggFunc(fn)
 	if !ok {
@@ -302,7 +318,7 @@ func (a *seriesAcc) result(xff float64) []float64 {
 	return out
 }
 
-func countSeries(c *call, list []*Series) ([]*Series, error) {
+func countList(c *call, list []*Series) ([]*Series, error) {
 	if len(list) == 0 {
 		return nil, nil
 	}
@@ -320,7 +336,7 @@ func newDerived(name string, start, step int64, vals []float64) *Series {
 	return &Series{Name: name, Tags: map[string]string{"name": name}, PathExpression: name, Start: start, Step: step, Stop: start + int64(len(vals))*step, Values: vals, ConsolidationFunc: "average"}
 }
 
-func aggregateWithWildcards(c *call, list []*Series, fn string, pos []int) ([]*Series, error) {
+func aggregateWildcards(c *call, list []*Series, fn string, pos []int) ([]*Series, error) {
 	groups := map[string][]*Series{}
 	var keys []string
 	for _, s := range list {
@@ -345,7 +361,7 @@ func aggregateWithWildcards(c *call, list []*Series, fn string, pos []int) ([]*S
 	}
 	var out []*Series
 	for _, k := range keys {
-		r, err := aggregate(c, groups[k], fn, 0)
+		r, err := aggregateList(c, groups[k], fn, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -798,8 +814,8 @@ func weightedAverage(c *call) ([]*Series, error) {
 	if len(products) == 0 {
 		return nil, nil
 	}
-	sp, _ := aggregate(c, products, "sum", 0)
-	sw, _ := aggregate(c, weight, "sum", 0)
+	sp, _ := aggregateList(c, products, "sum", 0)
+	sw, _ := aggregateList(c, weight, "sum", 0)
 	va, vw := sp[0].Values, sw[0].Values
 	n := max(len(va), len(vw))
 	vals := make([]float64, n)
@@ -834,7 +850,7 @@ func sortedSet(l []*Series) []string {
 
 // groupByNodes groups by the node/tag key and aggregates each group with an
 // aggregation function name or a series function (e.g. keepLastValue).
-func groupByNodes(c *call, list []*Series, callback string, nodes []*Expr) ([]*Series, error) {
+func groupByNodesOf(c *call, list []*Series, callback string, nodes []*Expr) ([]*Series, error) {
 	groups := map[string][]*Series{}
 	var keys []string
 	for _, s := range list {
@@ -862,9 +878,9 @@ func groupByNodes(c *call, list []*Series, callback string, nodes []*Expr) ([]*S
 // function over it.
 func applyCallback(c *call, group []*Series, callback string) ([]*Series, error) {
 	if _, ok := aggFunc(strings.TrimSuffix(callback, "Series")); ok {
-		return aggregate(c, group, callback, 0)
+		return aggregateList(c, group, callback, 0)
 	}
-	def, ok := functions[callback]
+	def, ok := funcByName[callback]
 	if !ok {
 		return nil, c.errf(-1, "unsupported callback %q", callback)
 	}
@@ -873,7 +889,7 @@ func applyCallback(c *call, group []*Series, callback string) ([]*Series, error)
 	sub.args[0] = &Expr{Kind: KindPath, Name: "\x00group", Pos: c.e.Pos}
 	c.ev.pinned = group
 	defer func() { c.ev.pinned = nil }()
-	r, err := def.eval(sub)
+	r, err := def.Eval(sub)
 	if err != nil {
 		return nil, err
 	}

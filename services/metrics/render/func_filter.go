@@ -51,297 +51,101 @@ func filterBy(list []*Series, fn string, op string, n float64) []*Series {
 	return out
 }
 
-func init() {
-	register("Filter Series", "filterSeries", []param{pSeries, pAggFunc, {Name: "operator", Type: "string", Required: true, Options: []string{"=", "!=", ">", ">=", "<", "<="}}, pFloat("threshold", true)}, func(c *call) ([]*Series, error) {
-		fn, _ := c.str(1, "")
-		op, _ := c.str(2, "")
-		n, err := c.float(3, 0)
-		if err != nil {
-			return nil, err
-		}
-		if _, ok := aggFunc(fn); !ok {
-			return nil, c.errf(1, "unsupported aggregation function: %s", fn)
-		}
-		if operators[op] == nil {
-			return nil, c.errf(2, "unsupported operator: %s", op)
-		}
-		list, err := c.series(0)
-		return filterBy(list, fn, op, n), err
-	}, "Keeps series whose aggregate passes a comparison.")
-	for name, spec := range map[string][2]string{
-		"maximumAbove": {"max", ">"}, "maximumBelow": {"max", "<="}, "minimumAbove": {"min", ">"}, "minimumBelow": {"min", "<="},
-		"averageAbove": {"average", ">"}, "averageBelow": {"average", "<="}, "currentAbove": {"last", ">"}, "currentBelow": {"last", "<="},
-	} {
-		register("Filter Series", name, []param{pSeries, pFloat("n", true)}, func(c *call) ([]*Series, error) {
-			n, err := c.float(1, 0)
-			if err != nil {
-				return nil, err
-			}
-			list, err := c.series(0)
-			return filterBy(list, spec[0], spec[1], n), err
-		}, "Keeps series whose "+spec[0]+" is "+spec[1]+" n.")
+// filterByAggregate keeps the series whose fn compares by op to n
+// (maximumAbove, currentBelow, ...).
+func filterByAggregate(c *call, fn, op string) ([]*Series, error) {
+	n, err := c.float(1, 0)
+	if err != nil {
+		return nil, err
 	}
-	register("Filter Series", "highest", []param{pSeries, {Name: "n", Type: "integer", Default: 1}, {Name: "func", Type: "aggFunc", Default: "average", Options: aggOptions}}, func(c *call) ([]*Series, error) {
-		n, err := c.int(1, 1)
-		if err != nil {
-			return nil, err
-		}
-		fn, _ := c.str(2, "average")
-		return topN(c, n, fn, true)
-	}, "The n series with the highest aggregate.")
-	register("Filter Series", "lowest", []param{pSeries, {Name: "n", Type: "integer", Default: 1}, {Name: "func", Type: "aggFunc", Default: "average", Options: aggOptions}}, func(c *call) ([]*Series, error) {
-		n, err := c.int(1, 1)
-		if err != nil {
-			return nil, err
-		}
-		fn, _ := c.str(2, "average")
-		return topN(c, n, fn, false)
-	}, "The n series with the lowest aggregate.")
-	for name, spec := range map[string]struct {
-		fn   string
-		high bool
-	}{"highestCurrent": {"last", true}, "highestMax": {"max", true}, "highestAverage": {"average", true}, "lowestCurrent": {"last", false}, "lowestAverage": {"average", false}} {
-		register("Filter Series", name, []param{pSeries, pInt("n", true)}, func(c *call) ([]*Series, error) {
-			n, err := c.int(1, 1)
-			if err != nil {
-				return nil, err
-			}
-			return topN(c, n, spec.fn, spec.high)
-		}, "The n series with the highest or lowest "+spec.fn+".")
-	}
-	register("Filter Series", "limit", []param{pSeries, pInt("n", true)}, func(c *call) ([]*Series, error) {
-		n, err := c.int(1, 0)
-		if err != nil {
-			return nil, err
-		}
-		list, err := c.series(0)
-		return list[:max(0, min(n, len(list)))], err
-	}, "The first n series.")
-	for _, name := range []string{"exclude", "grep"} {
-		keep := name == "grep"
-		register("Filter Series", name, []param{pSeries, pStr("pattern", true)}, func(c *call) ([]*Series, error) {
-			pat, _ := c.str(1, "")
-			re, err := pyRegexp(pat)
-			if err != nil {
-				return nil, c.errf(1, "bad regular expression: %v", err)
-			}
-			list, err := c.series(0)
-			var out []*Series
-			for _, s := range list {
-				if re.MatchString(s.Name) == keep {
-					out = append(out, s)
-				}
-			}
-			return out, err
-		}, "Keeps (grep) or drops (exclude) series matching a regular expression.")
-	}
-	register("Filter Series", "removeEmptySeries", []param{pSeries, pFloat("xFilesFactor", false)}, func(c *call) ([]*Series, error) {
-		xff, err := c.float(1, 0)
-		if err != nil {
-			return nil, err
-		}
-		list, err := c.series(0)
-		var out []*Series
-		for _, s := range list {
-			x := xff
-			if !c.has(1) {
-				x = s.XFilesFactor
-			}
-			if xffRow(s.Values, x) {
-				out = append(out, s)
-			}
-		}
-		return out, err
-	}, "Drops series with no (or too few) values.")
-	register("Filter Series", "averageOutsidePercentile", []param{pSeries, pFloat("n", true)}, func(c *call) ([]*Series, error) {
-		n, err := c.float(1, 0)
-		if err != nil {
-			return nil, err
-		}
-		list, err := c.series(0)
-		avgs := make([]float64, len(list))
-		for i, s := range list {
-			avgs[i] = safeAvg(s.Values)
-		}
-		if n < 50 {
-			n = 100 - n
-		}
-		lo, hi := getPercentile(avgs, 100-n, false), getPercentile(avgs, n, false)
-		var out []*Series
-		for i, s := range list {
-			if !(lo < avgs[i] && avgs[i] < hi) {
-				out = append(out, s)
-			}
-		}
-		return out, err
-	}, "Keeps series whose average lies outside the percentile interval.")
-	for _, spec := range []struct {
-		name  string
-		above bool
-		pct   bool
-	}{{"removeAboveValue", true, false}, {"removeBelowValue", false, false}, {"removeAbovePercentile", true, true}, {"removeBelowPercentile", false, true}} {
-		register("Filter Data", spec.name, []param{pSeries, pFloat("n", true)}, func(c *call) ([]*Series, error) {
-			n, err := c.float(1, 0)
-			if err != nil {
-				return nil, err
-			}
-			list, err := c.series(0)
-			for i, s := range list {
-				limit := n
-				if spec.pct {
-					limit = getPercentile(s.Values, n, false)
-				}
-				vals := make([]float64, len(s.Values))
-				for j, v := range s.Values {
-					if !isNull(v) && ((spec.above && v > limit) || (!spec.above && v < limit)) {
-						v = nan
-					}
-					vals[j] = v
-				}
-				d := s.derive(fmt.Sprintf("%s(%s, %s)", spec.name, s.Name, pyG(n)), vals)
-				d.PathExpression = d.Name
-				list[i] = d
-			}
-			return list, err
-		}, "Removes points above or below a value or percentile.")
-	}
-	register("Sorting", "sortBy", []param{pSeries, {Name: "func", Type: "aggFunc", Default: "average", Options: aggOptions}, {Name: "reverse", Type: "boolean", Default: false}}, func(c *call) ([]*Series, error) {
-		fn, _ := c.str(1, "average")
-		rev, err := c.bool(2, false)
-		if err != nil {
-			return nil, err
-		}
-		f, ok := aggFunc(fn)
-		if !ok {
-			return nil, c.errf(1, "unsupported aggregation function: %s", fn)
-		}
-		list, err := c.series(0)
-		sortByKey(list, func(s *Series) float64 { return keyOf(f, s) }, rev)
-		return list, err
-	}, "Sorts series by an aggregate.")
-	register("Sorting", "sortByTotal", []param{pSeries}, func(c *call) ([]*Series, error) {
-		list, err := c.series(0)
-		sortByKey(list, func(s *Series) float64 { return keyOf(safeSum, s) }, true)
-		return list, err
-	}, "Sorts series by their sum, highest first.")
-	register("Sorting", "sortByMaxima", []param{pSeries}, func(c *call) ([]*Series, error) {
-		list, err := c.series(0)
-		sortByKey(list, func(s *Series) float64 { return keyOf(safeMax, s) }, true)
-		return list, err
-	}, "Sorts series by their maximum, highest first.")
-	register("Sorting", "sortByMinima", []param{pSeries}, func(c *call) ([]*Series, error) {
-		list, err := c.series(0)
-		var out []*Series
-		for _, s := range list {
-			if safeMax(s.Values) > 0 {
-				out = append(out, s)
-			}
-		}
-		sortByKey(out, func(s *Series) float64 { return keyOf(safeMin, s) }, false)
-		return out, err
-	}, "Sorts series by their minimum, lowest first.")
-	register("Sorting", "sortByName", []param{pSeries, {Name: "natural", Type: "boolean", Default: false}, {Name: "reverse", Type: "boolean", Default: false}}, func(c *call) ([]*Series, error) {
-		natural, err := c.bool(1, false)
-		if err != nil {
-			return nil, err
-		}
-		rev, err := c.bool(2, false)
-		if err != nil {
-			return nil, err
-		}
-		list, err := c.series(0)
-		less := func(a, b *Series) bool { return a.Name < b.Name }
-		if natural {
-			less = func(a, b *Series) bool { return naturalLess(a.Name, b.Name) }
-		}
-		if rev {
-			stableSort(list, func(a, b *Series) bool { return less(b, a) })
-		} else {
-			stableSort(list, less)
-		}
-		return list, err
-	}, "Sorts series by name.")
-	register("Special", "fallbackSeries", []param{pSeries, {Name: "fallback", Type: "seriesList", Required: true}}, func(c *call) ([]*Series, error) {
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		if len(list) > 0 {
-			return list, nil
-		}
-		return c.series(1)
-	}, "Uses a fallback when the list is empty.")
-	register("Special", "constantLine", []param{pFloat("value", true)}, func(c *call) ([]*Series, error) {
-		v, err := c.float(0, 0)
-		if err != nil {
-			return nil, err
-		}
-		s := constantLine(c.from, c.until, v, pyStr(v, c.args[0]))
-		return []*Series{s}, nil
-	}, "A horizontal line at a value.")
-	register("Calculate", "aggregateLine", []param{pSeries, {Name: "func", Type: "aggFunc", Default: "average", Options: aggOptions}, {Name: "keepStep", Type: "boolean", Default: false}}, func(c *call) ([]*Series, error) {
-		fn, _ := c.str(1, "average")
-		keep, err := c.bool(2, false)
-		if err != nil {
-			return nil, err
-		}
-		f, ok := aggFunc(fn)
-		if !ok {
-			return nil, c.errf(1, "unsupported aggregation function: %s", fn)
-		}
-		list, err := c.series(0)
-		var out []*Series
-		for _, s := range list {
-			v := f(s.Values)
-			name := fmt.Sprintf("aggregateLine(%s, None)", s.Name)
-			if !isNull(v) {
-				name = fmt.Sprintf("aggregateLine(%s, %s)", s.Name, pyG(v))
-			}
-			if keep {
-				vals := make([]float64, len(s.Values))
-				for i := range vals {
-					vals[i] = v
-				}
-				out = append(out, s.derive(name, vals))
-			} else {
-				l := constantLine(c.from, c.until, v, name)
-				l.PathExpression = name
-				out = append(out, l)
-			}
-		}
-		return out, err
-	}, "A horizontal line at an aggregate of each series.")
-	register("Transform", "timeFunction", []param{pStr("name", true), {Name: "step", Type: "integer", Default: 60}}, func(c *call) ([]*Series, error) {
-		name, _ := c.str(0, "")
-		step, err := c.int(1, 60)
-		if err != nil || step <= 0 {
-			return nil, c.errf(1, "step must be a positive integer")
-		}
-		var vals []float64
-		for t := c.from; t < c.until; t += int64(step) {
-			vals = append(vals, float64(t))
-		}
-		return []*Series{newDerived(name, c.from, int64(step), vals)}, nil
-	}, "A series whose value is its timestamp.")
-	register("Transform", "sinFunction", []param{pStr("name", true), {Name: "amplitude", Type: "integer", Default: 1}, {Name: "step", Type: "integer", Default: 60}}, func(c *call) ([]*Series, error) {
-		name, _ := c.str(0, "")
-		amp, err := c.float(1, 1)
-		if err != nil {
-			return nil, err
-		}
-		step, err := c.int(2, 60)
-		if err != nil || step <= 0 {
-			return nil, c.errf(2, "step must be a positive integer")
-		}
-		var vals []float64
-		for t := c.from; t < c.until; t += int64(step) {
-			vals = append(vals, math.Sin(float64(t))*amp)
-		}
-		return []*Series{newDerived(name, c.from, int64(step), vals)}, nil
-	}, "A sine wave.")
+	list, err := c.series(0)
+	return filterBy(list, fn, op, n), err
 }
 
-func constantLine(from, until int64, v float64, name string) *Series {
+func maximumAbove(c *call) ([]*Series, error) { return filterByAggregate(c, "max", ">") }
+func maximumBelow(c *call) ([]*Series, error) { return filterByAggregate(c, "max", "<=") }
+func minimumAbove(c *call) ([]*Series, error) { return filterByAggregate(c, "min", ">") }
+func minimumBelow(c *call) ([]*Series, error) { return filterByAggregate(c, "min", "<=") }
+func averageAbove(c *call) ([]*Series, error) { return filterByAggregate(c, "average", ">") }
+func averageBelow(c *call) ([]*Series, error) { return filterByAggregate(c, "average", "<=") }
+func currentAbove(c *call) ([]*Series, error) { return filterByAggregate(c, "last", ">") }
+func currentBelow(c *call) ([]*Series, error) { return filterByAggregate(c, "last", "<=") }
+
+// topByAggregate is the n series with the highest (or lowest) fn.
+func topByAggregate(c *call, fn string, high bool) ([]*Series, error) {
+	n, err := c.int(1, 1)
+	if err != nil {
+		return nil, err
+	}
+	return topN(c, n, fn, high)
+}
+
+func highestCurrent(c *call) ([]*Series, error) { return topByAggregate(c, "last", true) }
+func highestMax(c *call) ([]*Series, error)     { return topByAggregate(c, "max", true) }
+func highestAverage(c *call) ([]*Series, error) { return topByAggregate(c, "average", true) }
+func lowestCurrent(c *call) ([]*Series, error)  { return topByAggregate(c, "last", false) }
+func lowestAverage(c *call) ([]*Series, error)  { return topByAggregate(c, "average", false) }
+
+// grepSeries keeps (keep) or drops the series matching a regular expression.
+func grepSeries(c *call, keep bool) ([]*Series, error) {
+	pat, _ := c.str(1, "")
+	re, err := pyRegexp(pat)
+	if err != nil {
+		return nil, c.errf(1, "bad regular expression: %v", err)
+	}
+	list, err := c.series(0)
+	var out []*Series
+	for _, s := range list {
+		if re.MatchString(s.Name) == keep {
+			out = append(out, s)
+		}
+	}
+	return out, err
+}
+
+func grep(c *call) ([]*Series, error)    { return grepSeries(c, true) }
+func exclude(c *call) ([]*Series, error) { return grepSeries(c, false) }
+
+// removeByLimit nulls the points above (or below) n, or the nth percentile.
+func removeByLimit(c *call, name string, above, pct bool) ([]*Series, error) {
+	n, err := c.float(1, 0)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.series(0)
+	for i, s := range list {
+		limit := n
+		if pct {
+			limit = getPercentile(s.Values, n, false)
+		}
+		vals := make([]float64, len(s.Values))
+		for j, v := range s.Values {
+			if !isNull(v) && ((above && v > limit) || (!above && v < limit)) {
+				v = nan
+			}
+			vals[j] = v
+		}
+		d := s.derive(fmt.Sprintf("%s(%s, %s)", name, s.Name, pyG(n)), vals)
+		d.PathExpression = d.Name
+		list[i] = d
+	}
+	return list, err
+}
+
+func removeAboveValue(c *call) ([]*Series, error) {
+	return removeByLimit(c, "removeAboveValue", true, false)
+}
+func removeBelowValue(c *call) ([]*Series, error) {
+	return removeByLimit(c, "removeBelowValue", false, false)
+}
+func removeAbovePercentile(c *call) ([]*Series, error) {
+	return removeByLimit(c, "removeAbovePercentile", true, true)
+}
+func removeBelowPercentile(c *call) ([]*Series, error) {
+	return removeByLimit(c, "removeBelowPercentile", false, true)
+}
+
+func constantSeries(from, until int64, v float64, name string) *Series {
 	step := (until - from) / 2
 	if step <= 0 {
 		step = 1
@@ -436,27 +240,272 @@ func natParts(s string) []natPart {
 
 var _ = strings.TrimSpace
 
-func init() {
-	register("Special", "seriesByTag", []param{{Name: "tagExpressions", Type: "string", Required: true, Multiple: true}}, func(c *call) ([]*Series, error) {
-		var exprs []string
-		for _, e := range c.multi(0) {
-			if e.Kind != KindString {
-				return nil, &ArgError{Func: "seriesByTag", Pos: e.Pos, Msg: "tag expressions must be quoted strings such as 'name=cpu'"}
-			}
-			exprs = append(exprs, e.Str)
+// filterSeries: Keeps series whose aggregate passes a comparison.
+func filterSeries(c *call) ([]*Series, error) {
+	fn, _ := c.str(1, "")
+	op, _ := c.str(2, "")
+	n, err := c.float(3, 0)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := aggFunc(fn); !ok {
+		return nil, c.errf(1, "unsupported aggregation function: %s", fn)
+	}
+	if operators[op] == nil {
+		return nil, c.errf(2, "unsupported operator: %s", op)
+	}
+	list, err := c.series(0)
+	return filterBy(list, fn, op, n), err
+}
+
+// highest: The n series with the highest aggregate.
+func highest(c *call) ([]*Series, error) {
+	n, err := c.int(1, 1)
+	if err != nil {
+		return nil, err
+	}
+	fn, _ := c.str(2, "average")
+	return topN(c, n, fn, true)
+}
+
+// lowest: The n series with the lowest aggregate.
+func lowest(c *call) ([]*Series, error) {
+	n, err := c.int(1, 1)
+	if err != nil {
+		return nil, err
+	}
+	fn, _ := c.str(2, "average")
+	return topN(c, n, fn, false)
+}
+
+// limit: The first n series.
+func limit(c *call) ([]*Series, error) {
+	n, err := c.int(1, 0)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.series(0)
+	return list[:max(0, min(n, len(list)))], err
+}
+
+// removeEmptySeries: Drops series with no (or too few) values.
+func removeEmptySeries(c *call) ([]*Series, error) {
+	xff, err := c.float(1, 0)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.series(0)
+	var out []*Series
+	for _, s := range list {
+		x := xff
+		if !c.has(1) {
+			x = s.XFilesFactor
 		}
-		list, err := c.ev.req.Fetch.FetchTagged(c.ev.ctx, exprs, c.from, c.until)
-		if err != nil {
-			return nil, err
+		if xffRow(s.Values, x) {
+			out = append(out, s)
 		}
-		list = sortedUnique(list)
-		if err := c.ev.account(list); err != nil {
-			return nil, err
+	}
+	return out, err
+}
+
+// averageOutsidePercentile: Keeps series whose average lies outside the percentile interval.
+func averageOutsidePercentile(c *call) ([]*Series, error) {
+	n, err := c.float(1, 0)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.series(0)
+	avgs := make([]float64, len(list))
+	for i, s := range list {
+		avgs[i] = safeAvg(s.Values)
+	}
+	if n < 50 {
+		n = 100 - n
+	}
+	lo, hi := getPercentile(avgs, 100-n, false), getPercentile(avgs, n, false)
+	var out []*Series
+	for i, s := range list {
+		if !(lo < avgs[i] && avgs[i] < hi) {
+			out = append(out, s)
 		}
-		pe := c.e.Raw
-		for _, s := range list {
-			s.PathExpression = pe
+	}
+	return out, err
+}
+
+// sortBy: Sorts series by an aggregate.
+func sortBy(c *call) ([]*Series, error) {
+	fn, _ := c.str(1, "average")
+	rev, err := c.bool(2, false)
+	if err != nil {
+		return nil, err
+	}
+	f, ok := aggFunc(fn)
+	if !ok {
+		return nil, c.errf(1, "unsupported aggregation function: %s", fn)
+	}
+	list, err := c.series(0)
+	sortByKey(list, func(s *Series) float64 { return keyOf(f, s) }, rev)
+	return list, err
+}
+
+// sortByTotal: Sorts series by their sum, highest first.
+func sortByTotal(c *call) ([]*Series, error) {
+	list, err := c.series(0)
+	sortByKey(list, func(s *Series) float64 { return keyOf(safeSum, s) }, true)
+	return list, err
+}
+
+// sortByMaxima: Sorts series by their maximum, highest first.
+func sortByMaxima(c *call) ([]*Series, error) {
+	list, err := c.series(0)
+	sortByKey(list, func(s *Series) float64 { return keyOf(safeMax, s) }, true)
+	return list, err
+}
+
+// sortByMinima: Sorts series by their minimum, lowest first.
+func sortByMinima(c *call) ([]*Series, error) {
+	list, err := c.series(0)
+	var out []*Series
+	for _, s := range list {
+		if safeMax(s.Values) > 0 {
+			out = append(out, s)
 		}
+	}
+	sortByKey(out, func(s *Series) float64 { return keyOf(safeMin, s) }, false)
+	return out, err
+}
+
+// sortByName: Sorts series by name.
+func sortByName(c *call) ([]*Series, error) {
+	natural, err := c.bool(1, false)
+	if err != nil {
+		return nil, err
+	}
+	rev, err := c.bool(2, false)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.series(0)
+	less := func(a, b *Series) bool { return a.Name < b.Name }
+	if natural {
+		less = func(a, b *Series) bool { return naturalLess(a.Name, b.Name) }
+	}
+	if rev {
+		stableSort(list, func(a, b *Series) bool { return less(b, a) })
+	} else {
+		stableSort(list, less)
+	}
+	return list, err
+}
+
+// fallbackSeries: Uses a fallback when the list is empty.
+func fallbackSeries(c *call) ([]*Series, error) {
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	if len(list) > 0 {
 		return list, nil
-	}, "Series whose tags match every expression.")
+	}
+	return c.series(1)
+}
+
+// constantLine: A horizontal line at a value.
+func constantLine(c *call) ([]*Series, error) {
+	v, err := c.float(0, 0)
+	if err != nil {
+		return nil, err
+	}
+	s := constantSeries(c.from, c.until, v, pyStr(v, c.args[0]))
+	return []*Series{s}, nil
+}
+
+// aggregateLine: A horizontal line at an aggregate of each series.
+func aggregateLine(c *call) ([]*Series, error) {
+	fn, _ := c.str(1, "average")
+	keep, err := c.bool(2, false)
+	if err != nil {
+		return nil, err
+	}
+	f, ok := aggFunc(fn)
+	if !ok {
+		return nil, c.errf(1, "unsupported aggregation function: %s", fn)
+	}
+	list, err := c.series(0)
+	var out []*Series
+	for _, s := range list {
+		v := f(s.Values)
+		name := fmt.Sprintf("aggregateLine(%s, None)", s.Name)
+		if !isNull(v) {
+			name = fmt.Sprintf("aggregateLine(%s, %s)", s.Name, pyG(v))
+		}
+		if keep {
+			vals := make([]float64, len(s.Values))
+			for i := range vals {
+				vals[i] = v
+			}
+			out = append(out, s.derive(name, vals))
+		} else {
+			l := constantSeries(c.from, c.until, v, name)
+			l.PathExpression = name
+			out = append(out, l)
+		}
+	}
+	return out, err
+}
+
+// timeFunction: A series whose value is its timestamp.
+func timeFunction(c *call) ([]*Series, error) {
+	name, _ := c.str(0, "")
+	step, err := c.int(1, 60)
+	if err != nil || step <= 0 {
+		return nil, c.errf(1, "step must be a positive integer")
+	}
+	var vals []float64
+	for t := c.from; t < c.until; t += int64(step) {
+		vals = append(vals, float64(t))
+	}
+	return []*Series{newDerived(name, c.from, int64(step), vals)}, nil
+}
+
+// sinFunction: A sine wave.
+func sinFunction(c *call) ([]*Series, error) {
+	name, _ := c.str(0, "")
+	amp, err := c.float(1, 1)
+	if err != nil {
+		return nil, err
+	}
+	step, err := c.int(2, 60)
+	if err != nil || step <= 0 {
+		return nil, c.errf(2, "step must be a positive integer")
+	}
+	var vals []float64
+	for t := c.from; t < c.until; t += int64(step) {
+		vals = append(vals, math.Sin(float64(t))*amp)
+	}
+	return []*Series{newDerived(name, c.from, int64(step), vals)}, nil
+}
+
+// seriesByTag: Series whose tags match every expression.
+func seriesByTag(c *call) ([]*Series, error) {
+	var exprs []string
+	for _, e := range c.multi(0) {
+		if e.Kind != KindString {
+			return nil, &ArgError{Func: "seriesByTag", Pos: e.Pos, Msg: "tag expressions must be quoted strings such as 'name=cpu'"}
+		}
+		exprs = append(exprs, e.Str)
+	}
+	list, err := c.ev.req.Fetch.FetchTagged(c.ev.ctx, exprs, c.from, c.until)
+	if err != nil {
+		return nil, err
+	}
+	list = sortedUnique(list)
+	if err := c.ev.account(list); err != nil {
+		return nil, err
+	}
+	pe := c.e.Raw
+	for _, s := range list {
+		s.PathExpression = pe
+	}
+	return list, nil
 }

@@ -10,7 +10,7 @@ import (
 
 // mapValues applies f to every value of every series, renaming each with
 // name(series).
-func mapSeries(c *call, name func(s *Series) string, f func(v float64) float64) ([]*Series, error) {
+func mapValues(c *call, name func(s *Series) string, f func(v float64) float64) ([]*Series, error) {
 	list, err := c.series(0)
 	if err != nil {
 		return nil, err
@@ -41,512 +41,115 @@ func pFloat(name string, req bool) param {
 }
 func pStr(name string, req bool) param { return param{Name: name, Type: "string", Required: req} }
 
-func simple(name, group, desc string, f func(float64) float64) {
-	register(group, name, []param{pSeries}, func(c *call) ([]*Series, error) {
-		return mapSeries(c, func(s *Series) string { return name + "(" + s.Name + ")" }, f)
-	}, desc)
+// mapEach applies f to every point, naming each series name(series).
+func mapEach(c *call, name string, f func(float64) float64) ([]*Series, error) {
+	return mapValues(c, func(s *Series) string { return name + "(" + s.Name + ")" }, f)
 }
 
-func init() {
-	simple("absolute", "Transform", "Absolute value of each point.", math.Abs)
-	simple("squareRoot", "Transform", "Square root of each point.", func(v float64) float64 {
-		r := math.Sqrt(v)
-		return r
-	})
-	simple("invert", "Transform", "1/x for each point.", func(v float64) float64 {
+func absolute(c *call) ([]*Series, error) { return mapEach(c, "absolute", math.Abs) }
+
+func squareRoot(c *call) ([]*Series, error) { return mapEach(c, "squareRoot", math.Sqrt) }
+
+func invert(c *call) ([]*Series, error) {
+	return mapEach(c, "invert", func(v float64) float64 {
 		if v == 0 {
 			return nan
 		}
 		return 1 / v
 	})
-	simple("exp", "Transform", "e^x for each point.", math.Exp)
-	simple("sigmoid", "Transform", "1/(1+e^-x) for each point.", func(v float64) float64 {
+}
+
+func exp(c *call) ([]*Series, error) { return mapEach(c, "exp", math.Exp) }
+
+func sigmoid(c *call) ([]*Series, error) {
+	return mapEach(c, "sigmoid", func(v float64) float64 {
 		r := 1 / (1 + math.Exp(-v))
 		if math.IsInf(r, 0) {
 			return nan
 		}
 		return r
 	})
-	simple("logit", "Transform", "log(x/(1-x)) for each point.", func(v float64) float64 {
+}
+
+func logit(c *call) ([]*Series, error) {
+	return mapEach(c, "logit", func(v float64) float64 {
 		if v == 1 || v/(1-v) <= 0 {
 			return nan
 		}
 		return math.Log(v / (1 - v))
 	})
-	simple("isNonNull", "Transform", "1 where a point has a value, 0 where it is null.", nil)
-	functions["isNonNull"].eval = func(c *call) ([]*Series, error) {
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		for i, s := range list {
-			vals := make([]float64, len(s.Values))
-			for j, v := range s.Points() {
-				if !isNull(v) {
-					vals[j] = 1
-				}
-			}
-			d := s.derive("isNonNull("+s.Name+")", vals[:len(s.Points())])
-			d.PathExpression = d.Name
-			list[i] = d
-		}
-		return list, nil
-	}
-	register("Transform", "scale", []param{pSeries, pFloat("factor", true)}, func(c *call) ([]*Series, error) {
-		f, err := c.float(1, 1)
-		if err != nil {
-			return nil, err
-		}
-		return mapSeries(c, func(s *Series) string { return fmt.Sprintf("scale(%s,%s)", s.Name, pyG(f)) }, func(v float64) float64 { return v * f })
-	}, "Multiplies each point by a factor.")
-	register("Transform", "offset", []param{pSeries, pFloat("factor", true)}, func(c *call) ([]*Series, error) {
-		f, err := c.float(1, 0)
-		if err != nil {
-			return nil, err
-		}
-		return mapSeries(c, func(s *Series) string { return fmt.Sprintf("offset(%s,%s)", s.Name, pyG(f)) }, func(v float64) float64 { return v + f })
-	}, "Adds a constant to each point.")
-	register("Transform", "add", []param{pSeries, pFloat("constant", true)}, func(c *call) ([]*Series, error) {
-		f, err := c.float(1, 0)
-		if err != nil {
-			return nil, err
-		}
-		return mapSeries(c, func(s *Series) string { return fmt.Sprintf("add(%s,%d)", s.Name, int64(f)) }, func(v float64) float64 { return v + f })
-	}, "Adds a constant to each point.")
-	register("Transform", "pow", []param{pSeries, pFloat("factor", true)}, func(c *call) ([]*Series, error) {
-		f, err := c.float(1, 1)
-		if err != nil {
-			return nil, err
-		}
-		return mapSeries(c, func(s *Series) string { return fmt.Sprintf("pow(%s,%s)", s.Name, pyG(f)) }, func(v float64) float64 {
-			r := math.Pow(v, f)
-			if math.IsInf(r, 0) || math.IsNaN(r) {
-				return nan
-			}
-			return r
-		})
-	}, "Raises each point to a power.")
-	register("Transform", "scaleToSeconds", []param{pSeries, pFloat("seconds", true)}, func(c *call) ([]*Series, error) {
-		sec, err := c.float(1, 1)
-		if err != nil {
-			return nil, err
-		}
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		for i, s := range list {
-			factor := sec / float64(s.Step)
-			vals := make([]float64, len(s.Values))
-			for j, v := range s.Values {
-				vals[j] = math.Round(v*factor*1e6) / 1e6
-			}
-			list[i] = s.derive(fmt.Sprintf("scaleToSeconds(%s,%d)", s.Name, int64(sec)), vals)
-			list[i].Tags["scaleToSeconds"] = pyG(sec)
-		}
-		return list, nil
-	}, "Scales each point to a per-seconds rate.")
-	register("Transform", "round", []param{pSeries, pInt("precision", false)}, func(c *call) ([]*Series, error) {
-		prec, err := c.int(1, 0)
-		if err != nil {
-			return nil, err
-		}
-		has := c.has(1)
-		return mapSeries(c, func(s *Series) string {
-			if !has {
-				return "round(" + s.Name + ")"
-			}
-			return fmt.Sprintf("round(%s,%d)", s.Name, prec)
-		}, func(v float64) float64 { return pyRound(v, prec) })
-	}, "Rounds each point to a precision.")
-	register("Transform", "offsetToZero", []param{pSeries}, func(c *call) ([]*Series, error) {
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		for i, s := range list {
-			m := safeMin(s.Values)
-			vals := make([]float64, len(s.Values))
-			for j, v := range s.Values {
-				vals[j] = v - m
-			}
-			list[i] = s.derive("offsetToZero("+s.Name+")", vals)
-		}
-		return list, nil
-	}, "Offsets a series so its minimum is zero.")
-	register("Transform", "minMax", []param{pSeries}, func(c *call) ([]*Series, error) {
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		for i, s := range list {
-			lo, hi := safeMin(s.Values), safeMax(s.Values)
-			vals := make([]float64, len(s.Values))
-			for j, v := range s.Values {
-				switch {
-				case isNull(v):
-					vals[j] = nan
-				case hi-lo == 0:
-					vals[j] = 0
-				default:
-					vals[j] = (v - lo) / (hi - lo)
-				}
-			}
-			list[i] = s.derive("minMax("+s.Name+")", vals)
-		}
-		return list, nil
-	}, "Scales a series to [0, 1].")
-	register("Transform", "transformNull", []param{pSeries, {Name: "default", Type: "float", Default: 0}, {Name: "referenceSeries", Type: "seriesList"}}, func(c *call) ([]*Series, error) {
-		def, err := c.float(1, 0)
-		if err != nil {
-			return nil, err
-		}
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		var ref []*Series
-		if c.has(2) {
-			if ref, err = c.series(2); err != nil {
-				return nil, err
-			}
-		}
-		for i, s := range list {
-			vals := make([]float64, len(s.Values))
-			for j, v := range s.Values {
-				vals[j] = v
-				if isNull(v) {
-					fill := ref == nil
-					for _, r := range ref {
-						if j < len(r.Values) && !isNull(r.Values[j]) {
-							fill = true
-						}
-					}
-					if fill {
-						vals[j] = def
-					}
-				}
-			}
-			name := fmt.Sprintf("transformNull(%s,%s)", s.Name, pyG(def))
-			if ref != nil {
-				name = fmt.Sprintf("transformNull(%s,%s,referenceSeries)", s.Name, pyG(def))
-			}
-			list[i] = s.derive(name, vals)
-			list[i].PathExpression = name
-		}
-		return list, nil
-	}, "Replaces nulls with a default value.")
-	register("Transform", "keepLastValue", []param{pSeries, {Name: "limit", Type: "integer", Default: "INF"}}, func(c *call) ([]*Series, error) {
-		limit := math.Inf(1)
-		if c.has(1) {
-			f, err := c.float(1, 0)
-			if err != nil {
-				return nil, err
-			}
-			limit = f
-		}
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		for i, s := range list {
-			vals := append([]float64(nil), s.Points()...)
-			nones := 0
-			last := nan
-			for j, v := range vals {
-				if isNull(v) {
-					nones++
-					continue
-				}
-				if nones > 0 && float64(nones) <= limit && !isNull(last) {
-					for k := j - nones; k < j; k++ {
-						vals[k] = last
-					}
-				}
-				nones = 0
-				last = v
-			}
-			if nones > 0 && float64(nones) <= limit && !isNull(last) {
-				for k := len(vals) - nones; k < len(vals); k++ {
-					vals[k] = last
-				}
-			}
-			d := s.derive("keepLastValue("+s.Name+")", vals)
-			d.PathExpression = d.Name
-			list[i] = d
-		}
-		return list, nil
-	}, "Fills nulls with the last value seen.")
-	register("Transform", "interpolate", []param{pSeries, {Name: "limit", Type: "float", Default: "INF"}}, func(c *call) ([]*Series, error) {
-		limit := math.Inf(1)
-		if c.has(1) {
-			f, err := c.float(1, 0)
-			if err != nil {
-				return nil, err
-			}
-			limit = f
-		}
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		for i, s := range list {
-			vals := append([]float64(nil), s.Values...)
-			nones := 0
-			for j := 1; j < len(vals); j++ {
-				v := vals[j]
-				switch {
-				case isNull(v):
-					nones++
-				case nones == 0:
-				case isNull(vals[j-nones-1]):
-					nones = 0
-				default:
-					if float64(nones) <= limit {
-						base := vals[j-nones-1]
-						for k := j - nones; k < j; k++ {
-							vals[k] = base + float64(k-(j-nones-1))*(v-base)/float64(nones+1)
-						}
-					}
-					nones = 0
-				}
-			}
-			d := s.derive("interpolate("+s.Name+")", vals)
-			d.PathExpression = d.Name
-			list[i] = d
-		}
-		return list, nil
-	}, "Fills nulls by linear interpolation.")
-	register("Transform", "changed", []param{pSeries}, func(c *call) ([]*Series, error) {
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		for i, s := range list {
-			vals := make([]float64, len(s.Values))
-			prev := nan
-			first := true
-			for j, v := range s.Values {
-				switch {
-				case first || isNull(prev):
-					prev = v
-					first = false
-					vals[j] = 0
-				case !isNull(v) && prev != v:
-					vals[j] = 1
-					prev = v
-				default:
-					vals[j] = 0
-				}
-			}
-			d := s.derive("changed("+s.Name+")", vals)
-			d.PathExpression = d.Name
-			list[i] = d
-		}
-		return list, nil
-	}, "1 where the value changed, else 0.")
-	deriv := func(name string, f func(s *Series, v, prev float64, hasPrev bool) (float64, float64)) {
-		register("Transform", name, []param{pSeries, {Name: "maxValue", Type: "float"}, {Name: "minValue", Type: "float"}}, func(c *call) ([]*Series, error) {
-			list, err := c.series(0)
-			if err != nil {
-				return nil, err
-			}
-			maxV, minV := nan, nan
-			if c.has(1) {
-				if maxV, err = c.float(1, 0); err != nil {
-					return nil, err
-				}
-			}
-			if c.has(2) {
-				if minV, err = c.float(2, 0); err != nil {
-					return nil, err
-				}
-			}
-			for i, s := range list {
-				vals := make([]float64, len(s.Values))
-				prev := nan
-				for j, v := range s.Values {
-					switch name {
-					case "derivative":
-						if isNull(prev) || isNull(v) {
-							vals[j] = nan
-						} else {
-							vals[j] = v - prev
-						}
-						prev = v
-					default:
-						var d float64
-						d, prev = nonNegativeDelta(v, prev, maxV, minV)
-						if name == "perSecond" && !isNull(d) {
-							d = math.Round(d/float64(s.Step)*1e6) / 1e6
-						}
-						vals[j] = d
-					}
-				}
-				d := s.derive(name+"("+s.Name+")", vals)
-				d.Tags[name] = "1"
-				list[i] = d
-			}
-			return list, nil
-		}, "Difference between consecutive points.")
-	}
-	deriv("derivative", nil)
-	deriv("nonNegativeDerivative", nil)
-	deriv("perSecond", nil)
-	functions["derivative"].Params = []param{pSeries}
-	register("Transform", "integral", []param{pSeries}, func(c *call) ([]*Series, error) {
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		for i, s := range list {
-			vals := make([]float64, len(s.Values))
-			cur := 0.0
-			for j, v := range s.Values {
-				if isNull(v) {
-					vals[j] = nan
-				} else {
-					cur += v
-					vals[j] = cur
-				}
-			}
-			list[i] = s.derive("integral("+s.Name+")", vals)
-		}
-		return list, nil
-	}, "Running total of the series.")
-	register("Transform", "integralByInterval", []param{pSeries, {Name: "intervalUnit", Type: "string", Required: true}}, func(c *call) ([]*Series, error) {
-		d, raw, err := c.interval(1, "")
-		if err != nil {
-			return nil, err
-		}
-		if d < 0 {
-			d = -d
-		}
-		if d == 0 {
-			return nil, c.errf(1, "interval must not be zero")
-		}
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		for i, s := range list {
-			vals := make([]float64, len(s.Values))
-			t := s.Start
-			cur := 0.0
-			for j, v := range s.Values {
-				if floorDiv(t-c.from, d) != floorDiv(t-c.from-s.Step, d) {
-					cur = 0
-				}
-				if !isNull(v) {
-					cur += v
-				}
-				vals[j] = cur
-				t += s.Step
-			}
-			list[i] = s.derive(fmt.Sprintf("integralByInterval(%s,'%s')", s.Name, raw), vals)
-		}
-		return list, nil
-	}, "Running total that resets every interval.")
-	register("Transform", "delay", []param{pSeries, pInt("steps", true)}, func(c *call) ([]*Series, error) {
-		steps, err := c.int(1, 0)
-		if err != nil {
-			return nil, err
-		}
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		for i, s := range list {
-			n := len(s.Values)
-			var vals []float64
-			if steps < 0 {
-				k := min(-steps, n)
-				vals = append(append([]float64{}, s.Values[k:]...), nulls(k)...)
-			} else {
-				k := min(steps, n)
-				vals = append(nulls(k), s.Values[:max(0, n-steps)]...)
-				if steps == 0 {
-					vals = nil // Python's series[:-0] is empty
-				}
-			}
-			d := s.derive(fmt.Sprintf("delay(%s,%d)", s.Name, steps), vals)
-			list[i] = d
-		}
-		return list, nil
-	}, "Shifts values by a number of steps.")
-	register("Transform", "cumulative", []param{pSeries}, func(c *call) ([]*Series, error) {
-		return consolidateByName(c, "sum")
-	}, "consolidateBy(seriesList, 'sum').")
-	register("Special", "consolidateBy", []param{pSeries, {Name: "consolidationFunc", Type: "string", Required: true, Options: []string{"sum", "average", "avg", "avg_zero", "min", "max", "first", "last"}}}, func(c *call) ([]*Series, error) {
-		fn, _ := c.str(1, "")
-		switch fn {
-		case "sum", "average", "avg", "avg_zero", "min", "max", "first", "last":
-		default:
-			return nil, c.errf(1, "invalid consolidation function %q (sum, average, avg_zero, min, max, first or last)", fn)
-		}
-		return consolidateByName(c, fn)
-	}, "Sets how maxDataPoints consolidates points.")
-	register("Special", "setXFilesFactor", []param{pSeries, pFloat("xFilesFactor", true)}, func(c *call) ([]*Series, error) {
-		x, err := c.float(1, 0)
-		if err != nil {
-			return nil, err
-		}
-		list, err := c.series(0)
-		for _, s := range list {
-			s.XFilesFactor = x
-			s.Tags["xFilesFactor"] = pyG(x)
-		}
-		return list, err
-	}, "Sets the series' xFilesFactor.")
-	register("Calculate", "stdev", []param{pSeries, pInt("points", true), {Name: "windowTolerance", Type: "float", Default: 0.1}}, func(c *call) ([]*Series, error) {
-		points, err := c.int(1, 1)
-		if err != nil {
-			return nil, err
-		}
-		tol, err := c.float(2, 0.1)
-		if err != nil {
-			return nil, err
-		}
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		for i, s := range list {
-			vals := make([]float64, len(s.Values))
-			valid := 0
-			sum, sq := 0.0, 0.0
-			for j, v := range s.Values {
-				boot := j < points
-				dropped := nan
-				if !boot {
-					dropped = s.Values[j-points]
-				}
-				if !boot && !isNull(dropped) {
-					valid--
-					sum -= dropped
-					sq -= dropped * dropped
-				}
-				if !isNull(v) {
-					valid++
-					sum += v
-					sq += v * v
-				}
-				if valid > 0 && float64(valid)/float64(points) >= tol {
-					x := float64(valid)*sq - sum*sum
-					if x < 0 {
-						vals[j] = nan
-					} else {
-						vals[j] = math.Sqrt(x) / float64(valid)
-					}
-				} else {
-					vals[j] = nan
-				}
-			}
-			list[i] = s.derive(fmt.Sprintf("stdev(%s,%d)", s.Name, points), vals)
-		}
-		return list, nil
-	}, "Moving standard deviation.")
 }
+
+// isNonNull: 1 where a point has a value, 0 where it is null.
+func isNonNull(c *call) ([]*Series, error) {
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range list {
+		vals := make([]float64, len(s.Values))
+		for j, v := range s.Points() {
+			if !isNull(v) {
+				vals[j] = 1
+			}
+		}
+		d := s.derive("isNonNull("+s.Name+")", vals[:len(s.Points())])
+		d.PathExpression = d.Name
+		list[i] = d
+	}
+	return list, nil
+}
+
+// deriveSeries is derivative, nonNegativeDerivative and perSecond.
+func deriveSeries(c *call, name string) ([]*Series, error) {
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	maxV, minV := nan, nan
+	if c.has(1) {
+		if maxV, err = c.float(1, 0); err != nil {
+			return nil, err
+		}
+	}
+	if c.has(2) {
+		if minV, err = c.float(2, 0); err != nil {
+			return nil, err
+		}
+	}
+	for i, s := range list {
+		vals := make([]float64, len(s.Values))
+		prev := nan
+		for j, v := range s.Values {
+			switch name {
+			case "derivative":
+				if isNull(prev) || isNull(v) {
+					vals[j] = nan
+				} else {
+					vals[j] = v - prev
+				}
+				prev = v
+			default:
+				var d float64
+				d, prev = nonNegativeDelta(v, prev, maxV, minV)
+				if name == "perSecond" && !isNull(d) {
+					d = math.Round(d/float64(s.Step)*1e6) / 1e6
+				}
+				vals[j] = d
+			}
+		}
+		d := s.derive(name+"("+s.Name+")", vals)
+		d.Tags[name] = "1"
+		list[i] = d
+	}
+	return list, nil
+}
+
+func derivative(c *call) ([]*Series, error) { return deriveSeries(c, "derivative") }
+func nonNegativeDerivative(c *call) ([]*Series, error) {
+	return deriveSeries(c, "nonNegativeDerivative")
+}
+func perSecond(c *call) ([]*Series, error) { return deriveSeries(c, "perSecond") }
 
 func nulls(n int) []float64 {
 	v := make([]float64, n)
@@ -640,150 +243,606 @@ func pyReplacement(repl string) string {
 	})
 }
 
-func init() {
-	register("Alias", "alias", []param{pSeries, pStr("newName", true)}, func(c *call) ([]*Series, error) {
-		n, err := c.str(1, "")
-		if err != nil {
+// scale: Multiplies each point by a factor.
+func scale(c *call) ([]*Series, error) {
+	f, err := c.float(1, 1)
+	if err != nil {
+		return nil, err
+	}
+	return mapValues(c, func(s *Series) string { return fmt.Sprintf("scale(%s,%s)", s.Name, pyG(f)) }, func(v float64) float64 { return v * f })
+}
+
+// offset: Adds a constant to each point.
+func offset(c *call) ([]*Series, error) {
+	f, err := c.float(1, 0)
+	if err != nil {
+		return nil, err
+	}
+	return mapValues(c, func(s *Series) string { return fmt.Sprintf("offset(%s,%s)", s.Name, pyG(f)) }, func(v float64) float64 { return v + f })
+}
+
+// add: Adds a constant to each point.
+func add(c *call) ([]*Series, error) {
+	f, err := c.float(1, 0)
+	if err != nil {
+		return nil, err
+	}
+	return mapValues(c, func(s *Series) string { return fmt.Sprintf("add(%s,%d)", s.Name, int64(f)) }, func(v float64) float64 { return v + f })
+}
+
+// pow: Raises each point to a power.
+func pow(c *call) ([]*Series, error) {
+	f, err := c.float(1, 1)
+	if err != nil {
+		return nil, err
+	}
+	return mapValues(c, func(s *Series) string { return fmt.Sprintf("pow(%s,%s)", s.Name, pyG(f)) }, func(v float64) float64 {
+		r := math.Pow(v, f)
+		if math.IsInf(r, 0) || math.IsNaN(r) {
+			return nan
+		}
+		return r
+	})
+}
+
+// scaleToSeconds: Scales each point to a per-seconds rate.
+func scaleToSeconds(c *call) ([]*Series, error) {
+	sec, err := c.float(1, 1)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range list {
+		factor := sec / float64(s.Step)
+		vals := make([]float64, len(s.Values))
+		for j, v := range s.Values {
+			vals[j] = math.Round(v*factor*1e6) / 1e6
+		}
+		list[i] = s.derive(fmt.Sprintf("scaleToSeconds(%s,%d)", s.Name, int64(sec)), vals)
+		list[i].Tags["scaleToSeconds"] = pyG(sec)
+	}
+	return list, nil
+}
+
+// round: Rounds each point to a precision.
+func round(c *call) ([]*Series, error) {
+	prec, err := c.int(1, 0)
+	if err != nil {
+		return nil, err
+	}
+	has := c.has(1)
+	return mapValues(c, func(s *Series) string {
+		if !has {
+			return "round(" + s.Name + ")"
+		}
+		return fmt.Sprintf("round(%s,%d)", s.Name, prec)
+	}, func(v float64) float64 { return pyRound(v, prec) })
+}
+
+// offsetToZero: Offsets a series so its minimum is zero.
+func offsetToZero(c *call) ([]*Series, error) {
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range list {
+		m := safeMin(s.Values)
+		vals := make([]float64, len(s.Values))
+		for j, v := range s.Values {
+			vals[j] = v - m
+		}
+		list[i] = s.derive("offsetToZero("+s.Name+")", vals)
+	}
+	return list, nil
+}
+
+// minMax: Scales a series to [0, 1].
+func minMax(c *call) ([]*Series, error) {
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range list {
+		lo, hi := safeMin(s.Values), safeMax(s.Values)
+		vals := make([]float64, len(s.Values))
+		for j, v := range s.Values {
+			switch {
+			case isNull(v):
+				vals[j] = nan
+			case hi-lo == 0:
+				vals[j] = 0
+			default:
+				vals[j] = (v - lo) / (hi - lo)
+			}
+		}
+		list[i] = s.derive("minMax("+s.Name+")", vals)
+	}
+	return list, nil
+}
+
+// transformNull: Replaces nulls with a default value.
+func transformNull(c *call) ([]*Series, error) {
+	def, err := c.float(1, 0)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	var ref []*Series
+	if c.has(2) {
+		if ref, err = c.series(2); err != nil {
 			return nil, err
 		}
-		list, err := c.series(0)
-		for _, s := range list {
-			s.Name = n
-		}
-		return list, err
-	}, "Renames series.")
-	register("Alias", "aliasSub", []param{pSeries, pStr("search", true), pStr("replace", true)}, func(c *call) ([]*Series, error) {
-		search, _ := c.str(1, "")
-		repl, _ := c.str(2, "")
-		re, err := pyRegexp(search)
-		if err != nil {
-			return nil, c.errf(1, "bad regular expression: %v", err)
-		}
-		list, err := c.series(0)
-		r := pyReplacement(unescapeBackslashes(repl))
-		for _, s := range list {
-			s.Name = re.ReplaceAllString(s.Name, r)
-		}
-		return list, err
-	}, "Renames series with a regular expression; \\1 refers to a group.")
-	register("Alias", "aliasByNode", []param{pSeries, {Name: "nodes", Type: "nodeOrTag", Required: true, Multiple: true}}, func(c *call) ([]*Series, error) {
-		list, err := c.series(0)
-		nodes := c.multi(1)
-		for _, s := range list {
-			s.Name = aggKey(s, nodes)
-		}
-		return list, err
-	}, "Renames series to some of their nodes.")
-	register("Alias", "aliasByTags", []param{pSeries, {Name: "tags", Type: "nodeOrTag", Required: true, Multiple: true}}, func(c *call) ([]*Series, error) {
-		list, err := c.series(0)
-		nodes := c.multi(1)
-		for _, s := range list {
-			path := s.Tags["name"]
-			var parts []string
-			for _, n := range nodes {
-				parts = append(parts, nodeOrTag(s, n, path))
-			}
-			s.Name = strings.Join(parts, ".")
-		}
-		return list, err
-	}, "Renames series to some of their tags or nodes.")
-	register("Alias", "aliasByMetric", []param{pSeries}, func(c *call) ([]*Series, error) {
-		list, err := c.series(0)
-		for _, s := range list {
-			base, _, _ := strings.Cut(s.Name, ";")
-			parts := strings.Split(base, ".")
-			s.Name = parts[len(parts)-1]
-		}
-		return list, err
-	}, "Renames series to their last node.")
-	register("Alias", "aliasQuery", []param{pSeries, pStr("search", true), pStr("replace", true), pStr("newName", true)}, func(c *call) ([]*Series, error) {
-		search, _ := c.str(1, "")
-		repl, _ := c.str(2, "")
-		newName, _ := c.str(3, "")
-		re, err := pyRegexp(search)
-		if err != nil {
-			return nil, c.errf(1, "bad regular expression: %v", err)
-		}
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		for _, s := range list {
-			q := re.ReplaceAllString(s.Name, pyReplacement(unescapeBackslashes(repl)))
-			r, err := c.ev.evalString(q, c.from, c.until)
-			if err != nil {
-				return nil, err
-			}
-			if len(r) == 0 {
-				return nil, c.errf(1, "no series found with query: %s", q)
-			}
-			last := safeLast(r[0].Values)
-			if isNull(last) {
-				return nil, c.errf(1, "cannot get the last value of series %s", r[0].Name)
-			}
-			s.Name = pyPercent(newName, last)
-		}
-		return list, nil
-	}, "Renames series with a value from another query.")
-	register("Alias", "legendValue", []param{pSeries, {Name: "valuesTypes", Type: "string", Multiple: true}}, func(c *call) ([]*Series, error) {
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		var types []string
-		for _, e := range c.multi(1) {
-			types = append(types, e.Str)
-		}
-		for _, s := range list {
-			for _, t := range types {
-				if t == "si" || t == "binary" {
-					continue
+	}
+	for i, s := range list {
+		vals := make([]float64, len(s.Values))
+		for j, v := range s.Values {
+			vals[j] = v
+			if isNull(v) {
+				fill := ref == nil
+				for _, r := range ref {
+					if j < len(r.Values) && !isNull(r.Values[j]) {
+						fill = true
+					}
 				}
-				f, ok := aggFunc(t)
-				if !ok {
-					s.Name = fmt.Sprintf("%s (%s: (?))", s.Name, t)
-					continue
+				if fill {
+					vals[j] = def
 				}
-				s.Name = fmt.Sprintf("%s (%s: %s)", s.Name, t, formatLegend(f(s.Values)))
 			}
 		}
-		return list, nil
-	}, "Appends values such as avg or max to the name.")
-	register("Alias", "substr", []param{pSeries, {Name: "start", Type: "node", Default: 0}, {Name: "stop", Type: "node", Default: 0}}, func(c *call) ([]*Series, error) {
-		start, err := c.int(1, 0)
+		name := fmt.Sprintf("transformNull(%s,%s)", s.Name, pyG(def))
+		if ref != nil {
+			name = fmt.Sprintf("transformNull(%s,%s,referenceSeries)", s.Name, pyG(def))
+		}
+		list[i] = s.derive(name, vals)
+		list[i].PathExpression = name
+	}
+	return list, nil
+}
+
+// keepLastValue: Fills nulls with the last value seen.
+func keepLastValue(c *call) ([]*Series, error) {
+	limit := math.Inf(1)
+	if c.has(1) {
+		f, err := c.float(1, 0)
 		if err != nil {
 			return nil, err
 		}
-		stop, err := c.int(2, 0)
+		limit = f
+	}
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range list {
+		vals := append([]float64(nil), s.Points()...)
+		nones := 0
+		last := nan
+		for j, v := range vals {
+			if isNull(v) {
+				nones++
+				continue
+			}
+			if nones > 0 && float64(nones) <= limit && !isNull(last) {
+				for k := j - nones; k < j; k++ {
+					vals[k] = last
+				}
+			}
+			nones = 0
+			last = v
+		}
+		if nones > 0 && float64(nones) <= limit && !isNull(last) {
+			for k := len(vals) - nones; k < len(vals); k++ {
+				vals[k] = last
+			}
+		}
+		d := s.derive("keepLastValue("+s.Name+")", vals)
+		d.PathExpression = d.Name
+		list[i] = d
+	}
+	return list, nil
+}
+
+// interpolate: Fills nulls by linear interpolation.
+func interpolate(c *call) ([]*Series, error) {
+	limit := math.Inf(1)
+	if c.has(1) {
+		f, err := c.float(1, 0)
 		if err != nil {
 			return nil, err
 		}
-		list, err := c.series(0)
-		for _, s := range list {
-			left := strings.LastIndexByte(s.Name, '(') + 1
-			right := strings.IndexByte(s.Name, ')')
-			if right < 0 {
-				right = len(s.Name)
+		limit = f
+	}
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range list {
+		vals := append([]float64(nil), s.Values...)
+		nones := 0
+		for j := 1; j < len(vals); j++ {
+			v := vals[j]
+			switch {
+			case isNull(v):
+				nones++
+			case nones == 0:
+			case isNull(vals[j-nones-1]):
+				nones = 0
+			default:
+				if float64(nones) <= limit {
+					base := vals[j-nones-1]
+					for k := j - nones; k < j; k++ {
+						vals[k] = base + float64(k-(j-nones-1))*(v-base)/float64(nones+1)
+					}
+				}
+				nones = 0
 			}
-			if right < left {
-				right = left
-			}
-			parts := strings.Split(s.Name[left:right], ".")
-			a, b := pyIndex(start, len(parts)), len(parts)
-			if stop != 0 {
-				b = pyIndex(stop, len(parts))
-			}
-			if b < a {
-				b = a
-			}
-			n := strings.Join(parts[a:b], ".")
-			if i := strings.IndexByte(n, ','); i >= 0 {
-				n = n[:i]
-			}
-			s.Name = n
 		}
-		return list, err
-	}, "Renames series to a slice of their nodes.")
+		d := s.derive("interpolate("+s.Name+")", vals)
+		d.PathExpression = d.Name
+		list[i] = d
+	}
+	return list, nil
+}
+
+// changed: 1 where the value changed, else 0.
+func changed(c *call) ([]*Series, error) {
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range list {
+		vals := make([]float64, len(s.Values))
+		prev := nan
+		first := true
+		for j, v := range s.Values {
+			switch {
+			case first || isNull(prev):
+				prev = v
+				first = false
+				vals[j] = 0
+			case !isNull(v) && prev != v:
+				vals[j] = 1
+				prev = v
+			default:
+				vals[j] = 0
+			}
+		}
+		d := s.derive("changed("+s.Name+")", vals)
+		d.PathExpression = d.Name
+		list[i] = d
+	}
+	return list, nil
+}
+
+// integral: Running total of the series.
+func integral(c *call) ([]*Series, error) {
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range list {
+		vals := make([]float64, len(s.Values))
+		cur := 0.0
+		for j, v := range s.Values {
+			if isNull(v) {
+				vals[j] = nan
+			} else {
+				cur += v
+				vals[j] = cur
+			}
+		}
+		list[i] = s.derive("integral("+s.Name+")", vals)
+	}
+	return list, nil
+}
+
+// integralByInterval: Running total that resets every interval.
+func integralByInterval(c *call) ([]*Series, error) {
+	d, raw, err := c.interval(1, "")
+	if err != nil {
+		return nil, err
+	}
+	if d < 0 {
+		d = -d
+	}
+	if d == 0 {
+		return nil, c.errf(1, "interval must not be zero")
+	}
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range list {
+		vals := make([]float64, len(s.Values))
+		t := s.Start
+		cur := 0.0
+		for j, v := range s.Values {
+			if floorDiv(t-c.from, d) != floorDiv(t-c.from-s.Step, d) {
+				cur = 0
+			}
+			if !isNull(v) {
+				cur += v
+			}
+			vals[j] = cur
+			t += s.Step
+		}
+		list[i] = s.derive(fmt.Sprintf("integralByInterval(%s,'%s')", s.Name, raw), vals)
+	}
+	return list, nil
+}
+
+// delay: Shifts values by a number of steps.
+func delay(c *call) ([]*Series, error) {
+	steps, err := c.int(1, 0)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range list {
+		n := len(s.Values)
+		var vals []float64
+		if steps < 0 {
+			k := min(-steps, n)
+			vals = append(append([]float64{}, s.Values[k:]...), nulls(k)...)
+		} else {
+			k := min(steps, n)
+			vals = append(nulls(k), s.Values[:max(0, n-steps)]...)
+			if steps == 0 {
+				vals = nil // Python's series[:-0] is empty
+			}
+		}
+		d := s.derive(fmt.Sprintf("delay(%s,%d)", s.Name, steps), vals)
+		list[i] = d
+	}
+	return list, nil
+}
+
+// cumulative: consolidateBy(seriesList, 'sum').
+func cumulative(c *call) ([]*Series, error) {
+	return consolidateByName(c, "sum")
+}
+
+// consolidateBy: Sets how maxDataPoints consolidates points.
+func consolidateBy(c *call) ([]*Series, error) {
+	fn, _ := c.str(1, "")
+	switch fn {
+	case "sum", "average", "avg", "avg_zero", "min", "max", "first", "last":
+	default:
+		return nil, c.errf(1, "invalid consolidation function %q (sum, average, avg_zero, min, max, first or last)", fn)
+	}
+	return consolidateByName(c, fn)
+}
+
+// setXFilesFactor: Sets the series' xFilesFactor.
+func setXFilesFactor(c *call) ([]*Series, error) {
+	x, err := c.float(1, 0)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.series(0)
+	for _, s := range list {
+		s.XFilesFactor = x
+		s.Tags["xFilesFactor"] = pyG(x)
+	}
+	return list, err
+}
+
+// stdev: Moving standard deviation.
+func stdev(c *call) ([]*Series, error) {
+	points, err := c.int(1, 1)
+	if err != nil {
+		return nil, err
+	}
+	tol, err := c.float(2, 0.1)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range list {
+		vals := make([]float64, len(s.Values))
+		valid := 0
+		sum, sq := 0.0, 0.0
+		for j, v := range s.Values {
+			boot := j < points
+			dropped := nan
+			if !boot {
+				dropped = s.Values[j-points]
+			}
+			if !boot && !isNull(dropped) {
+				valid--
+				sum -= dropped
+				sq -= dropped * dropped
+			}
+			if !isNull(v) {
+				valid++
+				sum += v
+				sq += v * v
+			}
+			if valid > 0 && float64(valid)/float64(points) >= tol {
+				x := float64(valid)*sq - sum*sum
+				if x < 0 {
+					vals[j] = nan
+				} else {
+					vals[j] = math.Sqrt(x) / float64(valid)
+				}
+			} else {
+				vals[j] = nan
+			}
+		}
+		list[i] = s.derive(fmt.Sprintf("stdev(%s,%d)", s.Name, points), vals)
+	}
+	return list, nil
+}
+
+// alias: Renames series.
+func alias(c *call) ([]*Series, error) {
+	n, err := c.str(1, "")
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.series(0)
+	for _, s := range list {
+		s.Name = n
+	}
+	return list, err
+}
+
+// aliasSub: Renames series with a regular expression; \\1 refers to a group.
+func aliasSub(c *call) ([]*Series, error) {
+	search, _ := c.str(1, "")
+	repl, _ := c.str(2, "")
+	re, err := pyRegexp(search)
+	if err != nil {
+		return nil, c.errf(1, "bad regular expression: %v", err)
+	}
+	list, err := c.series(0)
+	r := pyReplacement(unescapeBackslashes(repl))
+	for _, s := range list {
+		s.Name = re.ReplaceAllString(s.Name, r)
+	}
+	return list, err
+}
+
+// aliasByNode: Renames series to some of their nodes.
+func aliasByNode(c *call) ([]*Series, error) {
+	list, err := c.series(0)
+	nodes := c.multi(1)
+	for _, s := range list {
+		s.Name = aggKey(s, nodes)
+	}
+	return list, err
+}
+
+// aliasByTags: Renames series to some of their tags or nodes.
+func aliasByTags(c *call) ([]*Series, error) {
+	list, err := c.series(0)
+	nodes := c.multi(1)
+	for _, s := range list {
+		path := s.Tags["name"]
+		var parts []string
+		for _, n := range nodes {
+			parts = append(parts, nodeOrTag(s, n, path))
+		}
+		s.Name = strings.Join(parts, ".")
+	}
+	return list, err
+}
+
+// aliasByMetric: Renames series to their last node.
+func aliasByMetric(c *call) ([]*Series, error) {
+	list, err := c.series(0)
+	for _, s := range list {
+		base, _, _ := strings.Cut(s.Name, ";")
+		parts := strings.Split(base, ".")
+		s.Name = parts[len(parts)-1]
+	}
+	return list, err
+}
+
+// aliasQuery: Renames series with a value from another query.
+func aliasQuery(c *call) ([]*Series, error) {
+	search, _ := c.str(1, "")
+	repl, _ := c.str(2, "")
+	newName, _ := c.str(3, "")
+	re, err := pyRegexp(search)
+	if err != nil {
+		return nil, c.errf(1, "bad regular expression: %v", err)
+	}
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range list {
+		q := re.ReplaceAllString(s.Name, pyReplacement(unescapeBackslashes(repl)))
+		r, err := c.ev.evalString(q, c.from, c.until)
+		if err != nil {
+			return nil, err
+		}
+		if len(r) == 0 {
+			return nil, c.errf(1, "no series found with query: %s", q)
+		}
+		last := safeLast(r[0].Values)
+		if isNull(last) {
+			return nil, c.errf(1, "cannot get the last value of series %s", r[0].Name)
+		}
+		s.Name = pyPercent(newName, last)
+	}
+	return list, nil
+}
+
+// legendValue: Appends values such as avg or max to the name.
+func legendValue(c *call) ([]*Series, error) {
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	var types []string
+	for _, e := range c.multi(1) {
+		types = append(types, e.Str)
+	}
+	for _, s := range list {
+		for _, t := range types {
+			if t == "si" || t == "binary" {
+				continue
+			}
+			f, ok := aggFunc(t)
+			if !ok {
+				s.Name = fmt.Sprintf("%s (%s: (?))", s.Name, t)
+				continue
+			}
+			s.Name = fmt.Sprintf("%s (%s: %s)", s.Name, t, formatLegend(f(s.Values)))
+		}
+	}
+	return list, nil
+}
+
+// substr: Renames series to a slice of their nodes.
+func substr(c *call) ([]*Series, error) {
+	start, err := c.int(1, 0)
+	if err != nil {
+		return nil, err
+	}
+	stop, err := c.int(2, 0)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.series(0)
+	for _, s := range list {
+		left := strings.LastIndexByte(s.Name, '(') + 1
+		right := strings.IndexByte(s.Name, ')')
+		if right < 0 {
+			right = len(s.Name)
+		}
+		if right < left {
+			right = left
+		}
+		parts := strings.Split(s.Name[left:right], ".")
+		a, b := pyIndex(start, len(parts)), len(parts)
+		if stop != 0 {
+			b = pyIndex(stop, len(parts))
+		}
+		if b < a {
+			b = a
+		}
+		n := strings.Join(parts[a:b], ".")
+		if i := strings.IndexByte(n, ','); i >= 0 {
+			n = n[:i]
+		}
+		s.Name = n
+	}
+	return list, err
 }
 
 func pyIndex(i, n int) int {

@@ -36,341 +36,347 @@ func (c *call) refetch(from int64) ([]*Series, error) {
 	return c.seriesOf(c.args[0], from, c.until)
 }
 
-func init() {
-	for _, spec := range []struct{ name, fn string }{{"movingAverage", "average"}, {"movingSum", "sum"}, {"movingMin", "min"}, {"movingMax", "max"}, {"movingMedian", "median"}} {
-		register("Calculate", spec.name, []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true}, {Name: "xFilesFactor", Type: "float"}}, func(c *call) ([]*Series, error) {
-			return movingWindow(c, spec.fn, spec.name)
-		}, "Moving "+spec.fn+" over a window of points or time.")
+func movingAverage(c *call) ([]*Series, error) { return movingWindowOf(c, "average", "movingAverage") }
+func movingSum(c *call) ([]*Series, error)     { return movingWindowOf(c, "sum", "movingSum") }
+func movingMin(c *call) ([]*Series, error)     { return movingWindowOf(c, "min", "movingMin") }
+func movingMax(c *call) ([]*Series, error)     { return movingWindowOf(c, "max", "movingMax") }
+func movingMedian(c *call) ([]*Series, error)  { return movingWindowOf(c, "median", "movingMedian") }
+
+// holtWinters is holtWintersForecast, or the confidence bands (bands).
+func holtWinters(c *call, bands bool) ([]*Series, error) {
+	i := 1
+	delta := 3.0
+	if bands {
+		var err error
+		if delta, err = c.float(1, 3); err != nil {
+			return nil, err
+		}
+		i = 2
 	}
-	register("Calculate", "movingWindow", []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true}, {Name: "func", Type: "aggFunc", Default: "average", Options: aggOptions}, {Name: "xFilesFactor", Type: "float"}}, func(c *call) ([]*Series, error) {
-		fn, _ := c.str(2, "average")
-		c.args = []*Expr{c.args[0], c.args[1], c.args[3]}
-		return movingWindow(c, fn, "moving"+strings.ToUpper(fn[:1])+fn[1:])
-	}, "Moving aggregate over a window of points or time.")
-	register("Calculate", "exponentialMovingAverage", []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true}}, func(c *call) ([]*Series, error) {
-		wide, byInterval, err := wideByInterval(c)
-		list := wide
-		if !byInterval {
-			list, err = c.series(0)
-		}
-		if err != nil || len(list) == 0 {
+	boot, _, err := c.interval(i, "7d")
+	if err != nil {
+		return nil, err
+	}
+	season, _, err := c.interval(i+1, "1d")
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.refetch(c.from - boot)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Series
+	for _, s := range list {
+		if err := c.tick(len(s.Values) * 8); err != nil {
 			return nil, err
 		}
-		preview, n, text, isStr, err := windowArg(c, 1, list)
-		if err != nil {
-			return nil, err
+		pred, dev := holtWintersAnalysis(s, season)
+		wp := int(boot / s.Step)
+		if wp > len(pred) {
+			wp = len(pred)
 		}
-		constant := 2 / float64(n+1)
-		if isStr {
-			constant = 2 / float64(preview+1)
-		}
-		if !byInterval {
-			if wide, err = c.refetch(c.from - preview); err != nil {
-				return nil, err
-			}
-		}
-		var out []*Series
-		for _, s := range wide {
-			name := fmt.Sprintf("exponentialMovingAverage(%s,%s)", s.Name, text)
-			wp := n
-			if isStr {
-				name = fmt.Sprintf("exponentialMovingAverage(%s,\"%s\")", s.Name, text)
-				wp = int(preview / s.Step)
-			}
-			ema := safeAvg(s.Values[:min(wp, len(s.Values))])
-			if isNull(ema) {
-				ema = 0
-			}
-			vals := []float64{pyRound(ema, 6)}
-			for i := wp; i < len(s.Values); i++ {
-				if v := s.Values[i]; !isNull(v) {
-					ema = constant*v + (1-constant)*ema
-					vals = append(vals, pyRound(ema, 6))
-				} else {
-					vals = append(vals, nan)
-				}
-			}
-			d := s.derive(name, vals)
-			d.Start = s.Start + preview
+		mk := func(n string, vals []float64) *Series {
+			d := s.derive(n, vals)
+			d.Start = s.Start + boot
 			d.Stop = d.Start + int64(len(vals))*d.Step
-			out = append(out, d)
+			return d
 		}
-		return out, nil
-	}, "Exponential moving average.")
-	register("Transform", "summarize", []param{pSeries, {Name: "intervalString", Type: "interval", Required: true}, {Name: "func", Type: "aggFunc", Default: "sum", Options: aggOptions}, {Name: "alignToFrom", Type: "boolean", Default: false}}, func(c *call) ([]*Series, error) {
-		interval, text, err := c.interval(1, "")
-		if err != nil {
-			return nil, err
+		if !bands {
+			out = append(out, mk("holtWintersForecast("+s.Name+")", pred[wp:]))
+			continue
 		}
-		if interval <= 0 {
-			return nil, c.errf(1, "interval must be positive")
-		}
-		fn, _ := c.str(2, "sum")
-		if _, ok := aggFunc(fn); !ok {
-			return nil, c.errf(2, "unsupported aggregation function: %s", fn)
-		}
-		align, err := c.bool(3, false)
-		if err != nil {
-			return nil, err
-		}
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
-		for i, s := range list {
-			start, end := s.Start, s.Stop
-			if !align {
-				start = s.Start - s.Start%interval
-				end = s.Stop - s.Stop%interval + interval
+		f, dv := pred[wp:], dev[wp:]
+		up, lo := make([]float64, len(f)), make([]float64, len(f))
+		for k := range f {
+			if isNull(f[k]) || isNull(dv[k]) {
+				up[k], lo[k] = nan, nan
+				continue
 			}
-			vals, err := summarizeValues(c, s, fn, interval, start, end)
-			if err != nil {
-				return nil, err
+			up[k] = f[k] + delta*dv[k]
+			lo[k] = f[k] - delta*dv[k]
+		}
+		out = append(out, mk("holtWintersConfidenceLower("+s.Name+")", lo), mk("holtWintersConfidenceUpper("+s.Name+")", up))
+	}
+	return out, nil
+}
+
+func holtWintersForecast(c *call) ([]*Series, error)        { return holtWinters(c, false) }
+func holtWintersConfidenceBands(c *call) ([]*Series, error) { return holtWinters(c, true) }
+
+// movingWindow: Moving aggregate over a window of points or time.
+func movingWindow(c *call) ([]*Series, error) {
+	fn, _ := c.str(2, "average")
+	c.args = []*Expr{c.args[0], c.args[1], c.args[3]}
+	return movingWindowOf(c, fn, "moving"+strings.ToUpper(fn[:1])+fn[1:])
+}
+
+// exponentialMovingAverage: Exponential moving average.
+func exponentialMovingAverage(c *call) ([]*Series, error) {
+	wide, byInterval, err := wideByInterval(c)
+	list := wide
+	if !byInterval {
+		list, err = c.series(0)
+	}
+	if err != nil || len(list) == 0 {
+		return nil, err
+	}
+	preview, n, text, isStr, err := windowArg(c, 1, list)
+	if err != nil {
+		return nil, err
+	}
+	constant := 2 / float64(n+1)
+	if isStr {
+		constant = 2 / float64(preview+1)
+	}
+	if !byInterval {
+		if wide, err = c.refetch(c.from - preview); err != nil {
+			return nil, err
+		}
+	}
+	var out []*Series
+	for _, s := range wide {
+		name := fmt.Sprintf("exponentialMovingAverage(%s,%s)", s.Name, text)
+		wp := n
+		if isStr {
+			name = fmt.Sprintf("exponentialMovingAverage(%s,\"%s\")", s.Name, text)
+			wp = int(preview / s.Step)
+		}
+		ema := safeAvg(s.Values[:min(wp, len(s.Values))])
+		if isNull(ema) {
+			ema = 0
+		}
+		vals := []float64{pyRound(ema, 6)}
+		for i := wp; i < len(s.Values); i++ {
+			if v := s.Values[i]; !isNull(v) {
+				ema = constant*v + (1-constant)*ema
+				vals = append(vals, pyRound(ema, 6))
+			} else {
+				vals = append(vals, nan)
 			}
-			suffix := ""
-			if align {
-				suffix = ", true"
-			}
-			d := s.derive(fmt.Sprintf("summarize(%s, \"%s\", \"%s\"%s)", s.Name, text, fn, suffix), vals)
-			d.Start, d.Step = start, interval
-			d.Stop = start + int64(len(vals))*interval
-			d.Tags["summarize"] = text
-			d.Tags["summarizeFunction"] = fn
-			d.PathExpression = d.Name // a new series in graphite-web
-			list[i] = d
 		}
-		return list, nil
-	}, "Summarizes into intervals.")
-	register("Transform", "hitcount", []param{pSeries, {Name: "intervalString", Type: "interval", Required: true}, {Name: "alignToInterval", Type: "boolean", Default: false}}, func(c *call) ([]*Series, error) {
-		interval, text, err := c.interval(1, "")
+		d := s.derive(name, vals)
+		d.Start = s.Start + preview
+		d.Stop = d.Start + int64(len(vals))*d.Step
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// summarize: Summarizes into intervals.
+func summarize(c *call) ([]*Series, error) {
+	interval, text, err := c.interval(1, "")
+	if err != nil {
+		return nil, err
+	}
+	if interval <= 0 {
+		return nil, c.errf(1, "interval must be positive")
+	}
+	fn, _ := c.str(2, "sum")
+	if _, ok := aggFunc(fn); !ok {
+		return nil, c.errf(2, "unsupported aggregation function: %s", fn)
+	}
+	align, err := c.bool(3, false)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range list {
+		start, end := s.Start, s.Stop
+		if !align {
+			start = s.Start - s.Start%interval
+			end = s.Stop - s.Stop%interval + interval
+		}
+		vals, err := summarizeValues(c, s, fn, interval, start, end)
 		if err != nil {
 			return nil, err
 		}
-		if interval <= 0 {
-			return nil, c.errf(1, "interval must be positive")
-		}
-		align, err := c.bool(2, false)
-		if err != nil {
-			return nil, err
-		}
-		list, err := c.series(0)
-		if err != nil {
-			return nil, err
-		}
+		suffix := ""
 		if align {
-			from := c.from
-			switch {
-			case interval >= 86400:
-				from -= from % 86400
-			case interval >= 3600:
-				from -= from % 3600
-			case interval >= 60:
-				from -= from % 60
-			}
-			if list, err = c.refetch(from); err != nil {
-				return nil, err
-			}
-			for _, s := range list {
-				n := (s.Stop - s.Start) / interval
-				s.Stop = s.Start + n*interval + interval
+			suffix = ", true"
+		}
+		d := s.derive(fmt.Sprintf("summarize(%s, \"%s\", \"%s\"%s)", s.Name, text, fn, suffix), vals)
+		d.Start, d.Step = start, interval
+		d.Stop = start + int64(len(vals))*interval
+		d.Tags["summarize"] = text
+		d.Tags["summarizeFunction"] = fn
+		d.PathExpression = d.Name // a new series in graphite-web
+		list[i] = d
+	}
+	return list, nil
+}
+
+// hitcount: Counts hits per interval.
+func hitcount(c *call) ([]*Series, error) {
+	interval, text, err := c.interval(1, "")
+	if err != nil {
+		return nil, err
+	}
+	if interval <= 0 {
+		return nil, c.errf(1, "interval must be positive")
+	}
+	align, err := c.bool(2, false)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.series(0)
+	if err != nil {
+		return nil, err
+	}
+	if align {
+		from := c.from
+		switch {
+		case interval >= 86400:
+			from -= from % 86400
+		case interval >= 3600:
+			from -= from % 3600
+		case interval >= 60:
+			from -= from % 60
+		}
+		if list, err = c.refetch(from); err != nil {
+			return nil, err
+		}
+		for _, s := range list {
+			n := (s.Stop - s.Start) / interval
+			s.Stop = s.Start + n*interval + interval
+		}
+	}
+	for i, s := range list {
+		count := int((s.Stop - s.Start + interval - 1) / interval)
+		buckets := make([]float64, count)
+		used := make([]bool, count)
+		newStart := s.Stop - int64(count)*interval
+		add := func(b int64, v float64) {
+			if b >= 0 && b < int64(count) {
+				buckets[b] += v
+				used[b] = true
 			}
 		}
-		for i, s := range list {
-			count := int((s.Stop - s.Start + interval - 1) / interval)
-			buckets := make([]float64, count)
-			used := make([]bool, count)
-			newStart := s.Stop - int64(count)*interval
-			add := func(b int64, v float64) {
-				if b >= 0 && b < int64(count) {
-					buckets[b] += v
-					used[b] = true
-				}
+		for j, v := range s.Values {
+			if err := c.tick(1); err != nil {
+				return nil, err
 			}
-			for j, v := range s.Values {
+			if isNull(v) {
+				continue
+			}
+			st := s.Start + int64(j)*s.Step
+			sb, sm := floorDiv(st-newStart, interval), mod(st-newStart, interval)
+			et := st + s.Step
+			eb, em := floorDiv(et-newStart, interval), mod(et-newStart, interval)
+			if eb >= int64(count) {
+				eb, em = int64(count)-1, interval
+			}
+			if sb == eb {
+				if sb >= 0 {
+					add(sb, v*float64(em-sm))
+				}
+				continue
+			}
+			if sb >= 0 {
+				add(sb, v*float64(interval-sm))
+			}
+			for k := sb + 1; k < eb; k++ {
 				if err := c.tick(1); err != nil {
 					return nil, err
 				}
-				if isNull(v) {
-					continue
-				}
-				st := s.Start + int64(j)*s.Step
-				sb, sm := floorDiv(st-newStart, interval), mod(st-newStart, interval)
-				et := st + s.Step
-				eb, em := floorDiv(et-newStart, interval), mod(et-newStart, interval)
-				if eb >= int64(count) {
-					eb, em = int64(count)-1, interval
-				}
-				if sb == eb {
-					if sb >= 0 {
-						add(sb, v*float64(em-sm))
-					}
-					continue
-				}
-				if sb >= 0 {
-					add(sb, v*float64(interval-sm))
-				}
-				for k := sb + 1; k < eb; k++ {
-					if err := c.tick(1); err != nil {
-						return nil, err
-					}
-					add(k, v*float64(interval))
-				}
-				if em > 0 {
-					add(eb, v*float64(em))
-				}
+				add(k, v*float64(interval))
 			}
-			for k := range buckets {
-				if !used[k] {
-					buckets[k] = nan
-				}
+			if em > 0 {
+				add(eb, v*float64(em))
 			}
-			suffix := ""
-			if align {
-				suffix = ", true"
-			}
-			d := s.derive(fmt.Sprintf("hitcount(%s, \"%s\"%s)", s.Name, text, suffix), buckets)
-			d.Start, d.Step = newStart, interval
-			d.Stop = newStart + int64(count)*interval
-			d.Tags["hitcount"] = text
-			d.PathExpression = d.Name // a new series in graphite-web
-			list[i] = d
 		}
-		return list, nil
-	}, "Counts hits per interval.")
-	register("Transform", "timeShift", []param{pSeries, {Name: "timeShift", Type: "interval", Required: true}, {Name: "resetEnd", Type: "boolean", Default: true}, {Name: "alignDST", Type: "boolean", Default: false}}, func(c *call) ([]*Series, error) {
-		a := c.args[1]
-		text := a.Raw
-		if a.Kind == KindString {
-			text = a.Str
-		}
-		if !strings.HasPrefix(text, "+") && !strings.HasPrefix(text, "-") {
-			text = "-" + text
-		}
-		d, err := ParseInterval(text)
-		if err != nil {
-			return nil, c.errf(1, "%v", err)
-		}
-		reset, err := c.bool(2, true)
-		if err != nil {
-			return nil, err
-		}
-		// As graphite-web: the unshifted list is evaluated too, and every
-		// shifted series takes the first one's start (and, with resetEnd,
-		// its end); its values are kept, and read only up to that end.
-		orig, err := c.series(0)
-		if err != nil || len(orig) == 0 {
-			return nil, err
-		}
-		first := orig[0]
-		list, err := c.seriesOf(c.args[0], c.from+d, c.until+d)
-		if err != nil {
-			return nil, err
-		}
-		for i, s := range list {
-			n := s.derive(fmt.Sprintf("timeShift(%s, \"%s\")", s.Name, text), s.Values)
-			end := s.Stop - s.Start + first.Start
-			if reset {
-				end = first.Stop
+		for k := range buckets {
+			if !used[k] {
+				buckets[k] = nan
 			}
-			n.Start = first.Start
-			// graphite-web's datapoints() pairs values with the timestamps
-			// start, start+step, ... up to end inclusive.
-			if n.Step > 0 && end >= n.Start {
-				if keep := (end-n.Start)/n.Step + 1; keep < int64(len(n.Values)) {
-					n.Values = n.Values[:keep]
-				}
-			}
-			n.Stop = n.Start + int64(len(n.Values))*n.Step
-			n.Tags["timeShift"] = text
-			list[i] = n
 		}
-		return list, nil
-	}, "Draws the series shifted in time.")
-	register("Transform", "nPercentile", []param{pSeries, pFloat("n", true)}, func(c *call) ([]*Series, error) {
-		n, err := c.float(1, 0)
-		if err != nil {
-			return nil, err
+		suffix := ""
+		if align {
+			suffix = ", true"
 		}
-		list, err := c.series(0)
-		var out []*Series
-		for _, s := range list {
-			p := getPercentile(s.Values, n, false)
-			if isNull(p) {
-				continue
-			}
-			vals := make([]float64, len(s.Values))
-			for i := range vals {
-				vals[i] = p
-			}
-			out = append(out, s.derive(fmt.Sprintf("nPercentile(%s, %s)", s.Name, pyG(n)), vals))
-		}
-		return out, err
-	}, "A line at the nth percentile of each series.")
-	hw := func(name string, bands bool) {
-		params := []param{pSeries}
-		if bands {
-			params = append(params, param{Name: "delta", Type: "integer", Default: 3})
-		}
-		params = append(params, param{Name: "bootstrapInterval", Type: "interval", Default: "7d"}, param{Name: "seasonality", Type: "interval", Default: "1d"})
-		register("Calculate", name, params, func(c *call) ([]*Series, error) {
-			i := 1
-			delta := 3.0
-			if bands {
-				var err error
-				if delta, err = c.float(1, 3); err != nil {
-					return nil, err
-				}
-				i = 2
-			}
-			boot, _, err := c.interval(i, "7d")
-			if err != nil {
-				return nil, err
-			}
-			season, _, err := c.interval(i+1, "1d")
-			if err != nil {
-				return nil, err
-			}
-			list, err := c.refetch(c.from - boot)
-			if err != nil {
-				return nil, err
-			}
-			var out []*Series
-			for _, s := range list {
-				if err := c.tick(len(s.Values) * 8); err != nil {
-					return nil, err
-				}
-				pred, dev := holtWintersAnalysis(s, season)
-				wp := int(boot / s.Step)
-				if wp > len(pred) {
-					wp = len(pred)
-				}
-				mk := func(n string, vals []float64) *Series {
-					d := s.derive(n, vals)
-					d.Start = s.Start + boot
-					d.Stop = d.Start + int64(len(vals))*d.Step
-					return d
-				}
-				if !bands {
-					out = append(out, mk("holtWintersForecast("+s.Name+")", pred[wp:]))
-					continue
-				}
-				f, dv := pred[wp:], dev[wp:]
-				up, lo := make([]float64, len(f)), make([]float64, len(f))
-				for k := range f {
-					if isNull(f[k]) || isNull(dv[k]) {
-						up[k], lo[k] = nan, nan
-						continue
-					}
-					up[k] = f[k] + delta*dv[k]
-					lo[k] = f[k] - delta*dv[k]
-				}
-				out = append(out, mk("holtWintersConfidenceLower("+s.Name+")", lo), mk("holtWintersConfidenceUpper("+s.Name+")", up))
-			}
-			return out, nil
-		}, "Holt-Winters forecast and confidence bands.")
+		d := s.derive(fmt.Sprintf("hitcount(%s, \"%s\"%s)", s.Name, text, suffix), buckets)
+		d.Start, d.Step = newStart, interval
+		d.Stop = newStart + int64(count)*interval
+		d.Tags["hitcount"] = text
+		d.PathExpression = d.Name // a new series in graphite-web
+		list[i] = d
 	}
-	hw("holtWintersForecast", false)
-	hw("holtWintersConfidenceBands", true)
+	return list, nil
+}
+
+// timeShift: Draws the series shifted in time.
+func timeShift(c *call) ([]*Series, error) {
+	a := c.args[1]
+	text := a.Raw
+	if a.Kind == KindString {
+		text = a.Str
+	}
+	if !strings.HasPrefix(text, "+") && !strings.HasPrefix(text, "-") {
+		text = "-" + text
+	}
+	d, err := ParseInterval(text)
+	if err != nil {
+		return nil, c.errf(1, "%v", err)
+	}
+	reset, err := c.bool(2, true)
+	if err != nil {
+		return nil, err
+	}
+	// As graphite-web: the unshifted list is evaluated too, and every
+	// shifted series takes the first one's start (and, with resetEnd,
+	// its end); its values are kept, and read only up to that end.
+	orig, err := c.series(0)
+	if err != nil || len(orig) == 0 {
+		return nil, err
+	}
+	first := orig[0]
+	list, err := c.seriesOf(c.args[0], c.from+d, c.until+d)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range list {
+		n := s.derive(fmt.Sprintf("timeShift(%s, \"%s\")", s.Name, text), s.Values)
+		end := s.Stop - s.Start + first.Start
+		if reset {
+			end = first.Stop
+		}
+		n.Start = first.Start
+		// graphite-web's datapoints() pairs values with the timestamps
+		// start, start+step, ... up to end inclusive.
+		if n.Step > 0 && end >= n.Start {
+			if keep := (end-n.Start)/n.Step + 1; keep < int64(len(n.Values)) {
+				n.Values = n.Values[:keep]
+			}
+		}
+		n.Stop = n.Start + int64(len(n.Values))*n.Step
+		n.Tags["timeShift"] = text
+		list[i] = n
+	}
+	return list, nil
+}
+
+// nPercentile: A line at the nth percentile of each series.
+func nPercentile(c *call) ([]*Series, error) {
+	n, err := c.float(1, 0)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.series(0)
+	var out []*Series
+	for _, s := range list {
+		p := getPercentile(s.Values, n, false)
+		if isNull(p) {
+			continue
+		}
+		vals := make([]float64, len(s.Values))
+		for i := range vals {
+			vals[i] = p
+		}
+		out = append(out, s.derive(fmt.Sprintf("nPercentile(%s, %s)", s.Name, pyG(n)), vals))
+	}
+	return out, err
 }
 
 func mod(a, b int64) int64 {
@@ -398,7 +404,7 @@ func wideByInterval(c *call) (wide []*Series, ok bool, err error) {
 	return wide, true, err
 }
 
-func movingWindow(c *call, fn, tagName string) ([]*Series, error) {
+func movingWindowOf(c *call, fn, tagName string) ([]*Series, error) {
 	wide, byInterval, err := wideByInterval(c)
 	list := wide
 	if !byInterval {
