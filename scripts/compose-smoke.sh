@@ -19,6 +19,11 @@ cache=${SHIPLOOP_IMAGE_CACHE:-/var/cache/shiploop-images}
 export SHIPLOOP_IMAGE_CACHE=$cache
 # Clones come from a bind-mounted directory, so builds and agents allow file.
 export SHIPLOOP_ALLOWED_TRANSPORTS=https,ssh,git,file
+# Ports are published on a loopback address of their own, so a shiploop
+# running on the host with its defaults (127.0.0.1:8080, 9090, 2003...) does
+# not keep the suite from starting.
+addr=${SHIPLOOP_SMOKE_ADDRESS:-127.0.77.1}
+export SHIPLOOP_PUBLISH_ADDRESS=$addr
 secret=smoke-$RANDOM$RANDOM
 
 log "building the images"
@@ -85,7 +90,7 @@ got=$(timeout 30 "${dcc[@]}" exec -T nats nats-server --version)
 log "waiting for the builds service"
 ok=
 for _ in $(seq 1 90); do
-  if timeout 10 "$cli" repo add smoke --clone-url /srv/git/smoke --secret "$secret" --server 127.0.0.1:9090 >/dev/null 2>&1; then ok=1; break; fi
+  if timeout 10 "$cli" repo add smoke --clone-url /srv/git/smoke --secret "$secret" --server "$addr:9090" >/dev/null 2>&1; then ok=1; break; fi
   sleep 2
 done
 [ -n "$ok" ] || { log "builds never accepted the repository"; exit 1; }
@@ -107,7 +112,7 @@ delivered=
 for _ in $(seq 1 10); do
   code=$(curl -s -o "$work/hook.out" -w '%{http_code}' --max-time 10 -X POST \
     -H 'Content-Type: application/json' -H "X-Shiploop-Signature: sha256=$sig" \
-    --data-binary "$body" http://127.0.0.1:8080/hooks/generic || true)
+    --data-binary "$body" "http://$addr:8080/hooks/generic" || true)
   case "$code" in 2??) delivered=1; break ;; esac
   log "webhook answered $code: $(cat "$work/hook.out" 2>/dev/null)"
   sleep 3
@@ -117,13 +122,13 @@ done
 log "waiting for smoke#1"
 status=
 for _ in $(seq 1 150); do
-  out=$(timeout 10 "$cli" builds get 'smoke#1' --json --server 127.0.0.1:9090 2>/dev/null || true)
+  out=$(timeout 10 "$cli" builds get 'smoke#1' --json --server "$addr:9090" 2>/dev/null || true)
   status=$(printf '%s' "$out" | grep -o '"status":"BUILD_STATUS_[A-Z]*"' | head -n1 | cut -d'"' -f4)
   case "$status" in
     BUILD_STATUS_SUCCESS) break ;;
     BUILD_STATUS_FAILURE|BUILD_STATUS_ERROR|BUILD_STATUS_CANCELED|BUILD_STATUS_SKIPPED)
       log "smoke#1 ended $status"; printf '%s\n' "$out"
-      timeout 30 "$cli" logs 'smoke#1' --server 127.0.0.1:9090 || true
+      timeout 30 "$cli" logs 'smoke#1' --server "$addr:9090" || true
       exit 1 ;;
   esac
   sleep 2
