@@ -33,6 +33,15 @@ type Step struct {
 	// discarded while the agent runs. A timeout or cancel still kills the
 	// whole group. The agent sets it only for deploy jobs' steps.
 	Detach bool
+	// Container backends only (Docker, docker.go); the process backend
+	// ignores them. Image is the image the step runs in; Pull is when to
+	// pull it: "if-not-present" (also when empty), "always" or "never".
+	// CPUs (0 = no limit) and Memory (bytes, 0 = no limit) bound the
+	// step's container.
+	Image  string
+	Pull   string
+	CPUs   float64
+	Memory int64
 }
 
 // JobSpec is what Prepare needs to know about a job.
@@ -57,6 +66,8 @@ type Workspace struct {
 	tmp    string // TMPDIR of the steps
 	job    JobSpec
 	masker *mask.Masker
+	// network is the job's container network (Docker backend only).
+	network string
 }
 
 // Mask masks the job's secrets in s. Use it for any text about the job that did

@@ -24,8 +24,17 @@ type Service struct {
 	// ReadyTCP is a host:port that must accept a connection before the
 	// service counts as ready; empty: ready once started.
 	ReadyTCP string
-	// ReadyTimeout bounds the wait for ReadyTCP (default 60s).
+	// ReadyTimeout bounds the wait for ReadyTCP or ReadyCommand (default 60s).
 	ReadyTimeout time.Duration
+	// Container backends only (docker.go). Image is the image the service
+	// runs in, on the job's network with Name as its host name; Command,
+	// when set, replaces the image's command (run by /bin/sh -c). Pull is
+	// as in Step. ReadyCommand, when set, runs in the service's container
+	// (/bin/sh -c) until it exits 0: the service is ready. ReadyTCP's port
+	// is then dialled on the container's address.
+	Image        string
+	Pull         string
+	ReadyCommand string
 }
 
 // ServiceRunner is what a Backend that can run services also implements.
