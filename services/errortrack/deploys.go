@@ -48,8 +48,8 @@ func (s *Service) handleDeploy(ctx context.Context, tx *bus.Tx, ev bus.Event) er
 		return err
 	}
 	for _, p := range projects {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO deploys (id, project_id, release, environment, deployed_at, commits, chain_id) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			bus.NewID(), p, ref.GetRelease(), ref.GetEnvironment(), at.UnixNano(), "[]", ev.ChainID); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO deploys (id, project_id, release, environment, deployed_at, commits, chain_id, commit_sha) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			bus.NewID(), p, ref.GetRelease(), ref.GetEnvironment(), at.UnixNano(), "[]", ev.ChainID, ref.GetCommit()); err != nil {
 			return fmt.Errorf("recording deploy %s of %s: %w", ref.GetDeployId(), ref.GetRelease(), err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO releases (project_id, version, first_seen) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, p, ref.GetRelease(), at.UnixNano()); err != nil {

@@ -442,29 +442,14 @@ func fillIssue(ctx context.Context, q queryer, is issueRow) error {
 		return nil
 	}
 	is.FirstDeploy = d
-	var files []string
-	_ = json.Unmarshal([]byte(is.files), &files)
-	for _, c := range d.GetCommits() {
-		if touches(c.GetFiles(), files) {
-			is.SuspectCommits = append(is.SuspectCommits, c)
-		}
+	// A regressed issue's suspects are in the release it came back in.
+	suspectDeploy := deployID
+	if is.Regressed && is.LastRelease != "" && is.LastRelease != is.FirstRelease {
+		_ = q.QueryRowContext(ctx, `SELECT id FROM deploys WHERE project_id = $1 AND release = $2 AND environment = $3 ORDER BY deployed_at DESC LIMIT 1`,
+			is.ProjectId, is.LastRelease, is.firstEnv).Scan(&suspectDeploy)
 	}
+	is.SuspectCommits = suspectsFor(ctx, q, suspectDeploy, is.files)
 	return nil
-}
-
-// touches reports whether a commit file is one of the stack's files: equal,
-// or the end of the frame's path ("pkg/api/handler.go" matches
-// "/src/app/pkg/api/handler.go").
-func touches(commitFiles, stackFiles []string) bool {
-	for _, cf := range commitFiles {
-		cf = strings.TrimPrefix(cf, "./")
-		for _, sf := range stackFiles {
-			if sf == cf || strings.HasSuffix(sf, "/"+cf) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func loadDeploy(ctx context.Context, q queryer, id string) (*errortrackv1.Deploy, error) {
@@ -536,19 +521,10 @@ func (g *grpcServer) ListIssueEvents(ctx context.Context, req *errortrackv1.List
 			lastRecv = 0
 		}
 		for _, e := range resp.Events {
-			arows, err := tx.QueryContext(ctx, `SELECT filename, content_type, attachment_type, LENGTH(data) FROM attachments WHERE project_id = $1 AND event_id = $2 ORDER BY position`, is.ProjectId, e.EventId)
-			if err != nil {
+			e.Detail = readDetail(e.Json)
+			if err := loadAttachments(ctx, tx, is.ProjectId, e); err != nil {
 				return err
 			}
-			for arows.Next() {
-				a := &errortrackv1.Attachment{}
-				if err := arows.Scan(&a.Filename, &a.ContentType, &a.AttachmentType, &a.Size); err != nil {
-					arows.Close()
-					return err
-				}
-				e.Attachments = append(e.Attachments, a)
-			}
-			arows.Close()
 		}
 		return nil
 	})
@@ -723,14 +699,14 @@ func (g *grpcServer) ListReleases(ctx context.Context, req *errortrackv1.ListRel
 	resp := &errortrackv1.ListReleasesResponse{}
 	err := g.withProject(ctx, req.GetProject(), func(tx *sql.Tx, p project) error {
 		resp.Releases = nil
-		rows, err := tx.QueryContext(ctx, `SELECT version, first_seen, (SELECT COUNT(*) FROM events e WHERE e.project_id = r.project_id AND e.release = r.version) FROM releases r WHERE project_id = $1 ORDER BY first_seen DESC, version`, p.id)
+		rows, err := tx.QueryContext(ctx, `SELECT version, first_seen FROM releases r WHERE project_id = $1 ORDER BY first_seen DESC, version`, p.id)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
 			r := &errortrackv1.Release{}
 			var first int64
-			if err := rows.Scan(&r.Version, &first, &r.Events); err != nil {
+			if err := rows.Scan(&r.Version, &first); err != nil {
 				rows.Close()
 				return err
 			}
@@ -744,6 +720,17 @@ func (g *grpcServer) ListReleases(ctx context.Context, req *errortrackv1.ListRel
 				return err
 			}
 			r.Health = h
+			for _, e := range h {
+				r.Events += e.Events
+				r.Errors += e.Errors
+				r.Transactions += e.Transactions
+				r.Sessions += e.Sessions
+			}
+			if r.Transactions > 0 {
+				if r.TransactionNames, err = transactionSummaries(ctx, tx, p.id, r.Version, ""); err != nil {
+					return err
+				}
+			}
 		}
 		if req.GetWindowRelease() == "" {
 			return nil
@@ -761,7 +748,9 @@ func (g *grpcServer) ListReleases(ctx context.Context, req *errortrackv1.ListRel
 	return resp, nil
 }
 
-// releaseHealth sums individual sessions and aggregates per environment.
+// releaseHealth counts, per environment that sent anything under release,
+// its events (transactions apart; errors are the events of level error or
+// fatal) and its sessions, individual and aggregated.
 func releaseHealth(ctx context.Context, q queryer, projectID int64, release string) ([]*errortrackv1.ReleaseHealth, error) {
 	byEnv := map[string]*errortrackv1.ReleaseHealth{}
 	var order []string
@@ -773,6 +762,28 @@ func releaseHealth(ctx context.Context, q queryer, projectID int64, release stri
 			order = append(order, env)
 		}
 		return h
+	}
+	erows, err := q.QueryContext(ctx, `SELECT environment, CASE WHEN type = 'transaction' THEN 't' WHEN level IN ('error', 'fatal') THEN 'e' ELSE 'o' END, COUNT(*)
+		FROM events WHERE project_id = $1 AND release = $2 GROUP BY 1, 2 ORDER BY 1`, projectID, release)
+	if err != nil {
+		return nil, err
+	}
+	type envCount struct {
+		env, kind string
+		n         int64
+	}
+	var counts []envCount
+	for erows.Next() {
+		var c envCount
+		if err := erows.Scan(&c.env, &c.kind, &c.n); err != nil {
+			erows.Close()
+			return nil, err
+		}
+		counts = append(counts, c)
+	}
+	erows.Close()
+	if err := erows.Err(); err != nil {
+		return nil, err
 	}
 	rows, err := q.QueryContext(ctx, `SELECT environment, status, COUNT(*) FROM sessions WHERE project_id = $1 AND release = $2 GROUP BY environment, status ORDER BY environment, status`, projectID, release)
 	if err != nil {
@@ -815,6 +826,18 @@ func releaseHealth(ctx context.Context, q queryer, projectID int64, release stri
 		h.Abnormal += ab
 	}
 	arows.Close()
+	for _, c := range counts {
+		h := get(c.env)
+		switch {
+		case c.kind == "t":
+			h.Transactions += c.n
+		case c.kind == "e":
+			h.Events += c.n
+			h.Errors += c.n
+		default:
+			h.Events += c.n
+		}
+	}
 	out := make([]*errortrackv1.ReleaseHealth, 0, len(order))
 	for _, env := range order {
 		h := byEnv[env]

@@ -227,6 +227,7 @@ func (s *Service) groupIntoIssue(ctx context.Context, tx *bus.Tx, p project, ev 
 		}
 		oe := bus.NewEvent("errortrack.issue.opened", p.repository, fmt.Sprint(issueID), &errortrackv1.IssueOpened{
 			Issue: issueRef(p, issueID, g.Title, g.Culprit, ev.Level, when), Release: release, Environment: environment, DeployId: deployID,
+			SuspectCommits: suspectsFor(ctx, tx, deployID, string(files)),
 		})
 		oe.ChainID = chain
 		if err := tx.Publish(oe); err != nil {
@@ -262,10 +263,10 @@ func (s *Service) groupIntoIssue(ctx context.Context, tx *bus.Tx, p project, ev 
 		return 0, err
 	}
 	var status int32
-	var resolvedIn, title, culprit, level string
+	var resolvedIn, title, culprit, level, issueFiles string
 	var firstSeen int64
-	if err := tx.QueryRowContext(ctx, `SELECT status, resolved_in_release, title, culprit, level, first_seen FROM issues WHERE id = $1`, issueID).
-		Scan(&status, &resolvedIn, &title, &culprit, &level, &firstSeen); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT status, resolved_in_release, title, culprit, level, first_seen, files FROM issues WHERE id = $1`, issueID).
+		Scan(&status, &resolvedIn, &title, &culprit, &level, &firstSeen, &issueFiles); err != nil {
 		return 0, err
 	}
 	regress := false
@@ -304,6 +305,7 @@ func (s *Service) groupIntoIssue(ctx context.Context, tx *bus.Tx, p project, ev 
 		re := bus.NewEvent("errortrack.issue.regressed", p.repository, fmt.Sprint(issueID), &errortrackv1.IssueRegressed{
 			Issue:   issueRef(p, issueID, title, culprit, level, time.Unix(0, firstSeen)),
 			Release: release, Environment: environment, ResolvedInRelease: resolvedIn,
+			SuspectCommits: suspectsFor(ctx, tx, s.deployFor(ctx, tx, p.id, release, environment, ts), issueFiles),
 		})
 		re.ChainID = chain
 		if err := tx.Publish(re); err != nil {

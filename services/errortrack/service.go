@@ -175,6 +175,12 @@ func (s *Service) Run(ctx context.Context) error {
 			Filters: []string{bus.EventFilter("deploy.started", "")},
 		}, s.handleDeploy)
 	})
+	g.Go(func() error {
+		return s.ob.Consume(ctx, bus.ConsumerConfig{
+			Name:    changesDurable,
+			Filters: []string{bus.EventFilter("change.pushed", "")},
+		}, s.handleChange)
+	})
 	g.Go(func() error { return s.publishCounts(ctx) })
 	return g.Wait()
 }

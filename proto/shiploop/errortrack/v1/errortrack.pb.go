@@ -840,9 +840,11 @@ type Issue struct {
 	Releases []*IssueRelease `protobuf:"bytes,20,rep,name=releases,proto3" json:"releases,omitempty"`
 	// The deploy that first showed the issue.
 	FirstDeploy *Deploy `protobuf:"bytes,21,opt,name=first_deploy,json=firstDeploy,proto3" json:"first_deploy,omitempty"`
-	// Commits of that deploy that touched files in the issue's stack trace.
-	SuspectCommits  []*Commit `protobuf:"bytes,22,rep,name=suspect_commits,json=suspectCommits,proto3" json:"suspect_commits,omitempty"`
-	GroupingVersion int32     `protobuf:"varint,23,opt,name=grouping_version,json=groupingVersion,proto3" json:"grouping_version,omitempty"`
+	// Commits between the previous release deployed to the environment and
+	// the one the issue opened (or regressed) in that touched files of its
+	// in-app frames, best match first. Wire-compatible with Commit.
+	SuspectCommits  []*SuspectCommit `protobuf:"bytes,22,rep,name=suspect_commits,json=suspectCommits,proto3" json:"suspect_commits,omitempty"`
+	GroupingVersion int32            `protobuf:"varint,23,opt,name=grouping_version,json=groupingVersion,proto3" json:"grouping_version,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1024,7 +1026,7 @@ func (x *Issue) GetFirstDeploy() *Deploy {
 	return nil
 }
 
-func (x *Issue) GetSuspectCommits() []*Commit {
+func (x *Issue) GetSuspectCommits() []*SuspectCommit {
 	if x != nil {
 		return x.SuspectCommits
 	}
@@ -1371,8 +1373,10 @@ type ErrorEvent struct {
 	Timestamp   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
 	ReceivedAt  *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
 	// The event's JSON as the SDK sent it.
-	Json          string        `protobuf:"bytes,12,opt,name=json,proto3" json:"json,omitempty"`
-	Attachments   []*Attachment `protobuf:"bytes,13,rep,name=attachments,proto3" json:"attachments,omitempty"`
+	Json        string        `protobuf:"bytes,12,opt,name=json,proto3" json:"json,omitempty"`
+	Attachments []*Attachment `protobuf:"bytes,13,rep,name=attachments,proto3" json:"attachments,omitempty"`
+	// The event read for people (GetEvent and ListIssueEvents fill it).
+	Detail        *EventDetail `protobuf:"bytes,14,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1498,6 +1502,966 @@ func (x *ErrorEvent) GetAttachments() []*Attachment {
 	return nil
 }
 
+func (x *ErrorEvent) GetDetail() *EventDetail {
+	if x != nil {
+		return x.Detail
+	}
+	return nil
+}
+
+// EventDetail is what Sentry's issue page shows of an event.
+type EventDetail struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exceptions as the SDK listed them: the cause first, the one raised last.
+	Exceptions []*ExceptionValue `protobuf:"bytes,1,rep,name=exceptions,proto3" json:"exceptions,omitempty"`
+	// The stack of a message event (no exception), or of its thread.
+	Frames []*StackFrame `protobuf:"bytes,2,rep,name=frames,proto3" json:"frames,omitempty"`
+	// Tags sorted by key (release, environment and level included).
+	Tags        []*KeyValue   `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty"`
+	User        *EventUser    `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	Breadcrumbs []*Breadcrumb `protobuf:"bytes,5,rep,name=breadcrumbs,proto3" json:"breadcrumbs,omitempty"`
+	Request     *EventRequest `protobuf:"bytes,6,opt,name=request,proto3" json:"request,omitempty"`
+	Culprit     string        `protobuf:"bytes,7,opt,name=culprit,proto3" json:"culprit,omitempty"`
+	Transaction string        `protobuf:"bytes,8,opt,name=transaction,proto3" json:"transaction,omitempty"`
+	ServerName  string        `protobuf:"bytes,9,opt,name=server_name,json=serverName,proto3" json:"server_name,omitempty"`
+	Dist        string        `protobuf:"bytes,10,opt,name=dist,proto3" json:"dist,omitempty"`
+	// Context blocks (os, runtime, browser, device...) flattened to key/value.
+	Contexts []*KeyValue `protobuf:"bytes,11,rep,name=contexts,proto3" json:"contexts,omitempty"`
+	// Transactions: start_timestamp..timestamp in milliseconds.
+	DurationMs    float64 `protobuf:"fixed64,12,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	Sdk           string  `protobuf:"bytes,13,opt,name=sdk,proto3" json:"sdk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventDetail) Reset() {
+	*x = EventDetail{}
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventDetail) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventDetail) ProtoMessage() {}
+
+func (x *EventDetail) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventDetail.ProtoReflect.Descriptor instead.
+func (*EventDetail) Descriptor() ([]byte, []int) {
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *EventDetail) GetExceptions() []*ExceptionValue {
+	if x != nil {
+		return x.Exceptions
+	}
+	return nil
+}
+
+func (x *EventDetail) GetFrames() []*StackFrame {
+	if x != nil {
+		return x.Frames
+	}
+	return nil
+}
+
+func (x *EventDetail) GetTags() []*KeyValue {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *EventDetail) GetUser() *EventUser {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *EventDetail) GetBreadcrumbs() []*Breadcrumb {
+	if x != nil {
+		return x.Breadcrumbs
+	}
+	return nil
+}
+
+func (x *EventDetail) GetRequest() *EventRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *EventDetail) GetCulprit() string {
+	if x != nil {
+		return x.Culprit
+	}
+	return ""
+}
+
+func (x *EventDetail) GetTransaction() string {
+	if x != nil {
+		return x.Transaction
+	}
+	return ""
+}
+
+func (x *EventDetail) GetServerName() string {
+	if x != nil {
+		return x.ServerName
+	}
+	return ""
+}
+
+func (x *EventDetail) GetDist() string {
+	if x != nil {
+		return x.Dist
+	}
+	return ""
+}
+
+func (x *EventDetail) GetContexts() []*KeyValue {
+	if x != nil {
+		return x.Contexts
+	}
+	return nil
+}
+
+func (x *EventDetail) GetDurationMs() float64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *EventDetail) GetSdk() string {
+	if x != nil {
+		return x.Sdk
+	}
+	return ""
+}
+
+// ExceptionValue is one exception of an event.
+type ExceptionValue struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Type   string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Value  string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Module string                 `protobuf:"bytes,3,opt,name=module,proto3" json:"module,omitempty"`
+	// The mechanism's type (e.g. "generic", "onerror") and whether it was handled.
+	Mechanism string `protobuf:"bytes,4,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
+	Handled   bool   `protobuf:"varint,5,opt,name=handled,proto3" json:"handled,omitempty"`
+	Unhandled bool   `protobuf:"varint,6,opt,name=unhandled,proto3" json:"unhandled,omitempty"`
+	// Frames innermost last, as Sentry shows them.
+	Frames        []*StackFrame `protobuf:"bytes,7,rep,name=frames,proto3" json:"frames,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExceptionValue) Reset() {
+	*x = ExceptionValue{}
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExceptionValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExceptionValue) ProtoMessage() {}
+
+func (x *ExceptionValue) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExceptionValue.ProtoReflect.Descriptor instead.
+func (*ExceptionValue) Descriptor() ([]byte, []int) {
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ExceptionValue) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ExceptionValue) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *ExceptionValue) GetModule() string {
+	if x != nil {
+		return x.Module
+	}
+	return ""
+}
+
+func (x *ExceptionValue) GetMechanism() string {
+	if x != nil {
+		return x.Mechanism
+	}
+	return ""
+}
+
+func (x *ExceptionValue) GetHandled() bool {
+	if x != nil {
+		return x.Handled
+	}
+	return false
+}
+
+func (x *ExceptionValue) GetUnhandled() bool {
+	if x != nil {
+		return x.Unhandled
+	}
+	return false
+}
+
+func (x *ExceptionValue) GetFrames() []*StackFrame {
+	if x != nil {
+		return x.Frames
+	}
+	return nil
+}
+
+// StackFrame is one frame of a stack trace.
+type StackFrame struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Filename string                 `protobuf:"bytes,1,opt,name=filename,proto3" json:"filename,omitempty"`
+	AbsPath  string                 `protobuf:"bytes,2,opt,name=abs_path,json=absPath,proto3" json:"abs_path,omitempty"`
+	Function string                 `protobuf:"bytes,3,opt,name=function,proto3" json:"function,omitempty"`
+	Module   string                 `protobuf:"bytes,4,opt,name=module,proto3" json:"module,omitempty"`
+	Package  string                 `protobuf:"bytes,5,opt,name=package,proto3" json:"package,omitempty"`
+	Lineno   int32                  `protobuf:"varint,6,opt,name=lineno,proto3" json:"lineno,omitempty"`
+	Colno    int32                  `protobuf:"varint,7,opt,name=colno,proto3" json:"colno,omitempty"`
+	InApp    bool                   `protobuf:"varint,8,opt,name=in_app,json=inApp,proto3" json:"in_app,omitempty"`
+	// Source lines before the current one, the current one, those after.
+	PreContext    []string `protobuf:"bytes,9,rep,name=pre_context,json=preContext,proto3" json:"pre_context,omitempty"`
+	ContextLine   string   `protobuf:"bytes,10,opt,name=context_line,json=contextLine,proto3" json:"context_line,omitempty"`
+	PostContext   []string `protobuf:"bytes,11,rep,name=post_context,json=postContext,proto3" json:"post_context,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StackFrame) Reset() {
+	*x = StackFrame{}
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StackFrame) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StackFrame) ProtoMessage() {}
+
+func (x *StackFrame) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StackFrame.ProtoReflect.Descriptor instead.
+func (*StackFrame) Descriptor() ([]byte, []int) {
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *StackFrame) GetFilename() string {
+	if x != nil {
+		return x.Filename
+	}
+	return ""
+}
+
+func (x *StackFrame) GetAbsPath() string {
+	if x != nil {
+		return x.AbsPath
+	}
+	return ""
+}
+
+func (x *StackFrame) GetFunction() string {
+	if x != nil {
+		return x.Function
+	}
+	return ""
+}
+
+func (x *StackFrame) GetModule() string {
+	if x != nil {
+		return x.Module
+	}
+	return ""
+}
+
+func (x *StackFrame) GetPackage() string {
+	if x != nil {
+		return x.Package
+	}
+	return ""
+}
+
+func (x *StackFrame) GetLineno() int32 {
+	if x != nil {
+		return x.Lineno
+	}
+	return 0
+}
+
+func (x *StackFrame) GetColno() int32 {
+	if x != nil {
+		return x.Colno
+	}
+	return 0
+}
+
+func (x *StackFrame) GetInApp() bool {
+	if x != nil {
+		return x.InApp
+	}
+	return false
+}
+
+func (x *StackFrame) GetPreContext() []string {
+	if x != nil {
+		return x.PreContext
+	}
+	return nil
+}
+
+func (x *StackFrame) GetContextLine() string {
+	if x != nil {
+		return x.ContextLine
+	}
+	return ""
+}
+
+func (x *StackFrame) GetPostContext() []string {
+	if x != nil {
+		return x.PostContext
+	}
+	return nil
+}
+
+// KeyValue is an ordered pair.
+type KeyValue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyValue) Reset() {
+	*x = KeyValue{}
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyValue) ProtoMessage() {}
+
+func (x *KeyValue) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
+func (*KeyValue) Descriptor() ([]byte, []int) {
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *KeyValue) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *KeyValue) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// EventUser is the user an event happened to.
+type EventUser struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Email         string                 `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	Username      string                 `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
+	IpAddress     string                 `protobuf:"bytes,4,opt,name=ip_address,json=ipAddress,proto3" json:"ip_address,omitempty"`
+	Data          []*KeyValue            `protobuf:"bytes,5,rep,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventUser) Reset() {
+	*x = EventUser{}
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventUser) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventUser) ProtoMessage() {}
+
+func (x *EventUser) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventUser.ProtoReflect.Descriptor instead.
+func (*EventUser) Descriptor() ([]byte, []int) {
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *EventUser) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *EventUser) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *EventUser) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *EventUser) GetIpAddress() string {
+	if x != nil {
+		return x.IpAddress
+	}
+	return ""
+}
+
+func (x *EventUser) GetData() []*KeyValue {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// Breadcrumb is one step before the event.
+type Breadcrumb struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Timestamp     *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Category      string                 `protobuf:"bytes,3,opt,name=category,proto3" json:"category,omitempty"`
+	Level         string                 `protobuf:"bytes,4,opt,name=level,proto3" json:"level,omitempty"`
+	Message       string                 `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	Data          []*KeyValue            `protobuf:"bytes,6,rep,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Breadcrumb) Reset() {
+	*x = Breadcrumb{}
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Breadcrumb) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Breadcrumb) ProtoMessage() {}
+
+func (x *Breadcrumb) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Breadcrumb.ProtoReflect.Descriptor instead.
+func (*Breadcrumb) Descriptor() ([]byte, []int) {
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Breadcrumb) GetTimestamp() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Timestamp
+	}
+	return nil
+}
+
+func (x *Breadcrumb) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Breadcrumb) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
+func (x *Breadcrumb) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *Breadcrumb) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Breadcrumb) GetData() []*KeyValue {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// EventRequest is the HTTP request an event happened in. Cookie,
+// Authorization and Proxy-Authorization headers and the cookies are left out.
+type EventRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Method        string                 `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	Url           string                 `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	QueryString   string                 `protobuf:"bytes,3,opt,name=query_string,json=queryString,proto3" json:"query_string,omitempty"`
+	Headers       []*KeyValue            `protobuf:"bytes,4,rep,name=headers,proto3" json:"headers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventRequest) Reset() {
+	*x = EventRequest{}
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventRequest) ProtoMessage() {}
+
+func (x *EventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventRequest.ProtoReflect.Descriptor instead.
+func (*EventRequest) Descriptor() ([]byte, []int) {
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *EventRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *EventRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *EventRequest) GetQueryString() string {
+	if x != nil {
+		return x.QueryString
+	}
+	return ""
+}
+
+func (x *EventRequest) GetHeaders() []*KeyValue {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+// GetEventRequest names an event: its id (32 hex digits, dashes allowed).
+type GetEventRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	EventId string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// Project id or name, for an id two projects share; any project when empty.
+	Project       string `protobuf:"bytes,2,opt,name=project,proto3" json:"project,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEventRequest) Reset() {
+	*x = GetEventRequest{}
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEventRequest) ProtoMessage() {}
+
+func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEventRequest.ProtoReflect.Descriptor instead.
+func (*GetEventRequest) Descriptor() ([]byte, []int) {
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GetEventRequest) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *GetEventRequest) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
+// GetEventResponse holds the event and its issue (none for a transaction).
+type GetEventResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Event         *ErrorEvent            `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	Issue         *Issue                 `protobuf:"bytes,2,opt,name=issue,proto3" json:"issue,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEventResponse) Reset() {
+	*x = GetEventResponse{}
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEventResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEventResponse) ProtoMessage() {}
+
+func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEventResponse.ProtoReflect.Descriptor instead.
+func (*GetEventResponse) Descriptor() ([]byte, []int) {
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetEventResponse) GetEvent() *ErrorEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *GetEventResponse) GetIssue() *Issue {
+	if x != nil {
+		return x.Issue
+	}
+	return nil
+}
+
+// TransactionSummary counts the transactions of one name.
+type TransactionSummary struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Release     string                 `protobuf:"bytes,1,opt,name=release,proto3" json:"release,omitempty"`
+	Environment string                 `protobuf:"bytes,2,opt,name=environment,proto3" json:"environment,omitempty"`
+	// The transaction name ("GET /api/users/:id").
+	Name  string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Count int64  `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	// Duration percentiles in milliseconds (nearest rank).
+	P50Ms         float64 `protobuf:"fixed64,5,opt,name=p50_ms,json=p50Ms,proto3" json:"p50_ms,omitempty"`
+	P95Ms         float64 `protobuf:"fixed64,6,opt,name=p95_ms,json=p95Ms,proto3" json:"p95_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransactionSummary) Reset() {
+	*x = TransactionSummary{}
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransactionSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransactionSummary) ProtoMessage() {}
+
+func (x *TransactionSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransactionSummary.ProtoReflect.Descriptor instead.
+func (*TransactionSummary) Descriptor() ([]byte, []int) {
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *TransactionSummary) GetRelease() string {
+	if x != nil {
+		return x.Release
+	}
+	return ""
+}
+
+func (x *TransactionSummary) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *TransactionSummary) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TransactionSummary) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *TransactionSummary) GetP50Ms() float64 {
+	if x != nil {
+		return x.P50Ms
+	}
+	return 0
+}
+
+func (x *TransactionSummary) GetP95Ms() float64 {
+	if x != nil {
+		return x.P95Ms
+	}
+	return 0
+}
+
+// ListTransactionsRequest filters transactions.
+type ListTransactionsRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Project string                 `protobuf:"bytes,1,opt,name=project,proto3" json:"project,omitempty"`
+	// Only this release / environment when set.
+	Release       string `protobuf:"bytes,2,opt,name=release,proto3" json:"release,omitempty"`
+	Environment   string `protobuf:"bytes,3,opt,name=environment,proto3" json:"environment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTransactionsRequest) Reset() {
+	*x = ListTransactionsRequest{}
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTransactionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTransactionsRequest) ProtoMessage() {}
+
+func (x *ListTransactionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTransactionsRequest.ProtoReflect.Descriptor instead.
+func (*ListTransactionsRequest) Descriptor() ([]byte, []int) {
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListTransactionsRequest) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
+func (x *ListTransactionsRequest) GetRelease() string {
+	if x != nil {
+		return x.Release
+	}
+	return ""
+}
+
+func (x *ListTransactionsRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+// ListTransactionsResponse holds one summary per release, environment and name.
+type ListTransactionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Transactions  []*TransactionSummary  `protobuf:"bytes,1,rep,name=transactions,proto3" json:"transactions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTransactionsResponse) Reset() {
+	*x = ListTransactionsResponse{}
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTransactionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTransactionsResponse) ProtoMessage() {}
+
+func (x *ListTransactionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTransactionsResponse.ProtoReflect.Descriptor instead.
+func (*ListTransactionsResponse) Descriptor() ([]byte, []int) {
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListTransactionsResponse) GetTransactions() []*TransactionSummary {
+	if x != nil {
+		return x.Transactions
+	}
+	return nil
+}
+
 // Attachment is a file sent with an event.
 type Attachment struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -1511,7 +2475,7 @@ type Attachment struct {
 
 func (x *Attachment) Reset() {
 	*x = Attachment{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[21]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1523,7 +2487,7 @@ func (x *Attachment) String() string {
 func (*Attachment) ProtoMessage() {}
 
 func (x *Attachment) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[21]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1536,7 +2500,7 @@ func (x *Attachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attachment.ProtoReflect.Descriptor instead.
 func (*Attachment) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{21}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Attachment) GetFilename() string {
@@ -1579,7 +2543,7 @@ type ListIssueEventsRequest struct {
 
 func (x *ListIssueEventsRequest) Reset() {
 	*x = ListIssueEventsRequest{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[22]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1591,7 +2555,7 @@ func (x *ListIssueEventsRequest) String() string {
 func (*ListIssueEventsRequest) ProtoMessage() {}
 
 func (x *ListIssueEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[22]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1604,7 +2568,7 @@ func (x *ListIssueEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIssueEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListIssueEventsRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{22}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListIssueEventsRequest) GetIssueId() int64 {
@@ -1639,7 +2603,7 @@ type ListIssueEventsResponse struct {
 
 func (x *ListIssueEventsResponse) Reset() {
 	*x = ListIssueEventsResponse{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[23]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1651,7 +2615,7 @@ func (x *ListIssueEventsResponse) String() string {
 func (*ListIssueEventsResponse) ProtoMessage() {}
 
 func (x *ListIssueEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[23]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +2628,7 @@ func (x *ListIssueEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIssueEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListIssueEventsResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{23}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListIssueEventsResponse) GetEvents() []*ErrorEvent {
@@ -1696,7 +2660,7 @@ type ResolveIssueRequest struct {
 
 func (x *ResolveIssueRequest) Reset() {
 	*x = ResolveIssueRequest{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[24]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +2672,7 @@ func (x *ResolveIssueRequest) String() string {
 func (*ResolveIssueRequest) ProtoMessage() {}
 
 func (x *ResolveIssueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[24]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +2685,7 @@ func (x *ResolveIssueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveIssueRequest.ProtoReflect.Descriptor instead.
 func (*ResolveIssueRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{24}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ResolveIssueRequest) GetId() int64 {
@@ -1755,7 +2719,7 @@ type ResolveIssueResponse struct {
 
 func (x *ResolveIssueResponse) Reset() {
 	*x = ResolveIssueResponse{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[25]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1767,7 +2731,7 @@ func (x *ResolveIssueResponse) String() string {
 func (*ResolveIssueResponse) ProtoMessage() {}
 
 func (x *ResolveIssueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[25]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1780,7 +2744,7 @@ func (x *ResolveIssueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveIssueResponse.ProtoReflect.Descriptor instead.
 func (*ResolveIssueResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{25}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ResolveIssueResponse) GetIssue() *Issue {
@@ -1800,7 +2764,7 @@ type IgnoreIssueRequest struct {
 
 func (x *IgnoreIssueRequest) Reset() {
 	*x = IgnoreIssueRequest{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[26]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +2776,7 @@ func (x *IgnoreIssueRequest) String() string {
 func (*IgnoreIssueRequest) ProtoMessage() {}
 
 func (x *IgnoreIssueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[26]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +2789,7 @@ func (x *IgnoreIssueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IgnoreIssueRequest.ProtoReflect.Descriptor instead.
 func (*IgnoreIssueRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{26}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *IgnoreIssueRequest) GetId() int64 {
@@ -1845,7 +2809,7 @@ type IgnoreIssueResponse struct {
 
 func (x *IgnoreIssueResponse) Reset() {
 	*x = IgnoreIssueResponse{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[27]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +2821,7 @@ func (x *IgnoreIssueResponse) String() string {
 func (*IgnoreIssueResponse) ProtoMessage() {}
 
 func (x *IgnoreIssueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[27]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +2834,7 @@ func (x *IgnoreIssueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IgnoreIssueResponse.ProtoReflect.Descriptor instead.
 func (*IgnoreIssueResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{27}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *IgnoreIssueResponse) GetIssue() *Issue {
@@ -1890,7 +2854,7 @@ type UnresolveIssueRequest struct {
 
 func (x *UnresolveIssueRequest) Reset() {
 	*x = UnresolveIssueRequest{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[28]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1902,7 +2866,7 @@ func (x *UnresolveIssueRequest) String() string {
 func (*UnresolveIssueRequest) ProtoMessage() {}
 
 func (x *UnresolveIssueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[28]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1915,7 +2879,7 @@ func (x *UnresolveIssueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnresolveIssueRequest.ProtoReflect.Descriptor instead.
 func (*UnresolveIssueRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{28}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UnresolveIssueRequest) GetId() int64 {
@@ -1935,7 +2899,7 @@ type UnresolveIssueResponse struct {
 
 func (x *UnresolveIssueResponse) Reset() {
 	*x = UnresolveIssueResponse{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[29]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2911,7 @@ func (x *UnresolveIssueResponse) String() string {
 func (*UnresolveIssueResponse) ProtoMessage() {}
 
 func (x *UnresolveIssueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[29]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2924,7 @@ func (x *UnresolveIssueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnresolveIssueResponse.ProtoReflect.Descriptor instead.
 func (*UnresolveIssueResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{29}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnresolveIssueResponse) GetIssue() *Issue {
@@ -1984,7 +2948,7 @@ type Commit struct {
 
 func (x *Commit) Reset() {
 	*x = Commit{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[30]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2960,7 @@ func (x *Commit) String() string {
 func (*Commit) ProtoMessage() {}
 
 func (x *Commit) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[30]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2973,7 @@ func (x *Commit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Commit.ProtoReflect.Descriptor instead.
 func (*Commit) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{30}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Commit) GetSha() string {
@@ -2055,7 +3019,7 @@ type Deploy struct {
 
 func (x *Deploy) Reset() {
 	*x = Deploy{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[31]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2067,7 +3031,7 @@ func (x *Deploy) String() string {
 func (*Deploy) ProtoMessage() {}
 
 func (x *Deploy) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[31]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2080,7 +3044,7 @@ func (x *Deploy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deploy.ProtoReflect.Descriptor instead.
 func (*Deploy) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{31}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Deploy) GetId() string {
@@ -2140,7 +3104,7 @@ type RecordDeployRequest struct {
 
 func (x *RecordDeployRequest) Reset() {
 	*x = RecordDeployRequest{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[32]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2152,7 +3116,7 @@ func (x *RecordDeployRequest) String() string {
 func (*RecordDeployRequest) ProtoMessage() {}
 
 func (x *RecordDeployRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[32]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2165,7 +3129,7 @@ func (x *RecordDeployRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDeployRequest.ProtoReflect.Descriptor instead.
 func (*RecordDeployRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{32}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RecordDeployRequest) GetProject() string {
@@ -2213,7 +3177,7 @@ type RecordDeployResponse struct {
 
 func (x *RecordDeployResponse) Reset() {
 	*x = RecordDeployResponse{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[33]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2225,7 +3189,7 @@ func (x *RecordDeployResponse) String() string {
 func (*RecordDeployResponse) ProtoMessage() {}
 
 func (x *RecordDeployResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[33]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2238,7 +3202,7 @@ func (x *RecordDeployResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDeployResponse.ProtoReflect.Descriptor instead.
 func (*RecordDeployResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{33}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RecordDeployResponse) GetDeploy() *Deploy {
@@ -2253,16 +3217,24 @@ type Release struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Version   string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
 	FirstSeen *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
-	// Per environment: sessions and crash-free rate.
-	Health        []*ReleaseHealth `protobuf:"bytes,3,rep,name=health,proto3" json:"health,omitempty"`
-	Events        int64            `protobuf:"varint,4,opt,name=events,proto3" json:"events,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Per environment that sent anything: errors, transactions, sessions and
+	// the crash-free rate.
+	Health []*ReleaseHealth `protobuf:"bytes,3,rep,name=health,proto3" json:"health,omitempty"`
+	// Events that are not transactions (errors, messages, CSP reports).
+	Events int64 `protobuf:"varint,4,opt,name=events,proto3" json:"events,omitempty"`
+	// Of those, events of level error or fatal.
+	Errors       int64 `protobuf:"varint,5,opt,name=errors,proto3" json:"errors,omitempty"`
+	Transactions int64 `protobuf:"varint,6,opt,name=transactions,proto3" json:"transactions,omitempty"`
+	Sessions     int64 `protobuf:"varint,7,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	// Transactions by environment and name (ListReleases fills it).
+	TransactionNames []*TransactionSummary `protobuf:"bytes,8,rep,name=transaction_names,json=transactionNames,proto3" json:"transaction_names,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[34]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2274,7 +3246,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[34]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2287,7 +3259,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{34}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Release) GetVersion() string {
@@ -2318,6 +3290,34 @@ func (x *Release) GetEvents() int64 {
 	return 0
 }
 
+func (x *Release) GetErrors() int64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *Release) GetTransactions() int64 {
+	if x != nil {
+		return x.Transactions
+	}
+	return 0
+}
+
+func (x *Release) GetSessions() int64 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
+func (x *Release) GetTransactionNames() []*TransactionSummary {
+	if x != nil {
+		return x.TransactionNames
+	}
+	return nil
+}
+
 // ReleaseHealth is session health of a release in one environment.
 type ReleaseHealth struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -2328,13 +3328,18 @@ type ReleaseHealth struct {
 	Abnormal    int64                  `protobuf:"varint,5,opt,name=abnormal,proto3" json:"abnormal,omitempty"`
 	// 1 - crashed / sessions, in [0, 1]; 1 when there are no sessions.
 	CrashFreeRate float64 `protobuf:"fixed64,6,opt,name=crash_free_rate,json=crashFreeRate,proto3" json:"crash_free_rate,omitempty"`
+	// Events that are not transactions, errors (level error or fatal) among
+	// them, and transactions, in this environment.
+	Events        int64 `protobuf:"varint,7,opt,name=events,proto3" json:"events,omitempty"`
+	Errors        int64 `protobuf:"varint,8,opt,name=errors,proto3" json:"errors,omitempty"`
+	Transactions  int64 `protobuf:"varint,9,opt,name=transactions,proto3" json:"transactions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReleaseHealth) Reset() {
 	*x = ReleaseHealth{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[35]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +3351,7 @@ func (x *ReleaseHealth) String() string {
 func (*ReleaseHealth) ProtoMessage() {}
 
 func (x *ReleaseHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[35]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +3364,7 @@ func (x *ReleaseHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHealth.ProtoReflect.Descriptor instead.
 func (*ReleaseHealth) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{35}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ReleaseHealth) GetEnvironment() string {
@@ -2404,6 +3409,27 @@ func (x *ReleaseHealth) GetCrashFreeRate() float64 {
 	return 0
 }
 
+func (x *ReleaseHealth) GetEvents() int64 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
+func (x *ReleaseHealth) GetErrors() int64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *ReleaseHealth) GetTransactions() int64 {
+	if x != nil {
+		return x.Transactions
+	}
+	return 0
+}
+
 // ListReleasesRequest names the project. With window_release (and
 // window_environment) set it also asks for the evidence of that release in
 // that environment over [window_since, window_until): see ReleaseWindow.
@@ -2425,7 +3451,7 @@ type ListReleasesRequest struct {
 
 func (x *ListReleasesRequest) Reset() {
 	*x = ListReleasesRequest{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[36]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2437,7 +3463,7 @@ func (x *ListReleasesRequest) String() string {
 func (*ListReleasesRequest) ProtoMessage() {}
 
 func (x *ListReleasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[36]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2450,7 +3476,7 @@ func (x *ListReleasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReleasesRequest.ProtoReflect.Descriptor instead.
 func (*ListReleasesRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{36}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListReleasesRequest) GetProject() string {
@@ -2500,7 +3526,7 @@ type ListReleasesResponse struct {
 
 func (x *ListReleasesResponse) Reset() {
 	*x = ListReleasesResponse{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[37]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2512,7 +3538,7 @@ func (x *ListReleasesResponse) String() string {
 func (*ListReleasesResponse) ProtoMessage() {}
 
 func (x *ListReleasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[37]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2525,7 +3551,7 @@ func (x *ListReleasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReleasesResponse.ProtoReflect.Descriptor instead.
 func (*ListReleasesResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{37}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListReleasesResponse) GetReleases() []*Release {
@@ -2573,7 +3599,7 @@ type ReleaseWindow struct {
 
 func (x *ReleaseWindow) Reset() {
 	*x = ReleaseWindow{}
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[38]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2585,7 +3611,7 @@ func (x *ReleaseWindow) String() string {
 func (*ReleaseWindow) ProtoMessage() {}
 
 func (x *ReleaseWindow) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[38]
+	mi := &file_shiploop_errortrack_v1_errortrack_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2598,7 +3624,7 @@ func (x *ReleaseWindow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseWindow.ProtoReflect.Descriptor instead.
 func (*ReleaseWindow) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{38}
+	return file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReleaseWindow) GetRelease() string {
@@ -2730,7 +3756,7 @@ const file_shiploop_errortrack_v1_errortrack_proto_rawDesc = "" +
 	"\n" +
 	"public_key\x18\x01 \x01(\tR\tpublicKey\"I\n" +
 	"\x11RevokeKeyResponse\x124\n" +
-	"\x03key\x18\x01 \x01(\v2\".shiploop.errortrack.v1.ProjectKeyR\x03key\"\xf7\x06\n" +
+	"\x03key\x18\x01 \x01(\v2\".shiploop.errortrack.v1.ProjectKeyR\x03key\"\xfe\x06\n" +
 	"\x05Issue\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1d\n" +
 	"\n" +
@@ -2756,8 +3782,8 @@ const file_shiploop_errortrack_v1_errortrack_proto_rawDesc = "" +
 	"\rlast_event_id\x18\x12 \x01(\tR\vlastEventId\x12\x16\n" +
 	"\x06hashes\x18\x13 \x03(\tR\x06hashes\x12@\n" +
 	"\breleases\x18\x14 \x03(\v2$.shiploop.errortrack.v1.IssueReleaseR\breleases\x12A\n" +
-	"\ffirst_deploy\x18\x15 \x01(\v2\x1e.shiploop.errortrack.v1.DeployR\vfirstDeploy\x12G\n" +
-	"\x0fsuspect_commits\x18\x16 \x03(\v2\x1e.shiploop.errortrack.v1.CommitR\x0esuspectCommits\x12)\n" +
+	"\ffirst_deploy\x18\x15 \x01(\v2\x1e.shiploop.errortrack.v1.DeployR\vfirstDeploy\x12N\n" +
+	"\x0fsuspect_commits\x18\x16 \x03(\v2%.shiploop.errortrack.v1.SuspectCommitR\x0esuspectCommits\x12)\n" +
 	"\x10grouping_version\x18\x17 \x01(\x05R\x0fgroupingVersion\"\xdd\x01\n" +
 	"\fIssueRelease\x12\x18\n" +
 	"\arelease\x18\x01 \x01(\tR\arelease\x12 \n" +
@@ -2782,7 +3808,7 @@ const file_shiploop_errortrack_v1_errortrack_proto_rawDesc = "" +
 	"\x0fGetIssueRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\"G\n" +
 	"\x10GetIssueResponse\x123\n" +
-	"\x05issue\x18\x01 \x01(\v2\x1d.shiploop.errortrack.v1.IssueR\x05issue\"\xc5\x03\n" +
+	"\x05issue\x18\x01 \x01(\v2\x1d.shiploop.errortrack.v1.IssueR\x05issue\"\x82\x04\n" +
 	"\n" +
 	"ErrorEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x19\n" +
@@ -2799,7 +3825,92 @@ const file_shiploop_errortrack_v1_errortrack_proto_rawDesc = "" +
 	"\vreceived_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x12\x12\n" +
 	"\x04json\x18\f \x01(\tR\x04json\x12D\n" +
-	"\vattachments\x18\r \x03(\v2\".shiploop.errortrack.v1.AttachmentR\vattachments\"\x88\x01\n" +
+	"\vattachments\x18\r \x03(\v2\".shiploop.errortrack.v1.AttachmentR\vattachments\x12;\n" +
+	"\x06detail\x18\x0e \x01(\v2#.shiploop.errortrack.v1.EventDetailR\x06detail\"\xe6\x04\n" +
+	"\vEventDetail\x12F\n" +
+	"\n" +
+	"exceptions\x18\x01 \x03(\v2&.shiploop.errortrack.v1.ExceptionValueR\n" +
+	"exceptions\x12:\n" +
+	"\x06frames\x18\x02 \x03(\v2\".shiploop.errortrack.v1.StackFrameR\x06frames\x124\n" +
+	"\x04tags\x18\x03 \x03(\v2 .shiploop.errortrack.v1.KeyValueR\x04tags\x125\n" +
+	"\x04user\x18\x04 \x01(\v2!.shiploop.errortrack.v1.EventUserR\x04user\x12D\n" +
+	"\vbreadcrumbs\x18\x05 \x03(\v2\".shiploop.errortrack.v1.BreadcrumbR\vbreadcrumbs\x12>\n" +
+	"\arequest\x18\x06 \x01(\v2$.shiploop.errortrack.v1.EventRequestR\arequest\x12\x18\n" +
+	"\aculprit\x18\a \x01(\tR\aculprit\x12 \n" +
+	"\vtransaction\x18\b \x01(\tR\vtransaction\x12\x1f\n" +
+	"\vserver_name\x18\t \x01(\tR\n" +
+	"serverName\x12\x12\n" +
+	"\x04dist\x18\n" +
+	" \x01(\tR\x04dist\x12<\n" +
+	"\bcontexts\x18\v \x03(\v2 .shiploop.errortrack.v1.KeyValueR\bcontexts\x12\x1f\n" +
+	"\vduration_ms\x18\f \x01(\x01R\n" +
+	"durationMs\x12\x10\n" +
+	"\x03sdk\x18\r \x01(\tR\x03sdk\"\xe4\x01\n" +
+	"\x0eExceptionValue\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12\x16\n" +
+	"\x06module\x18\x03 \x01(\tR\x06module\x12\x1c\n" +
+	"\tmechanism\x18\x04 \x01(\tR\tmechanism\x12\x18\n" +
+	"\ahandled\x18\x05 \x01(\bR\ahandled\x12\x1c\n" +
+	"\tunhandled\x18\x06 \x01(\bR\tunhandled\x12:\n" +
+	"\x06frames\x18\a \x03(\v2\".shiploop.errortrack.v1.StackFrameR\x06frames\"\xbd\x02\n" +
+	"\n" +
+	"StackFrame\x12\x1a\n" +
+	"\bfilename\x18\x01 \x01(\tR\bfilename\x12\x19\n" +
+	"\babs_path\x18\x02 \x01(\tR\aabsPath\x12\x1a\n" +
+	"\bfunction\x18\x03 \x01(\tR\bfunction\x12\x16\n" +
+	"\x06module\x18\x04 \x01(\tR\x06module\x12\x18\n" +
+	"\apackage\x18\x05 \x01(\tR\apackage\x12\x16\n" +
+	"\x06lineno\x18\x06 \x01(\x05R\x06lineno\x12\x14\n" +
+	"\x05colno\x18\a \x01(\x05R\x05colno\x12\x15\n" +
+	"\x06in_app\x18\b \x01(\bR\x05inApp\x12\x1f\n" +
+	"\vpre_context\x18\t \x03(\tR\n" +
+	"preContext\x12!\n" +
+	"\fcontext_line\x18\n" +
+	" \x01(\tR\vcontextLine\x12!\n" +
+	"\fpost_context\x18\v \x03(\tR\vpostContext\"2\n" +
+	"\bKeyValue\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xa2\x01\n" +
+	"\tEventUser\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05email\x18\x02 \x01(\tR\x05email\x12\x1a\n" +
+	"\busername\x18\x03 \x01(\tR\busername\x12\x1d\n" +
+	"\n" +
+	"ip_address\x18\x04 \x01(\tR\tipAddress\x124\n" +
+	"\x04data\x18\x05 \x03(\v2 .shiploop.errortrack.v1.KeyValueR\x04data\"\xdc\x01\n" +
+	"\n" +
+	"Breadcrumb\x128\n" +
+	"\ttimestamp\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
+	"\bcategory\x18\x03 \x01(\tR\bcategory\x12\x14\n" +
+	"\x05level\x18\x04 \x01(\tR\x05level\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x124\n" +
+	"\x04data\x18\x06 \x03(\v2 .shiploop.errortrack.v1.KeyValueR\x04data\"\x97\x01\n" +
+	"\fEventRequest\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x12!\n" +
+	"\fquery_string\x18\x03 \x01(\tR\vqueryString\x12:\n" +
+	"\aheaders\x18\x04 \x03(\v2 .shiploop.errortrack.v1.KeyValueR\aheaders\"F\n" +
+	"\x0fGetEventRequest\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x18\n" +
+	"\aproject\x18\x02 \x01(\tR\aproject\"\x81\x01\n" +
+	"\x10GetEventResponse\x128\n" +
+	"\x05event\x18\x01 \x01(\v2\".shiploop.errortrack.v1.ErrorEventR\x05event\x123\n" +
+	"\x05issue\x18\x02 \x01(\v2\x1d.shiploop.errortrack.v1.IssueR\x05issue\"\xa8\x01\n" +
+	"\x12TransactionSummary\x12\x18\n" +
+	"\arelease\x18\x01 \x01(\tR\arelease\x12 \n" +
+	"\venvironment\x18\x02 \x01(\tR\venvironment\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\x03R\x05count\x12\x15\n" +
+	"\x06p50_ms\x18\x05 \x01(\x01R\x05p50Ms\x12\x15\n" +
+	"\x06p95_ms\x18\x06 \x01(\x01R\x05p95Ms\"o\n" +
+	"\x17ListTransactionsRequest\x12\x18\n" +
+	"\aproject\x18\x01 \x01(\tR\aproject\x12\x18\n" +
+	"\arelease\x18\x02 \x01(\tR\arelease\x12 \n" +
+	"\venvironment\x18\x03 \x01(\tR\venvironment\"j\n" +
+	"\x18ListTransactionsResponse\x12N\n" +
+	"\ftransactions\x18\x01 \x03(\v2*.shiploop.errortrack.v1.TransactionSummaryR\ftransactions\"\x88\x01\n" +
 	"\n" +
 	"Attachment\x12\x1a\n" +
 	"\bfilename\x18\x01 \x01(\tR\bfilename\x12!\n" +
@@ -2851,20 +3962,27 @@ const file_shiploop_errortrack_v1_errortrack_proto_rawDesc = "" +
 	"deployedAt\x128\n" +
 	"\acommits\x18\x05 \x03(\v2\x1e.shiploop.errortrack.v1.CommitR\acommits\"N\n" +
 	"\x14RecordDeployResponse\x126\n" +
-	"\x06deploy\x18\x01 \x01(\v2\x1e.shiploop.errortrack.v1.DeployR\x06deploy\"\xb5\x01\n" +
+	"\x06deploy\x18\x01 \x01(\v2\x1e.shiploop.errortrack.v1.DeployR\x06deploy\"\xe6\x02\n" +
 	"\aRelease\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x129\n" +
 	"\n" +
 	"first_seen\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\x12=\n" +
 	"\x06health\x18\x03 \x03(\v2%.shiploop.errortrack.v1.ReleaseHealthR\x06health\x12\x16\n" +
-	"\x06events\x18\x04 \x01(\x03R\x06events\"\xc5\x01\n" +
+	"\x06events\x18\x04 \x01(\x03R\x06events\x12\x16\n" +
+	"\x06errors\x18\x05 \x01(\x03R\x06errors\x12\"\n" +
+	"\ftransactions\x18\x06 \x01(\x03R\ftransactions\x12\x1a\n" +
+	"\bsessions\x18\a \x01(\x03R\bsessions\x12W\n" +
+	"\x11transaction_names\x18\b \x03(\v2*.shiploop.errortrack.v1.TransactionSummaryR\x10transactionNames\"\x99\x02\n" +
 	"\rReleaseHealth\x12 \n" +
 	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x1a\n" +
 	"\bsessions\x18\x02 \x01(\x03R\bsessions\x12\x18\n" +
 	"\aerrored\x18\x03 \x01(\x03R\aerrored\x12\x18\n" +
 	"\acrashed\x18\x04 \x01(\x03R\acrashed\x12\x1a\n" +
 	"\babnormal\x18\x05 \x01(\x03R\babnormal\x12&\n" +
-	"\x0fcrash_free_rate\x18\x06 \x01(\x01R\rcrashFreeRate\"\x83\x02\n" +
+	"\x0fcrash_free_rate\x18\x06 \x01(\x01R\rcrashFreeRate\x12\x16\n" +
+	"\x06events\x18\a \x01(\x03R\x06events\x12\x16\n" +
+	"\x06errors\x18\b \x01(\x03R\x06errors\x12\"\n" +
+	"\ftransactions\x18\t \x01(\x03R\ftransactions\"\x83\x02\n" +
 	"\x13ListReleasesRequest\x12\x18\n" +
 	"\aproject\x18\x01 \x01(\tR\aproject\x12%\n" +
 	"\x0ewindow_release\x18\x02 \x01(\tR\rwindowRelease\x12-\n" +
@@ -2886,7 +4004,7 @@ const file_shiploop_errortrack_v1_errortrack_proto_rawDesc = "" +
 	"\fother_errors\x18\t \x01(\x03R\votherErrors\x1aE\n" +
 	"\x17OtherReleaseErrorsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xd0\v\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xa6\r\n" +
 	"\fErrorService\x12l\n" +
 	"\rCreateProject\x12,.shiploop.errortrack.v1.CreateProjectRequest\x1a-.shiploop.errortrack.v1.CreateProjectResponse\x12i\n" +
 	"\fListProjects\x12+.shiploop.errortrack.v1.ListProjectsRequest\x1a,.shiploop.errortrack.v1.ListProjectsResponse\x12c\n" +
@@ -2903,7 +4021,9 @@ const file_shiploop_errortrack_v1_errortrack_proto_rawDesc = "" +
 	"\vIgnoreIssue\x12*.shiploop.errortrack.v1.IgnoreIssueRequest\x1a+.shiploop.errortrack.v1.IgnoreIssueResponse\x12o\n" +
 	"\x0eUnresolveIssue\x12-.shiploop.errortrack.v1.UnresolveIssueRequest\x1a..shiploop.errortrack.v1.UnresolveIssueResponse\x12i\n" +
 	"\fRecordDeploy\x12+.shiploop.errortrack.v1.RecordDeployRequest\x1a,.shiploop.errortrack.v1.RecordDeployResponse\x12i\n" +
-	"\fListReleases\x12+.shiploop.errortrack.v1.ListReleasesRequest\x1a,.shiploop.errortrack.v1.ListReleasesResponseBHZFgithub.com/shiploop/shiploop/proto/shiploop/errortrack/v1;errortrackv1b\x06proto3"
+	"\fListReleases\x12+.shiploop.errortrack.v1.ListReleasesRequest\x1a,.shiploop.errortrack.v1.ListReleasesResponse\x12]\n" +
+	"\bGetEvent\x12'.shiploop.errortrack.v1.GetEventRequest\x1a(.shiploop.errortrack.v1.GetEventResponse\x12u\n" +
+	"\x10ListTransactions\x12/.shiploop.errortrack.v1.ListTransactionsRequest\x1a0.shiploop.errortrack.v1.ListTransactionsResponseBHZFgithub.com/shiploop/shiploop/proto/shiploop/errortrack/v1;errortrackv1b\x06proto3"
 
 var (
 	file_shiploop_errortrack_v1_errortrack_proto_rawDescOnce sync.Once
@@ -2917,58 +4037,71 @@ func file_shiploop_errortrack_v1_errortrack_proto_rawDescGZIP() []byte {
 	return file_shiploop_errortrack_v1_errortrack_proto_rawDescData
 }
 
-var file_shiploop_errortrack_v1_errortrack_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_shiploop_errortrack_v1_errortrack_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_shiploop_errortrack_v1_errortrack_proto_goTypes = []any{
-	(*Project)(nil),                 // 0: shiploop.errortrack.v1.Project
-	(*ProjectKey)(nil),              // 1: shiploop.errortrack.v1.ProjectKey
-	(*CreateProjectRequest)(nil),    // 2: shiploop.errortrack.v1.CreateProjectRequest
-	(*CreateProjectResponse)(nil),   // 3: shiploop.errortrack.v1.CreateProjectResponse
-	(*ListProjectsRequest)(nil),     // 4: shiploop.errortrack.v1.ListProjectsRequest
-	(*ListProjectsResponse)(nil),    // 5: shiploop.errortrack.v1.ListProjectsResponse
-	(*GetProjectRequest)(nil),       // 6: shiploop.errortrack.v1.GetProjectRequest
-	(*GetProjectResponse)(nil),      // 7: shiploop.errortrack.v1.GetProjectResponse
-	(*UpdateProjectRequest)(nil),    // 8: shiploop.errortrack.v1.UpdateProjectRequest
-	(*UpdateProjectResponse)(nil),   // 9: shiploop.errortrack.v1.UpdateProjectResponse
-	(*RotateKeyRequest)(nil),        // 10: shiploop.errortrack.v1.RotateKeyRequest
-	(*RotateKeyResponse)(nil),       // 11: shiploop.errortrack.v1.RotateKeyResponse
-	(*RevokeKeyRequest)(nil),        // 12: shiploop.errortrack.v1.RevokeKeyRequest
-	(*RevokeKeyResponse)(nil),       // 13: shiploop.errortrack.v1.RevokeKeyResponse
-	(*Issue)(nil),                   // 14: shiploop.errortrack.v1.Issue
-	(*IssueRelease)(nil),            // 15: shiploop.errortrack.v1.IssueRelease
-	(*ListIssuesRequest)(nil),       // 16: shiploop.errortrack.v1.ListIssuesRequest
-	(*ListIssuesResponse)(nil),      // 17: shiploop.errortrack.v1.ListIssuesResponse
-	(*GetIssueRequest)(nil),         // 18: shiploop.errortrack.v1.GetIssueRequest
-	(*GetIssueResponse)(nil),        // 19: shiploop.errortrack.v1.GetIssueResponse
-	(*ErrorEvent)(nil),              // 20: shiploop.errortrack.v1.ErrorEvent
-	(*Attachment)(nil),              // 21: shiploop.errortrack.v1.Attachment
-	(*ListIssueEventsRequest)(nil),  // 22: shiploop.errortrack.v1.ListIssueEventsRequest
-	(*ListIssueEventsResponse)(nil), // 23: shiploop.errortrack.v1.ListIssueEventsResponse
-	(*ResolveIssueRequest)(nil),     // 24: shiploop.errortrack.v1.ResolveIssueRequest
-	(*ResolveIssueResponse)(nil),    // 25: shiploop.errortrack.v1.ResolveIssueResponse
-	(*IgnoreIssueRequest)(nil),      // 26: shiploop.errortrack.v1.IgnoreIssueRequest
-	(*IgnoreIssueResponse)(nil),     // 27: shiploop.errortrack.v1.IgnoreIssueResponse
-	(*UnresolveIssueRequest)(nil),   // 28: shiploop.errortrack.v1.UnresolveIssueRequest
-	(*UnresolveIssueResponse)(nil),  // 29: shiploop.errortrack.v1.UnresolveIssueResponse
-	(*Commit)(nil),                  // 30: shiploop.errortrack.v1.Commit
-	(*Deploy)(nil),                  // 31: shiploop.errortrack.v1.Deploy
-	(*RecordDeployRequest)(nil),     // 32: shiploop.errortrack.v1.RecordDeployRequest
-	(*RecordDeployResponse)(nil),    // 33: shiploop.errortrack.v1.RecordDeployResponse
-	(*Release)(nil),                 // 34: shiploop.errortrack.v1.Release
-	(*ReleaseHealth)(nil),           // 35: shiploop.errortrack.v1.ReleaseHealth
-	(*ListReleasesRequest)(nil),     // 36: shiploop.errortrack.v1.ListReleasesRequest
-	(*ListReleasesResponse)(nil),    // 37: shiploop.errortrack.v1.ListReleasesResponse
-	(*ReleaseWindow)(nil),           // 38: shiploop.errortrack.v1.ReleaseWindow
-	nil,                             // 39: shiploop.errortrack.v1.Project.CountersEntry
-	nil,                             // 40: shiploop.errortrack.v1.ReleaseWindow.OtherReleaseErrorsEntry
-	(*timestamppb.Timestamp)(nil),   // 41: google.protobuf.Timestamp
-	(IssueStatus)(0),                // 42: shiploop.errortrack.v1.IssueStatus
+	(*Project)(nil),                  // 0: shiploop.errortrack.v1.Project
+	(*ProjectKey)(nil),               // 1: shiploop.errortrack.v1.ProjectKey
+	(*CreateProjectRequest)(nil),     // 2: shiploop.errortrack.v1.CreateProjectRequest
+	(*CreateProjectResponse)(nil),    // 3: shiploop.errortrack.v1.CreateProjectResponse
+	(*ListProjectsRequest)(nil),      // 4: shiploop.errortrack.v1.ListProjectsRequest
+	(*ListProjectsResponse)(nil),     // 5: shiploop.errortrack.v1.ListProjectsResponse
+	(*GetProjectRequest)(nil),        // 6: shiploop.errortrack.v1.GetProjectRequest
+	(*GetProjectResponse)(nil),       // 7: shiploop.errortrack.v1.GetProjectResponse
+	(*UpdateProjectRequest)(nil),     // 8: shiploop.errortrack.v1.UpdateProjectRequest
+	(*UpdateProjectResponse)(nil),    // 9: shiploop.errortrack.v1.UpdateProjectResponse
+	(*RotateKeyRequest)(nil),         // 10: shiploop.errortrack.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),        // 11: shiploop.errortrack.v1.RotateKeyResponse
+	(*RevokeKeyRequest)(nil),         // 12: shiploop.errortrack.v1.RevokeKeyRequest
+	(*RevokeKeyResponse)(nil),        // 13: shiploop.errortrack.v1.RevokeKeyResponse
+	(*Issue)(nil),                    // 14: shiploop.errortrack.v1.Issue
+	(*IssueRelease)(nil),             // 15: shiploop.errortrack.v1.IssueRelease
+	(*ListIssuesRequest)(nil),        // 16: shiploop.errortrack.v1.ListIssuesRequest
+	(*ListIssuesResponse)(nil),       // 17: shiploop.errortrack.v1.ListIssuesResponse
+	(*GetIssueRequest)(nil),          // 18: shiploop.errortrack.v1.GetIssueRequest
+	(*GetIssueResponse)(nil),         // 19: shiploop.errortrack.v1.GetIssueResponse
+	(*ErrorEvent)(nil),               // 20: shiploop.errortrack.v1.ErrorEvent
+	(*EventDetail)(nil),              // 21: shiploop.errortrack.v1.EventDetail
+	(*ExceptionValue)(nil),           // 22: shiploop.errortrack.v1.ExceptionValue
+	(*StackFrame)(nil),               // 23: shiploop.errortrack.v1.StackFrame
+	(*KeyValue)(nil),                 // 24: shiploop.errortrack.v1.KeyValue
+	(*EventUser)(nil),                // 25: shiploop.errortrack.v1.EventUser
+	(*Breadcrumb)(nil),               // 26: shiploop.errortrack.v1.Breadcrumb
+	(*EventRequest)(nil),             // 27: shiploop.errortrack.v1.EventRequest
+	(*GetEventRequest)(nil),          // 28: shiploop.errortrack.v1.GetEventRequest
+	(*GetEventResponse)(nil),         // 29: shiploop.errortrack.v1.GetEventResponse
+	(*TransactionSummary)(nil),       // 30: shiploop.errortrack.v1.TransactionSummary
+	(*ListTransactionsRequest)(nil),  // 31: shiploop.errortrack.v1.ListTransactionsRequest
+	(*ListTransactionsResponse)(nil), // 32: shiploop.errortrack.v1.ListTransactionsResponse
+	(*Attachment)(nil),               // 33: shiploop.errortrack.v1.Attachment
+	(*ListIssueEventsRequest)(nil),   // 34: shiploop.errortrack.v1.ListIssueEventsRequest
+	(*ListIssueEventsResponse)(nil),  // 35: shiploop.errortrack.v1.ListIssueEventsResponse
+	(*ResolveIssueRequest)(nil),      // 36: shiploop.errortrack.v1.ResolveIssueRequest
+	(*ResolveIssueResponse)(nil),     // 37: shiploop.errortrack.v1.ResolveIssueResponse
+	(*IgnoreIssueRequest)(nil),       // 38: shiploop.errortrack.v1.IgnoreIssueRequest
+	(*IgnoreIssueResponse)(nil),      // 39: shiploop.errortrack.v1.IgnoreIssueResponse
+	(*UnresolveIssueRequest)(nil),    // 40: shiploop.errortrack.v1.UnresolveIssueRequest
+	(*UnresolveIssueResponse)(nil),   // 41: shiploop.errortrack.v1.UnresolveIssueResponse
+	(*Commit)(nil),                   // 42: shiploop.errortrack.v1.Commit
+	(*Deploy)(nil),                   // 43: shiploop.errortrack.v1.Deploy
+	(*RecordDeployRequest)(nil),      // 44: shiploop.errortrack.v1.RecordDeployRequest
+	(*RecordDeployResponse)(nil),     // 45: shiploop.errortrack.v1.RecordDeployResponse
+	(*Release)(nil),                  // 46: shiploop.errortrack.v1.Release
+	(*ReleaseHealth)(nil),            // 47: shiploop.errortrack.v1.ReleaseHealth
+	(*ListReleasesRequest)(nil),      // 48: shiploop.errortrack.v1.ListReleasesRequest
+	(*ListReleasesResponse)(nil),     // 49: shiploop.errortrack.v1.ListReleasesResponse
+	(*ReleaseWindow)(nil),            // 50: shiploop.errortrack.v1.ReleaseWindow
+	nil,                              // 51: shiploop.errortrack.v1.Project.CountersEntry
+	nil,                              // 52: shiploop.errortrack.v1.ReleaseWindow.OtherReleaseErrorsEntry
+	(*timestamppb.Timestamp)(nil),    // 53: google.protobuf.Timestamp
+	(IssueStatus)(0),                 // 54: shiploop.errortrack.v1.IssueStatus
+	(*SuspectCommit)(nil),            // 55: shiploop.errortrack.v1.SuspectCommit
 }
 var file_shiploop_errortrack_v1_errortrack_proto_depIdxs = []int32{
-	41, // 0: shiploop.errortrack.v1.Project.created_at:type_name -> google.protobuf.Timestamp
+	53, // 0: shiploop.errortrack.v1.Project.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: shiploop.errortrack.v1.Project.keys:type_name -> shiploop.errortrack.v1.ProjectKey
-	39, // 2: shiploop.errortrack.v1.Project.counters:type_name -> shiploop.errortrack.v1.Project.CountersEntry
-	41, // 3: shiploop.errortrack.v1.ProjectKey.created_at:type_name -> google.protobuf.Timestamp
-	41, // 4: shiploop.errortrack.v1.ProjectKey.revoked_at:type_name -> google.protobuf.Timestamp
+	51, // 2: shiploop.errortrack.v1.Project.counters:type_name -> shiploop.errortrack.v1.Project.CountersEntry
+	53, // 3: shiploop.errortrack.v1.ProjectKey.created_at:type_name -> google.protobuf.Timestamp
+	53, // 4: shiploop.errortrack.v1.ProjectKey.revoked_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: shiploop.errortrack.v1.CreateProjectResponse.project:type_name -> shiploop.errortrack.v1.Project
 	1,  // 6: shiploop.errortrack.v1.CreateProjectResponse.key:type_name -> shiploop.errortrack.v1.ProjectKey
 	0,  // 7: shiploop.errortrack.v1.ListProjectsResponse.projects:type_name -> shiploop.errortrack.v1.Project
@@ -2976,71 +4109,92 @@ var file_shiploop_errortrack_v1_errortrack_proto_depIdxs = []int32{
 	0,  // 9: shiploop.errortrack.v1.UpdateProjectResponse.project:type_name -> shiploop.errortrack.v1.Project
 	1,  // 10: shiploop.errortrack.v1.RotateKeyResponse.key:type_name -> shiploop.errortrack.v1.ProjectKey
 	1,  // 11: shiploop.errortrack.v1.RevokeKeyResponse.key:type_name -> shiploop.errortrack.v1.ProjectKey
-	42, // 12: shiploop.errortrack.v1.Issue.status:type_name -> shiploop.errortrack.v1.IssueStatus
-	41, // 13: shiploop.errortrack.v1.Issue.first_seen:type_name -> google.protobuf.Timestamp
-	41, // 14: shiploop.errortrack.v1.Issue.last_seen:type_name -> google.protobuf.Timestamp
+	54, // 12: shiploop.errortrack.v1.Issue.status:type_name -> shiploop.errortrack.v1.IssueStatus
+	53, // 13: shiploop.errortrack.v1.Issue.first_seen:type_name -> google.protobuf.Timestamp
+	53, // 14: shiploop.errortrack.v1.Issue.last_seen:type_name -> google.protobuf.Timestamp
 	15, // 15: shiploop.errortrack.v1.Issue.releases:type_name -> shiploop.errortrack.v1.IssueRelease
-	31, // 16: shiploop.errortrack.v1.Issue.first_deploy:type_name -> shiploop.errortrack.v1.Deploy
-	30, // 17: shiploop.errortrack.v1.Issue.suspect_commits:type_name -> shiploop.errortrack.v1.Commit
-	41, // 18: shiploop.errortrack.v1.IssueRelease.first_seen:type_name -> google.protobuf.Timestamp
-	41, // 19: shiploop.errortrack.v1.IssueRelease.last_seen:type_name -> google.protobuf.Timestamp
-	42, // 20: shiploop.errortrack.v1.ListIssuesRequest.status:type_name -> shiploop.errortrack.v1.IssueStatus
+	43, // 16: shiploop.errortrack.v1.Issue.first_deploy:type_name -> shiploop.errortrack.v1.Deploy
+	55, // 17: shiploop.errortrack.v1.Issue.suspect_commits:type_name -> shiploop.errortrack.v1.SuspectCommit
+	53, // 18: shiploop.errortrack.v1.IssueRelease.first_seen:type_name -> google.protobuf.Timestamp
+	53, // 19: shiploop.errortrack.v1.IssueRelease.last_seen:type_name -> google.protobuf.Timestamp
+	54, // 20: shiploop.errortrack.v1.ListIssuesRequest.status:type_name -> shiploop.errortrack.v1.IssueStatus
 	14, // 21: shiploop.errortrack.v1.ListIssuesResponse.issues:type_name -> shiploop.errortrack.v1.Issue
 	14, // 22: shiploop.errortrack.v1.GetIssueResponse.issue:type_name -> shiploop.errortrack.v1.Issue
-	41, // 23: shiploop.errortrack.v1.ErrorEvent.timestamp:type_name -> google.protobuf.Timestamp
-	41, // 24: shiploop.errortrack.v1.ErrorEvent.received_at:type_name -> google.protobuf.Timestamp
-	21, // 25: shiploop.errortrack.v1.ErrorEvent.attachments:type_name -> shiploop.errortrack.v1.Attachment
-	20, // 26: shiploop.errortrack.v1.ListIssueEventsResponse.events:type_name -> shiploop.errortrack.v1.ErrorEvent
-	14, // 27: shiploop.errortrack.v1.ResolveIssueResponse.issue:type_name -> shiploop.errortrack.v1.Issue
-	14, // 28: shiploop.errortrack.v1.IgnoreIssueResponse.issue:type_name -> shiploop.errortrack.v1.Issue
-	14, // 29: shiploop.errortrack.v1.UnresolveIssueResponse.issue:type_name -> shiploop.errortrack.v1.Issue
-	41, // 30: shiploop.errortrack.v1.Deploy.deployed_at:type_name -> google.protobuf.Timestamp
-	30, // 31: shiploop.errortrack.v1.Deploy.commits:type_name -> shiploop.errortrack.v1.Commit
-	41, // 32: shiploop.errortrack.v1.RecordDeployRequest.deployed_at:type_name -> google.protobuf.Timestamp
-	30, // 33: shiploop.errortrack.v1.RecordDeployRequest.commits:type_name -> shiploop.errortrack.v1.Commit
-	31, // 34: shiploop.errortrack.v1.RecordDeployResponse.deploy:type_name -> shiploop.errortrack.v1.Deploy
-	41, // 35: shiploop.errortrack.v1.Release.first_seen:type_name -> google.protobuf.Timestamp
-	35, // 36: shiploop.errortrack.v1.Release.health:type_name -> shiploop.errortrack.v1.ReleaseHealth
-	41, // 37: shiploop.errortrack.v1.ListReleasesRequest.window_since:type_name -> google.protobuf.Timestamp
-	41, // 38: shiploop.errortrack.v1.ListReleasesRequest.window_until:type_name -> google.protobuf.Timestamp
-	34, // 39: shiploop.errortrack.v1.ListReleasesResponse.releases:type_name -> shiploop.errortrack.v1.Release
-	38, // 40: shiploop.errortrack.v1.ListReleasesResponse.window:type_name -> shiploop.errortrack.v1.ReleaseWindow
-	41, // 41: shiploop.errortrack.v1.ReleaseWindow.since:type_name -> google.protobuf.Timestamp
-	41, // 42: shiploop.errortrack.v1.ReleaseWindow.until:type_name -> google.protobuf.Timestamp
-	40, // 43: shiploop.errortrack.v1.ReleaseWindow.other_release_errors:type_name -> shiploop.errortrack.v1.ReleaseWindow.OtherReleaseErrorsEntry
-	2,  // 44: shiploop.errortrack.v1.ErrorService.CreateProject:input_type -> shiploop.errortrack.v1.CreateProjectRequest
-	4,  // 45: shiploop.errortrack.v1.ErrorService.ListProjects:input_type -> shiploop.errortrack.v1.ListProjectsRequest
-	6,  // 46: shiploop.errortrack.v1.ErrorService.GetProject:input_type -> shiploop.errortrack.v1.GetProjectRequest
-	8,  // 47: shiploop.errortrack.v1.ErrorService.UpdateProject:input_type -> shiploop.errortrack.v1.UpdateProjectRequest
-	10, // 48: shiploop.errortrack.v1.ErrorService.RotateKey:input_type -> shiploop.errortrack.v1.RotateKeyRequest
-	12, // 49: shiploop.errortrack.v1.ErrorService.RevokeKey:input_type -> shiploop.errortrack.v1.RevokeKeyRequest
-	16, // 50: shiploop.errortrack.v1.ErrorService.ListIssues:input_type -> shiploop.errortrack.v1.ListIssuesRequest
-	18, // 51: shiploop.errortrack.v1.ErrorService.GetIssue:input_type -> shiploop.errortrack.v1.GetIssueRequest
-	22, // 52: shiploop.errortrack.v1.ErrorService.ListIssueEvents:input_type -> shiploop.errortrack.v1.ListIssueEventsRequest
-	24, // 53: shiploop.errortrack.v1.ErrorService.ResolveIssue:input_type -> shiploop.errortrack.v1.ResolveIssueRequest
-	26, // 54: shiploop.errortrack.v1.ErrorService.IgnoreIssue:input_type -> shiploop.errortrack.v1.IgnoreIssueRequest
-	28, // 55: shiploop.errortrack.v1.ErrorService.UnresolveIssue:input_type -> shiploop.errortrack.v1.UnresolveIssueRequest
-	32, // 56: shiploop.errortrack.v1.ErrorService.RecordDeploy:input_type -> shiploop.errortrack.v1.RecordDeployRequest
-	36, // 57: shiploop.errortrack.v1.ErrorService.ListReleases:input_type -> shiploop.errortrack.v1.ListReleasesRequest
-	3,  // 58: shiploop.errortrack.v1.ErrorService.CreateProject:output_type -> shiploop.errortrack.v1.CreateProjectResponse
-	5,  // 59: shiploop.errortrack.v1.ErrorService.ListProjects:output_type -> shiploop.errortrack.v1.ListProjectsResponse
-	7,  // 60: shiploop.errortrack.v1.ErrorService.GetProject:output_type -> shiploop.errortrack.v1.GetProjectResponse
-	9,  // 61: shiploop.errortrack.v1.ErrorService.UpdateProject:output_type -> shiploop.errortrack.v1.UpdateProjectResponse
-	11, // 62: shiploop.errortrack.v1.ErrorService.RotateKey:output_type -> shiploop.errortrack.v1.RotateKeyResponse
-	13, // 63: shiploop.errortrack.v1.ErrorService.RevokeKey:output_type -> shiploop.errortrack.v1.RevokeKeyResponse
-	17, // 64: shiploop.errortrack.v1.ErrorService.ListIssues:output_type -> shiploop.errortrack.v1.ListIssuesResponse
-	19, // 65: shiploop.errortrack.v1.ErrorService.GetIssue:output_type -> shiploop.errortrack.v1.GetIssueResponse
-	23, // 66: shiploop.errortrack.v1.ErrorService.ListIssueEvents:output_type -> shiploop.errortrack.v1.ListIssueEventsResponse
-	25, // 67: shiploop.errortrack.v1.ErrorService.ResolveIssue:output_type -> shiploop.errortrack.v1.ResolveIssueResponse
-	27, // 68: shiploop.errortrack.v1.ErrorService.IgnoreIssue:output_type -> shiploop.errortrack.v1.IgnoreIssueResponse
-	29, // 69: shiploop.errortrack.v1.ErrorService.UnresolveIssue:output_type -> shiploop.errortrack.v1.UnresolveIssueResponse
-	33, // 70: shiploop.errortrack.v1.ErrorService.RecordDeploy:output_type -> shiploop.errortrack.v1.RecordDeployResponse
-	37, // 71: shiploop.errortrack.v1.ErrorService.ListReleases:output_type -> shiploop.errortrack.v1.ListReleasesResponse
-	58, // [58:72] is the sub-list for method output_type
-	44, // [44:58] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	53, // 23: shiploop.errortrack.v1.ErrorEvent.timestamp:type_name -> google.protobuf.Timestamp
+	53, // 24: shiploop.errortrack.v1.ErrorEvent.received_at:type_name -> google.protobuf.Timestamp
+	33, // 25: shiploop.errortrack.v1.ErrorEvent.attachments:type_name -> shiploop.errortrack.v1.Attachment
+	21, // 26: shiploop.errortrack.v1.ErrorEvent.detail:type_name -> shiploop.errortrack.v1.EventDetail
+	22, // 27: shiploop.errortrack.v1.EventDetail.exceptions:type_name -> shiploop.errortrack.v1.ExceptionValue
+	23, // 28: shiploop.errortrack.v1.EventDetail.frames:type_name -> shiploop.errortrack.v1.StackFrame
+	24, // 29: shiploop.errortrack.v1.EventDetail.tags:type_name -> shiploop.errortrack.v1.KeyValue
+	25, // 30: shiploop.errortrack.v1.EventDetail.user:type_name -> shiploop.errortrack.v1.EventUser
+	26, // 31: shiploop.errortrack.v1.EventDetail.breadcrumbs:type_name -> shiploop.errortrack.v1.Breadcrumb
+	27, // 32: shiploop.errortrack.v1.EventDetail.request:type_name -> shiploop.errortrack.v1.EventRequest
+	24, // 33: shiploop.errortrack.v1.EventDetail.contexts:type_name -> shiploop.errortrack.v1.KeyValue
+	23, // 34: shiploop.errortrack.v1.ExceptionValue.frames:type_name -> shiploop.errortrack.v1.StackFrame
+	24, // 35: shiploop.errortrack.v1.EventUser.data:type_name -> shiploop.errortrack.v1.KeyValue
+	53, // 36: shiploop.errortrack.v1.Breadcrumb.timestamp:type_name -> google.protobuf.Timestamp
+	24, // 37: shiploop.errortrack.v1.Breadcrumb.data:type_name -> shiploop.errortrack.v1.KeyValue
+	24, // 38: shiploop.errortrack.v1.EventRequest.headers:type_name -> shiploop.errortrack.v1.KeyValue
+	20, // 39: shiploop.errortrack.v1.GetEventResponse.event:type_name -> shiploop.errortrack.v1.ErrorEvent
+	14, // 40: shiploop.errortrack.v1.GetEventResponse.issue:type_name -> shiploop.errortrack.v1.Issue
+	30, // 41: shiploop.errortrack.v1.ListTransactionsResponse.transactions:type_name -> shiploop.errortrack.v1.TransactionSummary
+	20, // 42: shiploop.errortrack.v1.ListIssueEventsResponse.events:type_name -> shiploop.errortrack.v1.ErrorEvent
+	14, // 43: shiploop.errortrack.v1.ResolveIssueResponse.issue:type_name -> shiploop.errortrack.v1.Issue
+	14, // 44: shiploop.errortrack.v1.IgnoreIssueResponse.issue:type_name -> shiploop.errortrack.v1.Issue
+	14, // 45: shiploop.errortrack.v1.UnresolveIssueResponse.issue:type_name -> shiploop.errortrack.v1.Issue
+	53, // 46: shiploop.errortrack.v1.Deploy.deployed_at:type_name -> google.protobuf.Timestamp
+	42, // 47: shiploop.errortrack.v1.Deploy.commits:type_name -> shiploop.errortrack.v1.Commit
+	53, // 48: shiploop.errortrack.v1.RecordDeployRequest.deployed_at:type_name -> google.protobuf.Timestamp
+	42, // 49: shiploop.errortrack.v1.RecordDeployRequest.commits:type_name -> shiploop.errortrack.v1.Commit
+	43, // 50: shiploop.errortrack.v1.RecordDeployResponse.deploy:type_name -> shiploop.errortrack.v1.Deploy
+	53, // 51: shiploop.errortrack.v1.Release.first_seen:type_name -> google.protobuf.Timestamp
+	47, // 52: shiploop.errortrack.v1.Release.health:type_name -> shiploop.errortrack.v1.ReleaseHealth
+	30, // 53: shiploop.errortrack.v1.Release.transaction_names:type_name -> shiploop.errortrack.v1.TransactionSummary
+	53, // 54: shiploop.errortrack.v1.ListReleasesRequest.window_since:type_name -> google.protobuf.Timestamp
+	53, // 55: shiploop.errortrack.v1.ListReleasesRequest.window_until:type_name -> google.protobuf.Timestamp
+	46, // 56: shiploop.errortrack.v1.ListReleasesResponse.releases:type_name -> shiploop.errortrack.v1.Release
+	50, // 57: shiploop.errortrack.v1.ListReleasesResponse.window:type_name -> shiploop.errortrack.v1.ReleaseWindow
+	53, // 58: shiploop.errortrack.v1.ReleaseWindow.since:type_name -> google.protobuf.Timestamp
+	53, // 59: shiploop.errortrack.v1.ReleaseWindow.until:type_name -> google.protobuf.Timestamp
+	52, // 60: shiploop.errortrack.v1.ReleaseWindow.other_release_errors:type_name -> shiploop.errortrack.v1.ReleaseWindow.OtherReleaseErrorsEntry
+	2,  // 61: shiploop.errortrack.v1.ErrorService.CreateProject:input_type -> shiploop.errortrack.v1.CreateProjectRequest
+	4,  // 62: shiploop.errortrack.v1.ErrorService.ListProjects:input_type -> shiploop.errortrack.v1.ListProjectsRequest
+	6,  // 63: shiploop.errortrack.v1.ErrorService.GetProject:input_type -> shiploop.errortrack.v1.GetProjectRequest
+	8,  // 64: shiploop.errortrack.v1.ErrorService.UpdateProject:input_type -> shiploop.errortrack.v1.UpdateProjectRequest
+	10, // 65: shiploop.errortrack.v1.ErrorService.RotateKey:input_type -> shiploop.errortrack.v1.RotateKeyRequest
+	12, // 66: shiploop.errortrack.v1.ErrorService.RevokeKey:input_type -> shiploop.errortrack.v1.RevokeKeyRequest
+	16, // 67: shiploop.errortrack.v1.ErrorService.ListIssues:input_type -> shiploop.errortrack.v1.ListIssuesRequest
+	18, // 68: shiploop.errortrack.v1.ErrorService.GetIssue:input_type -> shiploop.errortrack.v1.GetIssueRequest
+	34, // 69: shiploop.errortrack.v1.ErrorService.ListIssueEvents:input_type -> shiploop.errortrack.v1.ListIssueEventsRequest
+	36, // 70: shiploop.errortrack.v1.ErrorService.ResolveIssue:input_type -> shiploop.errortrack.v1.ResolveIssueRequest
+	38, // 71: shiploop.errortrack.v1.ErrorService.IgnoreIssue:input_type -> shiploop.errortrack.v1.IgnoreIssueRequest
+	40, // 72: shiploop.errortrack.v1.ErrorService.UnresolveIssue:input_type -> shiploop.errortrack.v1.UnresolveIssueRequest
+	44, // 73: shiploop.errortrack.v1.ErrorService.RecordDeploy:input_type -> shiploop.errortrack.v1.RecordDeployRequest
+	48, // 74: shiploop.errortrack.v1.ErrorService.ListReleases:input_type -> shiploop.errortrack.v1.ListReleasesRequest
+	28, // 75: shiploop.errortrack.v1.ErrorService.GetEvent:input_type -> shiploop.errortrack.v1.GetEventRequest
+	31, // 76: shiploop.errortrack.v1.ErrorService.ListTransactions:input_type -> shiploop.errortrack.v1.ListTransactionsRequest
+	3,  // 77: shiploop.errortrack.v1.ErrorService.CreateProject:output_type -> shiploop.errortrack.v1.CreateProjectResponse
+	5,  // 78: shiploop.errortrack.v1.ErrorService.ListProjects:output_type -> shiploop.errortrack.v1.ListProjectsResponse
+	7,  // 79: shiploop.errortrack.v1.ErrorService.GetProject:output_type -> shiploop.errortrack.v1.GetProjectResponse
+	9,  // 80: shiploop.errortrack.v1.ErrorService.UpdateProject:output_type -> shiploop.errortrack.v1.UpdateProjectResponse
+	11, // 81: shiploop.errortrack.v1.ErrorService.RotateKey:output_type -> shiploop.errortrack.v1.RotateKeyResponse
+	13, // 82: shiploop.errortrack.v1.ErrorService.RevokeKey:output_type -> shiploop.errortrack.v1.RevokeKeyResponse
+	17, // 83: shiploop.errortrack.v1.ErrorService.ListIssues:output_type -> shiploop.errortrack.v1.ListIssuesResponse
+	19, // 84: shiploop.errortrack.v1.ErrorService.GetIssue:output_type -> shiploop.errortrack.v1.GetIssueResponse
+	35, // 85: shiploop.errortrack.v1.ErrorService.ListIssueEvents:output_type -> shiploop.errortrack.v1.ListIssueEventsResponse
+	37, // 86: shiploop.errortrack.v1.ErrorService.ResolveIssue:output_type -> shiploop.errortrack.v1.ResolveIssueResponse
+	39, // 87: shiploop.errortrack.v1.ErrorService.IgnoreIssue:output_type -> shiploop.errortrack.v1.IgnoreIssueResponse
+	41, // 88: shiploop.errortrack.v1.ErrorService.UnresolveIssue:output_type -> shiploop.errortrack.v1.UnresolveIssueResponse
+	45, // 89: shiploop.errortrack.v1.ErrorService.RecordDeploy:output_type -> shiploop.errortrack.v1.RecordDeployResponse
+	49, // 90: shiploop.errortrack.v1.ErrorService.ListReleases:output_type -> shiploop.errortrack.v1.ListReleasesResponse
+	29, // 91: shiploop.errortrack.v1.ErrorService.GetEvent:output_type -> shiploop.errortrack.v1.GetEventResponse
+	32, // 92: shiploop.errortrack.v1.ErrorService.ListTransactions:output_type -> shiploop.errortrack.v1.ListTransactionsResponse
+	77, // [77:93] is the sub-list for method output_type
+	61, // [61:77] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_errortrack_v1_errortrack_proto_init() }
@@ -3055,7 +4209,7 @@ func file_shiploop_errortrack_v1_errortrack_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_errortrack_v1_errortrack_proto_rawDesc), len(file_shiploop_errortrack_v1_errortrack_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

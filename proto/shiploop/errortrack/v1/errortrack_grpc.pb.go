@@ -19,20 +19,22 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ErrorService_CreateProject_FullMethodName   = "/shiploop.errortrack.v1.ErrorService/CreateProject"
-	ErrorService_ListProjects_FullMethodName    = "/shiploop.errortrack.v1.ErrorService/ListProjects"
-	ErrorService_GetProject_FullMethodName      = "/shiploop.errortrack.v1.ErrorService/GetProject"
-	ErrorService_UpdateProject_FullMethodName   = "/shiploop.errortrack.v1.ErrorService/UpdateProject"
-	ErrorService_RotateKey_FullMethodName       = "/shiploop.errortrack.v1.ErrorService/RotateKey"
-	ErrorService_RevokeKey_FullMethodName       = "/shiploop.errortrack.v1.ErrorService/RevokeKey"
-	ErrorService_ListIssues_FullMethodName      = "/shiploop.errortrack.v1.ErrorService/ListIssues"
-	ErrorService_GetIssue_FullMethodName        = "/shiploop.errortrack.v1.ErrorService/GetIssue"
-	ErrorService_ListIssueEvents_FullMethodName = "/shiploop.errortrack.v1.ErrorService/ListIssueEvents"
-	ErrorService_ResolveIssue_FullMethodName    = "/shiploop.errortrack.v1.ErrorService/ResolveIssue"
-	ErrorService_IgnoreIssue_FullMethodName     = "/shiploop.errortrack.v1.ErrorService/IgnoreIssue"
-	ErrorService_UnresolveIssue_FullMethodName  = "/shiploop.errortrack.v1.ErrorService/UnresolveIssue"
-	ErrorService_RecordDeploy_FullMethodName    = "/shiploop.errortrack.v1.ErrorService/RecordDeploy"
-	ErrorService_ListReleases_FullMethodName    = "/shiploop.errortrack.v1.ErrorService/ListReleases"
+	ErrorService_CreateProject_FullMethodName    = "/shiploop.errortrack.v1.ErrorService/CreateProject"
+	ErrorService_ListProjects_FullMethodName     = "/shiploop.errortrack.v1.ErrorService/ListProjects"
+	ErrorService_GetProject_FullMethodName       = "/shiploop.errortrack.v1.ErrorService/GetProject"
+	ErrorService_UpdateProject_FullMethodName    = "/shiploop.errortrack.v1.ErrorService/UpdateProject"
+	ErrorService_RotateKey_FullMethodName        = "/shiploop.errortrack.v1.ErrorService/RotateKey"
+	ErrorService_RevokeKey_FullMethodName        = "/shiploop.errortrack.v1.ErrorService/RevokeKey"
+	ErrorService_ListIssues_FullMethodName       = "/shiploop.errortrack.v1.ErrorService/ListIssues"
+	ErrorService_GetIssue_FullMethodName         = "/shiploop.errortrack.v1.ErrorService/GetIssue"
+	ErrorService_ListIssueEvents_FullMethodName  = "/shiploop.errortrack.v1.ErrorService/ListIssueEvents"
+	ErrorService_ResolveIssue_FullMethodName     = "/shiploop.errortrack.v1.ErrorService/ResolveIssue"
+	ErrorService_IgnoreIssue_FullMethodName      = "/shiploop.errortrack.v1.ErrorService/IgnoreIssue"
+	ErrorService_UnresolveIssue_FullMethodName   = "/shiploop.errortrack.v1.ErrorService/UnresolveIssue"
+	ErrorService_RecordDeploy_FullMethodName     = "/shiploop.errortrack.v1.ErrorService/RecordDeploy"
+	ErrorService_ListReleases_FullMethodName     = "/shiploop.errortrack.v1.ErrorService/ListReleases"
+	ErrorService_GetEvent_FullMethodName         = "/shiploop.errortrack.v1.ErrorService/GetEvent"
+	ErrorService_ListTransactions_FullMethodName = "/shiploop.errortrack.v1.ErrorService/ListTransactions"
 )
 
 // ErrorServiceClient is the client API for ErrorService service.
@@ -71,6 +73,13 @@ type ErrorServiceClient interface {
 	RecordDeploy(ctx context.Context, in *RecordDeployRequest, opts ...grpc.CallOption) (*RecordDeployResponse, error)
 	// ListReleases lists a project's releases, newest first, with session health.
 	ListReleases(ctx context.Context, in *ListReleasesRequest, opts ...grpc.CallOption) (*ListReleasesResponse, error)
+	// GetEvent returns one event by its id, read into what an issue page
+	// shows: exceptions with frames and context lines, tags, user,
+	// breadcrumbs, request.
+	GetEvent(ctx context.Context, in *GetEventRequest, opts ...grpc.CallOption) (*GetEventResponse, error)
+	// ListTransactions counts a project's transactions by release,
+	// environment and transaction name, with duration percentiles.
+	ListTransactions(ctx context.Context, in *ListTransactionsRequest, opts ...grpc.CallOption) (*ListTransactionsResponse, error)
 }
 
 type errorServiceClient struct {
@@ -221,6 +230,26 @@ func (c *errorServiceClient) ListReleases(ctx context.Context, in *ListReleasesR
 	return out, nil
 }
 
+func (c *errorServiceClient) GetEvent(ctx context.Context, in *GetEventRequest, opts ...grpc.CallOption) (*GetEventResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetEventResponse)
+	err := c.cc.Invoke(ctx, ErrorService_GetEvent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *errorServiceClient) ListTransactions(ctx context.Context, in *ListTransactionsRequest, opts ...grpc.CallOption) (*ListTransactionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTransactionsResponse)
+	err := c.cc.Invoke(ctx, ErrorService_ListTransactions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ErrorServiceServer is the server API for ErrorService service.
 // All implementations must embed UnimplementedErrorServiceServer
 // for forward compatibility.
@@ -257,6 +286,13 @@ type ErrorServiceServer interface {
 	RecordDeploy(context.Context, *RecordDeployRequest) (*RecordDeployResponse, error)
 	// ListReleases lists a project's releases, newest first, with session health.
 	ListReleases(context.Context, *ListReleasesRequest) (*ListReleasesResponse, error)
+	// GetEvent returns one event by its id, read into what an issue page
+	// shows: exceptions with frames and context lines, tags, user,
+	// breadcrumbs, request.
+	GetEvent(context.Context, *GetEventRequest) (*GetEventResponse, error)
+	// ListTransactions counts a project's transactions by release,
+	// environment and transaction name, with duration percentiles.
+	ListTransactions(context.Context, *ListTransactionsRequest) (*ListTransactionsResponse, error)
 	mustEmbedUnimplementedErrorServiceServer()
 }
 
@@ -308,6 +344,12 @@ func (UnimplementedErrorServiceServer) RecordDeploy(context.Context, *RecordDepl
 }
 func (UnimplementedErrorServiceServer) ListReleases(context.Context, *ListReleasesRequest) (*ListReleasesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListReleases not implemented")
+}
+func (UnimplementedErrorServiceServer) GetEvent(context.Context, *GetEventRequest) (*GetEventResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetEvent not implemented")
+}
+func (UnimplementedErrorServiceServer) ListTransactions(context.Context, *ListTransactionsRequest) (*ListTransactionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTransactions not implemented")
 }
 func (UnimplementedErrorServiceServer) mustEmbedUnimplementedErrorServiceServer() {}
 func (UnimplementedErrorServiceServer) testEmbeddedByValue()                      {}
@@ -582,6 +624,42 @@ func _ErrorService_ListReleases_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ErrorService_GetEvent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetEventRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ErrorServiceServer).GetEvent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ErrorService_GetEvent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ErrorServiceServer).GetEvent(ctx, req.(*GetEventRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ErrorService_ListTransactions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTransactionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ErrorServiceServer).ListTransactions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ErrorService_ListTransactions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ErrorServiceServer).ListTransactions(ctx, req.(*ListTransactionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ErrorService_ServiceDesc is the grpc.ServiceDesc for ErrorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -644,6 +722,14 @@ var ErrorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListReleases",
 			Handler:    _ErrorService_ListReleases_Handler,
+		},
+		{
+			MethodName: "GetEvent",
+			Handler:    _ErrorService_GetEvent_Handler,
+		},
+		{
+			MethodName: "ListTransactions",
+			Handler:    _ErrorService_ListTransactions_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

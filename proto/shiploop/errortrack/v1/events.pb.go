@@ -92,9 +92,12 @@ type IssueOpened struct {
 	Release     string `protobuf:"bytes,2,opt,name=release,proto3" json:"release,omitempty"`
 	Environment string `protobuf:"bytes,3,opt,name=environment,proto3" json:"environment,omitempty"`
 	// The deploy that first showed the issue, when shiploop knows it.
-	DeployId      string `protobuf:"bytes,4,opt,name=deploy_id,json=deployId,proto3" json:"deploy_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DeployId string `protobuf:"bytes,4,opt,name=deploy_id,json=deployId,proto3" json:"deploy_id,omitempty"`
+	// Commits the release brought that touched files of the issue's in-app
+	// frames, best match first.
+	SuspectCommits []*SuspectCommit `protobuf:"bytes,5,rep,name=suspect_commits,json=suspectCommits,proto3" json:"suspect_commits,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *IssueOpened) Reset() {
@@ -155,6 +158,13 @@ func (x *IssueOpened) GetDeployId() string {
 	return ""
 }
 
+func (x *IssueOpened) GetSuspectCommits() []*SuspectCommit {
+	if x != nil {
+		return x.SuspectCommits
+	}
+	return nil
+}
+
 // IssueRegressed is the payload of errortrack.issue.regressed: a resolved
 // issue came back in a release newer than the one it was resolved in.
 type IssueRegressed struct {
@@ -165,8 +175,12 @@ type IssueRegressed struct {
 	Environment string `protobuf:"bytes,3,opt,name=environment,proto3" json:"environment,omitempty"`
 	// The release the issue had been resolved in ("" when none was known).
 	ResolvedInRelease string `protobuf:"bytes,4,opt,name=resolved_in_release,json=resolvedInRelease,proto3" json:"resolved_in_release,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Commits between the release it was resolved in (or the previous release
+	// deployed to the environment) and this one that touched files of its
+	// in-app frames, best match first.
+	SuspectCommits []*SuspectCommit `protobuf:"bytes,5,rep,name=suspect_commits,json=suspectCommits,proto3" json:"suspect_commits,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *IssueRegressed) Reset() {
@@ -227,6 +241,112 @@ func (x *IssueRegressed) GetResolvedInRelease() string {
 	return ""
 }
 
+func (x *IssueRegressed) GetSuspectCommits() []*SuspectCommit {
+	if x != nil {
+		return x.SuspectCommits
+	}
+	return nil
+}
+
+// SuspectCommit is a commit a release brought that touched a file of an
+// issue's in-app frames.
+type SuspectCommit struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Sha     string                 `protobuf:"bytes,1,opt,name=sha,proto3" json:"sha,omitempty"`
+	Message string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// "Name <email>".
+	Author string `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
+	// Paths the commit touched, relative to the repository root.
+	Files []string `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty"`
+	// The touched paths that are files of the issue's in-app frames.
+	MatchedFiles []string `protobuf:"bytes,5,rep,name=matched_files,json=matchedFiles,proto3" json:"matched_files,omitempty"`
+	// Higher is more suspect: matched frames (the innermost counts most).
+	Score int32 `protobuf:"varint,6,opt,name=score,proto3" json:"score,omitempty"`
+	// The release that brought the commit.
+	Release       string `protobuf:"bytes,7,opt,name=release,proto3" json:"release,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuspectCommit) Reset() {
+	*x = SuspectCommit{}
+	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuspectCommit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuspectCommit) ProtoMessage() {}
+
+func (x *SuspectCommit) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuspectCommit.ProtoReflect.Descriptor instead.
+func (*SuspectCommit) Descriptor() ([]byte, []int) {
+	return file_shiploop_errortrack_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SuspectCommit) GetSha() string {
+	if x != nil {
+		return x.Sha
+	}
+	return ""
+}
+
+func (x *SuspectCommit) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *SuspectCommit) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *SuspectCommit) GetFiles() []string {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *SuspectCommit) GetMatchedFiles() []string {
+	if x != nil {
+		return x.MatchedFiles
+	}
+	return nil
+}
+
+func (x *SuspectCommit) GetScore() int32 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *SuspectCommit) GetRelease() string {
+	if x != nil {
+		return x.Release
+	}
+	return ""
+}
+
 // IssueResolved is the payload of errortrack.issue.resolved.
 type IssueResolved struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -240,7 +360,7 @@ type IssueResolved struct {
 
 func (x *IssueResolved) Reset() {
 	*x = IssueResolved{}
-	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[2]
+	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -252,7 +372,7 @@ func (x *IssueResolved) String() string {
 func (*IssueResolved) ProtoMessage() {}
 
 func (x *IssueResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[2]
+	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -265,7 +385,7 @@ func (x *IssueResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueResolved.ProtoReflect.Descriptor instead.
 func (*IssueResolved) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_events_proto_rawDescGZIP(), []int{2}
+	return file_shiploop_errortrack_v1_events_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *IssueResolved) GetIssue() *IssueRef {
@@ -316,7 +436,7 @@ type ReleaseCounted struct {
 
 func (x *ReleaseCounted) Reset() {
 	*x = ReleaseCounted{}
-	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[3]
+	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +448,7 @@ func (x *ReleaseCounted) String() string {
 func (*ReleaseCounted) ProtoMessage() {}
 
 func (x *ReleaseCounted) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[3]
+	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +461,7 @@ func (x *ReleaseCounted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseCounted.ProtoReflect.Descriptor instead.
 func (*ReleaseCounted) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_shiploop_errortrack_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReleaseCounted) GetProjectId() int64 {
@@ -423,7 +543,7 @@ type IssueRef struct {
 
 func (x *IssueRef) Reset() {
 	*x = IssueRef{}
-	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[4]
+	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +555,7 @@ func (x *IssueRef) String() string {
 func (*IssueRef) ProtoMessage() {}
 
 func (x *IssueRef) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[4]
+	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +568,7 @@ func (x *IssueRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueRef.ProtoReflect.Descriptor instead.
 func (*IssueRef) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_shiploop_errortrack_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *IssueRef) GetIssueId() int64 {
@@ -518,7 +638,7 @@ type IngestedEnvelope struct {
 
 func (x *IngestedEnvelope) Reset() {
 	*x = IngestedEnvelope{}
-	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[5]
+	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -530,7 +650,7 @@ func (x *IngestedEnvelope) String() string {
 func (*IngestedEnvelope) ProtoMessage() {}
 
 func (x *IngestedEnvelope) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[5]
+	mi := &file_shiploop_errortrack_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -543,7 +663,7 @@ func (x *IngestedEnvelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestedEnvelope.ProtoReflect.Descriptor instead.
 func (*IngestedEnvelope) Descriptor() ([]byte, []int) {
-	return file_shiploop_errortrack_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_shiploop_errortrack_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *IngestedEnvelope) GetProjectId() int64 {
@@ -585,17 +705,27 @@ var File_shiploop_errortrack_v1_events_proto protoreflect.FileDescriptor
 
 const file_shiploop_errortrack_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"#shiploop/errortrack/v1/events.proto\x12\x16shiploop.errortrack.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n" +
+	"#shiploop/errortrack/v1/events.proto\x12\x16shiploop.errortrack.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xee\x01\n" +
 	"\vIssueOpened\x126\n" +
 	"\x05issue\x18\x01 \x01(\v2 .shiploop.errortrack.v1.IssueRefR\x05issue\x12\x18\n" +
 	"\arelease\x18\x02 \x01(\tR\arelease\x12 \n" +
 	"\venvironment\x18\x03 \x01(\tR\venvironment\x12\x1b\n" +
-	"\tdeploy_id\x18\x04 \x01(\tR\bdeployId\"\xb4\x01\n" +
+	"\tdeploy_id\x18\x04 \x01(\tR\bdeployId\x12N\n" +
+	"\x0fsuspect_commits\x18\x05 \x03(\v2%.shiploop.errortrack.v1.SuspectCommitR\x0esuspectCommits\"\x84\x02\n" +
 	"\x0eIssueRegressed\x126\n" +
 	"\x05issue\x18\x01 \x01(\v2 .shiploop.errortrack.v1.IssueRefR\x05issue\x12\x18\n" +
 	"\arelease\x18\x02 \x01(\tR\arelease\x12 \n" +
 	"\venvironment\x18\x03 \x01(\tR\venvironment\x12.\n" +
-	"\x13resolved_in_release\x18\x04 \x01(\tR\x11resolvedInRelease\"\xb4\x01\n" +
+	"\x13resolved_in_release\x18\x04 \x01(\tR\x11resolvedInRelease\x12N\n" +
+	"\x0fsuspect_commits\x18\x05 \x03(\v2%.shiploop.errortrack.v1.SuspectCommitR\x0esuspectCommits\"\xbe\x01\n" +
+	"\rSuspectCommit\x12\x10\n" +
+	"\x03sha\x18\x01 \x01(\tR\x03sha\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
+	"\x06author\x18\x03 \x01(\tR\x06author\x12\x14\n" +
+	"\x05files\x18\x04 \x03(\tR\x05files\x12#\n" +
+	"\rmatched_files\x18\x05 \x03(\tR\fmatchedFiles\x12\x14\n" +
+	"\x05score\x18\x06 \x01(\x05R\x05score\x12\x18\n" +
+	"\arelease\x18\a \x01(\tR\arelease\"\xb4\x01\n" +
 	"\rIssueResolved\x126\n" +
 	"\x05issue\x18\x01 \x01(\v2 .shiploop.errortrack.v1.IssueRefR\x05issue\x12;\n" +
 	"\x06status\x18\x02 \x01(\x0e2#.shiploop.errortrack.v1.IssueStatusR\x06status\x12.\n" +
@@ -650,31 +780,34 @@ func file_shiploop_errortrack_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_shiploop_errortrack_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shiploop_errortrack_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_shiploop_errortrack_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_shiploop_errortrack_v1_events_proto_goTypes = []any{
 	(IssueStatus)(0),              // 0: shiploop.errortrack.v1.IssueStatus
 	(*IssueOpened)(nil),           // 1: shiploop.errortrack.v1.IssueOpened
 	(*IssueRegressed)(nil),        // 2: shiploop.errortrack.v1.IssueRegressed
-	(*IssueResolved)(nil),         // 3: shiploop.errortrack.v1.IssueResolved
-	(*ReleaseCounted)(nil),        // 4: shiploop.errortrack.v1.ReleaseCounted
-	(*IssueRef)(nil),              // 5: shiploop.errortrack.v1.IssueRef
-	(*IngestedEnvelope)(nil),      // 6: shiploop.errortrack.v1.IngestedEnvelope
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*SuspectCommit)(nil),         // 3: shiploop.errortrack.v1.SuspectCommit
+	(*IssueResolved)(nil),         // 4: shiploop.errortrack.v1.IssueResolved
+	(*ReleaseCounted)(nil),        // 5: shiploop.errortrack.v1.ReleaseCounted
+	(*IssueRef)(nil),              // 6: shiploop.errortrack.v1.IssueRef
+	(*IngestedEnvelope)(nil),      // 7: shiploop.errortrack.v1.IngestedEnvelope
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_shiploop_errortrack_v1_events_proto_depIdxs = []int32{
-	5, // 0: shiploop.errortrack.v1.IssueOpened.issue:type_name -> shiploop.errortrack.v1.IssueRef
-	5, // 1: shiploop.errortrack.v1.IssueRegressed.issue:type_name -> shiploop.errortrack.v1.IssueRef
-	5, // 2: shiploop.errortrack.v1.IssueResolved.issue:type_name -> shiploop.errortrack.v1.IssueRef
-	0, // 3: shiploop.errortrack.v1.IssueResolved.status:type_name -> shiploop.errortrack.v1.IssueStatus
-	7, // 4: shiploop.errortrack.v1.ReleaseCounted.first_received:type_name -> google.protobuf.Timestamp
-	7, // 5: shiploop.errortrack.v1.ReleaseCounted.last_received:type_name -> google.protobuf.Timestamp
-	7, // 6: shiploop.errortrack.v1.IssueRef.first_seen:type_name -> google.protobuf.Timestamp
-	7, // 7: shiploop.errortrack.v1.IngestedEnvelope.received_at:type_name -> google.protobuf.Timestamp
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	6,  // 0: shiploop.errortrack.v1.IssueOpened.issue:type_name -> shiploop.errortrack.v1.IssueRef
+	3,  // 1: shiploop.errortrack.v1.IssueOpened.suspect_commits:type_name -> shiploop.errortrack.v1.SuspectCommit
+	6,  // 2: shiploop.errortrack.v1.IssueRegressed.issue:type_name -> shiploop.errortrack.v1.IssueRef
+	3,  // 3: shiploop.errortrack.v1.IssueRegressed.suspect_commits:type_name -> shiploop.errortrack.v1.SuspectCommit
+	6,  // 4: shiploop.errortrack.v1.IssueResolved.issue:type_name -> shiploop.errortrack.v1.IssueRef
+	0,  // 5: shiploop.errortrack.v1.IssueResolved.status:type_name -> shiploop.errortrack.v1.IssueStatus
+	8,  // 6: shiploop.errortrack.v1.ReleaseCounted.first_received:type_name -> google.protobuf.Timestamp
+	8,  // 7: shiploop.errortrack.v1.ReleaseCounted.last_received:type_name -> google.protobuf.Timestamp
+	8,  // 8: shiploop.errortrack.v1.IssueRef.first_seen:type_name -> google.protobuf.Timestamp
+	8,  // 9: shiploop.errortrack.v1.IngestedEnvelope.received_at:type_name -> google.protobuf.Timestamp
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_errortrack_v1_events_proto_init() }
@@ -688,7 +821,7 @@ func file_shiploop_errortrack_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_errortrack_v1_events_proto_rawDesc), len(file_shiploop_errortrack_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
