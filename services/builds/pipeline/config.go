@@ -55,6 +55,9 @@ type Config struct {
 	// Environments are the deploy targets in promotion order.
 	Environments []Environment
 	Gate         *Gate // nil without a gate
+	// Schedules run the pipeline at times of day (schedules.go); only the
+	// default branch's file declares them.
+	Schedules []Schedule
 
 	file      string
 	pos       map[string]Position // field path -> where it is in the file
@@ -108,10 +111,11 @@ type Cache struct {
 // list must match; an empty list matches anything. Patterns starting with "!"
 // exclude. See Match for the exact rules.
 type When struct {
-	Event  []string // push, tag, pull_request, manual
+	Event  []string // push, tag, pull_request, manual, cron
 	Branch []string // globs over branch names
 	Tag    []string // globs over tag names
 	Paths  []string // globs over changed file paths
+	Cron   []string // globs over schedule names (event cron only)
 }
 
 // Matrix expands a pipeline into one job per combination of its axes; a

@@ -19,15 +19,15 @@ import (
 var (
 	namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 	varPattern  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	events      = []string{"push", "tag", "pull_request", "manual"}
+	events      = []string{"push", "tag", "pull_request", "manual", "cron"}
 )
 
 // Fields of each mapping, as written in the file.
 var (
-	topFields         = []string{"version", "env", "secrets", "labels", "when", "matrix", "concurrency", "steps", "test", "environments", "gate"}
+	topFields         = []string{"version", "env", "secrets", "labels", "when", "matrix", "concurrency", "steps", "test", "environments", "gate", "schedules"}
 	concurrencyFields = []string{"group", "limit"}
 	stepFields        = []string{"name", "commands", "depends_on", "env", "secrets", "when", "failure", "timeout", "artifacts", "cache", "detach"}
-	whenFields        = []string{"event", "branch", "tag", "paths"}
+	whenFields        = []string{"event", "branch", "tag", "paths", "cron"}
 	cacheFields       = []string{"key_files", "paths"}
 	testFields        = []string{"steps", "reports", "services", "shards", "retries", "labels"}
 	reportFields      = []string{"junit", "coverage"}
@@ -104,6 +104,8 @@ func (d *decoder) config(root *yaml.Node) *Config {
 			c.Environments = d.environments(v, f)
 		case "gate":
 			c.Gate = d.gate(v, f)
+		case "schedules":
+			c.Schedules = d.schedules(v, f) // schedules.go
 		}
 	})
 	if present != nil && !present["steps"] {
@@ -240,6 +242,8 @@ func (d *decoder) when(n *yaml.Node, field string) When {
 			w.Tag = d.stringList(v, f, true, checkPattern)
 		case "paths":
 			w.Paths = d.stringList(v, f, true, checkPattern)
+		case "cron":
+			w.Cron = d.stringList(v, f, true, checkPattern)
 		}
 	})
 	return w

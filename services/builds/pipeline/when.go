@@ -10,7 +10,8 @@ import (
 
 // Context describes the event a pipeline runs for.
 type Context struct {
-	Event  string // push, tag, pull_request or manual
+	Event  string // push, tag, pull_request, manual or cron
+	Cron   string // the schedule's name when Event is cron
 	Branch string // empty for a tag build
 	Tag    string // empty unless Event is tag
 	// ChangedPaths are the files the change touches, relative to the
@@ -27,6 +28,8 @@ type Context struct {
 //     branch (a tag build) does not match a branch list that includes
 //     something, and likewise for tags; so {branch: [main]} never runs for
 //     tags, and {event: [tag], tag: ["v*"]} is how a step runs for releases.
+//   - Cron: like Branch, over ctx.Cron, the schedule's name; so
+//     {cron: [nightly]} runs only for the schedule named nightly.
 //   - Paths: with ctx.ChangedPaths unknown (empty) the list matches; else
 //     at least one changed path is included and not excluded.
 //
@@ -41,6 +44,9 @@ func (w When) Match(ctx Context) bool {
 		return false
 	}
 	if len(w.Tag) > 0 && !matchList(w.Tag, ctx.Tag) {
+		return false
+	}
+	if len(w.Cron) > 0 && !matchList(w.Cron, ctx.Cron) {
 		return false
 	}
 	if len(w.Paths) > 0 && len(ctx.ChangedPaths) > 0 {
