@@ -44,7 +44,19 @@ type Step struct {
 	// started in the background keep running after its shell exits, instead
 	// of being killed with the step's process group. A timeout or cancel
 	// still kills them all. Agents ignore it on other jobs' steps.
-	Detach        bool `protobuf:"varint,10,opt,name=detach,proto3" json:"detach,omitempty"`
+	Detach bool `protobuf:"varint,10,opt,name=detach,proto3" json:"detach,omitempty"`
+	// The container image the step runs in on agents that run steps in
+	// containers (`--backend docker`): the step's image: or else the
+	// pipeline's. Process agents ignore it; docker agents refuse a step
+	// without one.
+	Image string `protobuf:"bytes,11,opt,name=image,proto3" json:"image,omitempty"`
+	// When the agent pulls image: "if-not-present" (also when empty),
+	// "always" or "never".
+	Pull string `protobuf:"bytes,12,opt,name=pull,proto3" json:"pull,omitempty"`
+	// Limits of the step's container: CPUs (0 = none) and memory in bytes
+	// (0 = none). Process agents ignore them.
+	Cpus          float64 `protobuf:"fixed64,13,opt,name=cpus,proto3" json:"cpus,omitempty"`
+	MemoryBytes   int64   `protobuf:"varint,14,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -147,6 +159,34 @@ func (x *Step) GetDetach() bool {
 		return x.Detach
 	}
 	return false
+}
+
+func (x *Step) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *Step) GetPull() string {
+	if x != nil {
+		return x.Pull
+	}
+	return ""
+}
+
+func (x *Step) GetCpus() float64 {
+	if x != nil {
+		return x.Cpus
+	}
+	return 0
+}
+
+func (x *Step) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
 }
 
 // StepCache is a dependency cache keyed by the hash of files' contents.
@@ -1028,7 +1068,7 @@ var File_shiploop_events_v1_job_proto protoreflect.FileDescriptor
 
 const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x1cshiploop/events/v1/job.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\x1a shiploop/events/v1/testjob.proto\"\xc3\x03\n" +
+	"\x1cshiploop/events/v1/job.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\x1a shiploop/events/v1/testjob.proto\"\xa4\x04\n" +
 	"\x04Step\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bcommands\x18\x02 \x03(\tR\bcommands\x12K\n" +
@@ -1041,7 +1081,11 @@ const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\tartifacts\x18\b \x03(\tR\tartifacts\x123\n" +
 	"\x05cache\x18\t \x01(\v2\x1d.shiploop.events.v1.StepCacheR\x05cache\x12\x16\n" +
 	"\x06detach\x18\n" +
-	" \x01(\bR\x06detach\x1a>\n" +
+	" \x01(\bR\x06detach\x12\x14\n" +
+	"\x05image\x18\v \x01(\tR\x05image\x12\x12\n" +
+	"\x04pull\x18\f \x01(\tR\x04pull\x12\x12\n" +
+	"\x04cpus\x18\r \x01(\x01R\x04cpus\x12!\n" +
+	"\fmemory_bytes\x18\x0e \x01(\x03R\vmemoryBytes\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\">\n" +

@@ -84,7 +84,16 @@ type TestService struct {
 	Environment map[string]string      `protobuf:"bytes,3,rep,name=environment,proto3" json:"environment,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// host:port that must accept a TCP connection before the steps start;
 	// empty: ready once started.
-	ReadyTcp      string `protobuf:"bytes,4,opt,name=ready_tcp,json=readyTcp,proto3" json:"ready_tcp,omitempty"`
+	ReadyTcp string `protobuf:"bytes,4,opt,name=ready_tcp,json=readyTcp,proto3" json:"ready_tcp,omitempty"`
+	// The image the service runs in on agents that run steps in containers:
+	// a container on the job's network, reachable under name. Process
+	// agents run command as a local process and ignore it.
+	Image string `protobuf:"bytes,5,opt,name=image,proto3" json:"image,omitempty"`
+	// As Step.pull.
+	Pull string `protobuf:"bytes,6,opt,name=pull,proto3" json:"pull,omitempty"`
+	// A command run in the service's container (/bin/sh -c) until it exits
+	// 0; with ready_tcp, both must pass (containers only).
+	ReadyCommand  string `protobuf:"bytes,7,opt,name=ready_command,json=readyCommand,proto3" json:"ready_command,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -143,6 +152,27 @@ func (x *TestService) GetEnvironment() map[string]string {
 func (x *TestService) GetReadyTcp() string {
 	if x != nil {
 		return x.ReadyTcp
+	}
+	return ""
+}
+
+func (x *TestService) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *TestService) GetPull() string {
+	if x != nil {
+		return x.Pull
+	}
+	return ""
+}
+
+func (x *TestService) GetReadyCommand() string {
+	if x != nil {
+		return x.ReadyCommand
 	}
 	return ""
 }
@@ -321,12 +351,15 @@ const file_shiploop_events_v1_testjob_proto_rawDesc = "" +
 	" shiploop/events/v1/testjob.proto\x12\x12shiploop.events.v1\"C\n" +
 	"\x0fTestReportGlobs\x12\x14\n" +
 	"\x05junit\x18\x01 \x03(\tR\x05junit\x12\x1a\n" +
-	"\bcoverage\x18\x02 \x03(\tR\bcoverage\"\xec\x01\n" +
+	"\bcoverage\x18\x02 \x03(\tR\bcoverage\"\xbb\x02\n" +
 	"\vTestService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12R\n" +
 	"\venvironment\x18\x03 \x03(\v20.shiploop.events.v1.TestService.EnvironmentEntryR\venvironment\x12\x1b\n" +
-	"\tready_tcp\x18\x04 \x01(\tR\breadyTcp\x1a>\n" +
+	"\tready_tcp\x18\x04 \x01(\tR\breadyTcp\x12\x14\n" +
+	"\x05image\x18\x05 \x01(\tR\x05image\x12\x12\n" +
+	"\x04pull\x18\x06 \x01(\tR\x04pull\x12#\n" +
+	"\rready_command\x18\a \x01(\tR\freadyCommand\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdf\x01\n" +
