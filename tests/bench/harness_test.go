@@ -49,10 +49,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// binary builds the shiploop binary once, the first time a benchmark needs it.
+// binary builds the shiploop binary once, the first time a benchmark needs
+// it, or takes SHIPLOOP_BENCH_BIN, a binary built elsewhere (an older
+// commit's, from a git worktree, to compare with).
 func binary(tb testing.TB) string {
 	tb.Helper()
 	buildOnce.Do(func() {
+		if bin := os.Getenv("SHIPLOOP_BENCH_BIN"); bin != "" {
+			binPath, buildErr = filepath.Abs(bin)
+			return
+		}
 		binPath = filepath.Join(binDir, "shiploop")
 		build := exec.Command("go", "build", "-o", binPath, "github.com/shiploop/shiploop/cmd/shiploop")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
