@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -42,8 +43,8 @@ import (
 // window, from the new issue, and rolls production back to the first
 // release. DORA, the badges and the pages must then tell the same story.
 
-// closedLoopPython are the Python modules the project needs; Debian's
-// packages: python3-pytest python3-coverage flake8 python3-sentry-sdk.
+// closedLoopApt installs the Python modules the project needs from Debian:
+// pytest, coverage.py, flake8 and sentry_sdk (1.9.10 in bookworm).
 const closedLoopApt = "apt-get install -y python3-pytest python3-coverage flake8 python3-sentry-sdk"
 
 // requireClosedLoopPython skips without /usr/bin/python3 and the modules
@@ -134,7 +135,7 @@ func closedLoop(t *testing.T, vcs string) {
 	// Where deploy.sh installs and runs the service, outside any workspace;
 	// the servers it leaves running are stopped when the test ends.
 	deployRoot := t.TempDir()
-	t.Cleanup(func() { stopServers(t, deployRoot) })
+	t.Cleanup(func() { stopDeployedServers(t, deployRoot) })
 	stagingPort, productionPort := freePort(t), freePort(t)
 	config := strings.NewReplacer("@DEPLOY_ROOT@", deployRoot, "@STAGING_PORT@", stagingPort, "@PRODUCTION_PORT@", productionPort).
 		Replace(readTestdata(t, "shiploop.yml"))
@@ -178,7 +179,7 @@ func closedLoop(t *testing.T, vcs string) {
 	w := inst.watch(t, name)
 
 	// Release 1: build, tests, gate, staging, then production once approved.
-	sha1 := headOf(t, repo)
+	sha1 := loopHead(t, repo)
 	repo.push(t, inst, name, secret, strings.Repeat("0", 40), sha1)
 	v1, chain1 := passesGate(t, w, vcs, sha1)
 	t.Logf("release 1: %s (chain %s)", v1, chain1)
@@ -188,11 +189,11 @@ func closedLoop(t *testing.T, vcs string) {
 	}
 	staged := waitDeployment(t, cl, name, "staging", "release 1 verified in staging", released(v1, eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED))
 	mark("release 1 verified in staging")
-	if got := serverRelease(t, deployRoot, "staging"); got != v1 {
+	if got := deployedRelease(t, deployRoot, "staging"); got != v1 {
 		t.Errorf("staging runs %q, want %s", got, v1)
 	}
-	if !checksPassed(staged) {
-		t.Errorf("staging checks of release 1: %s", checkLines(staged))
+	if !allChecksPassed(staged) {
+		t.Errorf("staging checks of release 1: %s", checksText(staged))
 	}
 	prod1 := waitDeployment(t, cl, name, "production", "release 1 awaits approval", released(v1, eventsv1.DeployStatus_DEPLOY_STATUS_AWAITING_APPROVAL))
 	mark("release 1 awaits approval")
@@ -205,7 +206,7 @@ func closedLoop(t *testing.T, vcs string) {
 	// Users: the transactions they cause are the evidence that the release
 	// runs and is healthy.
 	for i := range 5 {
-		if code, body := get(t, productionPort, "/"); code != 200 || body != "hello, world\n" {
+		if code, body := appGet(t, productionPort, "/"); code != 200 || body != "hello, world\n" {
 			t.Fatalf("request %d to release 1 in production: %d %q", i, code, body)
 		}
 	}
@@ -217,15 +218,15 @@ func closedLoop(t *testing.T, vcs string) {
 		}
 		return false
 	})
-	if good.GetStatus() != eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED || !checksPassed(good) {
-		t.Fatalf("release 1 in production: %s (%s)\n%s", good.GetStatus(), good.GetReason(), checkLines(good))
+	if good.GetStatus() != eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED || !allChecksPassed(good) {
+		t.Fatalf("release 1 in production: %s (%s)\n%s", good.GetStatus(), good.GetReason(), checksText(good))
 	}
 	for _, c := range good.GetChecks() {
 		if strings.HasPrefix(c.GetCheck(), "errortrack.") && !strings.Contains(c.GetReason(), "evidence: 0 error(s)") {
 			t.Errorf("release 1's %s passed without saying what it stands on: %s", c.GetCheck(), c.GetReason())
 		}
 	}
-	if got := serverRelease(t, deployRoot, "production"); got != v1 {
+	if got := deployedRelease(t, deployRoot, "production"); got != v1 {
 		t.Errorf("production runs %q, want %s", got, v1)
 	}
 
@@ -251,11 +252,11 @@ func closedLoop(t *testing.T, vcs string) {
 	shiploopCLI(t, "deploy", "approve", prod2.GetId(), "--by", "bob", "--comment", "ship it", "--server", inst.GRPCAddr)
 	verifying := waitDeployment(t, cl, name, "production", "release 2 verifying in production", released(v2, eventsv1.DeployStatus_DEPLOY_STATUS_VERIFYING))
 	mark("release 2 verifying in production")
-	if got := serverRelease(t, deployRoot, "production"); got != v2 {
+	if got := deployedRelease(t, deployRoot, "production"); got != v2 {
 		t.Fatalf("production runs %q, want %s", got, v2)
 	}
 	for i := range 5 {
-		if code, body := get(t, productionPort, "/"); code != 500 {
+		if code, body := appGet(t, productionPort, "/"); code != 500 {
 			t.Fatalf("request %d to release 2 in production: %d %q, want 500", i, code, body)
 		}
 	}
@@ -301,10 +302,10 @@ func closedLoop(t *testing.T, vcs string) {
 	if back.GetRelease() != v1 || back.GetRollbackOf() != verifying.GetId() || !wantCause.MatchString(back.GetCause()) {
 		t.Errorf("rollback %s of %s (of %s): %q", back.GetKind(), back.GetRelease(), back.GetRollbackOf(), back.GetCause())
 	}
-	if got := serverRelease(t, deployRoot, "production"); got != v1 {
+	if got := deployedRelease(t, deployRoot, "production"); got != v1 {
 		t.Errorf("production runs %q after the rollback, want %s", got, v1)
 	}
-	if code, body := get(t, productionPort, "/"); code != 200 || body != "hello, world\n" {
+	if code, body := appGet(t, productionPort, "/"); code != 200 || body != "hello, world\n" {
 		t.Errorf("production after the rollback answers %d %q", code, body)
 	}
 
@@ -326,9 +327,12 @@ func closedLoop(t *testing.T, vcs string) {
 
 	// deploy status: production runs release 1, put back by the rollback.
 	status := shiploopCLI(t, "deploy", "status", name, "--server", inst.GRPCAddr)
-	prodLine := lineWith(status, "production")
-	if !strings.Contains(prodLine, v1) || strings.Contains(prodLine, v2+" ") && !strings.Contains(prodLine, "rolled back from "+v2) {
-		t.Errorf("deploy status, production:\n%s", status)
+	t.Logf("shiploop deploy status %s:\n%s", name, status)
+	if prod := lineOf(status, "production"); !strings.Contains(prod, v1+" (rollback)") || !strings.Contains(prod, "rolled back from "+v2+": verification failed") || !strings.Contains(prod, "ZeroDivisionError") {
+		t.Errorf("deploy status does not say production runs %s, put back by the rollback of %s:\n%s", v1, v2, status)
+	}
+	if stg := lineOf(status, "staging"); !strings.Contains(stg, v2) {
+		t.Errorf("deploy status does not say staging runs %s:\n%s", v2, status)
 	}
 	envs, err := cl.ListEnvironments(ctx, &deploysv1.ListEnvironmentsRequest{Repository: name})
 	if err != nil {
@@ -350,7 +354,7 @@ func closedLoop(t *testing.T, vcs string) {
 	mark("rollback checked")
 
 	// DORA: two production deploys, one failed; the rollback is no deploy.
-	dora := eventually(t, "DORA counts the two production deploys, one failed", func() (string, bool) {
+	dora := settles(t, "DORA counts the two production deploys, one failed", func() (string, bool) {
 		out, err := exec.Command(binary, "dora", name, "--json", "--server", inst.GRPCAddr).CombinedOutput()
 		if err != nil {
 			return fmt.Sprintf("%v: %s", err, out), false
@@ -361,12 +365,22 @@ func closedLoop(t *testing.T, vcs string) {
 		}
 		return string(out), d.GetDeploys() == 2 && d.GetFailedDeploys() == 1
 	})
+	t.Logf("shiploop dora %s --json: %s", name, dora)
 	var doraResp dashboardsv1.DoraResponse
 	_ = protojson.Unmarshal([]byte(dora), &doraResp)
+	metrics := map[string]*dashboardsv1.DoraMetric{}
 	for _, mt := range doraResp.GetMetrics() {
-		if mt.GetName() == "change_failure_rate" && (!mt.GetHasValue() || mt.GetValue() != 0.5 && mt.GetValue() != 50) {
-			t.Errorf("change failure rate %v (%s), want 1 of 2", mt.GetValue(), mt.GetDisplay())
-		}
+		metrics[mt.GetName()] = mt
+	}
+	if cfr := metrics["change_failure_rate"]; !cfr.GetHasValue() || cfr.GetValue() != 0.5 || cfr.GetDisplay() != "50%" {
+		t.Errorf("change failure rate %v, want 0.5 (1 of 2 production deploys)", cfr)
+	}
+	// The rollback is rework: 1 of 3 (2 deploys and 1 rollback).
+	if rw := metrics["rework_rate"]; !rw.GetHasValue() || math.Abs(rw.GetValue()-1.0/3) > 1e-9 {
+		t.Errorf("rework rate %v, want 1/3", rw)
+	}
+	if ttr := metrics["time_to_restore"]; !ttr.GetHasValue() {
+		t.Errorf("time to restore %v: the rollback restored production", ttr)
 	}
 
 	// Badges and pages say the same.
@@ -378,28 +392,28 @@ func closedLoop(t *testing.T, vcs string) {
 		"gate":              "passed",
 	}
 	for path, want := range badges {
-		eventually(t, "badge "+path+" says "+want, func() (string, bool) {
+		settles(t, "badge "+path+" says "+want, func() (string, bool) {
 			msg := badgeMessage(t, inst, name, path)
 			return msg, msg == want
 		})
 	}
-	eventually(t, "the environments page shows release 1 in production, put back by the rollback", func() (string, bool) {
-		page := getPage(t, inst, "/environments")
+	settles(t, "the environments page shows release 1 in production, put back by the rollback", func() (string, bool) {
+		page := webPage(t, inst, "/environments")
 		row := envRow(page, name, "production")
 		return row, strings.Contains(row, v1) && !strings.Contains(row, ">"+v2+" ") && strings.Contains(row, "by rollback") && strings.Contains(row, "ZeroDivisionError")
 	})
-	eventually(t, "the DORA page counts 2 production deploys, 1 failed", func() (string, bool) {
-		page := getPage(t, inst, "/dora?repo="+name)
+	settles(t, "the DORA page counts 2 production deploys, 1 failed", func() (string, bool) {
+		page := webPage(t, inst, "/dora?repo="+name)
 		return page, strings.Contains(page, "2 production deploys, 1 failed")
 	})
-	eventually(t, "the change page of release 2 shows its rollback", func() (string, bool) {
-		page := getPage(t, inst, "/changes/"+chain2)
+	settles(t, "the change page of release 2 shows its rollback", func() (string, bool) {
+		page := webPage(t, inst, "/changes/"+chain2)
 		return page, strings.Contains(page, v2) && strings.Contains(page, "rolled")
 	})
 }
 
-// headOf is the repository's current commit.
-func headOf(t *testing.T, r *loopRepo) string {
+// loopHead is the repository's current commit.
+func loopHead(t *testing.T, r *loopRepo) string {
 	t.Helper()
 	if r.git != nil {
 		return r.git.git("rev-parse", "HEAD")
@@ -414,10 +428,19 @@ func passesGate(t *testing.T, w *watcher, vcs, commit string) (version, chain st
 	t.Helper()
 	var finished *eventsv1.BuildFinished
 	var run *eventsv1.TestRunFinished
+	var steps []string // when each stage ended, after the push
+	var pushed time.Time
 	for {
 		evs := w.until("gate.evaluated", 90*time.Second)
 		for _, ev := range evs {
-			switch short(ev.GetType()) {
+			typ := short(ev.GetType())
+			if typ == "change.pushed" {
+				pushed = ev.GetTime().AsTime()
+			}
+			if !pushed.IsZero() && (strings.HasSuffix(typ, ".finished") || strings.HasSuffix(typ, ".started") || typ == "gate.evaluated") {
+				steps = append(steps, fmt.Sprintf("%s +%.1fs", typ, ev.GetTime().AsTime().Sub(pushed).Seconds()))
+			}
+			switch typ {
 			case "build.finished":
 				if b := payload(t, ev, &eventsv1.BuildFinished{}); b.GetCommit() == commit {
 					finished = b
@@ -451,11 +474,12 @@ func passesGate(t *testing.T, w *watcher, vcs, commit string) (version, chain st
 				t.Errorf("gate of %s did not judge %s: %s", commit, m, g.GetSummary())
 			}
 		}
+		t.Logf("%s push of %s: %s", vcs, commit[:12], strings.Join(steps, ", "))
 		return g.GetVersion(), ev.GetChainId()
 	}
 }
 
-func checksPassed(d *deploysv1.Deployment) bool {
+func allChecksPassed(d *deploysv1.Deployment) bool {
 	if len(d.GetChecks()) == 0 {
 		return false
 	}
@@ -467,7 +491,7 @@ func checksPassed(d *deploysv1.Deployment) bool {
 	return true
 }
 
-func checkLines(d *deploysv1.Deployment) string {
+func checksText(d *deploysv1.Deployment) string {
 	var b strings.Builder
 	for _, c := range d.GetChecks() {
 		fmt.Fprintf(&b, "  %s: %s — %s\n", c.GetCheck(), c.GetStatus(), c.GetReason())
@@ -482,8 +506,8 @@ func freePort(t *testing.T) string {
 	return addr[strings.LastIndexByte(addr, ':')+1:]
 }
 
-// get requests path from the deployed service on port.
-func get(t *testing.T, port, path string) (int, string) {
+// appGet requests path from the deployed service on port.
+func appGet(t *testing.T, port, path string) (int, string) {
 	t.Helper()
 	c := http.Client{Timeout: 10 * time.Second}
 	resp, err := c.Get("http://127.0.0.1:" + port + path)
@@ -495,8 +519,8 @@ func get(t *testing.T, port, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// serverRelease is the release deploy.sh last installed in env.
-func serverRelease(t *testing.T, root, env string) string {
+// deployedRelease is the release deploy.sh last installed in env.
+func deployedRelease(t *testing.T, root, env string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(root, env, "RELEASE"))
 	if err != nil {
@@ -505,8 +529,8 @@ func serverRelease(t *testing.T, root, env string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// stopServers stops the servers deploy.sh left running under root.
-func stopServers(t *testing.T, root string) {
+// stopDeployedServers stops the servers deploy.sh left running under root.
+func stopDeployedServers(t *testing.T, root string) {
 	pids, _ := filepath.Glob(filepath.Join(root, "*", "app.pid"))
 	for _, p := range pids {
 		b, err := os.ReadFile(p)
@@ -563,7 +587,7 @@ func watchChain(t *testing.T, inst *instance, chain, last string) string {
 	return b.String()
 }
 
-func lineWith(text, word string) string {
+func lineOf(text, word string) string {
 	for _, l := range strings.Split(text, "\n") {
 		if strings.Contains(l, word) {
 			return l
@@ -572,10 +596,10 @@ func lineWith(text, word string) string {
 	return ""
 }
 
-// eventually retries check (the read models are projected from events,
+// settles retries check (the read models are projected from events,
 // so they follow a moment later) for up to 20 s; the test fails with the
 // last thing seen.
-func eventually(t *testing.T, what string, check func() (string, bool)) string {
+func settles(t *testing.T, what string, check func() (string, bool)) string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -608,7 +632,7 @@ func badgeMessage(t *testing.T, inst *instance, repo, path string) string {
 	return b.Message
 }
 
-func getPage(t *testing.T, inst *instance, path string) string {
+func webPage(t *testing.T, inst *instance, path string) string {
 	t.Helper()
 	resp, err := http.Get(inst.HTTPURL + path)
 	if err != nil {

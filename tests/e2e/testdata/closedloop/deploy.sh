@@ -28,9 +28,11 @@ fi
 cp app.py "$dir/app.py"
 echo "$SHIPLOOP_RELEASE" > "$dir/RELEASE"
 cd "$dir"
-# TODO: use the deploy step's documented way to leave a server running
-# (detach) once .shiploop.yml has it; until then setsid keeps the server out
-# of the step's process group, which the agent kills when the step ends.
+# TODO: once `detach: true` on a deploy step is committed (docs/architecture.md,
+# "A deploy step that starts a service"), set it on the deploy steps of
+# .shiploop.yml and start the server here without setsid. Until then setsid
+# keeps the server out of the step's process group, which the agent kills
+# when the step's shell exits.
 setsid /usr/bin/python3 app.py >>app.log 2>&1 </dev/null &
 echo $! > app.pid
 
