@@ -227,7 +227,7 @@ func (s *Service) groupIntoIssue(ctx context.Context, tx *bus.Tx, p project, ev 
 		}
 		oe := bus.NewEvent("errortrack.issue.opened", p.repository, fmt.Sprint(issueID), &errortrackv1.IssueOpened{
 			Issue: issueRef(p, issueID, g.Title, g.Culprit, ev.Level, when), Release: release, Environment: environment, DeployId: deployID,
-			SuspectCommits: suspectsFor(ctx, tx, deployID, string(files)),
+			SuspectCommits: suspectsFor(ctx, tx, releaseDeploy(ctx, tx, p.id, release, environment, ts), string(files)),
 		})
 		oe.ChainID = chain
 		if err := tx.Publish(oe); err != nil {
@@ -305,7 +305,7 @@ func (s *Service) groupIntoIssue(ctx context.Context, tx *bus.Tx, p project, ev 
 		re := bus.NewEvent("errortrack.issue.regressed", p.repository, fmt.Sprint(issueID), &errortrackv1.IssueRegressed{
 			Issue:   issueRef(p, issueID, title, culprit, level, time.Unix(0, firstSeen)),
 			Release: release, Environment: environment, ResolvedInRelease: resolvedIn,
-			SuspectCommits: suspectsFor(ctx, tx, s.deployFor(ctx, tx, p.id, release, environment, ts), issueFiles),
+			SuspectCommits: suspectsFor(ctx, tx, releaseDeploy(ctx, tx, p.id, release, environment, ts), issueFiles),
 		})
 		re.ChainID = chain
 		if err := tx.Publish(re); err != nil {

@@ -144,6 +144,18 @@ func pathsMatch(frame, changed string) bool {
 	return frame == changed || strings.HasSuffix(frame, "/"+changed) || (strings.Contains(frame, "/") && strings.HasSuffix(changed, "/"+frame))
 }
 
+// releaseDeploy is the deploy of release to environment at or before ts,
+// else its latest (an SDK clock behind the deploy's), "" for none.
+func releaseDeploy(ctx context.Context, q queryer, projectID int64, release, environment string, ts int64) string {
+	if release == "" {
+		return ""
+	}
+	var id string
+	_ = q.QueryRowContext(ctx, `SELECT id FROM deploys WHERE project_id = $1 AND release = $2 AND environment = $3
+		ORDER BY CASE WHEN deployed_at <= $4 THEN 0 ELSE 1 END, deployed_at DESC LIMIT 1`, projectID, release, environment, ts).Scan(&id)
+	return id
+}
+
 // suspectsFor ranks the commits of a deploy against an issue's files.
 func suspectsFor(ctx context.Context, q queryer, deployID, filesJSON string) []*errortrackv1.SuspectCommit {
 	if deployID == "" {
