@@ -620,9 +620,11 @@ func (s *Service) handleVersion(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, Version)
 }
 
-// handleFunctions answers the shape Grafana's function editor reads:
-// {name: {name, function, description, module, group, params}}. Only the
-// implemented functions are listed.
+// handleFunctions answers the shape Grafana's function editor reads, as
+// graphite-web 1.1.8 does: {name: {name, function, description, module,
+// group, params}}, generated from the render engine's function table. An
+// infinite default is written 1e9999, as graphite-web does since its
+// "Infinity" was not JSON.
 func (s *Service) handleFunctions(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{}
 	for _, f := range render.Functions() {
@@ -637,13 +639,13 @@ func (s *Service) handleFunctions(w http.ResponseWriter, r *http.Request) {
 				m["multiple"] = true
 			}
 			if p.Default != nil {
-				m["default"] = p.Default
+				m["default"] = jsonDefault(p.Default)
 			}
 			if len(p.Options) > 0 {
 				m["options"] = p.Options
 			}
 			ps = append(ps, m)
-			sig = append(sig, p.Name)
+			sig = append(sig, pySignatureParam(p))
 		}
 		out[f.Name] = map[string]any{
 			"name": f.Name, "function": f.Name + "(" + strings.Join(sig, ", ") + ")", "description": f.Description,
@@ -651,6 +653,45 @@ func (s *Service) handleFunctions(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, out)
+}
+
+func jsonDefault(v any) any {
+	if f, ok := v.(float64); ok && math.IsInf(f, 0) {
+		if f > 0 {
+			return json.RawMessage("1e9999")
+		}
+		return json.RawMessage("-1e9999")
+	}
+	return v
+}
+
+// pySignatureParam is a parameter as graphite-web's "function" field
+// writes it (the Python signature): *name, name=default, name=None.
+func pySignatureParam(p render.ParamInfo) string {
+	switch {
+	case p.Multiple:
+		return "*" + p.Name
+	case p.Default != nil:
+		switch d := p.Default.(type) {
+		case bool:
+			if d {
+				return p.Name + "=True"
+			}
+			return p.Name + "=False"
+		case string:
+			return p.Name + "='" + d + "'"
+		case float64:
+			if math.IsInf(d, 1) {
+				return p.Name + "=inf"
+			}
+			return p.Name + "=" + strconv.FormatFloat(d, 'g', -1, 64)
+		default:
+			return fmt.Sprintf("%s=%v", p.Name, d)
+		}
+	case !p.Required:
+		return p.Name + "=None"
+	}
+	return p.Name
 }
 
 // GraphiteEvent is one annotation.

@@ -197,7 +197,13 @@ func (ev *evaluator) accountCounts(series, points int) error {
 
 // param describes one function parameter (also served by /functions).
 type param struct {
-	Name     string
+	Name string
+	// Keyword is the keyword argument's name where it is not Name
+	// (timeShift lists alignDst but takes alignDST=).
+	Keyword string
+	// Optional is a parameter graphite-web lists as required that a call
+	// may still leave out (highest's n: the Python signature has n=1).
+	Optional bool
 	Type     string // seriesList, seriesLists, integer, float, string, boolean, node, nodeOrTag, interval, aggFunc, any, tag
 	Required bool
 	Multiple bool
@@ -250,7 +256,7 @@ func (ev *evaluator) bind(def *funcDef, e *Expr, from, until int64) (*call, erro
 	for _, kw := range e.Kwargs {
 		found := false
 		for j, p := range def.Params {
-			if p.Name == kw.Name {
+			if p.Name == kw.Name || (p.Keyword != "" && p.Keyword == kw.Name) {
 				c.args[j] = kw.Value
 				found = true
 			}
@@ -260,7 +266,7 @@ func (ev *evaluator) bind(def *funcDef, e *Expr, from, until int64) (*call, erro
 		}
 	}
 	for j, p := range def.Params {
-		if p.Required && c.args[j] == nil {
+		if p.Required && !p.Optional && c.args[j] == nil {
 			return nil, &ArgError{Func: def.Name, Pos: e.Pos, Msg: fmt.Sprintf("missing required argument %q", p.Name)}
 		}
 	}

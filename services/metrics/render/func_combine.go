@@ -10,8 +10,15 @@ import (
 var (
 	pSeries     = param{Name: "seriesList", Type: "seriesList", Required: true}
 	pSeriesList = param{Name: "seriesLists", Type: "seriesList", Required: true, Multiple: true}
-	aggOptions  = []string{"average", "avg", "avg_zero", "median", "sum", "total", "min", "max", "diff", "stddev", "count", "range", "rangeOf", "multiply", "last", "current"}
-	pAggFunc    = param{Name: "func", Type: "aggFunc", Required: true, Options: aggOptions}
+	// pSeriesListsOpt is seriesLists where graphite-web does not require one.
+	pSeriesListsOpt = param{Name: "seriesLists", Type: "seriesList", Multiple: true}
+	aggOptions      = []string{"average", "avg", "avg_zero", "count", "current", "diff", "last", "max", "median", "min", "multiply", "range", "rangeOf", "stddev", "sum", "total"}
+	// callbackOptions are the aggregations and the series functions a
+	// callback (groupByNode, groupByTags) may name.
+	callbackOptions = []string{"asPercent", "average", "averageSeries", "averageSeriesWithWildcards", "avg", "avg_zero", "count", "countSeries", "current", "diff", "diffSeries", "diffSeriesLists", "last", "max", "maxSeries", "median", "min", "minSeries", "multiply", "multiplySeries", "multiplySeriesLists", "multiplySeriesWithWildcards", "pct", "powSeries", "range", "rangeOf", "rangeOfSeries", "stddev", "stddevSeries", "sum", "sumSeries", "sumSeriesLists", "sumSeriesWithWildcards", "total"}
+	// legendValueOptions are legendValue's value types.
+	legendValueOptions = []string{"average", "averageSeries", "avg", "avgSeries", "avg_zero", "avg_zeroSeries", "binary", "count", "countSeries", "current", "currentSeries", "diff", "diffSeries", "last", "lastSeries", "max", "maxSeries", "median", "medianSeries", "min", "minSeries", "multiply", "multiplySeries", "range", "rangeOf", "rangeOfSeries", "rangeSeries", "si", "stddev", "stddevSeries", "sum", "sumSeries", "total", "totalSeries"}
+	pAggFunc           = param{Name: "func", Type: "aggFunc", Required: true, Options: aggOptions}
 )
 
 // combineSeries combines every series of the lists by fn (sumSeries,
