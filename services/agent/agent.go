@@ -445,6 +445,7 @@ func (r *jobRun) runStep(ctx context.Context, ws *backend.Workspace, st *eventsv
 		// Only a deploy may leave a service running; a build or test step
 		// leaving processes on the agent is a leak.
 		Detach: st.GetDetach() && r.job.GetKind() == "deploy",
+		Image:  st.GetImage(), Pull: st.GetPull(), CPUs: st.GetCpus(), Memory: st.GetMemoryBytes(),
 	}, func(l backend.Line) { r.line(st.Name, l.Stream, l.Text, l.Time) })
 	res := &eventsv1.StepResult{
 		Name: st.Name, ExitCode: int32(out.ExitCode), Duration: durationpb.New(out.Duration),

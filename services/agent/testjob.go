@@ -39,7 +39,8 @@ func (r *jobRun) startServices(ctx context.Context, ws *backend.Workspace) (func
 	out := func(l backend.Line) { r.line(l.Step, l.Stream, l.Text, l.Time) }
 	for _, s := range specs {
 		r.line("service:"+s.Name, "system", fmt.Sprintf("starting service %s", s.Name), time.Now())
-		stop, err := runner.StartService(ctx, ws, backend.Service{Name: s.Name, Command: s.Command, Env: s.Environment, ReadyTCP: s.ReadyTcp}, out)
+		stop, err := runner.StartService(ctx, ws, backend.Service{Name: s.Name, Command: s.Command, Env: s.Environment, ReadyTCP: s.ReadyTcp,
+			Image: s.GetImage(), Pull: s.GetPull(), ReadyCommand: s.GetReadyCommand()}, out)
 		if err != nil {
 			stopAll()
 			return nil, err

@@ -51,16 +51,21 @@ func testsPlanned(b buildRow, ch *eventsv1.Change, p *preparedChange) *bus.Event
 			Name: st.Name, Commands: st.Commands, Environment: st.Env,
 			FailureIgnore: st.Failure == pipeline.FailureIgnore, DependsOn: st.DependsOn,
 			Secrets: cfg.StepSecrets(st, nil), Artifacts: st.Artifacts, Cache: stepCache(st.Cache),
+			Cpus: st.CPUs, MemoryBytes: st.Memory,
 		}
+		js.Image, js.Pull = cfg.StepImage(st)
 		if st.Timeout > 0 {
 			js.Timeout = durationpb.New(st.Timeout)
 		}
 		plan.Steps = append(plan.Steps, js)
 	}
 	for _, s := range t.Services {
-		ts := &eventsv1.TestService{Name: s.Name, Command: s.Command, Environment: s.Env}
+		ts := &eventsv1.TestService{Name: s.Name, Command: s.Command, Environment: s.Env, Image: s.Image, Pull: s.Pull}
+		if ts.Pull == "" {
+			ts.Pull = cfg.Pull
+		}
 		if s.Ready != nil {
-			ts.ReadyTcp = s.Ready.TCP
+			ts.ReadyTcp, ts.ReadyCommand = s.Ready.TCP, s.Ready.Command
 		}
 		plan.Services = append(plan.Services, ts)
 	}

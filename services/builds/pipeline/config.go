@@ -58,6 +58,12 @@ type Config struct {
 	// Schedules run the pipeline at times of day (schedules.go); only the
 	// default branch's file declares them.
 	Schedules []Schedule
+	// Image is the container image of steps without one of their own, on
+	// agents that run steps in containers (`--backend docker`); Pull is
+	// when such agents pull images ("if-not-present" when empty). Process
+	// agents ignore both. See StepImage.
+	Image string
+	Pull  string
 
 	file      string
 	pos       map[string]Position // field path -> where it is in the file
@@ -89,7 +95,31 @@ type Step struct {
 	// Detach (deploy steps only): processes the step starts in the
 	// background keep running after it ends, e.g. the service it deploys.
 	Detach bool
+	// Container agents only (process agents ignore them): the image the
+	// step runs in (empty: the pipeline's Image), when to pull it (empty:
+	// the pipeline's Pull), and its container's limits: CPUs (0: none)
+	// and Memory in bytes (0: none).
+	Image  string
+	Pull   string
+	CPUs   float64
+	Memory int64
 }
+
+// StepImage is the image and pull policy of st: its own, else the
+// pipeline's.
+func (c *Config) StepImage(st Step) (image, pull string) {
+	image, pull = st.Image, st.Pull
+	if image == "" {
+		image = c.Image
+	}
+	if pull == "" {
+		pull = c.Pull
+	}
+	return image, pull
+}
+
+// Pull policies of image pulls.
+var PullPolicies = []string{"if-not-present", "always", "never"}
 
 // Failure says what a failing step does to its job.
 type Failure string
@@ -155,14 +185,19 @@ type Reports struct {
 // Service is a long-running process the test steps need, such as a database.
 type Service struct {
 	Name    string
-	Command string
+	Command string // required without Image; with it, replaces the image's command
 	Env     map[string]string
 	Ready   *Ready // nil: the service counts as ready once started
+	// Image: on container agents the service runs in this image, on the
+	// job's network with Name as its host name; Pull as in Step.
+	Image string
+	Pull  string
 }
 
 // Ready says how to tell that a service accepts work.
 type Ready struct {
-	TCP string // host:port that must accept a connection
+	TCP     string // host:port that must accept a connection
+	Command string // container agents: a command in the service's container that exits 0 once it is ready
 }
 
 // Environment is a deploy target, such as staging or production.

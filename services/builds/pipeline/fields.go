@@ -24,15 +24,15 @@ var (
 
 // Fields of each mapping, as written in the file.
 var (
-	topFields         = []string{"version", "env", "secrets", "labels", "when", "matrix", "concurrency", "steps", "test", "environments", "gate", "schedules"}
+	topFields         = []string{"version", "env", "secrets", "labels", "when", "matrix", "concurrency", "steps", "test", "environments", "gate", "schedules", "image", "pull"}
 	concurrencyFields = []string{"group", "limit"}
-	stepFields        = []string{"name", "commands", "depends_on", "env", "secrets", "when", "failure", "timeout", "artifacts", "cache", "detach"}
+	stepFields        = []string{"name", "commands", "depends_on", "env", "secrets", "when", "failure", "timeout", "artifacts", "cache", "detach", "image", "pull", "cpus", "memory"}
 	whenFields        = []string{"event", "branch", "tag", "paths", "cron"}
 	cacheFields       = []string{"key_files", "paths"}
 	testFields        = []string{"steps", "reports", "services", "shards", "retries", "labels"}
 	reportFields      = []string{"junit", "coverage"}
-	serviceFields     = []string{"name", "command", "env", "ready"}
-	readyFields       = []string{"tcp"}
+	serviceFields     = []string{"name", "command", "env", "ready", "image", "pull"}
+	readyFields       = []string{"tcp", "command"}
 	envFields         = []string{"name", "steps", "variables", "secrets", "labels", "approval", "auto", "verify", "on_interrupt", "on_failure"}
 	approvalFields    = []string{"required"}
 	verifyFields      = []string{"window", "conditions", "on_failure"}
@@ -106,6 +106,10 @@ func (d *decoder) config(root *yaml.Node) *Config {
 			c.Gate = d.gate(v, f)
 		case "schedules":
 			c.Schedules = d.schedules(v, f) // schedules.go
+		case "image":
+			c.Image, _ = d.nonEmpty(v, f)
+		case "pull":
+			c.Pull, _ = d.oneOf(v, f, "pull policy", PullPolicies)
 		}
 	})
 	if present != nil && !present["steps"] {
@@ -190,6 +194,16 @@ func (d *decoder) step(n *yaml.Node, field, key string) Step {
 			if s.Detach && !d.deploy {
 				d.errAt(d.resolve(v), f, "detach is only for deploy steps (environments[].steps): a build or test step must not leave processes running on the agent")
 			}
+		case "image":
+			s.Image, _ = d.nonEmpty(v, f)
+		case "pull":
+			s.Pull, _ = d.oneOf(v, f, "pull policy", PullPolicies)
+		case "cpus":
+			if s.CPUs = d.number(v, f); s.CPUs < 0 || s.CPUs > 1024 {
+				d.errAt(d.resolve(v), f, "cpus must be between 0 and 1024")
+			}
+		case "memory":
+			s.Memory = d.memory(v, f)
 		}
 	})
 	if key == "" {
@@ -323,9 +337,17 @@ func (d *decoder) service(n *yaml.Node, field string) Service {
 			s.Command, _ = d.nonEmpty(v, f)
 		case "env":
 			s.Env = d.vars(v, f)
+		case "image":
+			s.Image, _ = d.nonEmpty(v, f)
+		case "pull":
+			s.Pull, _ = d.oneOf(v, f, "pull policy", PullPolicies)
 		case "ready":
 			r := &Ready{}
 			present := d.object(v, f, readyFields, func(k string, v *yaml.Node, f string) {
+				if k == "command" {
+					r.Command, _ = d.nonEmpty(v, f)
+					return
+				}
 				addr, ok := d.nonEmpty(v, f)
 				if !ok {
 					return
@@ -336,12 +358,55 @@ func (d *decoder) service(n *yaml.Node, field string) Service {
 				}
 				r.TCP = addr
 			})
-			d.require(v, f, present, "tcp")
+			if present != nil && !present["tcp"] && !present["command"] {
+				d.errAt(d.resolve(v), f, "needs tcp or command")
+			}
 			s.Ready = r
 		}
 	})
-	d.require(n, field, present, "name", "command")
+	if present != nil && present["image"] {
+		d.require(n, field, present, "name")
+	} else {
+		d.require(n, field, present, "name", "command")
+	}
 	return s
+}
+
+// memory decodes a size in bytes: an integer, or a number with a unit
+// k, m or g (KiB, MiB, GiB; e.g. "512m", "1.5g"). 0 means no limit;
+// otherwise at least 4 MiB (the engine's minimum).
+func (d *decoder) memory(n *yaml.Node, field string) int64 {
+	s, ok := d.value(n, field)
+	if !ok {
+		return 0
+	}
+	t := strings.ToLower(strings.TrimSpace(s))
+	t = strings.TrimSuffix(t, "b")
+	mult := 1.0
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'k':
+			mult = 1 << 10
+		case 'm':
+			mult = 1 << 20
+		case 'g':
+			mult = 1 << 30
+		}
+		if mult != 1 {
+			t = t[:len(t)-1]
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || v < 0 || v*mult > 1<<50 {
+		d.errAt(d.resolve(n), field, "invalid memory size %q: use bytes or a number with k, m or g (\"512m\")", s)
+		return 0
+	}
+	b := int64(v * mult)
+	if b != 0 && b < 4<<20 {
+		d.errAt(d.resolve(n), field, "memory %q is below the 4m minimum", s)
+		return 0
+	}
+	return b
 }
 
 func validPort(p string) bool {

@@ -123,6 +123,18 @@ var agreementCases = []struct {
 	{"gate: {conditions: [{metric: coverage, operator: '>=', threshold: 80, on_no_data: pass}], on_no_data: fail}\nsteps: {a: {commands: x}}", true},
 	{"gate: {conditions: [{metric: coverage, operator: '>=', threshold: 80}], on_no_data: skip}\nsteps: {a: {commands: x}}", false},
 	{"gate: {conditions: [{metric: coverage, operator: '>=', threshold: 80, on_no_data: maybe}]}\nsteps: {a: {commands: x}}", false},
+	// Containers: image and pull (pipeline and step), cpus, memory; services with image.
+	{"image: debian:bookworm\npull: never\nsteps: {a: {commands: x, image: shiploop-redis:local, pull: if-not-present, cpus: 1.5, memory: 512m}}", true},
+	{"steps: {a: {commands: x, memory: 1073741824, cpus: 2}}", true},
+	{"steps: {a: {commands: x, pull: sometimes}}", false},
+	{"pull: sometimes\nsteps: {a: {commands: x}}", false},
+	{"image: ''\nsteps: {a: {commands: x}}", false},
+	{"steps: {a: {commands: x, memory: lots}}", false},
+	{"steps: {a: {commands: x, cpus: -1}}", false},
+	{"steps: {a: {commands: x}}\ntest: {steps: {t: {commands: x}}, services: [{name: redis, image: shiploop-redis:local, command: 'redis-server --protected-mode no', ready: {tcp: 'redis:6379'}}]}", true},
+	{"steps: {a: {commands: x}}\ntest: {steps: {t: {commands: x}}, services: [{name: redis, image: r:local, pull: never, ready: {command: 'redis-cli ping'}}]}", true},
+	{"steps: {a: {commands: x}}\ntest: {steps: {t: {commands: x}}, services: [{name: redis, ready: {tcp: 'redis:6379'}}]}", false},
+	{"steps: {a: {commands: x}}\ntest: {steps: {t: {commands: x}}, services: [{name: redis, image: r, ready: {}}]}", false},
 }
 
 // TestSchemaAgreesWithParser validates every example document with both the
