@@ -59,9 +59,9 @@ func project(ctx context.Context, tx execer, ev bus.Event) error {
 	case *eventsv1.Change:
 		return projectChange(ctx, tx, ev, chain, d, at)
 	case *eventsv1.BuildCreated:
-		_, err := tx.ExecContext(ctx, `INSERT INTO dash_builds (id, chain_id, repository, number, ref, commit_sha, version, status, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8) ON CONFLICT (id) DO NOTHING`,
-			d.BuildId, chain, d.Repository, d.Number, d.Ref, d.Commit, d.Version, nanos(d.CreatedAt, at))
+		_, err := tx.ExecContext(ctx, `INSERT INTO dash_builds (id, chain_id, repository, number, ref, commit_sha, version, status, created_at, branch, event)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10) ON CONFLICT (id) DO NOTHING`,
+			d.BuildId, chain, d.Repository, d.Number, d.Ref, d.Commit, d.Version, nanos(d.CreatedAt, at), refBranch(d.Ref), buildEvent(d.Trigger, d.Ref))
 		return err
 	case *eventsv1.BuildStarted:
 		_, err := tx.ExecContext(ctx, `UPDATE dash_builds SET status = 'running' WHERE id = $1 AND status = 'queued'`, d.BuildId)
@@ -77,9 +77,11 @@ func project(ctx context.Context, tx execer, ev bus.Event) error {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 { // created before the EVENTS retention, or out of order
-			_, err = tx.ExecContext(ctx, `INSERT INTO dash_builds (id, chain_id, repository, number, ref, commit_sha, version, status, failed_step, error, created_at, finished_at, duration_ms)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) ON CONFLICT (id) DO NOTHING`,
-				d.BuildId, chain, d.Repository, d.Number, d.Ref, d.Commit, d.Version, enumStatus(d.Status), d.FailedStep, d.Error, nanos(d.FinishedAt, at), dur)
+			_, err = tx.ExecContext(ctx, `INSERT INTO dash_builds (id, chain_id, repository, number, ref, commit_sha, version, status, failed_step, error, created_at, finished_at, duration_ms,
+				branch, event)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14) ON CONFLICT (id) DO NOTHING`,
+				d.BuildId, chain, d.Repository, d.Number, d.Ref, d.Commit, d.Version, enumStatus(d.Status), d.FailedStep, d.Error, nanos(d.FinishedAt, at), dur,
+				refBranch(d.Ref), buildEvent("", d.Ref))
 		}
 		return err
 	case *eventsv1.JobQueued:
@@ -113,6 +115,16 @@ func project(ctx context.Context, tx execer, ev bus.Event) error {
 		}
 		for _, st := range d.Steps {
 			if err := upsertStep(ctx, tx, d.JobId, st); err != nil {
+				return err
+			}
+		}
+		for _, a := range d.Artifacts {
+			if err := upsertFile(ctx, tx, d.BuildId, d.JobId, "artifact", a.GetName(), a.GetSize(), a.GetStep()); err != nil {
+				return err
+			}
+		}
+		for _, r := range d.Reports {
+			if err := upsertFile(ctx, tx, d.BuildId, d.JobId, "report", r.GetName(), r.GetSize(), r.GetKind()); err != nil {
 				return err
 			}
 		}
@@ -319,6 +331,48 @@ func projectChange(ctx context.Context, tx execer, ev bus.Event, chain string, d
 	_, err := tx.ExecContext(ctx, `INSERT INTO dash_branches (repository, branch, chain_id, pushed_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (repository, branch) DO UPDATE SET chain_id = excluded.chain_id, pushed_at = excluded.pushed_at
 		WHERE dash_branches.pushed_at <= excluded.pushed_at`, d.Repository, branch, chain, at.UnixNano())
+	return err
+}
+
+// refBranch is how the pages name a build's ref: the branch, "tag v1",
+// "PR #12", else the ref itself.
+func refBranch(ref string) string {
+	switch {
+	case strings.HasPrefix(ref, "refs/heads/"):
+		return strings.TrimPrefix(ref, "refs/heads/")
+	case strings.HasPrefix(ref, "refs/tags/"):
+		return "tag " + strings.TrimPrefix(ref, "refs/tags/")
+	case strings.HasPrefix(ref, "refs/pull/"):
+		n, _, _ := strings.Cut(strings.TrimPrefix(ref, "refs/pull/"), "/")
+		return "PR #" + n
+	case strings.HasPrefix(ref, "refs/merge-requests/"):
+		n, _, _ := strings.Cut(strings.TrimPrefix(ref, "refs/merge-requests/"), "/")
+		return "PR #" + n
+	}
+	return ref
+}
+
+// buildEvent is what started a build: the trigger build.created names
+// (push, tag, pull_request, manual), else what its ref says.
+func buildEvent(trigger, ref string) string {
+	if trigger != "" {
+		return trigger
+	}
+	switch {
+	case strings.HasPrefix(ref, "refs/tags/"):
+		return "tag"
+	case strings.HasPrefix(ref, "refs/pull/"), strings.HasPrefix(ref, "refs/merge-requests/"):
+		return "pull_request"
+	}
+	return "push"
+}
+
+func upsertFile(ctx context.Context, tx execer, buildID, jobID, kind, name string, size int64, detail string) error {
+	if name == "" {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO dash_files (build_id, job_id, kind, name, size, detail) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (build_id, job_id, kind, name) DO UPDATE SET size = excluded.size, detail = excluded.detail`, buildID, jobID, kind, name, size, detail)
 	return err
 }
 

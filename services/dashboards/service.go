@@ -38,7 +38,7 @@ const consumerName = "dashboards-events"
 
 // readTables are dropped (emptied) by a rebuild.
 var readTables = []string{"dash_repos", "dash_changes", "dash_branches", "dash_commits", "dash_builds", "dash_jobs", "dash_steps",
-	"dash_testruns", "dash_gates", "dash_deploys", "dash_environments", "dash_issues"}
+	"dash_testruns", "dash_gates", "dash_deploys", "dash_environments", "dash_issues", "dash_files"}
 
 // Config wires a dashboards service.
 type Config struct {

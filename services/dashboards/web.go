@@ -76,9 +76,12 @@ func newPages(s *Service) (*pages, error) {
 }
 
 // Routes mounts the UI on mux: "/" exactly, /changes/, /environments,
-// /errors, /dora, /events, /badges/, /static/live.js and /builds/{id} (the
-// link commit statuses carry). Nothing else: /hooks/, /api/, /graphite/,
-// /healthz, /login and /builds/{id}/artifacts/ belong to others. With
+// /errors, /dora, /events, /badges/, /static/live.js, /repos (and
+// /repos/{owner}/{name}[/builds], a repository's history), /builds (every
+// build), /builds/{id} (the build page, the link commit statuses carry) and
+// /builds/{id}/jobs/{job}/log.txt. Nothing else: /hooks/, /api/,
+// /graphite/, /healthz, /login, /builds/{id}/artifacts/ and
+// /builds/{id}/reports/ belong to others. With
 // Config.Auth on, every route but the badges and the script needs read
 // scope.
 func (s *Service) Routes(mux *http.ServeMux) {
@@ -89,7 +92,11 @@ func (s *Service) Routes(mux *http.ServeMux) {
 	read("GET /{$}", p.overview)
 	read("GET /changes/{chain}", p.pipeline)
 	read("GET /changes/{chain}/jobs/{job}/log", p.logStream)
-	read("GET /builds/{id}", p.buildRedirect)
+	read("GET /builds/{id}", p.build)
+	read("GET /builds/{id}/jobs/{job}/log.txt", p.rawLog)
+	read("GET /builds", p.allHistory)
+	read("GET /repos", p.repos)
+	read("GET /repos/{repo...}", p.repoHistory)
 	read("GET /environments", p.environments)
 	read("GET /errors", p.errors)
 	read("GET /dora", p.dora)
@@ -175,20 +182,6 @@ func (p *pages) pipeline(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	p.render(w, "pipeline", pageData{Title: pv.Repository + " " + pv.Branch, Nav: "overview", Data: pv})
-}
-
-func (p *pages) buildRedirect(w http.ResponseWriter, r *http.Request) {
-	var chain string
-	err := p.s.db.QueryRowContext(r.Context(), `SELECT chain_id FROM dash_builds WHERE id = $1`, r.PathValue("id")).Scan(&chain)
-	if errors.Is(err, sql.ErrNoRows) {
-		http.Error(w, fmt.Sprintf("build %q not found (it may not have reached the dashboards yet)", r.PathValue("id")), http.StatusNotFound)
-		return
-	}
-	if err != nil {
-		p.fail(w, err)
-		return
-	}
-	http.Redirect(w, r, "/changes/"+chain, http.StatusFound)
 }
 
 func (p *pages) environments(w http.ResponseWriter, r *http.Request) {
