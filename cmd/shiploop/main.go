@@ -266,12 +266,16 @@ func orDefault(s, def string) string {
 func agentFlags(c *command, o *runOptions) {
 	c.flags.StringVar(&o.agentLabels, "labels", "", "comma-separated labels this agent offers (e.g. gpu,docker,region=eu): it takes jobs whose .shiploop.yml labels it all has, and jobs without labels; os=<GOOS> and arch=<GOARCH> are always added")
 	c.flags.StringVar(&o.agentKinds, "kinds", "", "comma-separated job kinds this agent takes: "+strings.Join(bus.JobKinds, ", ")+" (default all)")
+	c.flags.StringVar(&o.agentBackend, "backend", "process", "how the agent runs steps: process (child processes on this machine) or docker (a container per step and service, through the Docker Engine API at DOCKER_HOST or the default socket; Podman's compatible service works too)")
 }
 
 // checkAgentFlags names a bad label or job kind.
 func checkAgentFlags(o runOptions) error {
 	if _, _, err := bus.Pool(splitList(o.agentLabels)); err != nil {
 		return usagef("--labels: %v", err)
+	}
+	if o.agentBackend != "" && o.agentBackend != "process" && o.agentBackend != "docker" {
+		return usagef("--backend: unknown backend %q (want process or docker)", o.agentBackend)
 	}
 	for _, k := range splitList(o.agentKinds) {
 		if !slices.Contains(bus.JobKinds, k) {

@@ -54,6 +54,7 @@ type runOptions struct {
 	lease                              time.Duration
 	agentLabels                        string // comma-separated labels of the built-in or standalone agent
 	agentKinds                         string // comma-separated job kinds it takes; all when empty
+	agentBackend                       string // how the agent runs steps: process or docker
 	// tls serves HTTP and gRPC over TLS; tls.CA makes it mutual TLS.
 	tls       server.TLSFiles
 	replicas  int

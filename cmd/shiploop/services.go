@@ -363,7 +363,13 @@ func newAgent(ctx context.Context, env *moduleEnv, _ *store.DB, b *bus.Bus) (ser
 	if err != nil {
 		return nil, fmt.Errorf("--allowed-transports: %w", err)
 	}
-	be := backend.NewProcess(backend.ProcessConfig{WorkRoot: filepath.Join(env.opts.dataDir, "work"), AllowedTransports: transports})
+	pc := backend.ProcessConfig{WorkRoot: filepath.Join(env.opts.dataDir, "work"), AllowedTransports: transports}
+	var be backend.Backend = backend.NewProcess(pc)
+	if env.opts.agentBackend == "docker" {
+		if be, err = newDockerBackend(ctx, env, pc); err != nil {
+			return nil, err
+		}
+	}
 	ag, err := agent.New(agent.Config{Bus: b, Backend: be, Concurrency: max(env.opts.agents, 1), Logger: env.log, LogDir: filepath.Join(env.opts.dataDir, "logs"), Lease: env.opts.lease,
 		Labels: splitList(env.opts.agentLabels), Kinds: splitList(env.opts.agentKinds)})
 	if err != nil {
