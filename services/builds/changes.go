@@ -46,6 +46,8 @@ func triggerOf(ch *eventsv1.Change) string {
 	switch {
 	case ch.Forge == "manual":
 		return "manual"
+	case ch.Forge == "cron": // schedules.go
+		return "cron"
 	case ch.Kind == eventsv1.ChangeKind_CHANGE_KIND_TAG:
 		return "tag"
 	case ch.Kind == eventsv1.ChangeKind_CHANGE_KIND_PULL_REQUEST_OPENED || ch.Kind == eventsv1.ChangeKind_CHANGE_KIND_PULL_REQUEST_UPDATED:
@@ -114,7 +116,7 @@ func (s *Service) prepareChange(ctx context.Context, ev bus.Event) (any, error) 
 		p.problem = fmt.Sprintf("computing the version: %v", err)
 		return p, nil
 	}
-	wctx := pipeline.Context{Event: p.trigger, Branch: ch.Branch, Tag: ch.Tag, ChangedPaths: changedPaths(ch)}
+	wctx := pipeline.Context{Event: p.trigger, Branch: ch.Branch, Tag: ch.Tag, ChangedPaths: changedPaths(ch), Cron: ch.Schedule}
 	p.steps = cfg.Selected(wctx)
 	p.cfg = cfg
 	return p, nil
@@ -145,6 +147,11 @@ func (s *Service) handleChange(ctx context.Context, tx *bus.Tx, ev bus.Event) er
 		return nil
 	}
 	now := time.Now().UTC()
+	if p.problem == "" {
+		if err := storeSchedules(ctx, tx, ch, p.cfg, now); err != nil { // schedules.go
+			return err
+		}
+	}
 	var number int64
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE repository = $1`, ch.Repository).Scan(&number); err != nil {
 		return err

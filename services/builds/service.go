@@ -148,6 +148,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return s.consumeStatuses(ctx) })
 	g.Go(func() error { return s.consumeHarbormaster(ctx) })
 	g.Go(func() error { return s.serveSecrets(ctx) }) // secrets.go
+	g.Go(func() error { return s.runScheduler(ctx) }) // schedules.go
 	g.Go(func() error {
 		return s.ob.Bus().LostJobs(ctx, bus.LostJobsConfig{Name: "builds-lost-jobs"}, s.failLostJob)
 	})
