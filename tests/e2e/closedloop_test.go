@@ -280,7 +280,9 @@ func closedLoop(t *testing.T, vcs string) {
 	if rolledEv.GetChainId() != chain2 {
 		t.Errorf("deploy.rolled_back in chain %s, want the bad change's %s", rolledEv.GetChainId(), chain2)
 	}
-	wantCause := regexp.MustCompile(`errortrack\.new_issues == 0.*ZeroDivisionError`)
+	// The cause: the new issue, of release 2, in production (the SDK took
+	// both from the deploy job's SENTRY_RELEASE and SENTRY_ENVIRONMENT).
+	wantCause := regexp.MustCompile(`errortrack\.new_issues == 0: .*` + regexp.QuoteMeta(" in "+v2+" on production") + `.*ZeroDivisionError`)
 	if !wantCause.MatchString(rolled.GetCause()) {
 		t.Errorf("rollback cause %q does not name the new ZeroDivisionError issue", rolled.GetCause())
 	}
