@@ -19,34 +19,40 @@ func errorsCommand() *command {
 	var (
 		ingestURL, repo, status, release, env, project, inRelease string
 		rate, quota                                               int64
-		nextRelease, revokeOthers                                 bool
+		nextRelease, revokeOthers, allFrames                      bool
 		limit                                                     int
 	)
-	c := newCommand("errors", "shiploop errors <project|key|ls|show|resolve|ignore|unresolve|deploy|releases> ...",
+	c := newCommand("errors", "shiploop errors <project|key|ls|show|event|resolve|ignore|unresolve|deploy|releases|transactions> ...",
 		"Error tracking: Sentry-compatible projects, their DSNs, and the issues they report.",
 		`  errors project create NAME      make a project; prints a DSN for any Sentry SDK
   errors project ls | show P      list projects / show one with keys and counters
   errors project limit P --rate-limit N --quota N
   errors key rotate P [--revoke-others] | errors key revoke KEY
   errors ls [--project P] [--status unresolved|resolved|ignored] [--release R] [--env E]
-  errors show ISSUE               an issue with releases, first deploy, suspect commits, last events
+  errors show ISSUE [--all-frames]   an issue as Sentry's page shows it: counts, releases, suspect
+                                  commits, and its latest event (exception chain with in-app frames
+                                  and context lines, tags, user, request, breadcrumbs)
+  errors event EVENT_ID [--project P] [--all-frames]   one event by id, read the same way
   errors resolve ISSUE [--next-release | --in-release R]
   errors ignore ISSUE | errors unresolve ISSUE
   errors deploy P --release R [--env E]   record which release runs where
-  errors releases P               releases with crash-free sessions
+  errors releases P               releases per environment: events, errors, transactions, sessions,
+                                  crash-free rate; then transactions by name with p50/p95
+  errors transactions P [--release R] [--env E]   transactions by name with counts and p50/p95
 Flags may come before or after the arguments.`)
 	clientFlags(c, &o)
 	c.flags.StringVar(&ingestURL, "ingest-url", "", "the URL SDKs reach shiploop's HTTP listener at, for the DSN (when the server does not know it)")
 	c.flags.StringVar(&repo, "repo", "", "repository whose deploys tell which release runs where (project create)")
 	c.flags.Int64Var(&rate, "rate-limit", -1, "events per minute a project accepts, 0 for no limit")
 	c.flags.Int64Var(&quota, "quota", -1, "events per hour a project accepts, 0 for no quota")
-	c.flags.StringVar(&project, "project", "", "project id or name (ls)")
+	c.flags.StringVar(&project, "project", "", "project id or name (ls, event)")
 	c.flags.StringVar(&status, "status", "", "issue status: unresolved, resolved, resolved_in_next_release, ignored (ls)")
-	c.flags.StringVar(&release, "release", "", "release (ls, deploy)")
-	c.flags.StringVar(&env, "env", "", "environment (ls, deploy)")
+	c.flags.StringVar(&release, "release", "", "release (ls, deploy, transactions)")
+	c.flags.StringVar(&env, "env", "", "environment (ls, deploy, transactions)")
 	c.flags.StringVar(&inRelease, "in-release", "", "the release the fix is in (resolve)")
 	c.flags.BoolVar(&nextRelease, "next-release", false, "resolve in the next release (resolve)")
 	c.flags.BoolVar(&revokeOthers, "revoke-others", false, "revoke the project's other keys (key rotate)")
+	c.flags.BoolVar(&allFrames, "all-frames", false, "show system frames too, not only in-app ones (show, event)")
 	c.flags.IntVar(&limit, "limit", 50, "how many issues to list")
 	c.run = func(c *command, args []string) error {
 		args, err := interleaved(c.flags, args)
@@ -54,7 +60,7 @@ Flags may come before or after the arguments.`)
 			return usageError{err.Error()}
 		}
 		if len(args) == 0 {
-			return usagef("say what: project, key, ls, show, resolve, ignore, unresolve, deploy or releases")
+			return usagef("say what: project, key, ls, show, event, resolve, ignore, unresolve, deploy, releases or transactions")
 		}
 		conn, err := o.conn()
 		if err != nil {
@@ -79,6 +85,9 @@ Flags may come before or after the arguments.`)
 			}
 			id, err := strconv.ParseInt(args[1], 10, 64)
 			if err != nil {
+				if len(strings.Trim(strings.ReplaceAll(args[1], "-", ""), "0123456789abcdefABCDEF")) == 0 && len(args[1]) >= 32 {
+					return 0, usagef("%q is an event id: shiploop errors event %s", args[1], args[1])
+				}
 				return 0, usagef("issue id %q is not a number", args[1])
 			}
 			return id, nil
@@ -219,25 +228,47 @@ Flags may come before or after the arguments.`)
 				}
 				return nil
 			}
-			fmt.Fprintf(c.stdout, "issue %d  %s  [%s]\n  project   %s\n  culprit   %s\n  seen      %d times by %d users, %s .. %s\n  releases  first %s, last %s\n",
-				is.GetId(), is.GetTitle(), issueStatusWord(is), is.GetProject(), is.GetCulprit(), is.GetTimesSeen(), is.GetUsers(),
-				is.GetFirstSeen().AsTime().Local().Format(time.DateTime), is.GetLastSeen().AsTime().Local().Format(time.DateTime), is.GetFirstRelease(), is.GetLastRelease())
-			if is.GetResolvedInRelease() != "" {
-				fmt.Fprintf(c.stdout, "  resolved  in %s\n", is.GetResolvedInRelease())
+			var latest *errortrackv1.ErrorEvent
+			if len(evs.GetEvents()) > 0 {
+				latest = evs.GetEvents()[0]
 			}
-			for _, r := range is.GetReleases() {
-				fmt.Fprintf(c.stdout, "    %s / %s: %d events\n", orDefault(r.GetRelease(), "(no release)"), r.GetEnvironment(), r.GetTimesSeen())
-			}
-			if d := is.GetFirstDeploy(); d != nil {
-				fmt.Fprintf(c.stdout, "  first deploy  %s of %s to %s at %s\n", d.GetId(), d.GetRelease(), d.GetEnvironment(), d.GetDeployedAt().AsTime().Local().Format(time.DateTime))
-			}
-			for _, cm := range is.GetSuspectCommits() {
-				fmt.Fprintf(c.stdout, "  suspect commit %s %s (%s)\n", short(cm.GetSha()), firstLine(cm.GetMessage()), cm.GetAuthor())
-			}
-			for _, e := range evs.GetEvents() {
-				fmt.Fprintf(c.stdout, "  event %s  %s  %s  %s\n", e.GetEventId(), e.GetTimestamp().AsTime().Local().Format(time.DateTime), e.GetRelease(), e.GetTitle())
+			printIssue(c.stdout, is, latest, allFrames)
+			if len(evs.GetEvents()) > 1 {
+				fmt.Fprintln(c.stdout, "\nrecent events")
+				for _, e := range evs.GetEvents() {
+					fmt.Fprintf(c.stdout, "  %s  %s  %s  %s\n", e.GetEventId(), stamp(e.GetTimestamp().AsTime()), orDefault(e.GetRelease(), "(no release)"), e.GetTitle())
+				}
 			}
 			return nil
+		case "event":
+			if len(args) != 2 {
+				return usagef("errors event EVENT_ID [--project P]")
+			}
+			resp, err := cl.GetEvent(ctx, &errortrackv1.GetEventRequest{EventId: args[1], Project: project})
+			if err != nil {
+				return err
+			}
+			if o.json {
+				printJSON(c.stdout, resp)
+				return nil
+			}
+			printEvent(c.stdout, resp.GetEvent(), resp.GetIssue(), allFrames)
+			return nil
+		case "transactions":
+			if len(args) != 2 {
+				return usagef("errors transactions PROJECT [--release R] [--env E]")
+			}
+			resp, err := cl.ListTransactions(ctx, &errortrackv1.ListTransactionsRequest{Project: args[1], Release: release, Environment: env})
+			if err != nil {
+				return err
+			}
+			if o.json {
+				for _, t := range resp.GetTransactions() {
+					printJSON(c.stdout, t)
+				}
+				return nil
+			}
+			return printTransactions(c.stdout, resp.GetTransactions())
 		case "resolve", "ignore", "unresolve":
 			id, err := issueID()
 			if err != nil {
@@ -292,24 +323,13 @@ Flags may come before or after the arguments.`)
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "RELEASE\tEVENTS\tENVIRONMENT\tSESSIONS\tCRASHED\tCRASH-FREE")
-			for _, r := range resp.GetReleases() {
-				if o.json {
-					printJSON(c.stdout, r)
-					continue
-				}
-				if len(r.GetHealth()) == 0 {
-					fmt.Fprintf(tw, "%s\t%d\t-\t0\t0\t-\n", r.GetVersion(), r.GetEvents())
-				}
-				for _, h := range r.GetHealth() {
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%.2f%%\n", r.GetVersion(), r.GetEvents(), h.GetEnvironment(), h.GetSessions(), h.GetCrashed(), 100*h.GetCrashFreeRate())
-				}
-			}
 			if o.json {
+				for _, r := range resp.GetReleases() {
+					printJSON(c.stdout, r)
+				}
 				return nil
 			}
-			return tw.Flush()
+			return printReleases(c.stdout, resp.GetReleases())
 		}
 		return usagef("unknown errors action %q", args[0])
 	}
