@@ -222,10 +222,10 @@ func TestBuildPage(t *testing.T) {
 		// A <details> per step, in the job's order, with line anchors.
 		`<details class="step-log" id="Sj-chain-1-0" open><summary><span class="st success">success</span> lint <span class="muted">2 lines</span>`,
 		`<details class="step-log" id="Sj-chain-1-1" open><summary><span class="st success">success</span> compile <span class="muted">3 lines</span>`,
-		`<span class="line" id="Lj-chain-1-1"><a class="ln" href="#Lj-chain-1-1" aria-label="line 1">1</a>go vet ./...</span>`,
+		`<span class="line" id="Lj-chain-1-1"><a class="ln" href="#Lj-chain-1-1">1</a>go vet ./...</span>`,
 		// ANSI colours as spans, HTML escaped.
 		`<span class="ansi-fg-green">ok</span> lint passed`,
-		`<span class="line stderr" id="Lj-chain-1-4"><a class="ln" href="#Lj-chain-1-4" aria-label="line 4">4</a><span class="ansi-bold ansi-fg-red">warning</span>: deprecated FOO</span>`,
+		`<span class="line stderr" id="Lj-chain-1-4"><a class="ln" href="#Lj-chain-1-4">4</a><span class="ansi-bold ansi-fg-red">warning</span>: deprecated FOO</span>`,
 		`building &lt;app&gt;`,
 		// Raw download, artifacts and reports.
 		`href="/builds/b-chain-1/jobs/j-chain-1/log.txt"`,

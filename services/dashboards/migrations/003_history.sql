@@ -6,8 +6,10 @@ ALTER TABLE dash_builds ADD COLUMN event TEXT NOT NULL DEFAULT '';
 UPDATE dash_builds SET branch = substr(ref, 12) WHERE ref LIKE 'refs/heads/%';
 UPDATE dash_builds SET event = 'tag' WHERE ref LIKE 'refs/tags/%';
 UPDATE dash_builds SET event = 'push' WHERE event = '';
-CREATE INDEX IF NOT EXISTS dash_builds_created ON dash_builds (created_at);
-CREATE INDEX IF NOT EXISTS dash_builds_repo_branch ON dash_builds (repository, branch, created_at);
+-- History pages walk these newest first, (created_at, id) being the cursor.
+CREATE INDEX IF NOT EXISTS dash_builds_created ON dash_builds (created_at, id);
+CREATE INDEX IF NOT EXISTS dash_builds_repo_created ON dash_builds (repository, created_at, id);
+CREATE INDEX IF NOT EXISTS dash_builds_repo_branch ON dash_builds (repository, branch, created_at, id);
 
 CREATE TABLE IF NOT EXISTS dash_files (
     build_id TEXT NOT NULL,

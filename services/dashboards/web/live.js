@@ -34,6 +34,11 @@
           var running = document.getElementById(p.id);
           if (running && running.dataset.started) p.replaceWith(running);
         });
+        // Steps the reader opened or closed stay so.
+        old.querySelectorAll('details[id]').forEach(function (d) {
+          var nd = n.querySelector('details[id="' + d.id + '"]');
+          if (nd) nd.open = d.open;
+        });
         old.replaceWith(document.importNode(n, true));
       });
       startLogs(document);
