@@ -26,6 +26,8 @@ type lintResult struct {
 	Test         *lintTest `json:"test,omitempty"`
 	Gate         *lintGate `json:"gate,omitempty"`
 	Environments []string  `json:"environments,omitempty"` // in promotion order
+	// Schedules are "name: cron timezone [on branch]", one per schedule.
+	Schedules []string `json:"schedules,omitempty"`
 	// Summary is the line lint prints for a valid file.
 	Summary  string        `json:"summary,omitempty"`
 	Problems []lintProblem `json:"problems,omitempty"`
@@ -127,6 +129,13 @@ func lintFile(file string) lintResult {
 	for _, e := range cfg.Environments {
 		res.Environments = append(res.Environments, e.Name)
 	}
+	for _, s := range cfg.Schedules {
+		line := fmt.Sprintf("%s: %s %s", s.Name, s.Cron, s.Timezone)
+		if s.Branch != "" {
+			line += " on " + s.Branch
+		}
+		res.Schedules = append(res.Schedules, line)
+	}
 	res.Summary = lintSummary(res)
 	return res
 }
@@ -165,6 +174,9 @@ func lintSummary(r lintResult) string {
 		parts = append(parts, plural(len(r.Environments), "environment")+" ("+strings.Join(r.Environments, " → ")+")")
 	} else {
 		parts = append(parts, "no environments")
+	}
+	if len(r.Schedules) > 0 {
+		parts = append(parts, plural(len(r.Schedules), "schedule")+" ("+strings.Join(r.Schedules, "; ")+")")
 	}
 	return strings.Join(parts, ", ")
 }
