@@ -112,7 +112,9 @@ func Export(ev bus.Event, previous Lookup) []CDEvent {
 		repo := map[string]any{"id": d.GetRepository()}
 		switch ev.Type {
 		case "change.pushed":
-			if d.GetAfter() == "" {
+			// A scheduled run (forge cron) changed nothing: its build's
+			// build.queued is all there is to say.
+			if d.GetAfter() == "" || d.GetForge() == "cron" {
 				return nil
 			}
 			return []CDEvent{mk("dev.cdevents.change.merged.0.3.0", d.GetAfter(), map[string]any{"repository": repo}, at)}
