@@ -22,6 +22,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/bus"
 	"github.com/shiploop/shiploop/pkg/server"
 	"github.com/shiploop/shiploop/pkg/store"
+	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
 )
 
 //go:embed migrations/*.sql
@@ -57,6 +58,9 @@ type Config struct {
 	// scope (a bearer token or the /login session cookie, server.Auth.Web);
 	// badges stay public. Nil or off: the UI is open.
 	Auth *server.Auth
+	// Errors, when set, is errortrack's API: /errors/{issue} shows an
+	// issue's stack trace and events from it (error_issue.go).
+	Errors errortrackv1.ErrorServiceClient
 }
 
 // Service is the dashboards service.

@@ -99,6 +99,7 @@ func (s *Service) Routes(mux *http.ServeMux) {
 	read("GET /repos/{repo...}", p.repoHistory)
 	read("GET /environments", p.environments)
 	read("GET /errors", p.errors)
+	read("GET /errors/{issue}", p.errorIssue)
 	read("GET /dora", p.dora)
 	read("GET /events", p.events)
 	// Public: READMEs embed badges (a status, nothing more), and the
