@@ -15,6 +15,9 @@ import (
 // suspect commits), then its latest event.
 func printIssue(w io.Writer, is *errortrackv1.Issue, latest *errortrackv1.ErrorEvent, allFrames bool) {
 	fmt.Fprintf(w, "issue %d  %s  [%s]\n", is.GetId(), is.GetTitle(), issueStatusWord(is))
+	if is.GetShortId() != "" {
+		fmt.Fprintf(w, "  short id    %s\n", is.GetShortId())
+	}
 	fmt.Fprintf(w, "  project     %s\n", is.GetProject())
 	if is.GetCulprit() != "" {
 		fmt.Fprintf(w, "  culprit     %s\n", is.GetCulprit())

@@ -267,7 +267,7 @@ func (g *grpcServer) RevokeKey(ctx context.Context, req *errortrackv1.RevokeKeyR
 }
 
 const issueColumns = `i.id, i.project_id, p.name, i.title, i.culprit, i.level, i.type, i.status, i.resolved_in_release, i.regressed, i.times_seen, i.users,
-	i.first_seen, i.last_seen, i.first_release, i.last_release, i.platform, i.last_event_id, i.grouping_version, i.first_environment, i.first_deploy_id, i.files`
+	i.first_seen, i.last_seen, i.first_release, i.last_release, i.platform, i.last_event_id, i.grouping_version, i.first_environment, i.first_deploy_id, i.files, i.short_number`
 
 type issueRow struct {
 	*errortrackv1.Issue
@@ -281,13 +281,16 @@ func scanIssue(sc interface{ Scan(...any) error }) (issueRow, error) {
 	var first, last int64
 	err := sc.Scan(&is.Id, &is.ProjectId, &is.Project, &is.Title, &is.Culprit, &is.Level, &is.Type, &st, &is.ResolvedInRelease, &regressed,
 		&is.TimesSeen, &is.Users, &first, &last, &is.FirstRelease, &is.LastRelease, &is.Platform, &is.LastEventId, &is.GroupingVersion,
-		&is.firstEnv, &is.firstDeploy, &is.files)
+		&is.firstEnv, &is.firstDeploy, &is.files, &is.ShortNumber)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = errNotFound
 	}
 	is.Status = errortrackv1.IssueStatus(st)
 	is.Regressed = regressed > 0
 	is.FirstSeen, is.LastSeen = ts(first), ts(last)
+	if is.ShortNumber > 0 {
+		is.ShortId = shortID(is.Project, is.ShortNumber)
+	}
 	return is, err
 }
 

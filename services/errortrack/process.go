@@ -218,8 +218,12 @@ func (s *Service) groupIntoIssue(ctx context.Context, tx *bus.Tx, p project, ev 
 	if opened {
 		files, _ := json.Marshal(g.Files)
 		deployID := s.deployFor(ctx, tx, p.id, release, environment, ts)
-		err := tx.QueryRowContext(ctx, `INSERT INTO issues (project_id, title, culprit, level, type, platform, status, times_seen, first_seen, last_seen, first_release, last_release, first_environment, first_deploy_id, last_event_id, grouping_version, files)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, $9, $9, $10, $11, $12, $13, $14) RETURNING id`,
+		// The title stays the first event's (Sentry keeps an issue's title
+		// unless its grouping metadata changes; later events do not rename
+		// it). short_number counts the project's issues in the order they
+		// opened: issues open here, one envelope after another.
+		err := tx.QueryRowContext(ctx, `INSERT INTO issues (project_id, title, culprit, level, type, platform, status, times_seen, first_seen, last_seen, first_release, last_release, first_environment, first_deploy_id, last_event_id, grouping_version, files, short_number)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, $9, $9, $10, $11, $12, $13, $14, (SELECT COALESCE(MAX(short_number), 0) + 1 FROM issues WHERE project_id = $1)) RETURNING id`,
 			p.id, g.Title, g.Culprit, event.Clean(ev.Level, 16), ev.Type, event.Clean(ev.Platform, 32), int32(errortrackv1.IssueStatus_ISSUE_STATUS_UNRESOLVED),
 			ts, release, environment, deployID, eventID, p.groupingVer, string(files)).Scan(&issueID)
 		if err != nil {

@@ -65,6 +65,21 @@ func TestEventsReadable(t *testing.T) {
 		if got := issues[0].GetTitle(); got != "ValueError: bad cart" {
 			t.Errorf("title = %q, want the first event's", got)
 		}
+		// A second issue numbers after the first, whatever its SDK timestamp.
+		send(fmt.Sprintf("%032x", 3), "event", `{"timestamp":"2020-01-01T00:00:00Z","message":"another","level":"error","release":"1.1.0"}`)
+		issues = h.waitIssues("shop", "two issues", func(is []*errortrackv1.Issue) bool { return len(is) == 2 })
+		shorts := map[string]string{}
+		for _, is := range issues {
+			shorts[is.GetTitle()] = is.GetShortId()
+		}
+		if shorts["ValueError: bad cart"] != "SHOP-1" || shorts["another"] != "SHOP-2" {
+			t.Errorf("short ids = %v, want SHOP-1 then SHOP-2 in arrival order", shorts)
+		}
+		for _, is := range issues {
+			if is.GetTitle() != "another" {
+				issues = []*errortrackv1.Issue{is}
+			}
+		}
 		resp, err := h.api.GetEvent(ctx, &errortrackv1.GetEventRequest{EventId: "00000000-0000-0000-0000-000000000001"})
 		if err != nil {
 			t.Fatal(err)
@@ -124,14 +139,14 @@ func TestEventsReadable(t *testing.T) {
 		if rel == nil {
 			t.Fatal("release 1.1.0 with 5 transactions and a session: not within 20s")
 		}
-		if rel.GetEvents() != 2 || rel.GetErrors() != 2 {
-			t.Errorf("release events=%d errors=%d, want 2 and 2 (transactions apart)", rel.GetEvents(), rel.GetErrors())
+		if rel.GetEvents() != 3 || rel.GetErrors() != 3 {
+			t.Errorf("release events=%d errors=%d, want 3 and 3 (transactions apart)", rel.GetEvents(), rel.GetErrors())
 		}
 		var envs []string
 		for _, e := range rel.GetHealth() {
 			envs = append(envs, fmt.Sprintf("%s:e%d/t%d/s%d/%.0f%%", e.GetEnvironment(), e.GetErrors(), e.GetTransactions(), e.GetSessions(), 100*e.GetCrashFreeRate()))
 		}
-		if got := strings.Join(envs, " "); got != "staging:e0/t0/s1/100% production:e2/t5/s0/100%" {
+		if got := strings.Join(envs, " "); got != "staging:e0/t0/s1/100% production:e3/t5/s0/100%" {
 			t.Errorf("health = %s", got)
 		}
 		if tn := rel.GetTransactionNames(); len(tn) != 1 || tn[0].GetName() != "POST /api/cart" || tn[0].GetCount() != 5 || tn[0].GetP50Ms() != 300 || tn[0].GetP95Ms() != 2000 {

@@ -65,7 +65,7 @@ func (s *Service) issueJSON(r *http.Request, is *errortrackv1.Issue, stats map[s
 	}
 	id := strconv.FormatInt(is.GetId(), 10)
 	out := map[string]any{
-		"id": id, "shortId": shortID(is.GetProject(), is.GetId()), "title": is.GetTitle(), "culprit": is.GetCulprit(),
+		"id": id, "shortId": is.GetShortId(), "title": is.GetTitle(), "culprit": is.GetCulprit(),
 		"permalink": fmt.Sprintf("%s/errors/issues/%s", baseURL(r), id), "logger": nil, "level": is.GetLevel(),
 		"status": st, "statusDetails": details, "substatus": nil, "isPublic": false, "platform": is.GetPlatform(),
 		"project": map[string]any{"id": strconv.FormatInt(is.GetProjectId(), 10), "name": is.GetProject(), "slug": is.GetProject(), "platform": nil},

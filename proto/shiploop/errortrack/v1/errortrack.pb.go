@@ -818,9 +818,11 @@ type Issue struct {
 	Id        int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	ProjectId int64                  `protobuf:"varint,2,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
 	Project   string                 `protobuf:"bytes,3,opt,name=project,proto3" json:"project,omitempty"`
-	Title     string                 `protobuf:"bytes,4,opt,name=title,proto3" json:"title,omitempty"`
-	Culprit   string                 `protobuf:"bytes,5,opt,name=culprit,proto3" json:"culprit,omitempty"`
-	Level     string                 `protobuf:"bytes,6,opt,name=level,proto3" json:"level,omitempty"`
+	// The first event's title: later events of the issue do not change it
+	// (as Sentry keeps an issue's title while its grouping metadata holds).
+	Title   string `protobuf:"bytes,4,opt,name=title,proto3" json:"title,omitempty"`
+	Culprit string `protobuf:"bytes,5,opt,name=culprit,proto3" json:"culprit,omitempty"`
+	Level   string `protobuf:"bytes,6,opt,name=level,proto3" json:"level,omitempty"`
 	// error, default (a message) or csp.
 	Type   string      `protobuf:"bytes,7,opt,name=type,proto3" json:"type,omitempty"`
 	Status IssueStatus `protobuf:"varint,8,opt,name=status,proto3,enum=shiploop.errortrack.v1.IssueStatus" json:"status,omitempty"`
@@ -845,8 +847,12 @@ type Issue struct {
 	// in-app frames, best match first. Wire-compatible with Commit.
 	SuspectCommits  []*SuspectCommit `protobuf:"bytes,22,rep,name=suspect_commits,json=suspectCommits,proto3" json:"suspect_commits,omitempty"`
 	GroupingVersion int32            `protobuf:"varint,23,opt,name=grouping_version,json=groupingVersion,proto3" json:"grouping_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The project's issues numbered in the order they opened (1, 2, ...),
+	// and the Sentry-style short id made of it ("SHOP-1A", base 36).
+	ShortNumber   int64  `protobuf:"varint,24,opt,name=short_number,json=shortNumber,proto3" json:"short_number,omitempty"`
+	ShortId       string `protobuf:"bytes,25,opt,name=short_id,json=shortId,proto3" json:"short_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Issue) Reset() {
@@ -1038,6 +1044,20 @@ func (x *Issue) GetGroupingVersion() int32 {
 		return x.GroupingVersion
 	}
 	return 0
+}
+
+func (x *Issue) GetShortNumber() int64 {
+	if x != nil {
+		return x.ShortNumber
+	}
+	return 0
+}
+
+func (x *Issue) GetShortId() string {
+	if x != nil {
+		return x.ShortId
+	}
+	return ""
 }
 
 // IssueRelease counts an issue's events per release and environment.
@@ -3756,7 +3776,7 @@ const file_shiploop_errortrack_v1_errortrack_proto_rawDesc = "" +
 	"\n" +
 	"public_key\x18\x01 \x01(\tR\tpublicKey\"I\n" +
 	"\x11RevokeKeyResponse\x124\n" +
-	"\x03key\x18\x01 \x01(\v2\".shiploop.errortrack.v1.ProjectKeyR\x03key\"\xfe\x06\n" +
+	"\x03key\x18\x01 \x01(\v2\".shiploop.errortrack.v1.ProjectKeyR\x03key\"\xbc\a\n" +
 	"\x05Issue\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1d\n" +
 	"\n" +
@@ -3784,7 +3804,9 @@ const file_shiploop_errortrack_v1_errortrack_proto_rawDesc = "" +
 	"\breleases\x18\x14 \x03(\v2$.shiploop.errortrack.v1.IssueReleaseR\breleases\x12A\n" +
 	"\ffirst_deploy\x18\x15 \x01(\v2\x1e.shiploop.errortrack.v1.DeployR\vfirstDeploy\x12N\n" +
 	"\x0fsuspect_commits\x18\x16 \x03(\v2%.shiploop.errortrack.v1.SuspectCommitR\x0esuspectCommits\x12)\n" +
-	"\x10grouping_version\x18\x17 \x01(\x05R\x0fgroupingVersion\"\xdd\x01\n" +
+	"\x10grouping_version\x18\x17 \x01(\x05R\x0fgroupingVersion\x12!\n" +
+	"\fshort_number\x18\x18 \x01(\x03R\vshortNumber\x12\x19\n" +
+	"\bshort_id\x18\x19 \x01(\tR\ashortId\"\xdd\x01\n" +
 	"\fIssueRelease\x12\x18\n" +
 	"\arelease\x18\x01 \x01(\tR\arelease\x12 \n" +
 	"\venvironment\x18\x02 \x01(\tR\venvironment\x12\x1d\n" +
