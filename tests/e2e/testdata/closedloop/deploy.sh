@@ -28,12 +28,10 @@ fi
 cp app.py "$dir/app.py"
 echo "$SHIPLOOP_RELEASE" > "$dir/RELEASE"
 cd "$dir"
-# TODO: once `detach: true` on a deploy step is committed (docs/architecture.md,
-# "A deploy step that starts a service"), set it on the deploy steps of
-# .shiploop.yml and start the server here without setsid. Until then setsid
-# keeps the server out of the step's process group, which the agent kills
-# when the step's shell exits.
-setsid /usr/bin/python3 app.py >>app.log 2>&1 </dev/null &
+# The deploy steps say `detach: true` (docs/architecture.md, "A deploy step
+# that starts a service"): what this script starts in the background keeps
+# running when the step ends. Its output goes to a file of its own.
+nohup /usr/bin/python3 app.py >>app.log 2>&1 </dev/null &
 echo $! > app.pid
 
 # Wait until it answers.
