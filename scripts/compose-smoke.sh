@@ -98,7 +98,7 @@ done
 log "checking that every container runs (no restarts)"
 want_n=$(dc config --services | wc -l)
 for i in $(seq 1 30); do
-  states=$(docker inspect -f '{{.Name}} {{.State.Running}} {{.RestartCount}}' $(dc ps -q))
+  states=$(docker inspect -f '{{.Name}} {{.State.Running}} {{.RestartCount}}' $(dc ps -q) || true)
   n_ok=$(printf '%s\n' "$states" | awk '$2 == "true" && $3 == 0' | wc -l)
   [ "$n_ok" -eq "$want_n" ] && break
   [ "$i" -eq 30 ] && { log "$n_ok of $want_n containers run without restarting:"; printf '%s\n' "$states"; exit 1; }
@@ -123,7 +123,7 @@ log "waiting for smoke#1"
 status=
 for _ in $(seq 1 150); do
   out=$(timeout 10 "$cli" builds get 'smoke#1' --json --server "$addr:9090" 2>/dev/null || true)
-  status=$(printf '%s' "$out" | grep -o '"status":"BUILD_STATUS_[A-Z]*"' | head -n1 | cut -d'"' -f4)
+  status=$(printf '%s' "$out" | grep -o '"status":"BUILD_STATUS_[A-Z]*"' | head -n1 | cut -d'"' -f4 || true)
   case "$status" in
     BUILD_STATUS_SUCCESS) break ;;
     BUILD_STATUS_FAILURE|BUILD_STATUS_ERROR|BUILD_STATUS_CANCELED|BUILD_STATUS_SKIPPED)
