@@ -188,15 +188,20 @@ func (s *Service) ingest(r *http.Request, store bool) (string, *ingestError) {
 	if dsn := env.Header.DSN; dsn != "" {
 		u, err := url.Parse(dsn)
 		if err != nil || u.User == nil || u.User.Username() == "" {
-			return "", fail(http.StatusForbidden, "envelope header dsn %q is not a DSN with a key", dsn)
+			return "", fail(http.StatusUnauthorized, "envelope header dsn %q is not a DSN with a key", dsn)
 		}
 		if pid := u.Path[strings.LastIndexByte(u.Path, '/')+1:]; pid != strconv.FormatInt(projectID, 10) {
-			return "", fail(http.StatusForbidden, "envelope header dsn names project %q but the request was sent to project %d", pid, projectID)
+			return "", fail(http.StatusBadRequest, "envelope header dsn names project %q but the request was sent to project %d", pid, projectID)
 		}
 		creds.add("envelope dsn", u.User.Username())
 	}
+	// Status codes as Sentry's Relay answers them (relay-server
+	// src/extractors/request_meta.rs, BadEventMeta::into_response: missing,
+	// multiple or unreadable auth 401, a bad project 400; and
+	// src/endpoints/common.rs, BadStoreRequest::EventRejected: a key or
+	// project Relay does not accept, unknown, disabled or revoked, 403).
 	if len(creds.keys) == 0 {
-		return "", fail(http.StatusForbidden, "missing authentication: send X-Sentry-Auth, the sentry_key query parameter or a dsn in the envelope header")
+		return "", fail(http.StatusUnauthorized, "missing authentication: send X-Sentry-Auth, the sentry_key query parameter or a dsn in the envelope header")
 	}
 	p, ierr := s.authorize(ctx, projectID, creds)
 	if ierr != nil {
@@ -224,7 +229,7 @@ func (s *Service) ingest(r *http.Request, store bool) (string, *ingestError) {
 func (s *Service) authorize(ctx context.Context, projectID int64, creds credentials) (project, *ingestError) {
 	for i := 1; i < len(creds.keys); i++ {
 		if creds.keys[i] != creds.keys[0] {
-			return project{}, fail(http.StatusForbidden, "conflicting keys: %s and %s name different keys", creds.sources[0], creds.sources[i])
+			return project{}, fail(http.StatusUnauthorized, "conflicting keys: %s and %s name different keys", creds.sources[0], creds.sources[i])
 		}
 	}
 	k, err := s.keys.key(ctx, creds.keys[0])

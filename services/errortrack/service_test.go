@@ -276,14 +276,14 @@ func TestBadInput(t *testing.T) {
 			status               int
 			detail               string
 		}{
-			{"no auth", envPath, "", nil, good("a1000000000000000000000000000001"), 403, "missing authentication"},
+			{"no auth", envPath, "", nil, good("a1000000000000000000000000000001"), 401, "missing authentication"},
 			{"unknown key", envPath, "", auth("nope"), good("a1000000000000000000000000000002"), 403, "unknown DSN key"},
 			{"revoked key", envPath, "", auth(revoked.GetKey().GetPublicKey()), good("a1000000000000000000000000000003"), 403, "revoked"},
 			{"key of another project", envPath, "", auth(other.GetPublicKey()), good("a1000000000000000000000000000004"), 403, "belongs to project"},
 			{"project does not exist", "/api/999/envelope/", "", auth(k.GetPublicKey()), good("a1000000000000000000000000000005"), 403, "project 999 does not exist"},
 			{"project id not a number", "/api/web/envelope/", "", auth(k.GetPublicKey()), good("a1000000000000000000000000000006"), 400, "not a number"},
-			{"conflicting keys", envPath + "?sentry_key=" + other.GetPublicKey(), "", auth(k.GetPublicKey()), good("a1000000000000000000000000000007"), 403, "conflicting keys"},
-			{"dsn of another project", envPath, "", auth(k.GetPublicKey()), []byte(`{"dsn":"http://` + k.GetPublicKey() + `@x/5"}` + "\n"), 403, "names project"},
+			{"conflicting keys", envPath + "?sentry_key=" + other.GetPublicKey(), "", auth(k.GetPublicKey()), good("a1000000000000000000000000000007"), 401, "conflicting keys"},
+			{"dsn of another project", envPath, "", auth(k.GetPublicKey()), []byte(`{"dsn":"http://` + k.GetPublicKey() + `@x/5"}` + "\n"), 400, "names project"},
 			{"invalid JSON event", envPath, "", auth(k.GetPublicKey()), []byte("{}\n{\"type\":\"event\"}\n{\"message\":\n"), 400, "invalid JSON"},
 			{"broken length", envPath, "", auth(k.GetPublicKey()), []byte("{}\n{\"type\":\"event\",\"length\":500}\n{}\n"), 400, "runs past the end"},
 			{"broken header", envPath, "", auth(k.GetPublicKey()), []byte("not json\n"), 400, "envelope header"},

@@ -259,7 +259,7 @@ func TestErrortrackRejects(t *testing.T) {
 		body       []byte
 		status     int
 	}{
-		{"no key", "/api/" + pid + "/envelope/", env, 403},
+		{"no key", "/api/" + pid + "/envelope/", env, 401},
 		{"wrong key", "/api/" + pid + "/envelope/?sentry_key=wrong", env, 403},
 		{"unknown project", "/api/424242/envelope/" + q, env, 403},
 		{"invalid JSON", "/api/" + pid + "/envelope/" + q, []byte("{}\n{\"type\":\"event\"}\n{oops\n"), 400},
