@@ -175,6 +175,9 @@ func (b *eventBatch) read(cause bus.Event) (*batchItem, int64) {
 	if !ok {
 		return it, 0
 	}
+	if in.GetBodyObject() != "" {
+		return it, 0 // a large envelope: handleEnvelope reads it from the Object Store
+	}
 	env, err := envelope.Parse(in.GetBody(), b.s.cfg.Limits)
 	if err != nil || len(env.Items) != 1 || env.Items[0].Type != "event" && env.Items[0].Type != "transaction" {
 		return it, 0

@@ -377,10 +377,17 @@ func clientIP(r *http.Request) string {
 
 // publish puts the envelope on ERRORS_INGEST and waits for the ack.
 func (s *Service) publish(ctx context.Context, projectID int64, publicKey, eventID string, body []byte, ip string) *ingestError {
-	ev := bus.NewEvent("errortrack.envelope", "", eventID, &errortrackv1.IngestedEnvelope{
-		ProjectId: projectID, PublicKey: publicKey, Body: body, ReceivedAt: timestamppb.Now(), ClientIp: ip,
-	})
+	in := &errortrackv1.IngestedEnvelope{ProjectId: projectID, PublicKey: publicKey, Body: body, ReceivedAt: timestamppb.Now(), ClientIp: ip}
+	ev := bus.NewEvent("errortrack.envelope", "", eventID, in)
 	ev.Source = s.bus.Source()
+	if s.tooBigForMessage(len(body)) {
+		name, err := s.putBigEnvelope(ctx, ev.ID, body)
+		if err != nil {
+			s.log.Error("storing a large envelope", "project", projectID, "bytes", len(body), "err", err)
+			return fail(http.StatusServiceUnavailable, "could not store the envelope durably, retry later")
+		}
+		in.Body, in.BodyObject = nil, name
+	}
 	m, err := bus.Encode(ctx, IngestSubject(projectID), ev)
 	if err != nil {
 		return fail(http.StatusInternalServerError, "encoding: %v", err)

@@ -21,12 +21,23 @@ var errRace = errors.New("another replica created this issue first")
 
 // handleEnvelope stores one accepted envelope, all of it in tx with the
 // inbox record: events grouped into issues, attachments, sessions, counters.
-func (s *Service) handleEnvelope(ctx context.Context, tx *bus.Tx, ev bus.Event) error {
+func (s *Service) handleEnvelope(ctx context.Context, tx *bus.Tx, ev bus.Event) (retErr error) {
 	in, ok := ev.Data.(*errortrackv1.IngestedEnvelope)
 	if !ok {
 		return bus.Permanent(fmt.Errorf("ingest message %s carries %T, not an IngestedEnvelope", ev.ID, ev.Data))
 	}
-	env, err := envelope.Parse(in.GetBody(), s.cfg.Limits)
+	body, err := s.envelopeBody(ctx, in)
+	if err != nil {
+		return err
+	}
+	if name := in.GetBodyObject(); name != "" {
+		defer func() {
+			if retErr == nil {
+				s.forgetBigEnvelope(name)
+			}
+		}()
+	}
+	env, err := envelope.Parse(body, s.cfg.Limits)
 	if err != nil {
 		return bus.Permanent(fmt.Errorf("envelope: %w", err))
 	}

@@ -52,10 +52,11 @@ type Config struct {
 	// "http://127.0.0.1:8080"; DSNs are built from it. Empty: DSNs are left
 	// out and the CLI builds them from --ingest-url.
 	PublicURL func() string
-	// MaxBodyBytes caps a request body on the wire (default 20 MiB).
+	// MaxBodyBytes caps a request body on the wire (default 100 MiB).
 	MaxBodyBytes int64
-	// MaxEnvelopeBytes caps an envelope once decompressed (default 20 MiB,
-	// and never more than the NATS server's max payload allows).
+	// MaxEnvelopeBytes caps an envelope once decompressed (default 100 MiB,
+	// Relay's max_envelope_size). An envelope larger than a NATS message
+	// travels through the Object Store bucket errortrack-envelopes.
 	MaxEnvelopeBytes int64
 	// Limits bound the items of an envelope.
 	Limits envelope.Limits
@@ -92,6 +93,8 @@ type Service struct {
 	limiter *limiter
 	// artifacts are the source map buckets, opened on first use.
 	artifacts artifactStores
+	// bigEnvelopes is the bucket of envelopes too large for a message.
+	bigEnvelopes bigEnvelopeStore
 }
 
 // New makes the service, applies its migrations and creates its stream.
@@ -106,14 +109,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.PublicURL = func() string { return "" }
 	}
 	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 20 << 20
+		cfg.MaxBodyBytes = 100 << 20
 	}
 	if cfg.MaxEnvelopeBytes <= 0 {
-		cfg.MaxEnvelopeBytes = 20 << 20
-	}
-	// The envelope travels as one message; leave room for headers.
-	if mp := cfg.Bus.Conn().MaxPayload(); mp > 0 && cfg.MaxEnvelopeBytes > mp-(64<<10) {
-		cfg.MaxEnvelopeBytes = mp - (64 << 10)
+		cfg.MaxEnvelopeBytes = 100 << 20
 	}
 	if cfg.IngestMaxBytes <= 0 {
 		cfg.IngestMaxBytes = 1 << 30

@@ -22,8 +22,12 @@ import (
 type Limits struct {
 	// Event bounds an event or transaction item (default 1 MiB, Relay's).
 	Event int
-	// Attachment bounds one attachment (default 20 MiB).
+	// Attachment bounds one attachment (default 100 MiB, Relay's
+	// max_attachment_size).
 	Attachment int
+	// AttachmentsSize bounds all attachments of one envelope together
+	// (default 100 MiB, Relay's max_attachments_size).
+	AttachmentsSize int
 	// Attachments bounds how many attachments one envelope carries (default 30).
 	Attachments int
 	// Session bounds a session or sessions item (default 1 MiB).
@@ -36,8 +40,10 @@ type Limits struct {
 	Other int
 }
 
-// DefaultLimits are Relay's defaults where they fit a single message.
-var DefaultLimits = Limits{Event: 1 << 20, Attachment: 20 << 20, Attachments: 30, Session: 1 << 20, Sessions: 100, Small: 100 << 10, Other: 10 << 20}
+// DefaultLimits are Relay's defaults (relay-config Limits::default:
+// max_event_size 1 MiB, max_attachment_size and max_attachments_size
+// 100 MiB, max_session_count 100).
+var DefaultLimits = Limits{Event: 1 << 20, Attachment: 100 << 20, AttachmentsSize: 100 << 20, Attachments: 30, Session: 1 << 20, Sessions: 100, Small: 100 << 10, Other: 10 << 20}
 
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits
@@ -49,6 +55,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.Attachments > 0 {
 		d.Attachments = l.Attachments
+	}
+	if l.AttachmentsSize > 0 {
+		d.AttachmentsSize = l.AttachmentsSize
 	}
 	if l.Session > 0 {
 		d.Session = l.Session
@@ -161,7 +170,7 @@ func Parse(data []byte, limits Limits) (*Envelope, error) {
 	}
 	env.Header.Raw = append(json.RawMessage(nil), line...)
 	// A non-UUID event_id is kept as sent: the caller decides (see EventID).
-	var events, transactions, attachments, sessions int
+	var events, transactions, attachments, sessions, attachmentBytes int
 	for n := 1; len(rest) > 0; n++ {
 		// Blank lines between items are tolerated (a trailing newline is common).
 		if rest[0] == '\n' {
@@ -214,6 +223,7 @@ func Parse(data []byte, limits Limits) (*Envelope, error) {
 			transactions++
 		case "attachment":
 			attachments++
+			attachmentBytes += len(it.Payload)
 			if it.Filename == "" {
 				it.Filename = "attachment"
 			}
@@ -229,6 +239,8 @@ func Parse(data []byte, limits Limits) (*Envelope, error) {
 		return nil, bad("envelope has %d transaction items; at most one is allowed", transactions)
 	case events > 0 && transactions > 0:
 		return nil, bad("envelope has both an event and a transaction")
+	case attachmentBytes > limits.AttachmentsSize:
+		return nil, tooBig("envelope's attachments are %d bytes together; at most %d are allowed", attachmentBytes, limits.AttachmentsSize)
 	case attachments > limits.Attachments:
 		return nil, tooBig("envelope has %d attachments; at most %d are allowed", attachments, limits.Attachments)
 	case sessions > limits.Sessions:

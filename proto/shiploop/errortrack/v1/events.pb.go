@@ -631,7 +631,10 @@ type IngestedEnvelope struct {
 	Body       []byte                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
 	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
 	// The client's address, for {{auto}} user IPs.
-	ClientIp      string `protobuf:"bytes,5,opt,name=client_ip,json=clientIp,proto3" json:"client_ip,omitempty"`
+	ClientIp string `protobuf:"bytes,5,opt,name=client_ip,json=clientIp,proto3" json:"client_ip,omitempty"`
+	// Set instead of body when the envelope did not fit a NATS message: its
+	// name in the Object Store bucket errortrack-envelopes.
+	BodyObject    string `protobuf:"bytes,6,opt,name=body_object,json=bodyObject,proto3" json:"body_object,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -701,6 +704,13 @@ func (x *IngestedEnvelope) GetClientIp() string {
 	return ""
 }
 
+func (x *IngestedEnvelope) GetBodyObject() string {
+	if x != nil {
+		return x.BodyObject
+	}
+	return ""
+}
+
 var File_shiploop_errortrack_v1_events_proto protoreflect.FileDescriptor
 
 const file_shiploop_errortrack_v1_events_proto_rawDesc = "" +
@@ -750,7 +760,7 @@ const file_shiploop_errortrack_v1_events_proto_rawDesc = "" +
 	"\aculprit\x18\x05 \x01(\tR\aculprit\x12\x14\n" +
 	"\x05level\x18\x06 \x01(\tR\x05level\x129\n" +
 	"\n" +
-	"first_seen\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\"\xbe\x01\n" +
+	"first_seen\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\"\xdf\x01\n" +
 	"\x10IngestedEnvelope\x12\x1d\n" +
 	"\n" +
 	"project_id\x18\x01 \x01(\x03R\tprojectId\x12\x1d\n" +
@@ -759,7 +769,9 @@ const file_shiploop_errortrack_v1_events_proto_rawDesc = "" +
 	"\x04body\x18\x03 \x01(\fR\x04body\x12;\n" +
 	"\vreceived_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x12\x1b\n" +
-	"\tclient_ip\x18\x05 \x01(\tR\bclientIp*\xa8\x01\n" +
+	"\tclient_ip\x18\x05 \x01(\tR\bclientIp\x12\x1f\n" +
+	"\vbody_object\x18\x06 \x01(\tR\n" +
+	"bodyObject*\xa8\x01\n" +
 	"\vIssueStatus\x12\x1c\n" +
 	"\x18ISSUE_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ISSUE_STATUS_UNRESOLVED\x10\x01\x12\x19\n" +
