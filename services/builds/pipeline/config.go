@@ -223,6 +223,13 @@ type Environment struct {
 	// by default (on_failure: stop) the deploy ends failed and a person
 	// decides.
 	RollbackOnFailure bool
+	// Monitors keep checking the environment after its deploys; Alerts
+	// receive their state changes; BlockPromotionOn names the monitors
+	// ("all": every one) whose CRITICAL state refuses promotion to the next
+	// environment. The deploys service runs them.
+	Monitors         []Monitor
+	Alerts           []Alert
+	BlockPromotionOn []string
 }
 
 // Approval asks people to approve a deploy before it starts.

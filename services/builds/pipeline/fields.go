@@ -33,7 +33,7 @@ var (
 	reportFields      = []string{"junit", "coverage"}
 	serviceFields     = []string{"name", "command", "env", "ready", "image", "pull"}
 	readyFields       = []string{"tcp", "command"}
-	envFields         = []string{"name", "steps", "variables", "secrets", "labels", "approval", "auto", "verify", "on_interrupt", "on_failure"}
+	envFields         = []string{"name", "steps", "variables", "secrets", "labels", "approval", "auto", "verify", "on_interrupt", "on_failure", "monitors", "alerts", "block_promotion_on"}
 	approvalFields    = []string{"required"}
 	verifyFields      = []string{"window", "conditions", "on_failure"}
 	gateFields        = []string{"conditions", "expression", "min_new_lines", "reports", gatepolicy.OnNoDataKey}
@@ -432,6 +432,7 @@ func (d *decoder) environments(n *yaml.Node, field string) []Environment {
 
 func (d *decoder) environment(n *yaml.Node, field string) Environment {
 	var e Environment
+	var blockNode *yaml.Node
 	present := d.object(n, field, envFields, func(k string, v *yaml.Node, f string) {
 		switch k {
 		case "name":
@@ -471,9 +472,19 @@ func (d *decoder) environment(n *yaml.Node, field string) Environment {
 			if s, ok := d.oneOf(v, f, "on_failure", []string{"stop", "rollback"}); ok {
 				e.RollbackOnFailure = s == "rollback"
 			}
+		case "monitors":
+			e.Monitors = d.monitors(v, f)
+		case "alerts":
+			e.Alerts = d.alerts(v, f)
+		case "block_promotion_on":
+			blockNode = v
+			e.BlockPromotionOn = d.stringList(v, f, true, nil)
 		}
 	})
 	d.require(n, field, present, "name", "steps")
+	if blockNode != nil {
+		d.checkBlockPromotion(blockNode, join(field, "block_promotion_on"), &e)
+	}
 	return e
 }
 

@@ -36,6 +36,7 @@ type Pipeline struct {
 	Env          map[string]string // top-level env, for every deploy step
 	Secrets      []string          // top-level secret names, for every deploy step
 	Labels       []string          // top-level agent labels; an environment's own win
+	Runbooks     []Runbook         // runbooks:, see runbooks.go
 }
 
 // JobLabels are the agent labels a deploy job to env asks for.
@@ -64,6 +65,13 @@ type Environment struct {
 	// ends FAILED and the last good release is deployed again; by default
 	// (on_failure: stop) it ends FAILED and a person decides.
 	RollbackOnFailure bool
+	// Monitors keep checking the environment after deploys, Alerts get
+	// their state changes (see monitor.go). BlockPromotionOn names the
+	// monitors ("all" for every one) whose CRITICAL state refuses
+	// promotion to the next environment.
+	Monitors         []Monitor
+	Alerts           []Alert
+	BlockPromotionOn []string
 }
 
 // Step is one deploy step.
@@ -297,10 +305,15 @@ func Parse(file string, data []byte) (*Pipeline, error) {
 			cfg.Labels, err = r.strs(p[1], "labels")
 		case "environments":
 			err = r.environments(cfg, p[1])
+		case "runbooks":
+			err = r.runbooks(cfg, p[1])
 		}
 		if err != nil {
 			return nil, err
 		}
+	}
+	if err := cfg.checkRunbookEnvironments(file); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
@@ -409,9 +422,20 @@ func (r reader) environment(n *yaml.Node, field string) (Environment, error) {
 					err = r.errf(resolve(p[1]), f, "expected stop or rollback, got %q", s)
 				}
 			}
+		case "monitors":
+			e.Monitors, err = r.monitors(p[1], f)
+		case "alerts":
+			e.Alerts, err = r.alerts(p[1], f)
+		case "block_promotion_on":
+			e.BlockPromotionOn, err = r.strs(p[1], f)
 		}
 		if err != nil {
 			return e, err
+		}
+	}
+	for _, b := range e.BlockPromotionOn {
+		if b != "all" && !slices.ContainsFunc(e.Monitors, func(m Monitor) bool { return m.Name == b }) {
+			return e, r.errf(resolve(n), field+".block_promotion_on", "no monitor %q in this environment (name monitors, or all)", b)
 		}
 	}
 	if e.Name == "" {
