@@ -74,6 +74,8 @@ type Service struct {
 	// rebuild serialises rebuilds.
 	rebuild sync.Mutex
 	pages   *pages
+	// logs keeps finished jobs' stored logs (they no longer change).
+	logs logCache
 }
 
 // New makes the service and applies its migrations.
