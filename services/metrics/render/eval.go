@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Fetcher returns the series a path expression (a glob, or a
@@ -84,10 +85,12 @@ type Request struct {
 type evaluator struct {
 	// pinned is a group a callback function runs over (see applyCallback).
 	pinned []*Series
-	ctx    context.Context
-	req    Request
-	series int
-	points int
+	// pinnedArgs are the lists callList hands a function ("\x00argN").
+	pinnedArgs [][]*Series
+	ctx        context.Context
+	req        Request
+	series     int
+	points     int
 	// work counts loop iterations since ctx was last looked at (tick).
 	work int
 }
@@ -141,6 +144,10 @@ func (ev *evaluator) eval(e *Expr, from, until int64) ([]*Series, error) {
 	case KindPath:
 		if e.Name == "\x00group" {
 			return ev.pinned, nil
+		}
+		if n, ok := strings.CutPrefix(e.Name, "\x00arg"); ok {
+			i, _ := strconv.Atoi(n)
+			return ev.pinnedArgs[i], nil
 		}
 		list, err := ev.req.Fetch.Fetch(ev.ctx, e.Name, from, until)
 		if err != nil {
@@ -468,4 +475,29 @@ func sortedUnique(list []*Series) []*Series {
 		out = append(out, s)
 	}
 	return out
+}
+
+// date reads parameter i as a time (unix seconds or a from/until form such
+// as "-1h" or "20260101") in UTC, def when absent.
+func (c *call) date(i int, def string) (int64, error) {
+	if !c.has(i) {
+		if def == "" {
+			return 0, c.errf(i, "missing time")
+		}
+		t, err := ParseTime(def, time.Unix(c.ev.req.Now, 0), time.UTC)
+		return t.Unix(), err
+	}
+	a := c.args[i]
+	if a.Kind == KindNumber {
+		return int64(a.Num), nil
+	}
+	s, err := c.str(i, def)
+	if err != nil {
+		return 0, err
+	}
+	t, err := ParseTime(s, time.Unix(c.ev.req.Now, 0), time.UTC)
+	if err != nil {
+		return 0, c.errf(i, "%v", err)
+	}
+	return t.Unix(), nil
 }

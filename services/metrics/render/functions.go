@@ -118,7 +118,52 @@ var functions = []funcDef{
 	{Name: "movingMedian", Group: "Calculate", Params: []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true}, {Name: "xFilesFactor", Type: "float"}}, Eval: movingMedian, Desc: "Moving median over a window of points or time."},
 	{Name: "holtWintersForecast", Group: "Calculate", Params: []param{pSeries, {Name: "bootstrapInterval", Type: "interval", Default: "7d"}, {Name: "seasonality", Type: "interval", Default: "1d"}}, Eval: holtWintersForecast, Desc: "Holt-Winters forecast and confidence bands."},
 	{Name: "holtWintersConfidenceBands", Group: "Calculate", Params: []param{pSeries, {Name: "delta", Type: "integer", Default: 3}, {Name: "bootstrapInterval", Type: "interval", Default: "7d"}, {Name: "seasonality", Type: "interval", Default: "1d"}}, Eval: holtWintersConfidenceBands, Desc: "Holt-Winters forecast and confidence bands."},
+	// graphite-web 1.1.8's other functions.
+	{Name: "log", Group: "Transform", Params: []param{pSeries, {Name: "base", Type: "integer", Default: 10}}, Eval: log, Desc: "Logarithm of each point in base (10)."},
+	{Name: "linearRegression", Group: "Calculate", Params: []param{pSeries, {Name: "startSourceAt", Type: "date"}, {Name: "endSourceAt", Type: "date"}}, Eval: linearRegression, Desc: "Least-squares line through each series over a source range."},
+	{Name: "removeBetweenPercentile", Group: "Filter Series", Params: []param{pSeries, pFloat("n", true)}, Eval: removeBetweenPercentile, Desc: "Keeps series with a point outside the nth and (100-n)th percentiles."},
+	{Name: "mostDeviant", Group: "Filter Series", Params: []param{pSeries, pInt("n", true)}, Eval: mostDeviant, Desc: "The n series with the largest standard deviation."},
+	{Name: "useSeriesAbove", Group: "Filter Series", Params: []param{pSeries, pFloat("value", true), pStr("search", true), pStr("replace", true)}, Eval: useSeriesAbove, Desc: "Fetches the renamed series of each series whose maximum is above value."},
+	{Name: "cactiStyle", Group: "Special", Params: []param{pSeries, {Name: "system", Type: "string", Options: []string{"binary", "si"}}, {Name: "units", Type: "string"}}, Eval: cactiStyle, Desc: "Appends Current, Max and Min to each name."},
+	{Name: "color", Group: "Graph", Params: []param{pSeries, pStr("theColor", true)}, Eval: color, Desc: "Graph colour (json: unchanged)."},
+	{Name: "alpha", Group: "Graph", Params: []param{pSeries, pFloat("alpha", true)}, Eval: alpha, Desc: "Graph transparency (json: unchanged)."},
+	{Name: "lineWidth", Group: "Graph", Params: []param{pSeries, pFloat("width", true)}, Eval: lineWidth, Desc: "Graph line width (json: unchanged)."},
+	{Name: "dashed", Group: "Graph", Params: []param{pSeries, {Name: "dashLength", Type: "integer", Default: 5}}, Eval: dashed, Desc: "Dashed line (json: renamed dashed(...))."},
+	{Name: "secondYAxis", Group: "Graph", Params: []param{pSeries}, Eval: secondYAxis, Desc: "Second Y axis (json: renamed secondYAxis(...))."},
+	{Name: "stacked", Group: "Graph", Params: []param{{Name: "seriesList", Keyword: "seriesLists", Type: "seriesList", Required: true}, {Name: "stack", Keyword: "stackName", Type: "string"}}, Eval: stacked, Desc: "Stacks series (json: renamed stacked(...) in the default stack)."},
+	{Name: "drawAsInfinite", Group: "Graph", Params: []param{pSeries}, Eval: drawAsInfinite, Desc: "Draws non-zero points as vertical lines (json: renamed)."},
+	{Name: "areaBetween", Group: "Graph", Params: []param{pSeries}, Eval: areaBetween, Desc: "Fills between exactly two series (json: renamed)."},
+	{Name: "threshold", Group: "Graph", Params: []param{pFloat("value", true), {Name: "label", Type: "string"}, {Name: "color", Type: "string"}}, Eval: threshold, Desc: "A constant line, named label."},
+	{Name: "verticalLine", Group: "Graph", Params: []param{{Name: "ts", Type: "date", Required: true}, {Name: "label", Type: "string"}, {Name: "color", Type: "string"}}, Eval: verticalLine, Desc: "One point of 1 at ts."},
+	{Name: "map", Group: "Combine", Params: []param{pSeries, {Name: "mapNodes", Type: "nodeOrTag", Required: true, Multiple: true}}, Eval: mapSeries, Desc: "Groups series by nodes, for reduceSeries."},
+	{Name: "mapSeries", Group: "Combine", Params: []param{pSeries, {Name: "mapNodes", Type: "nodeOrTag", Required: true, Multiple: true}}, Eval: mapSeries, Desc: "Groups series by nodes, for reduceSeries."},
+	{Name: "reduce", Group: "Combine", Params: reduceParams, Eval: reduceSeries, Desc: "Applies a function to the matched series of each mapSeries group."},
+	{Name: "reduceSeries", Group: "Combine", Params: reduceParams, Eval: reduceSeries, Desc: "Applies a function to the matched series of each mapSeries group."},
+	{Name: "powSeries", Group: "Combine", Params: []param{{Name: "seriesList", Keyword: "seriesLists", Type: "seriesList", Required: true, Multiple: true}}, Eval: powSeries, Desc: "Each point of the first series to the power of the others."},
+	{Name: "sumSeriesLists", Group: "Combine", Params: pairParams, Eval: sumSeriesLists, Desc: "Sums two lists pairwise."},
+	{Name: "diffSeriesLists", Group: "Combine", Params: pairParams, Eval: diffSeriesLists, Desc: "Subtracts two lists pairwise."},
+	{Name: "multiplySeriesLists", Group: "Combine", Params: pairParams, Eval: multiplySeriesLists, Desc: "Multiplies two lists pairwise."},
+	{Name: "aggregateSeriesLists", Group: "Combine", Params: append(append([]param{}, pairParams...), pAggFunc, param{Name: "xFilesFactor", Type: "float"}), Eval: aggregateSeriesLists, Desc: "Aggregates two lists pairwise."},
+	{Name: "pct", Group: "Combine", Params: []param{pSeries, {Name: "total", Type: "any"}, {Name: "nodes", Type: "nodeOrTag", Multiple: true}}, Eval: asPercent, Desc: "asPercent."},
+	{Name: "identity", Group: "Calculate", Params: []param{pStr("name", true)}, Eval: identity, Desc: "The timestamp as the value, every 60 s."},
+	{Name: "time", Group: "Transform", Params: []param{pStr("name", true), {Name: "step", Type: "integer", Default: 60}}, Eval: timeFunc, Desc: "timeFunction."},
+	{Name: "sin", Group: "Transform", Params: []param{pStr("name", true), {Name: "amplitude", Type: "integer", Default: 1}, {Name: "step", Type: "integer", Default: 60}}, Eval: sin, Desc: "sinFunction."},
+	{Name: "randomWalk", Group: "Special", Params: []param{pStr("name", true), {Name: "step", Type: "integer", Default: 60}}, Eval: randomWalk, Desc: "A random walk from 0."},
+	{Name: "randomWalkFunction", Group: "Special", Params: []param{pStr("name", true), {Name: "step", Type: "integer", Default: 60}}, Eval: randomWalk, Desc: "A random walk from 0."},
+	{Name: "events", Group: "Special", Params: []param{{Name: "tags", Type: "string", Required: true, Multiple: true}}, Eval: events, Desc: "Events with the tags per second."},
+	{Name: "holtWintersAberration", Group: "Calculate", Params: hwBandParams, Eval: holtWintersAberration, Desc: "How far each point lies outside the Holt-Winters bands."},
+	{Name: "holtWintersConfidenceArea", Group: "Calculate", Params: hwBandParams, Eval: holtWintersConfidenceArea, Desc: "The area between the Holt-Winters bands."},
+	{Name: "smartSummarize", Group: "Transform", Params: []param{pSeries, {Name: "intervalString", Type: "interval", Required: true}, {Name: "func", Type: "aggFunc", Default: "sum", Options: aggOptions}, {Name: "alignTo", Type: "string", Options: []string{"days", "hours", "minutes", "months", "seconds", "weeks", "years"}}}, Eval: smartSummarize, Desc: "summarize with buckets from the first point."},
+	{Name: "timeStack", Group: "Transform", Params: []param{pSeries, {Name: "timeShiftUnit", Type: "interval", Default: "1d"}, {Name: "timeShiftStart", Type: "integer", Default: 0}, {Name: "timeShiftEnd", Type: "integer", Default: 7}}, Eval: timeStack, Desc: "timeShift by each multiple of a unit."},
+	{Name: "timeSlice", Group: "Transform", Params: []param{pSeries, {Name: "startSliceAt", Type: "date", Required: true}, {Name: "endSliceAt", Type: "date", Default: "now"}}, Eval: timeSlice, Desc: "Nulls the points outside a time range."},
+	{Name: "xFilesFactor", Group: "Special", Params: []param{pSeries, pFloat("xFilesFactor", true)}, Eval: setXFilesFactor, Desc: "setXFilesFactor."},
 }
+
+var (
+	pairParams   = []param{{Name: "seriesListFirstPos", Type: "seriesList", Required: true}, {Name: "seriesListSecondPos", Type: "seriesList", Required: true}}
+	reduceParams = []param{{Name: "seriesLists", Type: "seriesLists", Required: true}, pStr("reduceFunction", true), {Name: "reduceNode", Type: "node", Required: true}, {Name: "reduceMatchers", Type: "string", Required: true, Multiple: true}}
+	hwBandParams = []param{pSeries, {Name: "delta", Type: "integer", Default: 3}, {Name: "bootstrapInterval", Type: "interval", Default: "7d"}, {Name: "seasonality", Type: "interval", Default: "1d"}}
+)
 
 // funcByName indexes functions.
 var funcByName = map[string]*funcDef{}

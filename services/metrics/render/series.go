@@ -31,6 +31,8 @@ type Series struct {
 	XFilesFactor      float64
 	// ValuesPerPoint > 1 when the series must be read consolidated.
 	ValuesPerPoint int
+	// mapKey is the mapSeries group the series is in (for reduceSeries).
+	mapKey string
 }
 
 // NewSeries makes a series whose tags are parsed from a tagged name.
