@@ -1696,11 +1696,569 @@ func (x *StreamLogsResponse) GetLine() *v1.LogLine {
 	return nil
 }
 
+type Monitor struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Repository  string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	Environment string                 `protobuf:"bytes,2,opt,name=environment,proto3" json:"environment,omitempty"`
+	Name        string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// The check as written (http_status(URL) == 200, ...).
+	Check     string                 `protobuf:"bytes,4,opt,name=check,proto3" json:"check,omitempty"`
+	State     v1.MonitorState        `protobuf:"varint,5,opt,name=state,proto3,enum=shiploop.events.v1.MonitorState" json:"state,omitempty"`
+	Since     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=since,proto3" json:"since,omitempty"`
+	Detail    string                 `protobuf:"bytes,7,opt,name=detail,proto3" json:"detail,omitempty"`
+	CheckedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=checked_at,json=checkedAt,proto3" json:"checked_at,omitempty"`
+	// Its CRITICAL state refuses promotion to the next environment.
+	BlocksPromotion bool `protobuf:"varint,9,opt,name=blocks_promotion,json=blocksPromotion,proto3" json:"blocks_promotion,omitempty"`
+	// The release whose .shiploop.yml declares it.
+	Release string `protobuf:"bytes,10,opt,name=release,proto3" json:"release,omitempty"`
+	// The silence in force on it, if any.
+	SilenceId     int64 `protobuf:"varint,11,opt,name=silence_id,json=silenceId,proto3" json:"silence_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Monitor) Reset() {
+	*x = Monitor{}
+	mi := &file_shiploop_deploys_v1_deploys_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Monitor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Monitor) ProtoMessage() {}
+
+func (x *Monitor) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_deploys_v1_deploys_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Monitor.ProtoReflect.Descriptor instead.
+func (*Monitor) Descriptor() ([]byte, []int) {
+	return file_shiploop_deploys_v1_deploys_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Monitor) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+func (x *Monitor) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *Monitor) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Monitor) GetCheck() string {
+	if x != nil {
+		return x.Check
+	}
+	return ""
+}
+
+func (x *Monitor) GetState() v1.MonitorState {
+	if x != nil {
+		return x.State
+	}
+	return v1.MonitorState(0)
+}
+
+func (x *Monitor) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *Monitor) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *Monitor) GetCheckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CheckedAt
+	}
+	return nil
+}
+
+func (x *Monitor) GetBlocksPromotion() bool {
+	if x != nil {
+		return x.BlocksPromotion
+	}
+	return false
+}
+
+func (x *Monitor) GetRelease() string {
+	if x != nil {
+		return x.Release
+	}
+	return ""
+}
+
+func (x *Monitor) GetSilenceId() int64 {
+	if x != nil {
+		return x.SilenceId
+	}
+	return 0
+}
+
+type MonitorSilence struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Repository  string                 `protobuf:"bytes,2,opt,name=repository,proto3" json:"repository,omitempty"`
+	Environment string                 `protobuf:"bytes,3,opt,name=environment,proto3" json:"environment,omitempty"`
+	// "" silences every monitor of the environment.
+	Monitor       string                 `protobuf:"bytes,4,opt,name=monitor,proto3" json:"monitor,omitempty"`
+	EndsAt        *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=ends_at,json=endsAt,proto3" json:"ends_at,omitempty"`
+	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	CreatedBy     string                 `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MonitorSilence) Reset() {
+	*x = MonitorSilence{}
+	mi := &file_shiploop_deploys_v1_deploys_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MonitorSilence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MonitorSilence) ProtoMessage() {}
+
+func (x *MonitorSilence) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_deploys_v1_deploys_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MonitorSilence.ProtoReflect.Descriptor instead.
+func (*MonitorSilence) Descriptor() ([]byte, []int) {
+	return file_shiploop_deploys_v1_deploys_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *MonitorSilence) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *MonitorSilence) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+func (x *MonitorSilence) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *MonitorSilence) GetMonitor() string {
+	if x != nil {
+		return x.Monitor
+	}
+	return ""
+}
+
+func (x *MonitorSilence) GetEndsAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndsAt
+	}
+	return nil
+}
+
+func (x *MonitorSilence) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *MonitorSilence) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *MonitorSilence) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+type ListMonitorsRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Repository string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	// "" for every environment.
+	Environment   string `protobuf:"bytes,2,opt,name=environment,proto3" json:"environment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMonitorsRequest) Reset() {
+	*x = ListMonitorsRequest{}
+	mi := &file_shiploop_deploys_v1_deploys_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMonitorsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMonitorsRequest) ProtoMessage() {}
+
+func (x *ListMonitorsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_deploys_v1_deploys_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMonitorsRequest.ProtoReflect.Descriptor instead.
+func (*ListMonitorsRequest) Descriptor() ([]byte, []int) {
+	return file_shiploop_deploys_v1_deploys_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListMonitorsRequest) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+func (x *ListMonitorsRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+type ListMonitorsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Monitors      []*Monitor             `protobuf:"bytes,1,rep,name=monitors,proto3" json:"monitors,omitempty"`
+	Silences      []*MonitorSilence      `protobuf:"bytes,2,rep,name=silences,proto3" json:"silences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMonitorsResponse) Reset() {
+	*x = ListMonitorsResponse{}
+	mi := &file_shiploop_deploys_v1_deploys_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMonitorsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMonitorsResponse) ProtoMessage() {}
+
+func (x *ListMonitorsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_deploys_v1_deploys_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMonitorsResponse.ProtoReflect.Descriptor instead.
+func (*ListMonitorsResponse) Descriptor() ([]byte, []int) {
+	return file_shiploop_deploys_v1_deploys_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListMonitorsResponse) GetMonitors() []*Monitor {
+	if x != nil {
+		return x.Monitors
+	}
+	return nil
+}
+
+func (x *ListMonitorsResponse) GetSilences() []*MonitorSilence {
+	if x != nil {
+		return x.Silences
+	}
+	return nil
+}
+
+type SilenceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Repository    string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	Environment   string                 `protobuf:"bytes,2,opt,name=environment,proto3" json:"environment,omitempty"`
+	Monitor       string                 `protobuf:"bytes,3,opt,name=monitor,proto3" json:"monitor,omitempty"`
+	EndsAt        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=ends_at,json=endsAt,proto3" json:"ends_at,omitempty"`
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	By            string                 `protobuf:"bytes,6,opt,name=by,proto3" json:"by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SilenceRequest) Reset() {
+	*x = SilenceRequest{}
+	mi := &file_shiploop_deploys_v1_deploys_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SilenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SilenceRequest) ProtoMessage() {}
+
+func (x *SilenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_deploys_v1_deploys_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SilenceRequest.ProtoReflect.Descriptor instead.
+func (*SilenceRequest) Descriptor() ([]byte, []int) {
+	return file_shiploop_deploys_v1_deploys_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *SilenceRequest) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+func (x *SilenceRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *SilenceRequest) GetMonitor() string {
+	if x != nil {
+		return x.Monitor
+	}
+	return ""
+}
+
+func (x *SilenceRequest) GetEndsAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndsAt
+	}
+	return nil
+}
+
+func (x *SilenceRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SilenceRequest) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+type SilenceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Silence       *MonitorSilence        `protobuf:"bytes,1,opt,name=silence,proto3" json:"silence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SilenceResponse) Reset() {
+	*x = SilenceResponse{}
+	mi := &file_shiploop_deploys_v1_deploys_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SilenceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SilenceResponse) ProtoMessage() {}
+
+func (x *SilenceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_deploys_v1_deploys_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SilenceResponse.ProtoReflect.Descriptor instead.
+func (*SilenceResponse) Descriptor() ([]byte, []int) {
+	return file_shiploop_deploys_v1_deploys_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *SilenceResponse) GetSilence() *MonitorSilence {
+	if x != nil {
+		return x.Silence
+	}
+	return nil
+}
+
+type UnsilenceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	By            string                 `protobuf:"bytes,2,opt,name=by,proto3" json:"by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnsilenceRequest) Reset() {
+	*x = UnsilenceRequest{}
+	mi := &file_shiploop_deploys_v1_deploys_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnsilenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnsilenceRequest) ProtoMessage() {}
+
+func (x *UnsilenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_deploys_v1_deploys_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnsilenceRequest.ProtoReflect.Descriptor instead.
+func (*UnsilenceRequest) Descriptor() ([]byte, []int) {
+	return file_shiploop_deploys_v1_deploys_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *UnsilenceRequest) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *UnsilenceRequest) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+type UnsilenceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Silence       *MonitorSilence        `protobuf:"bytes,1,opt,name=silence,proto3" json:"silence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnsilenceResponse) Reset() {
+	*x = UnsilenceResponse{}
+	mi := &file_shiploop_deploys_v1_deploys_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnsilenceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnsilenceResponse) ProtoMessage() {}
+
+func (x *UnsilenceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_deploys_v1_deploys_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnsilenceResponse.ProtoReflect.Descriptor instead.
+func (*UnsilenceResponse) Descriptor() ([]byte, []int) {
+	return file_shiploop_deploys_v1_deploys_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *UnsilenceResponse) GetSilence() *MonitorSilence {
+	if x != nil {
+		return x.Silence
+	}
+	return nil
+}
+
 var File_shiploop_deploys_v1_deploys_proto protoreflect.FileDescriptor
 
 const file_shiploop_deploys_v1_deploys_proto_rawDesc = "" +
 	"\n" +
-	"!shiploop/deploys/v1/deploys.proto\x12\x13shiploop.deploys.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fshiploop/events/v1/deploy.proto\x1a\x1cshiploop/events/v1/job.proto\"\xbe\x06\n" +
+	"!shiploop/deploys/v1/deploys.proto\x12\x13shiploop.deploys.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fshiploop/events/v1/deploy.proto\x1a\x1cshiploop/events/v1/job.proto\x1a shiploop/events/v1/monitor.proto\"\xbe\x06\n" +
 	"\vEnvironment\x12\x1e\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
@@ -1863,7 +2421,61 @@ const file_shiploop_deploys_v1_deploys_proto_rawDesc = "" +
 	"\tdeploy_id\x18\x01 \x01(\tR\bdeployId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\"E\n" +
 	"\x12StreamLogsResponse\x12/\n" +
-	"\x04line\x18\x01 \x01(\v2\x1b.shiploop.events.v1.LogLineR\x04line2\xaf\a\n" +
+	"\x04line\x18\x01 \x01(\v2\x1b.shiploop.events.v1.LogLineR\x04line\"\x96\x03\n" +
+	"\aMonitor\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\tR\n" +
+	"repository\x12 \n" +
+	"\venvironment\x18\x02 \x01(\tR\venvironment\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n" +
+	"\x05check\x18\x04 \x01(\tR\x05check\x126\n" +
+	"\x05state\x18\x05 \x01(\x0e2 .shiploop.events.v1.MonitorStateR\x05state\x120\n" +
+	"\x05since\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x16\n" +
+	"\x06detail\x18\a \x01(\tR\x06detail\x129\n" +
+	"\n" +
+	"checked_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt\x12)\n" +
+	"\x10blocks_promotion\x18\t \x01(\bR\x0fblocksPromotion\x12\x18\n" +
+	"\arelease\x18\n" +
+	" \x01(\tR\arelease\x12\x1d\n" +
+	"\n" +
+	"silence_id\x18\v \x01(\x03R\tsilenceId\"\xa3\x02\n" +
+	"\x0eMonitorSilence\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x02 \x01(\tR\n" +
+	"repository\x12 \n" +
+	"\venvironment\x18\x03 \x01(\tR\venvironment\x12\x18\n" +
+	"\amonitor\x18\x04 \x01(\tR\amonitor\x123\n" +
+	"\aends_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x06endsAt\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\a \x01(\tR\tcreatedBy\x129\n" +
+	"\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"W\n" +
+	"\x13ListMonitorsRequest\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\tR\n" +
+	"repository\x12 \n" +
+	"\venvironment\x18\x02 \x01(\tR\venvironment\"\x91\x01\n" +
+	"\x14ListMonitorsResponse\x128\n" +
+	"\bmonitors\x18\x01 \x03(\v2\x1c.shiploop.deploys.v1.MonitorR\bmonitors\x12?\n" +
+	"\bsilences\x18\x02 \x03(\v2#.shiploop.deploys.v1.MonitorSilenceR\bsilences\"\xc9\x01\n" +
+	"\x0eSilenceRequest\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\tR\n" +
+	"repository\x12 \n" +
+	"\venvironment\x18\x02 \x01(\tR\venvironment\x12\x18\n" +
+	"\amonitor\x18\x03 \x01(\tR\amonitor\x123\n" +
+	"\aends_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06endsAt\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x0e\n" +
+	"\x02by\x18\x06 \x01(\tR\x02by\"P\n" +
+	"\x0fSilenceResponse\x12=\n" +
+	"\asilence\x18\x01 \x01(\v2#.shiploop.deploys.v1.MonitorSilenceR\asilence\"2\n" +
+	"\x10UnsilenceRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x0e\n" +
+	"\x02by\x18\x02 \x01(\tR\x02by\"R\n" +
+	"\x11UnsilenceResponse\x12=\n" +
+	"\asilence\x18\x01 \x01(\v2#.shiploop.deploys.v1.MonitorSilenceR\asilence2\xc6\t\n" +
 	"\rDeployService\x12o\n" +
 	"\x10ListEnvironments\x12,.shiploop.deploys.v1.ListEnvironmentsRequest\x1a-.shiploop.deploys.v1.ListEnvironmentsResponse\x12l\n" +
 	"\x0fListDeployments\x12+.shiploop.deploys.v1.ListDeploymentsRequest\x1a,.shiploop.deploys.v1.ListDeploymentsResponse\x12f\n" +
@@ -1875,7 +2487,10 @@ const file_shiploop_deploys_v1_deploys_proto_rawDesc = "" +
 	"\x06Unlock\x12\".shiploop.deploys.v1.UnlockRequest\x1a#.shiploop.deploys.v1.UnlockResponse\x12Q\n" +
 	"\x06Freeze\x12\".shiploop.deploys.v1.FreezeRequest\x1a#.shiploop.deploys.v1.FreezeResponse\x12_\n" +
 	"\n" +
-	"StreamLogs\x12&.shiploop.deploys.v1.StreamLogsRequest\x1a'.shiploop.deploys.v1.StreamLogsResponse0\x01BBZ@github.com/shiploop/shiploop/proto/shiploop/deploys/v1;deploysv1b\x06proto3"
+	"StreamLogs\x12&.shiploop.deploys.v1.StreamLogsRequest\x1a'.shiploop.deploys.v1.StreamLogsResponse0\x01\x12c\n" +
+	"\fListMonitors\x12(.shiploop.deploys.v1.ListMonitorsRequest\x1a).shiploop.deploys.v1.ListMonitorsResponse\x12T\n" +
+	"\aSilence\x12#.shiploop.deploys.v1.SilenceRequest\x1a$.shiploop.deploys.v1.SilenceResponse\x12Z\n" +
+	"\tUnsilence\x12%.shiploop.deploys.v1.UnsilenceRequest\x1a&.shiploop.deploys.v1.UnsilenceResponseBBZ@github.com/shiploop/shiploop/proto/shiploop/deploys/v1;deploysv1b\x06proto3"
 
 var (
 	file_shiploop_deploys_v1_deploys_proto_rawDescOnce sync.Once
@@ -1889,7 +2504,7 @@ func file_shiploop_deploys_v1_deploys_proto_rawDescGZIP() []byte {
 	return file_shiploop_deploys_v1_deploys_proto_rawDescData
 }
 
-var file_shiploop_deploys_v1_deploys_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_shiploop_deploys_v1_deploys_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_shiploop_deploys_v1_deploys_proto_goTypes = []any{
 	(*Environment)(nil),              // 0: shiploop.deploys.v1.Environment
 	(*FreezeWindow)(nil),             // 1: shiploop.deploys.v1.FreezeWindow
@@ -1915,24 +2530,33 @@ var file_shiploop_deploys_v1_deploys_proto_goTypes = []any{
 	(*FreezeResponse)(nil),           // 21: shiploop.deploys.v1.FreezeResponse
 	(*StreamLogsRequest)(nil),        // 22: shiploop.deploys.v1.StreamLogsRequest
 	(*StreamLogsResponse)(nil),       // 23: shiploop.deploys.v1.StreamLogsResponse
-	(*timestamppb.Timestamp)(nil),    // 24: google.protobuf.Timestamp
-	(v1.DeployStatus)(0),             // 25: shiploop.events.v1.DeployStatus
-	(*v1.CheckResult)(nil),           // 26: shiploop.events.v1.CheckResult
-	(*v1.LogLine)(nil),               // 27: shiploop.events.v1.LogLine
+	(*Monitor)(nil),                  // 24: shiploop.deploys.v1.Monitor
+	(*MonitorSilence)(nil),           // 25: shiploop.deploys.v1.MonitorSilence
+	(*ListMonitorsRequest)(nil),      // 26: shiploop.deploys.v1.ListMonitorsRequest
+	(*ListMonitorsResponse)(nil),     // 27: shiploop.deploys.v1.ListMonitorsResponse
+	(*SilenceRequest)(nil),           // 28: shiploop.deploys.v1.SilenceRequest
+	(*SilenceResponse)(nil),          // 29: shiploop.deploys.v1.SilenceResponse
+	(*UnsilenceRequest)(nil),         // 30: shiploop.deploys.v1.UnsilenceRequest
+	(*UnsilenceResponse)(nil),        // 31: shiploop.deploys.v1.UnsilenceResponse
+	(*timestamppb.Timestamp)(nil),    // 32: google.protobuf.Timestamp
+	(v1.DeployStatus)(0),             // 33: shiploop.events.v1.DeployStatus
+	(*v1.CheckResult)(nil),           // 34: shiploop.events.v1.CheckResult
+	(*v1.LogLine)(nil),               // 35: shiploop.events.v1.LogLine
+	(v1.MonitorState)(0),             // 36: shiploop.events.v1.MonitorState
 }
 var file_shiploop_deploys_v1_deploys_proto_depIdxs = []int32{
-	24, // 0: shiploop.deploys.v1.Environment.since:type_name -> google.protobuf.Timestamp
+	32, // 0: shiploop.deploys.v1.Environment.since:type_name -> google.protobuf.Timestamp
 	1,  // 1: shiploop.deploys.v1.Environment.freezes:type_name -> shiploop.deploys.v1.FreezeWindow
-	25, // 2: shiploop.deploys.v1.Environment.pending_status:type_name -> shiploop.events.v1.DeployStatus
-	24, // 3: shiploop.deploys.v1.FreezeWindow.starts_at:type_name -> google.protobuf.Timestamp
-	24, // 4: shiploop.deploys.v1.FreezeWindow.ends_at:type_name -> google.protobuf.Timestamp
-	24, // 5: shiploop.deploys.v1.Approval.at:type_name -> google.protobuf.Timestamp
-	25, // 6: shiploop.deploys.v1.Deployment.status:type_name -> shiploop.events.v1.DeployStatus
-	24, // 7: shiploop.deploys.v1.Deployment.created_at:type_name -> google.protobuf.Timestamp
-	24, // 8: shiploop.deploys.v1.Deployment.started_at:type_name -> google.protobuf.Timestamp
-	24, // 9: shiploop.deploys.v1.Deployment.finished_at:type_name -> google.protobuf.Timestamp
+	33, // 2: shiploop.deploys.v1.Environment.pending_status:type_name -> shiploop.events.v1.DeployStatus
+	32, // 3: shiploop.deploys.v1.FreezeWindow.starts_at:type_name -> google.protobuf.Timestamp
+	32, // 4: shiploop.deploys.v1.FreezeWindow.ends_at:type_name -> google.protobuf.Timestamp
+	32, // 5: shiploop.deploys.v1.Approval.at:type_name -> google.protobuf.Timestamp
+	33, // 6: shiploop.deploys.v1.Deployment.status:type_name -> shiploop.events.v1.DeployStatus
+	32, // 7: shiploop.deploys.v1.Deployment.created_at:type_name -> google.protobuf.Timestamp
+	32, // 8: shiploop.deploys.v1.Deployment.started_at:type_name -> google.protobuf.Timestamp
+	32, // 9: shiploop.deploys.v1.Deployment.finished_at:type_name -> google.protobuf.Timestamp
 	2,  // 10: shiploop.deploys.v1.Deployment.approvals:type_name -> shiploop.deploys.v1.Approval
-	26, // 11: shiploop.deploys.v1.Deployment.checks:type_name -> shiploop.events.v1.CheckResult
+	34, // 11: shiploop.deploys.v1.Deployment.checks:type_name -> shiploop.events.v1.CheckResult
 	0,  // 12: shiploop.deploys.v1.ListEnvironmentsResponse.environments:type_name -> shiploop.deploys.v1.Environment
 	3,  // 13: shiploop.deploys.v1.ListDeploymentsResponse.deployments:type_name -> shiploop.deploys.v1.Deployment
 	3,  // 14: shiploop.deploys.v1.GetDeploymentResponse.deployment:type_name -> shiploop.deploys.v1.Deployment
@@ -1941,35 +2565,51 @@ var file_shiploop_deploys_v1_deploys_proto_depIdxs = []int32{
 	3,  // 17: shiploop.deploys.v1.RollbackResponse.deployment:type_name -> shiploop.deploys.v1.Deployment
 	0,  // 18: shiploop.deploys.v1.LockResponse.environment:type_name -> shiploop.deploys.v1.Environment
 	0,  // 19: shiploop.deploys.v1.UnlockResponse.environment:type_name -> shiploop.deploys.v1.Environment
-	24, // 20: shiploop.deploys.v1.FreezeRequest.starts_at:type_name -> google.protobuf.Timestamp
-	24, // 21: shiploop.deploys.v1.FreezeRequest.ends_at:type_name -> google.protobuf.Timestamp
+	32, // 20: shiploop.deploys.v1.FreezeRequest.starts_at:type_name -> google.protobuf.Timestamp
+	32, // 21: shiploop.deploys.v1.FreezeRequest.ends_at:type_name -> google.protobuf.Timestamp
 	1,  // 22: shiploop.deploys.v1.FreezeResponse.freeze:type_name -> shiploop.deploys.v1.FreezeWindow
-	27, // 23: shiploop.deploys.v1.StreamLogsResponse.line:type_name -> shiploop.events.v1.LogLine
-	4,  // 24: shiploop.deploys.v1.DeployService.ListEnvironments:input_type -> shiploop.deploys.v1.ListEnvironmentsRequest
-	6,  // 25: shiploop.deploys.v1.DeployService.ListDeployments:input_type -> shiploop.deploys.v1.ListDeploymentsRequest
-	8,  // 26: shiploop.deploys.v1.DeployService.GetDeployment:input_type -> shiploop.deploys.v1.GetDeploymentRequest
-	10, // 27: shiploop.deploys.v1.DeployService.Promote:input_type -> shiploop.deploys.v1.PromoteRequest
-	12, // 28: shiploop.deploys.v1.DeployService.Approve:input_type -> shiploop.deploys.v1.ApproveRequest
-	14, // 29: shiploop.deploys.v1.DeployService.Rollback:input_type -> shiploop.deploys.v1.RollbackRequest
-	16, // 30: shiploop.deploys.v1.DeployService.Lock:input_type -> shiploop.deploys.v1.LockRequest
-	18, // 31: shiploop.deploys.v1.DeployService.Unlock:input_type -> shiploop.deploys.v1.UnlockRequest
-	20, // 32: shiploop.deploys.v1.DeployService.Freeze:input_type -> shiploop.deploys.v1.FreezeRequest
-	22, // 33: shiploop.deploys.v1.DeployService.StreamLogs:input_type -> shiploop.deploys.v1.StreamLogsRequest
-	5,  // 34: shiploop.deploys.v1.DeployService.ListEnvironments:output_type -> shiploop.deploys.v1.ListEnvironmentsResponse
-	7,  // 35: shiploop.deploys.v1.DeployService.ListDeployments:output_type -> shiploop.deploys.v1.ListDeploymentsResponse
-	9,  // 36: shiploop.deploys.v1.DeployService.GetDeployment:output_type -> shiploop.deploys.v1.GetDeploymentResponse
-	11, // 37: shiploop.deploys.v1.DeployService.Promote:output_type -> shiploop.deploys.v1.PromoteResponse
-	13, // 38: shiploop.deploys.v1.DeployService.Approve:output_type -> shiploop.deploys.v1.ApproveResponse
-	15, // 39: shiploop.deploys.v1.DeployService.Rollback:output_type -> shiploop.deploys.v1.RollbackResponse
-	17, // 40: shiploop.deploys.v1.DeployService.Lock:output_type -> shiploop.deploys.v1.LockResponse
-	19, // 41: shiploop.deploys.v1.DeployService.Unlock:output_type -> shiploop.deploys.v1.UnlockResponse
-	21, // 42: shiploop.deploys.v1.DeployService.Freeze:output_type -> shiploop.deploys.v1.FreezeResponse
-	23, // 43: shiploop.deploys.v1.DeployService.StreamLogs:output_type -> shiploop.deploys.v1.StreamLogsResponse
-	34, // [34:44] is the sub-list for method output_type
-	24, // [24:34] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	35, // 23: shiploop.deploys.v1.StreamLogsResponse.line:type_name -> shiploop.events.v1.LogLine
+	36, // 24: shiploop.deploys.v1.Monitor.state:type_name -> shiploop.events.v1.MonitorState
+	32, // 25: shiploop.deploys.v1.Monitor.since:type_name -> google.protobuf.Timestamp
+	32, // 26: shiploop.deploys.v1.Monitor.checked_at:type_name -> google.protobuf.Timestamp
+	32, // 27: shiploop.deploys.v1.MonitorSilence.ends_at:type_name -> google.protobuf.Timestamp
+	32, // 28: shiploop.deploys.v1.MonitorSilence.created_at:type_name -> google.protobuf.Timestamp
+	24, // 29: shiploop.deploys.v1.ListMonitorsResponse.monitors:type_name -> shiploop.deploys.v1.Monitor
+	25, // 30: shiploop.deploys.v1.ListMonitorsResponse.silences:type_name -> shiploop.deploys.v1.MonitorSilence
+	32, // 31: shiploop.deploys.v1.SilenceRequest.ends_at:type_name -> google.protobuf.Timestamp
+	25, // 32: shiploop.deploys.v1.SilenceResponse.silence:type_name -> shiploop.deploys.v1.MonitorSilence
+	25, // 33: shiploop.deploys.v1.UnsilenceResponse.silence:type_name -> shiploop.deploys.v1.MonitorSilence
+	4,  // 34: shiploop.deploys.v1.DeployService.ListEnvironments:input_type -> shiploop.deploys.v1.ListEnvironmentsRequest
+	6,  // 35: shiploop.deploys.v1.DeployService.ListDeployments:input_type -> shiploop.deploys.v1.ListDeploymentsRequest
+	8,  // 36: shiploop.deploys.v1.DeployService.GetDeployment:input_type -> shiploop.deploys.v1.GetDeploymentRequest
+	10, // 37: shiploop.deploys.v1.DeployService.Promote:input_type -> shiploop.deploys.v1.PromoteRequest
+	12, // 38: shiploop.deploys.v1.DeployService.Approve:input_type -> shiploop.deploys.v1.ApproveRequest
+	14, // 39: shiploop.deploys.v1.DeployService.Rollback:input_type -> shiploop.deploys.v1.RollbackRequest
+	16, // 40: shiploop.deploys.v1.DeployService.Lock:input_type -> shiploop.deploys.v1.LockRequest
+	18, // 41: shiploop.deploys.v1.DeployService.Unlock:input_type -> shiploop.deploys.v1.UnlockRequest
+	20, // 42: shiploop.deploys.v1.DeployService.Freeze:input_type -> shiploop.deploys.v1.FreezeRequest
+	22, // 43: shiploop.deploys.v1.DeployService.StreamLogs:input_type -> shiploop.deploys.v1.StreamLogsRequest
+	26, // 44: shiploop.deploys.v1.DeployService.ListMonitors:input_type -> shiploop.deploys.v1.ListMonitorsRequest
+	28, // 45: shiploop.deploys.v1.DeployService.Silence:input_type -> shiploop.deploys.v1.SilenceRequest
+	30, // 46: shiploop.deploys.v1.DeployService.Unsilence:input_type -> shiploop.deploys.v1.UnsilenceRequest
+	5,  // 47: shiploop.deploys.v1.DeployService.ListEnvironments:output_type -> shiploop.deploys.v1.ListEnvironmentsResponse
+	7,  // 48: shiploop.deploys.v1.DeployService.ListDeployments:output_type -> shiploop.deploys.v1.ListDeploymentsResponse
+	9,  // 49: shiploop.deploys.v1.DeployService.GetDeployment:output_type -> shiploop.deploys.v1.GetDeploymentResponse
+	11, // 50: shiploop.deploys.v1.DeployService.Promote:output_type -> shiploop.deploys.v1.PromoteResponse
+	13, // 51: shiploop.deploys.v1.DeployService.Approve:output_type -> shiploop.deploys.v1.ApproveResponse
+	15, // 52: shiploop.deploys.v1.DeployService.Rollback:output_type -> shiploop.deploys.v1.RollbackResponse
+	17, // 53: shiploop.deploys.v1.DeployService.Lock:output_type -> shiploop.deploys.v1.LockResponse
+	19, // 54: shiploop.deploys.v1.DeployService.Unlock:output_type -> shiploop.deploys.v1.UnlockResponse
+	21, // 55: shiploop.deploys.v1.DeployService.Freeze:output_type -> shiploop.deploys.v1.FreezeResponse
+	23, // 56: shiploop.deploys.v1.DeployService.StreamLogs:output_type -> shiploop.deploys.v1.StreamLogsResponse
+	27, // 57: shiploop.deploys.v1.DeployService.ListMonitors:output_type -> shiploop.deploys.v1.ListMonitorsResponse
+	29, // 58: shiploop.deploys.v1.DeployService.Silence:output_type -> shiploop.deploys.v1.SilenceResponse
+	31, // 59: shiploop.deploys.v1.DeployService.Unsilence:output_type -> shiploop.deploys.v1.UnsilenceResponse
+	47, // [47:60] is the sub-list for method output_type
+	34, // [34:47] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_deploys_v1_deploys_proto_init() }
@@ -1983,7 +2623,7 @@ func file_shiploop_deploys_v1_deploys_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_deploys_v1_deploys_proto_rawDesc), len(file_shiploop_deploys_v1_deploys_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

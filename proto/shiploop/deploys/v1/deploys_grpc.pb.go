@@ -29,6 +29,9 @@ const (
 	DeployService_Unlock_FullMethodName           = "/shiploop.deploys.v1.DeployService/Unlock"
 	DeployService_Freeze_FullMethodName           = "/shiploop.deploys.v1.DeployService/Freeze"
 	DeployService_StreamLogs_FullMethodName       = "/shiploop.deploys.v1.DeployService/StreamLogs"
+	DeployService_ListMonitors_FullMethodName     = "/shiploop.deploys.v1.DeployService/ListMonitors"
+	DeployService_Silence_FullMethodName          = "/shiploop.deploys.v1.DeployService/Silence"
+	DeployService_Unsilence_FullMethodName        = "/shiploop.deploys.v1.DeployService/Unsilence"
 )
 
 // DeployServiceClient is the client API for DeployService service.
@@ -61,6 +64,14 @@ type DeployServiceClient interface {
 	Freeze(ctx context.Context, in *FreezeRequest, opts ...grpc.CallOption) (*FreezeResponse, error)
 	// StreamLogs streams a deployment's job log (follow: live until it ends).
 	StreamLogs(ctx context.Context, in *StreamLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamLogsResponse], error)
+	// ListMonitors lists the monitors of a repository's environments (of the
+	// release deployed in each) with their state, and the silences.
+	ListMonitors(ctx context.Context, in *ListMonitorsRequest, opts ...grpc.CallOption) (*ListMonitorsResponse, error)
+	// Silence keeps a monitor's (or an environment's) alerts from being sent
+	// until it ends; they are still recorded, and events still published.
+	Silence(ctx context.Context, in *SilenceRequest, opts ...grpc.CallOption) (*SilenceResponse, error)
+	// Unsilence removes a silence.
+	Unsilence(ctx context.Context, in *UnsilenceRequest, opts ...grpc.CallOption) (*UnsilenceResponse, error)
 }
 
 type deployServiceClient struct {
@@ -180,6 +191,36 @@ func (c *deployServiceClient) StreamLogs(ctx context.Context, in *StreamLogsRequ
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DeployService_StreamLogsClient = grpc.ServerStreamingClient[StreamLogsResponse]
 
+func (c *deployServiceClient) ListMonitors(ctx context.Context, in *ListMonitorsRequest, opts ...grpc.CallOption) (*ListMonitorsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMonitorsResponse)
+	err := c.cc.Invoke(ctx, DeployService_ListMonitors_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deployServiceClient) Silence(ctx context.Context, in *SilenceRequest, opts ...grpc.CallOption) (*SilenceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SilenceResponse)
+	err := c.cc.Invoke(ctx, DeployService_Silence_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deployServiceClient) Unsilence(ctx context.Context, in *UnsilenceRequest, opts ...grpc.CallOption) (*UnsilenceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnsilenceResponse)
+	err := c.cc.Invoke(ctx, DeployService_Unsilence_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DeployServiceServer is the server API for DeployService service.
 // All implementations must embed UnimplementedDeployServiceServer
 // for forward compatibility.
@@ -210,6 +251,14 @@ type DeployServiceServer interface {
 	Freeze(context.Context, *FreezeRequest) (*FreezeResponse, error)
 	// StreamLogs streams a deployment's job log (follow: live until it ends).
 	StreamLogs(*StreamLogsRequest, grpc.ServerStreamingServer[StreamLogsResponse]) error
+	// ListMonitors lists the monitors of a repository's environments (of the
+	// release deployed in each) with their state, and the silences.
+	ListMonitors(context.Context, *ListMonitorsRequest) (*ListMonitorsResponse, error)
+	// Silence keeps a monitor's (or an environment's) alerts from being sent
+	// until it ends; they are still recorded, and events still published.
+	Silence(context.Context, *SilenceRequest) (*SilenceResponse, error)
+	// Unsilence removes a silence.
+	Unsilence(context.Context, *UnsilenceRequest) (*UnsilenceResponse, error)
 	mustEmbedUnimplementedDeployServiceServer()
 }
 
@@ -249,6 +298,15 @@ func (UnimplementedDeployServiceServer) Freeze(context.Context, *FreezeRequest) 
 }
 func (UnimplementedDeployServiceServer) StreamLogs(*StreamLogsRequest, grpc.ServerStreamingServer[StreamLogsResponse]) error {
 	return status.Error(codes.Unimplemented, "method StreamLogs not implemented")
+}
+func (UnimplementedDeployServiceServer) ListMonitors(context.Context, *ListMonitorsRequest) (*ListMonitorsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMonitors not implemented")
+}
+func (UnimplementedDeployServiceServer) Silence(context.Context, *SilenceRequest) (*SilenceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Silence not implemented")
+}
+func (UnimplementedDeployServiceServer) Unsilence(context.Context, *UnsilenceRequest) (*UnsilenceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Unsilence not implemented")
 }
 func (UnimplementedDeployServiceServer) mustEmbedUnimplementedDeployServiceServer() {}
 func (UnimplementedDeployServiceServer) testEmbeddedByValue()                       {}
@@ -444,6 +502,60 @@ func _DeployService_StreamLogs_Handler(srv interface{}, stream grpc.ServerStream
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DeployService_StreamLogsServer = grpc.ServerStreamingServer[StreamLogsResponse]
 
+func _DeployService_ListMonitors_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMonitorsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeployServiceServer).ListMonitors(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeployService_ListMonitors_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeployServiceServer).ListMonitors(ctx, req.(*ListMonitorsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeployService_Silence_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SilenceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeployServiceServer).Silence(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeployService_Silence_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeployServiceServer).Silence(ctx, req.(*SilenceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeployService_Unsilence_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnsilenceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeployServiceServer).Unsilence(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeployService_Unsilence_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeployServiceServer).Unsilence(ctx, req.(*UnsilenceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DeployService_ServiceDesc is the grpc.ServiceDesc for DeployService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -486,6 +598,18 @@ var DeployService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Freeze",
 			Handler:    _DeployService_Freeze_Handler,
+		},
+		{
+			MethodName: "ListMonitors",
+			Handler:    _DeployService_ListMonitors_Handler,
+		},
+		{
+			MethodName: "Silence",
+			Handler:    _DeployService_Silence_Handler,
+		},
+		{
+			MethodName: "Unsilence",
+			Handler:    _DeployService_Unsilence_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
