@@ -175,7 +175,7 @@ func (k *Cost) walk(e *Expr, from, until int64) (shape, error) {
 		return shape{p.Series, p.Step}, k.fetched(p, e.Raw, from, until)
 	case strings.HasPrefix(e.Name, "moving") || e.Name == "exponentialMovingAverage":
 		return k.window(c, from, until)
-	case e.Name == "summarize" || e.Name == "hitcount":
+	case e.Name == "summarize" || e.Name == "hitcount" || e.Name == "smartSummarize":
 		interval, text, err := c.interval(1, "")
 		if err != nil || interval <= 0 {
 			return shape{}, nil
@@ -218,24 +218,73 @@ func (k *Cost) walk(e *Expr, from, until int64) (shape, error) {
 		return k.arg(c, 0, from+d, until+d)
 	case strings.HasPrefix(e.Name, "holtWinters"):
 		i := 1
-		if e.Name == "holtWintersConfidenceBands" {
-			i = 2
+		if e.Name != "holtWintersForecast" {
+			i = 2 // delta comes first
 		}
 		boot, _, err := c.interval(i, "7d")
 		if err != nil {
 			return shape{}, nil
 		}
+		if e.Name == "holtWintersAberration" {
+			// It reads the series over the range too.
+			if _, err := k.arg(c, 0, from, until); err != nil {
+				return shape{}, err
+			}
+		}
 		sh, err := k.arg(c, 0, from-boot, until)
-		if i == 2 {
+		if e.Name == "holtWintersConfidenceBands" || e.Name == "holtWintersConfidenceArea" {
 			sh.series *= 2
 		}
 		return sh, err
-	case e.Name == "timeFunction" || e.Name == "sinFunction":
+	case e.Name == "timeStack":
+		text, _ := c.str(1, "1d")
+		if !strings.HasPrefix(text, "+") && !strings.HasPrefix(text, "-") {
+			text = "-" + text
+		}
+		unit, err := ParseInterval(text)
+		start, err2 := c.int(2, 0)
+		end, err3 := c.int(3, 7)
+		if err != nil || err2 != nil || err3 != nil || end-start > 1000 {
+			return shape{}, nil
+		}
+		var out shape
+		for i := start; i < end; i++ {
+			sh, err := k.arg(c, 0, from+unit*int64(i), until+unit*int64(i))
+			if err != nil {
+				return out, err
+			}
+			out.series += sh.series
+			out.step = max(out.step, sh.step)
+		}
+		return out, nil
+	case e.Name == "linearRegression":
+		// It reads the series over the range and over its source range.
+		src, srcUntil := from, until
+		if c.has(1) {
+			src, _ = c.dateAt(1, until)
+		}
+		if c.has(2) {
+			srcUntil, _ = c.dateAt(2, until)
+		}
+		if _, err := k.arg(c, 0, src, srcUntil); err != nil {
+			return shape{}, err
+		}
+		return k.arg(c, 0, from, until)
+	case e.Name == "events":
+		n := until - from + 1
+		if err := k.addBuckets(n, fmt.Sprintf("events over %s gives %d one-second points", Span(until-from), n)); err != nil {
+			return shape{}, err
+		}
+		return shape{1, 1}, nil
+	case e.Name == "timeFunction" || e.Name == "sinFunction" || e.Name == "time" || e.Name == "sin" || e.Name == "identity" || e.Name == "randomWalk" || e.Name == "randomWalkFunction":
 		i := 1
-		if e.Name == "sinFunction" {
+		if e.Name == "sinFunction" || e.Name == "sin" {
 			i = 2
 		}
 		step, err := c.int(i, 60)
+		if e.Name == "identity" {
+			step, err = 60, nil
+		}
 		if err != nil || step <= 0 {
 			return shape{}, nil
 		}

@@ -501,3 +501,13 @@ func (c *call) date(i int, def string) (int64, error) {
 	}
 	return t.Unix(), nil
 }
+
+// dateAt is date for the cost check, which has no evaluator: "now" is now.
+func (c *call) dateAt(i int, now int64) (int64, error) {
+	if c.ev == nil || c.ev.req.Now == 0 {
+		c2 := *c
+		c2.ev = &evaluator{req: Request{Now: now}}
+		return c2.date(i, "")
+	}
+	return c.date(i, "")
+}
