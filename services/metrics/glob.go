@@ -140,7 +140,7 @@ func (st *Storage) FindTagged(exprs []string) ([]string, error) {
 	cands := map[*series]struct{}{}
 	for v, set := range st.tagIdx[anchor.tag] {
 		if anchor.matches(v) {
-			for s := range set {
+			for _, s := range set {
 				cands[s] = struct{}{}
 			}
 		}

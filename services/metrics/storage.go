@@ -36,8 +36,8 @@ type Storage struct {
 	mu     sync.RWMutex
 	byName map[string]*series
 	tree   *node
-	tagIdx map[string]map[string]map[*series]struct{}
-	fresh  []*series // not yet in the database
+	tagIdx map[string]map[string][]*series // tag -> value -> series (a series appears once per tag)
+	fresh  []*series                       // not yet in the database
 
 	unflushed    atomic.Int64
 	maxUnflushed int64
@@ -64,15 +64,74 @@ type series struct {
 	// in-memory chunks must be merged with the stored ones.
 	existing bool
 
-	mu   sync.Mutex
-	arch []map[int64]*chunk
+	mu sync.Mutex
+	// chunks are the series' chunks in memory, of every archive: usually
+	// one per archive (a few while points cross a chunk boundary), so a
+	// slice searched in order costs less than a map per archive.
+	chunks []*chunk
 }
 
+// chunk is one stored chunk's slots in memory. It holds only the run of
+// slots from the first to the last one written (off is the slot index of
+// vals[0]; slots outside the run are empty) and grows as points arrive, so
+// a series that got ten points holds ten slots, not the chunk's 360.
 type chunk struct {
+	start   int64
+	arch    int32
+	off     int32
 	vals    []float64
 	dirty   bool
 	merge   bool // holds only new points over an unread stored chunk
 	touched int64
+}
+
+// find returns the in-memory chunk of archive i starting at start, or nil.
+// s.mu held.
+func (s *series) find(i int, start int64) *chunk {
+	for _, c := range s.chunks {
+		if c.start == start && int(c.arch) == i {
+			return c
+		}
+	}
+	return nil
+}
+
+// get is slot j's value, NaN when empty.
+func (c *chunk) get(j int) float64 {
+	if k := j - int(c.off); k >= 0 && k < len(c.vals) {
+		return c.vals[k]
+	}
+	return math.NaN()
+}
+
+// set writes slot j, growing the run of held slots to reach it.
+func (c *chunk) set(j int, v float64) {
+	switch {
+	case len(c.vals) == 0:
+		c.off, c.vals = int32(j), append(make([]float64, 0, 4), v)
+		return
+	case j < int(c.off):
+		grown := nanSlice(int(c.off) - j + len(c.vals))
+		copy(grown[int(c.off)-j:], c.vals)
+		c.off, c.vals = int32(j), grown
+	case j >= int(c.off)+len(c.vals):
+		for len(c.vals) < j-int(c.off) {
+			c.vals = append(c.vals, math.NaN())
+		}
+		c.vals = append(c.vals, v)
+		return
+	}
+	c.vals[j-int(c.off)] = v
+}
+
+// span returns the held values of slots [from, from+n): a subslice of vals
+// (no copy) and the slot index of its first value.
+func (c *chunk) span(from, n int) ([]float64, int) {
+	lo, hi := max(from, int(c.off)), min(from+n, int(c.off)+len(c.vals))
+	if lo >= hi {
+		return nil, from
+	}
+	return c.vals[lo-int(c.off) : hi-int(c.off)], lo
 }
 
 type node struct {
@@ -108,7 +167,7 @@ func NewStorage(ctx context.Context, cfg StorageConfig) (*Storage, error) {
 		cfg.Logger = slog.Default()
 	}
 	st := &Storage{db: cfg.DB, log: cfg.Logger, schemas: cfg.Schemas, now: cfg.Now, byName: map[string]*series{},
-		tree: &node{}, tagIdx: map[string]map[string]map[*series]struct{}{}, maxUnflushed: cfg.MaxUnflushed, flushed: make(chan struct{}),
+		tree: &node{}, tagIdx: map[string]map[string][]*series{}, maxUnflushed: cfg.MaxUnflushed, flushed: make(chan struct{}),
 		maxSeries: cfg.MaxSeries, creates: createBucket{perMinute: cfg.MaxNewSeriesPerMinute}}
 	rows, err := cfg.DB.QueryContext(ctx, `SELECT id, name, retentions FROM series`)
 	if err != nil {
@@ -138,10 +197,7 @@ func NewStorage(ctx context.Context, cfg StorageConfig) (*Storage, error) {
 				kept[s.schema.Name+" "+ret] = sc
 				st.kept = append(st.kept, sc)
 			}
-			s.schema, s.arch = sc, make([]map[int64]*chunk, len(sc.Archives))
-			for i := range s.arch {
-				s.arch[i] = map[int64]*chunk{}
-			}
+			s.schema = sc
 			changed++
 		}
 		s.id.Store(id)
@@ -166,11 +222,7 @@ func formatRetentions(arch []Archive) string {
 
 func (st *Storage) newSeries(name string) *series {
 	sc := schemaFor(st.schemas, name)
-	s := &series{name: name, schema: sc, arch: make([]map[int64]*chunk, len(sc.Archives))}
-	for i := range s.arch {
-		s.arch[i] = map[int64]*chunk{}
-	}
-	return s
+	return &series{name: name, schema: sc}
 }
 
 // index adds s to the name map, the path tree and the tag index. st.mu held.
@@ -198,15 +250,12 @@ func (st *Storage) index(s *series) {
 	add := func(k, v string) {
 		m := st.tagIdx[k]
 		if m == nil {
-			m = map[string]map[*series]struct{}{}
+			m = map[string][]*series{}
 			st.tagIdx[k] = m
 		}
-		set := m[v]
-		if set == nil {
-			set = map[*series]struct{}{}
-			m[v] = set
-		}
-		set[s] = struct{}{}
+		// A series is indexed once (a name repeats no tag), so the list
+		// needs no set; most hold one series.
+		m[v] = append(m[v], s)
 	}
 	add("name", path)
 	for _, t := range tags {
@@ -347,13 +396,14 @@ func (st *Storage) write(s *series, ts int64, v float64, now int64) {
 		fine := arch[i-1]
 		span := fine.Step * chunkSlots(arch, i-1)
 		cstart := slot - mod(slot, span)
-		c := s.arch[i-1][cstart]
+		c := s.find(i-1, cstart)
 		if c == nil {
 			return
 		}
 		from := (slot - cstart) / fine.Step
 		n := arch[i].Step / fine.Step
-		agg := rollup(c.vals[from:from+n], s.schema.Aggregation, s.schema.XFilesFactor)
+		held, _ := c.span(int(from), int(n))
+		agg := rollup(held, int(n), s.schema.Aggregation, s.schema.XFilesFactor)
 		if math.IsNaN(agg) {
 			return
 		}
@@ -366,17 +416,20 @@ func (st *Storage) setSlot(s *series, i int, ts int64, v float64, now int64) {
 	span := a.Step * chunkSlots(s.schema.Archives, i)
 	slot := ts - mod(ts, a.Step)
 	cstart := slot - mod(slot, span)
-	c := s.arch[i][cstart]
+	c := s.find(i, cstart)
 	if c == nil {
-		c = &chunk{vals: nanSlice(int(span / a.Step)), merge: s.existing}
-		s.arch[i][cstart] = c
+		c = &chunk{start: cstart, arch: int32(i), merge: s.existing}
+		s.chunks = append(s.chunks, c)
 	}
-	c.vals[(slot-cstart)/a.Step] = v
+	c.set(int((slot-cstart)/a.Step), v)
 	c.dirty = true
 	c.touched = now
 }
 
-func rollup(vals []float64, method string, xff float64) float64 {
+// rollup aggregates the values of a coarser slot: vals are the non-empty
+// candidates among its slots of the finer archive (slots not in vals are
+// empty).
+func rollup(vals []float64, slots int, method string, xff float64) float64 {
 	var n int
 	var sum, mn, mx, last float64
 	for _, v := range vals {
@@ -390,7 +443,7 @@ func rollup(vals []float64, method string, xff float64) float64 {
 		sum += v
 		mn, mx, last = math.Min(mn, v), math.Max(mx, v), v
 	}
-	if n == 0 || float64(n)/float64(len(vals)) < xff {
+	if n == 0 || float64(n)/float64(slots) < xff {
 		return math.NaN()
 	}
 	switch method {
@@ -422,18 +475,43 @@ func mod(a, b int64) int64 {
 	return m
 }
 
-func encodeChunk(vals []float64) []byte {
-	b := make([]byte, 8*len(vals))
-	for i, v := range vals {
-		binary.LittleEndian.PutUint64(b[8*i:], math.Float64bits(v))
+// encodeChunk stores the slots of a chunk from slot off on (the slots
+// before off and after vals are empty) as little-endian float64s, without
+// the empty slots at either end. When the first stored slot is not slot 0,
+// a 4-byte little-endian slot index comes first, so the length is 4 more
+// than a multiple of 8; chunks written before this had no header and all
+// their slots from 0 (the empty ones at the end were read back as empty
+// as they are now). A series with ten points at 10 s stores 80 bytes in
+// its finest chunk instead of 2,880.
+func encodeChunk(off int, vals []float64) []byte {
+	for len(vals) > 0 && math.IsNaN(vals[len(vals)-1]) {
+		vals = vals[:len(vals)-1]
+	}
+	for len(vals) > 0 && math.IsNaN(vals[0]) {
+		vals, off = vals[1:], off+1
+	}
+	var b []byte
+	if off > 0 && len(vals) > 0 {
+		b = make([]byte, 4, 4+8*len(vals))
+		binary.LittleEndian.PutUint32(b, uint32(off))
+	} else {
+		b = make([]byte, 0, 8*len(vals))
+	}
+	for _, v := range vals {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
 	}
 	return b
 }
 
 func decodeChunk(b []byte, n int) []float64 {
 	vals := nanSlice(n)
-	for i := 0; i < n && 8*i+8 <= len(b); i++ {
-		vals[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
+	off := 0
+	if len(b)%8 == 4 {
+		off = int(binary.LittleEndian.Uint32(b))
+		b = b[4:]
+	}
+	for i := 0; off+i < n && 8*i+8 <= len(b); i++ {
+		vals[off+i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
 	}
 	return vals
 }
@@ -460,12 +538,20 @@ type dirtyChunk struct {
 	s      *series
 	arch   int
 	start  int64
-	vals   []float64
+	off    int       // slot index of vals[0]
+	vals   []float64 // a copy of the chunk's held slots
 	merge  bool
 	source *chunk
 }
 
-// Flush writes new series and changed chunks to the database.
+// flushBatch is how many chunks one flush transaction writes.
+const flushBatch = 2000
+
+// Flush writes new series and changed chunks to the database. It copies
+// and writes changed chunks a batch at a time as it goes through the
+// series, so what it holds beside the chunks is one batch, not a copy of
+// every changed chunk. Chunks not written to for ten minutes leave memory
+// (the database has them).
 func (st *Storage) Flush(ctx context.Context) error {
 	st.flushMu.Lock()
 	defer st.flushMu.Unlock()
@@ -501,79 +587,93 @@ func (st *Storage) Flush(ctx context.Context) error {
 			return fail(err)
 		}
 	}
-	var dirty []dirtyChunk
 	evictBefore := now.Unix() - 600
-	for _, s := range all {
-		if s.id.Load() == 0 {
-			continue
-		}
-		s.mu.Lock()
-		for i, m := range s.arch {
-			for start, c := range m {
+	batch := make([]dirtyChunk, 0, flushBatch)
+	for k, s := range all {
+		if s.id.Load() != 0 {
+			s.mu.Lock()
+			kept := s.chunks[:0]
+			for _, c := range s.chunks {
 				if c.dirty {
-					dirty = append(dirty, dirtyChunk{s: s, arch: i, start: start, vals: append([]float64(nil), c.vals...), merge: c.merge, source: c})
+					batch = append(batch, dirtyChunk{s: s, arch: int(c.arch), start: c.start, off: int(c.off), vals: slices.Clone(c.vals), merge: c.merge, source: c})
 					c.dirty = false
 				} else if !c.merge && c.touched < evictBefore {
-					delete(m, start)
+					continue
 				}
+				kept = append(kept, c)
 			}
+			clear(s.chunks[len(kept):])
+			s.chunks = kept
+			if len(kept) == 0 {
+				s.chunks = nil
+			}
+			s.mu.Unlock()
 		}
-		s.mu.Unlock()
-	}
-	for len(dirty) > 0 {
-		batch := dirty[:min(len(dirty), 2000)]
-		dirty = dirty[len(batch):]
-		err := st.db.InTx(ctx, func(tx *sql.Tx) error {
-			for _, d := range batch {
-				vals := d.vals
-				if d.merge {
-					var old []byte
-					err := tx.QueryRowContext(ctx, `SELECT data FROM chunks WHERE series_id = $1 AND archive = $2 AND chunk_start = $3`, d.s.id.Load(), d.arch, d.start).Scan(&old)
-					if err != nil && !errors.Is(err, sql.ErrNoRows) {
-						return err
-					}
-					if old != nil {
-						merged := decodeChunk(old, len(vals))
-						for i, v := range vals {
-							if !math.IsNaN(v) {
-								merged[i] = v
-							}
-						}
-						vals = merged
-					}
+		if len(batch) >= flushBatch || (k == len(all)-1 && len(batch) > 0) {
+			if err := st.writeChunks(ctx, batch); err != nil {
+				for _, d := range batch {
+					d.s.mu.Lock()
+					d.source.dirty = true
+					d.s.mu.Unlock()
 				}
-				if _, err := tx.ExecContext(ctx, `INSERT INTO chunks (series_id, archive, chunk_start, data) VALUES ($1, $2, $3, $4) ON CONFLICT (series_id, archive, chunk_start) DO UPDATE SET data = excluded.data`,
-					d.s.id.Load(), d.arch, d.start, encodeChunk(vals)); err != nil {
-					return fmt.Errorf("writing points of %s: %w", d.s.name, err)
-				}
-				d.vals = vals
+				return fail(err)
 			}
-			return nil
-		})
-		if err != nil {
-			for _, d := range append(batch, dirty...) {
-				d.s.mu.Lock()
-				d.source.dirty = true
-				d.s.mu.Unlock()
-			}
-			return fail(err)
-		}
-		// A merged chunk now holds the stored points too.
-		for _, d := range batch {
-			if d.merge {
-				d.s.mu.Lock()
-				for i, v := range d.vals {
-					if math.IsNaN(d.source.vals[i]) {
-						d.source.vals[i] = v
-					}
-				}
-				d.source.merge = false
-				d.s.mu.Unlock()
-			}
+			clear(batch)
+			batch = batch[:0]
 		}
 	}
 	close(st.flushed)
 	st.flushed = make(chan struct{})
+	return nil
+}
+
+// writeChunks writes one batch of changed chunks in a transaction. A chunk
+// over an unread stored one (merge) is merged with it, and the in-memory
+// chunk then holds the stored points too.
+func (st *Storage) writeChunks(ctx context.Context, batch []dirtyChunk) error {
+	err := st.db.InTx(ctx, func(tx *sql.Tx) error {
+		for k := range batch {
+			d := &batch[k]
+			off, vals := d.off, d.vals
+			if d.merge {
+				var old []byte
+				err := tx.QueryRowContext(ctx, `SELECT data FROM chunks WHERE series_id = $1 AND archive = $2 AND chunk_start = $3`, d.s.id.Load(), d.arch, d.start).Scan(&old)
+				if err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+				if old != nil {
+					merged := decodeChunk(old, int(chunkSlots(d.s.schema.Archives, d.arch)))
+					for i, v := range vals {
+						if !math.IsNaN(v) && off+i < len(merged) {
+							merged[off+i] = v
+						}
+					}
+					off, vals = 0, merged
+				}
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO chunks (series_id, archive, chunk_start, data) VALUES ($1, $2, $3, $4) ON CONFLICT (series_id, archive, chunk_start) DO UPDATE SET data = excluded.data`,
+				d.s.id.Load(), d.arch, d.start, encodeChunk(off, vals)); err != nil {
+				return fmt.Errorf("writing points of %s: %w", d.s.name, err)
+			}
+			d.off, d.vals = off, vals
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, d := range batch {
+		if d.merge {
+			d.s.mu.Lock()
+			for i, v := range d.vals {
+				if !math.IsNaN(v) && math.IsNaN(d.source.get(d.off+i)) {
+					d.source.set(d.off+i, v)
+				}
+			}
+			d.source.merge = false
+			d.s.mu.Unlock()
+		}
+	}
 	return nil
 }
 
@@ -637,12 +737,12 @@ func (st *Storage) ReadAt(ctx context.Context, name string, from, until, now int
 	var need bool
 	s.mu.Lock()
 	for cs := start - mod(start, span); cs < end; cs += span {
-		c := s.arch[ai][cs]
+		c := s.find(ai, cs)
 		if c == nil || c.merge {
 			need = true
 		}
 		if c != nil {
-			overlay(vals, start, a.Step, cs, c.vals)
+			overlay(vals, start, a.Step, cs+int64(c.off)*a.Step, c.vals)
 		}
 	}
 	s.mu.Unlock()
@@ -788,8 +888,8 @@ func (st *Storage) Incr(name string, ts int64, delta float64) {
 	span := a.Step * chunkSlots(s.schema.Archives, 0)
 	slot := ts - mod(ts, a.Step)
 	cur := 0.0
-	if c := s.arch[0][slot-mod(slot, span)]; c != nil {
-		if v := c.vals[(slot-(slot-mod(slot, span)))/a.Step]; !math.IsNaN(v) {
+	if c := s.find(0, slot-mod(slot, span)); c != nil {
+		if v := c.get(int(mod(slot, span) / a.Step)); !math.IsNaN(v) {
 			cur = v
 		}
 	}
