@@ -1,11 +1,15 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -110,6 +114,7 @@ func BenchmarkDashboardsOverview(b *testing.B) {
 		}
 	}
 	<-js.PublishAsyncComplete()
+	logLines := seedBuildPage(ctx, b, bs)
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
 		var n int
@@ -156,6 +161,15 @@ func BenchmarkDashboardsOverview(b *testing.B) {
 		verdict = "missed"
 	}
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+	loadBefore := loadAvg()
+	pagesTable := timePages(b, srv.URL, logLines)
+	if err := writeSection("dashboards-pages", fmt.Sprintf(`The same 10000 builds over 100 repositories (100 builds and 3 branches each), right after the overview run: each page below GET over loopback HTTP %d times in turn (request to last byte). The build page is that of a build whose job wrote %d log lines over 3 steps (with ANSI colours), with 2 artifacts and a test report. Load average of the machine (1/5/15 min) before: %s, after: %s, on %d CPUs.
+
+| page | p50 / p99 | HTML | goal | verdict |
+|---|---|---|---|---|
+%s`, pageRounds, logLines, loadBefore, loadAvg(), runtime.NumCPU(), pagesTable)); err != nil {
+		b.Fatal(err)
+	}
 	if err := writeSection("dashboards-overview", fmt.Sprintf(`%d builds over %d repositories (%d branches each: %d rows on the page, %d KiB of HTML), projected from %d events through the dashboards' consumer on SQLite in %s (%.0f events/s); then GET / over loopback HTTP %d times.
 
 | measure | result | goal | verdict |
@@ -165,4 +179,113 @@ func BenchmarkDashboardsOverview(b *testing.B) {
 		p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), verdict)); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// seedBuildPage gives build bchain-04242 (org/repo-042) a build job with
+// three steps, a 600-line log with colours, two artifacts and a report.
+func seedBuildPage(ctx context.Context, b *testing.B, bs *bus.Bus) int {
+	const build, job, repo, chain = "bchain-04242", "job-04242", "org/repo-042", "chain-04242"
+	steps := []string{"lint", "compile", "unit"}
+	ok := eventsv1.BuildStatus_BUILD_STATUS_SUCCESS
+	var results []*eventsv1.StepResult
+	for _, st := range steps {
+		results = append(results, &eventsv1.StepResult{Name: st, Status: ok, Duration: durationpb.New(time.Second)})
+	}
+	for _, ev := range []bus.Event{
+		{Type: "job.queued", Data: &eventsv1.JobQueued{JobId: job, BuildId: build, Kind: "build", Repository: repo, Steps: steps}},
+		{Type: "job.finished", Data: &eventsv1.JobFinished{JobId: job, BuildId: build, Repository: repo, Status: ok, Steps: results, Agent: "bench",
+			Artifacts: []*eventsv1.Artifact{{Name: "dist/app.tar.gz", Size: 1 << 20, Step: "compile"}, {Name: "dist/app.sbom.json", Size: 4096, Step: "compile"}},
+			Reports:   []*eventsv1.ReportFile{{Name: "reports/junit.xml", Kind: "junit", Size: 2048}}}},
+	} {
+		ev.Repository, ev.ChainID = repo, chain
+		if err := bs.Publish(ctx, ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	obs, err := bs.LogStore(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var buf bytes.Buffer
+	n := 0
+	for i, st := range steps {
+		for j := range 200 {
+			n++
+			text := fmt.Sprintf("step %s line %d: \x1b[32mok\x1b[0m compiling package pkg/%03d \x1b[2m(%d ms)\x1b[0m", st, j, j, i*j)
+			if j%50 == 49 {
+				text = fmt.Sprintf("\x1b[1;31merror\x1b[0m: step %s line %d: something went wrong <here>", st, j)
+			}
+			_ = bus.EncodeLog(&buf, &eventsv1.LogLine{JobId: job, Step: st, Number: uint64(n), Stream: "stdout", Text: text})
+		}
+	}
+	_ = bus.EncodeLog(&buf, &eventsv1.LogLine{JobId: job, Number: uint64(n + 1), Stream: "end"})
+	if _, err := obs.PutBytes(ctx, job, buf.Bytes()); err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+const pageRounds = 200
+
+// timePages times the repository, history and build pages; it returns the
+// rows of the figures' table.
+func timePages(b *testing.B, base string, logLines int) string {
+	get := func(path string) (int, string, time.Duration) {
+		start := time.Now()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(body), time.Since(start)
+	}
+	_, first, _ := get("/repos/org/repo-042")
+	m := regexp.MustCompile(`<a href="([^"]+)" rel="next">`).FindStringSubmatch(first)
+	if m == nil {
+		b.Fatal("history page 1 has no Older link")
+	}
+	page2 := strings.ReplaceAll(m[1], "&amp;", "&")
+	pages := []struct{ name, path, want string }{
+		{"/repos (100 repositories)", "/repos", "org/repo-099"},
+		{"/repos/{repo}: history, first page of 50", "/repos/org/repo-042", "build-row"},
+		{"/repos/{repo}: history, second page (cursor)", page2, "build-row"},
+		{"/repos/{repo}?branch=&status=&event=", "/repos/org/repo-042?branch=branch-1&status=success&event=push", "build-row"},
+		{"/builds?status=success (all 10000 builds)", "/builds?status=success", "build-row"},
+		{fmt.Sprintf("/builds/{id}: build page, %d log lines", logLines), "/builds/bchain-04242", "ansi-fg-green"},
+		{"/builds/{id}?q=error: log search", "/builds/bchain-04242?q=error", "<mark>error</mark>"},
+	}
+	took := make([][]time.Duration, len(pages))
+	sizes := make([]int, len(pages))
+	for range pageRounds {
+		for i, p := range pages {
+			code, body, d := get(p.path)
+			if code != 200 || !strings.Contains(body, p.want) {
+				b.Fatalf("%s: %d, want %q in:\n%.2000s", p.path, code, p.want, body)
+			}
+			took[i] = append(took[i], d)
+			sizes[i] = len(body)
+		}
+	}
+	var rows strings.Builder
+	for i, p := range pages {
+		t := took[i]
+		slices.Sort(t)
+		p50, p99 := t[len(t)/2], t[len(t)*99/100]
+		verdict := "met"
+		if p99 > 50*time.Millisecond {
+			verdict = "missed"
+		}
+		fmt.Fprintf(&rows, "| %s | %s / %s | %d KiB | p99 ≤ 50 ms | %s |\n", p.name, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), sizes[i]/1024, verdict)
+	}
+	return rows.String()
+}
+
+// loadAvg is /proc/loadavg's three load averages ("?" elsewhere).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " / ")
+	}
+	return "?"
 }
