@@ -69,7 +69,8 @@ func fetch(t *testing.T, srv *httptest.Server, path string, hdr map[string]strin
 // needs read scope (bearer or the login cookie); badges stay public.
 func TestPagesNeedReadToken(t *testing.T) {
 	srv, revoked := authUI(t)
-	pages := []string{"/", "/changes/c1", "/environments", "/errors", "/dora", "/builds/b1"}
+	pages := []string{"/", "/changes/c1", "/environments", "/errors", "/dora", "/builds/b1", "/repos", "/repos/acme/web", "/builds", "/builds/b1/jobs/j1/log.txt"}
+	missing := map[string]bool{"/builds/b1": true, "/changes/c1": true, "/repos/acme/web": true, "/builds/b1/jobs/j1/log.txt": true}
 	streams := []string{"/events", "/changes/c1/jobs/j1/log"}
 	browser := map[string]string{"Accept": "text/html,application/xhtml+xml"}
 	bearer := func(tok string) map[string]string {
@@ -83,8 +84,8 @@ func TestPagesNeedReadToken(t *testing.T) {
 		}
 		for _, tok := range []string{"admin-token", "ro-token"} {
 			resp, body := fetch(t, srv, p, bearer(tok))
-			// No change c1 nor build b1 exists: past the check, 404.
-			if want := map[bool]int{true: 404, false: 200}[p == "/builds/b1" || p == "/changes/c1"]; resp.StatusCode != want {
+			// No change c1, build b1 nor repository exists: past the check, 404.
+			if want := map[bool]int{true: 404, false: 200}[missing[p]]; resp.StatusCode != want {
 				t.Errorf("%s with %s: %d, want %d: %s", p, tok, resp.StatusCode, want, body)
 			}
 		}
