@@ -461,16 +461,21 @@ func (s *Service) finish(ctx context.Context, tx *bus.Tx, d *deployment, status 
 	return s.dispatchQueued(ctx, tx, d.repository, d.environment)
 }
 
-// dispatchQueued starts the oldest deployment waiting for env's lock.
+// dispatchQueued starts the oldest deployment or runbook run (runbooks.go)
+// waiting for env's lock.
 func (s *Service) dispatchQueued(ctx context.Context, tx *bus.Tx, repo, env string) error {
 	if l, err := readLock(ctx, tx, repo, env); err != nil || l != nil {
 		return err
 	}
 	d, err := loadDeployment(ctx, tx, `repository = $1 AND environment = $2 AND status = $3 ORDER BY created_at LIMIT 1`, repo, env, int32(eventsv1.DeployStatus_DEPLOY_STATUS_QUEUED))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil
+		_, err := s.dispatchQueuedRun(ctx, tx, repo, env, 0)
+		return err
 	}
 	if err != nil {
+		return err
+	}
+	if started, err := s.dispatchQueuedRun(ctx, tx, repo, env, d.createdAt); err != nil || started {
 		return err
 	}
 	return s.start(ctx, tx, d, true, "")

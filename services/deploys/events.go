@@ -278,7 +278,7 @@ func (s *Service) firstEnvironment(ctx context.Context, tx *bus.Tx, b *buildInfo
 func (s *Service) onJobStarted(ctx context.Context, tx *bus.Tx, j *eventsv1.JobStarted) error {
 	d, err := loadDeployment(ctx, tx, `job_id = $1`, j.JobId)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil // not a deploy job
+		return s.onRunJobStarted(ctx, tx, j) // a runbook's job, or not a deploy job
 	}
 	if err != nil {
 		return err
@@ -327,7 +327,7 @@ func (s *Service) onJobFinished(ctx context.Context, tx *bus.Tx, j *eventsv1.Job
 	}
 	d, err := loadDeployment(ctx, tx, `job_id = $1`, j.JobId)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil
+		return s.onRunJobFinished(ctx, tx, j) // a runbook's job, or not a deploy job
 	}
 	if err != nil || d.status != eventsv1.DeployStatus_DEPLOY_STATUS_RUNNING {
 		return err

@@ -21,6 +21,7 @@ import (
 // RegisterGRPC registers DeployService on a gRPC server.
 func (s *Service) RegisterGRPC(r grpc.ServiceRegistrar) {
 	deploysv1.RegisterDeployServiceServer(r, &grpcServer{s: s})
+	deploysv1.RegisterRunbookServiceServer(r, &runbookServer{s: s}) // runbooks_grpc.go
 }
 
 type grpcServer struct {
@@ -686,6 +687,10 @@ func (g *grpcServer) StreamLogs(req *deploysv1.StreamLogsRequest, stream grpc.Se
 	}
 	ctx := stream.Context()
 	d, err := loadDeployment(ctx, g.s.db, `id = $1`, req.GetDeployId())
+	if errors.Is(err, sql.ErrNoRows) {
+		// A runbook run's id reads its job's log alike (runbooks_grpc.go).
+		d, err = runAsDeployment(ctx, g.s.db, req.GetDeployId())
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return status.Errorf(codes.NotFound, "deployment %q not found", req.GetDeployId())
 	}
