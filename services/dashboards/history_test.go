@@ -103,7 +103,7 @@ func testReposAndHistory(t *testing.T, db *store.DB) {
 		if i, j := strings.Index(body, ">#65<"), strings.Index(body, ">#64<"); i < 0 || j < 0 || i > j {
 			t.Errorf("not newest first (%d, %d)", i, j)
 		}
-		for _, want := range []string{`<td class="event">manual</td>`, `<td class="event">tag</td>`, `<td>tag v1.0.0</td>`, `<option>feature/x</option>`, `rel="next"`} {
+		for _, want := range []string{`<section id="history" data-live>`, `<td class="event">manual</td>`, `<td class="event">tag</td>`, `<td>tag v1.0.0</td>`, `<option>feature/x</option>`, `rel="next"`} {
 			if !strings.Contains(body, want) {
 				t.Errorf("history lacks %s", want)
 			}
@@ -215,7 +215,7 @@ func TestBuildPage(t *testing.T) {
 		t.Fatalf("/builds/b-chain-1 %d: %s", code, body)
 	}
 	for _, want := range []string{
-		"acme/web · build #7", `href="/repos/acme/web"`, `href="/changes/chain-1"`, "Add the login page",
+		"acme/web · build #7", `href="/repos/acme/web"`, `<section id="graph-section" data-live>`, `<section id="logs" data-live>`, `href="/changes/chain-1"`, "Add the login page",
 		// The graph: the job, its steps, tests, gate.
 		`<ol class="graph"`, `href="#job-j-chain-1">build job</a>`, `<span class="st success">success</span> lint`, `<span class="st success">success</span> compile`,
 		`<div class="node gate"><span class="st failed">failed</span>`,
