@@ -24,7 +24,7 @@ var (
 
 // Fields of each mapping, as written in the file.
 var (
-	topFields         = []string{"version", "env", "secrets", "labels", "when", "matrix", "concurrency", "steps", "test", "environments", "gate", "schedules", "image", "pull"}
+	topFields         = []string{"version", "env", "secrets", "labels", "when", "matrix", "concurrency", "steps", "test", "environments", "gate", "schedules", "runbooks", "image", "pull"}
 	concurrencyFields = []string{"group", "limit"}
 	stepFields        = []string{"name", "commands", "depends_on", "env", "secrets", "when", "failure", "timeout", "artifacts", "cache", "detach", "image", "pull", "cpus", "memory"}
 	whenFields        = []string{"event", "branch", "tag", "paths", "cron"}
@@ -106,6 +106,8 @@ func (d *decoder) config(root *yaml.Node) *Config {
 			c.Gate = d.gate(v, f)
 		case "schedules":
 			c.Schedules = d.schedules(v, f) // schedules.go
+		case "runbooks":
+			d.runbooks(v, f) // runbooks.go: checked here, run by deploys
 		case "image":
 			c.Image, _ = d.nonEmpty(v, f)
 		case "pull":
