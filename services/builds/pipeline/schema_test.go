@@ -144,6 +144,10 @@ var agreementCases = []struct {
 	{"steps: {a: {commands: x}}\ntest: {steps: {t: {commands: x}}, services: [{name: redis, image: r:local, pull: never, ready: {command: 'redis-cli ping'}}]}", true},
 	{"steps: {a: {commands: x}}\ntest: {steps: {t: {commands: x}}, services: [{name: redis, ready: {tcp: 'redis:6379'}}]}", false},
 	{"steps: {a: {commands: x}}\ntest: {steps: {t: {commands: x}}, services: [{name: redis, image: r, ready: {}}]}", false},
+	{"steps: {a: {commands: x}}\nenvironments: [{name: prod, steps: [{name: d, commands: [x]}]}, {name: stg, steps: [{name: d, commands: [x]}]}]\nrunbooks: [{name: restart, environment: prod, options: [{name: service, type: enum, values: [web]}, {name: drain, type: bool, default: false}], steps: [{name: r, commands: [x]}]}, {name: refresh, kind: data, from: prod, to: stg, steps: [{name: c, commands: [x]}]}]", true},
+	{"steps: {a: {commands: x}}\nrunbooks: [{name: r, colour: red, steps: [{name: s, commands: [x]}]}]", false},
+	{"steps: {a: {commands: x}}\nrunbooks: [{name: r, kind: data, from: prod, steps: [{name: s, commands: [x]}]}]", false},
+	{"steps: {a: {commands: x}}\nrunbooks: [{name: r, options: [{name: s, type: float}], steps: [{name: s, commands: [x]}]}]", false},
 }
 
 // TestSchemaAgreesWithParser validates every example document with both the
