@@ -41,6 +41,9 @@ func cdeventsFlags(c *command, o *cdeventsOptions) {
 // metricsOptions are the metrics service's flags beyond its listeners.
 type metricsOptions struct {
 	carbon metrics.CarbonLimits
+	// queryMaxSeries bounds the series one Graphite query may match
+	// (metrics.Config.MaxSeries).
+	queryMaxSeries int
 }
 
 // carbonLimitFlags are the limits on what Carbon clients can make the
@@ -51,6 +54,7 @@ func carbonLimitFlags(c *command, o *metricsOptions) {
 	c.flags.IntVar(&o.carbon.MaxNewSeriesPerMinute, "carbon-max-new-series-per-minute", metrics.DefaultCarbonMaxNewSeriesPerMinute, "metrics: new series Carbon traffic may make per minute, in bursts of a minute's worth (carbon's MAX_CREATES_PER_MINUTE, 50 there; go-carbon's max-creates-per-second); past it points of new series are dropped and counted (shiploop.metrics.ingest.rate_limited); negative turns it off")
 	c.flags.IntVar(&o.carbon.MaxLineLength, "carbon-max-line-length", metrics.DefaultCarbonMaxLineLength, "metrics: bytes of a Carbon plaintext line (TCP and UDP) before its newline; a longer line is dropped unbuffered and counted (shiploop.metrics.ingest.lines_too_long), and the connection goes on")
 	c.flags.DurationVar(&o.carbon.IdleTimeout, "carbon-idle-timeout", metrics.DefaultCarbonIdleTimeout, "metrics: close a Carbon TCP connection (plaintext or pickle) that sends nothing for this long (counted: shiploop.metrics.ingest.connections_idle_closed); negative turns it off")
+	c.flags.IntVar(&o.queryMaxSeries, "graphite-query-max-series", metrics.DefaultQueryMaxSeries, "metrics: series one Graphite render, find or MetricsService.Query may match over all its targets; a query that matches more is answered 400 with the reason")
 	c.flags.IntVar(&o.carbon.MaxConnections, "carbon-max-connections", metrics.DefaultCarbonMaxConnections, "metrics: Carbon TCP connections open at once, plaintext and pickle together; further ones are closed as they are accepted and counted (shiploop.metrics.ingest.connections_refused); negative turns it off")
 }
 
