@@ -366,6 +366,12 @@ func (g *grpcServer) Promote(ctx context.Context, req *deploysv1.PromoteRequest)
 		if idx < 0 {
 			return status.Errorf(codes.NotFound, "%s has no environment %q (its path: %s)", repo, envName, envNames(path))
 		}
+		if idx > 0 {
+			// A CRITICAL monitor of the environment before refuses (monitor.go).
+			if err := promotionBlocked(ctx, tx, repo, path.Environments[idx-1].Name, envName); err != nil {
+				return err
+			}
+		}
 		release := req.GetRelease()
 		var b *buildInfo
 		switch {

@@ -66,6 +66,8 @@ type Service struct {
 	cfg     Config
 	tickets *regexp.Regexp
 	http    *http.Client
+	// instance names this replica in the leases of monitors (monitor.go).
+	instance string
 }
 
 // New makes the service and applies its migrations.
@@ -105,10 +107,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	log := cfg.Logger.With("service", "deploys")
 	return &Service{db: cfg.DB, bus: cfg.Bus, log: log, cfg: cfg, tickets: re, http: hc,
-		ob: bus.NewOutbox(cfg.DB, cfg.Bus, log)}, nil
+		ob: bus.NewOutbox(cfg.DB, cfg.Bus, log), instance: bus.NewID()}, nil
 }
 
-// Run runs the outbox relay, the event consumer and the verifier until ctx ends.
+// Run runs the outbox relay, the event consumer, the verifier and the
+// monitors (monitor.go) until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.ob.Run(ctx) })
@@ -125,6 +128,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}, s.handle)
 	})
 	g.Go(func() error { return s.loop(ctx) })
+	g.Go(func() error { return s.monitorLoop(ctx) })
 	return g.Wait()
 }
 

@@ -76,6 +76,11 @@ func ParseCondition(s string) (Check, error) {
 		return Check{}, fmt.Errorf("expected a number, got %q", m[3])
 	}
 	c := Check{Kind: vc.Kind, Target: vc.Target, Arg: vc.Arg, Op: m[2], Threshold: th}
+	if strings.HasPrefix(c.Kind, "errortrack.") {
+		// Between deploys a quiet night is no failure, and errors under an
+		// older release are not the monitor's business.
+		c.OnReleaseMismatch, c.NoEvidence = "ignore", "pass"
+	}
 	c.Text = fmt.Sprintf("%s %s %s", checkName(c), c.Op, strconv.FormatFloat(th, 'g', -1, 64))
 	return c, nil
 }
