@@ -42,6 +42,9 @@ var examples = map[string]string{
   shiploop deploy lock acme/web production --reason "database migration"
   shiploop deploy freeze acme/web production --until 2h --reason "release freeze"
   shiploop deploy logs -f <deploy id>`,
+	"monitor": `  shiploop monitor ls acme/web production
+  shiploop monitor silence acme/web production web-up --for 2h --reason "planned maintenance"
+  shiploop monitor unsilence 3`,
 	"errors": `  shiploop errors project create web          # prints a DSN for the Sentry SDKs
   shiploop errors ls --project web --status unresolved
   shiploop errors resolve <issue id> --next-release`,
