@@ -255,6 +255,15 @@ func project(ctx context.Context, tx execer, ev bus.Event) error {
 			return err
 		}
 		return nil
+	case *eventsv1.MonitorStateChanged:
+		// The environments page shows each monitor's newest state (monitors,
+		// services/deploys/monitor.go); an older event never overwrites it.
+		since := nanos(d.Since, at)
+		_, err := tx.ExecContext(ctx, `INSERT INTO dash_monitors (repository, environment, name, state, since, detail) VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (repository, environment, name) DO UPDATE SET state = excluded.state, since = excluded.since, detail = excluded.detail
+			WHERE dash_monitors.since <= excluded.since`,
+			d.Repository, d.Environment, d.Monitor, strings.TrimPrefix(d.To.String(), "MONITOR_STATE_"), since, d.Detail)
+		return err
 	case *errortrackv1.IssueOpened:
 		return insertIssue(ctx, tx, ev.Repository, d.Issue, "opened", d.Release, d.Environment, at)
 	case *errortrackv1.IssueRegressed:

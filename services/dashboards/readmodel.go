@@ -150,6 +150,26 @@ type envView struct {
 	// and Cause ("rolled back from 1.1.0: verification failed: …").
 	Kind, Cause, RolledBackFrom string
 	ByRollback                  bool
+	Monitors                    []monitorView // monitor.state_changed, newest per monitor
+}
+
+// monitorView is a monitor of an environment as its last state change says.
+type monitorView struct {
+	Name, State, Detail string
+	Since               time.Time
+}
+
+// Class is the status badge class of the monitor's state.
+func (m monitorView) Class() string {
+	switch m.State {
+	case "OK":
+		return "success"
+	case "CRITICAL":
+		return "failure"
+	case "WARNING":
+		return "pending"
+	}
+	return "skipped"
 }
 
 // Frozen reports whether a freeze window is on now.
@@ -580,7 +600,40 @@ func (s *Service) environments(ctx context.Context, repo string) ([]envView, err
 		}
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	return out, s.envMonitors(ctx, out)
+}
+
+// envMonitors attaches the monitors of each environment.
+func (s *Service) envMonitors(ctx context.Context, envs []envView) error {
+	if len(envs) == 0 {
+		return nil
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT repository, environment, name, state, since, detail FROM dash_monitors ORDER BY name`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	at := map[[2]string]int{}
+	for i, e := range envs {
+		at[[2]string{e.Repository, e.Name}] = i
+	}
+	for rows.Next() {
+		var repo, env string
+		var m monitorView
+		var since int64
+		if err := rows.Scan(&repo, &env, &m.Name, &m.State, &since, &m.Detail); err != nil {
+			return err
+		}
+		if i, ok := at[[2]string{repo, env}]; ok {
+			m.Since = ts(since)
+			envs[i].Monitors = append(envs[i].Monitors, m)
+		}
+	}
+	return rows.Err()
 }
 
 func (s *Service) repositories(ctx context.Context) ([]string, error) {
