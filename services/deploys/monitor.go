@@ -114,6 +114,15 @@ func (s *Service) syncMonitors(ctx context.Context) error {
 			if env != nil {
 				mons = env.Monitors
 			}
+			// Nothing to write when the rows are this deploy's already.
+			var n, others int
+			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(CASE WHEN deploy_id = $3 THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN deploy_id <> $3 THEN 1 ELSE 0 END), 0)
+				FROM monitors WHERE repository = $1 AND environment = $2 AND active = 1`, k.repo, k.env, d.id).Scan(&n, &others); err != nil {
+				return err
+			}
+			if n == len(mons) && others == 0 {
+				return nil
+			}
 			if _, err := tx.ExecContext(ctx, `UPDATE monitors SET active = 0 WHERE repository = $1 AND environment = $2`, k.repo, k.env); err != nil {
 				return err
 			}
