@@ -237,6 +237,9 @@ func TestMonitors(t *testing.T) {
 			!ls.GetMonitors()[0].GetBlocksPromotion() || len(ls.GetSilences()) != 1 || ls.GetSilences()[0].GetReason() != "maintenance" {
 			t.Errorf("ListMonitors %v", ls)
 		}
+		if strings.Contains(fmt.Sprint(ls), "secret") || strings.Contains(fmt.Sprint(ls), slack.srv.URL) {
+			t.Errorf("ListMonitors shows a webhook URL: %v", ls)
+		}
 		var silenced int
 		deadline := time.Now().Add(5 * time.Second)
 		for silenced < 2 && time.Now().Before(deadline) {
