@@ -9,12 +9,15 @@ import (
 
 // Defaults of CarbonLimits (and of the shiploop flags that set them).
 const (
-	// DefaultCarbonMaxSeries: a series costs about 25 KB of RSS while it is
-	// written to (its in-memory chunks, evicted ten minutes after its last
-	// point; measured 20,000 series at 0.5-0.6 GB, 40,000 at 1.1 GB) and a
-	// few hundred bytes of index after that, so 50,000 series all written
-	// to at once is about 1.25 GB: what an unauthenticated sender can make
-	// the process hold by default. Larger installations raise it.
+	// DefaultCarbonMaxSeries: a series costs about 1-1.7 KB of RSS while it
+	// is written to (its index entry and in-memory chunks that hold only the
+	// slots written, evicted ten minutes after its last point; measured
+	// 100,000 series with 10 points each at +104 MiB, 1,000,000 at
+	// +1.57 GiB, docs/benchmarks.md "a million series"; it was about 25 KB
+	// before chunks grew on demand) and a few hundred bytes of index after
+	// that, so 50,000 series all written to at once is about 50-80 MB: what
+	// an unauthenticated sender can make the process hold by default.
+	// Larger installations raise it.
 	DefaultCarbonMaxSeries = 50_000
 	// DefaultCarbonMaxNewSeriesPerMinute: carbon-cache's
 	// MAX_CREATES_PER_MINUTE (default 50, sized for whisper file creation) and
