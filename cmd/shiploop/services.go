@@ -18,6 +18,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/server"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/vcsarg"
+	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
 	"github.com/shiploop/shiploop/services/agent"
 	"github.com/shiploop/shiploop/services/agent/backend"
 	"github.com/shiploop/shiploop/services/builds"
@@ -314,7 +315,9 @@ func newMetrics(ctx context.Context, env *moduleEnv, db *store.DB, b *bus.Bus) (
 // /events, /badges/), DashboardService, and the consumer that projects
 // every event into the read models.
 func newDashboards(ctx context.Context, env *moduleEnv, db *store.DB, b *bus.Bus) (service, error) {
-	return dashboards.New(ctx, dashboards.Config{DB: db, Bus: b, Logger: env.log, Auth: env.grpc.Auth})
+	// The issue page reads events from errortrack, here or advertised.
+	return dashboards.New(ctx, dashboards.Config{DB: db, Bus: b, Logger: env.log, Auth: env.grpc.Auth,
+		Errors: errortrackv1.NewErrorServiceClient(env.peer("errortrack"))})
 }
 
 // newDLQ: DLQService (`shiploop dlq ls|show|replay`). It owns no database

@@ -141,6 +141,22 @@ func TestErrortrackSentryGo(t *testing.T) {
 	if pay == nil || pay.GetTimesSeen() != 2 || pay.GetUsers() != 1 || pay.GetFirstRelease() != "shop@1.0.0" || pay.GetStatus() != errortrackv1.IssueStatus_ISSUE_STATUS_UNRESOLVED {
 		t.Fatalf("payment issue = %v", pay)
 	}
+	// The issue page (dashboards) reads the latest event from errortrack:
+	// its in-app frames, by function, with the exception.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		resp, err := http.Get(fmt.Sprintf("%s/errors/%d", inst.HTTPURL, pay.GetId()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && strings.Contains(string(page), "payOrder") && strings.Contains(string(page), "cannot be paid") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("issue page /errors/%d: %d, no frame payOrder:\n%s", pay.GetId(), resp.StatusCode, page)
+		}
+	}
 	// Sessions as @sentry/node sends them (sentry-go has none), crash-free per release.
 	for _, f := range []string{"005_session.envelope", "004_sessions.envelope"} {
 		body, err := os.ReadFile(filepath.Join(sentryFixtures, "captured/sentry-node-11.12.0", f))
@@ -220,8 +236,14 @@ func TestErrortrackSentryGo(t *testing.T) {
 		}
 		return false
 	})
-	if out := shiploopCLI(t, "errors", "show", id, "--server", inst.GRPCAddr); !strings.Contains(out, "unresolved (regressed)") || !strings.Contains(out, "shop@1.1.0 / e2e: 1 events") {
-		t.Errorf("errors show:\n%s", out)
+	// errors show prints what Sentry's issue page shows: status, the
+	// release rows, the latest event's frames with their context lines.
+	out := shiploopCLI(t, "errors", "show", id, "--server", inst.GRPCAddr)
+	for _, want := range []*regexp.Regexp{regexp.MustCompile(`unresolved \(regressed\)`), regexp.MustCompile(`shop@1\.1\.0\s+e2e\s+1 events`),
+		regexp.MustCompile(`at payOrder in \S+errortrack_test\.go:\d+`), regexp.MustCompile(`>\s+\d+ \|\s+hub\.CaptureException`), regexp.MustCompile(`caused by\s+\*e2e\.e2eError: order 4 cannot be paid`)} {
+		if !want.MatchString(out) {
+			t.Errorf("errors show lacks %s:\n%s", want, out)
+		}
 	}
 }
 
