@@ -848,7 +848,11 @@ type Build struct {
 	// Files the build kept.
 	Artifacts []*v1.Artifact `protobuf:"bytes,18,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
 	// Set when Harbormaster asked for the build: what was reported back.
-	Harbormaster  *HarbormasterReport `protobuf:"bytes,19,opt,name=harbormaster,proto3" json:"harbormaster,omitempty"`
+	Harbormaster *HarbormasterReport `protobuf:"bytes,19,opt,name=harbormaster,proto3" json:"harbormaster,omitempty"`
+	// Images the build's jobs produced (produces: {image: NAME}): name ->
+	// image ID (sha256:...). Deploys and promotions of the build use these,
+	// never a rebuild.
+	Images        map[string]string `protobuf:"bytes,20,rep,name=images,proto3" json:"images,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1012,6 +1016,13 @@ func (x *Build) GetArtifacts() []*v1.Artifact {
 func (x *Build) GetHarbormaster() *HarbormasterReport {
 	if x != nil {
 		return x.Harbormaster
+	}
+	return nil
+}
+
+func (x *Build) GetImages() map[string]string {
+	if x != nil {
+		return x.Images
 	}
 	return nil
 }
@@ -2534,7 +2545,7 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"\x86\x01\n" +
 	"\x18ListRepositoriesResponse\x12B\n" +
 	"\frepositories\x18\x01 \x03(\v2\x1e.shiploop.builds.v1.RepositoryR\frepositories\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf4\x05\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xee\x06\n" +
 	"\x05Build\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1e\n" +
@@ -2561,7 +2572,11 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"\ajob_ids\x18\x10 \x03(\tR\x06jobIds\x120\n" +
 	"\x04jobs\x18\x11 \x03(\v2\x1c.shiploop.builds.v1.BuildJobR\x04jobs\x12:\n" +
 	"\tartifacts\x18\x12 \x03(\v2\x1c.shiploop.events.v1.ArtifactR\tartifacts\x12J\n" +
-	"\fharbormaster\x18\x13 \x01(\v2&.shiploop.builds.v1.HarbormasterReportR\fharbormaster\"\xf0\x01\n" +
+	"\fharbormaster\x18\x13 \x01(\v2&.shiploop.builds.v1.HarbormasterReportR\fharbormaster\x12=\n" +
+	"\x06images\x18\x14 \x03(\v2%.shiploop.builds.v1.Build.ImagesEntryR\x06images\x1a9\n" +
+	"\vImagesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf0\x01\n" +
 	"\x12HarbormasterReport\x12\x1f\n" +
 	"\vtarget_phid\x18\x01 \x01(\tR\n" +
 	"targetPhid\x12\x17\n" +
@@ -2703,7 +2718,7 @@ func file_shiploop_builds_v1_builds_proto_rawDescGZIP() []byte {
 	return file_shiploop_builds_v1_builds_proto_rawDescData
 }
 
-var file_shiploop_builds_v1_builds_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_shiploop_builds_v1_builds_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_shiploop_builds_v1_builds_proto_goTypes = []any{
 	(*Schedule)(nil),                   // 0: shiploop.builds.v1.Schedule
 	(*ListSchedulesRequest)(nil),       // 1: shiploop.builds.v1.ListSchedulesRequest
@@ -2742,77 +2757,79 @@ var file_shiploop_builds_v1_builds_proto_goTypes = []any{
 	(*DownloadArtifactResponse)(nil),   // 34: shiploop.builds.v1.DownloadArtifactResponse
 	(*GetForgeSettingsRequest)(nil),    // 35: shiploop.builds.v1.GetForgeSettingsRequest
 	(*GetForgeSettingsResponse)(nil),   // 36: shiploop.builds.v1.GetForgeSettingsResponse
-	nil,                                // 37: shiploop.builds.v1.BuildJob.MatrixEntry
-	(*timestamppb.Timestamp)(nil),      // 38: google.protobuf.Timestamp
-	(v1.BuildStatus)(0),                // 39: shiploop.events.v1.BuildStatus
-	(*v1.StepResult)(nil),              // 40: shiploop.events.v1.StepResult
-	(*v1.Artifact)(nil),                // 41: shiploop.events.v1.Artifact
-	(*v1.Event)(nil),                   // 42: shiploop.events.v1.Event
-	(*v1.LogLine)(nil),                 // 43: shiploop.events.v1.LogLine
+	nil,                                // 37: shiploop.builds.v1.Build.ImagesEntry
+	nil,                                // 38: shiploop.builds.v1.BuildJob.MatrixEntry
+	(*timestamppb.Timestamp)(nil),      // 39: google.protobuf.Timestamp
+	(v1.BuildStatus)(0),                // 40: shiploop.events.v1.BuildStatus
+	(*v1.StepResult)(nil),              // 41: shiploop.events.v1.StepResult
+	(*v1.Artifact)(nil),                // 42: shiploop.events.v1.Artifact
+	(*v1.Event)(nil),                   // 43: shiploop.events.v1.Event
+	(*v1.LogLine)(nil),                 // 44: shiploop.events.v1.LogLine
 }
 var file_shiploop_builds_v1_builds_proto_depIdxs = []int32{
-	38, // 0: shiploop.builds.v1.Schedule.next_run:type_name -> google.protobuf.Timestamp
-	38, // 1: shiploop.builds.v1.Schedule.last_run:type_name -> google.protobuf.Timestamp
+	39, // 0: shiploop.builds.v1.Schedule.next_run:type_name -> google.protobuf.Timestamp
+	39, // 1: shiploop.builds.v1.Schedule.last_run:type_name -> google.protobuf.Timestamp
 	0,  // 2: shiploop.builds.v1.ListSchedulesResponse.schedules:type_name -> shiploop.builds.v1.Schedule
 	0,  // 3: shiploop.builds.v1.SetSchedulePausedResponse.schedule:type_name -> shiploop.builds.v1.Schedule
-	38, // 4: shiploop.builds.v1.Repository.created_at:type_name -> google.protobuf.Timestamp
+	39, // 4: shiploop.builds.v1.Repository.created_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: shiploop.builds.v1.RegisterRepositoryResponse.repository:type_name -> shiploop.builds.v1.Repository
 	5,  // 6: shiploop.builds.v1.ListRepositoriesResponse.repositories:type_name -> shiploop.builds.v1.Repository
-	39, // 7: shiploop.builds.v1.Build.status:type_name -> shiploop.events.v1.BuildStatus
-	40, // 8: shiploop.builds.v1.Build.steps:type_name -> shiploop.events.v1.StepResult
-	38, // 9: shiploop.builds.v1.Build.created_at:type_name -> google.protobuf.Timestamp
-	38, // 10: shiploop.builds.v1.Build.started_at:type_name -> google.protobuf.Timestamp
-	38, // 11: shiploop.builds.v1.Build.finished_at:type_name -> google.protobuf.Timestamp
+	40, // 7: shiploop.builds.v1.Build.status:type_name -> shiploop.events.v1.BuildStatus
+	41, // 8: shiploop.builds.v1.Build.steps:type_name -> shiploop.events.v1.StepResult
+	39, // 9: shiploop.builds.v1.Build.created_at:type_name -> google.protobuf.Timestamp
+	39, // 10: shiploop.builds.v1.Build.started_at:type_name -> google.protobuf.Timestamp
+	39, // 11: shiploop.builds.v1.Build.finished_at:type_name -> google.protobuf.Timestamp
 	12, // 12: shiploop.builds.v1.Build.jobs:type_name -> shiploop.builds.v1.BuildJob
-	41, // 13: shiploop.builds.v1.Build.artifacts:type_name -> shiploop.events.v1.Artifact
+	42, // 13: shiploop.builds.v1.Build.artifacts:type_name -> shiploop.events.v1.Artifact
 	11, // 14: shiploop.builds.v1.Build.harbormaster:type_name -> shiploop.builds.v1.HarbormasterReport
-	38, // 15: shiploop.builds.v1.HarbormasterReport.updated_at:type_name -> google.protobuf.Timestamp
-	37, // 16: shiploop.builds.v1.BuildJob.matrix:type_name -> shiploop.builds.v1.BuildJob.MatrixEntry
-	39, // 17: shiploop.builds.v1.BuildJob.status:type_name -> shiploop.events.v1.BuildStatus
-	40, // 18: shiploop.builds.v1.BuildJob.steps:type_name -> shiploop.events.v1.StepResult
-	10, // 19: shiploop.builds.v1.ListBuildsResponse.builds:type_name -> shiploop.builds.v1.Build
-	10, // 20: shiploop.builds.v1.GetBuildResponse.build:type_name -> shiploop.builds.v1.Build
-	38, // 21: shiploop.builds.v1.WatchEventsRequest.since:type_name -> google.protobuf.Timestamp
-	42, // 22: shiploop.builds.v1.WatchEventsResponse.event:type_name -> shiploop.events.v1.Event
-	43, // 23: shiploop.builds.v1.StreamLogsResponse.line:type_name -> shiploop.events.v1.LogLine
-	41, // 24: shiploop.builds.v1.DownloadArtifactResponse.artifact:type_name -> shiploop.events.v1.Artifact
-	6,  // 25: shiploop.builds.v1.BuildService.RegisterRepository:input_type -> shiploop.builds.v1.RegisterRepositoryRequest
-	8,  // 26: shiploop.builds.v1.BuildService.ListRepositories:input_type -> shiploop.builds.v1.ListRepositoriesRequest
-	23, // 27: shiploop.builds.v1.BuildService.ListBuilds:input_type -> shiploop.builds.v1.ListBuildsRequest
-	25, // 28: shiploop.builds.v1.BuildService.GetBuild:input_type -> shiploop.builds.v1.GetBuildRequest
-	27, // 29: shiploop.builds.v1.BuildService.TriggerBuild:input_type -> shiploop.builds.v1.TriggerBuildRequest
-	29, // 30: shiploop.builds.v1.BuildService.WatchEvents:input_type -> shiploop.builds.v1.WatchEventsRequest
-	31, // 31: shiploop.builds.v1.BuildService.StreamLogs:input_type -> shiploop.builds.v1.StreamLogsRequest
-	13, // 32: shiploop.builds.v1.BuildService.CancelBuild:input_type -> shiploop.builds.v1.CancelBuildRequest
-	15, // 33: shiploop.builds.v1.BuildService.RetryBuild:input_type -> shiploop.builds.v1.RetryBuildRequest
-	17, // 34: shiploop.builds.v1.BuildService.SetSecret:input_type -> shiploop.builds.v1.SetSecretRequest
-	19, // 35: shiploop.builds.v1.BuildService.ListSecrets:input_type -> shiploop.builds.v1.ListSecretsRequest
-	21, // 36: shiploop.builds.v1.BuildService.DeleteSecret:input_type -> shiploop.builds.v1.DeleteSecretRequest
-	33, // 37: shiploop.builds.v1.BuildService.DownloadArtifact:input_type -> shiploop.builds.v1.DownloadArtifactRequest
-	35, // 38: shiploop.builds.v1.BuildService.GetForgeSettings:input_type -> shiploop.builds.v1.GetForgeSettingsRequest
-	1,  // 39: shiploop.builds.v1.BuildService.ListSchedules:input_type -> shiploop.builds.v1.ListSchedulesRequest
-	3,  // 40: shiploop.builds.v1.BuildService.SetSchedulePaused:input_type -> shiploop.builds.v1.SetSchedulePausedRequest
-	7,  // 41: shiploop.builds.v1.BuildService.RegisterRepository:output_type -> shiploop.builds.v1.RegisterRepositoryResponse
-	9,  // 42: shiploop.builds.v1.BuildService.ListRepositories:output_type -> shiploop.builds.v1.ListRepositoriesResponse
-	24, // 43: shiploop.builds.v1.BuildService.ListBuilds:output_type -> shiploop.builds.v1.ListBuildsResponse
-	26, // 44: shiploop.builds.v1.BuildService.GetBuild:output_type -> shiploop.builds.v1.GetBuildResponse
-	28, // 45: shiploop.builds.v1.BuildService.TriggerBuild:output_type -> shiploop.builds.v1.TriggerBuildResponse
-	30, // 46: shiploop.builds.v1.BuildService.WatchEvents:output_type -> shiploop.builds.v1.WatchEventsResponse
-	32, // 47: shiploop.builds.v1.BuildService.StreamLogs:output_type -> shiploop.builds.v1.StreamLogsResponse
-	14, // 48: shiploop.builds.v1.BuildService.CancelBuild:output_type -> shiploop.builds.v1.CancelBuildResponse
-	16, // 49: shiploop.builds.v1.BuildService.RetryBuild:output_type -> shiploop.builds.v1.RetryBuildResponse
-	18, // 50: shiploop.builds.v1.BuildService.SetSecret:output_type -> shiploop.builds.v1.SetSecretResponse
-	20, // 51: shiploop.builds.v1.BuildService.ListSecrets:output_type -> shiploop.builds.v1.ListSecretsResponse
-	22, // 52: shiploop.builds.v1.BuildService.DeleteSecret:output_type -> shiploop.builds.v1.DeleteSecretResponse
-	34, // 53: shiploop.builds.v1.BuildService.DownloadArtifact:output_type -> shiploop.builds.v1.DownloadArtifactResponse
-	36, // 54: shiploop.builds.v1.BuildService.GetForgeSettings:output_type -> shiploop.builds.v1.GetForgeSettingsResponse
-	2,  // 55: shiploop.builds.v1.BuildService.ListSchedules:output_type -> shiploop.builds.v1.ListSchedulesResponse
-	4,  // 56: shiploop.builds.v1.BuildService.SetSchedulePaused:output_type -> shiploop.builds.v1.SetSchedulePausedResponse
-	41, // [41:57] is the sub-list for method output_type
-	25, // [25:41] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	37, // 15: shiploop.builds.v1.Build.images:type_name -> shiploop.builds.v1.Build.ImagesEntry
+	39, // 16: shiploop.builds.v1.HarbormasterReport.updated_at:type_name -> google.protobuf.Timestamp
+	38, // 17: shiploop.builds.v1.BuildJob.matrix:type_name -> shiploop.builds.v1.BuildJob.MatrixEntry
+	40, // 18: shiploop.builds.v1.BuildJob.status:type_name -> shiploop.events.v1.BuildStatus
+	41, // 19: shiploop.builds.v1.BuildJob.steps:type_name -> shiploop.events.v1.StepResult
+	10, // 20: shiploop.builds.v1.ListBuildsResponse.builds:type_name -> shiploop.builds.v1.Build
+	10, // 21: shiploop.builds.v1.GetBuildResponse.build:type_name -> shiploop.builds.v1.Build
+	39, // 22: shiploop.builds.v1.WatchEventsRequest.since:type_name -> google.protobuf.Timestamp
+	43, // 23: shiploop.builds.v1.WatchEventsResponse.event:type_name -> shiploop.events.v1.Event
+	44, // 24: shiploop.builds.v1.StreamLogsResponse.line:type_name -> shiploop.events.v1.LogLine
+	42, // 25: shiploop.builds.v1.DownloadArtifactResponse.artifact:type_name -> shiploop.events.v1.Artifact
+	6,  // 26: shiploop.builds.v1.BuildService.RegisterRepository:input_type -> shiploop.builds.v1.RegisterRepositoryRequest
+	8,  // 27: shiploop.builds.v1.BuildService.ListRepositories:input_type -> shiploop.builds.v1.ListRepositoriesRequest
+	23, // 28: shiploop.builds.v1.BuildService.ListBuilds:input_type -> shiploop.builds.v1.ListBuildsRequest
+	25, // 29: shiploop.builds.v1.BuildService.GetBuild:input_type -> shiploop.builds.v1.GetBuildRequest
+	27, // 30: shiploop.builds.v1.BuildService.TriggerBuild:input_type -> shiploop.builds.v1.TriggerBuildRequest
+	29, // 31: shiploop.builds.v1.BuildService.WatchEvents:input_type -> shiploop.builds.v1.WatchEventsRequest
+	31, // 32: shiploop.builds.v1.BuildService.StreamLogs:input_type -> shiploop.builds.v1.StreamLogsRequest
+	13, // 33: shiploop.builds.v1.BuildService.CancelBuild:input_type -> shiploop.builds.v1.CancelBuildRequest
+	15, // 34: shiploop.builds.v1.BuildService.RetryBuild:input_type -> shiploop.builds.v1.RetryBuildRequest
+	17, // 35: shiploop.builds.v1.BuildService.SetSecret:input_type -> shiploop.builds.v1.SetSecretRequest
+	19, // 36: shiploop.builds.v1.BuildService.ListSecrets:input_type -> shiploop.builds.v1.ListSecretsRequest
+	21, // 37: shiploop.builds.v1.BuildService.DeleteSecret:input_type -> shiploop.builds.v1.DeleteSecretRequest
+	33, // 38: shiploop.builds.v1.BuildService.DownloadArtifact:input_type -> shiploop.builds.v1.DownloadArtifactRequest
+	35, // 39: shiploop.builds.v1.BuildService.GetForgeSettings:input_type -> shiploop.builds.v1.GetForgeSettingsRequest
+	1,  // 40: shiploop.builds.v1.BuildService.ListSchedules:input_type -> shiploop.builds.v1.ListSchedulesRequest
+	3,  // 41: shiploop.builds.v1.BuildService.SetSchedulePaused:input_type -> shiploop.builds.v1.SetSchedulePausedRequest
+	7,  // 42: shiploop.builds.v1.BuildService.RegisterRepository:output_type -> shiploop.builds.v1.RegisterRepositoryResponse
+	9,  // 43: shiploop.builds.v1.BuildService.ListRepositories:output_type -> shiploop.builds.v1.ListRepositoriesResponse
+	24, // 44: shiploop.builds.v1.BuildService.ListBuilds:output_type -> shiploop.builds.v1.ListBuildsResponse
+	26, // 45: shiploop.builds.v1.BuildService.GetBuild:output_type -> shiploop.builds.v1.GetBuildResponse
+	28, // 46: shiploop.builds.v1.BuildService.TriggerBuild:output_type -> shiploop.builds.v1.TriggerBuildResponse
+	30, // 47: shiploop.builds.v1.BuildService.WatchEvents:output_type -> shiploop.builds.v1.WatchEventsResponse
+	32, // 48: shiploop.builds.v1.BuildService.StreamLogs:output_type -> shiploop.builds.v1.StreamLogsResponse
+	14, // 49: shiploop.builds.v1.BuildService.CancelBuild:output_type -> shiploop.builds.v1.CancelBuildResponse
+	16, // 50: shiploop.builds.v1.BuildService.RetryBuild:output_type -> shiploop.builds.v1.RetryBuildResponse
+	18, // 51: shiploop.builds.v1.BuildService.SetSecret:output_type -> shiploop.builds.v1.SetSecretResponse
+	20, // 52: shiploop.builds.v1.BuildService.ListSecrets:output_type -> shiploop.builds.v1.ListSecretsResponse
+	22, // 53: shiploop.builds.v1.BuildService.DeleteSecret:output_type -> shiploop.builds.v1.DeleteSecretResponse
+	34, // 54: shiploop.builds.v1.BuildService.DownloadArtifact:output_type -> shiploop.builds.v1.DownloadArtifactResponse
+	36, // 55: shiploop.builds.v1.BuildService.GetForgeSettings:output_type -> shiploop.builds.v1.GetForgeSettingsResponse
+	2,  // 56: shiploop.builds.v1.BuildService.ListSchedules:output_type -> shiploop.builds.v1.ListSchedulesResponse
+	4,  // 57: shiploop.builds.v1.BuildService.SetSchedulePaused:output_type -> shiploop.builds.v1.SetSchedulePausedResponse
+	42, // [42:58] is the sub-list for method output_type
+	26, // [26:42] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_builds_v1_builds_proto_init() }
@@ -2827,7 +2844,7 @@ func file_shiploop_builds_v1_builds_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_builds_v1_builds_proto_rawDesc), len(file_shiploop_builds_v1_builds_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   38,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -54,7 +54,10 @@ type Environment struct {
 	CurrentCause      string `protobuf:"bytes,19,opt,name=current_cause,json=currentCause,proto3" json:"current_cause,omitempty"`
 	RolledBackRelease string `protobuf:"bytes,20,opt,name=rolled_back_release,json=rolledBackRelease,proto3" json:"rolled_back_release,omitempty"`
 	// Who approved current_deploy_id (distinct approvers, in order).
-	ApprovedBy    []string `protobuf:"bytes,21,rep,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	ApprovedBy []string `protobuf:"bytes,21,rep,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	// The images of the current release's build (name -> image ID
+	// sha256:...), as its deploy job got them in SHIPLOOP_IMAGE*.
+	CurrentImages map[string]string `protobuf:"bytes,22,rep,name=current_images,json=currentImages,proto3" json:"current_images,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -232,6 +235,13 @@ func (x *Environment) GetRolledBackRelease() string {
 func (x *Environment) GetApprovedBy() []string {
 	if x != nil {
 		return x.ApprovedBy
+	}
+	return nil
+}
+
+func (x *Environment) GetCurrentImages() map[string]string {
+	if x != nil {
+		return x.CurrentImages
 	}
 	return nil
 }
@@ -415,8 +425,10 @@ type Deployment struct {
 	Approvals         []*Approval            `protobuf:"bytes,20,rep,name=approvals,proto3" json:"approvals,omitempty"`
 	Checks            []*v1.CheckResult      `protobuf:"bytes,21,rep,name=checks,proto3" json:"checks,omitempty"`
 	Tickets           []string               `protobuf:"bytes,22,rep,name=tickets,proto3" json:"tickets,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The images of the deployed build (name -> image ID sha256:...).
+	Images        map[string]string `protobuf:"bytes,23,rep,name=images,proto3" json:"images,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Deployment) Reset() {
@@ -599,6 +611,13 @@ func (x *Deployment) GetChecks() []*v1.CheckResult {
 func (x *Deployment) GetTickets() []string {
 	if x != nil {
 		return x.Tickets
+	}
+	return nil
+}
+
+func (x *Deployment) GetImages() map[string]string {
+	if x != nil {
+		return x.Images
 	}
 	return nil
 }
@@ -2258,7 +2277,7 @@ var File_shiploop_deploys_v1_deploys_proto protoreflect.FileDescriptor
 
 const file_shiploop_deploys_v1_deploys_proto_rawDesc = "" +
 	"\n" +
-	"!shiploop/deploys/v1/deploys.proto\x12\x13shiploop.deploys.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fshiploop/events/v1/deploy.proto\x1a\x1cshiploop/events/v1/job.proto\x1a shiploop/events/v1/monitor.proto\"\xbe\x06\n" +
+	"!shiploop/deploys/v1/deploys.proto\x12\x13shiploop.deploys.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fshiploop/events/v1/deploy.proto\x1a\x1cshiploop/events/v1/job.proto\x1a shiploop/events/v1/monitor.proto\"\xdc\a\n" +
 	"\vEnvironment\x12\x1e\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
@@ -2286,7 +2305,11 @@ const file_shiploop_deploys_v1_deploys_proto_rawDesc = "" +
 	"\rcurrent_cause\x18\x13 \x01(\tR\fcurrentCause\x12.\n" +
 	"\x13rolled_back_release\x18\x14 \x01(\tR\x11rolledBackRelease\x12\x1f\n" +
 	"\vapproved_by\x18\x15 \x03(\tR\n" +
-	"approvedBy\"\x85\x02\n" +
+	"approvedBy\x12Z\n" +
+	"\x0ecurrent_images\x18\x16 \x03(\v23.shiploop.deploys.v1.Environment.CurrentImagesEntryR\rcurrentImages\x1a@\n" +
+	"\x12CurrentImagesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x85\x02\n" +
 	"\fFreezeWindow\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1e\n" +
 	"\n" +
@@ -2301,7 +2324,7 @@ const file_shiploop_deploys_v1_deploys_proto_rawDesc = "" +
 	"\bApproval\x12\x1a\n" +
 	"\bapprover\x18\x01 \x01(\tR\bapprover\x12\x18\n" +
 	"\acomment\x18\x02 \x01(\tR\acomment\x12*\n" +
-	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xb7\x06\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xb7\a\n" +
 	"\n" +
 	"Deployment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
@@ -2332,7 +2355,11 @@ const file_shiploop_deploys_v1_deploys_proto_rawDesc = "" +
 	"\x12approvals_required\x18\x13 \x01(\x05R\x11approvalsRequired\x12;\n" +
 	"\tapprovals\x18\x14 \x03(\v2\x1d.shiploop.deploys.v1.ApprovalR\tapprovals\x127\n" +
 	"\x06checks\x18\x15 \x03(\v2\x1f.shiploop.events.v1.CheckResultR\x06checks\x12\x18\n" +
-	"\atickets\x18\x16 \x03(\tR\atickets\"9\n" +
+	"\atickets\x18\x16 \x03(\tR\atickets\x12C\n" +
+	"\x06images\x18\x17 \x03(\v2+.shiploop.deploys.v1.Deployment.ImagesEntryR\x06images\x1a9\n" +
+	"\vImagesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"9\n" +
 	"\x17ListEnvironmentsRequest\x12\x1e\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
@@ -2504,7 +2531,7 @@ func file_shiploop_deploys_v1_deploys_proto_rawDescGZIP() []byte {
 	return file_shiploop_deploys_v1_deploys_proto_rawDescData
 }
 
-var file_shiploop_deploys_v1_deploys_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_shiploop_deploys_v1_deploys_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_shiploop_deploys_v1_deploys_proto_goTypes = []any{
 	(*Environment)(nil),              // 0: shiploop.deploys.v1.Environment
 	(*FreezeWindow)(nil),             // 1: shiploop.deploys.v1.FreezeWindow
@@ -2538,78 +2565,82 @@ var file_shiploop_deploys_v1_deploys_proto_goTypes = []any{
 	(*SilenceResponse)(nil),          // 29: shiploop.deploys.v1.SilenceResponse
 	(*UnsilenceRequest)(nil),         // 30: shiploop.deploys.v1.UnsilenceRequest
 	(*UnsilenceResponse)(nil),        // 31: shiploop.deploys.v1.UnsilenceResponse
-	(*timestamppb.Timestamp)(nil),    // 32: google.protobuf.Timestamp
-	(v1.DeployStatus)(0),             // 33: shiploop.events.v1.DeployStatus
-	(*v1.CheckResult)(nil),           // 34: shiploop.events.v1.CheckResult
-	(*v1.LogLine)(nil),               // 35: shiploop.events.v1.LogLine
-	(v1.MonitorState)(0),             // 36: shiploop.events.v1.MonitorState
+	nil,                              // 32: shiploop.deploys.v1.Environment.CurrentImagesEntry
+	nil,                              // 33: shiploop.deploys.v1.Deployment.ImagesEntry
+	(*timestamppb.Timestamp)(nil),    // 34: google.protobuf.Timestamp
+	(v1.DeployStatus)(0),             // 35: shiploop.events.v1.DeployStatus
+	(*v1.CheckResult)(nil),           // 36: shiploop.events.v1.CheckResult
+	(*v1.LogLine)(nil),               // 37: shiploop.events.v1.LogLine
+	(v1.MonitorState)(0),             // 38: shiploop.events.v1.MonitorState
 }
 var file_shiploop_deploys_v1_deploys_proto_depIdxs = []int32{
-	32, // 0: shiploop.deploys.v1.Environment.since:type_name -> google.protobuf.Timestamp
+	34, // 0: shiploop.deploys.v1.Environment.since:type_name -> google.protobuf.Timestamp
 	1,  // 1: shiploop.deploys.v1.Environment.freezes:type_name -> shiploop.deploys.v1.FreezeWindow
-	33, // 2: shiploop.deploys.v1.Environment.pending_status:type_name -> shiploop.events.v1.DeployStatus
-	32, // 3: shiploop.deploys.v1.FreezeWindow.starts_at:type_name -> google.protobuf.Timestamp
-	32, // 4: shiploop.deploys.v1.FreezeWindow.ends_at:type_name -> google.protobuf.Timestamp
-	32, // 5: shiploop.deploys.v1.Approval.at:type_name -> google.protobuf.Timestamp
-	33, // 6: shiploop.deploys.v1.Deployment.status:type_name -> shiploop.events.v1.DeployStatus
-	32, // 7: shiploop.deploys.v1.Deployment.created_at:type_name -> google.protobuf.Timestamp
-	32, // 8: shiploop.deploys.v1.Deployment.started_at:type_name -> google.protobuf.Timestamp
-	32, // 9: shiploop.deploys.v1.Deployment.finished_at:type_name -> google.protobuf.Timestamp
-	2,  // 10: shiploop.deploys.v1.Deployment.approvals:type_name -> shiploop.deploys.v1.Approval
-	34, // 11: shiploop.deploys.v1.Deployment.checks:type_name -> shiploop.events.v1.CheckResult
-	0,  // 12: shiploop.deploys.v1.ListEnvironmentsResponse.environments:type_name -> shiploop.deploys.v1.Environment
-	3,  // 13: shiploop.deploys.v1.ListDeploymentsResponse.deployments:type_name -> shiploop.deploys.v1.Deployment
-	3,  // 14: shiploop.deploys.v1.GetDeploymentResponse.deployment:type_name -> shiploop.deploys.v1.Deployment
-	3,  // 15: shiploop.deploys.v1.PromoteResponse.deployment:type_name -> shiploop.deploys.v1.Deployment
-	3,  // 16: shiploop.deploys.v1.ApproveResponse.deployment:type_name -> shiploop.deploys.v1.Deployment
-	3,  // 17: shiploop.deploys.v1.RollbackResponse.deployment:type_name -> shiploop.deploys.v1.Deployment
-	0,  // 18: shiploop.deploys.v1.LockResponse.environment:type_name -> shiploop.deploys.v1.Environment
-	0,  // 19: shiploop.deploys.v1.UnlockResponse.environment:type_name -> shiploop.deploys.v1.Environment
-	32, // 20: shiploop.deploys.v1.FreezeRequest.starts_at:type_name -> google.protobuf.Timestamp
-	32, // 21: shiploop.deploys.v1.FreezeRequest.ends_at:type_name -> google.protobuf.Timestamp
-	1,  // 22: shiploop.deploys.v1.FreezeResponse.freeze:type_name -> shiploop.deploys.v1.FreezeWindow
-	35, // 23: shiploop.deploys.v1.StreamLogsResponse.line:type_name -> shiploop.events.v1.LogLine
-	36, // 24: shiploop.deploys.v1.Monitor.state:type_name -> shiploop.events.v1.MonitorState
-	32, // 25: shiploop.deploys.v1.Monitor.since:type_name -> google.protobuf.Timestamp
-	32, // 26: shiploop.deploys.v1.Monitor.checked_at:type_name -> google.protobuf.Timestamp
-	32, // 27: shiploop.deploys.v1.MonitorSilence.ends_at:type_name -> google.protobuf.Timestamp
-	32, // 28: shiploop.deploys.v1.MonitorSilence.created_at:type_name -> google.protobuf.Timestamp
-	24, // 29: shiploop.deploys.v1.ListMonitorsResponse.monitors:type_name -> shiploop.deploys.v1.Monitor
-	25, // 30: shiploop.deploys.v1.ListMonitorsResponse.silences:type_name -> shiploop.deploys.v1.MonitorSilence
-	32, // 31: shiploop.deploys.v1.SilenceRequest.ends_at:type_name -> google.protobuf.Timestamp
-	25, // 32: shiploop.deploys.v1.SilenceResponse.silence:type_name -> shiploop.deploys.v1.MonitorSilence
-	25, // 33: shiploop.deploys.v1.UnsilenceResponse.silence:type_name -> shiploop.deploys.v1.MonitorSilence
-	4,  // 34: shiploop.deploys.v1.DeployService.ListEnvironments:input_type -> shiploop.deploys.v1.ListEnvironmentsRequest
-	6,  // 35: shiploop.deploys.v1.DeployService.ListDeployments:input_type -> shiploop.deploys.v1.ListDeploymentsRequest
-	8,  // 36: shiploop.deploys.v1.DeployService.GetDeployment:input_type -> shiploop.deploys.v1.GetDeploymentRequest
-	10, // 37: shiploop.deploys.v1.DeployService.Promote:input_type -> shiploop.deploys.v1.PromoteRequest
-	12, // 38: shiploop.deploys.v1.DeployService.Approve:input_type -> shiploop.deploys.v1.ApproveRequest
-	14, // 39: shiploop.deploys.v1.DeployService.Rollback:input_type -> shiploop.deploys.v1.RollbackRequest
-	16, // 40: shiploop.deploys.v1.DeployService.Lock:input_type -> shiploop.deploys.v1.LockRequest
-	18, // 41: shiploop.deploys.v1.DeployService.Unlock:input_type -> shiploop.deploys.v1.UnlockRequest
-	20, // 42: shiploop.deploys.v1.DeployService.Freeze:input_type -> shiploop.deploys.v1.FreezeRequest
-	22, // 43: shiploop.deploys.v1.DeployService.StreamLogs:input_type -> shiploop.deploys.v1.StreamLogsRequest
-	26, // 44: shiploop.deploys.v1.DeployService.ListMonitors:input_type -> shiploop.deploys.v1.ListMonitorsRequest
-	28, // 45: shiploop.deploys.v1.DeployService.Silence:input_type -> shiploop.deploys.v1.SilenceRequest
-	30, // 46: shiploop.deploys.v1.DeployService.Unsilence:input_type -> shiploop.deploys.v1.UnsilenceRequest
-	5,  // 47: shiploop.deploys.v1.DeployService.ListEnvironments:output_type -> shiploop.deploys.v1.ListEnvironmentsResponse
-	7,  // 48: shiploop.deploys.v1.DeployService.ListDeployments:output_type -> shiploop.deploys.v1.ListDeploymentsResponse
-	9,  // 49: shiploop.deploys.v1.DeployService.GetDeployment:output_type -> shiploop.deploys.v1.GetDeploymentResponse
-	11, // 50: shiploop.deploys.v1.DeployService.Promote:output_type -> shiploop.deploys.v1.PromoteResponse
-	13, // 51: shiploop.deploys.v1.DeployService.Approve:output_type -> shiploop.deploys.v1.ApproveResponse
-	15, // 52: shiploop.deploys.v1.DeployService.Rollback:output_type -> shiploop.deploys.v1.RollbackResponse
-	17, // 53: shiploop.deploys.v1.DeployService.Lock:output_type -> shiploop.deploys.v1.LockResponse
-	19, // 54: shiploop.deploys.v1.DeployService.Unlock:output_type -> shiploop.deploys.v1.UnlockResponse
-	21, // 55: shiploop.deploys.v1.DeployService.Freeze:output_type -> shiploop.deploys.v1.FreezeResponse
-	23, // 56: shiploop.deploys.v1.DeployService.StreamLogs:output_type -> shiploop.deploys.v1.StreamLogsResponse
-	27, // 57: shiploop.deploys.v1.DeployService.ListMonitors:output_type -> shiploop.deploys.v1.ListMonitorsResponse
-	29, // 58: shiploop.deploys.v1.DeployService.Silence:output_type -> shiploop.deploys.v1.SilenceResponse
-	31, // 59: shiploop.deploys.v1.DeployService.Unsilence:output_type -> shiploop.deploys.v1.UnsilenceResponse
-	47, // [47:60] is the sub-list for method output_type
-	34, // [34:47] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	35, // 2: shiploop.deploys.v1.Environment.pending_status:type_name -> shiploop.events.v1.DeployStatus
+	32, // 3: shiploop.deploys.v1.Environment.current_images:type_name -> shiploop.deploys.v1.Environment.CurrentImagesEntry
+	34, // 4: shiploop.deploys.v1.FreezeWindow.starts_at:type_name -> google.protobuf.Timestamp
+	34, // 5: shiploop.deploys.v1.FreezeWindow.ends_at:type_name -> google.protobuf.Timestamp
+	34, // 6: shiploop.deploys.v1.Approval.at:type_name -> google.protobuf.Timestamp
+	35, // 7: shiploop.deploys.v1.Deployment.status:type_name -> shiploop.events.v1.DeployStatus
+	34, // 8: shiploop.deploys.v1.Deployment.created_at:type_name -> google.protobuf.Timestamp
+	34, // 9: shiploop.deploys.v1.Deployment.started_at:type_name -> google.protobuf.Timestamp
+	34, // 10: shiploop.deploys.v1.Deployment.finished_at:type_name -> google.protobuf.Timestamp
+	2,  // 11: shiploop.deploys.v1.Deployment.approvals:type_name -> shiploop.deploys.v1.Approval
+	36, // 12: shiploop.deploys.v1.Deployment.checks:type_name -> shiploop.events.v1.CheckResult
+	33, // 13: shiploop.deploys.v1.Deployment.images:type_name -> shiploop.deploys.v1.Deployment.ImagesEntry
+	0,  // 14: shiploop.deploys.v1.ListEnvironmentsResponse.environments:type_name -> shiploop.deploys.v1.Environment
+	3,  // 15: shiploop.deploys.v1.ListDeploymentsResponse.deployments:type_name -> shiploop.deploys.v1.Deployment
+	3,  // 16: shiploop.deploys.v1.GetDeploymentResponse.deployment:type_name -> shiploop.deploys.v1.Deployment
+	3,  // 17: shiploop.deploys.v1.PromoteResponse.deployment:type_name -> shiploop.deploys.v1.Deployment
+	3,  // 18: shiploop.deploys.v1.ApproveResponse.deployment:type_name -> shiploop.deploys.v1.Deployment
+	3,  // 19: shiploop.deploys.v1.RollbackResponse.deployment:type_name -> shiploop.deploys.v1.Deployment
+	0,  // 20: shiploop.deploys.v1.LockResponse.environment:type_name -> shiploop.deploys.v1.Environment
+	0,  // 21: shiploop.deploys.v1.UnlockResponse.environment:type_name -> shiploop.deploys.v1.Environment
+	34, // 22: shiploop.deploys.v1.FreezeRequest.starts_at:type_name -> google.protobuf.Timestamp
+	34, // 23: shiploop.deploys.v1.FreezeRequest.ends_at:type_name -> google.protobuf.Timestamp
+	1,  // 24: shiploop.deploys.v1.FreezeResponse.freeze:type_name -> shiploop.deploys.v1.FreezeWindow
+	37, // 25: shiploop.deploys.v1.StreamLogsResponse.line:type_name -> shiploop.events.v1.LogLine
+	38, // 26: shiploop.deploys.v1.Monitor.state:type_name -> shiploop.events.v1.MonitorState
+	34, // 27: shiploop.deploys.v1.Monitor.since:type_name -> google.protobuf.Timestamp
+	34, // 28: shiploop.deploys.v1.Monitor.checked_at:type_name -> google.protobuf.Timestamp
+	34, // 29: shiploop.deploys.v1.MonitorSilence.ends_at:type_name -> google.protobuf.Timestamp
+	34, // 30: shiploop.deploys.v1.MonitorSilence.created_at:type_name -> google.protobuf.Timestamp
+	24, // 31: shiploop.deploys.v1.ListMonitorsResponse.monitors:type_name -> shiploop.deploys.v1.Monitor
+	25, // 32: shiploop.deploys.v1.ListMonitorsResponse.silences:type_name -> shiploop.deploys.v1.MonitorSilence
+	34, // 33: shiploop.deploys.v1.SilenceRequest.ends_at:type_name -> google.protobuf.Timestamp
+	25, // 34: shiploop.deploys.v1.SilenceResponse.silence:type_name -> shiploop.deploys.v1.MonitorSilence
+	25, // 35: shiploop.deploys.v1.UnsilenceResponse.silence:type_name -> shiploop.deploys.v1.MonitorSilence
+	4,  // 36: shiploop.deploys.v1.DeployService.ListEnvironments:input_type -> shiploop.deploys.v1.ListEnvironmentsRequest
+	6,  // 37: shiploop.deploys.v1.DeployService.ListDeployments:input_type -> shiploop.deploys.v1.ListDeploymentsRequest
+	8,  // 38: shiploop.deploys.v1.DeployService.GetDeployment:input_type -> shiploop.deploys.v1.GetDeploymentRequest
+	10, // 39: shiploop.deploys.v1.DeployService.Promote:input_type -> shiploop.deploys.v1.PromoteRequest
+	12, // 40: shiploop.deploys.v1.DeployService.Approve:input_type -> shiploop.deploys.v1.ApproveRequest
+	14, // 41: shiploop.deploys.v1.DeployService.Rollback:input_type -> shiploop.deploys.v1.RollbackRequest
+	16, // 42: shiploop.deploys.v1.DeployService.Lock:input_type -> shiploop.deploys.v1.LockRequest
+	18, // 43: shiploop.deploys.v1.DeployService.Unlock:input_type -> shiploop.deploys.v1.UnlockRequest
+	20, // 44: shiploop.deploys.v1.DeployService.Freeze:input_type -> shiploop.deploys.v1.FreezeRequest
+	22, // 45: shiploop.deploys.v1.DeployService.StreamLogs:input_type -> shiploop.deploys.v1.StreamLogsRequest
+	26, // 46: shiploop.deploys.v1.DeployService.ListMonitors:input_type -> shiploop.deploys.v1.ListMonitorsRequest
+	28, // 47: shiploop.deploys.v1.DeployService.Silence:input_type -> shiploop.deploys.v1.SilenceRequest
+	30, // 48: shiploop.deploys.v1.DeployService.Unsilence:input_type -> shiploop.deploys.v1.UnsilenceRequest
+	5,  // 49: shiploop.deploys.v1.DeployService.ListEnvironments:output_type -> shiploop.deploys.v1.ListEnvironmentsResponse
+	7,  // 50: shiploop.deploys.v1.DeployService.ListDeployments:output_type -> shiploop.deploys.v1.ListDeploymentsResponse
+	9,  // 51: shiploop.deploys.v1.DeployService.GetDeployment:output_type -> shiploop.deploys.v1.GetDeploymentResponse
+	11, // 52: shiploop.deploys.v1.DeployService.Promote:output_type -> shiploop.deploys.v1.PromoteResponse
+	13, // 53: shiploop.deploys.v1.DeployService.Approve:output_type -> shiploop.deploys.v1.ApproveResponse
+	15, // 54: shiploop.deploys.v1.DeployService.Rollback:output_type -> shiploop.deploys.v1.RollbackResponse
+	17, // 55: shiploop.deploys.v1.DeployService.Lock:output_type -> shiploop.deploys.v1.LockResponse
+	19, // 56: shiploop.deploys.v1.DeployService.Unlock:output_type -> shiploop.deploys.v1.UnlockResponse
+	21, // 57: shiploop.deploys.v1.DeployService.Freeze:output_type -> shiploop.deploys.v1.FreezeResponse
+	23, // 58: shiploop.deploys.v1.DeployService.StreamLogs:output_type -> shiploop.deploys.v1.StreamLogsResponse
+	27, // 59: shiploop.deploys.v1.DeployService.ListMonitors:output_type -> shiploop.deploys.v1.ListMonitorsResponse
+	29, // 60: shiploop.deploys.v1.DeployService.Silence:output_type -> shiploop.deploys.v1.SilenceResponse
+	31, // 61: shiploop.deploys.v1.DeployService.Unsilence:output_type -> shiploop.deploys.v1.UnsilenceResponse
+	49, // [49:62] is the sub-list for method output_type
+	36, // [36:49] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_deploys_v1_deploys_proto_init() }
@@ -2623,7 +2654,7 @@ func file_shiploop_deploys_v1_deploys_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_deploys_v1_deploys_proto_rawDesc), len(file_shiploop_deploys_v1_deploys_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

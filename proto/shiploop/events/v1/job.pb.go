@@ -55,10 +55,15 @@ type Step struct {
 	Pull string `protobuf:"bytes,12,opt,name=pull,proto3" json:"pull,omitempty"`
 	// Limits of the step's container: CPUs (0 = none) and memory in bytes
 	// (0 = none). Process agents ignore them.
-	Cpus          float64 `protobuf:"fixed64,13,opt,name=cpus,proto3" json:"cpus,omitempty"`
-	MemoryBytes   int64   `protobuf:"varint,14,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Cpus        float64 `protobuf:"fixed64,13,opt,name=cpus,proto3" json:"cpus,omitempty"`
+	MemoryBytes int64   `protobuf:"varint,14,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// Build steps only (produces: {image: NAME} in .shiploop.yml): container
+	// images the step builds on the agent. After the step succeeds the agent
+	// reads each one's image ID (sha256:..., `docker image inspect`) and
+	// reports it in JobFinished.images.
+	ProducesImages []string `protobuf:"bytes,15,rep,name=produces_images,json=producesImages,proto3" json:"produces_images,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Step) Reset() {
@@ -187,6 +192,13 @@ func (x *Step) GetMemoryBytes() int64 {
 		return x.MemoryBytes
 	}
 	return 0
+}
+
+func (x *Step) GetProducesImages() []string {
+	if x != nil {
+		return x.ProducesImages
+	}
+	return nil
 }
 
 // StepCache is a dependency cache keyed by the hash of files' contents.
@@ -856,7 +868,12 @@ type JobFinished struct {
 	Artifacts []*Artifact `protobuf:"bytes,11,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
 	// Report files of a test job, collected after its steps whatever their
 	// result.
-	Reports       []*ReportFile `protobuf:"bytes,12,rep,name=reports,proto3" json:"reports,omitempty"`
+	Reports []*ReportFile `protobuf:"bytes,12,rep,name=reports,proto3" json:"reports,omitempty"`
+	// Images the job's steps produced (Step.produces_images): name as
+	// written in .shiploop.yml -> image ID "sha256:<hex>" on the agent's
+	// Docker engine (no registry, so no repository digest). A build records
+	// them on the build; deploys of the build get them as SHIPLOOP_IMAGE*.
+	Images        map[string]string `protobuf:"bytes,13,rep,name=images,proto3" json:"images,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -975,6 +992,13 @@ func (x *JobFinished) GetReports() []*ReportFile {
 	return nil
 }
 
+func (x *JobFinished) GetImages() map[string]string {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
 // LogLine is one line of a running job's output, sent on core NATS subject
 // shiploop.log.<job_id> (not stored in JetStream; the whole log is kept in the
 // Object Store when the job ends).
@@ -1068,7 +1092,7 @@ var File_shiploop_events_v1_job_proto protoreflect.FileDescriptor
 
 const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x1cshiploop/events/v1/job.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\x1a shiploop/events/v1/testjob.proto\"\xa4\x04\n" +
+	"\x1cshiploop/events/v1/job.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\x1a shiploop/events/v1/testjob.proto\"\xcd\x04\n" +
 	"\x04Step\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bcommands\x18\x02 \x03(\tR\bcommands\x12K\n" +
@@ -1085,7 +1109,8 @@ const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\x05image\x18\v \x01(\tR\x05image\x12\x12\n" +
 	"\x04pull\x18\f \x01(\tR\x04pull\x12\x12\n" +
 	"\x04cpus\x18\r \x01(\x01R\x04cpus\x12!\n" +
-	"\fmemory_bytes\x18\x0e \x01(\x03R\vmemoryBytes\x1a>\n" +
+	"\fmemory_bytes\x18\x0e \x01(\x03R\vmemoryBytes\x12'\n" +
+	"\x0fproduces_images\x18\x0f \x03(\tR\x0eproducesImages\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\">\n" +
@@ -1167,7 +1192,7 @@ const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\n" +
 	"repository\x18\x03 \x01(\tR\n" +
 	"repository\x122\n" +
-	"\x04step\x18\x04 \x01(\v2\x1e.shiploop.events.v1.StepResultR\x04step\"\xe1\x03\n" +
+	"\x04step\x18\x04 \x01(\v2\x1e.shiploop.events.v1.StepResultR\x04step\"\xe1\x04\n" +
 	"\vJobFinished\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
 	"\bbuild_id\x18\x02 \x01(\tR\abuildId\x12\x1e\n" +
@@ -1184,7 +1209,11 @@ const file_shiploop_events_v1_job_proto_rawDesc = "" +
 	"\alog_key\x18\n" +
 	" \x01(\tR\x06logKey\x12:\n" +
 	"\tartifacts\x18\v \x03(\v2\x1c.shiploop.events.v1.ArtifactR\tartifacts\x128\n" +
-	"\areports\x18\f \x03(\v2\x1e.shiploop.events.v1.ReportFileR\areports\"\xa8\x01\n" +
+	"\areports\x18\f \x03(\v2\x1e.shiploop.events.v1.ReportFileR\areports\x12C\n" +
+	"\x06images\x18\r \x03(\v2+.shiploop.events.v1.JobFinished.ImagesEntryR\x06images\x1a9\n" +
+	"\vImagesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa8\x01\n" +
 	"\aLogLine\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\tR\x04step\x12\x16\n" +
@@ -1205,7 +1234,7 @@ func file_shiploop_events_v1_job_proto_rawDescGZIP() []byte {
 	return file_shiploop_events_v1_job_proto_rawDescData
 }
 
-var file_shiploop_events_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_shiploop_events_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_shiploop_events_v1_job_proto_goTypes = []any{
 	(*Step)(nil),                  // 0: shiploop.events.v1.Step
 	(*StepCache)(nil),             // 1: shiploop.events.v1.StepCache
@@ -1222,40 +1251,42 @@ var file_shiploop_events_v1_job_proto_goTypes = []any{
 	nil,                           // 12: shiploop.events.v1.Job.SecretsEntry
 	nil,                           // 13: shiploop.events.v1.Job.MatrixEntry
 	nil,                           // 14: shiploop.events.v1.JobQueued.MatrixEntry
-	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*TestSpec)(nil),              // 17: shiploop.events.v1.TestSpec
-	(BuildStatus)(0),              // 18: shiploop.events.v1.BuildStatus
-	(*ReportFile)(nil),            // 19: shiploop.events.v1.ReportFile
+	nil,                           // 15: shiploop.events.v1.JobFinished.ImagesEntry
+	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*TestSpec)(nil),              // 18: shiploop.events.v1.TestSpec
+	(BuildStatus)(0),              // 19: shiploop.events.v1.BuildStatus
+	(*ReportFile)(nil),            // 20: shiploop.events.v1.ReportFile
 }
 var file_shiploop_events_v1_job_proto_depIdxs = []int32{
 	10, // 0: shiploop.events.v1.Step.environment:type_name -> shiploop.events.v1.Step.EnvironmentEntry
-	15, // 1: shiploop.events.v1.Step.timeout:type_name -> google.protobuf.Duration
+	16, // 1: shiploop.events.v1.Step.timeout:type_name -> google.protobuf.Duration
 	1,  // 2: shiploop.events.v1.Step.cache:type_name -> shiploop.events.v1.StepCache
 	0,  // 3: shiploop.events.v1.Job.steps:type_name -> shiploop.events.v1.Step
 	11, // 4: shiploop.events.v1.Job.environment:type_name -> shiploop.events.v1.Job.EnvironmentEntry
-	15, // 5: shiploop.events.v1.Job.timeout:type_name -> google.protobuf.Duration
-	16, // 6: shiploop.events.v1.Job.queued_at:type_name -> google.protobuf.Timestamp
+	16, // 5: shiploop.events.v1.Job.timeout:type_name -> google.protobuf.Duration
+	17, // 6: shiploop.events.v1.Job.queued_at:type_name -> google.protobuf.Timestamp
 	12, // 7: shiploop.events.v1.Job.secrets:type_name -> shiploop.events.v1.Job.SecretsEntry
 	13, // 8: shiploop.events.v1.Job.matrix:type_name -> shiploop.events.v1.Job.MatrixEntry
-	17, // 9: shiploop.events.v1.Job.test:type_name -> shiploop.events.v1.TestSpec
+	18, // 9: shiploop.events.v1.Job.test:type_name -> shiploop.events.v1.TestSpec
 	14, // 10: shiploop.events.v1.JobQueued.matrix:type_name -> shiploop.events.v1.JobQueued.MatrixEntry
-	16, // 11: shiploop.events.v1.JobStarted.started_at:type_name -> google.protobuf.Timestamp
-	18, // 12: shiploop.events.v1.StepResult.status:type_name -> shiploop.events.v1.BuildStatus
-	15, // 13: shiploop.events.v1.StepResult.duration:type_name -> google.protobuf.Duration
-	16, // 14: shiploop.events.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
+	17, // 11: shiploop.events.v1.JobStarted.started_at:type_name -> google.protobuf.Timestamp
+	19, // 12: shiploop.events.v1.StepResult.status:type_name -> shiploop.events.v1.BuildStatus
+	16, // 13: shiploop.events.v1.StepResult.duration:type_name -> google.protobuf.Duration
+	17, // 14: shiploop.events.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
 	6,  // 15: shiploop.events.v1.JobStepFinished.step:type_name -> shiploop.events.v1.StepResult
-	18, // 16: shiploop.events.v1.JobFinished.status:type_name -> shiploop.events.v1.BuildStatus
+	19, // 16: shiploop.events.v1.JobFinished.status:type_name -> shiploop.events.v1.BuildStatus
 	6,  // 17: shiploop.events.v1.JobFinished.steps:type_name -> shiploop.events.v1.StepResult
-	15, // 18: shiploop.events.v1.JobFinished.duration:type_name -> google.protobuf.Duration
+	16, // 18: shiploop.events.v1.JobFinished.duration:type_name -> google.protobuf.Duration
 	2,  // 19: shiploop.events.v1.JobFinished.artifacts:type_name -> shiploop.events.v1.Artifact
-	19, // 20: shiploop.events.v1.JobFinished.reports:type_name -> shiploop.events.v1.ReportFile
-	16, // 21: shiploop.events.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	20, // 20: shiploop.events.v1.JobFinished.reports:type_name -> shiploop.events.v1.ReportFile
+	15, // 21: shiploop.events.v1.JobFinished.images:type_name -> shiploop.events.v1.JobFinished.ImagesEntry
+	17, // 22: shiploop.events.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_events_v1_job_proto_init() }
@@ -1271,7 +1302,7 @@ func file_shiploop_events_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_events_v1_job_proto_rawDesc), len(file_shiploop_events_v1_job_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
