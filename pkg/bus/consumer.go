@@ -331,11 +331,10 @@ func (o *Outbox) handleBatch(ctx context.Context, log *slog.Logger, cfg Consumer
 	if len(ds) == 0 {
 		return
 	}
-	// Keep the messages alive while slow handlers run.
+	// Keep the messages alive while slow handlers run: one goroutine for
+	// the batch, not one per message.
 	hbCtx, hbStop := context.WithCancel(ctx)
-	for _, d := range ds {
-		go heartbeat(hbCtx, d.m, cfg.AckWait/3)
-	}
+	go heartbeatBatch(hbCtx, ds, cfg.AckWait/3)
 	live := ds[:0:0]
 	for _, d := range ds {
 		if cfg.Prepare != nil {
@@ -363,10 +362,9 @@ func (o *Outbox) handleBatch(ctx context.Context, log *slog.Logger, cfg Consumer
 		})
 	default:
 		err := o.inTx(ctx, nil, func(tx *Tx) error {
-			for i, d := range live {
+			for _, d := range live {
 				d.err = nil
-				sp := fmt.Sprintf("ev%d", i)
-				if _, err := tx.ExecContext(ctx, "SAVEPOINT "+sp); err != nil {
+				if _, err := o.exec(ctx, tx.Tx, sqlSavepoint); err != nil {
 					return err
 				}
 				tx.ctx, tx.cause, tx.Prepared = d.ctx, &d.ev, d.prepared
@@ -374,13 +372,12 @@ func (o *Outbox) handleBatch(ctx context.Context, log *slog.Logger, cfg Consumer
 					if store.IsConflict(herr) {
 						return herr // lost a race: run the whole batch again
 					}
-					if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+sp); err != nil {
+					if _, err := o.exec(ctx, tx.Tx, sqlRollbackTo); err != nil {
 						return err
 					}
 					d.err = herr
-					continue
 				}
-				if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT "+sp); err != nil {
+				if _, err := o.exec(ctx, tx.Tx, sqlRelease); err != nil {
 					return err
 				}
 			}
@@ -402,9 +399,7 @@ func (o *Outbox) handleBatch(ctx context.Context, log *slog.Logger, cfg Consumer
 }
 
 func (o *Outbox) inboxThen(ctx context.Context, tx *Tx, consumer string, ev Event, h Handler) error {
-	res, err := tx.ExecContext(ctx,
-		`INSERT INTO bus_inbox (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-		consumer, ev.ID, time.Now().UnixNano())
+	res, err := o.exec(ctx, tx.Tx, sqlInboxInsert, consumer, ev.ID, time.Now().UnixNano())
 	if err != nil {
 		return fmt.Errorf("inbox: %w", err)
 	}
@@ -498,6 +493,26 @@ func heartbeat(ctx context.Context, m jetstream.Msg, every time.Duration) {
 			return
 		case <-t.C:
 			_ = m.InProgress()
+		}
+	}
+}
+
+// heartbeatBatch tells the server that a batch's messages are in progress
+// every so often until ctx ends.
+func heartbeatBatch(ctx context.Context, ds []*delivery, every time.Duration) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, d := range ds {
+				_ = d.m.InProgress()
+			}
 		}
 	}
 }

@@ -5,10 +5,13 @@ import (
 	"database/sql"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math/bits"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -39,6 +42,8 @@ type Outbox struct {
 	bus  *Bus
 	log  *slog.Logger
 	wake chan struct{}
+	// stmts are the event path's statements, prepared once (SQLite).
+	stmts stmtCache
 	// Poll is how often the relay looks for rows nobody woke it for
 	// (written by a process that crashed before publishing).
 	Poll time.Duration
@@ -100,13 +105,8 @@ func (tx *Tx) add(subject string, ev Event) error {
 	if err != nil {
 		return err
 	}
-	hdr, err := json.Marshal(m.Header)
-	if err != nil {
-		return err
-	}
-	_, err = tx.ExecContext(tx.ctx,
-		`INSERT INTO bus_outbox (subject, msg_id, headers, data, created_at) VALUES ($1, $2, $3, $4, $5)`,
-		subject, ev.ID, string(hdr), m.Data, time.Now().UnixNano())
+	_, err = tx.ob.exec(tx.ctx, tx.Tx, sqlOutboxInsert,
+		subject, ev.ID, encodeHeaders(m.Header), m.Data, time.Now().UnixNano())
 	if err != nil {
 		return fmt.Errorf("outbox: writing %s: %w", ev.Type, err)
 	}
@@ -121,6 +121,7 @@ func (o *Outbox) InTx(ctx context.Context, fn func(*Tx) error) error {
 
 func (o *Outbox) inTx(ctx context.Context, cause *Event, fn func(*Tx) error) error {
 	queued := 0
+	o.warm(ctx, sqlOutboxInsert, sqlInboxInsert, sqlSavepoint, sqlRelease, sqlRollbackTo)
 	err := o.db.InTx(ctx, func(sqlTx *sql.Tx) error {
 		tx := &Tx{Tx: sqlTx, ctx: ctx, ob: o, cause: cause}
 		err := fn(tx)
@@ -175,9 +176,10 @@ func (o *Outbox) Run(ctx context.Context) error {
 // JetStream acked them. It returns how many it published.
 func (o *Outbox) Flush(ctx context.Context) (int, error) {
 	var rows []outboxRow
+	o.warm(ctx, sqlOutboxSelect)
 	err := o.db.InTx(ctx, func(tx *sql.Tx) error {
 		rows = rows[:0]
-		rs, err := tx.QueryContext(ctx, `SELECT id, subject, headers, data FROM bus_outbox ORDER BY id LIMIT 1024`)
+		rs, err := o.query(ctx, tx, sqlOutboxSelect)
 		if err != nil {
 			return err
 		}
@@ -196,11 +198,12 @@ func (o *Outbox) Flush(ctx context.Context) (int, error) {
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(rows))
 	for _, r := range rows {
-		m := nats.NewMsg(r.subject)
-		m.Data = r.data
-		if err := json.Unmarshal([]byte(r.headers), &m.Header); err != nil {
+		m := &nats.Msg{Subject: r.subject, Data: r.data}
+		h, err := decodeHeaders(r.headers)
+		if err != nil {
 			return 0, fmt.Errorf("outbox row %d: bad headers: %w", r.id, err)
 		}
+		m.Header = h
 		f, err := o.bus.js.PublishMsgAsync(m)
 		if err != nil {
 			return 0, fmt.Errorf("outbox: publishing row %d: %w", r.id, err)
@@ -235,25 +238,52 @@ func (o *Outbox) deleteUpTo(ctx context.Context, rows []outboxRow, n int) error 
 	if n == 0 {
 		return nil
 	}
-	// One statement per chunk of ids rather than one per row.
+	// One statement per chunk of up to 256 ids rather than one per row.
+	// A chunk is padded to a power of two by repeating its last id, so
+	// there are only a few statement texts, each prepared once.
+	const chunk = 256
+	for size := 1; size <= chunk; size *= 2 {
+		o.warm(ctx, deleteIn(size))
+	}
 	return o.db.InTx(ctx, func(tx *sql.Tx) error {
-		for start := 0; start < n; start += 128 {
-			end := min(start+128, n)
-			var q strings.Builder
-			q.WriteString(`DELETE FROM bus_outbox WHERE id IN (`)
-			args := make([]any, 0, end-start)
-			for i, r := range rows[start:end] {
-				if i > 0 {
-					q.WriteString(", ")
-				}
-				fmt.Fprintf(&q, "$%d", i+1)
+		for start := 0; start < n; start += chunk {
+			ids := rows[start:min(start+chunk, n)]
+			size := 1 << bits.Len(uint(len(ids)-1))
+			args := make([]any, 0, size)
+			for _, r := range ids {
 				args = append(args, r.id)
 			}
-			q.WriteString(")")
-			if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			for len(args) < size {
+				args = append(args, ids[len(ids)-1].id)
+			}
+			if _, err := o.exec(ctx, tx, deleteIn(size), args...); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 }
+
+var deleteStmts sync.Map // size → statement text
+
+// deleteIn is the statement deleting size rows by id.
+func deleteIn(size int) string {
+	if q, ok := deleteStmts.Load(size); ok {
+		return q.(string)
+	}
+	var q strings.Builder
+	q.WriteString(`DELETE FROM bus_outbox WHERE id IN (`)
+	for i := range size {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		fmt.Fprintf(&q, "$%d", i+1)
+	}
+	q.WriteString(")")
+	deleteStmts.Store(size, q.String())
+	return q.String()
+}
+
+var errBadHeaderLine = errors.New("header line without \": \"")
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
