@@ -320,6 +320,8 @@ func (s *Service) start(ctx context.Context, tx *bus.Tx, d *deployment, wait boo
 		if st.Timeout > 0 {
 			js.Timeout = durationpb.New(st.Timeout)
 		}
+		js.Image, js.Pull = cfg.StepImage(st)
+		js.Cpus, js.MemoryBytes = st.CPUs, st.Memory
 		job.Steps = append(job.Steps, js)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE deployments SET status = $1, reason = '', job_id = $2, started_at = $3 WHERE id = $4`,
@@ -399,6 +401,14 @@ func (s *Service) jobEnv(ctx context.Context, q querier, d *deployment, b *build
 		"SHIPLOOP_BUILD_NUMBER": fmt.Sprint(b.number), "SHIPLOOP_REPOSITORY": d.repository, "SHIPLOOP_PREVIOUS_VERSION": d.previous,
 		"SHIPLOOP_PREVIOUS_RELEASE": d.previous, "SHIPLOOP_ARTIFACTS": strings.Join(artifacts, " "),
 	})
+	for k := range out {
+		if strings.HasPrefix(k, "SHIPLOOP_IMAGE") { // the build's images only (images.go)
+			delete(out, k)
+		}
+	}
+	if images, err := buildImages(ctx, q, b.id); err == nil {
+		maps.Copy(out, ImageEnv(images))
+	}
 	delete(out, "SHIPLOOP_PULL_REQUEST") // the file's, outside a preview
 	var pr int64
 	if err := q.QueryRowContext(ctx, `SELECT pull_request FROM previews WHERE repository = $1 AND name = $2`, d.repository, d.environment).Scan(&pr); err == nil {

@@ -315,6 +315,9 @@ func (s *Service) onJobStarted(ctx context.Context, tx *bus.Tx, j *eventsv1.JobS
 }
 
 func (s *Service) onJobFinished(ctx context.Context, tx *bus.Tx, j *eventsv1.JobFinished) error {
+	if err := recordImages(ctx, tx, j); err != nil {
+		return err
+	}
 	if len(j.Artifacts) > 0 {
 		var names []string
 		for _, a := range j.Artifacts {

@@ -158,6 +158,9 @@ func (s *Service) describeEnv(ctx context.Context, q querier, env *deploysv1.Env
 		env.CurrentRelease, env.CurrentDeployId, env.DeployedBy = cur.version, cur.id, cur.by
 		env.Since = timestamppb.New(time.Unix(0, cur.deployedAt))
 		env.CurrentKind = cur.kind
+		if env.CurrentImages, err = buildImages(ctx, q, cur.buildID); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
 		if cur.kind == "rollback" {
 			// Say how the release got back there: from which release, and why.
 			env.CurrentByRollback = true
@@ -247,6 +250,11 @@ func (s *Service) describe(ctx context.Context, q querier, d *deployment) (*depl
 		RollbackOf: d.rollbackOf, Cause: d.cause, CreatedAt: ts(d.createdAt), StartedAt: ts(d.startedAt), FinishedAt: ts(d.finishedAt),
 		ApprovalsRequired: int32(d.approvalsNeeded),
 	}
+	images, err := buildImages(ctx, q, d.buildID)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, err
+	}
+	out.Images = images
 	rows, err := q.QueryContext(ctx, `SELECT approver, comment, at FROM approvals WHERE deploy_id = $1 ORDER BY at`, d.id)
 	if err != nil {
 		return nil, err

@@ -37,6 +37,10 @@ type Pipeline struct {
 	Secrets      []string          // top-level secret names, for every deploy step
 	Labels       []string          // top-level agent labels; an environment's own win
 	Runbooks     []Runbook         // runbooks:, see runbooks.go
+	// Image and Pull: the container image of deploy steps without one of
+	// their own and when to pull it (see StepImage, container.go).
+	Image string
+	Pull  string
 }
 
 // JobLabels are the agent labels a deploy job to env asks for.
@@ -86,6 +90,12 @@ type Step struct {
 	// Detach: processes the step starts in the background outlive it (the
 	// agent does not kill its process group when its shell exits).
 	Detach bool
+	// Container agents only (container.go): the step's image (empty: the
+	// pipeline's), pull policy, CPUs (0: no limit) and Memory in bytes.
+	Image  string
+	Pull   string
+	CPUs   float64
+	Memory int64
 }
 
 // Verify is the verification after a deploy.
@@ -307,6 +317,10 @@ func Parse(file string, data []byte) (*Pipeline, error) {
 			err = r.environments(cfg, p[1])
 		case "runbooks":
 			err = r.runbooks(cfg, p[1])
+		case "image":
+			cfg.Image, err = r.image(p[1], "image")
+		case "pull":
+			cfg.Pull, err = r.pull(p[1], "pull")
 		}
 		if err != nil {
 			return nil, err
@@ -505,6 +519,8 @@ func (r reader) step(n *yaml.Node, field, name string) (Step, error) {
 					err = r.errf(resolve(p[1]), f, "expected true or false, got %q", s)
 				}
 			}
+		default:
+			_, err = r.containerField(&st, p[0].Value, p[1], f)
 		}
 		if err != nil {
 			return st, err
