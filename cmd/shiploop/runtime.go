@@ -157,6 +157,18 @@ func run(ctx context.Context, o runOptions, stdout io.Writer) error {
 	}
 	env := &moduleEnv{opts: o, log: log, nc: nc, mux: http.NewServeMux()}
 	prom := newPromMetrics(env)
+	// The same metrics over OTLP when OTEL_* asks for them (otelmetrics.go).
+	otelStop, err := prom.startOTel(ctx, os.Getenv, log)
+	if err != nil {
+		return err
+	}
+	if otelStop != nil {
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			_ = otelStop(sctx)
+		}()
+	}
 	env.grpc = server.NewGRPC(server.GRPCConfig{Token: o.token, Tokens: tokenStore.Lookup, Logger: log, TLS: serverTLS, Options: prom.grpcOptions()})
 	registerTokens(env.grpc, tokenStore)
 	// Every service the same way (services.go): database, bus, routes,
