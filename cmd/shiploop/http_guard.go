@@ -18,6 +18,11 @@ var ownAuthPrefixes = []string{"/hooks/", "/api/", "/cdevents"}
 // (Auth.Check), and logout only clears the session cookie.
 var ownAuthPaths = []string{"/login", "/logout"}
 
+// The web UI's action forms, which browsers post with the session cookie,
+// not a bearer: Auth.WebForm checks write scope (cookie or bearer) and
+// refuses cross-origin posts (dashboards' environment page).
+var webFormPrefixes = []string{"/environments/"}
+
 // Reads that clients send as POST: Graphite queries (Grafana posts render
 // forms) and OFREP evaluation (read scope, checked by the flags service).
 var readPOSTs = []string{
@@ -47,6 +52,12 @@ func guardMutations(auth *server.Auth, h http.Handler) http.Handler {
 			return
 		}
 		for _, pre := range ownAuthPrefixes {
+			if strings.HasPrefix(p, pre) {
+				h.ServeHTTP(w, r)
+				return
+			}
+		}
+		for _, pre := range webFormPrefixes {
 			if strings.HasPrefix(p, pre) {
 				h.ServeHTTP(w, r)
 				return

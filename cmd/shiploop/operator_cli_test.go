@@ -210,6 +210,9 @@ func TestGuardMutations(t *testing.T) {
 		{"POST", "/login", "", 204},
 		{"POST", "/logout", "", 204},
 		{"POST", "/login/other", "", 401},
+		// The environment page's forms check themselves (Auth.WebForm).
+		{"POST", "/environments/acme/shop/production", "", 204},
+		{"POST", "/environments", "", 401},
 	} {
 		req := httptest.NewRequest(c.method, c.path, nil)
 		if c.token != "" {

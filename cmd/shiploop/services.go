@@ -18,6 +18,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/server"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/vcsarg"
+	deploysv1 "github.com/shiploop/shiploop/proto/shiploop/deploys/v1"
 	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
 	"github.com/shiploop/shiploop/services/agent"
 	"github.com/shiploop/shiploop/services/agent/backend"
@@ -317,7 +318,10 @@ func newMetrics(ctx context.Context, env *moduleEnv, db *store.DB, b *bus.Bus) (
 func newDashboards(ctx context.Context, env *moduleEnv, db *store.DB, b *bus.Bus) (service, error) {
 	// The issue page reads events from errortrack, here or advertised.
 	return dashboards.New(ctx, dashboards.Config{DB: db, Bus: b, Logger: env.log, Auth: env.grpc.Auth,
-		Errors: errortrackv1.NewErrorServiceClient(env.peer("errortrack"))})
+		Errors: errortrackv1.NewErrorServiceClient(env.peer("errortrack")),
+		// The environment page's forms: DeployService, here or advertised,
+		// called with the server's token; the actor is the session's token.
+		Deploys: deploysv1.NewDeployServiceClient(env.peer("deploys"))})
 }
 
 // newDLQ: DLQService (`shiploop dlq ls|show|replay`). It owns no database

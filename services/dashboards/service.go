@@ -22,6 +22,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/bus"
 	"github.com/shiploop/shiploop/pkg/server"
 	"github.com/shiploop/shiploop/pkg/store"
+	deploysv1 "github.com/shiploop/shiploop/proto/shiploop/deploys/v1"
 	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
 )
 
@@ -61,6 +62,10 @@ type Config struct {
 	// Errors, when set, is errortrack's API: /errors/{issue} shows an
 	// issue's stack trace and events from it (error_issue.go).
 	Errors errortrackv1.ErrorServiceClient
+	// Deploys, when set, is DeployService: the environment page's
+	// approve, promote, rollback and lock forms call it (envpage.go),
+	// naming the session's token as the actor. Nil: no action forms.
+	Deploys deploysv1.DeployServiceClient
 }
 
 // Service is the dashboards service.

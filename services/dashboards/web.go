@@ -75,8 +75,9 @@ func newPages(s *Service) (*pages, error) {
 	return &pages{s: s, tmpl: t}, nil
 }
 
-// Routes mounts the UI on mux: "/" exactly, /changes/, /environments,
-// /errors, /dora, /events, /badges/, /static/live.js, /repos (and
+// Routes mounts the UI on mux: "/" exactly, /changes/, /environments
+// (and /environments/{repo...}/{env}, an environment's history and
+// actions: GET, and POST for its forms), /errors, /dora, /events, /badges/, /static/live.js, /repos (and
 // /repos/{owner}/{name}[/builds], a repository's history), /builds (every
 // build), /builds/{id} (the build page, the link commit statuses carry) and
 // /builds/{id}/jobs/{job}/log.txt. Nothing else: /hooks/, /api/,
@@ -98,6 +99,10 @@ func (s *Service) Routes(mux *http.ServeMux) {
 	read("GET /repos", p.repos)
 	read("GET /repos/{repo...}", p.repoHistory)
 	read("GET /environments", p.environments)
+	read("GET /environments/{path...}", p.environment)
+	// The environment page's action forms: write scope from a bearer or
+	// the session cookie, same origin only (CSRF), see Auth.WebForm.
+	mux.Handle("POST /environments/{path...}", s.cfg.Auth.WebForm(server.ScopeWrite, http.HandlerFunc(p.envAction)))
 	read("GET /errors", p.errors)
 	read("GET /errors/{issue}", p.errorIssue)
 	read("GET /dora", p.dora)
