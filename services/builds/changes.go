@@ -258,7 +258,7 @@ func (s *Service) queueJobs(ctx context.Context, tx *bus.Tx, b buildRow, ch *eve
 				Name: st.Name, Commands: st.Commands, Environment: p.cfg.StepEnv(st, combo, nil),
 				FailureIgnore: st.Failure == pipeline.FailureIgnore, DependsOn: st.DependsOn,
 				Secrets: p.cfg.StepSecrets(st, nil), Artifacts: st.Artifacts, Cache: stepCache(st.Cache),
-				Cpus: st.CPUs, MemoryBytes: st.Memory,
+				Cpus: st.CPUs, MemoryBytes: st.Memory, ProducesImages: st.Produces,
 			}
 			js.Image, js.Pull = p.cfg.StepImage(st)
 			if st.Timeout > 0 {
@@ -554,6 +554,9 @@ func (s *Service) finishJob(ctx context.Context, tx *bus.Tx, d *eventsv1.JobFini
 			d.BuildId, d.JobId, a.Name, a.Step, a.Size, a.Sha256, a.Key); err != nil {
 			return fmt.Errorf("recording artifact %s: %w", a.Name, err)
 		}
+	}
+	if err := recordImages(ctx, tx, d); err != nil {
+		return err
 	}
 	b, err := loadBuild(ctx, tx, d.BuildId)
 	if err != nil {

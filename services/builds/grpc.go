@@ -250,7 +250,10 @@ func fillBuild(ctx context.Context, q queryer, b *buildsv1.Build) error {
 		}
 		b.Artifacts = append(b.Artifacts, a)
 	}
-	return arows.Err()
+	if err := arows.Err(); err != nil {
+		return err
+	}
+	return fillImages(ctx, q, b)
 }
 
 func (g *grpcServer) ListBuilds(ctx context.Context, req *buildsv1.ListBuildsRequest) (*buildsv1.ListBuildsResponse, error) {

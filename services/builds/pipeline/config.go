@@ -103,6 +103,12 @@ type Step struct {
 	Pull   string
 	CPUs   float64
 	Memory int64
+	// Produces (produces: {image: NAME} or {image: [A, B]}, build steps
+	// only): container images the step builds on the agent's Docker
+	// engine. After the step succeeds the agent reports each one's image
+	// ID; the build records them and its deploys get them as
+	// SHIPLOOP_IMAGE_<NAME> (and SHIPLOOP_IMAGE for a single image).
+	Produces []string
 }
 
 // StepImage is the image and pull policy of st: its own, else the

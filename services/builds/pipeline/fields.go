@@ -26,7 +26,7 @@ var (
 var (
 	topFields         = []string{"version", "env", "secrets", "labels", "when", "matrix", "concurrency", "steps", "test", "environments", "gate", "schedules", "runbooks", "image", "pull"}
 	concurrencyFields = []string{"group", "limit"}
-	stepFields        = []string{"name", "commands", "depends_on", "env", "secrets", "when", "failure", "timeout", "artifacts", "cache", "detach", "image", "pull", "cpus", "memory"}
+	stepFields        = []string{"name", "commands", "depends_on", "env", "secrets", "when", "failure", "timeout", "artifacts", "cache", "detach", "image", "pull", "cpus", "memory", "produces"}
 	whenFields        = []string{"event", "branch", "tag", "paths", "cron"}
 	cacheFields       = []string{"key_files", "paths"}
 	testFields        = []string{"steps", "reports", "services", "shards", "retries", "labels"}
@@ -206,6 +206,8 @@ func (d *decoder) step(n *yaml.Node, field, key string) Step {
 			}
 		case "memory":
 			s.Memory = d.memory(v, f)
+		case "produces":
+			s.Produces = d.produces(v, f)
 		}
 	})
 	if key == "" {
