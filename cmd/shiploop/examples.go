@@ -45,6 +45,10 @@ var examples = map[string]string{
 	"monitor": `  shiploop monitor ls acme/web production
   shiploop monitor silence acme/web production web-up --for 2h --reason "planned maintenance"
   shiploop monitor unsilence 3`,
+	"runbook": `  shiploop runbook run acme/web restart --option service=worker --follow
+  shiploop runbook run acme/web refresh-staging --follow    # a data runbook: production -> staging
+  shiploop runbook history acme/web restart
+  shiploop runbook show <run id> --json`,
 	"errors": `  shiploop errors project create web          # prints a DSN for the Sentry SDKs
   shiploop errors ls --project web --status unresolved
   shiploop errors resolve <issue id> --next-release`,

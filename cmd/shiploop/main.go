@@ -114,7 +114,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func commands() map[string]*command {
-	list := []*command{upCommand(), serveCommand(), agentCommand(), watchCommand(), repoCommand(), buildsCommand(), buildCommand(), logsCommand(), demoCommand(), lintCommand(), secretCommand(), errorsCommand(), metricsCommand(), gateCommand(), deployCommand(), monitorCommand(), testsCommand(), doraCommand(), dashboardsCommand(), dlqCommand(), tokenCommand(), completionCommand(), flagsCommand(), schedulesCommand()}
+	list := []*command{upCommand(), serveCommand(), agentCommand(), watchCommand(), repoCommand(), buildsCommand(), buildCommand(), logsCommand(), demoCommand(), lintCommand(), secretCommand(), errorsCommand(), metricsCommand(), gateCommand(), deployCommand(), monitorCommand(), runbookCommand(), testsCommand(), doraCommand(), dashboardsCommand(), dlqCommand(), tokenCommand(), completionCommand(), flagsCommand(), schedulesCommand()}
 	m := map[string]*command{}
 	for _, c := range list {
 		c.examples = examples[c.name]
