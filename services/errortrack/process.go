@@ -136,6 +136,13 @@ func (s *Service) storeEvent(ctx context.Context, tx *bus.Tx, p project, eventID
 	if !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
+	// JavaScript frames mapped through uploaded source maps before
+	// grouping (symbolicate.go); the minified ones stay as raw_stacktrace.
+	if out, ok := s.symbolicate(ctx, tx, p.id, payload); ok {
+		if sev, err := event.Parse(out); err == nil {
+			payload, ev = out, sev
+		}
+	}
 	when := ev.Timestamp
 	if when.IsZero() || when.After(received.Add(time.Hour)) {
 		when = received

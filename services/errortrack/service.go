@@ -95,6 +95,8 @@ type Service struct {
 	artifacts artifactStores
 	// bigEnvelopes is the bucket of envelopes too large for a message.
 	bigEnvelopes bigEnvelopeStore
+	// sourceMaps caches parsed source maps for symbolication.
+	sourceMaps sourceMapCache
 }
 
 // New makes the service, applies its migrations and creates its stream.

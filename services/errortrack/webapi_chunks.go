@@ -266,6 +266,10 @@ func (s *Service) serveAssembleBundle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	size := buf.Len()
+	if err := s.indexArtifactBundle(ctx, s.db, b.Checksum, buf.Bytes()); err != nil {
+		s.storageError(w, "assembling", err)
+		return
+	}
 	if _, err := bundles.Put(ctx, jetstream.ObjectMeta{Name: b.Checksum, Headers: nil}, &buf); err != nil {
 		s.storageError(w, "assembling", err)
 		return
