@@ -132,6 +132,7 @@ type jobRun struct {
 
 	log       *jobLog
 	artifacts []*eventsv1.Artifact
+	images    map[string]string      // produced images (images.go)
 	reports   []*eventsv1.ReportFile // test jobs (testjob.go)
 }
 
@@ -335,6 +336,9 @@ func (r *jobRun) runSteps(ctx, jctx context.Context, ws *backend.Workspace) ([]*
 				r.line(st.Name, "system", ws.Mask(fmt.Sprintf("keeping artifacts: %v", err)), timeNow())
 			}
 		}
+		if st := steps[d.i]; len(st.GetProducesImages()) > 0 && d.res.Status == eventsv1.BuildStatus_BUILD_STATUS_SUCCESS {
+			r.collectImages(ctx, ws, st, d.res)
+		}
 		// Durable once a step ends.
 		if err := r.log.store(ctx); err != nil {
 			r.a.log.Warn("storing log", "job", r.job.JobId, "err", err)
@@ -486,7 +490,7 @@ func (r *jobRun) finish(ctx context.Context, status eventsv1.BuildStatus, failed
 	return r.emit(ctx, "job.finished", bus.Event{Data: &eventsv1.JobFinished{
 		JobId: job.JobId, BuildId: job.BuildId, Repository: job.Repository, Status: status,
 		FailedStep: failed, Error: errText, Steps: steps, Duration: durationpb.New(time.Since(r.started)),
-		Agent: r.a.cfg.Name, LogKey: logKey, Artifacts: r.artifacts, Reports: r.reports,
+		Agent: r.a.cfg.Name, LogKey: logKey, Artifacts: r.artifacts, Reports: r.reports, Images: r.images,
 	}})
 }
 
