@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +50,11 @@ runbooks:
       - {name: tier, type: enum, values: [web, worker], required: true}
     steps:
       - {name: restart, commands: ['echo "restarting $OPTION_TIER in $SHIPLOOP_ENVIRONMENT"']}
+  - name: note
+    options:
+      - {name: text, type: string, required: true}
+    steps:
+      - {name: say, commands: ['printf "note: %%s\n" "$OPTION_TEXT"']}
 `, prodURL, stagingURL)
 }
 
@@ -264,6 +270,28 @@ func TestRunbooksCopyDatabase(t *testing.T) {
 	out, errOut, code = shiploopRun(t, as("runbook", "run", "acme/ops", "restart", "--option", "tier=worker", "--follow")...)
 	if code != 0 || !strings.Contains(out, "restarting worker in production") {
 		t.Fatalf("runbook run restart: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+
+	// A read token may look, not run; a string option is data, not shell:
+	// it reaches the step as OPTION_TEXT and is never interpreted.
+	var ro struct{ Secret string }
+	if out := cli(t, "token", "create", "--server", inst.GRPCAddr, "--token", admin, "--scope", "read", "--json", "viewer"); json.Unmarshal([]byte(out), &ro) != nil || ro.Secret == "" {
+		t.Fatalf("token create: %q", out)
+	}
+	if out, errOut, code := shiploopRun(t, "runbook", "run", "acme/ops", "restart", "--option", "tier=web", "--server", inst.GRPCAddr, "--token", ro.Secret); code != 1 || !strings.Contains(errOut, "needs write") {
+		t.Errorf("runbook run with a read token: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if out := cli(t, "runbook", "history", "acme/ops", "--server", inst.GRPCAddr, "--token", ro.Secret); strings.Contains(out, "viewer") {
+		t.Errorf("a refused run was recorded:\n%s", out)
+	}
+	marker := filepath.Join(t.TempDir(), "pwned")
+	text := "$(touch " + marker + "); `touch " + marker + "`; echo hi"
+	out, errOut, code = shiploopRun(t, as("runbook", "run", "acme/ops", "note", "--option", "text="+text, "--follow")...)
+	if code != 0 || !strings.Contains(out, "note: "+text) {
+		t.Errorf("runbook run note: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Errorf("an option's value was run by a shell: %s exists", marker)
 	}
 
 	// Against a locked environment the run waits, and runs after the unlock.
