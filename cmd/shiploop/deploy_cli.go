@@ -134,7 +134,10 @@ func deployCommand() *command {
 				release, how := envHow(e)
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, release, since, orDash(e.GetDeployedBy()), orDash(strings.Join(e.GetApprovedBy(), ", ")), lock, pending, how)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil || o.json {
+				return err
+			}
+			return printEnvImages(c.stdout, resp.GetEnvironments())
 		case "show", "get":
 			if err := nargs(1, 1, "one DEPLOY id"); err != nil {
 				return err
@@ -327,6 +330,7 @@ func describeDeployment(w io.Writer, d *deploysv1.Deployment) {
 	if len(d.GetTickets()) > 0 {
 		fmt.Fprintf(w, "  tickets    %s\n", strings.Join(d.GetTickets(), ", "))
 	}
+	describeImages(w, d.GetImages())
 }
 
 // envHow is what deploy status says of e's current release: the release
