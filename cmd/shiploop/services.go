@@ -20,6 +20,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/vcsarg"
 	deploysv1 "github.com/shiploop/shiploop/proto/shiploop/deploys/v1"
 	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
+	testrunsv1 "github.com/shiploop/shiploop/proto/shiploop/testruns/v1"
 	"github.com/shiploop/shiploop/services/agent"
 	"github.com/shiploop/shiploop/services/agent/backend"
 	"github.com/shiploop/shiploop/services/builds"
@@ -321,7 +322,9 @@ func newDashboards(ctx context.Context, env *moduleEnv, db *store.DB, b *bus.Bus
 		Errors: errortrackv1.NewErrorServiceClient(env.peer("errortrack")),
 		// The environment page's forms: DeployService, here or advertised,
 		// called with the server's token; the actor is the session's token.
-		Deploys: deploysv1.NewDeployServiceClient(env.peer("deploys"))})
+		Deploys: deploysv1.NewDeployServiceClient(env.peer("deploys")),
+		// /builds/{id}/tests: TestRunService, here or advertised.
+		TestRuns: testrunsv1.NewTestRunServiceClient(env.peer("testruns"))})
 }
 
 // newDLQ: DLQService (`shiploop dlq ls|show|replay`). It owns no database

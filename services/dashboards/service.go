@@ -24,6 +24,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/store"
 	deploysv1 "github.com/shiploop/shiploop/proto/shiploop/deploys/v1"
 	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
+	testrunsv1 "github.com/shiploop/shiploop/proto/shiploop/testruns/v1"
 )
 
 //go:embed migrations/*.sql
@@ -66,6 +67,10 @@ type Config struct {
 	// approve, promote, rollback and lock forms call it (envpage.go),
 	// naming the session's token as the actor. Nil: no action forms.
 	Deploys deploysv1.DeployServiceClient
+	// TestRuns, when set, is TestRunService: /builds/{id}/tests shows a
+	// build's failures with output, each failing or flaky test's history
+	// on the branch, and coverage per file (testspage.go).
+	TestRuns testrunsv1.TestRunServiceClient
 }
 
 // Service is the dashboards service.

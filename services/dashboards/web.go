@@ -95,6 +95,7 @@ func (s *Service) Routes(mux *http.ServeMux) {
 	read("GET /changes/{chain}/jobs/{job}/log", p.logStream)
 	read("GET /builds/{id}", p.build)
 	read("GET /builds/{id}/jobs/{job}/log.txt", p.rawLog)
+	read("GET /builds/{id}/tests", p.buildTests)
 	read("GET /builds", p.allHistory)
 	read("GET /repos", p.repos)
 	read("GET /repos/{repo...}", p.repoHistory)
