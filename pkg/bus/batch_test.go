@@ -174,3 +174,80 @@ func TestOutboxHeaders(t *testing.T) {
 		}
 	})
 }
+
+// TestConsumeBatchOneFails: in a batch handled in one transaction, a handler
+// that fails rolls back only its own event, inbox record included: the
+// others commit once, and the failed one comes back and is handled.
+func TestConsumeBatchOneFails(t *testing.T) {
+	engines(t, func(t *testing.T, db *store.DB) {
+		t.Parallel()
+		b, _ := startBus(t)
+		relay := bus.NewOutbox(db, b, quietLog())
+		relay.Poll = 20 * time.Millisecond
+		runBG(t, "relay", relay.Run)
+		const n = 20
+		var evs []bus.Event
+		var last uint64
+		for i := range n {
+			ev := changePushed("acme/web", fmt.Sprintf("c%03d", i))
+			evs = append(evs, ev)
+			last = publishOrFail(t, b, ev)
+		}
+		bad := evs[7].ID
+		cfg := bus.ConsumerConfig{Name: "test-batch-one-fails", Filters: changes, Batch: 16,
+			Backoff: []time.Duration{50 * time.Millisecond}}
+		var mu sync.Mutex
+		calls := map[string]int{}
+		txCalls := map[*bus.Tx]int{}
+		var badTx *bus.Tx
+		runBG(t, "Consume", func(ctx context.Context) error {
+			return relay.Consume(ctx, cfg, func(ctx context.Context, tx *bus.Tx, ev bus.Event) error {
+				mu.Lock()
+				calls[ev.ID]++
+				txCalls[tx]++
+				first := ev.ID == bad && calls[ev.ID] == 1
+				if first {
+					badTx = tx
+				}
+				mu.Unlock()
+				if _, err := recordAndPublish(ctx, tx, ev); err != nil {
+					return err
+				}
+				if first {
+					return fmt.Errorf("transient: first delivery of %s fails", ev.ID)
+				}
+				return nil
+			})
+		})
+		waitSettled(t, b, bus.StreamEvents, cfg.Name, last)
+		waitFor(t, "the failed event handled again", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return calls[bad] == 2
+		})
+		waitSettled(t, b, bus.StreamEvents, cfg.Name, last)
+		for _, ev := range evs {
+			if got := countRows(t, db, ev.ID); got != 1 {
+				t.Errorf("event %s: handler's row written %d times, want 1", ev.ID, got)
+			}
+		}
+		waitFor(t, "an empty outbox", func() bool { return outboxLen(t, db) == 0 })
+		if d := derivedEvents(t, b); len(d) != n {
+			t.Errorf("%d derived events, want %d (the failed attempt's must roll back)", len(d), n)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ev := range evs {
+			want := 1
+			if ev.ID == bad {
+				want = 2
+			}
+			if calls[ev.ID] != want {
+				t.Errorf("event %s handled %d times, want %d", ev.ID, calls[ev.ID], want)
+			}
+		}
+		if txCalls[badTx] < 2 {
+			t.Errorf("the failing event's transaction handled %d events; the test needs it in a batch", txCalls[badTx])
+		}
+	})
+}

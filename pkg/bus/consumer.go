@@ -361,29 +361,7 @@ func (o *Outbox) handleBatch(ctx context.Context, log *slog.Logger, cfg Consumer
 			return o.inboxThen(d.ctx, tx, cfg.Name, d.ev, h)
 		})
 	default:
-		err := o.inTx(ctx, nil, func(tx *Tx) error {
-			for _, d := range live {
-				d.err = nil
-				if _, err := o.exec(ctx, tx.Tx, sqlSavepoint); err != nil {
-					return err
-				}
-				tx.ctx, tx.cause, tx.Prepared = d.ctx, &d.ev, d.prepared
-				if herr := o.inboxThen(d.ctx, tx, cfg.Name, d.ev, h); herr != nil {
-					if store.IsConflict(herr) {
-						return herr // lost a race: run the whole batch again
-					}
-					if _, err := o.exec(ctx, tx.Tx, sqlRollbackTo); err != nil {
-						return err
-					}
-					d.err = herr
-				}
-				if _, err := o.exec(ctx, tx.Tx, sqlRelease); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
+		if err := o.handleTogether(ctx, cfg, live, h); err != nil {
 			for _, d := range live {
 				if d.err == nil {
 					d.err = err
@@ -396,6 +374,52 @@ func (o *Outbox) handleBatch(ctx context.Context, log *slog.Logger, cfg Consumer
 		o.settle(d.ctx, log, cfg, d.m, d.md, d.ev, d.err, d.span)
 		d.span.End()
 	}
+}
+
+// handleTogether handles a batch in one transaction: one inbox insert for
+// the whole batch, then, for each event not processed before, in order,
+// its handler inside a savepoint. A failing handler rolls back to its
+// savepoint and its inbox record is deleted, so only that event is
+// redelivered; the others commit together. Each handler runs once per
+// delivery (again only when the whole transaction meets a conflict).
+func (o *Outbox) handleTogether(ctx context.Context, cfg ConsumerConfig, live []*delivery, h Handler) error {
+	o.warm(ctx, inboxInsertMany(len(live)), sqlInboxDelete)
+	return o.inTx(ctx, nil, func(tx *Tx) error {
+		for _, d := range live {
+			d.err = nil
+		}
+		fresh, err := o.inboxInsert(ctx, tx, cfg.Name, live)
+		if err != nil {
+			return err
+		}
+		for _, d := range live {
+			if !fresh[d.ev.ID] {
+				continue // processed before: ack again, do nothing
+			}
+			delete(fresh, d.ev.ID) // the same event twice in a batch is handled once
+			if _, err := o.exec(ctx, tx.Tx, sqlSavepoint); err != nil {
+				return err
+			}
+			tx.ctx, tx.cause, tx.Prepared = d.ctx, &d.ev, d.prepared
+			if herr := h(d.ctx, tx, d.ev); herr != nil {
+				if store.IsConflict(herr) {
+					return herr // lost a race: run the whole batch again
+				}
+				if _, err := o.exec(ctx, tx.Tx, sqlRollbackTo); err != nil {
+					return err
+				}
+				// Its inbox record came with the batch's, before the savepoint.
+				if _, err := o.exec(ctx, tx.Tx, sqlInboxDelete, cfg.Name, d.ev.ID); err != nil {
+					return err
+				}
+				d.err = herr
+			}
+			if _, err := o.exec(ctx, tx.Tx, sqlRelease); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (o *Outbox) inboxThen(ctx context.Context, tx *Tx, consumer string, ev Event, h Handler) error {
@@ -412,43 +436,9 @@ func (o *Outbox) inboxThen(ctx context.Context, tx *Tx, consumer string, ev Even
 // inboxThenBatch writes the inbox records of a batch, a statement per 256
 // events, and hands the events not processed before to cfg.Batched.
 func (o *Outbox) inboxThenBatch(ctx context.Context, tx *Tx, cfg ConsumerConfig, ds []*delivery) error {
-	fresh := make(map[string]bool, len(ds))
-	now := time.Now().UnixNano()
-	for start := 0; start < len(ds); start += 256 {
-		chunk := ds[start:min(start+256, len(ds))]
-		// The last record repeated up to a power of two of them (the
-		// repeats are not inserted) keeps the distinct statement texts,
-		// which the driver prepares and caches one by one, to a few.
-		if n := len(chunk); n&(n-1) != 0 {
-			chunk = append(chunk[:n:n], slices.Repeat(chunk[n-1:], 1<<bits.Len(uint(n))-n)...)
-		}
-		var q strings.Builder
-		q.WriteString(`INSERT INTO bus_inbox (consumer, event_id, processed_at) VALUES `)
-		args := make([]any, 0, 3*len(chunk))
-		for i, d := range chunk {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			fmt.Fprintf(&q, "($%d, $%d, $%d)", 3*i+1, 3*i+2, 3*i+3)
-			args = append(args, cfg.Name, d.ev.ID, now)
-		}
-		q.WriteString(` ON CONFLICT DO NOTHING RETURNING event_id`)
-		rows, err := tx.QueryContext(ctx, q.String(), args...)
-		if err != nil {
-			return fmt.Errorf("inbox: %w", err)
-		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return fmt.Errorf("inbox: %w", err)
-			}
-			fresh[id] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("inbox: %w", err)
-		}
+	fresh, err := o.inboxInsert(ctx, tx, cfg.Name, ds)
+	if err != nil {
+		return err
 	}
 	evs := make([]Event, 0, len(fresh))
 	for _, d := range ds {
@@ -461,6 +451,65 @@ func (o *Outbox) inboxThenBatch(ctx context.Context, tx *Tx, cfg ConsumerConfig,
 		return nil // all processed before: ack again, do nothing
 	}
 	return cfg.Batched(ctx, tx, evs)
+}
+
+var inboxInsertSQL sync.Map // size → statement text
+
+// inboxInsertMany is the statement inserting size inbox records (at most
+// 256), returning the event ids it inserted.
+func inboxInsertMany(size int) string {
+	size = 1 << bits.Len(uint(min(size, 256)-1))
+	if q, ok := inboxInsertSQL.Load(size); ok {
+		return q.(string)
+	}
+	var q strings.Builder
+	q.WriteString(`INSERT INTO bus_inbox (consumer, event_id, processed_at) VALUES `)
+	for i := range size {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		fmt.Fprintf(&q, "($%d, $%d, $%d)", 3*i+1, 3*i+2, 3*i+3)
+	}
+	q.WriteString(` ON CONFLICT DO NOTHING RETURNING event_id`)
+	inboxInsertSQL.Store(size, q.String())
+	return q.String()
+}
+
+// inboxInsert writes the inbox records of a batch, a statement per 256
+// events, and returns the ids of the events not processed before.
+func (o *Outbox) inboxInsert(ctx context.Context, tx *Tx, consumer string, ds []*delivery) (map[string]bool, error) {
+	fresh := make(map[string]bool, len(ds))
+	now := time.Now().UnixNano()
+	for start := 0; start < len(ds); start += 256 {
+		chunk := ds[start:min(start+256, len(ds))]
+		// The last record repeated up to a power of two of them (the
+		// repeats are not inserted) keeps the distinct statement texts,
+		// each prepared once, to a few.
+		if n := len(chunk); n&(n-1) != 0 {
+			chunk = append(chunk[:n:n], slices.Repeat(chunk[n-1:], 1<<bits.Len(uint(n))-n)...)
+		}
+		args := make([]any, 0, 3*len(chunk))
+		for _, d := range chunk {
+			args = append(args, consumer, d.ev.ID, now)
+		}
+		rows, err := o.query(ctx, tx.Tx, inboxInsertMany(len(chunk)), args...)
+		if err != nil {
+			return nil, fmt.Errorf("inbox: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("inbox: %w", err)
+			}
+			fresh[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("inbox: %w", err)
+		}
+	}
+	return fresh, nil
 }
 
 func (o *Outbox) settle(ctx context.Context, log *slog.Logger, cfg ConsumerConfig, m jetstream.Msg, md *jetstream.MsgMetadata, ev Event, err error, span trace.Span) {

@@ -73,6 +73,7 @@ const (
 	sqlOutboxInsert = `INSERT INTO bus_outbox (subject, msg_id, headers, data, created_at) VALUES ($1, $2, $3, $4, $5)`
 	sqlOutboxSelect = `SELECT id, subject, headers, data FROM bus_outbox ORDER BY id LIMIT 1024`
 	sqlInboxInsert  = `INSERT INTO bus_inbox (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
+	sqlInboxDelete  = `DELETE FROM bus_inbox WHERE consumer = $1 AND event_id = $2`
 	// One savepoint name for every event of a batch: each is released
 	// (or rolled back to and released) before the next is taken, and a
 	// constant text can be prepared once.
