@@ -1,0 +1,183 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getsentry/sentry-go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	deploysv1 "github.com/shiploop/shiploop/proto/shiploop/deploys/v1"
+	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
+	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
+)
+
+// The cross-service queries of split mode, each between two processes
+// that find one another only through the addresses advertised in NATS
+// (discovery): gates -> builds (forge settings) is
+// TestSplitCommitStatusThroughDiscovery; deploys -> metrics (graphite()
+// checks) and dashboards -> errortrack (the issue page) are here.
+
+// splitProc is the process of startSplit named name ("serve metrics") and
+// its ready line.
+func splitProc(t *testing.T, procs []*killable, name string) (*killable, splitReadyLine) {
+	t.Helper()
+	for _, p := range procs {
+		if p.name != name {
+			continue
+		}
+		p.mu.Lock()
+		stdout := p.stdout
+		p.mu.Unlock()
+		line, _, _ := stdout.find(func(string) bool { return true })
+		var r splitReadyLine
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%s ready line %q: %v", name, line, err)
+		}
+		return p, r
+	}
+	t.Fatalf("no process %q", name)
+	return nil, splitReadyLine{}
+}
+
+type splitReadyLine struct {
+	HTTPURL   string            `json:"http_url"`
+	GRPCAddr  string            `json:"grpc_addr"`
+	Addresses map[string]string `json:"addresses"`
+}
+
+func dialInsecure(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// TestSplitGraphiteVerification: `serve deploys` runs with no
+// --graphite-url and `serve metrics` in another process. A graphite()
+// verification check over a metric sent to that process's Carbon port is
+// answered by it: deploys found metrics' HTTP address in NATS.
+func TestSplitGraphiteVerification(t *testing.T) {
+	natsURL := startNATSServer(t, natsServerBinary(t))
+	procs, httpAddr, grpcAddr := startSplit(t, natsURL, createDatabase(t), "deploys", "metrics")
+	deploysProc, deploysReady := splitProc(t, procs, "serve deploys")
+	_, metricsReady := splitProc(t, procs, "serve metrics")
+	carbon := metricsReady.Addresses["carbon"]
+	if carbon == "" {
+		t.Fatalf("serve metrics announces no carbon address: %v", metricsReady.Addresses)
+	}
+	// The metric, a point every 200ms until the test ends.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			if c, err := net.Dial("tcp", carbon); err == nil {
+				fmt.Fprintf(c, "app.splitverify.errors 3 %d\n", time.Now().Unix())
+				c.Close()
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+
+	repo := newRepo(t, map[string]string{".shiploop.yml": `steps:
+  - name: build
+    commands: [echo building $SHIPLOOP_VERSION]
+environments:
+  - name: acceptance
+    auto: true
+    steps:
+      - {name: deploy, commands: [echo deploying $SHIPLOOP_VERSION]}
+    verify:
+      window: 2s
+      conditions:
+        - {metric: "graphite(app.splitverify.errors)", operator: "<", threshold: 5}
+`})
+	sha := repo.git("rev-parse", "HEAD")
+	secret := registerRepo(t, dialInsecure(t, grpcAddr), "acme/split-graphite", repo.dir)
+	pushAll(t, httpAddr, []push{{repo: "acme/split-graphite", secret: secret, ref: "refs/heads/main", sha: sha}}, nil)
+
+	cl := deploysv1.NewDeployServiceClient(dialInsecure(t, deploysReady.GRPCAddr))
+	done := waitDeployment(t, cl, "acme/split-graphite", "acceptance", "the acceptance deploy finished", func(d *deploysv1.Deployment) bool {
+		switch d.GetStatus() {
+		case eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED, eventsv1.DeployStatus_DEPLOY_STATUS_FAILED, eventsv1.DeployStatus_DEPLOY_STATUS_ROLLED_BACK,
+			eventsv1.DeployStatus_DEPLOY_STATUS_PAUSED: // paused: an inconclusive check
+			return true
+		}
+		return false
+	})
+	var graphite *eventsv1.CheckResult
+	for _, c := range done.GetChecks() {
+		if strings.Contains(c.GetCheck(), "graphite(") {
+			graphite = c
+		}
+	}
+	if done.GetStatus() != eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED || graphite == nil || graphite.GetValue() != 3 ||
+		!strings.Contains(graphite.GetReason(), "app.splitverify.errors = 3") {
+		t.Fatalf("deploy %s (%s), graphite check %v; serve deploys stderr:\n%s", done.GetStatus(), done.GetReason(), graphite, deploysProc.stderr)
+	}
+}
+
+// TestSplitIssuePage: `serve dashboards` and `serve errortrack` in
+// processes of their own. An event sent with sentry-go to errortrack is
+// read by dashboards' issue page over errortrack's gRPC API, found in NATS.
+func TestSplitIssuePage(t *testing.T) {
+	natsURL := startNATSServer(t, natsServerBinary(t))
+	procs, _, _ := startSplit(t, natsURL, createDatabase(t), "errortrack", "dashboards")
+	_, etReady := splitProc(t, procs, "serve errortrack")
+	dashProc, dashReady := splitProc(t, procs, "serve dashboards")
+
+	out := shiploopCLI(t, "errors", "project", "create", "splitshop", "--server", etReady.GRPCAddr)
+	// The process listens on a port chosen at start (--http-listen
+	// 127.0.0.1:0), so it prints the project's key and id without a DSN:
+	// the DSN's host is that of its ready line.
+	m := regexp.MustCompile(`key ([0-9a-f]+), project (\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no key and project id in:\n%s", out)
+	}
+	dsn := fmt.Sprintf("http://%s@%s/%s", m[1], strings.TrimPrefix(etReady.HTTPURL, "http://"), m[2])
+	client, err := sentry.NewClient(sentry.ClientOptions{Dsn: dsn, Release: "splitshop@1.0.0", AttachStacktrace: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := sentry.NewHub(client, sentry.NewScope())
+	payOrder(hub, 7)
+	if !hub.Flush(15 * time.Second) {
+		t.Fatal("sentry-go did not flush")
+	}
+	issues := waitErrorIssues(t, errortrackv1.NewErrorServiceClient(dialInsecure(t, etReady.GRPCAddr)), "splitshop", "the payment issue",
+		func(is []*errortrackv1.Issue) bool { return len(is) == 1 })
+	id := issues[0].GetId()
+	var status int
+	var page []byte
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		resp, err := http.Get(fmt.Sprintf("%s/errors/%d", dashReady.HTTPURL, id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		status = resp.StatusCode
+		if status == http.StatusOK && strings.Contains(string(page), "payOrder") && strings.Contains(string(page), "cannot be paid") {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Fatalf("dashboards' /errors/%d: %d, no frame payOrder:\n%s\nserve dashboards stderr:\n%s", id, status, page, dashProc.stderr)
+}
