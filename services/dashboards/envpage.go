@@ -21,6 +21,10 @@ type envPageView struct {
 	// Deploys: newest first, the ones not finished (awaiting approval,
 	// running, verifying, paused) before the finished ones.
 	Deploys []deployView
+	// Runs: runbook runs against the environment or copying from it;
+	// Copies: its environment.data_copied (runbooks.go).
+	Runs   []runbookRunView
+	Copies []dataCopyView
 	// CanAct: the session has write scope and DeploysService is reachable;
 	// the action forms are rendered only then.
 	CanAct bool
@@ -101,7 +105,10 @@ func (s *Service) environmentPage(ctx context.Context, repo, env string) (envPag
 	if err != nil {
 		return envPageView{}, err
 	}
-	if !found && len(v.Deploys) == 0 {
+	if v.Runs, v.Copies, err = s.envRunbooks(ctx, repo, env); err != nil {
+		return envPageView{}, err
+	}
+	if !found && len(v.Deploys) == 0 && len(v.Runs) == 0 {
 		return envPageView{}, fmt.Errorf("%w: environment %s of %s", errNotFound, env, repo)
 	}
 	return v, nil

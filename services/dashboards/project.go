@@ -255,6 +255,8 @@ func project(ctx context.Context, tx execer, ev bus.Event) error {
 			return err
 		}
 		return nil
+	case *eventsv1.RunbookStarted, *eventsv1.RunbookFinished, *eventsv1.DataCopied:
+		return projectRunbook(ctx, tx, d, at) // runbooks.go
 	case *eventsv1.MonitorStateChanged:
 		// The environments page shows each monitor's newest state (monitors,
 		// services/deploys/monitor.go); an older event never overwrites it.
