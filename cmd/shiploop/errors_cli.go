@@ -19,7 +19,7 @@ func errorsCommand() *command {
 	var (
 		ingestURL, repo, status, release, env, project, inRelease string
 		rate, quota                                               int64
-		nextRelease, revokeOthers, allFrames                      bool
+		nextRelease, revokeOthers, allFrames, raw                 bool
 		limit                                                     int
 	)
 	c := newCommand("errors", "shiploop errors <project|key|ls|show|event|resolve|ignore|unresolve|deploy|releases|transactions> ...",
@@ -29,10 +29,12 @@ func errorsCommand() *command {
   errors project limit P --rate-limit N --quota N
   errors key rotate P [--revoke-others] | errors key revoke KEY
   errors ls [--project P] [--status unresolved|resolved|ignored] [--release R] [--env E]
-  errors show ISSUE [--all-frames]   an issue as Sentry's page shows it: counts, releases, suspect
-                                  commits, and its latest event (exception chain with in-app frames
-                                  and context lines, tags, user, request, breadcrumbs)
-  errors event EVENT_ID [--project P] [--all-frames]   one event by id, read the same way
+  errors show ISSUE [--all-frames] [--raw]   an issue as Sentry's page shows it: counts, releases,
+                                  suspect commits, and its latest event (exception chain with in-app
+                                  frames and context lines, tags, user, request, breadcrumbs);
+                                  JavaScript frames symbolicated with uploaded source maps, --raw
+                                  for the minified frames as sent
+  errors event EVENT_ID [--project P] [--all-frames] [--raw]   one event by id, read the same way
   errors resolve ISSUE [--next-release | --in-release R]
   errors ignore ISSUE | errors unresolve ISSUE
   errors deploy P --release R [--env E]   record which release runs where
@@ -41,6 +43,7 @@ func errorsCommand() *command {
   errors transactions P [--release R] [--env E]   transactions by name with counts and p50/p95
 Flags may come before or after the arguments.`)
 	clientFlags(c, &o)
+	c.commonFlags()
 	c.flags.StringVar(&ingestURL, "ingest-url", "", "the URL SDKs reach shiploop's HTTP listener at, for the DSN (when the server does not know it)")
 	c.flags.StringVar(&repo, "repo", "", "repository whose deploys tell which release runs where (project create)")
 	c.flags.Int64Var(&rate, "rate-limit", -1, "events per minute a project accepts, 0 for no limit")
@@ -53,7 +56,20 @@ Flags may come before or after the arguments.`)
 	c.flags.BoolVar(&nextRelease, "next-release", false, "resolve in the next release (resolve)")
 	c.flags.BoolVar(&revokeOthers, "revoke-others", false, "revoke the project's other keys (key rotate)")
 	c.flags.BoolVar(&allFrames, "all-frames", false, "show system frames too, not only in-app ones (show, event)")
+	c.flags.BoolVar(&raw, "raw", false, "stack traces as sent, not symbolicated with source maps (show, event)")
 	c.flags.IntVar(&limit, "limit", 50, "how many issues to list")
+	// Each subcommand's own flags (subflags.go): anything else is refused.
+	c.sub("project create|projects create", "ingest-url", "repo", "rate-limit", "quota")
+	c.sub("project limit|projects limit", "repo", "rate-limit", "quota")
+	c.sub("project|projects|project ls|project list|project show|projects ls|projects list|projects show")
+	c.sub("key rotate|keys rotate", "ingest-url", "revoke-others")
+	c.sub("key|keys|key revoke|keys revoke")
+	c.sub("ls|list", "project", "status", "release", "env", "limit")
+	c.sub("show", "all-frames", "raw")
+	c.sub("event", "project", "all-frames", "raw")
+	c.sub("resolve", "next-release", "in-release")
+	c.sub("ignore|unresolve|releases")
+	c.sub("deploy|transactions", "release", "env")
 	c.run = func(c *command, args []string) error {
 		args, err := interleaved(c.flags, args)
 		if err != nil {
@@ -231,6 +247,13 @@ Flags may come before or after the arguments.`)
 			var latest *errortrackv1.ErrorEvent
 			if len(evs.GetEvents()) > 0 {
 				latest = evs.GetEvents()[0]
+				if raw {
+					r, err := cl.GetEvent(ctx, &errortrackv1.GetEventRequest{EventId: latest.GetEventId(), Project: strconv.FormatInt(is.GetProjectId(), 10), Raw: true})
+					if err != nil {
+						return err
+					}
+					latest = r.GetEvent()
+				}
 			}
 			printIssue(c.stdout, is, latest, allFrames)
 			if len(evs.GetEvents()) > 1 {
@@ -244,7 +267,7 @@ Flags may come before or after the arguments.`)
 			if len(args) != 2 {
 				return usagef("errors event EVENT_ID [--project P]")
 			}
-			resp, err := cl.GetEvent(ctx, &errortrackv1.GetEventRequest{EventId: args[1], Project: project})
+			resp, err := cl.GetEvent(ctx, &errortrackv1.GetEventRequest{EventId: args[1], Project: project, Raw: raw})
 			if err != nil {
 				return err
 			}

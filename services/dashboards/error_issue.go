@@ -27,10 +27,18 @@ type issuePage struct {
 	Event     *errortrackv1.ErrorEvent
 	Events    []*errortrackv1.ErrorEvent
 	AllFrames bool
+	// Raw: the event's stack traces as sent, not symbolicated (?raw=1).
+	Raw bool
 	// Seen is the read model's record of the issue (opened, regressed...).
 	Seen []issueView
 	// Note says why event details are missing.
 	Note string
+}
+
+// Symbolicated: errortrack mapped the event's frames through uploaded
+// source maps (it kept the frames as sent as raw_stacktrace).
+func (p *issuePage) Symbolicated() bool {
+	return strings.Contains(p.Event.GetJson(), `"raw_stacktrace"`)
 }
 
 // StatusWord is the issue's status as the CLI says it ("unresolved").
@@ -169,6 +177,16 @@ func (p *pages) errorIssue(w http.ResponseWriter, r *http.Request) {
 		pg.Event = ev.GetEvent()
 	} else if len(pg.Events) > 0 {
 		pg.Event = pg.Events[0]
+	}
+	// ?raw=1: the stack traces as sent (minified JavaScript), not
+	// symbolicated with uploaded source maps.
+	if pg.Raw = r.URL.Query().Get("raw") == "1"; pg.Raw && pg.Event != nil {
+		ev, err := cl.GetEvent(ctx, &errortrackv1.GetEventRequest{EventId: pg.Event.GetEventId(), Project: strconv.FormatInt(pg.Issue.GetProjectId(), 10), Raw: true})
+		if err != nil {
+			p.fail(w, err)
+			return
+		}
+		pg.Event = ev.GetEvent()
 	}
 	p.render(w, "error_issue", pageData{Title: pg.Issue.GetTitle(), Nav: "errors", Data: pg})
 }

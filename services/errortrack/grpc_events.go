@@ -64,7 +64,11 @@ func (g *grpcServer) GetEvent(ctx context.Context, req *errortrackv1.GetEventReq
 			return status.Errorf(codes.FailedPrecondition, "event %s is in more than one project: name the project", id)
 		}
 		e := evs[0]
-		e.Detail = readDetail(e.Json)
+		if req.GetRaw() {
+			e.Detail = readDetail(rawStacktraces(e.Json))
+		} else {
+			e.Detail = readDetail(e.Json)
+		}
 		if err := loadAttachments(ctx, tx, projectID, e); err != nil {
 			return err
 		}

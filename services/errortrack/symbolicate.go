@@ -754,3 +754,60 @@ func jsonString(raw json.RawMessage) string {
 	}
 	return ""
 }
+
+// rawStacktraces is an event's JSON with each symbolicated stack trace
+// replaced by the raw_stacktrace kept beside it: the frames as sent.
+func rawStacktraces(data string) string {
+	var top map[string]json.RawMessage
+	if json.Unmarshal([]byte(data), &top) != nil {
+		return data
+	}
+	swap := func(m map[string]json.RawMessage) bool {
+		if raw := m["raw_stacktrace"]; len(raw) > 0 {
+			m["stacktrace"] = raw
+			delete(m, "raw_stacktrace")
+			return true
+		}
+		return false
+	}
+	changed := swap(top)
+	for _, key := range []string{"exception", "threads"} {
+		raw := bytes.TrimSpace(top[key])
+		if len(raw) == 0 {
+			continue
+		}
+		var wrapper map[string]json.RawMessage
+		list := raw
+		if raw[0] == '{' {
+			if json.Unmarshal(raw, &wrapper) != nil {
+				continue
+			}
+			list = wrapper["values"]
+		}
+		var items []map[string]json.RawMessage
+		if json.Unmarshal(list, &items) != nil {
+			continue
+		}
+		swapped := false
+		for _, it := range items {
+			swapped = swap(it) || swapped
+		}
+		if !swapped {
+			continue
+		}
+		b, _ := json.Marshal(items)
+		if wrapper != nil {
+			wrapper["values"] = b
+			b, _ = json.Marshal(wrapper)
+		}
+		top[key], changed = b, true
+	}
+	if !changed {
+		return data
+	}
+	out, err := json.Marshal(top)
+	if err != nil {
+		return data
+	}
+	return string(out)
+}

@@ -248,6 +248,13 @@ func TestSymbolicateSourceMaps(t *testing.T) {
 				len(stored.Exception.Values[0].Raw.Frames) != 2 || stored.Exception.Values[0].Raw.Frames[1].Lineno != 1 {
 				t.Errorf("%s: raw_stacktrace not kept: %v %s", id, err, resp.GetEvent().GetJson())
 			}
+			raw, err := h.api.GetEvent(ctx, &errortrackv1.GetEventRequest{EventId: id, Raw: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f := raw.GetEvent().GetDetail().GetExceptions()[0].GetFrames()[1]; f.GetLineno() != 1 || f.GetFunction() != "a" || !strings.Contains(f.GetAbsPath(), "/") || strings.Contains(f.GetAbsPath(), "cart.js") {
+				t.Errorf("%s: raw frame = %v, want the minified one", id, f)
+			}
 			if resp.GetIssue().GetCulprit() == "" {
 				t.Errorf("%s: no culprit", id)
 			}

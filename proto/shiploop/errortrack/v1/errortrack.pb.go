@@ -2186,7 +2186,10 @@ type GetEventRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	EventId string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	// Project id or name, for an id two projects share; any project when empty.
-	Project       string `protobuf:"bytes,2,opt,name=project,proto3" json:"project,omitempty"`
+	Project string `protobuf:"bytes,2,opt,name=project,proto3" json:"project,omitempty"`
+	// The stack traces as the SDK sent them (minified JavaScript frames)
+	// rather than symbolicated with uploaded source maps.
+	Raw           bool `protobuf:"varint,3,opt,name=raw,proto3" json:"raw,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2233,6 +2236,13 @@ func (x *GetEventRequest) GetProject() string {
 		return x.Project
 	}
 	return ""
+}
+
+func (x *GetEventRequest) GetRaw() bool {
+	if x != nil {
+		return x.Raw
+	}
+	return false
 }
 
 // GetEventResponse holds the event and its issue (none for a transaction).
@@ -3913,10 +3923,11 @@ const file_shiploop_errortrack_v1_errortrack_proto_rawDesc = "" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12!\n" +
 	"\fquery_string\x18\x03 \x01(\tR\vqueryString\x12:\n" +
-	"\aheaders\x18\x04 \x03(\v2 .shiploop.errortrack.v1.KeyValueR\aheaders\"F\n" +
+	"\aheaders\x18\x04 \x03(\v2 .shiploop.errortrack.v1.KeyValueR\aheaders\"X\n" +
 	"\x0fGetEventRequest\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x18\n" +
-	"\aproject\x18\x02 \x01(\tR\aproject\"\x81\x01\n" +
+	"\aproject\x18\x02 \x01(\tR\aproject\x12\x10\n" +
+	"\x03raw\x18\x03 \x01(\bR\x03raw\"\x81\x01\n" +
 	"\x10GetEventResponse\x128\n" +
 	"\x05event\x18\x01 \x01(\v2\".shiploop.errortrack.v1.ErrorEventR\x05event\x123\n" +
 	"\x05issue\x18\x02 \x01(\v2\x1d.shiploop.errortrack.v1.IssueR\x05issue\"\xa8\x01\n" +
