@@ -123,6 +123,9 @@ func project(ctx context.Context, tx execer, ev bus.Event) error {
 				return err
 			}
 		}
+		if err := recordImages(ctx, tx, d); err != nil {
+			return err
+		}
 		for _, r := range d.Reports {
 			if err := upsertFile(ctx, tx, d.BuildId, d.JobId, "report", r.GetName(), r.GetSize(), r.GetKind()); err != nil {
 				return err

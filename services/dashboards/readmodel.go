@@ -151,6 +151,7 @@ type envView struct {
 	Kind, Cause, RolledBackFrom string
 	ByRollback                  bool
 	Monitors                    []monitorView // monitor.state_changed, newest per monitor
+	Images                      []imageView   // the current release's build's images (images.go)
 }
 
 // monitorView is a monitor of an environment as its last state change says.
@@ -604,6 +605,9 @@ func (s *Service) environments(ctx context.Context, repo string) ([]envView, err
 		return nil, err
 	}
 	rows.Close()
+	if err := s.envImages(ctx, out); err != nil {
+		return nil, err
+	}
 	return out, s.envMonitors(ctx, out)
 }
 
