@@ -313,7 +313,7 @@ var invalidCases = []struct {
 	{
 		name: "unknown field without a close name",
 		yaml: "steps:\n  - name: a\n    commands: [x]\n    runs_on: golang\n",
-		want: ".shiploop.yml:4:5: steps[0].runs_on: unknown field (known fields: artifacts, cache, commands, cpus, depends_on, detach, env, failure, image, memory, name, pull, secrets, timeout, when)",
+		want: ".shiploop.yml:4:5: steps[0].runs_on: unknown field (known fields: artifacts, cache, commands, cpus, depends_on, detach, env, failure, image, memory, name, produces, pull, secrets, timeout, when)",
 	},
 	{
 		name:   "dependency cycle names both steps",
