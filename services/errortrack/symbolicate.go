@@ -132,11 +132,11 @@ type sourceMapCache struct {
 
 type cachedMap struct {
 	key  string
-	c    *sourcemap.Consumer
+	c    *sourceMap
 	size int64
 }
 
-func (c *sourceMapCache) getMap(key string) *sourcemap.Consumer {
+func (c *sourceMapCache) getMap(key string) *sourceMap {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.maps[key]; ok {
@@ -146,7 +146,7 @@ func (c *sourceMapCache) getMap(key string) *sourcemap.Consumer {
 	return nil
 }
 
-func (c *sourceMapCache) putMap(key string, m *sourcemap.Consumer, size int64) {
+func (c *sourceMapCache) putMap(key string, m *sourceMap, size int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.maps == nil {
@@ -204,7 +204,7 @@ type jsEvent struct {
 }
 
 type resolvedMap struct {
-	c   *sourcemap.Consumer
+	c   *sourceMap
 	url string // where the map is, to resolve its sources against
 }
 
@@ -610,7 +610,7 @@ func (j *jsEvent) sourceMappingURL(sum, name string) string {
 
 // parseMap parses (or finds cached) the map at name in bundle sum; data,
 // when given, is the map itself (an inline data: URL).
-func (j *jsEvent) parseMap(sum, name string, data []byte) *sourcemap.Consumer {
+func (j *jsEvent) parseMap(sum, name string, data []byte) *sourceMap {
 	key := sum + "\x00" + name
 	if c := j.s.sourceMaps.getMap(key); c != nil {
 		return c
@@ -627,7 +627,7 @@ func (j *jsEvent) parseMap(sum, name string, data []byte) *sourcemap.Consumer {
 			data = data[i+1:]
 		}
 	}
-	c, err := sourcemap.Parse("", data)
+	c, err := parseSourceMap(data)
 	if err != nil {
 		j.s.log.Info("symbolicate: unreadable source map", "bundle", sum, "file", name, "err", err)
 		return nil
@@ -810,4 +810,77 @@ func rawStacktraces(data string) string {
 		return data
 	}
 	return string(out)
+}
+
+// sourceMap is a parsed source map. An index map's sections are parsed
+// one by one and chosen here: go-sourcemap's own section lookup ignores a
+// section's column offset on its first line and applies it on every line.
+type sourceMap struct {
+	sections []mapSection // by offset, last first
+}
+
+type mapSection struct {
+	line, col int // 0-based offset of the section in the generated file
+	c         *sourcemap.Consumer
+}
+
+func parseSourceMap(data []byte) (*sourceMap, error) {
+	var idx struct {
+		Sections []struct {
+			Offset struct {
+				Line   int `json:"line"`
+				Column int `json:"column"`
+			} `json:"offset"`
+			Map json.RawMessage `json:"map"`
+		} `json:"sections"`
+	}
+	if err := json.Unmarshal(data, &idx); err != nil {
+		return nil, err
+	}
+	if len(idx.Sections) == 0 {
+		c, err := sourcemap.Parse("", data)
+		if err != nil {
+			return nil, err
+		}
+		return &sourceMap{sections: []mapSection{{c: c}}}, nil
+	}
+	m := &sourceMap{}
+	for i := len(idx.Sections) - 1; i >= 0; i-- {
+		sec := idx.Sections[i]
+		if len(sec.Map) == 0 || sec.Map[0] != '{' {
+			continue // a section by "url" is not supported
+		}
+		c, err := sourcemap.Parse("", sec.Map)
+		if err != nil {
+			return nil, err
+		}
+		m.sections = append(m.sections, mapSection{line: sec.Offset.Line, col: sec.Offset.Column, c: c})
+	}
+	return m, nil
+}
+
+// Source maps a generated position (line 1-based, column 0-based) to the
+// original source, name, line (1-based) and column (0-based).
+func (m *sourceMap) Source(line, col int) (source, name string, oline, ocol int, ok bool) {
+	l0 := line - 1
+	for _, s := range m.sections {
+		if s.line > l0 || (s.line == l0 && s.col > col) {
+			continue
+		}
+		if s.line == l0 {
+			col -= s.col
+		}
+		return s.c.Source(l0-s.line+1, col)
+	}
+	return "", "", 0, 0, false
+}
+
+// SourceContent is a source's sourcesContent.
+func (m *sourceMap) SourceContent(source string) string {
+	for _, s := range m.sections {
+		if c := s.c.SourceContent(source); c != "" {
+			return c
+		}
+	}
+	return ""
 }

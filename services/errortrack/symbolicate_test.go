@@ -271,3 +271,62 @@ func TestSymbolicateSourceMaps(t *testing.T) {
 		}
 	})
 }
+
+// TestSourceMapSections: an index map's section starting mid-line takes
+// the columns from its offset on, its column offset applying on its first
+// line only; the earlier section keeps the columns before.
+func TestSourceMapSections(t *testing.T) {
+	one := `{"version":3,"sources":["a.js"],"sourcesContent":["let a = 1;\n"],"names":[],"mappings":"AAAA"}`
+	// b.js: generated line 1 column 0 -> b.js 1:0; generated line 2 column 4 -> b.js 3:2.
+	two := `{"version":3,"sources":["b.js"],"sourcesContent":["x\ny\n  z\n"],"names":[],"mappings":"AAAA;IAEE"}`
+	idx := `{"version":3,"sections":[{"offset":{"line":0,"column":0},"map":` + one + `},{"offset":{"line":0,"column":20},"map":` + two + `}]}`
+	m, err := parseSourceMap([]byte(idx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		line, col   int
+		src         string
+		oline, ocol int
+	}{
+		{1, 5, "a.js", 1, 0},
+		{1, 25, "b.js", 1, 0},
+		{2, 4, "b.js", 3, 2},
+	} {
+		src, _, l, col, ok := m.Source(c.line, c.col)
+		if !ok || src != c.src || l != c.oline || col != c.ocol {
+			t.Errorf("Source(%d, %d) = %s %d:%d %v, want %s %d:%d", c.line, c.col, src, l, col, ok, c.src, c.oline, c.ocol)
+		}
+	}
+	if got := m.SourceContent("b.js"); got != "x\ny\n  z\n" {
+		t.Errorf("SourceContent(b.js) = %q", got)
+	}
+}
+
+// TestSourceURLs: the manifest URLs a frame matches and how map and
+// source references resolve.
+func TestSourceURLs(t *testing.T) {
+	got := urlCandidates("https://shop.example/dist/app.min.js?v=3")
+	for _, want := range []string{"https://shop.example/dist/app.min.js?v=3", "https://shop.example/dist/app.min.js", "~/dist/app.min.js", "~/dist/app.min.js?v=3"} {
+		if !got[want] {
+			t.Errorf("candidates lack %s: %v", want, got)
+		}
+	}
+	if !urlCandidates("app:///main.js")["~/main.js"] || !urlCandidates("/static/main.js")["~/static/main.js"] {
+		t.Errorf("app:/// and bare paths must match ~/")
+	}
+	for _, c := range [][3]string{
+		{"~/dist/app.min.js", "app.min.js.map", "~/dist/app.min.js.map"},
+		{"~/dist/app.min.js", "../maps/app.map", "~/maps/app.map"},
+		{"~/dist/app.min.js", "/maps/app.map", "~/maps/app.map"},
+		{"https://cdn.example/js/app.js", "app.js.map", "https://cdn.example/js/app.js.map"},
+		{"~/dist/app.min.js.map", "webpack://shop/./src/a.js", "webpack://shop/./src/a.js"},
+	} {
+		if got := resolveURL(c[0], c[1]); got != c[2] {
+			t.Errorf("resolveURL(%s, %s) = %s, want %s", c[0], c[1], got, c[2])
+		}
+	}
+	if got := sourceFilename("webpack://shop/./src/a.js"); got != "./src/a.js" {
+		t.Errorf("sourceFilename(webpack) = %s", got)
+	}
+}

@@ -93,7 +93,7 @@ func TestSentryCLI(t *testing.T) {
 		return resp.Secret
 	}
 	write, read := token("sentry-cli", "write"), token("sentry-cli-ro", "read")
-	cli(t, "errors", "project", "create", "web", "--repo", "acme/web", "--server", inst.GRPCAddr, "--token", admin)
+	created := cli(t, "errors", "project", "create", "web", "--repo", "acme/web", "--server", inst.GRPCAddr, "--token", admin)
 
 	home := t.TempDir() // no ~/.sentryclirc of the machine's
 	maps := filepath.Join(t.TempDir(), "dist")
@@ -170,5 +170,43 @@ func TestSentryCLI(t *testing.T) {
 	get("/api/0/organizations/shiploop/releases/web@1.0.0/", &rel)
 	if rel.DateReleased == nil || rel.DeployCount != 1 || rel.LastCommit.ID != "abc123" || rel.LastDeploy.Environment != "production" || rel.LastDeploy.Name != "e2e" {
 		t.Fatalf("release after sentry-cli = %+v", rel)
+	}
+
+	// A browser error in the uploaded app.js (the throw at line 1, column
+	// 14) comes out symbolicated: src/app.ts line 1 with its source line;
+	// --raw shows the frame as sent.
+	m := dsnLine.FindStringSubmatch(created)
+	if m == nil {
+		t.Fatalf("no DSN in:\n%s", created)
+	}
+	key, pid := dsnParts(t, m[1])
+	const eventID = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e"
+	payload := `{"event_id":"` + eventID + `","platform":"javascript","level":"error","release":"web@1.0.0","exception":{"values":[{"type":"Error","value":"boom",` +
+		`"stacktrace":{"frames":[{"filename":"https://web.example/app.js","abs_path":"https://web.example/app.js","function":"a","lineno":1,"colno":14,"in_app":true}]}}]}}`
+	envelope := "{\"event_id\":\"" + eventID + "\"}\n{\"type\":\"event\"}\n" + payload + "\n"
+	resp, err := http.Post(inst.HTTPURL+"/api/"+pid+"/envelope/?sentry_key="+key, "application/x-sentry-envelope", strings.NewReader(envelope))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("envelope: %d", resp.StatusCode)
+	}
+	var shown string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out, err := exec.Command(binary, "errors", "event", eventID, "--server", inst.GRPCAddr, "--token", admin).Output()
+		if err == nil {
+			shown = string(out)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("errors event %s: %v", eventID, err)
+		}
+	}
+	if !strings.Contains(shown, "src/app.ts:1") || !strings.Contains(shown, "function a() { throw new Error('boom') }") || strings.Contains(shown, "web.example/app.js") {
+		t.Fatalf("errors event, symbolicated:\n%s", shown)
+	}
+	if raw := cli(t, "errors", "event", eventID, "--raw", "--server", inst.GRPCAddr, "--token", admin); !strings.Contains(raw, "app.js:1") || strings.Contains(raw, "src/app.ts") {
+		t.Fatalf("errors event --raw:\n%s", raw)
 	}
 }
