@@ -45,6 +45,10 @@ var examples = map[string]string{
 	"monitor": `  shiploop monitor ls acme/web production
   shiploop monitor silence acme/web production web-up --for 2h --reason "planned maintenance"
   shiploop monitor unsilence 3`,
+	"schedules": `  shiploop schedules ls acme/web              # each schedule, its cron, time zone, branch and next run
+  shiploop schedules pause acme/web nightly
+  shiploop schedules resume acme/web nightly
+  shiploop schedules ls --json`,
 	"runbook": `  shiploop runbook run acme/web restart --option service=worker --follow
   shiploop runbook run acme/web refresh-staging --follow    # a data runbook: production -> staging
   shiploop runbook history acme/web restart
