@@ -250,6 +250,7 @@ http://HOST:8080/hooks/harbormaster?repo=NAME with the webhook secret as token; 
 back through --conduit-url with --conduit-token; --callsign and --staging-url as Diffusion
 and the staging area name them.`)
 	clientFlags(c, &o)
+	c.commonFlags()
 	c.flags.StringVar(&cloneURL, "clone-url", "", "URL or path git clones the repository from (add)")
 	c.flags.StringVar(&secret, "secret", "", "webhook secret (add; a random one is made when empty)")
 	c.flags.StringVar(&branch, "default-branch", "", "default branch (add; main for git, default for hg)")
@@ -263,6 +264,10 @@ and the staging area name them.`)
 	c.flags.StringVar(&conduitToken, "conduit-token", "", "Conduit API token (add; prefer the variable to the flag)")
 	c.flags.StringVar(&callsign, "callsign", "", "Diffusion callsign of the repository (add)")
 	c.flags.StringVar(&stagingURL, "staging-url", "", "staging area URL that Harbormaster diffs are fetched from (add)")
+	// Each subcommand's own flags (subflags.go): anything else is refused.
+	c.sub("add", "clone-url", "secret", "default-branch", "forge", "forge-api", "forge-repo", "forge-token", "vcs", "public-only",
+		"conduit-url", "conduit-token", "callsign", "staging-url")
+	c.sub("list")
 	c.run = func(c *command, args []string) error {
 		if len(args) == 0 {
 			return usagef("say add or list")

@@ -33,6 +33,7 @@ func deployCommand() *command {
   deploy logs [-f] DEPLOY               the deploy job's log
 --by defaults to $USER. Flags may come before or after the arguments.`)
 	clientFlags(c, &o)
+	c.commonFlags()
 	c.flags.StringVar(&release, "release", "", "the release (version) to deploy or roll back to")
 	c.flags.StringVar(&comment, "comment", "", "a comment kept with the promotion or approval")
 	c.flags.StringVar(&reason, "reason", "", "why (lock, rollback, freeze)")
@@ -42,6 +43,15 @@ func deployCommand() *command {
 	c.flags.BoolVar(&force, "force", false, "promote inside a freeze window (recorded as forced)")
 	c.flags.BoolVar(&follow, "follow", false, "logs: keep printing until the deploy job ends")
 	c.flags.BoolVar(&follow, "f", false, "short for --follow")
+	// Each subcommand's own flags (subflags.go): anything else is refused.
+	c.sub("status|ls|show|get")
+	c.sub("promote", "release", "force", "by", "comment")
+	c.sub("approve", "by", "comment")
+	c.sub("rollback", "release", "by", "reason")
+	c.sub("lock", "reason", "by")
+	c.sub("unlock", "by")
+	c.sub("freeze", "from", "until", "reason", "by")
+	c.sub("logs", "follow", "f")
 	c.run = func(c *command, args []string) error {
 		args, err := interleaved(c.flags, args)
 		if err != nil {

@@ -28,8 +28,12 @@ Examples:
   shiploop dlq show 12
   shiploop dlq replay 12 13`)
 	clientFlags(c, &o)
+	c.commonFlags()
 	c.flags.StringVar(&consumer, "consumer", "", "only this consumer's dead letters (ls)")
 	c.flags.IntVar(&limit, "limit", 100, "at most this many (ls)")
+	// Each subcommand's own flags (subflags.go): anything else is refused.
+	c.sub("ls", "consumer", "limit")
+	c.sub("show|replay")
 	c.run = func(c *command, args []string) error {
 		if len(args) == 0 || (args[0] != "ls" && args[0] != "show" && args[0] != "replay") {
 			return usagef("want 'dlq ls', 'dlq show SEQ' or 'dlq replay SEQ...'")

@@ -36,6 +36,7 @@ Examples:
   shiploop flags get checkout.new-flow --env staging --json
   shiploop flags rm ui.color --env production`)
 	clientFlags(c, &o)
+	c.commonFlags()
 	c.flags.StringVar(&env, "env", "", "environment (required for set, get, rm)")
 	c.flags.Var(&variants, "variant", "set: NAME=JSON variant (repeatable), e.g. on=true")
 	c.flags.StringVar(&def, "default", "", "set: default variant")
@@ -44,6 +45,10 @@ Examples:
 	c.flags.BoolVar(&disabled, "disabled", false, "set: store the flag switched off (evaluates to the caller's default)")
 	c.flags.StringVar(&desc, "description", "", "set: what the flag is for")
 	c.flags.StringVar(&by, "by", "", "set, rm: who makes the change (recorded in the event)")
+	// Each subcommand's own flags (subflags.go): anything else is refused.
+	c.sub("set", "env", "variant", "default", "rule", "rollout", "disabled", "description", "by")
+	c.sub("get|ls", "env")
+	c.sub("rm", "env", "by")
 	c.run = func(c *command, args []string) error {
 		if len(args) == 0 {
 			return usagef("want 'flags set KEY', 'flags get KEY', 'flags ls' or 'flags rm KEY'")

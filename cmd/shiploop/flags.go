@@ -21,6 +21,10 @@ type command struct {
 	stdout  io.Writer
 	stderr  io.Writer
 	args    []string // positional arguments, flags removed
+	// subs: each subcommand's own flag set (subflags.go); common: the
+	// flags all of them take.
+	subs   []subcommand
+	common []string
 	// examples are shown at the end of --help (see examples.go).
 	examples string
 }
@@ -62,6 +66,7 @@ func (c *command) printUsage() {
 		}
 		fmt.Fprintf(w, "  --%s\n        %s%s  [$%s]\n", f.Name, f.Usage, def, envName(f.Name))
 	})
+	c.printSubFlags(w)
 }
 
 // parse parses args, then fills every flag not given on the command line
@@ -87,6 +92,9 @@ func (c *command) parse(args []string) error {
 	}
 	set := map[string]bool{}
 	c.flags.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := c.checkSubFlags(set); err != nil {
+		return err
+	}
 	var err error
 	c.flags.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] || err != nil {

@@ -22,9 +22,13 @@ Examples:
   shiploop metrics --from -1h query 'sumSeries(servers.*.cpu.user)'
   shiploop metrics find 'shiploop.builds.*'`)
 	clientFlags(c, &o)
+	c.commonFlags()
 	c.flags.StringVar(&from, "from", "-1h", "start: -1h, -7d, unix seconds, HH:MM_YYYYMMDD (query)")
 	c.flags.StringVar(&until, "until", "now", "end (query)")
 	c.flags.IntVar(&maxPoints, "max-points", 0, "consolidate each series to at most this many points (query)")
+	// Each subcommand's own flags (subflags.go): anything else is refused.
+	c.sub("query", "from", "until", "max-points")
+	c.sub("find")
 	c.run = func(c *command, args []string) error {
 		if len(args) < 2 || (args[0] != "query" && args[0] != "find") {
 			return usagef("want 'metrics query TARGET...' or 'metrics find QUERY'")

@@ -28,9 +28,14 @@ func monitorCommand() *command {
   monitor unsilence ID                                      remove a silence
 --by defaults to $USER. Flags may come before or after the arguments.`)
 	clientFlags(c, &o)
+	c.commonFlags()
 	c.flags.StringVar(&reason, "reason", "", "why (silence)")
 	c.flags.StringVar(&by, "by", os.Getenv("USER"), "who does it, for the audit trail")
 	c.flags.DurationVar(&dur, "for", 0, "how long a silence lasts (e.g. 2h)")
+	// Each subcommand's own flags (subflags.go): anything else is refused.
+	c.sub("ls|status")
+	c.sub("silence", "reason", "by", "for")
+	c.sub("unsilence", "by")
 	c.run = func(c *command, args []string) error {
 		args, err := interleaved(c.flags, args)
 		if err != nil {

@@ -44,6 +44,7 @@ func testsCommand() *command {
       formats: junit, gotest, cobertura, lcov, gocover, jacoco, diff (detected when omitted)
 Flags may come before or after the arguments.`)
 	clientFlags(c, &o)
+	c.commonFlags()
 	c.flags.StringVar(&repo, "repo", "", "repository")
 	c.flags.StringVar(&build, "build", "", "the build: "+buildRefHelp)
 	c.flags.StringVar(&suite, "suite", "", "test suite (history, quarantine)")
@@ -57,6 +58,15 @@ Flags may come before or after the arguments.`)
 	c.flags.BoolVar(&complete, "complete", false, "finish the run after the upload")
 	c.flags.DurationVar(&window, "window", 0, "how far back to look (flaky; default 14 days)")
 	c.flags.IntVar(&limit, "limit", 50, "how many to list")
+	// Each subcommand's own flags (subflags.go): anything else is refused.
+	c.sub("show", "build")
+	c.sub("ls|list", "repo", "limit")
+	c.sub("cases", "status", "flaky", "limit")
+	c.sub("history", "repo", "suite", "class", "limit")
+	c.sub("flaky", "repo", "window", "limit")
+	c.sub("coverage", "prefix")
+	c.sub("quarantine|unquarantine", "repo", "suite", "class", "reason")
+	c.sub("upload", "build", "format", "strip", "complete")
 	c.run = func(c *command, args []string) error {
 		args, err := interleaved(c.flags, args)
 		if err != nil {

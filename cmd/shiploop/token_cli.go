@@ -54,7 +54,11 @@ Examples:
   shiploop token ls
   shiploop token revoke grafana`)
 	clientFlags(c, &o)
+	c.commonFlags()
 	c.flags.StringVar(&scope, "scope", "read", "create: read, write or admin")
+	// Each subcommand's own flags (subflags.go): anything else is refused.
+	c.sub("create", "scope")
+	c.sub("revoke|ls")
 	c.run = func(c *command, args []string) error {
 		if len(args) == 0 {
 			return usagef("want 'token create --scope SCOPE NAME', 'token revoke NAME' or 'token ls'")
