@@ -69,20 +69,6 @@ func axeSource(t *testing.T) string {
 	return string(src)
 }
 
-// screenshotDir is $SHIPLOOP_SCREENSHOT_DIR/<test> when set (CI keeps it
-// as an artifact), else the test's temporary directory.
-func screenshotDir(t *testing.T) string {
-	t.Helper()
-	if base := os.Getenv("SHIPLOOP_SCREENSHOT_DIR"); base != "" {
-		dir := filepath.Join(base, t.Name())
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return dir
-	}
-	return t.TempDir()
-}
-
 // axeViolation is what the test reports of one axe-core violation.
 type axeViolation struct {
 	ID      string   `json:"id"`
@@ -132,7 +118,7 @@ func checkA11y(t *testing.T, ctx context.Context, axe, page string) {
 func TestDashboardsPagesInBrowser(t *testing.T) {
 	axe := axeSource(t)
 	ctx := browser(t)
-	dir := screenshotDir(t)
+	dir := artifactDir(t)
 	inst := startUp(t)
 	repo := newRepo(t, map[string]string{".shiploop.yml": `steps:
   - name: greet
