@@ -117,3 +117,38 @@ func TestImageEnv(t *testing.T) {
 		t.Errorf("ImageEnv = %v", env)
 	}
 }
+
+// TestRunbookStepsInContainers: a runbook's steps carry image (the step's,
+// else the file's), pull and limits like deploy steps.
+func TestRunbookStepsInContainers(t *testing.T) {
+	const cfg = `image: alpine:3
+steps: [{name: build, commands: [make]}]
+environments:
+  - {name: production, steps: [{name: deploy, commands: [./deploy.sh]}]}
+runbooks:
+  - name: restart
+    environment: production
+    steps:
+      - {name: restart, commands: [./restart.sh], memory: 64m}
+      - {name: check, commands: [./check.sh], image: "curl:8", pull: never, cpus: 0.5}
+`
+	storetest.Engines(t, "deploys", Migrations(), func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db)
+		const repo = "acme/ops-img"
+		h.build(repo, "refs/heads/main", "1.0.0", cfg, "push")
+		h.waitForBuild(repo)
+		if _, err := (&runbookServer{s: h.svc}).RunRunbook(context.Background(), &deploysv1.RunRunbookRequest{Repository: repo, Runbook: "restart"}); err != nil {
+			t.Fatal(err)
+		}
+		j := h.nextJob()
+		if len(j.Steps) != 2 {
+			t.Fatalf("runbook job steps %v", j.Steps)
+		}
+		if s := j.Steps[0]; s.GetImage() != "alpine:3" || s.GetMemoryBytes() != 64<<20 {
+			t.Errorf("restart step %v: want the file's alpine:3 and 64 MiB", s)
+		}
+		if s := j.Steps[1]; s.GetImage() != "curl:8" || s.GetPull() != "never" || s.GetCpus() != 0.5 {
+			t.Errorf("check step %v: want curl:8, never, 0.5 CPUs", s)
+		}
+	})
+}

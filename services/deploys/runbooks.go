@@ -220,7 +220,8 @@ func (s *Service) startRun(ctx context.Context, tx *bus.Tx, x *runbookRun) error
 		secrets = append(append(secrets, rb.Secrets...), st.Secrets...)
 		slices.Sort(secrets)
 		js := &eventsv1.Step{Name: st.Name, Commands: st.Commands, Environment: runStepEnv(st.Env), FailureIgnore: st.FailureIgnore,
-			Secrets: slices.Compact(secrets), Detach: st.Detach, DependsOn: st.DependsOn}
+			Secrets: slices.Compact(secrets), Detach: st.Detach, DependsOn: st.DependsOn, Cpus: st.CPUs, MemoryBytes: st.Memory}
+		js.Image, js.Pull = cfg.StepImage(st)
 		if st.Timeout > 0 {
 			js.Timeout = durationpb.New(st.Timeout)
 		}
