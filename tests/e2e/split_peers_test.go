@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -25,7 +26,8 @@ import (
 // that find one another only through the addresses advertised in NATS
 // (discovery): gates -> builds (forge settings) is
 // TestSplitCommitStatusThroughDiscovery; deploys -> metrics (graphite()
-// checks) and dashboards -> errortrack (the issue page) are here.
+// checks), dashboards -> errortrack (the issue page) and dashboards ->
+// deploys (the environment page's forms) are here.
 
 // splitProc is the process of startSplit named name ("serve metrics") and
 // its ready line.
@@ -180,4 +182,41 @@ func TestSplitIssuePage(t *testing.T) {
 		}
 	}
 	t.Fatalf("dashboards' /errors/%d: %d, no frame payOrder:\n%s\nserve dashboards stderr:\n%s", id, status, page, dashProc.stderr)
+}
+
+// TestSplitEnvironmentForm: `serve dashboards` and `serve deploys` in
+// processes of their own. The environment page's lock form, posted to
+// dashboards, calls DeployService.Lock in the deploys process, found in
+// NATS.
+func TestSplitEnvironmentForm(t *testing.T) {
+	natsURL := startNATSServer(t, natsServerBinary(t))
+	procs, _, _ := startSplit(t, natsURL, createDatabase(t), "deploys", "dashboards")
+	_, deploysReady := splitProc(t, procs, "serve deploys")
+	dashProc, dashReady := splitProc(t, procs, "serve dashboards")
+
+	const reason = "split maintenance"
+	form := url.Values{"action": {"lock"}, "reason": {reason}}
+	req, err := http.NewRequest(http.MethodPost, dashReady.HTTPURL+"/environments/acme/split-form/production", strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", dashReady.HTTPURL) // the page's own form
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "?done=") {
+		t.Fatalf("lock form: %d, Location %q, %s\nserve dashboards stderr:\n%s", resp.StatusCode, loc, body, dashProc.stderr)
+	}
+	// The lock is the deploys process's: a second one is refused, naming it.
+	cl := deploysv1.NewDeployServiceClient(dialInsecure(t, deploysReady.GRPCAddr))
+	_, err = cl.Lock(context.Background(), &deploysv1.LockRequest{Repository: "acme/split-form", Environment: "production", Reason: "again", By: "test"})
+	if err == nil || !strings.Contains(err.Error(), reason) {
+		t.Fatalf("locking again after the form's lock: %v (want the form's lock, %q)", err, reason)
+	}
 }
