@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -141,22 +143,77 @@ func BenchmarkBuildsBurst(b *testing.B) {
 
 // BenchmarkLogThroughput has a step print a million lines and a live
 // `StreamLogs` follower read them, and reports lines/s at the follower and
-// the peak memory of the process (the agent spills the log to a file). A
-// second run prints three times as many lines: bounded memory means its
-// peak stays where the first one's was.
+// the peak memory of the process (the agent spills the log to a file and
+// appends it to the Object Store). A second run prints ten times as many
+// lines: memory independent of the log's length means its peak stays
+// within 10 % of the first one's. SHIPLOOP_BENCH_LOG_LINES sets the two
+// sizes ("1000000,10000000" by default); SHIPLOOP_BENCH_PREV_BIN, a
+// shiploop binary built from the previous code, runs each size with it
+// too, right before this code's run, for a side-by-side table.
 func BenchmarkLogThroughput(b *testing.B) {
+	sizes := []int{1_000_000, 10_000_000}
+	if v := os.Getenv("SHIPLOOP_BENCH_LOG_LINES"); v != "" {
+		sizes = sizes[:0]
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				b.Fatalf("SHIPLOOP_BENCH_LOG_LINES=%q: want two line counts", v)
+			}
+			sizes = append(sizes, n)
+		}
+		if len(sizes) != 2 {
+			b.Fatalf("SHIPLOOP_BENCH_LOG_LINES=%q: want two line counts", v)
+		}
+	}
+	prev := os.Getenv("SHIPLOOP_BENCH_PREV_BIN")
+	type result struct {
+		rate float64
+		hwm  int64
+		load string
+	}
+	run := func(bin string, lines int) result {
+		launchBinary = bin
+		defer func() { launchBinary = "" }()
+		rate, hwm := followLog(b, lines)
+		return result{rate, hwm, loadAvg()}
+	}
 	for range b.N {
 		cpu := startCPU()
-		rate, hwm := followLog(b, 1_000_000)
-		rate3, hwm3 := followLog(b, 3_000_000)
+		before := loadAvg()
+		var now, old [2]result
+		for i, n := range sizes {
+			if prev != "" {
+				old[i] = run(prev, n)
+			}
+			now[i] = run("", n)
+		}
+		ratio := func(r [2]result) float64 { return float64(r[1].hwm) / float64(r[0].hwm) }
+		mib := func(kb int64) string { return fmt.Sprintf("%.1f MiB", float64(kb)/1024) }
 		var s strings.Builder
-		fmt.Fprintf(&s, "One step prints N lines (`seq`) under `shiploop up`; a live `StreamLogs` follower (gRPC, follow) reads them, each line checked in order. A fresh `shiploop up` per N. Measured %s; other processes kept %.2f of the 2 CPUs busy meanwhile.\n\n",
-			time.Now().UTC().Format("2006-01-02 15:04 MST"), cpu.others(0))
-		fmt.Fprintf(&s, "| measure | 1,000,000 lines | 3,000,000 lines | goal |\n|---|---:|---:|---|\n")
-		fmt.Fprintf(&s, "| lines/s at the live follower | %s | %s | ≥ 200,000: %s |\n", num(rate), num(rate3), verdict(rate >= 200_000))
-		fmt.Fprintf(&s, "| peak RSS of `shiploop up` (VmHWM), agent and follower included | %.1f MiB | %.1f MiB | bounded — 3× the lines within 1.25× the peak: %s |\n",
-			float64(hwm)/1024, float64(hwm3)/1024, verdict(float64(hwm3) <= 1.25*float64(hwm)))
-		b.ReportMetric(rate, "lines/s")
+		fmt.Fprintf(&s, "One step prints N lines (`seq`) under `shiploop up`; a live `StreamLogs` follower (gRPC, follow, in the benchmark's process) reads them, each line checked in order. Peak RSS is `shiploop up`'s VmHWM (agent, server and embedded NATS in one process). A fresh `shiploop up` per run. Measured %s; other processes kept %.2f of the 2 CPUs busy meanwhile; load average (1/5/15 min) before: %s, after: %s.\n\n",
+			time.Now().UTC().Format("2006-01-02 15:04 MST"), cpu.others(0), before, loadAvg())
+		fmt.Fprintf(&s, "| measure | code | %s lines | %s lines | goal |\n|---|---|---:|---:|---|\n", num(float64(sizes[0])), num(float64(sizes[1])))
+		if prev != "" {
+			fmt.Fprintf(&s, "| lines/s at the live follower | previous | %s | %s | |\n", num(old[0].rate), num(old[1].rate))
+		}
+		fmt.Fprintf(&s, "| lines/s at the live follower | this | %s | %s | ≥ 200,000: %s |\n", num(now[0].rate), num(now[1].rate), verdict(now[0].rate >= 200_000 && now[1].rate >= 200_000))
+		if prev != "" {
+			fmt.Fprintf(&s, "| peak RSS of `shiploop up` | previous | %s | %s | ratio %.2f |\n", mib(old[0].hwm), mib(old[1].hwm), ratio(old))
+		}
+		fmt.Fprintf(&s, "| peak RSS of `shiploop up` | this | %s | %s | independent of the length — within 10 %%: ratio %.2f, %s |\n",
+			mib(now[0].hwm), mib(now[1].hwm), ratio(now), verdict(ratio(now) <= 1.10 && ratio(now) >= 1/1.10))
+		fmt.Fprintf(&s, "\nLoad average after each run (previous, then this code): ")
+		for i, n := range sizes {
+			if prev != "" {
+				fmt.Fprintf(&s, "%s lines previous %s, ", num(float64(n)), old[i].load)
+			}
+			fmt.Fprintf(&s, "%s lines this %s", num(float64(n)), now[i].load)
+			if i == 0 {
+				s.WriteString("; ")
+			}
+		}
+		s.WriteString(".\n")
+		b.ReportMetric(now[0].rate, "lines/s")
 		b.Log("\n" + s.String())
 		if err := writeSection("builds-logs", s.String()); err != nil {
 			b.Log(err)

@@ -89,12 +89,21 @@ type instance struct {
 	stopErr error
 }
 
+// launchBinary, when set, is the shiploop that launch starts instead of
+// this tree's: a benchmark sets it to run the previous code beside this
+// one in the same run.
+var launchBinary string
+
 // launch starts `shiploop up --json` on free ports in dataDir and waits for
 // its ready line. Call stop when done.
 func launch(tb testing.TB, dataDir string, extra ...string) (*instance, error) {
 	tb.Helper()
 	args := append([]string{"up", "--json", "--data-dir", dataDir, "--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"}, extra...)
-	cmd := exec.Command(binary(tb), args...)
+	bin := launchBinary
+	if bin == "" {
+		bin = binary(tb)
+	}
+	cmd := exec.Command(bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
