@@ -144,26 +144,31 @@ func BenchmarkEventPath(b *testing.B) {
 	}
 
 	raw := rates["raw-publish"]
-	if raw == 0 || len(rates) < len(variants) || len(samples["raw-publish"]) < rounds {
+	if raw == 0 || rates["raw-publish-consume"] == 0 || len(rates) < len(variants) || len(samples["raw-publish"]) < rounds {
 		return // a filtered run (profiling): nothing to compare
 	}
+	// The goal is held against raw publish + a durable consumer of the
+	// same messages (c): the event path publishes and consumes, so
+	// publishing alone (a) is not its peer.
+	peer := rates["raw-publish-consume"]
 	for _, k := range []string{"event-path-1-per-tx", "event-path-100-per-tx"} {
-		b.Logf("%s: %s msgs/s = %.1f%% of raw publish (%s msgs/s)", k, num(rates[k]), 100*rates[k]/raw, num(raw))
+		b.Logf("%s: %s msgs/s = %.1f%% of raw publish + durable consumer (%s msgs/s), %.1f%% of raw publish (%s msgs/s)",
+			k, num(rates[k]), 100*rates[k]/peer, num(peer), 100*rates[k]/raw, num(raw))
 	}
-	pct := func(k string) string { return fmt.Sprintf("%.1f%%", 100*rates[k]/raw) }
+	pct := func(k string, of float64) string { return fmt.Sprintf("%.1f%%", 100*rates[k]/of) }
 	row := func(label, k, goal string) string {
-		return fmt.Sprintf("| %s | %s | %s | %s | %s |\n", label, num(rates[k]), spread[k], pct(k), goal)
+		return fmt.Sprintf("| %s | %s | %s | %s | %s | %s |\n", label, num(rates[k]), spread[k], pct(k, raw), pct(k, peer), goal)
 	}
-	goal := func(k string) string { return verdict(rates[k] >= raw/2) }
+	goal := func(k string) string { return verdict(rates[k] >= peer/2) }
 	var s strings.Builder
 	fmt.Fprintf(&s, "N = %s messages of %d-byte payload per run; one embedded nats-server (in-process connections, file storage, R1); "+
 		"each variant run %d times interleaved, median shown. %s.\n\n",
 		num(float64(n)), payloadSize, rounds, measured(cpu, 0))
-	s.WriteString("| path | msgs/s (median) | range | vs (a) | goal: event path ≥ 50% of (a) |\n|---|---:|---:|---:|---|\n")
-	s.WriteString(row("(a) raw JetStream `PublishAsync`, wait for all acks", "raw-publish", "peer"))
+	s.WriteString("| path | msgs/s (median) | range | vs (a) | vs (c) | goal: event path ≥ 50% of (c) |\n|---|---:|---:|---:|---:|---|\n")
+	s.WriteString(row("(a) raw JetStream `PublishAsync`, wait for all acks", "raw-publish", "reference"))
 	s.WriteString(row("raw `PublishMsgAsync` of shiploop-shaped messages (CloudEvents headers, `Nats-Msg-Id` dedup)", "raw-publish-ce-headers", "reference"))
-	s.WriteString(row("raw `PublishAsync` + durable pull consumer with explicit ack, until all consumed", "raw-publish-consume", "reference"))
-	s.WriteString(row("`Consume` alone: inbox + handler + commit + ack per event, the N events already in EVENTS", "consume-only", "reference"))
+	s.WriteString(row("(c) raw `PublishAsync` + durable pull consumer with explicit ack, until all consumed", "raw-publish-consume", "peer"))
+	s.WriteString(row("`Consume` alone: inbox + handler + ack per event, a transaction per pulled batch, the N events already in EVENTS", "consume-only", "reference"))
 	s.WriteString(row("**(b) event path, 1 event per `Outbox.InTx`**", "event-path-1-per-tx", goal("event-path-1-per-tx")))
 	s.WriteString(row("**(b) event path, 100 events per `Outbox.InTx`**", "event-path-100-per-tx", goal("event-path-100-per-tx")))
 	s.WriteString("\nWhere the time goes, per run (the last event committed to the producer's outbox / seen by a core NATS subscriber as the relay published it / seen by the handler):\n\n")
