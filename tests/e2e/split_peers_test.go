@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
 	deploysv1 "github.com/shiploop/shiploop/proto/shiploop/deploys/v1"
 	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
@@ -26,8 +27,9 @@ import (
 // that find one another only through the addresses advertised in NATS
 // (discovery): gates -> builds (forge settings) is
 // TestSplitCommitStatusThroughDiscovery; deploys -> metrics (graphite()
-// checks), dashboards -> errortrack (the issue page) and dashboards ->
-// deploys (the environment page's forms) are here.
+// checks), dashboards -> errortrack (the issue page), dashboards ->
+// deploys (the environment page's forms) and dashboards -> testruns (a
+// build's tests page) are here.
 
 // splitProc is the process of startSplit named name ("serve metrics") and
 // its ready line.
@@ -219,4 +221,57 @@ func TestSplitEnvironmentForm(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), reason) {
 		t.Fatalf("locking again after the form's lock: %v (want the form's lock, %q)", err, reason)
 	}
+}
+
+// TestSplitTestsPage: `serve dashboards` and `serve testruns` in processes
+// of their own. A build's test job reports a failing JUnit test to
+// testruns; dashboards' /builds/{id}/tests reads it over TestRunService,
+// found in NATS.
+func TestSplitTestsPage(t *testing.T) {
+	natsURL := startNATSServer(t, natsServerBinary(t))
+	procs, httpAddr, grpcAddr := startSplit(t, natsURL, createDatabase(t), "testruns", "dashboards")
+	dashProc, dashReady := splitProc(t, procs, "serve dashboards")
+	repo := newRepo(t, map[string]string{".shiploop.yml": `steps:
+  - name: build
+    commands: ["true"]
+test:
+  steps:
+    - name: unit
+      commands:
+        - mkdir -p reports
+        - printf '<testsuite name="calc"><testcase classname="calc" name="TestAdd"/><testcase classname="calc" name="TestSplitSub"><failure message="2-1 != 3"/></testcase></testsuite>' > reports/TEST-calc.xml
+  reports: {junit: ["reports/*.xml"]}
+`})
+	sha := repo.git("rev-parse", "HEAD")
+	conn := dialInsecure(t, grpcAddr)
+	secret := registerRepo(t, conn, "acme/split-tests", repo.dir)
+	pushAll(t, httpAddr, []push{{repo: "acme/split-tests", secret: secret, ref: "refs/heads/main", sha: sha}}, nil)
+	var build string
+	for deadline := time.Now().Add(60 * time.Second); build == ""; time.Sleep(200 * time.Millisecond) {
+		list, _ := buildsv1.NewBuildServiceClient(conn).ListBuilds(context.Background(), &buildsv1.ListBuildsRequest{Repository: "acme/split-tests"})
+		if bs := list.GetBuilds(); len(bs) > 0 {
+			build = bs[0].GetId()
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no build within 60s")
+		}
+	}
+	var status int
+	var page []byte
+	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		resp, err := http.Get(fmt.Sprintf("%s/builds/%s/tests", dashReady.HTTPURL, build))
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		status = resp.StatusCode
+		if status == http.StatusOK && strings.Contains(string(page), "TestSplitSub") && strings.Contains(string(page), "2-1 != 3") {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Fatalf("dashboards' /builds/%s/tests: %d, no failing TestSplitSub:\n%s\nserve dashboards stderr:\n%s", build, status, page, dashProc.stderr)
 }
