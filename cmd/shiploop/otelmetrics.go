@@ -28,18 +28,22 @@ func (m *promMetrics) startOTel(ctx context.Context, getenv func(string) string,
 	if err != nil || exp == nil {
 		return nil, err
 	}
+	fail := func(err error) (func(context.Context) error, error) {
+		_ = exp.Shutdown(ctx)
+		return nil, err
+	}
 	var ropts []metric.PeriodicReaderOption
 	if v := strings.TrimSpace(getenv("OTEL_METRIC_EXPORT_INTERVAL")); v != "" {
 		ms, err := strconv.Atoi(v)
 		if err != nil || ms <= 0 {
-			return nil, fmt.Errorf("OTEL_METRIC_EXPORT_INTERVAL=%q: want milliseconds", v)
+			return fail(fmt.Errorf("OTEL_METRIC_EXPORT_INTERVAL=%q: want milliseconds", v))
 		}
 		ropts = append(ropts, metric.WithInterval(time.Duration(ms)*time.Millisecond))
 	}
 	if v := strings.TrimSpace(getenv("OTEL_METRIC_EXPORT_TIMEOUT")); v != "" {
 		ms, err := strconv.Atoi(v)
 		if err != nil || ms <= 0 {
-			return nil, fmt.Errorf("OTEL_METRIC_EXPORT_TIMEOUT=%q: want milliseconds", v)
+			return fail(fmt.Errorf("OTEL_METRIC_EXPORT_TIMEOUT=%q: want milliseconds", v))
 		}
 		ropts = append(ropts, metric.WithTimeout(time.Duration(ms)*time.Millisecond))
 	}
@@ -61,7 +65,8 @@ func (m *promMetrics) startOTel(ctx context.Context, getenv func(string) string,
 }
 
 // metricExporterFromEnv picks the OTLP metric exporter as the
-// OpenTelemetry spec describes: OTEL_METRICS_EXPORTER (otlp|none),
+// OpenTelemetry spec describes: OTEL_METRICS_EXPORTER (otlp, or none or
+// prometheus for /metrics alone),
 // OTEL_EXPORTER_OTLP_METRICS_ENDPOINT (used as-is) or
 // OTEL_EXPORTER_OTLP_ENDPOINT (a base URL: /v1/metrics is added for HTTP),
 // OTEL_EXPORTER_OTLP_METRICS_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL
@@ -70,12 +75,12 @@ func (m *promMetrics) startOTel(ctx context.Context, getenv func(string) string,
 // temporality) themselves.
 func metricExporterFromEnv(ctx context.Context, getenv func(string) string) (metric.Exporter, error) {
 	switch kind := strings.TrimSpace(getenv("OTEL_METRICS_EXPORTER")); kind {
-	case "none":
+	case "none", "prometheus":
+		// prometheus: /metrics, which is always served, and nothing else.
 		return nil, nil
-	case "", "otlp", "prometheus":
-		// prometheus: /metrics is always served; OTLP only with an endpoint.
+	case "", "otlp":
 	default:
-		return nil, fmt.Errorf("OTEL_METRICS_EXPORTER=%q is not supported (use otlp or none)", kind)
+		return nil, fmt.Errorf("OTEL_METRICS_EXPORTER=%q is not supported (use otlp, prometheus or none)", kind)
 	}
 	own := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"))
 	base := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
