@@ -47,9 +47,9 @@ func (s *Service) handle(ctx context.Context, tx *bus.Tx, ev bus.Event) error {
 	case *eventsv1.JobFinished:
 		return s.onJobFinished(ctx, tx, d)
 	case *errortrackv1.IssueOpened:
-		return s.signal(ctx, tx, ev, "opened", d.GetIssue(), d.GetRelease(), d.GetEnvironment())
+		return s.signal(ctx, tx, ev, "opened", d.GetIssue(), d.GetRelease(), d.GetEnvironment(), d.GetSuspectCommits())
 	case *errortrackv1.IssueRegressed:
-		return s.signal(ctx, tx, ev, "regressed", d.GetIssue(), d.GetRelease(), d.GetEnvironment())
+		return s.signal(ctx, tx, ev, "regressed", d.GetIssue(), d.GetRelease(), d.GetEnvironment(), d.GetSuspectCommits())
 	case *errortrackv1.ReleaseCounted:
 		_, err := tx.ExecContext(ctx, `INSERT INTO error_counts (event_id, repository, release, environment, errors, traffic, first_received, last_received) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING`,
 			ev.ID, ev.Repository, d.GetRelease(), d.GetEnvironment(), d.GetErrors(), d.GetErrors()+d.GetTransactions()+d.GetSessions(),
@@ -72,10 +72,73 @@ func joinedBuild(data any) string {
 	return ""
 }
 
-func (s *Service) signal(ctx context.Context, tx *bus.Tx, ev bus.Event, kind string, is *errortrackv1.IssueRef, release, env string) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO signals (event_id, repository, release, environment, kind, issue_id, title, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING`,
-		ev.ID, ev.Repository, release, env, kind, is.GetIssueId(), is.GetTitle(), s.now().UnixNano())
+func (s *Service) signal(ctx context.Context, tx *bus.Tx, ev bus.Event, kind string, is *errortrackv1.IssueRef, release, env string, suspects []*errortrackv1.SuspectCommit) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO signals (event_id, repository, release, environment, kind, issue_id, title, at, suspects) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING`,
+		ev.ID, ev.Repository, release, env, kind, is.GetIssueId(), is.GetTitle(), s.now().UnixNano(), encodeSuspects(suspects))
 	return err
+}
+
+// suspect is a suspect commit as signals keep it (suspects column).
+type suspect struct {
+	SHA     string `json:"sha"`
+	Author  string `json:"author,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// maxSuspects is how many suspect commits a signal keeps and a
+// verification reason names.
+const maxSuspects = 3
+
+// encodeSuspects keeps the first maxSuspects suspect commits (errortrack
+// sends them best match first) as JSON, the message's first line only;
+// "" for none.
+func encodeSuspects(cs []*errortrackv1.SuspectCommit) string {
+	var out []suspect
+	for _, c := range cs {
+		if c.GetSha() == "" {
+			continue
+		}
+		msg, _, _ := strings.Cut(strings.TrimSpace(c.GetMessage()), "\n")
+		out = append(out, suspect{SHA: c.GetSha(), Author: c.GetAuthor(), Message: strings.TrimSpace(msg)})
+		if len(out) == maxSuspects {
+			break
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// decodeSuspects reads a suspects column ("" or unreadable: none).
+func decodeSuspects(s string) []suspect {
+	if s == "" {
+		return nil
+	}
+	var out []suspect
+	_ = json.Unmarshal([]byte(s), &out)
+	return out
+}
+
+// String is the commit as a reason names it: short sha, author's name,
+// first line of the message.
+func (c suspect) String() string {
+	sha := c.SHA
+	if len(sha) > 7 {
+		sha = sha[:7]
+	}
+	out := sha
+	if name, _, _ := strings.Cut(c.Author, " <"); strings.TrimSpace(name) != "" {
+		out += " (" + strings.TrimSpace(name) + ")"
+	}
+	if c.Message != "" {
+		out += " " + c.Message
+	}
+	return out
 }
 
 func (s *Service) onChange(ctx context.Context, tx *bus.Tx, ch *eventsv1.Change) error {

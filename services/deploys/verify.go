@@ -213,13 +213,16 @@ func (s *Service) measure(ctx context.Context, d *deployment, v *Verify, c Check
 		}
 	case "errortrack.new_issues", "errortrack.regressed_issues", "errortrack.issues":
 		kinds := map[string][]string{"errortrack.new_issues": {"opened"}, "errortrack.regressed_issues": {"regressed"}, "errortrack.issues": {"opened", "regressed"}}[c.Kind]
-		n, titles, err := s.issueCount(ctx, d, kinds)
+		n, titles, suspects, err := s.issueCount(ctx, d, kinds)
 		if err != nil {
 			return inconclusive("reading errortrack signals: %v", err)
 		}
 		what := fmt.Sprintf("%d %s issue(s) in %s on %s", n, strings.Join(kinds, "/"), d.version, d.environment)
 		if len(titles) > 0 {
 			what += ": " + strings.Join(titles, ", ")
+		}
+		if len(suspects) > 0 {
+			what += "; suspect commits: " + strings.Join(suspects, ", ")
 		}
 		ev, err := s.releaseEvidence(ctx, d, at)
 		if err != nil {
@@ -251,29 +254,40 @@ func (s *Service) measure(ctx context.Context, d *deployment, v *Verify, c Check
 	return inconclusive("unknown check %s", c.Kind)
 }
 
-func (s *Service) issueCount(ctx context.Context, d *deployment, kinds []string) (int, []string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT kind, issue_id, title FROM signals WHERE (repository = $1 OR repository = '') AND environment = $2 AND (release = $3 OR release LIKE $4) AND at >= $5 ORDER BY at`,
+// issueCount counts the signals of kinds for d's release and environment
+// since it started, with their issues ("#id title") and the top suspect
+// commits errortrack named for them (at most maxSuspects, the first
+// issue's best first, each commit once).
+func (s *Service) issueCount(ctx context.Context, d *deployment, kinds []string) (int, []string, []string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT kind, issue_id, title, suspects FROM signals WHERE (repository = $1 OR repository = '') AND environment = $2 AND (release = $3 OR release LIKE $4) AND at >= $5 ORDER BY at`,
 		d.repository, d.environment, d.version, "%@"+d.version, d.startedAt)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer rows.Close()
 	n := 0
-	var titles []string
+	var titles, suspects []string
+	seen := map[string]bool{}
 	for rows.Next() {
-		var kind, title string
+		var kind, title, sus string
 		var id int64
-		if err := rows.Scan(&kind, &id, &title); err != nil {
-			return 0, nil, err
+		if err := rows.Scan(&kind, &id, &title, &sus); err != nil {
+			return 0, nil, nil, err
 		}
 		for _, k := range kinds {
 			if k == kind {
 				n++
 				titles = append(titles, fmt.Sprintf("#%d %s", id, title))
+				for _, c := range decodeSuspects(sus) {
+					if len(suspects) < maxSuspects && !seen[c.SHA] {
+						seen[c.SHA] = true
+						suspects = append(suspects, c.String())
+					}
+				}
 			}
 		}
 	}
-	return n, titles, rows.Err()
+	return n, titles, suspects, rows.Err()
 }
 
 // evidence is what errortrack counted in a deploy's environment since the

@@ -246,3 +246,56 @@ func TestVerificationEvidence(t *testing.T) {
 		checks(good, eventsv1.CheckStatus_CHECK_STATUS_SUCCESS, "evidence: 0 error(s), 30 transaction(s)/session(s) from 1.0.0")
 	})
 }
+
+// TestVerificationNamesSuspectCommits: a verification failing on a new
+// issue whose errortrack.issue.opened named suspect commits says which
+// (short sha, author, first line; at most 3, best first) in the failed
+// deploy's reason and in deploy.rolled_back's cause.
+func TestVerificationNamesSuspectCommits(t *testing.T) {
+	storetest.Engines(t, "deploys", Migrations(), func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db)
+		repo := "acme/suspects"
+		w := h.watchDeploys(repo)
+		cfg := `environments:
+  - name: production
+    auto: true
+    steps: [{name: deploy, commands: [echo deploy]}]
+    verify:
+      window: 300ms
+      on_failure: rollback
+      conditions:
+        - {metric: errortrack.new_issues, operator: "==", threshold: 0, require_evidence: false}
+`
+		h.build(repo, "refs/heads/main", "1.0.0", cfg, "push")
+		h.run(h.nextJob(), true)
+		h.waitFor(repo, "production", "1.0.0 verified", is("1.0.0", eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED))
+
+		h.build(repo, "refs/heads/main", "1.1.0", cfg, "push")
+		j := h.nextJob()
+		var suspects []*errortrackv1.SuspectCommit
+		for i, c := range []struct{ sha, author, msg string }{
+			{"4f1c2b9e0d1a2b3c4d5e6f708192a3b4c5d6e7f8", "Ada Lovelace <ada@example.com>", "Divide by the item count\n\nThe average was off."},
+			{"9a8b7c6d5e4f30211203a4b5c6d7e8f901234567", "Grace Hopper <grace@example.com>", "Cache totals"},
+			{"1111111222222233333334444444555555566666", "Linus <l@example.com>", "Rename helpers"},
+			{"abcdefabcdefabcdefabcdefabcdefabcdefabcd", "Ken <k@example.com>", "A fourth one"},
+		} {
+			suspects = append(suspects, &errortrackv1.SuspectCommit{Sha: c.sha, Author: c.author, Message: c.msg, Score: int32(10 - i), Release: "web@1.1.0"})
+		}
+		h.publish("errortrack.issue.opened", repo, &errortrackv1.IssueOpened{Issue: &errortrackv1.IssueRef{IssueId: 1, Title: "ZeroDivisionError: division by zero"},
+			Release: "web@1.1.0", Environment: "production", SuspectCommits: suspects})
+		h.run(j, true)
+		bad := h.waitFor(repo, "production", "1.1.0 rolled back", is("1.1.0", eventsv1.DeployStatus_DEPLOY_STATUS_ROLLED_BACK))
+		const want = "errortrack.new_issues == 0: 1 opened issue(s) in 1.1.0 on production: #1 ZeroDivisionError: division by zero; suspect commits: " +
+			"4f1c2b9 (Ada Lovelace) Divide by the item count, 9a8b7c6 (Grace Hopper) Cache totals, 1111111 (Linus) Rename helpers"
+		if !strings.Contains(bad.GetReason(), want) {
+			t.Errorf("reason %q, want it to contain %q", bad.GetReason(), want)
+		}
+		if strings.Contains(bad.GetReason(), "abcdefa") {
+			t.Errorf("reason %q names a fourth suspect", bad.GetReason())
+		}
+		rolled := w.wait(t, "deploy.rolled_back", func(ev bus.Event) bool { return ev.Type == "deploy.rolled_back" })
+		if d := rolled.Data.(*eventsv1.DeployRolledBack); !strings.Contains(d.GetCause(), want) {
+			t.Errorf("deploy.rolled_back cause %q, want it to contain %q", d.GetCause(), want)
+		}
+	})
+}
