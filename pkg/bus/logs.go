@@ -92,6 +92,10 @@ func DecodeLog(data []byte) ([]*eventsv1.LogLine, error) {
 	}
 }
 
+// liveLogBuffer is how many live lines a follower holds unread; past it
+// the subscription drops them and the follower reads them from the store.
+var liveLogBuffer = 64 << 10
+
 // maxPendingLines bounds the live lines a follower holds behind a gap.
 const maxPendingLines = 50_000
 
@@ -155,7 +159,7 @@ func SpoolObject(ctx context.Context, obs jetstream.ObjectStore, name string) (s
 func (b *Bus) FollowLog(ctx context.Context, jobID string, after uint64, follow bool, send func(*eventsv1.LogLine) error) error {
 	var live chan *nats.Msg
 	if follow {
-		live = make(chan *nats.Msg, 64<<10)
+		live = make(chan *nats.Msg, liveLogBuffer)
 		sub, err := b.nc.ChanSubscribe(LogSubject(jobID), live)
 		if err != nil {
 			return fmt.Errorf("bus: subscribing to the log of %s: %w", jobID, err)
@@ -182,6 +186,8 @@ func (b *Bus) FollowLog(ctx context.Context, jobID string, after uint64, follow 
 		}
 	}
 	var storedSize uint64 // what the last read of the store saw
+	var cur logCursor     // where the reading of the stored object stands
+	var chunks jetstream.Stream
 	fromStore := func() (bool, error) {
 		// A follower's context may carry its client's deadline, however far:
 		// nats.go then waits for that deadline, not its own 5 s, for the
@@ -192,6 +198,9 @@ func (b *Bus) FollowLog(ctx context.Context, jobID string, after uint64, follow 
 		if err == nil {
 			info, err = obs.GetInfo(actx, jobID)
 		}
+		if err == nil && chunks == nil {
+			chunks, err = b.js.Stream(actx, "OBJ_"+LogBucket)
+		}
 		cancel()
 		if err != nil {
 			return false, ErrNoLog // a follower looks again at the next refresh
@@ -200,19 +209,37 @@ func (b *Bus) FollowLog(ctx context.Context, jobID string, after uint64, follow 
 			return false, nil // nothing new since the last read
 		}
 		storedSize = info.Size
-		// Stream the object: a big log is never held whole. Line k of the
-		// log is its k-th record, so the lines already sent are skipped
-		// by their length prefix alone.
-		// The agent replaces the object while the job runs: a read that
-		// meets a replacement loses its chunks (nats: timeout) and is tried
-		// again; a follower that still fails waits for the next refresh.
-		var src io.ReadSeeker
-		var done func()
+		// The agent only appends to the object (services/agent/joblog.go):
+		// a read goes on from where the last one stopped, fetching only the
+		// chunks after it, one at a time, so a big log is never held whole
+		// nor read again. A new object (the agent writes one anew after a
+		// failed store) is read from its start. Line k of the log is its
+		// k-th record, so the lines already sent are skipped by their length
+		// prefix alone.
+		var end bool
 		for attempt := 1; ; attempt++ {
-			if src, done, err = SpoolObject(ctx, obs, jobID); err == nil || ctx.Err() != nil || attempt == 5 {
+			if cur.nuid != info.NUID || cur.chunk > info.Chunks {
+				cur = logCursor{nuid: info.NUID, from: 1}
+			}
+			end, err = readStoredLog(ctx, chunks, info, &cur, &sent, pending, send)
+			var se sendError
+			if err == nil || errors.As(err, &se) || ctx.Err() != nil || attempt == 5 {
 				break
 			}
+			// Chunks gone: the object was replaced under the read.
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				cur = logCursor{}
+				actx, cancel := context.WithTimeout(ctx, apiTimeout)
+				ninfo, ierr := obs.GetInfo(actx, jobID)
+				cancel()
+				if ierr == nil {
+					info, storedSize = ninfo, ninfo.Size
+				}
+			}
 			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		}
+		if se := (sendError{}); errors.As(err, &se) {
+			return false, se.err
 		}
 		if err != nil {
 			if follow && ctx.Err() == nil {
@@ -221,48 +248,10 @@ func (b *Bus) FollowLog(ctx context.Context, jobID string, after uint64, follow 
 			}
 			return false, fmt.Errorf("reading stored log of %s: %w", jobID, err)
 		}
-		defer done()
-		br := bufio.NewReaderSize(src, 64<<10)
-		var n uint64
-		for ; n < sent; n++ {
-			size, err := binary.ReadUvarint(br)
-			if err == nil {
-				_, err = br.Discard(int(size))
-			}
-			if errors.Is(err, io.EOF) {
-				return false, nil // the store is behind what was sent
-			}
-			if err != nil {
-				return false, fmt.Errorf("reading stored log: %w", err)
-			}
+		if end {
+			return true, nil
 		}
-		for {
-			l := &eventsv1.LogLine{}
-			err := protodelim.UnmarshalFrom(br, l)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return false, fmt.Errorf("reading stored log: %w", err)
-			}
-			if l.GetNumber() <= sent {
-				continue
-			}
-			if l.GetNumber() == sent+1 {
-				// In order: send it now instead of collecting the rest.
-				delete(pending, l.GetNumber())
-				sent++
-				if l.GetStream() == "end" {
-					return true, nil
-				}
-				if err := send(l); err != nil {
-					return false, err
-				}
-				continue
-			}
-			pending[l.GetNumber()] = l
-		}
-		end, err := deliver()
+		end, err = deliver()
 		for n := range pending {
 			if n <= sent {
 				delete(pending, n)
@@ -310,4 +299,155 @@ func (b *Bus) FollowLog(ctx context.Context, jobID string, after uint64, follow 
 			}
 		}
 	}
+}
+
+// logCursor is where a follower's reading of a stored log object stands:
+// the next record starts off bytes into the object's chunk number chunk,
+// found by looking from stream sequence from for the chunks' subject.
+type logCursor struct {
+	nuid  string // the object's chunks' id
+	chunk uint32 // chunks before the next record's
+	from  uint64 // stream sequence to look for that chunk from
+	off   int    // bytes of that chunk before the next record
+	lines uint64 // records before the next record
+}
+
+// logChunkFetched, when set (by tests), is called for every stored log
+// chunk a follower fetches.
+var logChunkFetched func(jobID string, seq uint64)
+
+// sendError is an error of a follower's send.
+type sendError struct{ err error }
+
+func (e sendError) Error() string { return e.err.Error() }
+
+// readStoredLog reads the stored log object of info from cur on, moving
+// cur past every record it reads: lines numbered sent+1 on are sent in
+// order (sent counts them), others kept in pending. True at the end marker.
+func readStoredLog(ctx context.Context, stream jetstream.Stream, info *jetstream.ObjectInfo, cur *logCursor, sent *uint64, pending map[uint64]*eventsv1.LogLine, send func(*eventsv1.LogLine) error) (bool, error) {
+	r := &chunkReader{ctx: ctx, stream: stream, jobID: info.Name, subject: fmt.Sprintf("$O.%s.C.%s", LogBucket, info.NUID),
+		chunk: cur.chunk, chunks: info.Chunks, next: cur.from, skip: cur.off}
+	advance := func() {
+		cur.lines++
+		if r.data != nil && r.off == len(r.data) { // the next record starts the next chunk
+			cur.chunk, cur.from, cur.off = r.chunk+1, r.seq+1, 0
+		} else if r.data != nil {
+			cur.chunk, cur.from, cur.off = r.chunk, r.seq, r.off
+		}
+	}
+	for cur.lines < *sent {
+		size, err := binary.ReadUvarint(r)
+		if err == nil {
+			err = r.discard(size)
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return false, nil // the store is behind what was sent
+		}
+		if err != nil {
+			return false, err
+		}
+		advance()
+	}
+	for {
+		l := &eventsv1.LogLine{}
+		err := protodelim.UnmarshalFrom(r, l)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		advance()
+		switch n := l.GetNumber(); {
+		case n <= *sent:
+		case n == *sent+1:
+			// In order: send it now instead of collecting the rest.
+			delete(pending, n)
+			*sent = n
+			if l.GetStream() == "end" {
+				return true, nil
+			}
+			if err := send(l); err != nil {
+				return false, sendError{err}
+			}
+		default:
+			pending[n] = l
+		}
+	}
+}
+
+// chunkReader reads an Object Store object's chunks from chunk number
+// chunk (looked for from stream sequence next) to the object's last, one
+// chunk in memory at a time, skipping skip bytes of the first. A chunk
+// is one JetStream get: no consumer waits on a slow reader.
+type chunkReader struct {
+	ctx            context.Context
+	stream         jetstream.Stream
+	jobID, subject string
+	chunk, chunks  uint32 // number of the chunk in data (of the next before the first); how many the object has
+	next, seq      uint64 // where to look for the next chunk; data's sequence
+	data           []byte
+	off, skip      int
+}
+
+func (r *chunkReader) fill() error {
+	for r.data == nil || r.off == len(r.data) {
+		n := r.chunk
+		if r.data != nil {
+			n++
+		}
+		if n >= r.chunks {
+			return io.EOF
+		}
+		ctx, cancel := context.WithTimeout(r.ctx, apiTimeout)
+		m, err := r.stream.GetMsg(ctx, r.next, jetstream.WithGetMsgSubject(r.subject))
+		cancel()
+		if err != nil {
+			return err
+		}
+		if logChunkFetched != nil {
+			logChunkFetched(r.jobID, m.Sequence)
+		}
+		r.chunk, r.seq, r.next, r.data, r.off = n, m.Sequence, m.Sequence+1, m.Data, 0
+		if r.skip > 0 {
+			r.off, r.skip = min(r.skip, len(r.data)), 0
+		}
+	}
+	return nil
+}
+
+func (r *chunkReader) ReadByte() (byte, error) {
+	if err := r.fill(); err != nil {
+		return 0, err
+	}
+	c := r.data[r.off]
+	r.off++
+	return c, nil
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if err := r.fill(); err != nil {
+		return 0, err
+	}
+	n := copy(p, r.data[r.off:])
+	r.off += n
+	return n, nil
+}
+
+func (r *chunkReader) discard(n uint64) error {
+	for n > 0 {
+		if err := r.fill(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		k := min(n, uint64(len(r.data)-r.off))
+		r.off += int(k)
+		n -= k
+	}
+	return nil
 }
