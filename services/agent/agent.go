@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -225,6 +226,7 @@ func (r *jobRun) execute(ctx context.Context) error {
 	}
 	ws, err := a.cfg.Backend.Prepare(jctx, backend.JobSpec{
 		ID: job.JobId, CloneURL: job.CloneUrl, Commit: job.Commit, VCS: job.Vcs, Ref: job.Ref, Env: job.Environment, Secrets: secretValues,
+		Repository: job.Repository,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -443,13 +445,23 @@ func (r *jobRun) runStep(ctx context.Context, ws *backend.Workspace, st *eventsv
 		}
 	}
 	home, _ := os.UserHomeDir()
-	cacheKey, cacheHit := r.restoreCache(ctx, ws.Dir, home, st)
+	// A backend with cache volumes (Docker) keeps the paths itself, per
+	// repository; otherwise they go through the Object Store.
+	var volumeCache []string
+	cacheSt := st
+	if cv, ok := r.a.cfg.Backend.(backend.CacheVolumes); ok && cv.CacheVolumes() && len(st.GetCache().GetPaths()) > 0 {
+		volumeCache = st.GetCache().GetPaths()
+		cacheSt = &eventsv1.Step{Name: st.Name}
+		r.line(st.Name, "system", fmt.Sprintf("cache %s: in this repository's volumes on this agent", strings.Join(volumeCache, ", ")), timeNow())
+	}
+	cacheKey, cacheHit := r.restoreCache(ctx, ws.Dir, home, cacheSt)
 	out, err := r.a.cfg.Backend.RunStep(ctx, ws, backend.Step{
 		Name: st.Name, Commands: st.Commands, Env: env, Timeout: st.GetTimeout().AsDuration(),
 		// Only a deploy may leave a service running; a build or test step
 		// leaving processes on the agent is a leak.
 		Detach: st.GetDetach() && r.job.GetKind() == "deploy",
 		Image:  st.GetImage(), Pull: st.GetPull(), CPUs: st.GetCpus(), Memory: st.GetMemoryBytes(),
+		Cache: volumeCache,
 	}, func(l backend.Line) { r.line(st.Name, l.Stream, l.Text, l.Time) })
 	res := &eventsv1.StepResult{
 		Name: st.Name, ExitCode: int32(out.ExitCode), Duration: durationpb.New(out.Duration),
@@ -471,7 +483,7 @@ func (r *jobRun) runStep(ctx context.Context, ws *backend.Workspace, st *eventsv
 	if res.Error != "" {
 		r.line(st.Name, "system", fmt.Sprintf("step %s: %s", st.Name, res.Error), time.Now())
 	}
-	if st.GetCache() != nil && !cacheHit && res.Status == eventsv1.BuildStatus_BUILD_STATUS_SUCCESS {
+	if cacheSt.GetCache() != nil && !cacheHit && res.Status == eventsv1.BuildStatus_BUILD_STATUS_SUCCESS {
 		r.saveCache(ctx, ws.Dir, home, cacheKey, st)
 	}
 	return res, err

@@ -42,6 +42,12 @@ type Step struct {
 	Pull   string
 	CPUs   float64
 	Memory int64
+	// Cache (container backends that implement CacheVolumes only; the
+	// process backend ignores it, the agent saves and restores its caches
+	// through the Object Store): the step's cache paths, "~/x" under the
+	// container user's home, anything else under Dir. Each path is a named
+	// volume of the job's repository (JobSpec.Repository) mounted there.
+	Cache []string
 }
 
 // JobSpec is what Prepare needs to know about a job.
@@ -51,8 +57,11 @@ type JobSpec struct {
 	Commit   string // full SHA (40 or 64 hex digits) to check out, detached
 	VCS      string // "git" (also when empty) or "hg": CloneURL is a Mercurial repository, Commit a node
 	Ref      string // e.g. refs/heads/main, for information/env
-	Env      map[string]string
-	Secrets  []string // values to mask in every output line, see mask.New
+	// Repository is the repository's name (owner/name); container backends
+	// key the dependency-cache volumes by it (Step.Cache).
+	Repository string
+	Env        map[string]string
+	Secrets    []string // values to mask in every output line, see mask.New
 }
 
 // Workspace is a prepared job workspace. Create it with Backend.Prepare and
@@ -101,6 +110,13 @@ type Line struct {
 // MaxLineBytes is the longest Line.Text before masking; longer lines are split.
 // A secret straddling a split is not masked.
 const MaxLineBytes = 64 << 10
+
+// CacheVolumes is a Backend that keeps Step.Cache paths itself, in volumes
+// per repository that outlive jobs: the agent passes the paths on instead
+// of restoring and saving them through the Object Store.
+type CacheVolumes interface {
+	CacheVolumes() bool
+}
 
 // Backend runs a job's steps.
 //

@@ -4,11 +4,14 @@ package backend
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +21,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
@@ -28,6 +32,12 @@ import (
 const (
 	LabelJob   = "shiploop.job"
 	LabelAgent = "shiploop.agent"
+	// LabelCache marks a dependency-cache volume (Step.Cache); its value
+	// is the repository token. Cache volumes have no shiploop.agent or
+	// shiploop.job label, so neither Destroy nor Reap removes them.
+	LabelCache = "shiploop.cache"
+	// LabelCachePath is the cache path, as written, of a cache volume.
+	LabelCachePath = "shiploop.cache.path"
 )
 
 // Pull policies of Step.Pull and Service.Pull.
@@ -36,6 +46,9 @@ const (
 	PullAlways       = "always"
 	PullNever        = "never"
 )
+
+// DetachIgnored is the log line of a Detach step on the Docker backend.
+const DetachIgnored = "shiploop: detach is ignored on this agent (--backend docker): the step's container is removed when the step ends, with everything it started; deploy with a process agent, or start the service with `docker run -d` from the step"
 
 // DockerConfig configures the Docker backend.
 type DockerConfig struct {
@@ -70,7 +83,8 @@ type DockerConfig struct {
 //
 // A step's container is removed when it ends, whatever the reason; a
 // timeout or cancel stops it (SIGTERM, SIGKILL after the grace period).
-// Step.Detach has no effect: nothing outlives its step's container.
+// Step.Detach has no effect: nothing outlives its step's container (the
+// step's log says so, DetachIgnored).
 type Docker struct {
 	proc  *Process
 	cli   *client.Client
@@ -81,7 +95,89 @@ type Docker struct {
 var (
 	_ Backend       = (*Docker)(nil)
 	_ ServiceRunner = (*Docker)(nil)
+	_ CacheVolumes  = (*Docker)(nil)
 )
+
+// CacheVolumes: the Docker backend keeps Step.Cache paths in named volumes,
+// one per repository and cache path (shiploop-cache-<hash>, labelled
+// shiploop.cache=<repository token>), mounted into the step's container.
+// A volume outlives jobs and agent restarts (Destroy and Reap leave it), so
+// the next job of the repository on this engine finds what the last one
+// left; another repository's jobs get other volumes. Concurrent jobs of one
+// repository share the volume, as with a dependency cache on one machine.
+func (d *Docker) CacheVolumes() bool { return true }
+
+// cacheVolumeName is the volume of a repository's cache path.
+func cacheVolumeName(repo, p string) string {
+	sum := sha256.Sum256([]byte(repo + "\x00" + p))
+	return "shiploop-cache-" + hex.EncodeToString(sum[:10])
+}
+
+// repoToken is a repository name as a label value and key part.
+func repoToken(repo string) string {
+	return strings.NewReplacer("/", "_", ".", "_", ":", "_").Replace(repo)
+}
+
+// cacheMounts makes (or finds) the cache volumes of step and says where
+// they go in a container of img: "~/x" under the image's HOME (else /root
+// for the root user), anything else under the workspace. Paths that climb
+// out of either are refused.
+func (d *Docker) cacheMounts(ctx context.Context, ws *Workspace, img string, paths []string) ([]mount.Mount, error) {
+	if len(paths) == 0 {
+		return nil, nil
+	}
+	repo := ws.job.Repository
+	if repo == "" {
+		repo = ws.job.CloneURL
+	}
+	var home string
+	var out []mount.Mount
+	for _, p := range paths {
+		base, rel := ws.Dir, p
+		if r, ok := strings.CutPrefix(p, "~/"); ok {
+			if home == "" {
+				h, err := d.imageHome(ctx, img)
+				if err != nil {
+					return nil, fmt.Errorf("cache path %q: %w", p, err)
+				}
+				home = h
+			}
+			base, rel = home, r
+		}
+		clean := path.Clean(rel)
+		if path.IsAbs(clean) || clean == "." || clean == ".." || strings.HasPrefix(clean, "../") {
+			return nil, fmt.Errorf("cache path %q is outside the workspace and the home directory", p)
+		}
+		name := cacheVolumeName(repo, p)
+		if _, err := d.cli.VolumeCreate(ctx, volume.CreateOptions{Name: name, Labels: map[string]string{LabelCache: repoToken(repo), LabelCachePath: p}}); err != nil {
+			return nil, fmt.Errorf("cache path %q: volume %s: %w", p, name, err)
+		}
+		out = append(out, mount.Mount{Type: mount.TypeVolume, Source: name, Target: path.Join(base, clean)})
+	}
+	return out, nil
+}
+
+// imageHome is the home directory of img's user: HOME in its environment,
+// else /root when it runs as root.
+func (d *Docker) imageHome(ctx context.Context, img string) (string, error) {
+	ins, err := d.cli.ImageInspect(ctx, img)
+	if err != nil {
+		return "", fmt.Errorf("image %s: %w", img, err)
+	}
+	user := ""
+	if ins.Config != nil {
+		for _, kv := range ins.Config.Env {
+			if h, ok := strings.CutPrefix(kv, "HOME="); ok && path.IsAbs(h) {
+				return h, nil
+			}
+		}
+		user = ins.Config.User
+	}
+	if u, _, _ := strings.Cut(user, ":"); u == "" || u == "root" || u == "0" {
+		return "/root", nil
+	}
+	return "", fmt.Errorf("image %s runs as user %q and sets no HOME: use a path in the workspace", img, user)
+}
 
 // NewDocker connects to the engine (negotiating the API version) and
 // returns the backend. It fails when no engine answers.
@@ -358,13 +454,17 @@ func (d *Docker) RunStep(ctx context.Context, ws *Workspace, step Step, out func
 	if err := d.ensureImage(ctx, step.Image, step.Pull); err != nil {
 		return fail(err)
 	}
+	mounts, err := d.cacheMounts(ctx, ws, step.Image, step.Cache)
+	if err != nil {
+		return fail(err)
+	}
 	id, err := d.create(ctx, ws, &container.Config{
 		Image:      step.Image,
 		Entrypoint: []string{"/bin/sh", "-e", "-c", strings.Join(step.Commands, "\n")},
 		Cmd:        []string{},
 		Env:        env,
 		WorkingDir: ws.Dir,
-	}, &container.HostConfig{Resources: container.Resources{NanoCPUs: int64(step.CPUs * 1e9), Memory: step.Memory}}, "")
+	}, &container.HostConfig{Mounts: mounts, Resources: container.Resources{NanoCPUs: int64(step.CPUs * 1e9), Memory: step.Memory}}, "")
 	if err != nil {
 		return fail(err)
 	}
@@ -384,6 +484,11 @@ func (d *Docker) RunStep(ctx context.Context, ws *Workspace, step Step, out func
 		return fail(err)
 	}
 	defer closeAttach()
+	if step.Detach && out != nil {
+		// The parsers refuse detach with a step's own image; one inherited
+		// from the pipeline's image: gets here.
+		out(Line{Step: step.Name, Stream: Stderr, Time: time.Now(), Text: DetachIgnored})
+	}
 	startedAt := time.Now()
 	if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		_ = cleanup()

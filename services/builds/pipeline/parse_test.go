@@ -455,6 +455,12 @@ var invalidCases = []struct {
 		want: ".shiploop.yml:1:34: steps.a.detach: detach is only for deploy steps (environments[].steps): a build or test step must not leave processes running on the agent",
 	},
 	{
+		name:   "detach on a deploy step with its own image",
+		yaml:   "steps: {a: {commands: x}}\nenvironments:\n  - name: prod\n    steps: {up: {commands: x, image: alpine, detach: true}}\n",
+		want:   ".shiploop.yml:4:54: environments[0].steps.up.detach: " + DetachInImage,
+		schema: parserOnly,
+	},
+	{
 		name: "name in map form",
 		yaml: "steps: {a: {commands: x, name: a}}\n",
 		want: `.shiploop.yml:1:32: steps.a.name: not allowed when steps is a mapping: the key "a" is the name`,

@@ -14,9 +14,22 @@ func validate(d *decoder, c *Config) {
 		d.checkSteps(c.Test.Steps, "test.steps")
 	}
 	for i, e := range c.Environments {
-		d.checkSteps(e.Steps, index("environments", i)+".steps")
+		field := index("environments", i) + ".steps"
+		d.checkSteps(e.Steps, field)
+		if paths := d.stepPaths[field]; len(paths) == len(e.Steps) {
+			for j, s := range e.Steps {
+				if s.Detach && s.Image != "" {
+					d.errAtField(paths[j]+".detach", "%s", DetachInImage)
+				}
+			}
+		}
 	}
 }
+
+// DetachInImage is why a step with both its own image and detach: true is
+// refused: a container agent runs the step in a container that is removed
+// when the step ends, so nothing it starts can outlive it.
+const DetachInImage = "detach has no effect in a container (image:): the step's container is removed when the step ends, with everything it started; run this step without image: on a process agent, or start the service from the step with `docker run -d`"
 
 // errAtField records a problem at the position recorded for field.
 func (d *decoder) errAtField(field, format string, args ...any) {

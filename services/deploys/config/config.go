@@ -529,6 +529,9 @@ func (r reader) step(n *yaml.Node, field, name string) (Step, error) {
 	if st.Name == "" {
 		return st, r.errf(resolve(n), field+".name", "required")
 	}
+	if st.Detach && st.Image != "" {
+		return st, r.errf(resolve(n), field+".detach", "detach has no effect in a container (image:): the step's container is removed when the step ends, with everything it started; run this step without image: on a process agent, or start the service from the step with `docker run -d`")
+	}
 	if len(st.Commands) == 0 {
 		return st, r.errf(resolve(n), field+".commands", "at least one command is required")
 	}

@@ -1,6 +1,9 @@
 package config
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // FuzzParse: any .shiploop.yml never panics the reader; what it accepts has
 // named environments, each found again by its name.
@@ -52,5 +55,11 @@ func TestParseDetach(t *testing.T) {
 	}
 	if _, err := Parse(".shiploop.yml", []byte("environments: [{name: s, steps: {a: {commands: x, detach: sometimes}}}]")); err == nil {
 		t.Error("detach: sometimes accepted")
+	}
+	// A container agent removes the step's container when it ends: detach
+	// with the step's own image cannot do what it says.
+	_, err = Parse(".shiploop.yml", []byte("environments: [{name: s, steps: {a: {commands: x, image: alpine, detach: true}}}]"))
+	if err == nil || !strings.Contains(err.Error(), "detach has no effect in a container") || !strings.Contains(err.Error(), "docker run -d") {
+		t.Errorf("detach with image: %v, want refused with the reason", err)
 	}
 }
