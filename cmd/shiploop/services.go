@@ -18,6 +18,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/server"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/vcsarg"
+	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
 	deploysv1 "github.com/shiploop/shiploop/proto/shiploop/deploys/v1"
 	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
 	testrunsv1 "github.com/shiploop/shiploop/proto/shiploop/testruns/v1"
@@ -324,7 +325,10 @@ func newDashboards(ctx context.Context, env *moduleEnv, db *store.DB, b *bus.Bus
 		// called with the server's token; the actor is the session's token.
 		Deploys: deploysv1.NewDeployServiceClient(env.peer("deploys")),
 		// /builds/{id}/tests: TestRunService, here or advertised.
-		TestRuns: testrunsv1.NewTestRunServiceClient(env.peer("testruns"))})
+		TestRuns: testrunsv1.NewTestRunServiceClient(env.peer("testruns")),
+		// The repository page's schedules and their pause/resume forms:
+		// BuildService, here or advertised.
+		Builds: buildsv1.NewBuildServiceClient(env.peer("builds"))})
 }
 
 // newDLQ: DLQService (`shiploop dlq ls|show|replay`). It owns no database

@@ -138,6 +138,9 @@ type historyPage struct {
 	Older, Newest string
 	// Base is the page's path.
 	Base string
+	// Schedules: the repository's schedules (nil: all builds, or builds
+	// not reachable).
+	Schedules *repoSchedules
 }
 
 var (
@@ -291,6 +294,7 @@ func (p *pages) historyFor(w http.ResponseWriter, r *http.Request, repo, base st
 		if f.Branch != "" && !slices.Contains(hp.Branches, f.Branch) {
 			hp.Branches = append(hp.Branches, f.Branch)
 		}
+		hp.Schedules = p.repoSchedules(r, repo)
 	}
 	link := func(before string) string {
 		v := url.Values{}

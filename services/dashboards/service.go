@@ -22,6 +22,7 @@ import (
 	"github.com/shiploop/shiploop/pkg/bus"
 	"github.com/shiploop/shiploop/pkg/server"
 	"github.com/shiploop/shiploop/pkg/store"
+	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
 	deploysv1 "github.com/shiploop/shiploop/proto/shiploop/deploys/v1"
 	errortrackv1 "github.com/shiploop/shiploop/proto/shiploop/errortrack/v1"
 	testrunsv1 "github.com/shiploop/shiploop/proto/shiploop/testruns/v1"
@@ -71,6 +72,10 @@ type Config struct {
 	// build's failures with output, each failing or flaky test's history
 	// on the branch, and coverage per file (testspage.go).
 	TestRuns testrunsv1.TestRunServiceClient
+	// Builds, when set, is BuildService: the repository page lists the
+	// repository's schedules (ListSchedules), with pause and resume forms
+	// for write scope (SetSchedulePaused; schedules.go). Nil: no section.
+	Builds buildsv1.BuildServiceClient
 }
 
 // Service is the dashboards service.

@@ -78,7 +78,8 @@ func newPages(s *Service) (*pages, error) {
 // Routes mounts the UI on mux: "/" exactly, /changes/, /environments
 // (and /environments/{repo...}/{env}, an environment's history and
 // actions: GET, and POST for its forms), /errors, /dora, /events, /badges/, /static/live.js, /repos (and
-// /repos/{owner}/{name}[/builds], a repository's history), /builds (every
+// /repos/{owner}/{name}[/builds], a repository's history and schedules;
+// POST for the schedules' pause and resume forms), /builds (every
 // build), /builds/{id} (the build page, the link commit statuses carry) and
 // /builds/{id}/jobs/{job}/log.txt. Nothing else: /hooks/, /api/,
 // /graphite/, /healthz, /login, /builds/{id}/artifacts/ and
@@ -99,6 +100,9 @@ func (s *Service) Routes(mux *http.ServeMux) {
 	read("GET /builds", p.allHistory)
 	read("GET /repos", p.repos)
 	read("GET /repos/{repo...}", p.repoHistory)
+	// The repository page's schedule pause and resume forms: write scope,
+	// same origin only, as the environment page's.
+	mux.Handle("POST /repos/{repo...}", s.cfg.Auth.WebForm(server.ScopeWrite, http.HandlerFunc(p.scheduleAction)))
 	read("GET /environments", p.environments)
 	read("GET /environments/{path...}", p.environment)
 	// The environment page's action forms: write scope from a bearer or
