@@ -96,7 +96,7 @@ func (g *grpcServer) GetEvent(ctx context.Context, req *errortrackv1.GetEventReq
 }
 
 func loadAttachments(ctx context.Context, q queryer, projectID int64, e *errortrackv1.ErrorEvent) error {
-	rows, err := q.QueryContext(ctx, `SELECT filename, content_type, attachment_type, LENGTH(data) FROM attachments WHERE project_id = $1 AND event_id = $2 ORDER BY position`, projectID, e.EventId)
+	rows, err := q.QueryContext(ctx, `SELECT filename, content_type, attachment_type, size FROM attachments WHERE project_id = $1 AND event_id = $2 ORDER BY position`, projectID, e.EventId)
 	if err != nil {
 		return err
 	}

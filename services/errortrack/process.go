@@ -68,9 +68,8 @@ func (s *Service) handleEnvelope(ctx context.Context, tx *bus.Tx, ev bus.Event) 
 			if at == "" {
 				at = "event.attachment"
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO attachments (project_id, event_id, position, filename, content_type, attachment_type, data) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
-				p.id, eventID, attachment, event.Clean(it.Filename, 255), event.Clean(ct, 255), event.Clean(at, 64), it.Payload); err != nil {
-				return fmt.Errorf("storing attachment: %w", err)
+			if err := s.storeAttachment(ctx, tx, p.id, eventID, attachment, it.Filename, ct, at, it.Payload); err != nil {
+				return err
 			}
 		case "session":
 			if err := storeSession(ctx, tx, p.id, it.Payload, received); err != nil {

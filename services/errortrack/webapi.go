@@ -86,6 +86,8 @@ func (s *Service) webRoutes(mux *http.ServeMux) {
 	h("GET /api/0/issues/{issue_id}/events/{which}/{$}", s.serveIssueEvent)
 	h("GET /api/0/projects/{org}/{project}/events/{$}", s.serveProjectEvents)
 	h("GET /api/0/projects/{org}/{project}/events/{event_id}/{$}", s.serveProjectEvent)
+	h("GET /api/0/projects/{org}/{project}/events/{event_id}/attachments/{$}", s.serveEventAttachments)
+	h("GET /api/0/projects/{org}/{project}/events/{event_id}/attachments/{attachment_id}/{$}", s.serveEventAttachment)
 
 	h("GET "+org+"/chunk-upload/{$}", s.serveChunkOptions)
 	h("POST "+org+"/chunk-upload/{$}", s.serveChunkUpload)
