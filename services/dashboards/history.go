@@ -145,7 +145,7 @@ type historyPage struct {
 
 var (
 	historyStatuses = []string{"queued", "running", "success", "failure", "error", "canceled", "skipped"}
-	historyEvents   = []string{"push", "tag", "pull_request", "manual"}
+	historyEvents   = []string{"push", "tag", "pull_request", "manual", "cron"}
 )
 
 // history reads a page of builds, newest first, by keyset on

@@ -107,13 +107,17 @@ func TestRepositorySchedules(t *testing.T) {
 		BuildId: "b1", Number: 1, Repository: "acme/shop", Ref: "refs/heads/main", Commit: ch.After, Trigger: "push", CreatedAt: timestamppb.Now()}}); err != nil {
 		t.Fatal(err)
 	}
+	if err := b.Publish(t.Context(), bus.Event{Type: "build.created", Repository: "acme/shop", ChainID: "c2", Time: time.Now(), Data: &eventsv1.BuildCreated{
+		BuildId: "b2", Number: 2, Repository: "acme/shop", Ref: "refs/heads/main", Commit: ch.After, Trigger: "cron", CreatedAt: timestamppb.Now()}}); err != nil {
+		t.Fatal(err)
+	}
 	page := "/repos/acme/shop"
 	rw, ro := srv.login(t, "rw-token"), srv.login(t, "ro-token")
 	var body string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		var resp *http.Response
 		resp, body = srv.do(t, rw, "GET", page, nil, nil)
-		if resp.StatusCode == http.StatusOK {
+		if resp.StatusCode == http.StatusOK && strings.Contains(body, `href="/builds/b2"`) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -127,6 +131,10 @@ func TestRepositorySchedules(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("write session's repository page lacks %q:\n%s", want, body)
 		}
+	}
+	// The history filters on the scheduled builds' event.
+	if resp, body := srv.do(t, rw, "GET", page+"?event=cron", nil, nil); resp.StatusCode != http.StatusOK || !strings.Contains(body, `href="/builds/b2"`) || strings.Contains(body, `href="/builds/b1"`) {
+		t.Errorf("?event=cron: %d, want build b2 alone:\n%s", resp.StatusCode, body)
 	}
 	if strings.Contains(body, "hidden</td>") {
 		t.Error("another repository's schedule is listed")
