@@ -174,7 +174,11 @@ func (ev *evaluator) eval(e *Expr, from, until int64) ([]*Series, error) {
 		if err != nil {
 			return nil, err
 		}
-		return def.Eval(c)
+		list, err := def.Eval(c)
+		if err == nil {
+			tagResult(c, list)
+		}
+		return list, err
 	default:
 		return nil, &ArgError{Func: "target", Pos: e.Pos, Msg: fmt.Sprintf("%s is not a series list", e.Raw)}
 	}

@@ -155,12 +155,12 @@ func constantSeries(from, until int64, v float64, name string) *Series {
 	return s
 }
 
-// pyStr is Python's str() of a numeric argument.
-func pyStr(v float64, e *Expr) string {
+// pyNumStr is Python's str() of a numeric argument.
+func pyNumStr(v float64, e *Expr) string {
 	if e != nil && e.IsInt {
 		return strconv.FormatInt(int64(v), 10)
 	}
-	return pyRepr(v, false)
+	return pyStr(v)
 }
 
 func topN(c *call, n int, fn string, high bool) ([]*Series, error) {
@@ -416,7 +416,7 @@ func constantLine(c *call) ([]*Series, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := constantSeries(c.from, c.until, v, pyStr(v, c.args[0]))
+	s := constantSeries(c.from, c.until, v, pyNumStr(v, c.args[0]))
 	return []*Series{s}, nil
 }
 

@@ -15,7 +15,7 @@ func log(c *call) ([]*Series, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := pyG(base)
+	b := c.argStr(1, 10) // str(base), as graphite-web writes name and tag
 	out, err := mapValues(c, func(s *Series) string { return "log(" + s.Name + ", " + b + ")" }, func(v float64) float64 {
 		if v <= 0 {
 			return nan
@@ -523,6 +523,8 @@ func holtWintersConfidenceArea(c *call) ([]*Series, error) {
 	out, err := areaBetweenOf(c, bands)
 	for _, s := range out {
 		s.rename(strings.Replace(s.Name, "areaBetween", "holtWintersConfidenceArea", 1))
+		delete(s.Tags, "areaBetween")
+		s.Tags["holtWintersConfidenceArea"] = "1"
 	}
 	return out, err
 }

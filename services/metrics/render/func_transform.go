@@ -335,6 +335,12 @@ func offsetToZero(c *call) ([]*Series, error) {
 			vals[j] = v - m
 		}
 		list[i] = s.derive("offsetToZero("+s.Name+")", vals)
+		// graphite-web tags str(safeMin(series)): a float, or None.
+		if isNull(m) {
+			list[i].Tags["offsetToZero"] = "None"
+		} else {
+			list[i].Tags["offsetToZero"] = pyStr(m)
+		}
 	}
 	return list, nil
 }
@@ -401,6 +407,9 @@ func transformNull(c *call) ([]*Series, error) {
 		}
 		list[i] = s.derive(name, vals)
 		list[i].PathExpression = name
+		if len(ref) > 0 {
+			list[i].Tags["referenceSeries"] = "1"
+		}
 	}
 	return list, nil
 }
