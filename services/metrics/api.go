@@ -205,8 +205,11 @@ func (s *Service) handleRender(w http.ResponseWriter, r *http.Request) {
 			}
 			fmt.Fprintf(w, "%s,%d,%d,%d|%s\n", sr.Name, sr.Start, sr.Stop, sr.Step, strings.Join(parts, ","))
 		}
+	case "pickle":
+		w.Header().Set("Content-Type", "application/pickle")
+		_ = writeRenderPickle(w, data)
 	default:
-		httpError(w, http.StatusBadRequest, fmt.Sprintf("format %q is not supported (json, csv or raw)", format))
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("format %q is not supported (json, csv, raw or pickle)", format))
 	}
 }
 
