@@ -2,6 +2,10 @@ package e2e
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,5 +151,65 @@ func TestScheduleReplicasKill9(t *testing.T) {
 		for _, r := range replicas {
 			t.Logf("%s stderr:\n%s%s", r.name, r.log.String(), r.stderr)
 		}
+	}
+}
+
+// TestSplitSchedulesSection: `serve dashboards` and `serve builds` in
+// processes of their own. The repository page lists the schedules of the
+// default branch's .shiploop.yml, read over BuildService found in NATS,
+// and its Pause form pauses the schedule in builds.
+func TestSplitSchedulesSection(t *testing.T) {
+	natsURL := startNATSServer(t, natsServerBinary(t))
+	procs, httpAddr, grpcAddr := startSplit(t, natsURL, createDatabase(t), "dashboards")
+	dashProc, dashReady := splitProc(t, procs, "serve dashboards")
+	// 29 February at 03:00 only: never fires during the test.
+	repo := newRepo(t, map[string]string{".shiploop.yml": `schedules:
+  - name: leap-night
+    cron: "0 3 29 2 *"
+    timezone: Europe/Paris
+steps:
+  - name: build
+    commands: ["true"]
+`})
+	conn := dialInsecure(t, grpcAddr)
+	secret := registerRepo(t, conn, "acme/split-sched", repo.dir)
+	pushAll(t, httpAddr, []push{{repo: "acme/split-sched", secret: secret, ref: "refs/heads/main", sha: repo.git("rev-parse", "HEAD")}}, nil)
+	page := dashReady.HTTPURL + "/repos/acme/split-sched"
+	var status int
+	var body []byte
+	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		resp, err := http.Get(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		status = resp.StatusCode
+		if status == http.StatusOK && strings.Contains(string(body), "<td>leap-night</td>") && strings.Contains(string(body), "<td>Europe/Paris</td>") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dashboards' repository page: %d, no schedule leap-night:\n%s\nserve dashboards stderr:\n%s", status, body, dashProc.stderr)
+		}
+	}
+	form := url.Values{"action": {"pause"}, "name": {"leap-night"}}
+	req, err := http.NewRequest(http.MethodPost, page, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", dashReady.HTTPURL) // the page's own form
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "?done=") {
+		t.Fatalf("pause form: %d, Location %q\nserve dashboards stderr:\n%s", resp.StatusCode, loc, dashProc.stderr)
+	}
+	ls, err := buildsv1.NewBuildServiceClient(conn).ListSchedules(context.Background(), &buildsv1.ListSchedulesRequest{Repository: "acme/split-sched"})
+	if err != nil || len(ls.GetSchedules()) != 1 || !ls.GetSchedules()[0].GetPaused() {
+		t.Fatalf("after the pause form, builds' schedules: %v, %v", ls, err)
 	}
 }
