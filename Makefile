@@ -2,7 +2,7 @@
 GO      ?= go
 # Every module of the workspace except the tools module (no packages of ours).
 MODULES := $(shell $(GO) list -m -f '{{.Dir}}' | grep -v '/tools$$')
-TEST_FLAGS ?= -timeout 20m
+TEST_FLAGS ?= -timeout 40m
 
 .PHONY: run test generate check-generated check-modules lint vet fmt-check bench build clean
 
