@@ -6,15 +6,14 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/shiploop/shiploop/pkg/testfixture"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 )
 
@@ -26,45 +25,10 @@ const axeVersion = "4.11.0"
 // the test skips, except under CI=true, where it fails.
 func axeSource(t *testing.T) string {
 	t.Helper()
-	ci, _ := strconv.ParseBool(os.Getenv("CI"))
-	need := func(format string, a ...any) {
-		t.Helper()
-		if ci {
-			t.Fatalf(format+" (CI=true: .ci/run must provide npm and axe-core)", a...)
-		}
-		t.Skipf(format, a...)
-	}
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		need("npm is not installed: the accessibility checks install axe-core with it")
-	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "package.json"), []byte(`{"name":"shiploop-axe-e2e","private":true,"dependencies":{"axe-core":"`+axeVersion+`"}}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var installErr error
-	var out []byte
-	for attempt := 1; attempt <= 3; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		install := exec.CommandContext(ctx, npm, "install", "--no-audit", "--no-fund", "--loglevel=error", "--prefer-offline", "--fetch-timeout=60000", "--fetch-retries=2")
-		install.Dir = dir
-		install.WaitDelay = 5 * time.Second
-		if cache := os.Getenv("SHIPLOOP_NPM_CACHE"); cache != "" {
-			install.Env = append(os.Environ(), "npm_config_cache="+cache)
-		}
-		out, installErr = install.CombinedOutput()
-		cancel()
-		if installErr == nil {
-			break
-		}
-		t.Logf("npm install axe-core, attempt %d of 3: %v\n%s", attempt, installErr, out)
-	}
-	if installErr != nil {
-		need("npm install axe-core failed 3 times: %v\n%s", installErr, out)
-	}
+	dir := npmPackageDir(t, "axe-core", axeVersion)
 	src, err := os.ReadFile(filepath.Join(dir, "node_modules", "axe-core", "axe.min.js"))
 	if err != nil || len(src) < 1000 {
-		need("axe-core installed no axe.min.js: %v", err)
+		testfixture.Missing(t, "axe-core installed no axe.min.js: %v", err)
 	}
 	return string(src)
 }

@@ -304,21 +304,9 @@ func TestErrortrackRejects(t *testing.T) {
 // TestErrortrackSentryNode runs @sentry/node (npm) under node against the
 // binary. Without node/npm or the package it skips, except with CI=true.
 func TestErrortrackSentryNode(t *testing.T) {
-	ci, _ := strconv.ParseBool(os.Getenv("CI"))
-	need := func(format string, a ...any) {
-		t.Helper()
-		if ci {
-			t.Fatalf(format+" (CI=true: .ci/run must provide node >= 20.19 and npm)", a...)
-		}
-		t.Skipf(format, a...)
-	}
 	node, err := exec.LookPath("node")
 	if err != nil {
-		need("node is not installed: the @sentry/node test needs node >= 20.19 and npm")
-	}
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		need("npm is not installed")
+		testfixture.Missing(t, "node is not installed: the @sentry/node test needs node >= 20.19 and npm")
 	}
 	dir := t.TempDir()
 	for _, f := range []string{"package.json", "client.js"} {
@@ -330,28 +318,7 @@ func TestErrortrackSentryNode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// npm reaches the registry: each attempt is bounded (a hung install
-	// once held CI for 15 minutes) and a failed one is tried again.
-	var installErr error
-	var installOut []byte
-	for attempt := 1; attempt <= 3; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-		install := exec.CommandContext(ctx, npm, "install", "--no-audit", "--no-fund", "--loglevel=error", "--prefer-offline", "--fetch-timeout=60000", "--fetch-retries=2")
-		install.Dir = dir
-		install.WaitDelay = 5 * time.Second
-		if cache := os.Getenv("SHIPLOOP_NPM_CACHE"); cache != "" {
-			install.Env = append(os.Environ(), "npm_config_cache="+cache)
-		}
-		installOut, installErr = install.CombinedOutput()
-		cancel()
-		if installErr == nil {
-			break
-		}
-		t.Logf("npm install, attempt %d of 3: %v\n%s", attempt, installErr, installOut)
-	}
-	if installErr != nil {
-		need("npm install @sentry/node failed 3 times: %v\n%s", installErr, installOut)
-	}
+	npmInstall(t, dir, "@sentry/node")
 	inst, cl := errortrackUp(t)
 	dsn := createErrorProject(t, inst, "node-app")
 	run := exec.Command(node, "client.js")

@@ -8,10 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shiploop/shiploop/pkg/testfixture"
 )
 
 // sentryCLIVersion is the @sentry/cli npm package the test installs; npm
@@ -24,46 +25,11 @@ const sentryCLIVersion = "3.8.0"
 // skips, except under CI=true (.ci/run provides npm and warms the cache).
 func installSentryCLI(t *testing.T) string {
 	t.Helper()
-	ci, _ := strconv.ParseBool(os.Getenv("CI"))
-	need := func(format string, a ...any) {
-		t.Helper()
-		if ci {
-			t.Fatalf(format+" (CI=true: .ci/run must provide npm and @sentry/cli)", a...)
-		}
-		t.Skipf(format, a...)
-	}
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		need("npm is not installed: the sentry-cli test installs @sentry/cli with it")
-	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "package.json"), []byte(`{"name":"shiploop-sentry-cli-e2e","private":true,"dependencies":{"@sentry/cli":"`+sentryCLIVersion+`"}}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var installErr error
-	var installOut []byte
-	for attempt := 1; attempt <= 3; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-		install := exec.CommandContext(ctx, npm, "install", "--no-audit", "--no-fund", "--loglevel=error", "--prefer-offline", "--fetch-timeout=60000", "--fetch-retries=2")
-		install.Dir = dir
-		install.WaitDelay = 5 * time.Second
-		if cache := os.Getenv("SHIPLOOP_NPM_CACHE"); cache != "" {
-			install.Env = append(os.Environ(), "npm_config_cache="+cache)
-		}
-		installOut, installErr = install.CombinedOutput()
-		cancel()
-		if installErr == nil {
-			break
-		}
-		t.Logf("npm install @sentry/cli, attempt %d of 3: %v\n%s", attempt, installErr, installOut)
-	}
-	if installErr != nil {
-		need("npm install @sentry/cli failed 3 times: %v\n%s", installErr, installOut)
-	}
+	dir := npmPackageDir(t, "@sentry/cli", sentryCLIVersion)
 	bin := filepath.Join(dir, "node_modules", ".bin", "sentry-cli")
 	out, err := exec.Command(bin, "--version").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "sentry-cli") {
-		need("@sentry/cli installed no working binary: %v\n%s", err, out)
+		testfixture.Missing(t, "@sentry/cli installed no working binary: %v\n%s", err, out)
 	}
 	t.Logf("running %s", strings.TrimSpace(string(out)))
 	return bin
