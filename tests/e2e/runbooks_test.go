@@ -3,12 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,53 +55,23 @@ runbooks:
 `, prodURL, stagingURL)
 }
 
-// runbookDatabase creates an empty database named prefix<random> on the
-// test PostgreSQL (dropped at the end) and returns its URL.
-func runbookDatabase(t *testing.T, prefix string) (string, *sql.DB) {
+// runbookDatabase creates an empty database (createDatabase: dropped at the
+// end) for a runbook to copy from or into, checks pg_dump and psql are
+// here, and returns its URL and a connection to it.
+func runbookDatabase(t *testing.T) (string, *sql.DB) {
 	t.Helper()
-	adminURL := os.Getenv("SHIPLOOP_TEST_DATABASE_URL")
-	if adminURL == "" {
-		adminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	}
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		t.Fatalf("SHIPLOOP_TEST_DATABASE_URL: %v", err)
-	}
-	admin, err := sql.Open("pgx", adminURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := admin.PingContext(ctx); err != nil {
-		needService(t, "the runbooks test copies PostgreSQL databases: "+u.Redacted()+" is unreachable: "+err.Error())
-	}
 	for _, tool := range []string{"pg_dump", "psql"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			needService(t, "the runbooks test runs "+tool+": "+err.Error())
 		}
 	}
-	var b [5]byte
-	_, _ = rand.Read(b[:])
-	name := prefix + hex.EncodeToString(b[:])
-	if _, err := admin.ExecContext(ctx, `CREATE DATABASE "`+name+`"`); err != nil {
-		t.Fatalf("create database %s: %v", name, err)
-	}
-	u.Path = "/" + name
-	db, err := sql.Open("pgx", u.String())
+	dbURL := createDatabase(t)
+	db, err := sql.Open("pgx", dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		db.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := admin.ExecContext(ctx, `DROP DATABASE IF EXISTS "`+name+`" WITH (FORCE)`); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	return u.String(), db
+	t.Cleanup(func() { db.Close() }) // before createDatabase's drop
+	return dbURL, db
 }
 
 func emails(t *testing.T, db *sql.DB) []string {
@@ -150,8 +117,8 @@ func shiploopRun(t *testing.T, args ...string) (string, string, int) {
 // one reaches the step as OPTION_TIER; against an environment locked with
 // `shiploop deploy lock` the run waits and runs after the unlock.
 func TestRunbooksCopyDatabase(t *testing.T) {
-	prodURL, prod := runbookDatabase(t, "rb_prod_")
-	stagingURL, staging := runbookDatabase(t, "rb_staging_")
+	prodURL, prod := runbookDatabase(t)
+	stagingURL, staging := runbookDatabase(t)
 	if _, err := prod.Exec(`CREATE TABLE users (id serial PRIMARY KEY, email text NOT NULL);
 		INSERT INTO users (email) VALUES ('ada@acme.example'), ('grace@acme.example'), ('linus@acme.example')`); err != nil {
 		t.Fatal(err)
