@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -77,6 +79,11 @@ func (s *Service) prepareJobEvent(ctx context.Context, ev bus.Event) (any, error
 		start := time.Now()
 		obj, err := obs.Get(ctx, rf.Key)
 		if err != nil {
+			if ctx.Err() != nil || storeUnavailable(err) {
+				// Handled again later: a report is not unreadable because a
+				// NATS node was away when it was read.
+				return nil, fmt.Errorf("%s: reading stored report %s: %w", rf.Name, rf.Key, err)
+			}
 			pr.err = fmt.Errorf("%s: reading stored report %s: %w", rf.Name, rf.Key, err)
 			out.reports = append(out.reports, pr)
 			continue
@@ -291,6 +298,8 @@ func (s *Service) parseInto(ctx context.Context, pr parsedReport, w *caseWriter)
 			return 0, nil, ctx.Err()
 		case errors.As(err, &pe):
 			return 0, nil, fmt.Errorf("%s: spooling the report: %w", pr.name, err)
+		case storeUnavailable(err):
+			return 0, nil, fmt.Errorf("%s: reading stored report %s: %w", pr.name, pr.key, err)
 		}
 		return 0, fmt.Errorf("%s: reading stored report %s: %w", pr.name, pr.key, err), nil
 	}
@@ -968,4 +977,16 @@ func decodeLines(b []byte) map[int]int64 {
 		out[line] = int64(min(h, 1<<62))
 	}
 	return out
+}
+
+// storeUnavailable tells a failure to reach the Object Store (a timeout,
+// no responder while a NATS node is lost or a leader is elected, a closed
+// connection) from a report that is not there or not readable. The first
+// passes: the event is handled again (bounded retries, then the DLQ)
+// instead of the test run ending in error, which would fail its gate.
+func storeUnavailable(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrConnectionClosed) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrNoHeartbeat) ||
+		errors.Is(err, nats.ErrDisconnected)
 }

@@ -654,7 +654,8 @@ func envRow(page, repo, env string) string {
 		if end := strings.Index(row, "</tr>"); end >= 0 {
 			row = row[:end]
 		}
-		if strings.Contains(row, "<td>"+repo+"</td><td>"+env+"</td>") {
+		// The environment's name links to its own page.
+		if strings.Contains(row, "<td>"+repo+"</td><td>") && strings.Contains(row, `">`+env+"</a>") {
 			return row
 		}
 	}
