@@ -178,6 +178,7 @@ func (s *Service) handleChange(ctx context.Context, tx *bus.Tx, ev bus.Event) er
 	if err := tx.Publish(bus.Event{Type: "build.created", Repository: b.repository, Subject: b.id, Data: &eventsv1.BuildCreated{
 		BuildId: b.id, Number: b.number, Repository: b.repository, Ref: b.ref, Commit: b.commit,
 		Version: b.version, Trigger: b.trigger, CreatedAt: timestamppb.New(now), Config: p.raw, Gate: gateBuild(ch, p.cfg), Vcs: p.vcs,
+		CloneUrl: orText(p.jobCloneURL, ch.CloneUrl),
 	}}); err != nil {
 		return err
 	}

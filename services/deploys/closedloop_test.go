@@ -251,3 +251,25 @@ func TestHgDeployJob(t *testing.T) {
 		}
 	})
 }
+
+// TestDeployJobCloneURLWithoutChange: a build whose change.pushed has not
+// been handled yet (JetStream redelivers a lost message after the ack wait,
+// while the build's later events arrive at once) still gets a deploy job
+// that can fetch it: the clone URL comes with build.created. Before, the job
+// went out with no clone URL and the agent failed it ("clone URL "":
+// empty"), seen in TestCrashSplitModeThroughDeploy with a repository per push.
+func TestDeployJobCloneURLWithoutChange(t *testing.T) {
+	storetest.Engines(t, "deploys", Migrations(), func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db)
+		repo := "acme/nochange"
+		cfg := "environments:\n  - {name: staging, auto: true, steps: [{name: deploy, commands: [./deploy.sh]}]}\n"
+		n := builds.Add(1)
+		sha, id := fmt.Sprintf("%040x", n), fmt.Sprintf("build-%d", n)
+		h.publish("build.created", repo, &eventsv1.BuildCreated{BuildId: id, Number: n, Repository: repo, Ref: "refs/heads/main", Commit: sha, Version: "0.2.0",
+			Trigger: "push", Config: []byte(cfg), CloneUrl: "https://git.example/acme/nochange.git"})
+		h.publish("build.finished", repo, &eventsv1.BuildFinished{BuildId: id, Number: n, Repository: repo, Ref: "refs/heads/main", Commit: sha, Version: "0.2.0", Status: eventsv1.BuildStatus_BUILD_STATUS_SUCCESS})
+		if j := h.nextJob(); j.CloneUrl != "https://git.example/acme/nochange.git" || j.Commit != sha {
+			t.Fatalf("deploy job clone URL %q commit %q, want build.created's clone URL", j.CloneUrl, j.Commit)
+		}
+	})
+}

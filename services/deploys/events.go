@@ -32,9 +32,9 @@ func (s *Service) handle(ctx context.Context, tx *bus.Tx, ev bus.Event) error {
 		if chain == "" {
 			chain = ev.ID
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO builds (id, repository, number, ref, commit_sha, version, trigger, config, chain_id, created_at, vcs)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING`,
-			d.BuildId, d.Repository, d.Number, d.Ref, d.Commit, d.Version, d.Trigger, d.Config, chain, s.now().UnixNano(), d.Vcs); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO builds (id, repository, number, ref, commit_sha, version, trigger, config, chain_id, created_at, vcs, clone_url)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING`,
+			d.BuildId, d.Repository, d.Number, d.Ref, d.Commit, d.Version, d.Trigger, d.Config, chain, s.now().UnixNano(), d.Vcs, d.CloneUrl); err != nil {
 			return err
 		}
 		return s.applyEarly(ctx, tx, d.BuildId)
@@ -182,16 +182,16 @@ func (s *Service) onChange(ctx context.Context, tx *bus.Tx, ch *eventsv1.Change)
 
 // buildInfo is a build as deploys knows it.
 type buildInfo struct {
-	id, repository, ref, commit, version, trigger, artifacts, chainID, vcs string
-	number                                                                 int64
-	status                                                                 int32
-	config                                                                 []byte
+	id, repository, ref, commit, version, trigger, artifacts, chainID, vcs, cloneURL string
+	number                                                                           int64
+	status                                                                           int32
+	config                                                                           []byte
 }
 
 func loadBuildInfo(ctx context.Context, tx *bus.Tx, where string, args ...any) (*buildInfo, error) {
 	b := &buildInfo{}
-	err := tx.QueryRowContext(ctx, `SELECT id, repository, number, ref, commit_sha, version, trigger, config, status, artifacts, chain_id, vcs FROM builds WHERE `+where, args...).
-		Scan(&b.id, &b.repository, &b.number, &b.ref, &b.commit, &b.version, &b.trigger, &b.config, &b.status, &b.artifacts, &b.chainID, &b.vcs)
+	err := tx.QueryRowContext(ctx, `SELECT id, repository, number, ref, commit_sha, version, trigger, config, status, artifacts, chain_id, vcs, clone_url FROM builds WHERE `+where, args...).
+		Scan(&b.id, &b.repository, &b.number, &b.ref, &b.commit, &b.version, &b.trigger, &b.config, &b.status, &b.artifacts, &b.chainID, &b.vcs, &b.cloneURL)
 	if err != nil {
 		return nil, err
 	}

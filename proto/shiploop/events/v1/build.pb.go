@@ -108,7 +108,11 @@ type BuildCreated struct {
 	Config []byte `protobuf:"bytes,10,opt,name=config,proto3" json:"config,omitempty"`
 	// The repository's version control: "hg" for Mercurial, "" for git (as
 	// Job.vcs), so that deploy jobs of the build fetch it the right way.
-	Vcs           string `protobuf:"bytes,11,opt,name=vcs,proto3" json:"vcs,omitempty"`
+	Vcs string `protobuf:"bytes,11,opt,name=vcs,proto3" json:"vcs,omitempty"`
+	// Where the build's jobs fetch it from, so that deploy jobs of the build
+	// do not depend on the repository's change.pushed having been handled
+	// first (a redelivery can come after the build's events).
+	CloneUrl      string `protobuf:"bytes,12,opt,name=clone_url,json=cloneUrl,proto3" json:"clone_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -216,6 +220,13 @@ func (x *BuildCreated) GetConfig() []byte {
 func (x *BuildCreated) GetVcs() string {
 	if x != nil {
 		return x.Vcs
+	}
+	return ""
+}
+
+func (x *BuildCreated) GetCloneUrl() string {
+	if x != nil {
+		return x.CloneUrl
 	}
 	return ""
 }
@@ -428,7 +439,7 @@ var File_shiploop_events_v1_build_proto protoreflect.FileDescriptor
 
 const file_shiploop_events_v1_build_proto_rawDesc = "" +
 	"\n" +
-	"\x1eshiploop/events/v1/build.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dshiploop/events/v1/gate.proto\"\xd7\x02\n" +
+	"\x1eshiploop/events/v1/build.proto\x12\x12shiploop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dshiploop/events/v1/gate.proto\"\xf4\x02\n" +
 	"\fBuildCreated\x12\x19\n" +
 	"\bbuild_id\x18\x01 \x01(\tR\abuildId\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1e\n" +
@@ -444,7 +455,8 @@ const file_shiploop_events_v1_build_proto_rawDesc = "" +
 	"\x04gate\x18\t \x01(\v2\x1d.shiploop.events.v1.GateBuildR\x04gate\x12\x16\n" +
 	"\x06config\x18\n" +
 	" \x01(\fR\x06config\x12\x10\n" +
-	"\x03vcs\x18\v \x01(\tR\x03vcs\"\xb4\x01\n" +
+	"\x03vcs\x18\v \x01(\tR\x03vcs\x12\x1b\n" +
+	"\tclone_url\x18\f \x01(\tR\bcloneUrl\"\xb4\x01\n" +
 	"\fBuildStarted\x12\x19\n" +
 	"\bbuild_id\x18\x01 \x01(\tR\abuildId\x12\x1e\n" +
 	"\n" +
