@@ -135,6 +135,17 @@ type jobRun struct {
 	artifacts []*eventsv1.Artifact
 	images    map[string]string      // produced images (images.go)
 	reports   []*eventsv1.ReportFile // test jobs (testjob.go)
+	// notKept says which artifact or report could not be stored after
+	// persist's retries: the job then ends in error, not in success with
+	// its outputs silently missing (a test run would read "no report").
+	notKept string
+}
+
+// keepFailed records the first output that could not be stored.
+func (r *jobRun) keepFailed(msg string) {
+	if r.notKept == "" {
+		r.notKept = msg
+	}
 }
 
 func (r *jobRun) emit(ctx context.Context, typ string, ev bus.Event) error {
@@ -271,6 +282,10 @@ func (r *jobRun) execute(ctx context.Context) error {
 		status, errText = eventsv1.BuildStatus_BUILD_STATUS_FAILURE, fmt.Sprintf("the job timed out after %s", timeout)
 	case failed != "":
 		errText = fmt.Sprintf("step %s failed", failed)
+	case r.notKept != "":
+		// The steps passed but what they made is not stored: an error of
+		// the platform, not a failure of the code.
+		status, errText = eventsv1.BuildStatus_BUILD_STATUS_ERROR, r.notKept
 	}
 	return r.finish(ctx, status, failed, errText, results)
 }
@@ -335,7 +350,9 @@ func (r *jobRun) runSteps(ctx, jctx context.Context, ws *backend.Workspace) ([]*
 			arts, err := r.uploadArtifacts(ctx, ws.Dir, st)
 			r.artifacts = append(r.artifacts, arts...)
 			if err != nil {
-				r.line(st.Name, "system", ws.Mask(fmt.Sprintf("keeping artifacts: %v", err)), timeNow())
+				msg := ws.Mask(fmt.Sprintf("step %s: keeping artifacts: %v", st.Name, err))
+				r.line(st.Name, "system", msg, timeNow())
+				r.keepFailed(msg)
 			}
 		}
 		if st := steps[d.i]; len(st.GetProducesImages()) > 0 && d.res.Status == eventsv1.BuildStatus_BUILD_STATUS_SUCCESS {

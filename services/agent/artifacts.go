@@ -74,8 +74,16 @@ func findArtifacts(root string, globs []string) (files []string, refused []strin
 // "<job id>/<path>".
 const ArtifactBucket = "artifacts"
 
+// artifactStore opens the artifacts bucket, trying again while JetStream
+// does not answer (a leader election in a cluster).
 func artifactStore(ctx context.Context, b *bus.Bus) (jetstream.ObjectStore, error) {
-	return b.ObjectStore(ctx, ArtifactBucket, "build artifacts")
+	var obs jetstream.ObjectStore
+	err := persist(ctx, func() error {
+		var err error
+		obs, err = b.ObjectStore(ctx, ArtifactBucket, "build artifacts")
+		return err
+	})
+	return obs, err
 }
 
 // uploadArtifacts stores a step's artifacts and returns their records.

@@ -86,13 +86,17 @@ func (r *jobRun) collectReports(ctx context.Context, ws *backend.Workspace) []*e
 		}
 		obs, err := artifactStore(ctx, r.a.cfg.Bus)
 		if err != nil {
-			r.line("", "system", ws.Mask(fmt.Sprintf("keeping reports: %v", err)), time.Now())
+			msg := ws.Mask(fmt.Sprintf("keeping reports: %v", err))
+			r.line("", "system", msg, time.Now())
+			r.keepFailed(msg)
 			return out
 		}
 		for _, rel := range files {
 			a, err := putArtifact(ctx, obs, filepath.Join(ws.Dir, filepath.FromSlash(rel)), r.job.JobId+"/"+rel)
 			if err != nil {
-				r.line("", "system", ws.Mask(fmt.Sprintf("report %s: %v", rel, err)), time.Now())
+				msg := ws.Mask(fmt.Sprintf("keeping %s report %s: %v", kind.name, rel, err))
+				r.line("", "system", msg, time.Now())
+				r.keepFailed(msg)
 				continue
 			}
 			out = append(out, &eventsv1.ReportFile{Name: rel, Kind: kind.name, Key: a.Key, Size: a.Size, Sha256: a.Sha256, PathPrefixes: prefixes})
