@@ -46,17 +46,19 @@ func runbookCommand() *command {
 	var follow bool
 	var limit int
 	opts := optionFlag{}
-	c := newCommand("runbook", "shiploop runbook <run|history|show|logs> ...",
-		"Runbooks: the named operational jobs and data copies of .shiploop.yml, run by hand, with who ran what.",
-		`  runbook run REPO NAME [--env ENV] [--option k=v ...] [--follow]   run it (needs a write token); prints the run id and state
+	c := newCommand("runbook", "shiploop runbook <ls|run|history|show|logs> ...",
+		"Runbooks: the named operational jobs and data copies of .shiploop.yml, run by hand or on a schedule, with who ran what.",
+		`  runbook ls REPO [--env ENV]          the runbooks of the default branch's file, with their options
+  runbook run REPO NAME [--env ENV] [--option k=v ...] [--follow]   run it (needs a write token); prints the run id and state
   runbook history REPO [NAME]          who ran what, when, with which options, and the result
   runbook show RUN_ID                  one run
   runbook logs [-f] RUN_ID             the run's job log
+A schedule with runbook: NAME runs it at its slots, recorded as "schedule <name>".
 Options reach the runbook's steps only as OPTION_<NAME> variables. With --follow,
 run prints the log and exits 1 unless the run succeeded. Flags may come before
 or after the arguments.`)
 	clientFlags(c, &o)
-	c.flags.StringVar(&env, "env", "", "run: the environment, instead of the runbook's (task runbooks)")
+	c.flags.StringVar(&env, "env", "", "run: the environment, instead of the runbook's (task runbooks); ls: only the runbooks against, from or to it")
 	c.flags.Var(opts, "option", "run: an option as name=value (repeat for more)")
 	c.flags.BoolVar(&follow, "follow", false, "run, logs: print the log until the run ends")
 	c.flags.BoolVar(&follow, "f", false, "short for --follow")
@@ -67,7 +69,7 @@ or after the arguments.`)
 			return usageError{err.Error()}
 		}
 		if len(args) == 0 {
-			return usagef("say what: run, history, show or logs")
+			return usagef("say what: ls, run, history, show or logs")
 		}
 		nargs := func(min, max int, what string) error {
 			if n := len(args) - 1; n < min || n > max {
@@ -78,14 +80,16 @@ or after the arguments.`)
 		switch args[0] {
 		case "run":
 			err = nargs(2, 2, "REPO NAME")
-		case "history", "ls":
+		case "ls":
+			err = nargs(1, 1, "one REPO")
+		case "history":
 			err = nargs(1, 2, "REPO [NAME]")
 		case "show":
 			err = nargs(1, 1, "one RUN_ID")
 		case "logs":
 			err = nargs(1, 1, "one RUN_ID")
 		default:
-			return usagef("unknown runbook command %q: run, history, show or logs", args[0])
+			return usagef("unknown runbook command %q: ls, run, history, show or logs", args[0])
 		}
 		if err != nil {
 			return err
@@ -117,7 +121,17 @@ or after the arguments.`)
 				return nil
 			}
 			return followRun(o.ctx(base), c.stdout, cl, dl, r, o.json)
-		case "history", "ls":
+		case "ls":
+			resp, err := cl.ListRunbooks(ctx, &deploysv1.ListRunbooksRequest{Repository: args[1], Environment: env})
+			if err != nil {
+				return plainStatus(err)
+			}
+			if o.json {
+				printJSON(c.stdout, resp)
+				return nil
+			}
+			printRunbooks(c.stdout, resp)
+		case "history":
 			req := &deploysv1.ListRunbookRunsRequest{Repository: args[1], Limit: int32(limit)}
 			if len(args) == 3 {
 				req.Runbook = args[2]
@@ -150,6 +164,45 @@ or after the arguments.`)
 		return nil
 	}
 	return c
+}
+
+// printRunbooks lists runbooks as a table, then each one's options.
+func printRunbooks(w io.Writer, resp *deploysv1.ListRunbooksResponse) {
+	if len(resp.GetRunbooks()) == 0 {
+		fmt.Fprintf(w, "no runbooks in the .shiploop.yml of %s\n", resp.GetVersion())
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tKIND\tENVIRONMENT\tSTEPS\tOPTIONS")
+	for _, r := range resp.GetRunbooks() {
+		where := r.GetEnvironment()
+		if r.GetKind() == "data" {
+			where = r.GetFromEnvironment() + " -> " + r.GetToEnvironment()
+		}
+		if where == "" {
+			where = "-"
+		}
+		var opts []string
+		for _, o := range r.GetOptions() {
+			d := o.GetName() + ":" + o.GetType()
+			if o.GetType() == "enum" {
+				d += "(" + strings.Join(o.GetValues(), "|") + ")"
+			}
+			if o.GetRequired() {
+				d += " required"
+			}
+			if o.GetHasDefault() {
+				d += " =" + o.GetDefault()
+			}
+			opts = append(opts, d)
+		}
+		if len(opts) == 0 {
+			opts = []string{"-"}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.GetName(), r.GetKind(), where, strings.Join(r.GetSteps(), ","), strings.Join(opts, ", "))
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "from the .shiploop.yml of %s (build %s)\n", resp.GetVersion(), resp.GetBuildId())
 }
 
 // plainStatus turns a gRPC error into its message: a refused option reads

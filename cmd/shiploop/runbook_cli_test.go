@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	deploysv1 "github.com/shiploop/shiploop/proto/shiploop/deploys/v1"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
 )
 
@@ -16,7 +17,8 @@ func TestRunbookCLIUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"runbook"}, "say what: run, history, show or logs"},
+		{[]string{"runbook"}, "say what: ls, run, history, show or logs"},
+		{[]string{"runbook", "ls"}, "runbook ls takes one REPO"},
 		{[]string{"runbook", "run", "acme/web"}, "runbook run takes REPO NAME"},
 		{[]string{"runbook", "history"}, "runbook history takes REPO [NAME]"},
 		{[]string{"runbook", "show"}, "runbook show takes one RUN_ID"},
@@ -63,5 +65,22 @@ func TestPrintRunbookRuns(t *testing.T) {
 	describeRunbookRun(&b, runs[1])
 	if out := b.String(); !strings.Contains(out, "by:          ann") || !strings.Contains(out, "result:      succeeded") || strings.Contains(out, "finished:") {
 		t.Errorf("show:\n%s", out)
+	}
+}
+
+func TestPrintRunbooks(t *testing.T) {
+	var b bytes.Buffer
+	printRunbooks(&b, &deploysv1.ListRunbooksResponse{Version: "1.4.0", BuildId: "b12", Runbooks: []*deploysv1.Runbook{
+		{Name: "restart", Kind: "task", Environment: "production", Steps: []string{"restart"}, Options: []*deploysv1.RunbookOption{
+			{Name: "service", Type: "enum", Values: []string{"web", "worker"}, Required: true},
+			{Name: "drain", Type: "bool", Default: "false", HasDefault: true}}},
+		{Name: "refresh-staging", Kind: "data", FromEnvironment: "production", ToEnvironment: "staging", Steps: []string{"dump", "restore"}},
+	}})
+	out := b.String()
+	for _, want := range []string{"NAME", "OPTIONS", "service:enum(web|worker) required, drain:bool =false", "production -> staging", "dump,restore",
+		"from the .shiploop.yml of 1.4.0 (build b12)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("runbook ls lacks %q:\n%s", want, out)
+		}
 	}
 }

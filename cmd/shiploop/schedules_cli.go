@@ -50,14 +50,20 @@ while paused.`)
 				return nil
 			}
 			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "REPOSITORY\tNAME\tCRON\tTIMEZONE\tBRANCH\tSTATE\tNEXT\tLAST")
+			fmt.Fprintln(tw, "REPOSITORY\tNAME\tCRON\tTIMEZONE\tRUNS\tSTATE\tNEXT\tLAST")
 			for _, s := range resp.GetSchedules() {
-				state, branch := "active", s.GetBranch()
+				state, branch := "active", "pipeline on "+s.GetBranch()
 				if s.GetPaused() {
 					state = "paused"
 				}
-				if branch == "" {
-					branch = "(default)"
+				switch {
+				case s.GetRunbook() != "":
+					branch = "runbook " + s.GetRunbook()
+					if s.GetEnvironment() != "" {
+						branch += " on " + s.GetEnvironment()
+					}
+				case s.GetBranch() == "":
+					branch = "pipeline on the default branch"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.GetRepository(), s.GetName(), s.GetCron(), s.GetTimezone(), branch, state,
 					scheduleTime(s.GetNextRun(), s.GetTimezone()), scheduleTime(s.GetLastRun(), s.GetTimezone()))

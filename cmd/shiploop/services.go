@@ -324,6 +324,8 @@ func newDashboards(ctx context.Context, env *moduleEnv, db *store.DB, b *bus.Bus
 		// The environment page's forms: DeployService, here or advertised,
 		// called with the server's token; the actor is the session's token.
 		Deploys: deploysv1.NewDeployServiceClient(env.peer("deploys")),
+		// Its runbook forms: RunbookService (in deploys), likewise.
+		Runbooks: deploysv1.NewRunbookServiceClient(env.peer("deploys")),
 		// /builds/{id}/tests: TestRunService, here or advertised.
 		TestRuns: testrunsv1.NewTestRunServiceClient(env.peer("testruns")),
 		// The repository page's schedules and their pause/resume forms:

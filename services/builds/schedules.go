@@ -22,6 +22,7 @@ package builds
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -62,11 +63,21 @@ func storeSchedules(ctx context.Context, tx *bus.Tx, ch *eventsv1.Change, cfg *p
 	keep = append(keep, ch.Repository)
 	marks := make([]string, 0, len(cfg.Schedules))
 	for _, sc := range cfg.Schedules {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schedules (repository, name, cron, timezone, branch, since, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)
+		opts := ""
+		if len(sc.Options) > 0 {
+			b, err := json.Marshal(sc.Options)
+			if err != nil {
+				return err
+			}
+			opts = string(b)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schedules (repository, name, cron, timezone, branch, since, updated_at, runbook, environment, options)
+			VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9)
 			ON CONFLICT (repository, name) DO UPDATE SET
 				since = CASE WHEN schedules.cron <> excluded.cron OR schedules.timezone <> excluded.timezone THEN excluded.since ELSE schedules.since END,
-				cron = excluded.cron, timezone = excluded.timezone, branch = excluded.branch, updated_at = excluded.updated_at`,
-			ch.Repository, sc.Name, sc.Cron.String(), sc.Timezone, sc.Branch, now.UnixNano()); err != nil {
+				cron = excluded.cron, timezone = excluded.timezone, branch = excluded.branch, updated_at = excluded.updated_at,
+				runbook = excluded.runbook, environment = excluded.environment, options = excluded.options`,
+			ch.Repository, sc.Name, sc.Cron.String(), sc.Timezone, sc.Branch, now.UnixNano(), sc.Runbook, sc.Environment, opts); err != nil {
 			return fmt.Errorf("storing schedule %s: %w", sc.Name, err)
 		}
 		keep = append(keep, sc.Name)
@@ -84,6 +95,9 @@ type scheduleRow struct {
 	repository, name, cron, timezone, branch, lastEventID string
 	paused                                                bool
 	since, lastSlot                                       int64
+	// runbook schedules (runbook != ""): what runbook.requested carries.
+	runbook, environment string
+	options              map[string]string
 }
 
 // after is the time after which the schedule's slots have not fired.
@@ -103,13 +117,19 @@ func (r scheduleRow) spec() (*pipeline.Cron, *time.Location, error) {
 	return c, loc, nil
 }
 
-const scheduleColumns = `repository, name, cron, timezone, branch, paused, since, last_slot, last_event_id`
+const scheduleColumns = `repository, name, cron, timezone, branch, paused, since, last_slot, last_event_id, runbook, environment, options`
 
 func scanSchedule(sc interface{ Scan(...any) error }) (scheduleRow, error) {
 	var r scheduleRow
 	var paused int
-	err := sc.Scan(&r.repository, &r.name, &r.cron, &r.timezone, &r.branch, &paused, &r.since, &r.lastSlot, &r.lastEventID)
+	var opts string
+	err := sc.Scan(&r.repository, &r.name, &r.cron, &r.timezone, &r.branch, &paused, &r.since, &r.lastSlot, &r.lastEventID, &r.runbook, &r.environment, &opts)
 	r.paused = paused != 0
+	if err == nil && opts != "" {
+		if jerr := json.Unmarshal([]byte(opts), &r.options); jerr != nil {
+			return r, fmt.Errorf("schedule %s of %s: options: %w", r.name, r.repository, jerr)
+		}
+	}
 	return r, err
 }
 
@@ -183,28 +203,41 @@ func (s *Service) fireDue(ctx context.Context, now time.Time) (int, error) {
 	return fired, errors.Join(errs...)
 }
 
-// fireSlot publishes the change of one slot, unless it fired already (here
-// or on another replica) or the schedule was paused or removed meanwhile.
+// fireSlot publishes the change of one slot (or, for a runbook schedule,
+// its runbook.requested), unless it fired already (here or on another
+// replica) or the schedule was paused or removed meanwhile.
 func (s *Service) fireSlot(ctx context.Context, r scheduleRow, slot, now time.Time) (bool, error) {
-	repo, err := s.repository(ctx, r.repository)
-	if err != nil {
-		return false, fmt.Errorf("reading repository: %w", err)
+	var ev bus.Event
+	var commit string
+	if r.runbook != "" {
+		// deploys runs it from the default branch's newest file; nothing
+		// to fetch here.
+		ev = bus.NewEvent("runbook.requested", r.repository, r.name, &eventsv1.RunbookRequested{
+			Repository: r.repository, Runbook: r.runbook, Environment: r.environment, Options: r.options,
+			Schedule: r.name, Slot: timestamppb.New(slot),
+		})
+	} else {
+		repo, err := s.repository(ctx, r.repository)
+		if err != nil {
+			return false, fmt.Errorf("reading repository: %w", err)
+		}
+		branch := r.branch
+		if branch == "" {
+			branch = repo.defaultBranch
+		}
+		// Slow (a fetch), so outside the transaction; a replica that loses
+		// the race below wasted a fetch, nothing more.
+		ch, err := s.scheduledChange(ctx, repo, branch)
+		if err != nil {
+			return false, err
+		}
+		ch.Schedule = r.name
+		ev = bus.NewEvent(changeType(ch.Kind), ch.Repository, ch.After, ch)
+		commit = ch.After
 	}
-	branch := r.branch
-	if branch == "" {
-		branch = repo.defaultBranch
-	}
-	// Slow (a fetch), so outside the transaction; a replica that loses the
-	// race below wasted a fetch, nothing more.
-	ch, err := s.scheduledChange(ctx, repo, branch)
-	if err != nil {
-		return false, err
-	}
-	ch.Schedule = r.name
-	ev := bus.NewEvent(changeType(ch.Kind), ch.Repository, ch.After, ch)
 	ev.ChainID = ev.ID
 	fired := false
-	err = s.ob.InTx(ctx, func(tx *bus.Tx) error {
+	err := s.ob.InTx(ctx, func(tx *bus.Tx) error {
 		fired = false
 		var paused int
 		var since int64
@@ -231,7 +264,8 @@ func (s *Service) fireSlot(ctx context.Context, r scheduleRow, slot, now time.Ti
 		return tx.Publish(ev)
 	})
 	if err == nil && fired {
-		s.log.Info("schedule fired", "repository", r.repository, "schedule", r.name, "slot", slot.UTC().Format(time.RFC3339), "commit", ch.After, "event", ev.ID)
+		s.log.Info("schedule fired", "repository", r.repository, "schedule", r.name, "slot", slot.UTC().Format(time.RFC3339),
+			"commit", commit, "runbook", r.runbook, "event", ev.ID)
 	}
 	return fired, err
 }
@@ -270,7 +304,7 @@ func (s *Service) scheduledChange(ctx context.Context, repo repoRow, branch stri
 func (r scheduleRow) proto(now time.Time) *buildsv1.Schedule {
 	p := &buildsv1.Schedule{
 		Repository: r.repository, Name: r.name, Cron: r.cron, Timezone: r.timezone, Branch: r.branch,
-		Paused: r.paused, LastEventId: r.lastEventID,
+		Paused: r.paused, LastEventId: r.lastEventID, Runbook: r.runbook, Environment: r.environment, Options: r.options,
 	}
 	if r.lastSlot > 0 {
 		p.LastRun = timestamppb.New(time.Unix(0, r.lastSlot))

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shiploop/shiploop/pkg/bus"
 	"github.com/shiploop/shiploop/pkg/store"
 	"github.com/shiploop/shiploop/pkg/store/storetest"
 	buildsv1 "github.com/shiploop/shiploop/proto/shiploop/builds/v1"
@@ -174,6 +175,97 @@ func TestScheduledPipelines(t *testing.T) {
 		}
 		if n := countRows(t, db, `SELECT COUNT(*) FROM schedule_runs WHERE repository = 'acme/cron'`); n != 2 {
 			t.Errorf("%d slots fired, want 2", n)
+		}
+	})
+}
+
+// TestScheduledRunbook: a schedule that names a runbook publishes
+// runbook.requested at its slot (once, whatever the replicas), with the
+// runbook, environment and options of the file, and builds nothing.
+func TestScheduledRunbook(t *testing.T) {
+	const file = `schedules:
+  - name: refresh
+    cron: "0 3 29 2 *"
+    runbook: refresh-staging
+    environment: staging
+    options: {rows: 100}
+environments:
+  - {name: staging, steps: [{name: d, commands: [x]}]}
+runbooks:
+  - name: refresh-staging
+    options: [{name: rows, type: int}]
+    steps: [{name: copy, commands: [x]}]
+steps:
+  all: {commands: make}
+`
+	storetest.Engines(t, "builds", nil, func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db)
+		ctx := context.Background()
+		dir, sha := gitRepo(t, map[string]string{".shiploop.yml": file})
+		if _, err := h.api.RegisterRepository(ctx, &buildsv1.RegisterRepositoryRequest{Name: "acme/rb", CloneUrl: dir}); err != nil {
+			t.Fatal(err)
+		}
+		push, err := h.svc.acceptChange(ctx, &eventsv1.Change{Kind: eventsv1.ChangeKind_CHANGE_KIND_PUSH, Forge: "github", DeliveryId: "rb-1",
+			Repository: "acme/rb", CloneUrl: dir, Ref: "refs/heads/main", Branch: "main", After: sha})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitBuildOfChange(t, db, push.EventID)
+		ls, err := h.api.ListSchedules(ctx, &buildsv1.ListSchedulesRequest{Repository: "acme/rb"})
+		if err != nil || len(ls.GetSchedules()) != 1 {
+			t.Fatalf("ListSchedules = %v, %v", ls, err)
+		}
+		sc := ls.GetSchedules()[0]
+		if sc.GetRunbook() != "refresh-staging" || sc.GetEnvironment() != "staging" || sc.GetOptions()["rows"] != "100" {
+			t.Fatalf("schedule %v", sc)
+		}
+		slot := sc.GetNextRun().AsTime()
+		replica, err := New(ctx, Config{DB: storetest.Reopen(t, db), Bus: h.bus, DataDir: t.TempDir(), AllowedTransports: "https,ssh,git,file"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		total := 0
+		for _, svc := range []*Service{h.svc, replica} {
+			wg.Go(func() {
+				n, err := svc.fireDue(ctx, slot.Add(time.Second))
+				if err != nil {
+					t.Errorf("fireDue: %v", err)
+				}
+				mu.Lock()
+				total += n
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if total != 1 {
+			t.Fatalf("fired %d times for one slot", total)
+		}
+		var got []*eventsv1.RunbookRequested
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_ = h.bus.Watch(wctx, bus.WatchOptions{Filters: []string{bus.EventFilter("runbook.requested", "")}, FromStart: true}, func(ev bus.Event) error {
+			if d, ok := ev.Data.(*eventsv1.RunbookRequested); ok && d.GetRepository() == "acme/rb" {
+				got = append(got, d)
+				if ev.ChainID != ev.ID {
+					t.Errorf("runbook.requested chain %q, want its own id %q", ev.ChainID, ev.ID)
+				}
+			}
+			if len(got) == 1 {
+				time.AfterFunc(500*time.Millisecond, cancel) // a second would come right after
+			}
+			return nil
+		})
+		if len(got) != 1 {
+			t.Fatalf("%d runbook.requested events, want 1", len(got))
+		}
+		d := got[0]
+		if d.GetRunbook() != "refresh-staging" || d.GetEnvironment() != "staging" || d.GetOptions()["rows"] != "100" || d.GetSchedule() != "refresh" || !d.GetSlot().AsTime().Equal(slot) {
+			t.Errorf("runbook.requested %v", d)
+		}
+		if n := countRows(t, db, `SELECT COUNT(*) FROM builds WHERE repository = 'acme/rb' AND trigger = 'cron'`); n != 0 {
+			t.Errorf("%d cron builds for a runbook schedule, want 0", n)
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/status"
 
@@ -25,6 +26,10 @@ type envPageView struct {
 	// Copies: its environment.data_copied (runbooks.go).
 	Runs   []runbookRunView
 	Copies []dataCopyView
+	// Runbooks: the forms to run the environment's runbooks (write
+	// sessions only); RunbooksUnavailable says why there are none.
+	Runbooks            []runbookForm
+	RunbooksUnavailable string
 	// CanAct: the session has write scope and DeploysService is reachable;
 	// the action forms are rendered only then.
 	CanAct bool
@@ -83,8 +88,45 @@ func (p *pages) environment(w http.ResponseWriter, r *http.Request) {
 		v.NoActions = "read-only session: log in with a token of write scope to approve, promote, roll back or lock"
 	default:
 		v.CanAct = true
+		v.Runbooks, v.RunbooksUnavailable = p.s.runbookForms(r.Context(), repo, env)
 	}
 	p.render(w, "environment", pageData{Title: repo + " " + env, Nav: "environments", Data: v})
+}
+
+// runbookForm is one runbook's form on the environment page.
+type runbookForm struct {
+	Name, Kind, Where string
+	Options           []*deploysv1.RunbookOption
+}
+
+// runbooksTimeout bounds the page's call to deploys for its runbooks.
+const runbooksTimeout = 3 * time.Second
+
+// runbookForms reads the runbooks that run against env (or copy from or to
+// it) for the page's forms; with none or deploys unreachable, the second
+// value says so.
+func (s *Service) runbookForms(ctx context.Context, repo, env string) ([]runbookForm, string) {
+	if s.cfg.Runbooks == nil {
+		return nil, "runbooks cannot be run from here: this server's dashboards do not reach the runbook service"
+	}
+	ctx, cancel := context.WithTimeout(ctx, runbooksTimeout)
+	defer cancel()
+	resp, err := s.cfg.Runbooks.ListRunbooks(ctx, &deploysv1.ListRunbooksRequest{Repository: repo, Environment: env})
+	if err != nil {
+		return nil, "runbooks unavailable: " + grpcMessage(err)
+	}
+	var out []runbookForm
+	for _, rb := range resp.GetRunbooks() {
+		f := runbookForm{Name: rb.GetName(), Kind: rb.GetKind(), Where: rb.GetEnvironment(), Options: rb.GetOptions()}
+		if rb.GetKind() == "data" {
+			f.Where = rb.GetFromEnvironment() + " → " + rb.GetToEnvironment()
+		}
+		out = append(out, f)
+	}
+	if len(out) == 0 {
+		return nil, "no runbook runs against " + env + " (runbooks: in the default branch's .shiploop.yml)"
+	}
+	return out, ""
 }
 
 // environmentPage reads an environment and its last 50 deploys.
@@ -199,7 +241,36 @@ func (s *Service) envAct(ctx context.Context, repo, env, actor string, f url.Val
 			return "", err
 		}
 		return fmt.Sprintf("%s unlocked %s", actor, env), nil
+	case "runbook":
+		if s.cfg.Runbooks == nil {
+			return "", &badAction{"runbook: this server's dashboards do not reach the runbook service"}
+		}
+		name := get("runbook")
+		if name == "" {
+			return "", &badAction{"runbook: no runbook named"}
+		}
+		// option.<name> fields; empty ones are left to the runbook's
+		// defaults (and its required check).
+		opts := map[string]string{}
+		for k, vs := range f {
+			if o, ok := strings.CutPrefix(k, "option."); ok && len(vs) > 0 && strings.TrimSpace(vs[0]) != "" {
+				opts[o] = strings.TrimSpace(vs[0])
+			}
+		}
+		resp, err := s.cfg.Runbooks.RunRunbook(ctx, &deploysv1.RunRunbookRequest{Repository: repo, Runbook: name, Options: opts, OnBehalfOf: actor})
+		if err != nil {
+			return "", err
+		}
+		r := resp.GetRun()
+		return fmt.Sprintf("%s ran runbook %s: run %s %s%s", actor, name, r.GetRunId(), r.GetStatus(), reasonText(r.GetReason())), nil
 	default:
-		return "", &badAction{fmt.Sprintf("unknown action %q: want approve, promote, rollback, lock or unlock", a)}
+		return "", &badAction{fmt.Sprintf("unknown action %q: want approve, promote, rollback, lock, unlock or runbook", a)}
 	}
+}
+
+func reasonText(r string) string {
+	if r == "" {
+		return ""
+	}
+	return " (" + r + ")"
 }

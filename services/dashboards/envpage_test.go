@@ -7,6 +7,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -57,6 +58,34 @@ func (f *fakeDeploys) Rollback(_ context.Context, r *deploysv1.RollbackRequest, 
 	return &deploysv1.RollbackResponse{Deployment: &deploysv1.Deployment{Release: "1.0.0"}}, nil
 }
 
+// fakeRunbooks lists two runbooks and records runs.
+type fakeRunbooks struct {
+	deploysv1.RunbookServiceClient
+	fakeDeploys
+}
+
+func (f *fakeRunbooks) ListRunbooks(_ context.Context, r *deploysv1.ListRunbooksRequest, _ ...grpc.CallOption) (*deploysv1.ListRunbooksResponse, error) {
+	f.record("list " + r.GetRepository() + " " + r.GetEnvironment())
+	return &deploysv1.ListRunbooksResponse{Version: "1.2.0", Runbooks: []*deploysv1.Runbook{
+		{Name: "restart", Kind: "task", Environment: "production", Steps: []string{"restart"}, Options: []*deploysv1.RunbookOption{
+			{Name: "service", Type: "enum", Values: []string{"web", "worker"}, Required: true},
+			{Name: "count", Type: "int"},
+			{Name: "drain", Type: "bool", Default: "false", HasDefault: true},
+		}},
+		{Name: "refresh-staging", Kind: "data", Environment: "staging", FromEnvironment: "production", ToEnvironment: "staging"},
+	}}, nil
+}
+
+func (f *fakeRunbooks) RunRunbook(_ context.Context, r *deploysv1.RunRunbookRequest, _ ...grpc.CallOption) (*deploysv1.RunRunbookResponse, error) {
+	var opts []string
+	for k, v := range r.GetOptions() {
+		opts = append(opts, k+"="+v)
+	}
+	slices.Sort(opts)
+	f.record("run " + r.GetRepository() + " " + r.GetRunbook() + " " + strings.Join(opts, ",") + " for " + r.GetOnBehalfOf())
+	return &deploysv1.RunRunbookResponse{Run: &eventsv1.RunbookRun{RunId: "r9", Status: "queued", Reason: "waiting for the lock held by bob"}}, nil
+}
+
 // TestEnvironmentPage: /environments/{repo}/{env} tells the deploy history
 // (who, release, approvers, each verification check's verdict with
 // inconclusive and no evidence, rollbacks with their cause); its action
@@ -77,8 +106,9 @@ func TestEnvironmentPage(t *testing.T) {
 		return server.Principal{}, server.ErrUnknownToken
 	}}
 	fake := &fakeDeploys{}
+	rbs := &fakeRunbooks{}
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := New(ctx, Config{DB: db, Bus: b, Auth: auth, Deploys: fake, Poll: 20 * time.Millisecond})
+	svc, err := New(ctx, Config{DB: db, Bus: b, Auth: auth, Deploys: fake, Runbooks: rbs, Poll: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +217,7 @@ func TestEnvironmentPage(t *testing.T) {
 	if i, j, k := strings.Index(body, `id="deploy-d4"`), strings.Index(body, `id="deploy-d3"`), strings.Index(body, `id="deploy-d1"`); !(i < j && j < k) {
 		t.Errorf("timeline order d4 %d, d3 %d, d1 %d", i, j, k)
 	}
-	if strings.Contains(body, "<form method=\"post\" action=\"/environments/") {
+	if strings.Contains(body, "<form method=\"post\" action=\"/environments/") || strings.Contains(body, "runbook-form") {
 		t.Errorf("a read-only session sees action forms:\n%s", body)
 	}
 	// The list links the page.
@@ -205,6 +235,16 @@ func TestEnvironmentPage(t *testing.T) {
 	if strings.Contains(body, `name="deploy_id" value="d1"`) {
 		t.Error("a finished deploy offers approve")
 	}
+	// A form per runbook, typed inputs per option.
+	for _, want := range []string{`id="runbook-restart"`, `id="runbook-refresh-staging"`, `production → staging`,
+		`<select name="option.service" required><option>web</option><option>worker</option></select>`,
+		`<input name="option.count" type="number" step="1" placeholder="int">`,
+		`<select name="option.drain"><option value="">default (false)</option><option>true</option><option>false</option></select>`,
+		`<button type="submit">Run restart</button>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("write session's page lacks the runbook form's %q:\n%s", want, body)
+		}
+	}
 
 	same := map[string]string{"Origin": srv.URL}
 	resp, _ = do(rw, "POST", page, url.Values{"action": {"approve"}, "deploy_id": {"d4"}}, same)
@@ -218,6 +258,16 @@ func TestEnvironmentPage(t *testing.T) {
 	want := []string{"approve d4 by ann", "lock acme/shop production by ann: incident 42"}
 	if got := fake.got(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("deploys calls %q, want %q", got, want)
+	}
+	resp, _ = do(rw, "POST", page, url.Values{"action": {"runbook"}, "runbook": {"restart"}, "option.service": {"worker"}, "option.count": {""}, "option.drain": {"true"}}, same)
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "done=ann+ran+runbook+restart%3A+run+r9+queued+%28waiting+for+the+lock+held+by+bob%29") {
+		t.Fatalf("runbook: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if got := rbs.got(); !slices.Contains(got, "run acme/shop restart drain=true,service=worker for ann") || !slices.Contains(got, "list acme/shop production") {
+		t.Fatalf("runbook calls %q", got)
+	}
+	if resp, _ := do(ro, "POST", page, url.Values{"action": {"runbook"}, "runbook": {"restart"}, "option.service": {"web"}}, same); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a read-only session ran a runbook: %d", resp.StatusCode)
 	}
 
 	// Refused: another site's form, no Origin nor Referer, a read-only

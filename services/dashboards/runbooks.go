@@ -14,6 +14,17 @@ import (
 type runbookRunView struct {
 	ID, Runbook, Kind, From, Environment, By, Options, Status, Reason string
 	StartedAt, FinishedAt                                             time.Time
+	// BuildID and JobID, when the run has a job: its log's address.
+	BuildID, JobID string
+}
+
+// LogURL is the run's job log (the build page's raw log route), "" before
+// the run has a job.
+func (r runbookRunView) LogURL() string {
+	if r.BuildID == "" || r.JobID == "" {
+		return ""
+	}
+	return "/builds/" + r.BuildID + "/jobs/" + r.JobID + "/log.txt"
 }
 
 // dataCopyView is one environment.data_copied of an environment.
@@ -46,19 +57,20 @@ func upsertRunbookRun(ctx context.Context, tx execer, r *eventsv1.RunbookRun, st
 		opts = append(opts, k+"="+v)
 	}
 	slices.Sort(opts)
-	_, err := tx.ExecContext(ctx, `INSERT INTO dash_runbook_runs (run_id, repository, runbook, environment, from_env, kind, run_by, options, status, reason, started_at, finished_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-		ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, started_at = excluded.started_at, finished_at = excluded.finished_at
+	_, err := tx.ExecContext(ctx, `INSERT INTO dash_runbook_runs (run_id, repository, runbook, environment, from_env, kind, run_by, options, status, reason, started_at, finished_at, build_id, job_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+		ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, started_at = excluded.started_at, finished_at = excluded.finished_at,
+			build_id = excluded.build_id, job_id = excluded.job_id
 		WHERE dash_runbook_runs.finished_at = 0`,
 		r.GetRunId(), r.GetRepository(), r.GetRunbook(), r.GetEnvironment(), r.GetFromEnvironment(), r.GetKind(), r.GetBy(), strings.Join(opts, " "),
-		r.GetStatus(), r.GetReason(), started, finished)
+		r.GetStatus(), r.GetReason(), started, finished, r.GetBuildId(), r.GetJobId())
 	return err
 }
 
 // envRunbooks reads the newest 50 runbook runs against env or copying from
 // it, and its newest 20 data copies.
 func (s *Service) envRunbooks(ctx context.Context, repo, env string) ([]runbookRunView, []dataCopyView, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT run_id, runbook, kind, from_env, environment, run_by, options, status, reason, started_at, finished_at
+	rows, err := s.db.QueryContext(ctx, `SELECT run_id, runbook, kind, from_env, environment, run_by, options, status, reason, started_at, finished_at, build_id, job_id
 		FROM dash_runbook_runs WHERE repository = $1 AND (environment = $2 OR from_env = $2) ORDER BY started_at DESC, run_id DESC LIMIT 50`, repo, env)
 	if err != nil {
 		return nil, nil, err
@@ -68,7 +80,7 @@ func (s *Service) envRunbooks(ctx context.Context, repo, env string) ([]runbookR
 	for rows.Next() {
 		var r runbookRunView
 		var started, finished int64
-		if err := rows.Scan(&r.ID, &r.Runbook, &r.Kind, &r.From, &r.Environment, &r.By, &r.Options, &r.Status, &r.Reason, &started, &finished); err != nil {
+		if err := rows.Scan(&r.ID, &r.Runbook, &r.Kind, &r.From, &r.Environment, &r.By, &r.Options, &r.Status, &r.Reason, &started, &finished, &r.BuildID, &r.JobID); err != nil {
 			return nil, nil, err
 		}
 		r.StartedAt, r.FinishedAt = ts(started), ts(finished)

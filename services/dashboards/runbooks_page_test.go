@@ -32,14 +32,14 @@ func TestEnvironmentPageShowsRunbooks(t *testing.T) {
 				ToEnvironment: "staging", Runbook: "refresh-staging", RunId: "run1", By: "ops-oncall", At: timestamppb.New(t0.Add(time.Minute))})
 		}
 		task := &eventsv1.RunbookRun{RunId: "run2", Repository: r, Runbook: "restart", Kind: "task", Environment: "production", By: "ann",
-			Options: map[string]string{"tier": "web"}, Status: "running", StartedAt: timestamppb.New(t0.Add(2 * time.Minute))}
+			Options: map[string]string{"tier": "web"}, Status: "running", StartedAt: timestamppb.New(t0.Add(2 * time.Minute)), BuildId: "b7", JobId: "j7"}
 		h.publish(t, "runbook.started", r, "", t0.Add(2*time.Minute), &eventsv1.RunbookStarted{Run: task})
 		until(t, "runbook runs on production's page", func() bool {
 			code, _, body := h.get(t, "/environments/"+r+"/production")
 			return code == 200 && strings.Contains(body, "tier=web") && strings.Contains(body, "production → staging by <span class=\"who\">ops-oncall</span>")
 		})
 		_, _, body := h.get(t, "/environments/"+r+"/production")
-		if !strings.Contains(body, `id="run-run1"`) || !strings.Contains(body, `id="run-run2"`) {
+		if !strings.Contains(body, `id="run-run1"`) || !strings.Contains(body, `id="run-run2"`) || !strings.Contains(body, `<a href="/builds/b7/jobs/j7/log.txt" class="log">log</a>`) {
 			t.Errorf("production's page lacks a run:\n%s", body)
 		}
 		code, _, body := h.get(t, "/environments/"+r+"/staging")

@@ -22,7 +22,9 @@ import (
 // scheduleView is one schedule on the repository page.
 type scheduleView struct {
 	Name, Cron, Timezone, Branch string
-	Paused                       bool
+	// Runbook (and its Environment) for a schedule that runs a runbook.
+	Runbook, Environment string
+	Paused               bool
 	// NextRun and LastRun are zero when there is none (paused; never fired).
 	NextRun, LastRun time.Time
 }
@@ -58,7 +60,8 @@ func (p *pages) repoSchedules(r *http.Request, repo string) *repoSchedules {
 		return v
 	}
 	for _, s := range resp.GetSchedules() {
-		sv := scheduleView{Name: s.GetName(), Cron: s.GetCron(), Timezone: s.GetTimezone(), Branch: s.GetBranch(), Paused: s.GetPaused()}
+		sv := scheduleView{Name: s.GetName(), Cron: s.GetCron(), Timezone: s.GetTimezone(), Branch: s.GetBranch(), Paused: s.GetPaused(),
+			Runbook: s.GetRunbook(), Environment: s.GetEnvironment()}
 		if s.GetNextRun() != nil {
 			sv.NextRun = s.GetNextRun().AsTime()
 		}

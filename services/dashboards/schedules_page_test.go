@@ -83,6 +83,7 @@ func TestRepositorySchedules(t *testing.T) {
 	fake := &fakeBuilds{schedules: []*buildsv1.Schedule{
 		{Repository: "acme/shop", Name: "nightly", Cron: "0 3 * * *", Timezone: "Europe/Paris", NextRun: timestamppb.New(next)},
 		{Repository: "acme/shop", Name: "weekly-deps", Cron: "0 6 * * 1", Timezone: "UTC", Branch: "deps", Paused: true},
+		{Repository: "acme/shop", Name: "refresh", Cron: "30 2 * * *", Timezone: "UTC", Runbook: "refresh-staging", Environment: "staging"},
 		{Repository: "acme/other", Name: "hidden", Cron: "* * * * *", Timezone: "UTC"},
 	}}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -125,7 +126,8 @@ func TestRepositorySchedules(t *testing.T) {
 		}
 	}
 	for _, want := range []string{`<h2>Schedules</h2>`, `<td>nightly</td>`, `<code>0 3 * * *</code>`, `<td>Europe/Paris</td>`, next.Local().Format("2006-01-02"),
-		`<td>weekly-deps</td>`, `<td>deps</td>`, `<span class="st paused">paused</span>`,
+		`<td>weekly-deps</td>`, `<td>pipeline on deps</td>`, `<span class="st paused">paused</span>`,
+		`<td>runbook <strong>refresh-staging</strong> on staging</td>`, `<td>pipeline on <span class="muted">the default branch</span></td>`,
 		`name="name" value="nightly"><input type="hidden" name="action" value="pause">`,
 		`name="name" value="weekly-deps"><input type="hidden" name="action" value="resume">`} {
 		if !strings.Contains(body, want) {

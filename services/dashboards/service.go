@@ -68,6 +68,11 @@ type Config struct {
 	// approve, promote, rollback and lock forms call it (envpage.go),
 	// naming the session's token as the actor. Nil: no action forms.
 	Deploys deploysv1.DeployServiceClient
+	// Runbooks, when set with Deploys, is RunbookService: the environment
+	// page offers a form per runbook against (or copying from or to) the
+	// environment, with its options (ListRunbooks, RunRunbook on behalf of
+	// the session's token name).
+	Runbooks deploysv1.RunbookServiceClient
 	// TestRuns, when set, is TestRunService: /builds/{id}/tests shows a
 	// build's failures with output, each failing or flaky test's history
 	// on the branch, and coverage per file (testspage.go).

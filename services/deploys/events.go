@@ -46,6 +46,8 @@ func (s *Service) handle(ctx context.Context, tx *bus.Tx, ev bus.Event) error {
 		return s.onJobStarted(ctx, tx, d)
 	case *eventsv1.JobFinished:
 		return s.onJobFinished(ctx, tx, d)
+	case *eventsv1.RunbookRequested:
+		return s.onRunbookRequested(ctx, tx, d)
 	case *errortrackv1.IssueOpened:
 		return s.signal(ctx, tx, ev, "opened", d.GetIssue(), d.GetRelease(), d.GetEnvironment(), d.GetSuspectCommits())
 	case *errortrackv1.IssueRegressed:

@@ -107,6 +107,17 @@ func runbookBuild(ctx context.Context, tx *bus.Tx, repo string) (*buildInfo, err
 func (s *Service) RunRunbook(ctx context.Context, repo, name, envOverride string, given map[string]string, who string) (*runbookRun, error) {
 	var out *runbookRun
 	err := s.ob.InTx(ctx, func(tx *bus.Tx) error {
+		var err error
+		out, err = s.runRunbookTx(ctx, tx, repo, name, envOverride, given, who)
+		return err
+	})
+	return out, err
+}
+
+// runRunbookTx is RunRunbook in the caller's transaction.
+func (s *Service) runRunbookTx(ctx context.Context, tx *bus.Tx, repo, name, envOverride string, given map[string]string, who string) (*runbookRun, error) {
+	var out *runbookRun
+	err := func() error {
 		b, err := runbookBuild(ctx, tx, repo)
 		if err != nil {
 			return err
@@ -147,8 +158,33 @@ func (s *Service) RunRunbook(ctx context.Context, repo, name, envOverride string
 		}
 		out = x
 		return s.startRun(ctx, tx, x)
-	})
+	}()
 	return out, err
+}
+
+// onRunbookRequested runs the runbook a schedule's slot asks for, as
+// "schedule <name>". A run the runbook refuses (gone from the file, an
+// option no longer valid, no build yet) is recorded as failed with the
+// reason, so the audit and the pages show the slot that did not run.
+func (s *Service) onRunbookRequested(ctx context.Context, tx *bus.Tx, d *eventsv1.RunbookRequested) error {
+	who := "schedule " + d.GetSchedule()
+	// A RunbookError comes before runRunbookTx writes anything.
+	_, err := s.runRunbookTx(ctx, tx, d.GetRepository(), d.GetRunbook(), d.GetEnvironment(), d.GetOptions(), who)
+	var re *RunbookError
+	if !errors.As(err, &re) {
+		return err
+	}
+	now := s.now().UnixNano()
+	optJSON, _ := json.Marshal(d.GetOptions())
+	x := &runbookRun{id: bus.NewID(), repository: d.GetRepository(), runbook: d.GetRunbook(), environment: d.GetEnvironment(), kind: "task",
+		by: who, options: d.GetOptions(), status: runQueued, createdAt: now}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO runbook_runs (id, repository, runbook, environment, kind, from_env, run_by, options, build_id, commit_sha, status, created_at)
+		VALUES ($1, $2, $3, $4, $5, '', $6, $7, '', '', $8, $9)`,
+		x.id, x.repository, x.runbook, x.environment, x.kind, x.by, string(optJSON), x.status, x.createdAt); err != nil {
+		return fmt.Errorf("recording the refused run: %w", err)
+	}
+	s.log.Warn("scheduled runbook refused", "repository", x.repository, "runbook", x.runbook, "schedule", d.GetSchedule(), "reason", re.Msg)
+	return s.finishRun(ctx, tx, x, runFailed, "not run: "+re.Msg)
 }
 
 // startRun takes x's environment lock (if it has an environment) and hands

@@ -4,11 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/shiploop/shiploop/pkg/bus"
 	"github.com/shiploop/shiploop/pkg/server"
 	deploysv1 "github.com/shiploop/shiploop/proto/shiploop/deploys/v1"
 	eventsv1 "github.com/shiploop/shiploop/proto/shiploop/events/v1"
@@ -44,11 +47,66 @@ func (g *runbookServer) RunRunbook(ctx context.Context, req *deploysv1.RunRunboo
 	if err := need("runbook", req.GetRunbook()); err != nil {
 		return nil, err
 	}
-	x, err := g.s.RunRunbook(ctx, req.GetRepository(), req.GetRunbook(), req.GetEnvironment(), req.GetOptions(), principal(ctx))
+	who := principal(ctx)
+	if o := strings.TrimSpace(req.GetOnBehalfOf()); o != "" && o != who {
+		// The claim is the caller's word; the token is what was checked.
+		if len(o) > 200 || strings.ContainsAny(o, "\r\n") {
+			return nil, status.Error(codes.InvalidArgument, "on_behalf_of: at most 200 characters on one line")
+		}
+		who = o + " via " + who
+	}
+	x, err := g.s.RunRunbook(ctx, req.GetRepository(), req.GetRunbook(), req.GetEnvironment(), req.GetOptions(), who)
 	if err != nil {
 		return nil, runStatus(err)
 	}
 	return &deploysv1.RunRunbookResponse{Run: x.proto()}, nil
+}
+
+// ListRunbooks lists the runbooks of the default branch's newest file
+// with their options; with an environment, those that run against it or
+// copy from or to it.
+func (g *runbookServer) ListRunbooks(ctx context.Context, req *deploysv1.ListRunbooksRequest) (*deploysv1.ListRunbooksResponse, error) {
+	if err := need("repository", req.GetRepository()); err != nil {
+		return nil, err
+	}
+	out := &deploysv1.ListRunbooksResponse{}
+	err := g.s.ob.InTx(ctx, func(tx *bus.Tx) error {
+		b, err := runbookBuild(ctx, tx, req.GetRepository())
+		if err != nil {
+			return err
+		}
+		cfg, err := b.parse()
+		if err != nil {
+			return &RunbookError{Msg: fmt.Sprintf("the .shiploop.yml of %s (build %s) does not parse: %v", req.GetRepository(), b.version, err)}
+		}
+		out.BuildId, out.Version = b.id, b.version
+		env := req.GetEnvironment()
+		for _, rb := range cfg.Runbooks {
+			if env != "" && rb.Environment != env && rb.From != env && rb.To != env {
+				continue
+			}
+			p := &deploysv1.Runbook{Name: rb.Name, Kind: rb.Kind, Environment: rb.Environment, FromEnvironment: rb.From, ToEnvironment: rb.To}
+			if rb.Kind == "data" {
+				p.Environment = rb.To
+			}
+			for _, o := range rb.Options {
+				p.Options = append(p.Options, &deploysv1.RunbookOption{Name: o.Name, Type: o.Type, Values: o.Values, Required: o.Required, Default: o.Default, HasDefault: o.Has})
+			}
+			for _, st := range rb.Steps {
+				p.Steps = append(p.Steps, st.Name)
+			}
+			out.Runbooks = append(out.Runbooks, p)
+		}
+		return nil
+	})
+	if err != nil {
+		var re *RunbookError
+		if errors.As(err, &re) {
+			return nil, status.Error(codes.FailedPrecondition, re.Msg)
+		}
+		return nil, statusOf(err)
+	}
+	return out, nil
 }
 
 func (g *runbookServer) ListRunbookRuns(ctx context.Context, req *deploysv1.ListRunbookRunsRequest) (*deploysv1.ListRunbookRunsResponse, error) {

@@ -204,3 +204,97 @@ func waitRun(t *testing.T, api *runbookServer, id, want string) *eventsv1.Runboo
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestScheduledRunbookRuns: runbook.requested (a schedule's slot, from
+// builds) runs the runbook as "schedule <name>" once per event, however
+// often it is delivered; one the runbook refuses is recorded as a failed
+// run naming why. ListRunbooks gives the runbooks with their options, and
+// on_behalf_of is recorded beside the caller, never instead of it.
+func TestScheduledRunbookRuns(t *testing.T) {
+	storetest.Engines(t, "deploys", Migrations(), func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db)
+		ctx := context.Background()
+		repo := "acme/sched"
+		h.build(repo, "refs/heads/main", "1.0.0", runbookConfig, "push")
+		h.waitForBuild(repo)
+		api := &runbookServer{s: h.svc}
+
+		ev := bus.NewEvent("runbook.requested", repo, "nightly", &eventsv1.RunbookRequested{Repository: repo, Runbook: "restart",
+			Options: map[string]string{"service": "web"}, Schedule: "nightly"})
+		for range 2 { // a redelivery: one run
+			if err := h.bus.Publish(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		j := h.nextJob()
+		if j.Environment["OPTION_SERVICE"] != "web" || j.Environment["SHIPLOOP_RUNBOOK_BY"] != "schedule nightly" {
+			t.Fatalf("scheduled job env %v", j.Environment)
+		}
+		h.run(j, true)
+		bad := bus.NewEvent("runbook.requested", repo, "weekly", &eventsv1.RunbookRequested{Repository: repo, Runbook: "restart",
+			Options: map[string]string{"service": "db"}, Schedule: "weekly"})
+		if err := h.bus.Publish(ctx, bad); err != nil {
+			t.Fatal(err)
+		}
+		var runs []*eventsv1.RunbookRun
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			ls, err := api.ListRunbookRuns(ctx, &deploysv1.ListRunbookRunsRequest{Repository: repo})
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs = ls.GetRuns()
+			done := 0
+			for _, r := range runs {
+				if r.GetStatus() == "succeeded" || r.GetStatus() == "failed" {
+					done++
+				}
+			}
+			if done == 2 || time.Now().After(deadline) {
+				break
+			}
+		}
+		got := map[string]*eventsv1.RunbookRun{}
+		for _, r := range runs {
+			got[r.GetBy()] = r
+		}
+		if len(runs) != 2 || got["schedule nightly"].GetStatus() != "succeeded" {
+			t.Fatalf("runs %v: want the nightly run once, succeeded, and the weekly one failed", runs)
+		}
+		if w := got["schedule weekly"]; w.GetStatus() != "failed" || !strings.Contains(w.GetReason(), `not run: option service: "db" is not one of web, worker`) || w.GetJobId() != "" {
+			t.Errorf("refused scheduled run %v", w)
+		}
+
+		lr, err := api.ListRunbooks(ctx, &deploysv1.ListRunbooksRequest{Repository: repo})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(lr.GetRunbooks()) != 2 || lr.GetVersion() != "1.0.0" {
+			t.Fatalf("ListRunbooks %v", lr)
+		}
+		r := lr.GetRunbooks()[0]
+		if r.GetName() != "restart" || r.GetEnvironment() != "production" || len(r.GetOptions()) != 3 ||
+			r.GetOptions()[0].GetType() != "enum" || strings.Join(r.GetOptions()[0].GetValues(), ",") != "web,worker" || !r.GetOptions()[0].GetRequired() ||
+			!r.GetOptions()[1].GetHasDefault() || r.GetOptions()[1].GetDefault() != "false" || strings.Join(r.GetSteps(), ",") != "restart" {
+			t.Errorf("restart %v", r)
+		}
+		st, err := api.ListRunbooks(ctx, &deploysv1.ListRunbooksRequest{Repository: repo, Environment: "staging"})
+		if err != nil || len(st.GetRunbooks()) != 1 || st.GetRunbooks()[0].GetName() != "refresh-staging" || st.GetRunbooks()[0].GetEnvironment() != "staging" {
+			t.Errorf("ListRunbooks staging = %v, %v", st, err)
+		}
+		if _, err := api.ListRunbooks(ctx, &deploysv1.ListRunbooksRequest{Repository: "acme/none"}); status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("ListRunbooks of a repository never built: %v", err)
+		}
+
+		resp, err := api.RunRunbook(ctx, &deploysv1.RunRunbookRequest{Repository: repo, Runbook: "restart", Options: map[string]string{"service": "web"}, OnBehalfOf: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetRun().GetBy() != "alice via anonymous" {
+			t.Errorf("by %q, want the claim beside the caller", resp.GetRun().GetBy())
+		}
+		h.run(h.nextJob(), true)
+		if _, err := api.RunRunbook(ctx, &deploysv1.RunRunbookRequest{Repository: repo, Runbook: "restart", OnBehalfOf: "a\nb"}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("a two-line on_behalf_of: %v", err)
+		}
+	})
+}

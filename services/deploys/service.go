@@ -123,7 +123,7 @@ func (s *Service) Run(ctx context.Context) error {
 			Name: "deploys-events",
 			Filters: []string{
 				bus.EventFilter("change", ""), bus.EventFilter("build", ""), bus.EventFilter("gate", ""),
-				bus.EventFilter("job", ""), "shiploop.evt.errortrack.issue.>", "shiploop.evt.errortrack.release.>",
+				bus.EventFilter("job", ""), bus.EventFilter("runbook.requested", ""), "shiploop.evt.errortrack.issue.>", "shiploop.evt.errortrack.release.>",
 			},
 		}, s.handle)
 	})

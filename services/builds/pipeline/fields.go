@@ -117,6 +117,7 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	if present != nil && !present["steps"] {
 		d.errAt(root, "steps", "missing required field")
 	}
+	d.checkScheduleRefs(c)
 	return c
 }
 

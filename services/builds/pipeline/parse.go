@@ -68,6 +68,8 @@ type decoder struct {
 	stepPaths map[string][]string // steps field -> field path of each decoded step
 	nodes     int                 // nodes visited, against maxNodes
 	deploy    bool                // decoding an environment's steps (detach is allowed)
+	// runbookNames: the runbooks of the file, for schedules that name one.
+	runbookNames map[string]bool
 }
 
 func (d *decoder) result() error {

@@ -30,6 +30,10 @@ func (d *decoder) runbooks(n *yaml.Node, field string) {
 						d.errAt(d.resolve(v), ff, "duplicate runbook name %q", name)
 					}
 					names[name] = true
+					if d.runbookNames == nil {
+						d.runbookNames = map[string]bool{}
+					}
+					d.runbookNames[name] = true
 				}
 			case "kind":
 				kind, _ = d.oneOf(v, ff, "runbook kind", []string{"task", "data"})

@@ -25,9 +25,15 @@ type Schedule struct {
 	Timezone string         // as written; "UTC" when the file does not say
 	Location *time.Location // Timezone loaded
 	Branch   string         // "" means the repository's default branch
+	// Runbook, when set, is a runbook of the same file the schedule runs
+	// (through deploys) instead of the pipeline; Environment overrides
+	// its environment and Options are its options as written.
+	Runbook     string
+	Environment string
+	Options     map[string]string
 }
 
-var scheduleFields = []string{"name", "cron", "timezone", "branch"}
+var scheduleFields = []string{"name", "cron", "timezone", "branch", "runbook", "environment", "options"}
 
 // maxSchedules bounds the schedules of one file.
 const maxSchedules = 50
@@ -89,6 +95,23 @@ func (d *decoder) schedule(n *yaml.Node, field string) Schedule {
 				}
 				s.Timezone, s.Location = tz, loc
 			}
+		case "runbook":
+			if name, ok := d.nonEmpty(v, f); ok {
+				d.setPos(f, v)
+				s.Runbook = name
+			}
+		case "environment":
+			if e, ok := d.nonEmpty(v, f); ok {
+				d.setPos(f, v)
+				s.Environment = e
+			}
+		case "options":
+			s.Options = d.vars(v, f)
+			for k := range s.Options {
+				if !optionName(k) {
+					d.errAtField(join(f, k), "invalid option name %q: lowercase letters, digits and _, starting with a letter", k)
+				}
+			}
 		case "branch":
 			if b, ok := d.nonEmpty(v, f); ok {
 				if strings.ContainsAny(b, "*?[ ~^:\\") || strings.HasPrefix(b, "-") || strings.HasPrefix(b, "refs/") || strings.Contains(b, "..") {
@@ -100,5 +123,33 @@ func (d *decoder) schedule(n *yaml.Node, field string) Schedule {
 		}
 	})
 	d.require(n, field, present, "name", "cron")
+	if present != nil && s.Runbook == "" {
+		for _, k := range []string{"environment", "options"} {
+			if present[k] {
+				d.errAtField(join(field, k), "%s is for a schedule that runs a runbook (runbook: NAME)", k)
+			}
+		}
+	}
+	if s.Runbook != "" && s.Branch != "" {
+		d.errAtField(join(field, "branch"), "a runbook schedule runs the default branch's runbook: drop branch")
+	}
 	return s
+}
+
+// checkScheduleRefs checks, once the whole file is read, that each
+// runbook schedule names a runbook and an environment of the file.
+func (d *decoder) checkScheduleRefs(c *Config) {
+	envs := map[string]bool{}
+	for _, e := range c.Environments {
+		envs[e.Name] = true
+	}
+	for i, s := range c.Schedules {
+		f := index("schedules", i)
+		if s.Runbook != "" && !d.runbookNames[s.Runbook] {
+			d.errAtField(join(f, "runbook"), "no runbook %q in this file's runbooks", s.Runbook)
+		}
+		if s.Environment != "" && !envs[s.Environment] {
+			d.errAtField(join(f, "environment"), "no environment %q in this file's environments", s.Environment)
+		}
+	}
 }

@@ -75,6 +75,16 @@ func TestParseSchedulesInvalid(t *testing.T) {
 			`unknown descriptor "@often"`},
 		{"cron event typo", "steps: {a: {commands: x, when: {event: crom}}}",
 			`steps.a.when.event: unknown event "crom" (did you mean "cron"?)`},
+		{"unknown runbook", "schedules:\n  - {name: n, cron: '@daily', runbook: purge}\nrunbooks: [{name: restart, steps: [{name: s, commands: [x]}]}]\nsteps: {a: {commands: x}}",
+			`.shiploop.yml:2:40: schedules[0].runbook: no runbook "purge" in this file's runbooks`},
+		{"unknown environment", "schedules:\n  - {name: n, cron: '@daily', runbook: restart, environment: prod}\nrunbooks: [{name: restart, steps: [{name: s, commands: [x]}]}]\nsteps: {a: {commands: x}}",
+			`schedules[0].environment: no environment "prod" in this file's environments`},
+		{"options without runbook", "schedules:\n  - {name: n, cron: '@daily', options: {a: b}}\nsteps: {a: {commands: x}}",
+			`schedules[0].options: options is for a schedule that runs a runbook (runbook: NAME)`},
+		{"runbook and branch", "schedules:\n  - {name: n, cron: '@daily', runbook: restart, branch: dev}\nrunbooks: [{name: restart, steps: [{name: s, commands: [x]}]}]\nsteps: {a: {commands: x}}",
+			`schedules[0].branch: a runbook schedule runs the default branch's runbook: drop branch`},
+		{"bad option name", "schedules:\n  - {name: n, cron: '@daily', runbook: restart, options: {Service: web}}\nrunbooks: [{name: restart, steps: [{name: s, commands: [x]}]}]\nsteps: {a: {commands: x}}",
+			`schedules[0].options.Service: invalid option name "Service"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(file, []byte(tc.yaml))
@@ -97,6 +107,8 @@ func TestSchedulesSchemaAgrees(t *testing.T) {
 		{"schedules: [{name: n, cron: '* * *'}]\nsteps: {a: {commands: x}}", false},
 		{"schedules: [{name: n, cron: '@daily', when: x}]\nsteps: {a: {commands: x}}", false},
 		{"steps: {a: {commands: x, when: {event: cron, cron: [nightly, '!weekly']}}}", true},
+		{"schedules: [{name: n, cron: '@daily', runbook: restart, options: {service: web, drain: true}}]\nrunbooks: [{name: restart, steps: [{name: s, commands: [x]}]}]\nsteps: {a: {commands: x}}", true},
+		{"schedules: [{name: n, cron: '@daily', runbook: restart, options: {service: [web]}}]\nrunbooks: [{name: restart, steps: [{name: s, commands: [x]}]}]\nsteps: {a: {commands: x}}", false},
 	} {
 		_, err := Parse(file, []byte(tc.yaml))
 		if (err == nil) != tc.valid {
@@ -215,5 +227,31 @@ func TestCronLatest(t *testing.T) {
 	y := mustCron(t, "@yearly")
 	if got, want := y.Latest(now.AddDate(-3, 0, 0), now), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC); !got.Equal(want) {
 		t.Errorf("yearly Latest = %s, want %s", got, want)
+	}
+}
+
+// A schedule may run a runbook of the same file, with an environment and
+// options, in place of the pipeline.
+func TestParseRunbookSchedule(t *testing.T) {
+	cfg, err := Parse(file, []byte(`schedules:
+  - name: nightly-refresh
+    cron: "30 2 * * *"
+    runbook: refresh
+    environment: staging
+    options: {rows: 1000, anonymise: true}
+environments:
+  - {name: staging, steps: [{name: d, commands: [x]}]}
+runbooks:
+  - name: refresh
+    options: [{name: rows, type: int}, {name: anonymise, type: bool}]
+    steps: [{name: copy, commands: [x]}]
+steps: {a: {commands: x}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Schedules[0]
+	if s.Runbook != "refresh" || s.Environment != "staging" || s.Options["rows"] != "1000" || s.Options["anonymise"] != "true" || s.Branch != "" {
+		t.Fatalf("schedule = %+v", s)
 	}
 }

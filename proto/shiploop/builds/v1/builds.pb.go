@@ -40,8 +40,16 @@ type Schedule struct {
 	NextRun *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=next_run,json=nextRun,proto3" json:"next_run,omitempty"`
 	// The last slot it fired for; unset when it never fired.
 	LastRun *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_run,json=lastRun,proto3" json:"last_run,omitempty"`
-	// The change event of the last slot (the build's chain id).
-	LastEventId   string `protobuf:"bytes,9,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
+	// The event of the last slot: a change (the build's chain id), or a
+	// runbook.requested for a runbook schedule.
+	LastEventId string `protobuf:"bytes,9,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
+	// Set for a schedule that runs a runbook instead of the pipeline (the
+	// branch is then unused).
+	Runbook string `protobuf:"bytes,10,opt,name=runbook,proto3" json:"runbook,omitempty"`
+	// The runbook's environment, "" for its own.
+	Environment string `protobuf:"bytes,11,opt,name=environment,proto3" json:"environment,omitempty"`
+	// The runbook's options as written.
+	Options       map[string]string `protobuf:"bytes,12,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -137,6 +145,27 @@ func (x *Schedule) GetLastEventId() string {
 		return x.LastEventId
 	}
 	return ""
+}
+
+func (x *Schedule) GetRunbook() string {
+	if x != nil {
+		return x.Runbook
+	}
+	return ""
+}
+
+func (x *Schedule) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *Schedule) GetOptions() map[string]string {
+	if x != nil {
+		return x.Options
+	}
+	return nil
 }
 
 type ListSchedulesRequest struct {
@@ -2463,7 +2492,7 @@ var File_shiploop_builds_v1_builds_proto protoreflect.FileDescriptor
 
 const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"\n" +
-	"\x1fshiploop/builds/v1/builds.proto\x12\x12shiploop.builds.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\x1a!shiploop/events/v1/envelope.proto\x1a\x1cshiploop/events/v1/job.proto\"\xb0\x02\n" +
+	"\x1fshiploop/builds/v1/builds.proto\x12\x12shiploop.builds.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshiploop/events/v1/build.proto\x1a!shiploop/events/v1/envelope.proto\x1a\x1cshiploop/events/v1/job.proto\"\xed\x03\n" +
 	"\bSchedule\x12\x1e\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
@@ -2475,7 +2504,14 @@ const file_shiploop_builds_v1_builds_proto_rawDesc = "" +
 	"\x06paused\x18\x06 \x01(\bR\x06paused\x125\n" +
 	"\bnext_run\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\anextRun\x125\n" +
 	"\blast_run\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\alastRun\x12\"\n" +
-	"\rlast_event_id\x18\t \x01(\tR\vlastEventId\"6\n" +
+	"\rlast_event_id\x18\t \x01(\tR\vlastEventId\x12\x18\n" +
+	"\arunbook\x18\n" +
+	" \x01(\tR\arunbook\x12 \n" +
+	"\venvironment\x18\v \x01(\tR\venvironment\x12C\n" +
+	"\aoptions\x18\f \x03(\v2).shiploop.builds.v1.Schedule.OptionsEntryR\aoptions\x1a:\n" +
+	"\fOptionsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"6\n" +
 	"\x14ListSchedulesRequest\x12\x1e\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
@@ -2718,7 +2754,7 @@ func file_shiploop_builds_v1_builds_proto_rawDescGZIP() []byte {
 	return file_shiploop_builds_v1_builds_proto_rawDescData
 }
 
-var file_shiploop_builds_v1_builds_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_shiploop_builds_v1_builds_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_shiploop_builds_v1_builds_proto_goTypes = []any{
 	(*Schedule)(nil),                   // 0: shiploop.builds.v1.Schedule
 	(*ListSchedulesRequest)(nil),       // 1: shiploop.builds.v1.ListSchedulesRequest
@@ -2757,79 +2793,81 @@ var file_shiploop_builds_v1_builds_proto_goTypes = []any{
 	(*DownloadArtifactResponse)(nil),   // 34: shiploop.builds.v1.DownloadArtifactResponse
 	(*GetForgeSettingsRequest)(nil),    // 35: shiploop.builds.v1.GetForgeSettingsRequest
 	(*GetForgeSettingsResponse)(nil),   // 36: shiploop.builds.v1.GetForgeSettingsResponse
-	nil,                                // 37: shiploop.builds.v1.Build.ImagesEntry
-	nil,                                // 38: shiploop.builds.v1.BuildJob.MatrixEntry
-	(*timestamppb.Timestamp)(nil),      // 39: google.protobuf.Timestamp
-	(v1.BuildStatus)(0),                // 40: shiploop.events.v1.BuildStatus
-	(*v1.StepResult)(nil),              // 41: shiploop.events.v1.StepResult
-	(*v1.Artifact)(nil),                // 42: shiploop.events.v1.Artifact
-	(*v1.Event)(nil),                   // 43: shiploop.events.v1.Event
-	(*v1.LogLine)(nil),                 // 44: shiploop.events.v1.LogLine
+	nil,                                // 37: shiploop.builds.v1.Schedule.OptionsEntry
+	nil,                                // 38: shiploop.builds.v1.Build.ImagesEntry
+	nil,                                // 39: shiploop.builds.v1.BuildJob.MatrixEntry
+	(*timestamppb.Timestamp)(nil),      // 40: google.protobuf.Timestamp
+	(v1.BuildStatus)(0),                // 41: shiploop.events.v1.BuildStatus
+	(*v1.StepResult)(nil),              // 42: shiploop.events.v1.StepResult
+	(*v1.Artifact)(nil),                // 43: shiploop.events.v1.Artifact
+	(*v1.Event)(nil),                   // 44: shiploop.events.v1.Event
+	(*v1.LogLine)(nil),                 // 45: shiploop.events.v1.LogLine
 }
 var file_shiploop_builds_v1_builds_proto_depIdxs = []int32{
-	39, // 0: shiploop.builds.v1.Schedule.next_run:type_name -> google.protobuf.Timestamp
-	39, // 1: shiploop.builds.v1.Schedule.last_run:type_name -> google.protobuf.Timestamp
-	0,  // 2: shiploop.builds.v1.ListSchedulesResponse.schedules:type_name -> shiploop.builds.v1.Schedule
-	0,  // 3: shiploop.builds.v1.SetSchedulePausedResponse.schedule:type_name -> shiploop.builds.v1.Schedule
-	39, // 4: shiploop.builds.v1.Repository.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 5: shiploop.builds.v1.RegisterRepositoryResponse.repository:type_name -> shiploop.builds.v1.Repository
-	5,  // 6: shiploop.builds.v1.ListRepositoriesResponse.repositories:type_name -> shiploop.builds.v1.Repository
-	40, // 7: shiploop.builds.v1.Build.status:type_name -> shiploop.events.v1.BuildStatus
-	41, // 8: shiploop.builds.v1.Build.steps:type_name -> shiploop.events.v1.StepResult
-	39, // 9: shiploop.builds.v1.Build.created_at:type_name -> google.protobuf.Timestamp
-	39, // 10: shiploop.builds.v1.Build.started_at:type_name -> google.protobuf.Timestamp
-	39, // 11: shiploop.builds.v1.Build.finished_at:type_name -> google.protobuf.Timestamp
-	12, // 12: shiploop.builds.v1.Build.jobs:type_name -> shiploop.builds.v1.BuildJob
-	42, // 13: shiploop.builds.v1.Build.artifacts:type_name -> shiploop.events.v1.Artifact
-	11, // 14: shiploop.builds.v1.Build.harbormaster:type_name -> shiploop.builds.v1.HarbormasterReport
-	37, // 15: shiploop.builds.v1.Build.images:type_name -> shiploop.builds.v1.Build.ImagesEntry
-	39, // 16: shiploop.builds.v1.HarbormasterReport.updated_at:type_name -> google.protobuf.Timestamp
-	38, // 17: shiploop.builds.v1.BuildJob.matrix:type_name -> shiploop.builds.v1.BuildJob.MatrixEntry
-	40, // 18: shiploop.builds.v1.BuildJob.status:type_name -> shiploop.events.v1.BuildStatus
-	41, // 19: shiploop.builds.v1.BuildJob.steps:type_name -> shiploop.events.v1.StepResult
-	10, // 20: shiploop.builds.v1.ListBuildsResponse.builds:type_name -> shiploop.builds.v1.Build
-	10, // 21: shiploop.builds.v1.GetBuildResponse.build:type_name -> shiploop.builds.v1.Build
-	39, // 22: shiploop.builds.v1.WatchEventsRequest.since:type_name -> google.protobuf.Timestamp
-	43, // 23: shiploop.builds.v1.WatchEventsResponse.event:type_name -> shiploop.events.v1.Event
-	44, // 24: shiploop.builds.v1.StreamLogsResponse.line:type_name -> shiploop.events.v1.LogLine
-	42, // 25: shiploop.builds.v1.DownloadArtifactResponse.artifact:type_name -> shiploop.events.v1.Artifact
-	6,  // 26: shiploop.builds.v1.BuildService.RegisterRepository:input_type -> shiploop.builds.v1.RegisterRepositoryRequest
-	8,  // 27: shiploop.builds.v1.BuildService.ListRepositories:input_type -> shiploop.builds.v1.ListRepositoriesRequest
-	23, // 28: shiploop.builds.v1.BuildService.ListBuilds:input_type -> shiploop.builds.v1.ListBuildsRequest
-	25, // 29: shiploop.builds.v1.BuildService.GetBuild:input_type -> shiploop.builds.v1.GetBuildRequest
-	27, // 30: shiploop.builds.v1.BuildService.TriggerBuild:input_type -> shiploop.builds.v1.TriggerBuildRequest
-	29, // 31: shiploop.builds.v1.BuildService.WatchEvents:input_type -> shiploop.builds.v1.WatchEventsRequest
-	31, // 32: shiploop.builds.v1.BuildService.StreamLogs:input_type -> shiploop.builds.v1.StreamLogsRequest
-	13, // 33: shiploop.builds.v1.BuildService.CancelBuild:input_type -> shiploop.builds.v1.CancelBuildRequest
-	15, // 34: shiploop.builds.v1.BuildService.RetryBuild:input_type -> shiploop.builds.v1.RetryBuildRequest
-	17, // 35: shiploop.builds.v1.BuildService.SetSecret:input_type -> shiploop.builds.v1.SetSecretRequest
-	19, // 36: shiploop.builds.v1.BuildService.ListSecrets:input_type -> shiploop.builds.v1.ListSecretsRequest
-	21, // 37: shiploop.builds.v1.BuildService.DeleteSecret:input_type -> shiploop.builds.v1.DeleteSecretRequest
-	33, // 38: shiploop.builds.v1.BuildService.DownloadArtifact:input_type -> shiploop.builds.v1.DownloadArtifactRequest
-	35, // 39: shiploop.builds.v1.BuildService.GetForgeSettings:input_type -> shiploop.builds.v1.GetForgeSettingsRequest
-	1,  // 40: shiploop.builds.v1.BuildService.ListSchedules:input_type -> shiploop.builds.v1.ListSchedulesRequest
-	3,  // 41: shiploop.builds.v1.BuildService.SetSchedulePaused:input_type -> shiploop.builds.v1.SetSchedulePausedRequest
-	7,  // 42: shiploop.builds.v1.BuildService.RegisterRepository:output_type -> shiploop.builds.v1.RegisterRepositoryResponse
-	9,  // 43: shiploop.builds.v1.BuildService.ListRepositories:output_type -> shiploop.builds.v1.ListRepositoriesResponse
-	24, // 44: shiploop.builds.v1.BuildService.ListBuilds:output_type -> shiploop.builds.v1.ListBuildsResponse
-	26, // 45: shiploop.builds.v1.BuildService.GetBuild:output_type -> shiploop.builds.v1.GetBuildResponse
-	28, // 46: shiploop.builds.v1.BuildService.TriggerBuild:output_type -> shiploop.builds.v1.TriggerBuildResponse
-	30, // 47: shiploop.builds.v1.BuildService.WatchEvents:output_type -> shiploop.builds.v1.WatchEventsResponse
-	32, // 48: shiploop.builds.v1.BuildService.StreamLogs:output_type -> shiploop.builds.v1.StreamLogsResponse
-	14, // 49: shiploop.builds.v1.BuildService.CancelBuild:output_type -> shiploop.builds.v1.CancelBuildResponse
-	16, // 50: shiploop.builds.v1.BuildService.RetryBuild:output_type -> shiploop.builds.v1.RetryBuildResponse
-	18, // 51: shiploop.builds.v1.BuildService.SetSecret:output_type -> shiploop.builds.v1.SetSecretResponse
-	20, // 52: shiploop.builds.v1.BuildService.ListSecrets:output_type -> shiploop.builds.v1.ListSecretsResponse
-	22, // 53: shiploop.builds.v1.BuildService.DeleteSecret:output_type -> shiploop.builds.v1.DeleteSecretResponse
-	34, // 54: shiploop.builds.v1.BuildService.DownloadArtifact:output_type -> shiploop.builds.v1.DownloadArtifactResponse
-	36, // 55: shiploop.builds.v1.BuildService.GetForgeSettings:output_type -> shiploop.builds.v1.GetForgeSettingsResponse
-	2,  // 56: shiploop.builds.v1.BuildService.ListSchedules:output_type -> shiploop.builds.v1.ListSchedulesResponse
-	4,  // 57: shiploop.builds.v1.BuildService.SetSchedulePaused:output_type -> shiploop.builds.v1.SetSchedulePausedResponse
-	42, // [42:58] is the sub-list for method output_type
-	26, // [26:42] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	40, // 0: shiploop.builds.v1.Schedule.next_run:type_name -> google.protobuf.Timestamp
+	40, // 1: shiploop.builds.v1.Schedule.last_run:type_name -> google.protobuf.Timestamp
+	37, // 2: shiploop.builds.v1.Schedule.options:type_name -> shiploop.builds.v1.Schedule.OptionsEntry
+	0,  // 3: shiploop.builds.v1.ListSchedulesResponse.schedules:type_name -> shiploop.builds.v1.Schedule
+	0,  // 4: shiploop.builds.v1.SetSchedulePausedResponse.schedule:type_name -> shiploop.builds.v1.Schedule
+	40, // 5: shiploop.builds.v1.Repository.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 6: shiploop.builds.v1.RegisterRepositoryResponse.repository:type_name -> shiploop.builds.v1.Repository
+	5,  // 7: shiploop.builds.v1.ListRepositoriesResponse.repositories:type_name -> shiploop.builds.v1.Repository
+	41, // 8: shiploop.builds.v1.Build.status:type_name -> shiploop.events.v1.BuildStatus
+	42, // 9: shiploop.builds.v1.Build.steps:type_name -> shiploop.events.v1.StepResult
+	40, // 10: shiploop.builds.v1.Build.created_at:type_name -> google.protobuf.Timestamp
+	40, // 11: shiploop.builds.v1.Build.started_at:type_name -> google.protobuf.Timestamp
+	40, // 12: shiploop.builds.v1.Build.finished_at:type_name -> google.protobuf.Timestamp
+	12, // 13: shiploop.builds.v1.Build.jobs:type_name -> shiploop.builds.v1.BuildJob
+	43, // 14: shiploop.builds.v1.Build.artifacts:type_name -> shiploop.events.v1.Artifact
+	11, // 15: shiploop.builds.v1.Build.harbormaster:type_name -> shiploop.builds.v1.HarbormasterReport
+	38, // 16: shiploop.builds.v1.Build.images:type_name -> shiploop.builds.v1.Build.ImagesEntry
+	40, // 17: shiploop.builds.v1.HarbormasterReport.updated_at:type_name -> google.protobuf.Timestamp
+	39, // 18: shiploop.builds.v1.BuildJob.matrix:type_name -> shiploop.builds.v1.BuildJob.MatrixEntry
+	41, // 19: shiploop.builds.v1.BuildJob.status:type_name -> shiploop.events.v1.BuildStatus
+	42, // 20: shiploop.builds.v1.BuildJob.steps:type_name -> shiploop.events.v1.StepResult
+	10, // 21: shiploop.builds.v1.ListBuildsResponse.builds:type_name -> shiploop.builds.v1.Build
+	10, // 22: shiploop.builds.v1.GetBuildResponse.build:type_name -> shiploop.builds.v1.Build
+	40, // 23: shiploop.builds.v1.WatchEventsRequest.since:type_name -> google.protobuf.Timestamp
+	44, // 24: shiploop.builds.v1.WatchEventsResponse.event:type_name -> shiploop.events.v1.Event
+	45, // 25: shiploop.builds.v1.StreamLogsResponse.line:type_name -> shiploop.events.v1.LogLine
+	43, // 26: shiploop.builds.v1.DownloadArtifactResponse.artifact:type_name -> shiploop.events.v1.Artifact
+	6,  // 27: shiploop.builds.v1.BuildService.RegisterRepository:input_type -> shiploop.builds.v1.RegisterRepositoryRequest
+	8,  // 28: shiploop.builds.v1.BuildService.ListRepositories:input_type -> shiploop.builds.v1.ListRepositoriesRequest
+	23, // 29: shiploop.builds.v1.BuildService.ListBuilds:input_type -> shiploop.builds.v1.ListBuildsRequest
+	25, // 30: shiploop.builds.v1.BuildService.GetBuild:input_type -> shiploop.builds.v1.GetBuildRequest
+	27, // 31: shiploop.builds.v1.BuildService.TriggerBuild:input_type -> shiploop.builds.v1.TriggerBuildRequest
+	29, // 32: shiploop.builds.v1.BuildService.WatchEvents:input_type -> shiploop.builds.v1.WatchEventsRequest
+	31, // 33: shiploop.builds.v1.BuildService.StreamLogs:input_type -> shiploop.builds.v1.StreamLogsRequest
+	13, // 34: shiploop.builds.v1.BuildService.CancelBuild:input_type -> shiploop.builds.v1.CancelBuildRequest
+	15, // 35: shiploop.builds.v1.BuildService.RetryBuild:input_type -> shiploop.builds.v1.RetryBuildRequest
+	17, // 36: shiploop.builds.v1.BuildService.SetSecret:input_type -> shiploop.builds.v1.SetSecretRequest
+	19, // 37: shiploop.builds.v1.BuildService.ListSecrets:input_type -> shiploop.builds.v1.ListSecretsRequest
+	21, // 38: shiploop.builds.v1.BuildService.DeleteSecret:input_type -> shiploop.builds.v1.DeleteSecretRequest
+	33, // 39: shiploop.builds.v1.BuildService.DownloadArtifact:input_type -> shiploop.builds.v1.DownloadArtifactRequest
+	35, // 40: shiploop.builds.v1.BuildService.GetForgeSettings:input_type -> shiploop.builds.v1.GetForgeSettingsRequest
+	1,  // 41: shiploop.builds.v1.BuildService.ListSchedules:input_type -> shiploop.builds.v1.ListSchedulesRequest
+	3,  // 42: shiploop.builds.v1.BuildService.SetSchedulePaused:input_type -> shiploop.builds.v1.SetSchedulePausedRequest
+	7,  // 43: shiploop.builds.v1.BuildService.RegisterRepository:output_type -> shiploop.builds.v1.RegisterRepositoryResponse
+	9,  // 44: shiploop.builds.v1.BuildService.ListRepositories:output_type -> shiploop.builds.v1.ListRepositoriesResponse
+	24, // 45: shiploop.builds.v1.BuildService.ListBuilds:output_type -> shiploop.builds.v1.ListBuildsResponse
+	26, // 46: shiploop.builds.v1.BuildService.GetBuild:output_type -> shiploop.builds.v1.GetBuildResponse
+	28, // 47: shiploop.builds.v1.BuildService.TriggerBuild:output_type -> shiploop.builds.v1.TriggerBuildResponse
+	30, // 48: shiploop.builds.v1.BuildService.WatchEvents:output_type -> shiploop.builds.v1.WatchEventsResponse
+	32, // 49: shiploop.builds.v1.BuildService.StreamLogs:output_type -> shiploop.builds.v1.StreamLogsResponse
+	14, // 50: shiploop.builds.v1.BuildService.CancelBuild:output_type -> shiploop.builds.v1.CancelBuildResponse
+	16, // 51: shiploop.builds.v1.BuildService.RetryBuild:output_type -> shiploop.builds.v1.RetryBuildResponse
+	18, // 52: shiploop.builds.v1.BuildService.SetSecret:output_type -> shiploop.builds.v1.SetSecretResponse
+	20, // 53: shiploop.builds.v1.BuildService.ListSecrets:output_type -> shiploop.builds.v1.ListSecretsResponse
+	22, // 54: shiploop.builds.v1.BuildService.DeleteSecret:output_type -> shiploop.builds.v1.DeleteSecretResponse
+	34, // 55: shiploop.builds.v1.BuildService.DownloadArtifact:output_type -> shiploop.builds.v1.DownloadArtifactResponse
+	36, // 56: shiploop.builds.v1.BuildService.GetForgeSettings:output_type -> shiploop.builds.v1.GetForgeSettingsResponse
+	2,  // 57: shiploop.builds.v1.BuildService.ListSchedules:output_type -> shiploop.builds.v1.ListSchedulesResponse
+	4,  // 58: shiploop.builds.v1.BuildService.SetSchedulePaused:output_type -> shiploop.builds.v1.SetSchedulePausedResponse
+	43, // [43:59] is the sub-list for method output_type
+	27, // [27:43] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_builds_v1_builds_proto_init() }
@@ -2844,7 +2882,7 @@ func file_shiploop_builds_v1_builds_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_builds_v1_builds_proto_rawDesc), len(file_shiploop_builds_v1_builds_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,7 +29,11 @@ type RunRunbookRequest struct {
 	// name=value, as typed; validated against the runbook's options.
 	Options map[string]string `protobuf:"bytes,3,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Overrides the runbook's environment (must be one of the file's).
-	Environment   string `protobuf:"bytes,4,opt,name=environment,proto3" json:"environment,omitempty"`
+	Environment string `protobuf:"bytes,4,opt,name=environment,proto3" json:"environment,omitempty"`
+	// Who the caller acts for (the dashboards' signed-in user). The audit
+	// records "<on_behalf_of> via <caller's token name>", never the claim
+	// alone.
+	OnBehalfOf    string `protobuf:"bytes,5,opt,name=on_behalf_of,json=onBehalfOf,proto3" json:"on_behalf_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -92,6 +96,309 @@ func (x *RunRunbookRequest) GetEnvironment() string {
 	return ""
 }
 
+func (x *RunRunbookRequest) GetOnBehalfOf() string {
+	if x != nil {
+		return x.OnBehalfOf
+	}
+	return ""
+}
+
+type ListRunbooksRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Repository string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	// Only the runbooks that run against this environment or copy from or
+	// to it, when set.
+	Environment   string `protobuf:"bytes,2,opt,name=environment,proto3" json:"environment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunbooksRequest) Reset() {
+	*x = ListRunbooksRequest{}
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunbooksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunbooksRequest) ProtoMessage() {}
+
+func (x *ListRunbooksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunbooksRequest.ProtoReflect.Descriptor instead.
+func (*ListRunbooksRequest) Descriptor() ([]byte, []int) {
+	return file_shiploop_deploys_v1_runbooks_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListRunbooksRequest) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+func (x *ListRunbooksRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+// RunbookOption is one typed option of a runbook.
+type RunbookOption struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// string, int, bool or enum.
+	Type     string   `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Values   []string `protobuf:"bytes,3,rep,name=values,proto3" json:"values,omitempty"`
+	Required bool     `protobuf:"varint,4,opt,name=required,proto3" json:"required,omitempty"`
+	// "" when none was written (has_default false).
+	Default       string `protobuf:"bytes,5,opt,name=default,proto3" json:"default,omitempty"`
+	HasDefault    bool   `protobuf:"varint,6,opt,name=has_default,json=hasDefault,proto3" json:"has_default,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunbookOption) Reset() {
+	*x = RunbookOption{}
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunbookOption) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunbookOption) ProtoMessage() {}
+
+func (x *RunbookOption) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunbookOption.ProtoReflect.Descriptor instead.
+func (*RunbookOption) Descriptor() ([]byte, []int) {
+	return file_shiploop_deploys_v1_runbooks_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RunbookOption) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RunbookOption) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *RunbookOption) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *RunbookOption) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *RunbookOption) GetDefault() string {
+	if x != nil {
+		return x.Default
+	}
+	return ""
+}
+
+func (x *RunbookOption) GetHasDefault() bool {
+	if x != nil {
+		return x.HasDefault
+	}
+	return false
+}
+
+// Runbook is one entry of runbooks: in the default branch's file.
+type Runbook struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// task or data.
+	Kind            string           `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Environment     string           `protobuf:"bytes,3,opt,name=environment,proto3" json:"environment,omitempty"`
+	FromEnvironment string           `protobuf:"bytes,4,opt,name=from_environment,json=fromEnvironment,proto3" json:"from_environment,omitempty"`
+	ToEnvironment   string           `protobuf:"bytes,5,opt,name=to_environment,json=toEnvironment,proto3" json:"to_environment,omitempty"`
+	Options         []*RunbookOption `protobuf:"bytes,6,rep,name=options,proto3" json:"options,omitempty"`
+	Steps           []string         `protobuf:"bytes,7,rep,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Runbook) Reset() {
+	*x = Runbook{}
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Runbook) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Runbook) ProtoMessage() {}
+
+func (x *Runbook) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Runbook.ProtoReflect.Descriptor instead.
+func (*Runbook) Descriptor() ([]byte, []int) {
+	return file_shiploop_deploys_v1_runbooks_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Runbook) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Runbook) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Runbook) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *Runbook) GetFromEnvironment() string {
+	if x != nil {
+		return x.FromEnvironment
+	}
+	return ""
+}
+
+func (x *Runbook) GetToEnvironment() string {
+	if x != nil {
+		return x.ToEnvironment
+	}
+	return ""
+}
+
+func (x *Runbook) GetOptions() []*RunbookOption {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *Runbook) GetSteps() []string {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+type ListRunbooksResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Runbooks []*Runbook             `protobuf:"bytes,1,rep,name=runbooks,proto3" json:"runbooks,omitempty"`
+	// The build whose .shiploop.yml defines them.
+	BuildId       string `protobuf:"bytes,2,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
+	Version       string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunbooksResponse) Reset() {
+	*x = ListRunbooksResponse{}
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunbooksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunbooksResponse) ProtoMessage() {}
+
+func (x *ListRunbooksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunbooksResponse.ProtoReflect.Descriptor instead.
+func (*ListRunbooksResponse) Descriptor() ([]byte, []int) {
+	return file_shiploop_deploys_v1_runbooks_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListRunbooksResponse) GetRunbooks() []*Runbook {
+	if x != nil {
+		return x.Runbooks
+	}
+	return nil
+}
+
+func (x *ListRunbooksResponse) GetBuildId() string {
+	if x != nil {
+		return x.BuildId
+	}
+	return ""
+}
+
+func (x *ListRunbooksResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
 type RunRunbookResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Run           *v1.RunbookRun         `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
@@ -101,7 +408,7 @@ type RunRunbookResponse struct {
 
 func (x *RunRunbookResponse) Reset() {
 	*x = RunRunbookResponse{}
-	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[1]
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -113,7 +420,7 @@ func (x *RunRunbookResponse) String() string {
 func (*RunRunbookResponse) ProtoMessage() {}
 
 func (x *RunRunbookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[1]
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -126,7 +433,7 @@ func (x *RunRunbookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRunbookResponse.ProtoReflect.Descriptor instead.
 func (*RunRunbookResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_deploys_v1_runbooks_proto_rawDescGZIP(), []int{1}
+	return file_shiploop_deploys_v1_runbooks_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RunRunbookResponse) GetRun() *v1.RunbookRun {
@@ -148,7 +455,7 @@ type ListRunbookRunsRequest struct {
 
 func (x *ListRunbookRunsRequest) Reset() {
 	*x = ListRunbookRunsRequest{}
-	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[2]
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -160,7 +467,7 @@ func (x *ListRunbookRunsRequest) String() string {
 func (*ListRunbookRunsRequest) ProtoMessage() {}
 
 func (x *ListRunbookRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[2]
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -173,7 +480,7 @@ func (x *ListRunbookRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunbookRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunbookRunsRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_deploys_v1_runbooks_proto_rawDescGZIP(), []int{2}
+	return file_shiploop_deploys_v1_runbooks_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListRunbookRunsRequest) GetRepository() string {
@@ -206,7 +513,7 @@ type ListRunbookRunsResponse struct {
 
 func (x *ListRunbookRunsResponse) Reset() {
 	*x = ListRunbookRunsResponse{}
-	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[3]
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -218,7 +525,7 @@ func (x *ListRunbookRunsResponse) String() string {
 func (*ListRunbookRunsResponse) ProtoMessage() {}
 
 func (x *ListRunbookRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[3]
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -231,7 +538,7 @@ func (x *ListRunbookRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunbookRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunbookRunsResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_deploys_v1_runbooks_proto_rawDescGZIP(), []int{3}
+	return file_shiploop_deploys_v1_runbooks_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListRunbookRunsResponse) GetRuns() []*v1.RunbookRun {
@@ -250,7 +557,7 @@ type GetRunbookRunRequest struct {
 
 func (x *GetRunbookRunRequest) Reset() {
 	*x = GetRunbookRunRequest{}
-	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[4]
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +569,7 @@ func (x *GetRunbookRunRequest) String() string {
 func (*GetRunbookRunRequest) ProtoMessage() {}
 
 func (x *GetRunbookRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[4]
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +582,7 @@ func (x *GetRunbookRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunbookRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunbookRunRequest) Descriptor() ([]byte, []int) {
-	return file_shiploop_deploys_v1_runbooks_proto_rawDescGZIP(), []int{4}
+	return file_shiploop_deploys_v1_runbooks_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetRunbookRunRequest) GetRunId() string {
@@ -294,7 +601,7 @@ type GetRunbookRunResponse struct {
 
 func (x *GetRunbookRunResponse) Reset() {
 	*x = GetRunbookRunResponse{}
-	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[5]
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -306,7 +613,7 @@ func (x *GetRunbookRunResponse) String() string {
 func (*GetRunbookRunResponse) ProtoMessage() {}
 
 func (x *GetRunbookRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[5]
+	mi := &file_shiploop_deploys_v1_runbooks_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -319,7 +626,7 @@ func (x *GetRunbookRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunbookRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunbookRunResponse) Descriptor() ([]byte, []int) {
-	return file_shiploop_deploys_v1_runbooks_proto_rawDescGZIP(), []int{5}
+	return file_shiploop_deploys_v1_runbooks_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetRunbookRunResponse) GetRun() *v1.RunbookRun {
@@ -333,17 +640,44 @@ var File_shiploop_deploys_v1_runbooks_proto protoreflect.FileDescriptor
 
 const file_shiploop_deploys_v1_runbooks_proto_rawDesc = "" +
 	"\n" +
-	"\"shiploop/deploys/v1/runbooks.proto\x12\x13shiploop.deploys.v1\x1a shiploop/events/v1/runbook.proto\"\xfa\x01\n" +
+	"\"shiploop/deploys/v1/runbooks.proto\x12\x13shiploop.deploys.v1\x1a shiploop/events/v1/runbook.proto\"\x9c\x02\n" +
 	"\x11RunRunbookRequest\x12\x1e\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
 	"repository\x12\x18\n" +
 	"\arunbook\x18\x02 \x01(\tR\arunbook\x12M\n" +
 	"\aoptions\x18\x03 \x03(\v23.shiploop.deploys.v1.RunRunbookRequest.OptionsEntryR\aoptions\x12 \n" +
-	"\venvironment\x18\x04 \x01(\tR\venvironment\x1a:\n" +
+	"\venvironment\x18\x04 \x01(\tR\venvironment\x12 \n" +
+	"\fon_behalf_of\x18\x05 \x01(\tR\n" +
+	"onBehalfOf\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"F\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"W\n" +
+	"\x13ListRunbooksRequest\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\tR\n" +
+	"repository\x12 \n" +
+	"\venvironment\x18\x02 \x01(\tR\venvironment\"\xa6\x01\n" +
+	"\rRunbookOption\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
+	"\x06values\x18\x03 \x03(\tR\x06values\x12\x1a\n" +
+	"\brequired\x18\x04 \x01(\bR\brequired\x12\x18\n" +
+	"\adefault\x18\x05 \x01(\tR\adefault\x12\x1f\n" +
+	"\vhas_default\x18\x06 \x01(\bR\n" +
+	"hasDefault\"\xf9\x01\n" +
+	"\aRunbook\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12 \n" +
+	"\venvironment\x18\x03 \x01(\tR\venvironment\x12)\n" +
+	"\x10from_environment\x18\x04 \x01(\tR\x0ffromEnvironment\x12%\n" +
+	"\x0eto_environment\x18\x05 \x01(\tR\rtoEnvironment\x12<\n" +
+	"\aoptions\x18\x06 \x03(\v2\".shiploop.deploys.v1.RunbookOptionR\aoptions\x12\x14\n" +
+	"\x05steps\x18\a \x03(\tR\x05steps\"\x85\x01\n" +
+	"\x14ListRunbooksResponse\x128\n" +
+	"\brunbooks\x18\x01 \x03(\v2\x1c.shiploop.deploys.v1.RunbookR\brunbooks\x12\x19\n" +
+	"\bbuild_id\x18\x02 \x01(\tR\abuildId\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\"F\n" +
 	"\x12RunRunbookResponse\x120\n" +
 	"\x03run\x18\x01 \x01(\v2\x1e.shiploop.events.v1.RunbookRunR\x03run\"h\n" +
 	"\x16ListRunbookRunsRequest\x12\x1e\n" +
@@ -357,10 +691,11 @@ const file_shiploop_deploys_v1_runbooks_proto_rawDesc = "" +
 	"\x14GetRunbookRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\"I\n" +
 	"\x15GetRunbookRunResponse\x120\n" +
-	"\x03run\x18\x01 \x01(\v2\x1e.shiploop.events.v1.RunbookRunR\x03run2\xc5\x02\n" +
+	"\x03run\x18\x01 \x01(\v2\x1e.shiploop.events.v1.RunbookRunR\x03run2\xaa\x03\n" +
 	"\x0eRunbookService\x12]\n" +
 	"\n" +
-	"RunRunbook\x12&.shiploop.deploys.v1.RunRunbookRequest\x1a'.shiploop.deploys.v1.RunRunbookResponse\x12l\n" +
+	"RunRunbook\x12&.shiploop.deploys.v1.RunRunbookRequest\x1a'.shiploop.deploys.v1.RunRunbookResponse\x12c\n" +
+	"\fListRunbooks\x12(.shiploop.deploys.v1.ListRunbooksRequest\x1a).shiploop.deploys.v1.ListRunbooksResponse\x12l\n" +
 	"\x0fListRunbookRuns\x12+.shiploop.deploys.v1.ListRunbookRunsRequest\x1a,.shiploop.deploys.v1.ListRunbookRunsResponse\x12f\n" +
 	"\rGetRunbookRun\x12).shiploop.deploys.v1.GetRunbookRunRequest\x1a*.shiploop.deploys.v1.GetRunbookRunResponseBBZ@github.com/shiploop/shiploop/proto/shiploop/deploys/v1;deploysv1b\x06proto3"
 
@@ -376,33 +711,41 @@ func file_shiploop_deploys_v1_runbooks_proto_rawDescGZIP() []byte {
 	return file_shiploop_deploys_v1_runbooks_proto_rawDescData
 }
 
-var file_shiploop_deploys_v1_runbooks_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_shiploop_deploys_v1_runbooks_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_shiploop_deploys_v1_runbooks_proto_goTypes = []any{
 	(*RunRunbookRequest)(nil),       // 0: shiploop.deploys.v1.RunRunbookRequest
-	(*RunRunbookResponse)(nil),      // 1: shiploop.deploys.v1.RunRunbookResponse
-	(*ListRunbookRunsRequest)(nil),  // 2: shiploop.deploys.v1.ListRunbookRunsRequest
-	(*ListRunbookRunsResponse)(nil), // 3: shiploop.deploys.v1.ListRunbookRunsResponse
-	(*GetRunbookRunRequest)(nil),    // 4: shiploop.deploys.v1.GetRunbookRunRequest
-	(*GetRunbookRunResponse)(nil),   // 5: shiploop.deploys.v1.GetRunbookRunResponse
-	nil,                             // 6: shiploop.deploys.v1.RunRunbookRequest.OptionsEntry
-	(*v1.RunbookRun)(nil),           // 7: shiploop.events.v1.RunbookRun
+	(*ListRunbooksRequest)(nil),     // 1: shiploop.deploys.v1.ListRunbooksRequest
+	(*RunbookOption)(nil),           // 2: shiploop.deploys.v1.RunbookOption
+	(*Runbook)(nil),                 // 3: shiploop.deploys.v1.Runbook
+	(*ListRunbooksResponse)(nil),    // 4: shiploop.deploys.v1.ListRunbooksResponse
+	(*RunRunbookResponse)(nil),      // 5: shiploop.deploys.v1.RunRunbookResponse
+	(*ListRunbookRunsRequest)(nil),  // 6: shiploop.deploys.v1.ListRunbookRunsRequest
+	(*ListRunbookRunsResponse)(nil), // 7: shiploop.deploys.v1.ListRunbookRunsResponse
+	(*GetRunbookRunRequest)(nil),    // 8: shiploop.deploys.v1.GetRunbookRunRequest
+	(*GetRunbookRunResponse)(nil),   // 9: shiploop.deploys.v1.GetRunbookRunResponse
+	nil,                             // 10: shiploop.deploys.v1.RunRunbookRequest.OptionsEntry
+	(*v1.RunbookRun)(nil),           // 11: shiploop.events.v1.RunbookRun
 }
 var file_shiploop_deploys_v1_runbooks_proto_depIdxs = []int32{
-	6, // 0: shiploop.deploys.v1.RunRunbookRequest.options:type_name -> shiploop.deploys.v1.RunRunbookRequest.OptionsEntry
-	7, // 1: shiploop.deploys.v1.RunRunbookResponse.run:type_name -> shiploop.events.v1.RunbookRun
-	7, // 2: shiploop.deploys.v1.ListRunbookRunsResponse.runs:type_name -> shiploop.events.v1.RunbookRun
-	7, // 3: shiploop.deploys.v1.GetRunbookRunResponse.run:type_name -> shiploop.events.v1.RunbookRun
-	0, // 4: shiploop.deploys.v1.RunbookService.RunRunbook:input_type -> shiploop.deploys.v1.RunRunbookRequest
-	2, // 5: shiploop.deploys.v1.RunbookService.ListRunbookRuns:input_type -> shiploop.deploys.v1.ListRunbookRunsRequest
-	4, // 6: shiploop.deploys.v1.RunbookService.GetRunbookRun:input_type -> shiploop.deploys.v1.GetRunbookRunRequest
-	1, // 7: shiploop.deploys.v1.RunbookService.RunRunbook:output_type -> shiploop.deploys.v1.RunRunbookResponse
-	3, // 8: shiploop.deploys.v1.RunbookService.ListRunbookRuns:output_type -> shiploop.deploys.v1.ListRunbookRunsResponse
-	5, // 9: shiploop.deploys.v1.RunbookService.GetRunbookRun:output_type -> shiploop.deploys.v1.GetRunbookRunResponse
-	7, // [7:10] is the sub-list for method output_type
-	4, // [4:7] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	10, // 0: shiploop.deploys.v1.RunRunbookRequest.options:type_name -> shiploop.deploys.v1.RunRunbookRequest.OptionsEntry
+	2,  // 1: shiploop.deploys.v1.Runbook.options:type_name -> shiploop.deploys.v1.RunbookOption
+	3,  // 2: shiploop.deploys.v1.ListRunbooksResponse.runbooks:type_name -> shiploop.deploys.v1.Runbook
+	11, // 3: shiploop.deploys.v1.RunRunbookResponse.run:type_name -> shiploop.events.v1.RunbookRun
+	11, // 4: shiploop.deploys.v1.ListRunbookRunsResponse.runs:type_name -> shiploop.events.v1.RunbookRun
+	11, // 5: shiploop.deploys.v1.GetRunbookRunResponse.run:type_name -> shiploop.events.v1.RunbookRun
+	0,  // 6: shiploop.deploys.v1.RunbookService.RunRunbook:input_type -> shiploop.deploys.v1.RunRunbookRequest
+	1,  // 7: shiploop.deploys.v1.RunbookService.ListRunbooks:input_type -> shiploop.deploys.v1.ListRunbooksRequest
+	6,  // 8: shiploop.deploys.v1.RunbookService.ListRunbookRuns:input_type -> shiploop.deploys.v1.ListRunbookRunsRequest
+	8,  // 9: shiploop.deploys.v1.RunbookService.GetRunbookRun:input_type -> shiploop.deploys.v1.GetRunbookRunRequest
+	5,  // 10: shiploop.deploys.v1.RunbookService.RunRunbook:output_type -> shiploop.deploys.v1.RunRunbookResponse
+	4,  // 11: shiploop.deploys.v1.RunbookService.ListRunbooks:output_type -> shiploop.deploys.v1.ListRunbooksResponse
+	7,  // 12: shiploop.deploys.v1.RunbookService.ListRunbookRuns:output_type -> shiploop.deploys.v1.ListRunbookRunsResponse
+	9,  // 13: shiploop.deploys.v1.RunbookService.GetRunbookRun:output_type -> shiploop.deploys.v1.GetRunbookRunResponse
+	10, // [10:14] is the sub-list for method output_type
+	6,  // [6:10] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_deploys_v1_runbooks_proto_init() }
@@ -416,7 +759,7 @@ func file_shiploop_deploys_v1_runbooks_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_deploys_v1_runbooks_proto_rawDesc), len(file_shiploop_deploys_v1_runbooks_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

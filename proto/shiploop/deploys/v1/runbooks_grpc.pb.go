@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	RunbookService_RunRunbook_FullMethodName      = "/shiploop.deploys.v1.RunbookService/RunRunbook"
+	RunbookService_ListRunbooks_FullMethodName    = "/shiploop.deploys.v1.RunbookService/ListRunbooks"
 	RunbookService_ListRunbookRuns_FullMethodName = "/shiploop.deploys.v1.RunbookService/ListRunbookRuns"
 	RunbookService_GetRunbookRun_FullMethodName   = "/shiploop.deploys.v1.RunbookService/GetRunbookRun"
 )
@@ -35,6 +36,9 @@ type RunbookServiceClient interface {
 	// RunRunbook validates the options and queues the run: at once, or when
 	// the environment's lock is free. InvalidArgument names a bad option.
 	RunRunbook(ctx context.Context, in *RunRunbookRequest, opts ...grpc.CallOption) (*RunRunbookResponse, error)
+	// ListRunbooks: the runbooks of the repository's default-branch
+	// .shiploop.yml, with their options (for a form).
+	ListRunbooks(ctx context.Context, in *ListRunbooksRequest, opts ...grpc.CallOption) (*ListRunbooksResponse, error)
 	// ListRunbookRuns is the audit trail, newest first.
 	ListRunbookRuns(ctx context.Context, in *ListRunbookRunsRequest, opts ...grpc.CallOption) (*ListRunbookRunsResponse, error)
 	// GetRunbookRun returns one run.
@@ -53,6 +57,16 @@ func (c *runbookServiceClient) RunRunbook(ctx context.Context, in *RunRunbookReq
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RunRunbookResponse)
 	err := c.cc.Invoke(ctx, RunbookService_RunRunbook_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runbookServiceClient) ListRunbooks(ctx context.Context, in *ListRunbooksRequest, opts ...grpc.CallOption) (*ListRunbooksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRunbooksResponse)
+	err := c.cc.Invoke(ctx, RunbookService_ListRunbooks_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -90,6 +104,9 @@ type RunbookServiceServer interface {
 	// RunRunbook validates the options and queues the run: at once, or when
 	// the environment's lock is free. InvalidArgument names a bad option.
 	RunRunbook(context.Context, *RunRunbookRequest) (*RunRunbookResponse, error)
+	// ListRunbooks: the runbooks of the repository's default-branch
+	// .shiploop.yml, with their options (for a form).
+	ListRunbooks(context.Context, *ListRunbooksRequest) (*ListRunbooksResponse, error)
 	// ListRunbookRuns is the audit trail, newest first.
 	ListRunbookRuns(context.Context, *ListRunbookRunsRequest) (*ListRunbookRunsResponse, error)
 	// GetRunbookRun returns one run.
@@ -106,6 +123,9 @@ type UnimplementedRunbookServiceServer struct{}
 
 func (UnimplementedRunbookServiceServer) RunRunbook(context.Context, *RunRunbookRequest) (*RunRunbookResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RunRunbook not implemented")
+}
+func (UnimplementedRunbookServiceServer) ListRunbooks(context.Context, *ListRunbooksRequest) (*ListRunbooksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRunbooks not implemented")
 }
 func (UnimplementedRunbookServiceServer) ListRunbookRuns(context.Context, *ListRunbookRunsRequest) (*ListRunbookRunsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRunbookRuns not implemented")
@@ -148,6 +168,24 @@ func _RunbookService_RunRunbook_Handler(srv interface{}, ctx context.Context, de
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(RunbookServiceServer).RunRunbook(ctx, req.(*RunRunbookRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RunbookService_ListRunbooks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRunbooksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunbookServiceServer).ListRunbooks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunbookService_ListRunbooks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunbookServiceServer).ListRunbooks(ctx, req.(*ListRunbooksRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -198,6 +236,10 @@ var RunbookService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RunRunbook",
 			Handler:    _RunbookService_RunRunbook_Handler,
+		},
+		{
+			MethodName: "ListRunbooks",
+			Handler:    _RunbookService_ListRunbooks_Handler,
 		},
 		{
 			MethodName: "ListRunbookRuns",

@@ -198,6 +198,96 @@ func (x *RunbookRun) GetCommit() string {
 	return ""
 }
 
+// RunbookRequested: dev.shiploop.runbook.requested.v1, published by builds
+// once per slot of a schedule that names a runbook; deploys runs it as
+// "schedule <name>" (a refusal is recorded as a failed run).
+type RunbookRequested struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Repository string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	Runbook    string                 `protobuf:"bytes,2,opt,name=runbook,proto3" json:"runbook,omitempty"`
+	// "" for the runbook's own environment.
+	Environment string `protobuf:"bytes,3,opt,name=environment,proto3" json:"environment,omitempty"`
+	// As written in the schedule; validated against the runbook's options.
+	Options  map[string]string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Schedule string            `protobuf:"bytes,5,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	// The slot the schedule fired for.
+	Slot          *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=slot,proto3" json:"slot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunbookRequested) Reset() {
+	*x = RunbookRequested{}
+	mi := &file_shiploop_events_v1_runbook_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunbookRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunbookRequested) ProtoMessage() {}
+
+func (x *RunbookRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_shiploop_events_v1_runbook_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunbookRequested.ProtoReflect.Descriptor instead.
+func (*RunbookRequested) Descriptor() ([]byte, []int) {
+	return file_shiploop_events_v1_runbook_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RunbookRequested) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+func (x *RunbookRequested) GetRunbook() string {
+	if x != nil {
+		return x.Runbook
+	}
+	return ""
+}
+
+func (x *RunbookRequested) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *RunbookRequested) GetOptions() map[string]string {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *RunbookRequested) GetSchedule() string {
+	if x != nil {
+		return x.Schedule
+	}
+	return ""
+}
+
+func (x *RunbookRequested) GetSlot() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Slot
+	}
+	return nil
+}
+
 // RunbookStarted: dev.shiploop.runbook.started.v1, the run's job is queued
 // (it holds the environment's lock, when it has one).
 type RunbookStarted struct {
@@ -209,7 +299,7 @@ type RunbookStarted struct {
 
 func (x *RunbookStarted) Reset() {
 	*x = RunbookStarted{}
-	mi := &file_shiploop_events_v1_runbook_proto_msgTypes[1]
+	mi := &file_shiploop_events_v1_runbook_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -221,7 +311,7 @@ func (x *RunbookStarted) String() string {
 func (*RunbookStarted) ProtoMessage() {}
 
 func (x *RunbookStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_runbook_proto_msgTypes[1]
+	mi := &file_shiploop_events_v1_runbook_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -234,7 +324,7 @@ func (x *RunbookStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunbookStarted.ProtoReflect.Descriptor instead.
 func (*RunbookStarted) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_runbook_proto_rawDescGZIP(), []int{1}
+	return file_shiploop_events_v1_runbook_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RunbookStarted) GetRun() *RunbookRun {
@@ -255,7 +345,7 @@ type RunbookFinished struct {
 
 func (x *RunbookFinished) Reset() {
 	*x = RunbookFinished{}
-	mi := &file_shiploop_events_v1_runbook_proto_msgTypes[2]
+	mi := &file_shiploop_events_v1_runbook_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -267,7 +357,7 @@ func (x *RunbookFinished) String() string {
 func (*RunbookFinished) ProtoMessage() {}
 
 func (x *RunbookFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_runbook_proto_msgTypes[2]
+	mi := &file_shiploop_events_v1_runbook_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -280,7 +370,7 @@ func (x *RunbookFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunbookFinished.ProtoReflect.Descriptor instead.
 func (*RunbookFinished) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_runbook_proto_rawDescGZIP(), []int{2}
+	return file_shiploop_events_v1_runbook_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RunbookFinished) GetRun() *RunbookRun {
@@ -316,7 +406,7 @@ type DataCopied struct {
 
 func (x *DataCopied) Reset() {
 	*x = DataCopied{}
-	mi := &file_shiploop_events_v1_runbook_proto_msgTypes[3]
+	mi := &file_shiploop_events_v1_runbook_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +418,7 @@ func (x *DataCopied) String() string {
 func (*DataCopied) ProtoMessage() {}
 
 func (x *DataCopied) ProtoReflect() protoreflect.Message {
-	mi := &file_shiploop_events_v1_runbook_proto_msgTypes[3]
+	mi := &file_shiploop_events_v1_runbook_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +431,7 @@ func (x *DataCopied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataCopied.ProtoReflect.Descriptor instead.
 func (*DataCopied) Descriptor() ([]byte, []int) {
-	return file_shiploop_events_v1_runbook_proto_rawDescGZIP(), []int{3}
+	return file_shiploop_events_v1_runbook_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DataCopied) GetRepository() string {
@@ -431,6 +521,18 @@ const file_shiploop_events_v1_runbook_proto_rawDesc = "" +
 	"\x06commit\x18\x10 \x01(\tR\x06commit\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc3\x02\n" +
+	"\x10RunbookRequested\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\tR\n" +
+	"repository\x12\x18\n" +
+	"\arunbook\x18\x02 \x01(\tR\arunbook\x12 \n" +
+	"\venvironment\x18\x03 \x01(\tR\venvironment\x12K\n" +
+	"\aoptions\x18\x04 \x03(\v21.shiploop.events.v1.RunbookRequested.OptionsEntryR\aoptions\x12\x1a\n" +
+	"\bschedule\x18\x05 \x01(\tR\bschedule\x12.\n" +
+	"\x04slot\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04slot\x1a:\n" +
+	"\fOptionsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"B\n" +
 	"\x0eRunbookStarted\x120\n" +
 	"\x03run\x18\x01 \x01(\v2\x1e.shiploop.events.v1.RunbookRunR\x03run\"z\n" +
@@ -462,30 +564,34 @@ func file_shiploop_events_v1_runbook_proto_rawDescGZIP() []byte {
 	return file_shiploop_events_v1_runbook_proto_rawDescData
 }
 
-var file_shiploop_events_v1_runbook_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_shiploop_events_v1_runbook_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_shiploop_events_v1_runbook_proto_goTypes = []any{
 	(*RunbookRun)(nil),            // 0: shiploop.events.v1.RunbookRun
-	(*RunbookStarted)(nil),        // 1: shiploop.events.v1.RunbookStarted
-	(*RunbookFinished)(nil),       // 2: shiploop.events.v1.RunbookFinished
-	(*DataCopied)(nil),            // 3: shiploop.events.v1.DataCopied
-	nil,                           // 4: shiploop.events.v1.RunbookRun.OptionsEntry
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 6: google.protobuf.Duration
+	(*RunbookRequested)(nil),      // 1: shiploop.events.v1.RunbookRequested
+	(*RunbookStarted)(nil),        // 2: shiploop.events.v1.RunbookStarted
+	(*RunbookFinished)(nil),       // 3: shiploop.events.v1.RunbookFinished
+	(*DataCopied)(nil),            // 4: shiploop.events.v1.DataCopied
+	nil,                           // 5: shiploop.events.v1.RunbookRun.OptionsEntry
+	nil,                           // 6: shiploop.events.v1.RunbookRequested.OptionsEntry
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
 }
 var file_shiploop_events_v1_runbook_proto_depIdxs = []int32{
-	4, // 0: shiploop.events.v1.RunbookRun.options:type_name -> shiploop.events.v1.RunbookRun.OptionsEntry
-	5, // 1: shiploop.events.v1.RunbookRun.created_at:type_name -> google.protobuf.Timestamp
-	5, // 2: shiploop.events.v1.RunbookRun.started_at:type_name -> google.protobuf.Timestamp
-	5, // 3: shiploop.events.v1.RunbookRun.finished_at:type_name -> google.protobuf.Timestamp
-	0, // 4: shiploop.events.v1.RunbookStarted.run:type_name -> shiploop.events.v1.RunbookRun
-	0, // 5: shiploop.events.v1.RunbookFinished.run:type_name -> shiploop.events.v1.RunbookRun
-	6, // 6: shiploop.events.v1.RunbookFinished.duration:type_name -> google.protobuf.Duration
-	5, // 7: shiploop.events.v1.DataCopied.at:type_name -> google.protobuf.Timestamp
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	5,  // 0: shiploop.events.v1.RunbookRun.options:type_name -> shiploop.events.v1.RunbookRun.OptionsEntry
+	7,  // 1: shiploop.events.v1.RunbookRun.created_at:type_name -> google.protobuf.Timestamp
+	7,  // 2: shiploop.events.v1.RunbookRun.started_at:type_name -> google.protobuf.Timestamp
+	7,  // 3: shiploop.events.v1.RunbookRun.finished_at:type_name -> google.protobuf.Timestamp
+	6,  // 4: shiploop.events.v1.RunbookRequested.options:type_name -> shiploop.events.v1.RunbookRequested.OptionsEntry
+	7,  // 5: shiploop.events.v1.RunbookRequested.slot:type_name -> google.protobuf.Timestamp
+	0,  // 6: shiploop.events.v1.RunbookStarted.run:type_name -> shiploop.events.v1.RunbookRun
+	0,  // 7: shiploop.events.v1.RunbookFinished.run:type_name -> shiploop.events.v1.RunbookRun
+	8,  // 8: shiploop.events.v1.RunbookFinished.duration:type_name -> google.protobuf.Duration
+	7,  // 9: shiploop.events.v1.DataCopied.at:type_name -> google.protobuf.Timestamp
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_shiploop_events_v1_runbook_proto_init() }
@@ -499,7 +605,7 @@ func file_shiploop_events_v1_runbook_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiploop_events_v1_runbook_proto_rawDesc), len(file_shiploop_events_v1_runbook_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
