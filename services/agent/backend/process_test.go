@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"fmt"
 	"os"
 	"os/exec"
@@ -648,7 +649,12 @@ func TestRunStepDetach(t *testing.T) {
 			if err := p.Destroy(ws); err != nil {
 				t.Fatal(err)
 			}
-			before := ticks(t, deployDir)
+			// The service may not have ticked yet on a loaded machine: wait
+			// for its first tick, then for more.
+			before := 0
+			for deadline := time.Now().Add(10 * time.Second); before == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				before = ticks(t, deployDir)
+			}
 			time.Sleep(700 * time.Millisecond)
 			if processGone(t, pid) {
 				t.Fatalf("service %d died after the step ended", pid)
@@ -660,8 +666,16 @@ func TestRunStepDetach(t *testing.T) {
 	}
 }
 
-// ticks counts the lines the service wrote to deployDir/ticks.
+// ticks counts the lines the service wrote to deployDir/ticks, 0 before
+// it wrote any.
 func ticks(t *testing.T, deployDir string) int {
 	t.Helper()
-	return strings.Count(readFile(t, filepath.Join(deployDir, "ticks")), "tick\n")
+	b, err := os.ReadFile(filepath.Join(deployDir, "ticks"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "tick\n")
 }
