@@ -528,6 +528,9 @@ func updateStep(ctx context.Context, tx *bus.Tx, jobID string, st *eventsv1.Step
 // finishJob records a job's end and, when it was the build's last, ends the
 // build: failure if any job failed, error if any errored, else success.
 func (s *Service) finishJob(ctx context.Context, tx *bus.Tx, d *eventsv1.JobFinished) error {
+	if d.BuildId == "" {
+		return nil // not a build's job: a command monitor's check (deploys)
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = $1, log_key = $2, agent = $3, failed_step = $4, error = $5 WHERE id = $6 AND status IN ($7, $8)`,
 		int32(d.Status), d.LogKey, d.Agent, d.FailedStep, d.Error, d.JobId,
 		int32(eventsv1.BuildStatus_BUILD_STATUS_QUEUED), int32(eventsv1.BuildStatus_BUILD_STATUS_RUNNING)); err != nil {

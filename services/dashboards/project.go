@@ -91,17 +91,26 @@ func project(ctx context.Context, tx execer, ev bus.Event) error {
 			ON CONFLICT (id) DO NOTHING`, d.JobId, d.BuildId, d.Kind, string(matrix), string(steps), at.UnixNano())
 		return err
 	case *eventsv1.JobStarted:
+		if d.BuildId == "" {
+			return nil // a command monitor's check: no build's job
+		}
 		if err := ensureJob(ctx, tx, d.JobId, d.BuildId, at); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE dash_jobs SET status = 'running', agent = $1 WHERE id = $2 AND status IN ('queued', 'running')`, d.Agent, d.JobId)
 		return err
 	case *eventsv1.JobStepFinished:
+		if d.BuildId == "" {
+			return nil // a command monitor's check: no build's job
+		}
 		if err := ensureJob(ctx, tx, d.JobId, d.BuildId, at); err != nil {
 			return err
 		}
 		return upsertStep(ctx, tx, d.JobId, d.Step)
 	case *eventsv1.JobFinished:
+		if d.BuildId == "" {
+			return nil // a command monitor's check: no build's job
+		}
 		if err := ensureJob(ctx, tx, d.JobId, d.BuildId, at); err != nil {
 			return err
 		}

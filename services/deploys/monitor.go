@@ -23,6 +23,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shiploop/shiploop/pkg/bus"
@@ -221,6 +222,7 @@ type outcome struct {
 // checkMonitor runs one check of m (its lease taken) and records it.
 func (s *Service) checkMonitor(ctx context.Context, m *monitorRow) error {
 	var d *deployment
+	var b *buildInfo
 	var cfg *Pipeline
 	var env *Environment
 	var vars map[string]string
@@ -229,8 +231,7 @@ func (s *Service) checkMonitor(ctx context.Context, m *monitorRow) error {
 		if d, err = loadDeployment(ctx, tx, `id = $1`, m.deployID); err != nil {
 			return err
 		}
-		b, err := loadBuildInfo(ctx, tx, `id = $1`, m.buildID)
-		if err != nil {
+		if b, err = loadBuildInfo(ctx, tx, `id = $1`, m.buildID); err != nil {
 			return err
 		}
 		if cfg, err = b.parse(); err != nil {
@@ -255,6 +256,9 @@ func (s *Service) checkMonitor(ctx context.Context, m *monitorRow) error {
 	if mon == nil {
 		return fmt.Errorf("release %s declares no monitor %s in %s", m.release, m.name, m.env)
 	}
+	if mon.Check.Kind == "command" {
+		return s.startCommandCheck(ctx, m, d, b, cfg, env, mon, vars)
+	}
 	at := s.now()
 	o := s.runMonitor(ctx, d, mon, vars, at)
 	return s.ob.InTx(ctx, func(tx *bus.Tx) error {
@@ -262,59 +266,223 @@ func (s *Service) checkMonitor(ctx context.Context, m *monitorRow) error {
 		if err != nil || len(cur) == 0 || cur[0].owner != s.instance {
 			return err // another replica took it meanwhile (our lease ran out)
 		}
+		return s.recordOutcome(ctx, tx, env, mon, cur[0], o, at)
+	})
+}
+
+// commandTimeout is how long a command monitor's job may run on its agent:
+// its period, from commandMinTimeout (30 s) to 10 min.
+func commandTimeout(every time.Duration) time.Duration {
+	return min(max(every, commandMinTimeout), 10*time.Minute)
+}
+
+// commandMinTimeout and commandGrace: a command check's job may wait for an
+// agent commandGrace on top of its timeout before the check is given up as
+// UNKNOWN (variables for the tests).
+var (
+	commandMinTimeout = 30 * time.Second
+	commandGrace      = time.Minute
+)
+
+// startCommandCheck hands a command monitor's check to an agent: a
+// deploy-kind job (agents that serve the environment's deploys) with the
+// release's checkout, the environment's variables and secrets, and one step
+// running the commands (testinfra-style tests, a script). job.finished
+// records the outcome (onMonitorJobFinished); the monitor is not due again
+// until the job's timeout and commandGrace have passed, and a job still
+// out then is canceled and the check recorded UNKNOWN: no agent ran it.
+func (s *Service) startCommandCheck(ctx context.Context, m *monitorRow, d *deployment, b *buildInfo, cfg *Pipeline, env *Environment, mon *config.Monitor, vars map[string]string) error {
+	at := s.now()
+	timeout := commandTimeout(mon.Every)
+	return s.ob.InTx(ctx, func(tx *bus.Tx) error {
+		cur, err := loadMonitors(ctx, tx, `repository = $1 AND environment = $2 AND name = $3`, m.repo, m.env, m.name)
+		if err != nil || len(cur) == 0 || cur[0].owner != s.instance {
+			return err
+		}
 		c := cur[0]
-		failures, next := 0, c.state
-		if o.state == stateOK {
-			next = stateOK
-		} else {
-			failures = c.failures + 1
-			if failures >= mon.FailAfter {
-				next = o.state
-			}
+		var pending string
+		if err := tx.QueryRowContext(ctx, `SELECT job_id FROM monitors WHERE repository = $1 AND environment = $2 AND name = $3`, c.repo, c.env, c.name).Scan(&pending); err != nil {
+			return err
 		}
-		since := c.since
-		changed := next != c.state
-		if changed || since == 0 {
-			since = at.UnixNano()
-		}
-		if c.since == 0 && next == stateUnknown {
-			since = 0 // still never decided (a command monitor, say)
-		}
-		notified := c.notifiedAt
-		if changed {
-			ev := &eventsv1.MonitorStateChanged{Repository: c.repo, Environment: c.env, Monitor: c.name, From: c.state, To: next,
-				Detail: o.detail, Since: timestamppb.New(time.Unix(0, since)), Release: c.release}
-			if err := tx.Publish(bus.Event{Type: "monitor.state_changed", Repository: c.repo, Subject: c.env + "/" + c.name, Data: ev}); err != nil {
+		if pending != "" {
+			if err := tx.CancelJob(pending, fmt.Sprintf("monitor %s: its check did not finish within %s", c.name, timeout+commandGrace)); err != nil {
 				return err
 			}
-			// The first decision about a new monitor (UNKNOWN, never
-			// checked, to OK) is news to no one.
-			if !(c.since == 0 && next == stateOK) {
-				if err := s.queueAlerts(ctx, tx, env, c, c.state, next, o.detail, since, at, nil); err != nil {
-					return err
-				}
-				notified = at.UnixNano()
+			if _, err := tx.ExecContext(ctx, `UPDATE monitors SET job_id = '' WHERE repository = $1 AND environment = $2 AND name = $3`, c.repo, c.env, c.name); err != nil {
+				return err
 			}
-		} else if next == stateCritical {
-			// Still CRITICAL: webhooks with renotify hear it again.
-			var again []config.Alert
-			for _, a := range env.Alerts {
-				if a.Renotify > 0 && at.UnixNano()-c.notifiedAt >= a.Renotify.Nanoseconds() {
-					again = append(again, a)
-				}
+			labels := cfg.JobLabels(env)
+			pool := "deploy"
+			if len(labels) > 0 {
+				pool += " with labels " + strings.Join(labels, ",")
 			}
-			if len(again) > 0 {
-				if err := s.queueAlerts(ctx, tx, env, c, c.state, next, o.detail, since, at, again); err != nil {
-					return err
-				}
-				notified = at.UnixNano()
+			return s.recordOutcome(ctx, tx, env, mon, c, outcome{stateUnknown, fmt.Sprintf("command: no agent finished the check within %s (is an agent serving %s jobs up?)",
+				timeout+commandGrace, pool)}, at)
+		}
+		cloneURL := b.cloneURL
+		if cloneURL == "" {
+			if err := tx.QueryRowContext(ctx, `SELECT clone_url FROM repositories WHERE name = $1`, c.repo).Scan(&cloneURL); err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
 			}
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE monitors SET state = $1, since = $2, detail = $3, failures = $4, checked_at = $5, notified_at = $6, next_at = $7, lease_until = 0
-			WHERE repository = $8 AND environment = $9 AND name = $10`,
-			int32(next), since, o.detail, failures, at.UnixNano(), notified, at.Add(mon.Every).UnixNano(), c.repo, c.env, c.name)
-		return err
+		job := &eventsv1.Job{
+			JobId: bus.NewID(), Kind: "deploy", Repository: c.repo, CloneUrl: cloneURL, Ref: b.ref, Commit: d.commit, Version: d.version,
+			Environment: vars, Timeout: durationpb.New(timeout), QueuedAt: timestamppb.New(at), Secrets: map[string]string{},
+			Labels: cfg.JobLabels(env), Vcs: b.vcs,
+			Steps: []*eventsv1.Step{{Name: "monitor-" + c.name, Commands: mon.Command, Secrets: cfg.StepSecrets(env, config.Step{}), Timeout: durationpb.New(timeout)}},
+		}
+		job.Steps[0].Image, job.Steps[0].Pull = cfg.StepImage(config.Step{})
+		if _, err := tx.ExecContext(ctx, `UPDATE monitors SET job_id = $1, next_at = $2, lease_until = 0 WHERE repository = $3 AND environment = $4 AND name = $5`,
+			job.JobId, at.Add(timeout+commandGrace).UnixNano(), c.repo, c.env, c.name); err != nil {
+			return err
+		}
+		return tx.EnqueueFor("deploy", job.Labels, bus.Event{Type: "job.requested", Repository: c.repo, Subject: job.JobId, Data: job})
 	})
+}
+
+// onMonitorJobFinished records a command monitor's check from its job's
+// end: success is OK; a failed step CRITICAL, with the step's exit code and
+// the last lines of its output; a job that errored or was canceled (the
+// agent's trouble, not the service's) UNKNOWN. It reports whether the job
+// was a monitor's.
+func (s *Service) onMonitorJobFinished(ctx context.Context, tx *bus.Tx, j *eventsv1.JobFinished) (bool, error) {
+	cur, err := loadMonitors(ctx, tx, `job_id = $1`, j.JobId)
+	if err != nil || len(cur) == 0 {
+		return false, err
+	}
+	c := cur[0]
+	at := s.now()
+	if _, err := tx.ExecContext(ctx, `UPDATE monitors SET job_id = '' WHERE repository = $1 AND environment = $2 AND name = $3 AND job_id = $4`, c.repo, c.env, c.name, j.JobId); err != nil {
+		return true, err
+	}
+	b, err := loadBuildInfo(ctx, tx, `id = $1`, c.buildID)
+	if err != nil {
+		return true, err
+	}
+	cfg, err := b.parse()
+	if err != nil {
+		return true, err
+	}
+	env, _ := cfg.Environment(c.env)
+	var mon *config.Monitor
+	if env != nil {
+		for i := range env.Monitors {
+			if env.Monitors[i].Name == c.name {
+				mon = &env.Monitors[i]
+			}
+		}
+	}
+	if mon == nil {
+		return true, nil // the release changed meanwhile: nothing to record
+	}
+	var o outcome
+	switch j.Status {
+	case eventsv1.BuildStatus_BUILD_STATUS_SUCCESS:
+		o = outcome{stateOK, "command: passed" + durationText(j)}
+	case eventsv1.BuildStatus_BUILD_STATUS_FAILURE:
+		o = outcome{stateCritical, "command: " + jobFailure(j) + s.logTail(ctx, j.JobId, 12)}
+	default:
+		o = outcome{stateUnknown, "command: the check's job ended " + strings.ToLower(strings.TrimPrefix(j.Status.String(), "BUILD_STATUS_")) + errSuffix(j.Error)}
+	}
+	return true, s.recordOutcome(ctx, tx, env, mon, c, o, at)
+}
+
+func durationText(j *eventsv1.JobFinished) string {
+	if j.GetDuration() == nil {
+		return ""
+	}
+	return " in " + j.GetDuration().AsDuration().Round(time.Millisecond).String()
+}
+
+func errSuffix(e string) string {
+	if e = strings.TrimSpace(e); e == "" {
+		return ""
+	}
+	return ": " + e
+}
+
+// logTail is the last n lines of output of a finished job's stored log, as
+// ": a | b | c", or "" when it cannot be read within 2 s.
+func (s *Service) logTail(ctx context.Context, jobID string, n int) string {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	lines, err := s.cfg.Bus.StoredLog(ctx, jobID)
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, l := range lines {
+		if st := l.GetStream(); st == "stdout" || st == "stderr" {
+			if t := strings.TrimSpace(l.GetText()); t != "" {
+				out = append(out, t)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	out = out[max(0, len(out)-n):]
+	text := strings.Join(out, " | ")
+	if len(text) > 1000 {
+		text = "…" + text[len(text)-1000:]
+	}
+	return ": " + text
+}
+
+// recordOutcome records one check of monitor c: its state after fail_after,
+// the state change event and alerts, and when it is next due.
+func (s *Service) recordOutcome(ctx context.Context, tx *bus.Tx, env *Environment, mon *config.Monitor, c *monitorRow, o outcome, at time.Time) error {
+	failures, next := 0, c.state
+	if o.state == stateOK {
+		next = stateOK
+	} else {
+		failures = c.failures + 1
+		if failures >= mon.FailAfter {
+			next = o.state
+		}
+	}
+	since := c.since
+	changed := next != c.state
+	if changed || since == 0 {
+		since = at.UnixNano()
+	}
+	if c.since == 0 && next == stateUnknown {
+		since = 0 // still never decided (a command monitor, say)
+	}
+	notified := c.notifiedAt
+	if changed {
+		ev := &eventsv1.MonitorStateChanged{Repository: c.repo, Environment: c.env, Monitor: c.name, From: c.state, To: next,
+			Detail: o.detail, Since: timestamppb.New(time.Unix(0, since)), Release: c.release}
+		if err := tx.Publish(bus.Event{Type: "monitor.state_changed", Repository: c.repo, Subject: c.env + "/" + c.name, Data: ev}); err != nil {
+			return err
+		}
+		// The first decision about a new monitor (UNKNOWN, never
+		// checked, to OK) is news to no one.
+		if !(c.since == 0 && next == stateOK) {
+			if err := s.queueAlerts(ctx, tx, env, c, c.state, next, o.detail, since, at, nil); err != nil {
+				return err
+			}
+			notified = at.UnixNano()
+		}
+	} else if next == stateCritical {
+		// Still CRITICAL: webhooks with renotify hear it again.
+		var again []config.Alert
+		for _, a := range env.Alerts {
+			if a.Renotify > 0 && at.UnixNano()-c.notifiedAt >= a.Renotify.Nanoseconds() {
+				again = append(again, a)
+			}
+		}
+		if len(again) > 0 {
+			if err := s.queueAlerts(ctx, tx, env, c, c.state, next, o.detail, since, at, again); err != nil {
+				return err
+			}
+			notified = at.UnixNano()
+		}
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE monitors SET state = $1, since = $2, detail = $3, failures = $4, checked_at = $5, notified_at = $6, next_at = $7, lease_until = 0
+		WHERE repository = $8 AND environment = $9 AND name = $10`,
+		int32(next), since, o.detail, failures, at.UnixNano(), notified, at.Add(mon.Every).UnixNano(), c.repo, c.env, c.name)
+	return err
 }
 
 // runMonitor takes one measurement with the verification checks (see
@@ -323,9 +491,6 @@ func (s *Service) checkMonitor(ctx context.Context, m *monitorRow) error {
 // look at the last max(every, 5m).
 func (s *Service) runMonitor(ctx context.Context, d *deployment, m *config.Monitor, vars map[string]string, at time.Time) outcome {
 	c := m.Check
-	if c.Kind == "command" {
-		return outcome{stateUnknown, "command monitors need an agent job, which this version does not run yet"}
-	}
 	window := max(m.Every, 5*time.Minute)
 	if c.Kind == "graphite" {
 		window = max(m.Every, time.Minute)

@@ -278,3 +278,75 @@ func TestMonitorAlertsHideWebhooks(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandMonitors: a command monitor's check is a deploy-kind job on an
+// agent, with the release's commit, the environment's variables and
+// secrets, and one step running the commands; its job's success is OK, a
+// failed step CRITICAL naming the step, and a job nobody finishes in time
+// is canceled and the check UNKNOWN, saying no agent ran it.
+func TestCommandMonitors(t *testing.T) {
+	oldMin, oldGrace := commandMinTimeout, commandGrace
+	commandMinTimeout, commandGrace = 300*time.Millisecond, 300*time.Millisecond
+	t.Cleanup(func() { commandMinTimeout, commandGrace = oldMin, oldGrace })
+	storetest.Engines(t, "deploys", Migrations(), func(t *testing.T, db *store.DB) {
+		h := newHarness(t, db)
+		repo := "acme/cmdmon"
+		const cfg = `secrets: [FILE_TOKEN]
+environments:
+  - name: staging
+    auto: true
+    variables: {APP_URL: "http://staging.internal"}
+    secrets: [SMOKE_TOKEN]
+    steps: [{name: deploy, commands: [./deploy.sh]}]
+    monitors:
+      - {name: infra, command: ["pytest -q tests/infra", "./smoke.sh"], every: 1s}
+`
+		w := watchMonitors(t, h.bus, repo)
+		h.build(repo, "refs/heads/main", "1.0.0", cfg, "push")
+		h.run(h.nextJob(), true)
+		h.waitFor(repo, "staging", "1.0.0 deployed", is("1.0.0", eventsv1.DeployStatus_DEPLOY_STATUS_SUCCEEDED))
+
+		j := h.nextJob()
+		if len(j.GetSteps()) != 1 || j.GetSteps()[0].GetName() != "monitor-infra" || strings.Join(j.GetSteps()[0].GetCommands(), "; ") != "pytest -q tests/infra; ./smoke.sh" ||
+			strings.Join(j.GetSteps()[0].GetSecrets(), ",") != "FILE_TOKEN,SMOKE_TOKEN" || j.GetKind() != "deploy" || j.GetCommit() == "" ||
+			j.GetEnvironment()["APP_URL"] != "http://staging.internal" || j.GetEnvironment()["SHIPLOOP_ENVIRONMENT"] != "staging" || j.GetEnvironment()["SHIPLOOP_RELEASE"] != "1.0.0" {
+			t.Fatalf("command check job: %v", j)
+		}
+		// While the job is out, no second check starts.
+		select {
+		case j2 := <-h.jobs:
+			t.Fatalf("a second check job %v while the first is out", j2.GetSteps())
+		case <-time.After(150 * time.Millisecond):
+		}
+		h.run(j, true)
+		if got := w.waitN(t, 1); got[0] != "UNKNOWN->OK" {
+			t.Fatalf("events %v", got)
+		}
+		h.run(h.nextJob(), false)
+		if got := w.waitN(t, 2); got[1] != "OK->CRITICAL" || !strings.Contains(w.evs[1].GetDetail(), "command: step deploy failed") {
+			t.Fatalf("events %v, detail %q", got, w.evs[1].GetDetail())
+		}
+		// Nobody runs the next check: canceled, UNKNOWN.
+		lost := h.nextJob()
+		if got := w.waitN(t, 3); got[2] != "CRITICAL->UNKNOWN" || !strings.Contains(w.evs[2].GetDetail(), "no agent finished the check within") {
+			t.Fatalf("events %v, detail %q", got, w.evs[2].GetDetail())
+		}
+		kv, err := h.bus.Cancels(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Get(context.Background(), lost.GetJobId()); err != nil {
+			t.Errorf("the lost check's job was not canceled: %v", err)
+		}
+		// Its late job.finished changes nothing; the next check does.
+		h.run(lost, true)
+		h.run(h.nextJob(), true)
+		if got := w.waitN(t, 4); got[3] != "UNKNOWN->OK" || len(w.changes()) != 4 {
+			t.Fatalf("events %v", got)
+		}
+		ls, err := h.api.ListMonitors(context.Background(), &deploysv1.ListMonitorsRequest{Repository: repo, Environment: "staging"})
+		if err != nil || len(ls.GetMonitors()) != 1 || ls.GetMonitors()[0].GetState() != stateOK || !strings.HasPrefix(ls.GetMonitors()[0].GetDetail(), "command: passed") {
+			t.Errorf("ListMonitors %v, %v", ls, err)
+		}
+	})
+}

@@ -419,7 +419,8 @@ func (s *Service) onRunJobStarted(ctx context.Context, tx *bus.Tx, j *eventsv1.J
 func (s *Service) onRunJobFinished(ctx context.Context, tx *bus.Tx, j *eventsv1.JobFinished) error {
 	x, err := loadRun(ctx, tx, `job_id = $1`, j.JobId)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil
+		_, err := s.onMonitorJobFinished(ctx, tx, j) // a command monitor's, or not a deploy job
+		return err
 	}
 	if err != nil || x.status != runRunning {
 		return err
