@@ -212,6 +212,65 @@ func Export(ev bus.Event, previous Lookup) []CDEvent {
 		return []CDEvent{incident("dev.cdevents.incident.detected.0.3.0", mk, ev, d.GetIssue(), d.GetEnvironment(), d.GetRelease(), at)}
 	case *errortrackv1.IssueResolved:
 		return []CDEvent{incident("dev.cdevents.incident.resolved.0.3.0", mk, ev, d.GetIssue(), "", d.GetResolvedInRelease(), at)}
+	case *eventsv1.RunbookStarted:
+		r := d.GetRun()
+		if r.GetRunId() == "" || r.GetStatus() != "running" {
+			return nil
+		}
+		e := mk("dev.cdevents.taskrun.started.0.3.0", r.GetRunId(), map[string]any{"taskName": r.GetRunbook()}, ts(r.GetStartedAt(), ev.Time))
+		e.Subject.Source = r.GetRepository()
+		e.CustomData = runbookData(r)
+		return []CDEvent{e}
+	case *eventsv1.RunbookFinished:
+		r := d.GetRun()
+		if r.GetRunId() == "" {
+			return nil
+		}
+		c := map[string]any{"taskName": r.GetRunbook(), "outcome": runOutcome(r.GetStatus())}
+		if r.GetStatus() != "succeeded" && r.GetReason() != "" {
+			c["errors"] = r.GetReason()
+		}
+		e := mk("dev.cdevents.taskrun.finished.0.3.0", r.GetRunId(), c, ts(r.GetFinishedAt(), ev.Time))
+		e.Subject.Source = r.GetRepository()
+		e.CustomData = runbookData(r)
+		return []CDEvent{e}
+	case *eventsv1.DataCopied:
+		if d.GetEnvironment() == "" || d.GetEnvironment() != d.GetToEnvironment() {
+			return nil // once per copy: the environment whose data changed
+		}
+		e := mk("dev.cdevents.environment.modified.0.3.0", d.GetEnvironment(), map[string]any{"name": d.GetEnvironment()}, ts(d.GetAt(), ev.Time))
+		e.Subject.Source = d.GetRepository()
+		e.CustomData = map[string]any{"change": "data_copied", "repository": d.GetRepository(), "from": d.GetFromEnvironment(),
+			"runbook": d.GetRunbook(), "runId": d.GetRunId(), "by": d.GetBy()}
+		return []CDEvent{e}
+	case *eventsv1.MonitorStateChanged:
+		// A monitor going CRITICAL is an incident detected in its
+		// environment; its recovery from CRITICAL, one resolved. WARNING and
+		// UNKNOWN are no incident.
+		var typ string
+		switch {
+		case d.GetTo() == eventsv1.MonitorState_MONITOR_STATE_CRITICAL:
+			typ = "dev.cdevents.incident.detected.0.3.0"
+		case d.GetFrom() == eventsv1.MonitorState_MONITOR_STATE_CRITICAL && d.GetTo() == eventsv1.MonitorState_MONITOR_STATE_OK:
+			typ = "dev.cdevents.incident.resolved.0.3.0"
+		default:
+			return nil
+		}
+		if d.GetEnvironment() == "" || d.GetRepository() == "" {
+			return nil
+		}
+		c := map[string]any{"environment": ref(d.GetEnvironment()), "service": ref(d.GetRepository()),
+			"description": fmt.Sprintf("monitor %s: %s", d.GetMonitor(), d.GetDetail())}
+		if d.GetRelease() != "" {
+			c["artifactId"] = Purl(d.GetRepository(), d.GetRelease())
+		}
+		// One incident per monitor and time it went CRITICAL: detected and
+		// resolved share the subject id.
+		id := fmt.Sprintf("monitor/%s/%s/%s", d.GetRepository(), d.GetEnvironment(), d.GetMonitor())
+		e := mk(typ, id, c, ts(d.GetSince(), ev.Time))
+		e.CustomData = map[string]any{"monitor": d.GetMonitor(), "from": strings.TrimPrefix(d.GetFrom().String(), "MONITOR_STATE_"),
+			"to": strings.TrimPrefix(d.GetTo().String(), "MONITOR_STATE_"), "detail": d.GetDetail()}
+		return []CDEvent{e}
 	case *eventsv1.GateEvaluated:
 		conds := []map[string]any{}
 		for _, c := range d.GetConditions() {
@@ -223,6 +282,33 @@ func Export(ev bus.Event, previous Lookup) []CDEvent {
 		}, ts(d.GetEvaluatedAt(), ev.Time))}
 	}
 	return nil
+}
+
+// runOutcome maps a runbook run's end to CDEvents' taskrun outcomes.
+func runOutcome(status string) string {
+	switch status {
+	case "succeeded":
+		return "success"
+	case "failed":
+		return "failure"
+	case "canceled":
+		return "cancel"
+	}
+	return "error"
+}
+
+func runbookData(r *eventsv1.RunbookRun) map[string]any {
+	m := map[string]any{"repository": r.GetRepository(), "kind": r.GetKind(), "by": r.GetBy(), "status": r.GetStatus(), "jobId": r.GetJobId()}
+	if r.GetEnvironment() != "" {
+		m["environment"] = r.GetEnvironment()
+	}
+	if r.GetFromEnvironment() != "" {
+		m["from"] = r.GetFromEnvironment()
+	}
+	if len(r.GetOptions()) > 0 {
+		m["options"] = r.GetOptions()
+	}
+	return m
 }
 
 func prID(d *eventsv1.Change) string {

@@ -103,6 +103,16 @@ func exportCases() []bus.Event {
 		ev("errortrack.issue.resolved", &errortrackv1.IssueResolved{Issue: issue}),
 		ev("gate.evaluated", &eventsv1.GateEvaluated{EvaluationId: "g1", BuildId: "b1", Repository: repo, Status: eventsv1.GateStatus_GATE_STATUS_FAILED,
 			Conditions: []*eventsv1.ConditionResult{{Metric: "coverage", Operator: ">=", Threshold: 80, Value: 71, Verdict: "failed"}}}),
+		ev("runbook.started", &eventsv1.RunbookStarted{Run: &eventsv1.RunbookRun{RunId: "r1", Repository: repo, Runbook: "restart", Kind: "task",
+			Environment: "production", By: "schedule nightly", Status: "running", Options: map[string]string{"tier": "web"}}}),
+		ev("runbook.finished", &eventsv1.RunbookFinished{Run: &eventsv1.RunbookRun{RunId: "r1", Repository: repo, Runbook: "restart", Kind: "task",
+			Environment: "production", By: "ann", Status: "failed", Reason: "step restart failed: exit code 3"}}),
+		ev("environment.data_copied", &eventsv1.DataCopied{Repository: repo, Environment: "staging", FromEnvironment: "production", ToEnvironment: "staging",
+			Runbook: "refresh-staging", RunId: "r2", By: "ann"}),
+		ev("monitor.state_changed", &eventsv1.MonitorStateChanged{Repository: repo, Environment: "production", Monitor: "web-up",
+			From: eventsv1.MonitorState_MONITOR_STATE_OK, To: eventsv1.MonitorState_MONITOR_STATE_CRITICAL, Detail: "http_status = 503", Release: "1.4.0"}),
+		ev("monitor.state_changed", &eventsv1.MonitorStateChanged{Repository: repo, Environment: "production", Monitor: "web-up",
+			From: eventsv1.MonitorState_MONITOR_STATE_CRITICAL, To: eventsv1.MonitorState_MONITOR_STATE_OK, Detail: "http_status = 200", Release: "1.4.0"}),
 	}
 }
 
@@ -142,6 +152,7 @@ func TestExportedEventsMatchTheirSchemas(t *testing.T) {
 		"dev.cdevents.artifact.packaged.0.3.0", "dev.cdevents.testsuiterun.finished.0.3.0", "dev.cdevents.service.deployed.0.3.0",
 		"dev.cdevents.service.upgraded.0.3.0", "dev.cdevents.service.rolledback.0.3.0", "dev.cdevents.environment.created.0.3.0",
 		"dev.cdevents.environment.modified.0.3.0", "dev.cdevents.incident.detected.0.3.0", "dev.cdevents.incident.resolved.0.3.0", GateEvaluatedType,
+		"dev.cdevents.taskrun.started.0.3.0", "dev.cdevents.taskrun.finished.0.3.0",
 	} {
 		if !seen[want] {
 			t.Errorf("no internal event exported %s", want)
@@ -173,6 +184,56 @@ func TestInboundMapping(t *testing.T) {
 		ev, err := Inbound(raw)
 		if err != nil || !strings.HasPrefix(ev.Type, "external.") || ev.Data.(*eventsv1.ExternalEvent).GetCdevent() == nil {
 			t.Errorf("%s -> %s %v", name, ev.Type, err)
+		}
+	}
+}
+
+// TestOperationsExport: runbook runs are task runs (outcome and errors from
+// the run), a data copy modifies the environment copied to (once, not once
+// per environment event), a monitor going CRITICAL is an incident detected
+// and its recovery one resolved with the same subject; WARNING and UNKNOWN
+// are no incident, and a refused run that never started exports no start.
+func TestOperationsExport(t *testing.T) {
+	noPrev := func(string) (string, bool) { return "", false }
+	one := func(ev bus.Event) CDEvent {
+		t.Helper()
+		out := Export(ev, noPrev)
+		if len(out) != 1 {
+			t.Fatalf("%s exported %d events", ev.Type, len(out))
+		}
+		return out[0]
+	}
+	fin := one(bus.Event{ID: "e1", Type: "runbook.finished", Data: &eventsv1.RunbookFinished{Run: &eventsv1.RunbookRun{RunId: "r1", Repository: "acme/web",
+		Runbook: "restart", Status: "failed", Reason: "step restart failed: exit code 3", By: "schedule nightly"}}})
+	if c := fin.Subject.Content; c["taskName"] != "restart" || c["outcome"] != "failure" || c["errors"] != "step restart failed: exit code 3" || fin.Subject.Source != "acme/web" {
+		t.Errorf("taskrun.finished %+v", fin.Subject)
+	}
+	if cd := fin.CustomData.(map[string]any); cd["by"] != "schedule nightly" {
+		t.Errorf("customData %v", cd)
+	}
+	queued := &eventsv1.RunbookRun{RunId: "r3", Runbook: "restart", Status: "queued"}
+	if out := Export(bus.Event{Type: "runbook.started", Data: &eventsv1.RunbookStarted{Run: queued}}, noPrev); len(out) != 0 {
+		t.Errorf("a queued run exported %v", out)
+	}
+	copied := func(env string) []CDEvent {
+		return Export(bus.Event{Type: "environment.data_copied", Data: &eventsv1.DataCopied{Repository: "acme/web", Environment: env, FromEnvironment: "production", ToEnvironment: "staging"}}, noPrev)
+	}
+	if n, m := len(copied("production")), len(copied("staging")); n != 0 || m != 1 {
+		t.Errorf("data copy exported %d for the source and %d for the target, want 0 and 1", n, m)
+	}
+	st := func(from, to eventsv1.MonitorState) []CDEvent {
+		return Export(bus.Event{Type: "monitor.state_changed", Data: &eventsv1.MonitorStateChanged{Repository: "acme/web", Environment: "production", Monitor: "web-up", From: from, To: to}}, noPrev)
+	}
+	det := st(eventsv1.MonitorState_MONITOR_STATE_OK, eventsv1.MonitorState_MONITOR_STATE_CRITICAL)
+	res := st(eventsv1.MonitorState_MONITOR_STATE_CRITICAL, eventsv1.MonitorState_MONITOR_STATE_OK)
+	if len(det) != 1 || len(res) != 1 || det[0].Context.Type != "dev.cdevents.incident.detected.0.3.0" || res[0].Context.Type != "dev.cdevents.incident.resolved.0.3.0" ||
+		det[0].Subject.ID != res[0].Subject.ID {
+		t.Errorf("detected %+v, resolved %+v", det, res)
+	}
+	for _, c := range [][2]eventsv1.MonitorState{{eventsv1.MonitorState_MONITOR_STATE_UNKNOWN, eventsv1.MonitorState_MONITOR_STATE_OK},
+		{eventsv1.MonitorState_MONITOR_STATE_OK, eventsv1.MonitorState_MONITOR_STATE_WARNING}, {eventsv1.MonitorState_MONITOR_STATE_WARNING, eventsv1.MonitorState_MONITOR_STATE_OK}} {
+		if out := st(c[0], c[1]); len(out) != 0 {
+			t.Errorf("%v -> %v exported %v", c[0], c[1], out)
 		}
 	}
 }
