@@ -16,15 +16,24 @@ import (
 // after the deploy: OK while the service's marker exists, CRITICAL with
 // pytest's failure in the detail once it is gone, OK again once it is back,
 // each change a monitor.state_changed event; `shiploop monitor ls --json`
-// shows it.
+// shows it. Meanwhile an every-minute schedule runs a runbook on the real
+// clock: its run is recorded by the schedule, with its option and log.
 func TestCommandMonitorOnAgent(t *testing.T) {
 	requireClosedLoopPython(t)
 	marker := filepath.Join(t.TempDir(), "service-up")
 	if err := os.WriteFile(marker, []byte("ok"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	ran := filepath.Join(t.TempDir(), "runbook-ran")
 	cfg := `steps:
   - {name: build, commands: ["true"]}
+schedules:
+  - {name: tick, cron: "* * * * *", runbook: touch, options: {note: scheduled}}
+runbooks:
+  - name: touch
+    environment: staging
+    options: [{name: note, type: string, required: true}]
+    steps: [{name: touch, commands: ['echo "$OPTION_NOTE" >> ` + ran + `', 'echo touched']}]
 environments:
   - name: staging
     auto: true
@@ -97,6 +106,39 @@ def test_marker_present():
 		t.Fatal(err)
 	}
 	waitState("OK")
+
+	// The scheduled runbook: one run per slot, by the schedule.
+	type run struct {
+		RunID               string `json:"run_id"`
+		Runbook, By, Status string
+		Options             map[string]string
+	}
+	var got run
+	for deadline := time.Now().Add(150 * time.Second); ; time.Sleep(time.Second) {
+		out := cli(t, "runbook", "history", "acme/infra", "--server", inst.GRPCAddr, "--json")
+		got = run{}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var r run
+			if json.Unmarshal([]byte(line), &r) == nil && r.By == "schedule tick" && r.Status == "succeeded" {
+				got = r
+			}
+		}
+		if got.RunID != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no succeeded run by schedule tick within 150 s (an every-minute schedule):\n%s", out)
+		}
+	}
+	if got.Runbook != "touch" || got.Options["note"] != "scheduled" {
+		t.Errorf("scheduled run %+v", got)
+	}
+	if b, err := os.ReadFile(ran); err != nil || !strings.HasPrefix(string(b), "scheduled\n") {
+		t.Errorf("the runbook's step wrote %q (%v)", b, err)
+	}
+	if out := cli(t, "runbook", "logs", got.RunID, "--server", inst.GRPCAddr); !strings.Contains(out, "touched") {
+		t.Errorf("runbook logs %s:\n%s", got.RunID, out)
+	}
 	// The checks are no build's jobs: nothing retried or dead-lettered.
 	for _, l := range strings.Split(inst.stderr.String(), "\n") {
 		if strings.Contains(l, "handler failed") && strings.Contains(l, "type=job.") {
