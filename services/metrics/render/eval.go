@@ -220,6 +220,10 @@ type param struct {
 	Multiple bool
 	Default  any
 	Options  []string
+	// Suggestions are values the editor offers for a free parameter
+	// (graphite-web's "suggestions"; Grafana lists them when there are no
+	// options): strings, or ints for a count of points.
+	Suggestions []any
 }
 
 type funcDef struct {
@@ -444,7 +448,7 @@ func Functions() []*FuncInfo {
 	for _, d := range functions {
 		fi := &FuncInfo{Name: d.Name, Group: d.Group, Description: d.Desc}
 		for _, p := range d.Params {
-			fi.Params = append(fi.Params, ParamInfo{Name: p.Name, Type: p.Type, Required: p.Required, Multiple: p.Multiple, Default: p.Default, Options: p.Options})
+			fi.Params = append(fi.Params, ParamInfo{Name: p.Name, Type: p.Type, Required: p.Required, Multiple: p.Multiple, Default: p.Default, Options: p.Options, Suggestions: p.Suggestions})
 		}
 		out = append(out, fi)
 	}
@@ -467,6 +471,8 @@ type ParamInfo struct {
 	Multiple bool
 	Default  any
 	Options  []string
+	// Suggestions are values offered for a free parameter.
+	Suggestions []any
 }
 
 func sortedUnique(list []*Series) []*Series {

@@ -155,14 +155,6 @@ func constantSeries(from, until int64, v float64, name string) *Series {
 	return s
 }
 
-// pyNumStr is Python's str() of a numeric argument.
-func pyNumStr(v float64, e *Expr) string {
-	if e != nil && e.IsInt {
-		return strconv.FormatInt(int64(v), 10)
-	}
-	return pyStr(v)
-}
-
 func topN(c *call, n int, fn string, high bool) ([]*Series, error) {
 	f, ok := aggFunc(fn)
 	if !ok {
@@ -416,7 +408,9 @@ func constantLine(c *call) ([]*Series, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := constantSeries(c.from, c.until, v, pyNumStr(v, c.args[0]))
+	// value is a float parameter: graphite-web names the line str(float),
+	// constantLine(100) is "100.0".
+	s := constantSeries(c.from, c.until, v, pyFloatStr(v))
 	return []*Series{s}, nil
 }
 

@@ -190,7 +190,7 @@ func useSeriesAbove(c *call) ([]*Series, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := pyReplacement(unescapeBackslashes(repl))
+	r := pyReplacement(repl)
 	var out []*Series
 	for _, s := range list {
 		if m := safeMax(s.Points()); isNull(m) || m <= value {
@@ -440,7 +440,13 @@ func events(c *call) ([]*Series, error) {
 		}
 	}
 	name := `events("` + strings.Join(tags, `", "`) + `")`
-	n := c.until - c.from + 1
+	if len(tags) == 1 && tags[0] == "*" {
+		tags = nil // every event
+	}
+	// One point a second from from, until excluded, as graphite-web: an
+	// event at until itself fails there (its index is past the list), and
+	// is left out here.
+	n := c.until - c.from
 	if n <= 0 {
 		return nil, nil
 	}
@@ -452,7 +458,7 @@ func events(c *call) ([]*Series, error) {
 		vals[i] = nan
 	}
 	if ec, ok := c.ev.req.Fetch.(EventCounter); ok {
-		times, err := ec.EventTimes(tags, c.from, c.until+1)
+		times, err := ec.EventTimes(tags, c.from, c.until)
 		if err != nil {
 			return nil, err
 		}

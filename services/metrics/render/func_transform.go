@@ -229,18 +229,60 @@ func pyRegexp(pattern string) (*regexp.Regexp, error) {
 	return regexp.Compile(pattern)
 }
 
-var backref = regexp.MustCompile(`\\(\d+)|\\g<(\w+)>|\$`)
-
-// pyReplacement turns "\1" and "\g<1>" into "${1}", and escapes "$".
+// pyReplacement turns a replacement template of Python's re.sub into Go's
+// Expand template: \1 and \g<1> (or a name) become ${1}, \\ is one
+// backslash, \n and the other character escapes are the character, and $
+// is escaped. graphite-web passes the quoted argument to re.sub as
+// written, so aliasSub(x, "(^.*$)", "\\1 A") (Grafana 12's wrapping of
+// every target) names the series \1 A.
 func pyReplacement(repl string) string {
-	return backref.ReplaceAllStringFunc(repl, func(m string) string {
-		if m == "$" {
-			return "$$"
+	var b strings.Builder
+	for i := 0; i < len(repl); i++ {
+		c := repl[i]
+		if c == '$' {
+			b.WriteString("$$")
+			continue
 		}
-		n := strings.TrimPrefix(m, "\\")
-		n = strings.TrimSuffix(strings.TrimPrefix(n, "g<"), ">")
-		return "${" + n + "}"
-	})
+		if c != '\\' || i+1 == len(repl) {
+			b.WriteByte(c)
+			continue
+		}
+		n := repl[i+1]
+		switch {
+		case n == '\\':
+			b.WriteByte('\\')
+			i++
+		case n == '0':
+			// An octal escape: \0 to \077.
+			j, v := i+2, 0
+			for ; j < len(repl) && j < i+4 && repl[j] >= '0' && repl[j] <= '7'; j++ {
+				v = v*8 + int(repl[j]-'0')
+			}
+			b.WriteByte(byte(v))
+			i = j - 1
+		case n >= '1' && n <= '9':
+			j := i + 2
+			if j < len(repl) && repl[j] >= '0' && repl[j] <= '9' {
+				j++
+			}
+			b.WriteString("${" + repl[i+1:j] + "}")
+			i = j - 1
+		case n == 'g' && i+2 < len(repl) && repl[i+2] == '<':
+			end := strings.IndexByte(repl[i+3:], '>')
+			if end < 0 {
+				b.WriteByte(c)
+				continue
+			}
+			b.WriteString("${" + repl[i+3:i+3+end] + "}")
+			i += 3 + end
+		case strings.IndexByte("abfnrtv", n) >= 0:
+			b.WriteByte("\a\b\f\n\r\t\v"[strings.IndexByte("abfnrtv", n)])
+			i++
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // scale: Multiplies each point by a factor.
@@ -717,7 +759,7 @@ func aliasSub(c *call) ([]*Series, error) {
 		return nil, c.errf(1, "bad regular expression: %v", err)
 	}
 	list, err := c.series(0)
-	r := pyReplacement(unescapeBackslashes(repl))
+	r := pyReplacement(repl)
 	for _, s := range list {
 		s.Name = re.ReplaceAllString(s.Name, r)
 	}
@@ -774,7 +816,7 @@ func aliasQuery(c *call) ([]*Series, error) {
 		return nil, err
 	}
 	for _, s := range list {
-		q := re.ReplaceAllString(s.Name, pyReplacement(unescapeBackslashes(repl)))
+		q := re.ReplaceAllString(s.Name, pyReplacement(repl))
 		r, err := c.ev.evalString(q, c.from, c.until)
 		if err != nil {
 			return nil, err
@@ -859,11 +901,6 @@ func pyIndex(i, n int) int {
 		i += n
 	}
 	return max(0, min(i, n))
-}
-
-// unescapeBackslashes undoes the escaping of a quoted argument: "\\1" is \1.
-func unescapeBackslashes(s string) string {
-	return strings.ReplaceAll(s, `\\`, `\`)
 }
 
 func formatLegend(v float64) string {

@@ -62,11 +62,11 @@ var functions = []funcDef{
 	{Name: "aliasQuery", Group: "Alias", Params: []param{pSeries, pStr("search", true), pStr("replace", true), pStr("newName", true)}, Eval: aliasQuery, Desc: "Renames series with a value from another query."},
 	{Name: "legendValue", Group: "Alias", Params: []param{pSeries, {Name: "valuesTypes", Type: "string", Multiple: true, Options: legendValueOptions}}, Eval: legendValue, Desc: "Appends values such as avg or max to the name."},
 	{Name: "substr", Group: "Special", Params: []param{pSeries, {Name: "start", Type: "node", Default: 0}, {Name: "stop", Type: "node", Default: 0}}, Eval: substr, Desc: "Renames series to a slice of their nodes."},
-	{Name: "movingWindow", Group: "Calculate", Params: []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true}, {Name: "func", Type: "aggFunc", Default: "average", Options: aggOptions}, {Name: "xFilesFactor", Type: "float"}}, Eval: movingWindow, Desc: "Moving aggregate over a window of points or time."},
-	{Name: "exponentialMovingAverage", Group: "Calculate", Params: []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true}}, Eval: exponentialMovingAverage, Desc: "Exponential moving average."},
-	{Name: "summarize", Group: "Transform", Params: []param{pSeries, {Name: "intervalString", Type: "interval", Required: true}, {Name: "func", Type: "aggFunc", Default: "sum", Options: aggOptions}, {Name: "alignToFrom", Type: "boolean", Default: false}}, Eval: summarize, Desc: "Summarizes into intervals."},
-	{Name: "hitcount", Group: "Transform", Params: []param{pSeries, {Name: "intervalString", Type: "interval", Required: true}, {Name: "alignToInterval", Type: "boolean", Default: false}}, Eval: hitcount, Desc: "Counts hits per interval."},
-	{Name: "timeShift", Group: "Transform", Params: []param{pSeries, {Name: "timeShift", Type: "interval", Required: true}, {Name: "resetEnd", Type: "boolean", Default: true}, {Name: "alignDst", Keyword: "alignDST", Type: "boolean", Default: false}}, Eval: timeShift, Desc: "Draws the series shifted in time."},
+	{Name: "movingWindow", Group: "Calculate", Params: []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true, Suggestions: windowSuggestions}, {Name: "func", Type: "aggFunc", Default: "average", Options: aggOptions}, {Name: "xFilesFactor", Type: "float"}}, Eval: movingWindow, Desc: "Moving aggregate over a window of points or time."},
+	{Name: "exponentialMovingAverage", Group: "Calculate", Params: []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true, Suggestions: windowSuggestions}}, Eval: exponentialMovingAverage, Desc: "Exponential moving average."},
+	{Name: "summarize", Group: "Transform", Params: []param{pSeries, {Name: "intervalString", Type: "interval", Required: true, Suggestions: intervalSuggestions}, {Name: "func", Type: "aggFunc", Default: "sum", Options: aggOptions}, {Name: "alignToFrom", Type: "boolean", Default: false}}, Eval: summarize, Desc: "Summarizes into intervals."},
+	{Name: "hitcount", Group: "Transform", Params: []param{pSeries, {Name: "intervalString", Type: "interval", Required: true, Suggestions: intervalSuggestions}, {Name: "alignToInterval", Type: "boolean", Default: false}}, Eval: hitcount, Desc: "Counts hits per interval."},
+	{Name: "timeShift", Group: "Transform", Params: []param{pSeries, {Name: "timeShift", Type: "interval", Required: true, Suggestions: shiftSuggestions}, {Name: "resetEnd", Type: "boolean", Default: true}, {Name: "alignDst", Keyword: "alignDST", Type: "boolean", Default: false}}, Eval: timeShift, Desc: "Draws the series shifted in time."},
 	{Name: "nPercentile", Group: "Calculate", Params: []param{pSeries, pFloat("n", true)}, Eval: nPercentile, Desc: "A line at the nth percentile of each series."},
 	{Name: "sumSeries", Group: "Combine", Params: []param{pSeriesList}, Eval: sumSeries, Desc: "Combines series with sum."},
 	{Name: "sum", Group: "Combine", Params: []param{pSeriesList}, Eval: sumSeries, Desc: "Combines series with sum."},
@@ -111,13 +111,13 @@ var functions = []funcDef{
 	{Name: "derivative", Group: "Transform", Params: []param{pSeries}, Eval: derivative, Desc: "Difference between consecutive points."},
 	{Name: "nonNegativeDerivative", Group: "Transform", Params: []param{pSeries, {Name: "maxValue", Type: "float"}, {Name: "minValue", Type: "float"}}, Eval: nonNegativeDerivative, Desc: "Difference between consecutive points."},
 	{Name: "perSecond", Group: "Transform", Params: []param{pSeries, {Name: "maxValue", Type: "float"}, {Name: "minValue", Type: "float"}}, Eval: perSecond, Desc: "Difference between consecutive points."},
-	{Name: "movingAverage", Group: "Calculate", Params: []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true}, {Name: "xFilesFactor", Type: "float"}}, Eval: movingAverage, Desc: "Moving average over a window of points or time."},
-	{Name: "movingSum", Group: "Calculate", Params: []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true}, {Name: "xFilesFactor", Type: "float"}}, Eval: movingSum, Desc: "Moving sum over a window of points or time."},
-	{Name: "movingMin", Group: "Calculate", Params: []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true}, {Name: "xFilesFactor", Type: "float"}}, Eval: movingMin, Desc: "Moving min over a window of points or time."},
-	{Name: "movingMax", Group: "Calculate", Params: []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true}, {Name: "xFilesFactor", Type: "float"}}, Eval: movingMax, Desc: "Moving max over a window of points or time."},
-	{Name: "movingMedian", Group: "Calculate", Params: []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true}, {Name: "xFilesFactor", Type: "float"}}, Eval: movingMedian, Desc: "Moving median over a window of points or time."},
-	{Name: "holtWintersForecast", Group: "Calculate", Params: []param{pSeries, {Name: "bootstrapInterval", Type: "interval", Default: "7d"}, {Name: "seasonality", Type: "interval", Default: "1d"}}, Eval: holtWintersForecast, Desc: "Holt-Winters forecast and confidence bands."},
-	{Name: "holtWintersConfidenceBands", Group: "Calculate", Params: []param{pSeries, {Name: "delta", Type: "integer", Default: 3}, {Name: "bootstrapInterval", Type: "interval", Default: "7d"}, {Name: "seasonality", Type: "interval", Default: "1d"}}, Eval: holtWintersConfidenceBands, Desc: "Holt-Winters forecast and confidence bands."},
+	{Name: "movingAverage", Group: "Calculate", Params: []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true, Suggestions: windowSuggestions}, {Name: "xFilesFactor", Type: "float"}}, Eval: movingAverage, Desc: "Moving average over a window of points or time."},
+	{Name: "movingSum", Group: "Calculate", Params: []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true, Suggestions: windowSuggestions}, {Name: "xFilesFactor", Type: "float"}}, Eval: movingSum, Desc: "Moving sum over a window of points or time."},
+	{Name: "movingMin", Group: "Calculate", Params: []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true, Suggestions: windowSuggestions}, {Name: "xFilesFactor", Type: "float"}}, Eval: movingMin, Desc: "Moving min over a window of points or time."},
+	{Name: "movingMax", Group: "Calculate", Params: []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true, Suggestions: windowSuggestions}, {Name: "xFilesFactor", Type: "float"}}, Eval: movingMax, Desc: "Moving max over a window of points or time."},
+	{Name: "movingMedian", Group: "Calculate", Params: []param{pSeries, {Name: "windowSize", Type: "intOrInterval", Required: true, Suggestions: windowSuggestions}, {Name: "xFilesFactor", Type: "float"}}, Eval: movingMedian, Desc: "Moving median over a window of points or time."},
+	{Name: "holtWintersForecast", Group: "Calculate", Params: []param{pSeries, {Name: "bootstrapInterval", Type: "interval", Default: "7d", Suggestions: []any{"7d", "30d"}}, {Name: "seasonality", Type: "interval", Default: "1d", Suggestions: []any{"1d", "7d"}}}, Eval: holtWintersForecast, Desc: "Holt-Winters forecast and confidence bands."},
+	{Name: "holtWintersConfidenceBands", Group: "Calculate", Params: []param{pSeries, {Name: "delta", Type: "integer", Default: 3}, {Name: "bootstrapInterval", Type: "interval", Default: "7d", Suggestions: []any{"7d", "30d"}}, {Name: "seasonality", Type: "interval", Default: "1d", Suggestions: []any{"1d", "7d"}}}, Eval: holtWintersConfidenceBands, Desc: "Holt-Winters forecast and confidence bands."},
 	// graphite-web 1.1.8's other functions.
 	{Name: "log", Group: "Transform", Params: []param{pSeries, {Name: "base", Type: "integer", Default: 10}}, Eval: log, Desc: "Logarithm of each point in base (10)."},
 	{Name: "linearRegression", Group: "Calculate", Params: []param{pSeries, {Name: "startSourceAt", Type: "date"}, {Name: "endSourceAt", Type: "date"}}, Eval: linearRegression, Desc: "Least-squares line through each series over a source range."},
@@ -153,16 +153,23 @@ var functions = []funcDef{
 	{Name: "events", Group: "Special", Params: []param{{Name: "tags", Type: "string", Required: true, Multiple: true}}, Eval: events, Desc: "Events with the tags per second."},
 	{Name: "holtWintersAberration", Group: "Calculate", Params: hwBandParams, Eval: holtWintersAberration, Desc: "How far each point lies outside the Holt-Winters bands."},
 	{Name: "holtWintersConfidenceArea", Group: "Calculate", Params: hwBandParams, Eval: holtWintersConfidenceArea, Desc: "The area between the Holt-Winters bands."},
-	{Name: "smartSummarize", Group: "Transform", Params: []param{pSeries, {Name: "intervalString", Type: "interval", Required: true}, {Name: "func", Type: "aggFunc", Default: "sum", Options: aggOptions}, {Name: "alignTo", Type: "string", Options: []string{"days", "hours", "minutes", "months", "seconds", "weeks", "years"}}}, Eval: smartSummarize, Desc: "summarize with buckets from the first point."},
-	{Name: "timeStack", Group: "Transform", Params: []param{pSeries, {Name: "timeShiftUnit", Type: "interval", Default: "1d"}, {Name: "timeShiftStart", Type: "integer", Default: 0}, {Name: "timeShiftEnd", Type: "integer", Default: 7}}, Eval: timeStack, Desc: "timeShift by each multiple of a unit."},
+	{Name: "smartSummarize", Group: "Transform", Params: []param{pSeries, {Name: "intervalString", Type: "interval", Required: true, Suggestions: intervalSuggestions}, {Name: "func", Type: "aggFunc", Default: "sum", Options: aggOptions}, {Name: "alignTo", Type: "string", Options: []string{"days", "hours", "minutes", "months", "seconds", "weeks", "years"}}}, Eval: smartSummarize, Desc: "summarize with buckets from the first point."},
+	{Name: "timeStack", Group: "Transform", Params: []param{pSeries, {Name: "timeShiftUnit", Type: "interval", Default: "1d", Suggestions: shiftSuggestions}, {Name: "timeShiftStart", Type: "integer", Default: 0}, {Name: "timeShiftEnd", Type: "integer", Default: 7}}, Eval: timeStack, Desc: "timeShift by each multiple of a unit."},
 	{Name: "timeSlice", Group: "Transform", Params: []param{pSeries, {Name: "startSliceAt", Type: "date", Required: true}, {Name: "endSliceAt", Type: "date", Default: "now"}}, Eval: timeSlice, Desc: "Nulls the points outside a time range."},
 	{Name: "xFilesFactor", Group: "Special", Params: []param{pSeries, pFloat("xFilesFactor", true)}, Eval: setXFilesFactor, Desc: "setXFilesFactor."},
 }
 
+// The editor's suggestions, as graphite-web 1.1.8 lists them.
+var (
+	windowSuggestions   = []any{5, 7, 10, "1min", "5min", "10min", "30min", "1hour"}
+	intervalSuggestions = []any{"10min", "1h", "1d"}
+	shiftSuggestions    = []any{"1h", "6h", "12h", "1d", "2d", "7d", "14d", "30d"}
+)
+
 var (
 	pairParams   = []param{{Name: "seriesListFirstPos", Type: "seriesList", Required: true}, {Name: "seriesListSecondPos", Type: "seriesList", Required: true}}
 	reduceParams = []param{{Name: "seriesLists", Type: "seriesLists", Required: true}, pStr("reduceFunction", true), {Name: "reduceNode", Type: "node", Required: true}, {Name: "reduceMatchers", Type: "string", Required: true, Multiple: true}}
-	hwBandParams = []param{pSeries, {Name: "delta", Type: "integer", Default: 3}, {Name: "bootstrapInterval", Type: "interval", Default: "7d"}, {Name: "seasonality", Type: "interval", Default: "1d"}}
+	hwBandParams = []param{pSeries, {Name: "delta", Type: "integer", Default: 3}, {Name: "bootstrapInterval", Type: "interval", Default: "7d", Suggestions: []any{"7d", "30d"}}, {Name: "seasonality", Type: "interval", Default: "1d", Suggestions: []any{"1d", "7d"}}}
 )
 
 // funcByName indexes functions.

@@ -141,3 +141,20 @@ func TestAggregateNamedFromTheRightLayer(t *testing.T) {
 		}
 	}
 }
+
+// aliasSub's replacement is Python's re.sub template, taken as written
+// (graphite-web does not unescape quoted arguments): Grafana 12 wraps
+// every target in aliasSub(T, "(^.*$)", "\\1 A"), which graphite-web 1.1.8
+// names \1 A. Names read from graphite-web 1.1.8 for constantLine(100).
+func TestAliasSubReplacementLikePython(t *testing.T) {
+	for _, c := range []struct{ target, want string }{
+		{`aliasSub(constantLine(100),"(^.*$)","\1 A")`, `100.0 A`},
+		{`aliasSub(constantLine(100),"(^.*$)","\\1 A")`, `\1 A`},
+		{`aliasSub(constantLine(100),"(^.*$)","\\\\1 A")`, `\\1 A`},
+		{`aliasSub(constantLine(100),"(^.*)(0)$","[\2\t\g<1>$]")`, "[0\t100.$]"},
+	} {
+		if s := evalOne(t, nil, c.target, oracleBase, oracleBase+600); s.Name != c.want {
+			t.Errorf("%s named %q, graphite-web %q", c.target, s.Name, c.want)
+		}
+	}
+}
