@@ -19,9 +19,9 @@ import (
 	"github.com/shiploop/shiploop/services/metrics/render"
 )
 
-// Version is what /version answers: 1.1 or later makes Grafana use tags
-// and /functions.
-const Version = "1.1.10"
+// Version is what /version answers: graphite-web's, 1.1.8, whose API this
+// one is (1.1 or later makes Grafana use tags and /functions).
+const Version = "1.1.8"
 
 // Routes registers the Graphite API under /graphite/, each with and without
 // a trailing slash.
@@ -109,7 +109,7 @@ func (s *Service) Query(ctx context.Context, targets []string, from, until int64
 func (s *Service) query(ctx context.Context, targets []string, from, until int64, xff float64) ([]*render.Series, error) {
 	var out []*render.Series
 	now := s.st.now().Unix()
-	f := fetcher{st: s.st, maxSeries: s.cfg.MaxSeries, maxPoints: int64(s.cfg.MaxPoints), now: now}
+	f := fetcher{st: s.st, maxSeries: s.cfg.MaxSeries, maxPoints: int64(s.cfg.MaxPoints), now: now, events: s.eventTimes, ctx: ctx}
 	req := render.Request{From: from, Until: until, Now: now, Fetch: f, XFilesFactor: xff,
 		Limits: render.Limits{MaxSeries: s.cfg.MaxSeries, MaxPoints: s.cfg.MaxPoints}}
 	// Every target is costed before any is evaluated.
@@ -620,7 +620,7 @@ func (s *Service) handleFindSeries(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) handleVersion(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain")
-	_, _ = io.WriteString(w, Version)
+	_, _ = io.WriteString(w, Version+"\n")
 }
 
 // handleFunctions answers the shape Grafana's function editor reads, as
@@ -646,6 +646,9 @@ func (s *Service) handleFunctions(w http.ResponseWriter, r *http.Request) {
 			}
 			if len(p.Options) > 0 {
 				m["options"] = p.Options
+			}
+			if len(p.Suggestions) > 0 {
+				m["suggestions"] = p.Suggestions
 			}
 			ps = append(ps, m)
 			sig = append(sig, pySignatureParam(p))
@@ -767,17 +770,37 @@ func (s *Service) handleEventsGet(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	// graphite-web reads events from the epoch to now unless told.
+	if first(p, "from") == "" {
+		p["from"] = []string{"0"}
+	}
 	from, until, err := s.timeRange(p)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	evs, err := s.Events(r.Context(), from, until, strings.Fields(strings.Join(p["tags"], " ")), first(p, "set") == "intersection")
+	// Events with every tag unless set=union (graphite-web's with_all;
+	// intersection is the same once its unknown-tag matches are dropped).
+	evs, err := s.Events(r.Context(), from, until, strings.Fields(strings.Join(p["tags"], " ")), first(p, "set") != "union")
 	if err != nil {
 		httpError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
 	writeJSON(w, evs)
+}
+
+// eventTimes are the times of the events in [from, until) with all the
+// tags (every event with none), for events().
+func (s *Service) eventTimes(ctx context.Context, tags []string, from, until int64) ([]int64, error) {
+	evs, err := s.Events(ctx, from, until-1, tags, true)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, len(evs))
+	for i, e := range evs {
+		out[i] = e.When
+	}
+	return out, nil
 }
 
 // Events returns events in [from, until] with any (or, with all, every) of

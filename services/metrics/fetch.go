@@ -18,6 +18,23 @@ type fetcher struct {
 	// function builds at run time (applyByNode, aliasQuery).
 	maxPoints int64
 	now       int64 // the query's clock: see Storage.ReadAt
+	// events reads the annotations' times for events() (nil: none).
+	events func(ctx context.Context, tags []string, from, until int64) ([]int64, error)
+	ctx    context.Context
+}
+
+// EventTimes makes the fetcher a render.EventCounter: events() counts the
+// annotations graphite_events holds (POST /events and deploys), as
+// graphite-web's counts its events table.
+func (f fetcher) EventTimes(tags []string, from, until int64) ([]int64, error) {
+	if f.events == nil {
+		return nil, nil
+	}
+	ctx := f.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return f.events(ctx, tags, from, until)
 }
 
 // Plan is what Fetch would read, from the index and the retentions alone.

@@ -187,7 +187,7 @@ func splitTagged(name string) (string, [][2]string) {
 }
 
 // TagNames lists tags (with a prefix) of series matching exprs (all when
-// none).
+// none), leaving out the tags exprs already name, as graphite-web does.
 func (st *Storage) TagNames(exprs []string, prefix string, limit int) ([]string, error) {
 	set := map[string]bool{}
 	if len(exprs) == 0 {
@@ -201,9 +201,17 @@ func (st *Storage) TagNames(exprs []string, prefix string, limit int) ([]string,
 		if err != nil {
 			return nil, err
 		}
+		searched := map[string]bool{}
+		for _, x := range exprs {
+			if e, err := parseTagExpr(x); err == nil {
+				searched[e.tag] = true
+			}
+		}
 		for _, n := range names {
 			for t := range tagsOf(n) {
-				set[t] = true
+				if !searched[t] {
+					set[t] = true
+				}
 			}
 		}
 	}

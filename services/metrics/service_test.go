@@ -167,7 +167,7 @@ func TestIngestAndQuery(t *testing.T) {
 		if code != 400 || !strings.Contains(body, "noSuchFunction") {
 			t.Errorf("unknown function: %d %s", code, body)
 		}
-		if code, body := h.get(t, "/graphite/version/"); code != 200 || body != Version {
+		if code, body := h.get(t, "/graphite/version/"); code != 200 || body != Version+"\n" { // graphite-web ends it with a newline
 			t.Errorf("version: %d %q", code, body)
 		}
 	})
