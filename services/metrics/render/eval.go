@@ -177,6 +177,11 @@ func (ev *evaluator) eval(e *Expr, from, until int64) ([]*Series, error) {
 		list, err := def.Eval(c)
 		if err == nil {
 			tagResult(c, list)
+			if def.OwnPath {
+				for _, s := range list {
+					s.PathExpression = s.Name
+				}
+			}
 		}
 		return list, err
 	default:
@@ -232,6 +237,11 @@ type funcDef struct {
 	Desc   string
 	Params []param
 	Eval   func(c *call) ([]*Series, error)
+	// OwnPath: graphite-web makes its series anew (series.copy or a new
+	// TimeSeries), so each takes its own name as the path expression, and
+	// an aggregate over them is named after them (sumSeries(derivative(a),
+	// derivative(b))), not after the fetched path.
+	OwnPath bool
 }
 
 // call is one bound function call.

@@ -277,6 +277,10 @@ func limit(c *call) ([]*Series, error) {
 		return nil, err
 	}
 	list, err := c.series(0)
+	// Python's seriesList[:n]: a negative n drops that many from the end.
+	if n < 0 {
+		n += len(list)
+	}
 	return list[:max(0, min(n, len(list)))], err
 }
 

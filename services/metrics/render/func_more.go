@@ -679,7 +679,7 @@ func timeSlice(c *call) ([]*Series, error) {
 		d.Stop = d.Start + int64(len(vals))*step
 		d.Tags["timeSliceStart"] = strconv.FormatInt(start, 10)
 		d.Tags["timeSliceEnd"] = strconv.FormatInt(end, 10)
-		d.PathExpression = d.Name
+		// graphite-web slices in place: the path expression stays.
 		list[i] = d
 	}
 	return list, nil

@@ -350,7 +350,11 @@ func timeShift(c *call) ([]*Series, error) {
 				n.Values = n.Values[:keep]
 			}
 		}
-		n.Stop = n.Start + int64(len(n.Values))*n.Step
+		// graphite-web sets the end whatever the values: a series shifted
+		// past now has fewer values but keeps the end, and a timeShift
+		// around it takes that end (timeShift(timeShift(x, '+20min'),
+		// '-1h') over 3 h has 180 points, not the inner one's 160).
+		n.Stop = max(n.Start+int64(len(n.Values))*n.Step, end)
 		n.Tags["timeShift"] = text
 		list[i] = n
 	}
