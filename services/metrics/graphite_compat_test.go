@@ -212,4 +212,14 @@ func TestTimeShiftForwardStopsAtNow(t *testing.T) {
 	if last > now-1200+10 || len(dp) < 230 || len(dp) > 242 {
 		t.Errorf("timeShift +20min: %d points, last at now%+d s; want about 240 ending 20 min before now", len(dp), last-now)
 	}
+	// Shifted back an hour around it, the inner shift reads well before
+	// now: the whole hour, as graphite-web 1.1.8 answers (its inner series
+	// keeps its end though it has fewer values).
+	getJSON(t, srv.URL+"/graphite/render?target="+url.QueryEscape("timeShift(timeShift(app.x,'+20min'),'-1h')")+"&from=-1h", &got)
+	if len(got) != 1 || len(got[0].Datapoints) < 359 || len(got[0].Datapoints) > 361 {
+		t.Errorf("timeShift(timeShift(+20min),-1h) over an hour: %d series, want one of 360 points", len(got))
+		if len(got) == 1 {
+			t.Errorf("%d points", len(got[0].Datapoints))
+		}
+	}
 }

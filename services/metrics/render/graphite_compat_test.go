@@ -135,10 +135,31 @@ func TestAggregateNamedFromTheRightLayer(t *testing.T) {
 	for _, c := range []struct{ target, name string }{
 		{"sumSeries(movingAverage(a.b,2))", "sumSeries(movingAverage(a.b,2))"},
 		{"minSeries(summarize(a.b,'10min','sum'))", `minSeries(summarize(a.b, "10min", "sum"))`},
+		// Read from graphite-web 1.1.8: series.copy makes these anew, so
+		// they are their own path expressions.
+		{"sumSeries(exponentialMovingAverage(a.b,7))", "sumSeries(exponentialMovingAverage(a.b,7))"},
+		{"sumSeries(nPercentile(a.b,7))", "sumSeries(nPercentile(a.b, 7))"},
+		{"stddevSeries(nonNegativeDerivative(timeShift(a.b,'30min')))", `stddevSeries(nonNegativeDerivative(timeShift(a.b, "-30min")))`},
+		{"percentileOfSeries(exponentialMovingAverage(a.b,7),50)", "percentileOfSeries(exponentialMovingAverage(a.b,7),50)"},
+		{"sumSeries(integralByInterval(a.b,'1h'))", "sumSeries(integralByInterval(a.b,'1h'))"},
+		{"sumSeries(scaleToSeconds(a.b,1))", "sumSeries(scaleToSeconds(a.b,1))"},
+		{"sumSeries(minMax(a.b))", "sumSeries(minMax(a.b))"},
+		// ...and these rename in place: the fetched path stays.
+		{"sumSeries(timeShift(a.b,'1h'))", "sumSeries(a.b)"},
+		{"sumSeries(timeSlice(a.b,'-1h'))", "sumSeries(a.b)"},
+		{"sumSeries(alias(a.b,'x'))", "sumSeries(a.b)"},
 	} {
 		if s := evalOne(t, f, c.target, 600, 900); s.Name != c.name {
 			t.Errorf("%s: named %q, want %q", c.target, s.Name, c.name)
 		}
+	}
+}
+
+// limit(x, -1) is Python's seriesList[:-1]: all but the last.
+func TestLimitNegative(t *testing.T) {
+	got, err := EvalTarget(context.Background(), Request{From: 600, Until: 900, Fetch: rampFetcher{step: 60}}, "limit(group(a,b,c),-1)")
+	if err != nil || len(got) != 2 || got[0].Name != "a" || got[1].Name != "b" {
+		t.Errorf("limit(group(a,b,c),-1): %v %v, want a and b", got, err)
 	}
 }
 
