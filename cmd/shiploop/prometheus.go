@@ -203,13 +203,15 @@ var (
 		"1 while the process's NATS connection is connected.", nil, nil)
 	descUp = prometheus.NewDesc("shiploop_service_up",
 		"1 for each service this process runs.", []string{"service"}, nil)
+	descHandled = prometheus.NewDesc("shiploop_consumer_handled_total",
+		"Events a durable consumer acknowledged in this process since it started (handled, or found handled by another replica): with replicas, each one's share of the work.", []string{"consumer"}, nil)
 	descScrapeErrors = prometheus.NewDesc("shiploop_metrics_scrape_errors",
 		"Reads that failed in this scrape (NATS or a database did not answer), by what was read.", []string{"source"}, nil)
 )
 
 func (c *busCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPending, descAckPending, descRedelivered, descOutbox, descDLQ, descJobs, descJobsRunning,
-		descJobsWaiting, descJobsStream, descAgents, descAgentSlots, descReady, descNATS, descUp, descScrapeErrors} {
+		descJobsWaiting, descJobsStream, descAgents, descAgentSlots, descReady, descNATS, descUp, descHandled, descScrapeErrors} {
 		ch <- d
 	}
 }
@@ -232,6 +234,9 @@ func (c *busCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	gauge(descAgents, float64(agents))
+	for consumer, n := range bus.HandledCounts() {
+		ch <- prometheus.MustNewConstMetric(descHandled, prometheus.CounterValue, float64(n), consumer)
+	}
 	if agents > 0 {
 		gauge(descAgentSlots, float64(max(env.opts.agents, 1)))
 	}

@@ -516,7 +516,9 @@ func (o *Outbox) settle(ctx context.Context, log *slog.Logger, cfg ConsumerConfi
 	if err == nil {
 		if err := m.Ack(); err != nil {
 			log.Warn("ack", "event", ev.ID, "err", err)
+			return
 		}
+		countHandled(cfg.Name)
 		return
 	}
 	span.RecordError(err)

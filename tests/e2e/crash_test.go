@@ -89,6 +89,13 @@ func (k *killable) start() error {
 	return nil
 }
 
+// startCount is how many times the process was started.
+func (k *killable) startCount() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.starts
+}
+
 // kill9 kills the process without a chance to clean up and waits for it.
 func (k *killable) kill9() {
 	k.mu.Lock()

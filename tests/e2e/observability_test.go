@@ -77,6 +77,15 @@ func TestMetricsScrape(t *testing.T) {
 			t.Errorf("no lag gauge for consumer %s (have %v)", c, consumers)
 		}
 	}
+	handled := map[string]float64{}
+	for _, m := range family(t, fams, "shiploop_consumer_handled_total").GetMetric() {
+		handled[label(m, "consumer")] = m.GetCounter().GetValue()
+	}
+	for _, c := range []string{"builds-changes", "gates-events", "deploys-events"} {
+		if handled[c] < 1 {
+			t.Errorf("consumer %s handled %v events after a push, want some (have %v)", c, handled[c], handled)
+		}
+	}
 	outbox := map[string]bool{}
 	for _, m := range family(t, fams, "shiploop_outbox_depth").GetMetric() {
 		outbox[label(m, "service")] = true
