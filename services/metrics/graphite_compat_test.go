@@ -223,3 +223,35 @@ func TestTimeShiftForwardStopsAtNow(t *testing.T) {
 		}
 	}
 }
+
+// A shifted series ends where the unshifted one does (graphite-web sets
+// shiftedSeries.end = series.end): with maxDataPoints it has the unshifted
+// series' timestamps. The case that differed is the oracle's
+// (timeShift(exponentialMovingAverage(…,10),'1h'), maxDataPoints=100: 86
+// points, graphite-web 85); this holds the property, and passed before the
+// fix too.
+func TestTimeShiftEndsWithTheUnshiftedSeries(t *testing.T) {
+	ret, _ := ParseRetentions("60s:3d")
+	svc, srv := compatServer(t, []Schema{{Name: "m", Pattern: regexp.MustCompile(`.*`), Archives: ret, Aggregation: "average"}})
+	now := time.Now().Unix()
+	var pts []carbon.Point
+	for ts := now - now%60 - 6*3600; ts <= now; ts += 60 {
+		pts = append(pts, carbon.Point{Name: "app.x", Value: float64(ts % 7), Timestamp: ts})
+	}
+	if err := svc.st.Add(context.Background(), pts); err != nil {
+		t.Fatal(err)
+	}
+	for _, mdp := range []string{"", "100", "77"} {
+		var orig, shifted []renderSeries
+		q := fmt.Sprintf("&from=%d&until=%d&maxDataPoints=%s", now-4*3600-17, now-now%60, mdp)
+		getJSON(t, srv.URL+"/graphite/render?target="+url.QueryEscape("exponentialMovingAverage(app.x,10)")+q, &orig)
+		getJSON(t, srv.URL+"/graphite/render?target="+url.QueryEscape("timeShift(exponentialMovingAverage(app.x,10),'1h')")+q, &shifted)
+		if len(orig) != 1 || len(shifted) != 1 {
+			t.Fatalf("%d and %d series", len(orig), len(shifted))
+		}
+		o, s := orig[0].Datapoints, shifted[0].Datapoints
+		if len(o) != len(s) || *o[0][1] != *s[0][1] || *o[len(o)-1][1] != *s[len(s)-1][1] {
+			t.Errorf("maxDataPoints %q: shifted %d points from %v to %v, unshifted %d from %v to %v", mdp, len(s), *s[0][1], *s[len(s)-1][1], len(o), *o[0][1], *o[len(o)-1][1])
+		}
+	}
+}

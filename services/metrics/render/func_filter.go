@@ -34,7 +34,9 @@ var operators = map[string]func(a, b float64) bool{
 }
 
 // filterBy keeps series whose aggregate compares true with n. A null
-// aggregate never passes (Python 3 raises on None > n; graphite-web drops it).
+// aggregate (a series without values) passes !=, < and <= and fails the
+// others, as graphite-web's operators say (averageBelow keeps an empty
+// series, averageAbove drops it).
 func filterBy(list []*Series, fn string, op string, n float64) []*Series {
 	f, _ := aggFunc(fn)
 	cmp := operators[op]
@@ -42,6 +44,9 @@ func filterBy(list []*Series, fn string, op string, n float64) []*Series {
 	for _, s := range list {
 		v := f(s.Points())
 		if isNull(v) {
+			if op == "!=" || op == "<" || op == "<=" {
+				out = append(out, s)
+			}
 			continue
 		}
 		if cmp(v, n) {

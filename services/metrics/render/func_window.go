@@ -353,8 +353,9 @@ func timeShift(c *call) ([]*Series, error) {
 		// graphite-web sets the end whatever the values: a series shifted
 		// past now has fewer values but keeps the end, and a timeShift
 		// around it takes that end (timeShift(timeShift(x, '+20min'),
-		// '-1h') over 3 h has 180 points, not the inner one's 160).
-		n.Stop = max(n.Start+int64(len(n.Values))*n.Step, end)
+		// '-1h') over 3 h has 180 points, not the inner one's 160); and
+		// maxDataPoints spreads its points over that end.
+		n.Stop = end
 		n.Tags["timeShift"] = text
 		list[i] = n
 	}

@@ -155,6 +155,21 @@ func TestAggregateNamedFromTheRightLayer(t *testing.T) {
 	}
 }
 
+// A series without values has a null average: graphite-web's <= and <
+// (and !=) let it pass, > and = do not.
+func TestFilterKeepsEmptySeriesBelow(t *testing.T) {
+	f := rampFetcher{step: 60, null: func(int64) bool { return true }}
+	for target, want := range map[string]int{
+		"averageBelow(a,10)": 1, "currentBelow(a,10)": 1, "maximumBelow(a,10)": 1, "filterSeries(a,'sum','!=',3)": 1, "filterSeries(a,'sum','<',3)": 1,
+		"averageAbove(a,10)": 0, "minimumAbove(a,10)": 0, "filterSeries(a,'sum','=',3)": 0, "filterSeries(a,'sum','>=',3)": 0,
+	} {
+		got, err := EvalTarget(context.Background(), Request{From: 600, Until: 900, Fetch: f}, target)
+		if err != nil || len(got) != want {
+			t.Errorf("%s: %d series (%v), graphite-web 1.1.8 %d", target, len(got), err, want)
+		}
+	}
+}
+
 // limit(x, -1) is Python's seriesList[:-1]: all but the last.
 func TestLimitNegative(t *testing.T) {
 	got, err := EvalTarget(context.Background(), Request{From: 600, Until: 900, Fetch: rampFetcher{step: 60}}, "limit(group(a,b,c),-1)")
@@ -179,3 +194,4 @@ func TestAliasSubReplacementLikePython(t *testing.T) {
 		}
 	}
 }
+
