@@ -194,4 +194,3 @@ func TestAliasSubReplacementLikePython(t *testing.T) {
 		}
 	}
 }
-
