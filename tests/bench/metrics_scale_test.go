@@ -241,7 +241,7 @@ func scaleShiploop(b *testing.B, load *scaleLoad) scaleSide {
 // in BenchmarkMetricsCarbon) and times until carbonserver answers each
 // connection's last point.
 func scaleGoCarbon(b *testing.B, load *scaleLoad, bin string) scaleSide {
-	p, tcp, server, _ := startGoCarbon(b, bin, true)
+	p, tcp, server, _ := startGoCarbon(b, bin, true, true)
 	defer p.stop()
 	side := scaleSide{store: "go-carbon", series: load.series}
 	side.baseKB, _ = (&instance{cmd: p.cmd}).status("VmRSS")

@@ -437,7 +437,16 @@ func (p *peerProc) peakRSS() string {
 // the series would hide it, and a repeated query would be answered from
 // memory (shiploop caches neither). Without realtime the index settings are
 // go-carbon's defaults.
-func goCarbonConf(dir, tcp, httpAddr string, realtime bool) string {
+// goCarbonConf is go-carbon's configuration. scale (the million-series run)
+// creates whisper files sparse, as large installations do (a million
+// non-sparse 10s:1d files would take 100 GB of disk), and leaves the cache
+// unbounded: go-carbon drops points past max-size where shiploop's bound
+// holds up the senders, and a dropped point would not read back.
+func goCarbonConf(dir, tcp, httpAddr string, realtime, scale bool) string {
+	sparse, maxSize := "", uint64(4<<20)
+	if scale {
+		sparse, maxSize = "sparse-create = true\n", 0
+	}
 	index := ""
 	if realtime {
 		index = `trie-index = true
@@ -458,7 +467,7 @@ schemas-file = %q
 aggregation-file = %q
 workers = %d
 enabled = true
-
+%s
 [cache]
 max-size = %d
 write-strategy = "max"
@@ -489,13 +498,13 @@ logger = ""
 file = "stderr"
 level = "warn"
 `, runtime.NumCPU(), filepath.Join(dir, "whisper"), filepath.Join(dir, "storage-schemas.conf"), filepath.Join(dir, "storage-aggregation.conf"),
-		runtime.NumCPU(), 4<<20, tcp, httpAddr, index)
+		runtime.NumCPU(), sparse, maxSize, tcp, httpAddr, index)
 }
 
 // startGoCarbon writes go-carbon's configuration into a new directory and
 // runs it; it returns the process, its plaintext address, carbonserver's URL
 // and the whisper directory.
-func startGoCarbon(tb testing.TB, bin string, realtime bool) (*peerProc, string, string, string) {
+func startGoCarbon(tb testing.TB, bin string, realtime, scale bool) (*peerProc, string, string, string) {
 	tb.Helper()
 	dir := tb.TempDir()
 	files := map[string]string{
@@ -504,7 +513,7 @@ func startGoCarbon(tb testing.TB, bin string, realtime bool) (*peerProc, string,
 		"storage-aggregation.conf": "[default]\npattern = .*\nxFilesFactor = 0\naggregationMethod = average\n",
 	}
 	tcp, httpAddr := metricsFreeAddr(tb), metricsFreeAddr(tb)
-	files["go-carbon.conf"] = goCarbonConf(dir, tcp, httpAddr, realtime)
+	files["go-carbon.conf"] = goCarbonConf(dir, tcp, httpAddr, realtime, scale)
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			tb.Fatal(err)
@@ -581,7 +590,7 @@ logger:
 // full adds the find and sumSeries measures.
 func measureGoCarbon(b *testing.B, load *carbonLoad, gcBin, apiBin string, full bool) *metricsSide {
 	cpu := startCPU()
-	gc, tcp, server, whisper := startGoCarbon(b, gcBin, true)
+	gc, tcp, server, whisper := startGoCarbon(b, gcBin, true, false)
 	procs := []*peerProc{gc}
 	side := &metricsSide{}
 	// Read back through carbonapi's sumSeries, as shiploop's are; without
@@ -670,7 +679,7 @@ func procsCPU(procs []*peerProc) time.Duration {
 // index settings (trigram index rebuilt by a scan every 5 min, find cache on)
 // and says how long it took to appear in carbonserver's find.
 func goCarbonDefaultFind(b *testing.B, bin string) string {
-	gc, tcp, server, _ := startGoCarbon(b, bin, false)
+	gc, tcp, server, _ := startGoCarbon(b, bin, false, false)
 	defer gc.stop()
 	finds, miss := measureFinds(tcp, carbonserverFindable(server), metricsFindWait)
 	return findCell(finds, miss)
