@@ -275,3 +275,78 @@ test:
 	}
 	t.Fatalf("dashboards' /builds/%s/tests: %d, no failing TestSplitSub:\n%s\nserve dashboards stderr:\n%s", build, status, page, dashProc.stderr)
 }
+
+// TestSplitRunbookForm: `serve dashboards` and `serve deploys` in
+// processes of their own. The environment page lists the runbooks it reads
+// from RunbookService.ListRunbooks in the deploys process, found in NATS;
+// its form runs one (RunRunbook), and an agent runs it to success.
+func TestSplitRunbookForm(t *testing.T) {
+	natsURL := startNATSServer(t, natsServerBinary(t))
+	procs, httpAddr, grpcAddr := startSplit(t, natsURL, createDatabase(t), "deploys", "dashboards")
+	_, deploysReady := splitProc(t, procs, "serve deploys")
+	dashProc, dashReady := splitProc(t, procs, "serve dashboards")
+	repo := newRepo(t, map[string]string{".shiploop.yml": `steps:
+  - {name: build, commands: ["true"]}
+environments:
+  - {name: staging, auto: true, steps: [{name: deploy, commands: [echo deployed]}]}
+runbooks:
+  - name: say
+    environment: staging
+    options: [{name: word, type: enum, values: [hello, bye], required: true}]
+    steps: [{name: say, commands: ['echo "said $OPTION_WORD"']}]
+`})
+	conn := dialInsecure(t, grpcAddr)
+	secret := registerRepo(t, conn, "acme/split-runbook", repo.dir)
+	pushAll(t, httpAddr, []push{{repo: "acme/split-runbook", secret: secret, ref: "refs/heads/main", sha: repo.git("rev-parse", "HEAD")}}, nil)
+	page := dashReady.HTTPURL + "/environments/acme/split-runbook/staging"
+	var body []byte
+	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		resp, err := http.Get(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && strings.Contains(string(body), `id="runbook-say"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no runbook form on %s within 120 s:\n%s\nserve dashboards stderr:\n%s", page, body, dashProc.stderr)
+		}
+	}
+	if !strings.Contains(string(body), `<select name="option.word" required><option>hello</option><option>bye</option></select>`) {
+		t.Errorf("the form lacks the enum option's select:\n%s", body)
+	}
+	form := url.Values{"action": {"runbook"}, "runbook": {"say"}, "option.word": {"bye"}}
+	req, err := http.NewRequest(http.MethodPost, page, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", dashReady.HTTPURL)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "done=anonymous+ran+runbook+say") {
+		t.Fatalf("runbook form: %d, Location %q\nserve dashboards stderr:\n%s", resp.StatusCode, loc, dashProc.stderr)
+	}
+	rb := deploysv1.NewRunbookServiceClient(dialInsecure(t, deploysReady.GRPCAddr))
+	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		ls, err := rb.ListRunbookRuns(context.Background(), &deploysv1.ListRunbookRunsRequest{Repository: "acme/split-runbook"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if runs := ls.GetRuns(); len(runs) == 1 && runs[0].GetStatus() == "succeeded" {
+			if runs[0].GetOptions()["word"] != "bye" || runs[0].GetBy() != "anonymous" {
+				t.Errorf("run %v", runs[0])
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the form's run did not succeed within 120 s: %v", ls.GetRuns())
+		}
+	}
+}
