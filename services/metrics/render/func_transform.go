@@ -233,8 +233,9 @@ func pyRegexp(pattern string) (*regexp.Regexp, error) {
 // Expand template: \1 and \g<1> (or a name) become ${1}, \\ is one
 // backslash, \n and the other character escapes are the character, and $
 // is escaped. graphite-web passes the quoted argument to re.sub as
-// written, so aliasSub(x, "(^.*$)", "\\1 A") (Grafana 12's wrapping of
-// every target) names the series \1 A.
+// written, so Grafana 12's wrapping of every target, aliasSub(x, "(^.*$)",
+// "\1 A") with one backslash, names the series "<name> A"; with two
+// backslashes ("\\1 A") it would be named \1 A.
 func pyReplacement(repl string) string {
 	var b strings.Builder
 	for i := 0; i < len(repl); i++ {

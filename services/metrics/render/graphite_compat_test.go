@@ -179,9 +179,11 @@ func TestLimitNegative(t *testing.T) {
 }
 
 // aliasSub's replacement is Python's re.sub template, taken as written
-// (graphite-web does not unescape quoted arguments): Grafana 12 wraps
-// every target in aliasSub(T, "(^.*$)", "\\1 A"), which graphite-web 1.1.8
-// names \1 A. Names read from graphite-web 1.1.8 for constantLine(100).
+// (graphite-web does not unescape quoted arguments). Grafana 12 wraps
+// every target in aliasSub(T, "(^.*$)", "\1 A") with one backslash (its
+// source's template literal "\\1" is \1 at run time): group 1, so the
+// series is named "<name> A". Two backslashes are a backslash and a 1
+// (\1 A). Names read from graphite-web 1.1.8 for constantLine(100).
 func TestAliasSubReplacementLikePython(t *testing.T) {
 	for _, c := range []struct{ target, want string }{
 		{`aliasSub(constantLine(100),"(^.*$)","\1 A")`, `100.0 A`},
