@@ -298,11 +298,9 @@ func (s *Service) start(ctx context.Context, tx *bus.Tx, d *deployment, wait boo
 	if d.kind == "teardown" {
 		steps = env.Teardown
 	}
-	cloneURL := b.cloneURL // build.created's; the repository's for older builds
-	if cloneURL == "" {
-		if err := tx.QueryRowContext(ctx, `SELECT clone_url FROM repositories WHERE name = $1`, d.repository).Scan(&cloneURL); err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
+	cloneURL, err := b.jobCloneURL(ctx, tx)
+	if err != nil {
+		return err
 	}
 	now := s.now()
 	job := &eventsv1.Job{

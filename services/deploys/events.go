@@ -190,6 +190,19 @@ type buildInfo struct {
 	config                                                                           []byte
 }
 
+// jobCloneURL is where a job of b fetches it from: build.created's clone
+// URL, or the repository's for builds recorded before it was kept.
+func (b *buildInfo) jobCloneURL(ctx context.Context, tx *bus.Tx) (string, error) {
+	if b.cloneURL != "" {
+		return b.cloneURL, nil
+	}
+	var u string
+	if err := tx.QueryRowContext(ctx, `SELECT clone_url FROM repositories WHERE name = $1`, b.repository).Scan(&u); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", err
+	}
+	return u, nil
+}
+
 func loadBuildInfo(ctx context.Context, tx *bus.Tx, where string, args ...any) (*buildInfo, error) {
 	b := &buildInfo{}
 	err := tx.QueryRowContext(ctx, `SELECT id, repository, number, ref, commit_sha, version, trigger, config, status, artifacts, chain_id, vcs, clone_url FROM builds WHERE `+where, args...).

@@ -319,11 +319,9 @@ func (s *Service) startCommandCheck(ctx context.Context, m *monitorRow, d *deplo
 			return s.recordOutcome(ctx, tx, env, mon, c, outcome{stateUnknown, fmt.Sprintf("command: no agent finished the check within %s (is an agent serving %s jobs up?)",
 				timeout+commandGrace, pool)}, at)
 		}
-		cloneURL := b.cloneURL
-		if cloneURL == "" {
-			if err := tx.QueryRowContext(ctx, `SELECT clone_url FROM repositories WHERE name = $1`, c.repo).Scan(&cloneURL); err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
+		cloneURL, err := b.jobCloneURL(ctx, tx)
+		if err != nil {
+			return err
 		}
 		job := &eventsv1.Job{
 			JobId: bus.NewID(), Kind: "deploy", Repository: c.repo, CloneUrl: cloneURL, Ref: b.ref, Commit: d.commit, Version: d.version,

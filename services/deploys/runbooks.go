@@ -148,18 +148,29 @@ func (s *Service) runRunbookTx(ctx context.Context, tx *bus.Tx, repo, name, envO
 			}
 			envName = envOverride
 		}
-		optJSON, _ := json.Marshal(opts)
 		x := &runbookRun{id: bus.NewID(), repository: repo, runbook: rb.Name, environment: envName, kind: rb.Kind, from: rb.From, by: who,
 			options: opts, buildID: b.id, commit: b.commit, status: runQueued, createdAt: s.now().UnixNano()}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO runbook_runs (id, repository, runbook, environment, kind, from_env, run_by, options, build_id, commit_sha, status, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-			x.id, x.repository, x.runbook, x.environment, x.kind, x.from, x.by, string(optJSON), x.buildID, x.commit, x.status, x.createdAt); err != nil {
-			return fmt.Errorf("recording runbook run: %w", err)
+		if err := insertRun(ctx, tx, x); err != nil {
+			return err
 		}
 		out = x
 		return s.startRun(ctx, tx, x)
 	}()
 	return out, err
+}
+
+// insertRun records x, queued, in the audit trail.
+func insertRun(ctx context.Context, tx *bus.Tx, x *runbookRun) error {
+	optJSON, err := json.Marshal(x.options)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO runbook_runs (id, repository, runbook, environment, kind, from_env, run_by, options, build_id, commit_sha, status, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		x.id, x.repository, x.runbook, x.environment, x.kind, x.from, x.by, string(optJSON), x.buildID, x.commit, x.status, x.createdAt); err != nil {
+		return fmt.Errorf("recording runbook run: %w", err)
+	}
+	return nil
 }
 
 // onRunbookRequested runs the runbook a schedule's slot asks for, as
@@ -174,14 +185,10 @@ func (s *Service) onRunbookRequested(ctx context.Context, tx *bus.Tx, d *eventsv
 	if !errors.As(err, &re) {
 		return err
 	}
-	now := s.now().UnixNano()
-	optJSON, _ := json.Marshal(d.GetOptions())
 	x := &runbookRun{id: bus.NewID(), repository: d.GetRepository(), runbook: d.GetRunbook(), environment: d.GetEnvironment(), kind: "task",
-		by: who, options: d.GetOptions(), status: runQueued, createdAt: now}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO runbook_runs (id, repository, runbook, environment, kind, from_env, run_by, options, build_id, commit_sha, status, created_at)
-		VALUES ($1, $2, $3, $4, $5, '', $6, $7, '', '', $8, $9)`,
-		x.id, x.repository, x.runbook, x.environment, x.kind, x.by, string(optJSON), x.status, x.createdAt); err != nil {
-		return fmt.Errorf("recording the refused run: %w", err)
+		by: who, options: d.GetOptions(), status: runQueued, createdAt: s.now().UnixNano()}
+	if err := insertRun(ctx, tx, x); err != nil {
+		return err
 	}
 	s.log.Warn("scheduled runbook refused", "repository", x.repository, "runbook", x.runbook, "schedule", d.GetSchedule(), "reason", re.Msg)
 	return s.finishRun(ctx, tx, x, runFailed, "not run: "+re.Msg)
@@ -222,8 +229,8 @@ func (s *Service) startRun(ctx context.Context, tx *bus.Tx, x *runbookRun) error
 	if rb == nil {
 		return s.finishRun(ctx, tx, x, runFailed, fmt.Sprintf("runbook %s is gone from build %s's .shiploop.yml", x.runbook, b.version))
 	}
-	var cloneURL string
-	if err := tx.QueryRowContext(ctx, `SELECT clone_url FROM repositories WHERE name = $1`, x.repository).Scan(&cloneURL); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	cloneURL, err := b.jobCloneURL(ctx, tx)
+	if err != nil {
 		return err
 	}
 	env, _ := cfg.Environment(x.environment)
