@@ -286,7 +286,7 @@ func TestMonitorAlertsHideWebhooks(t *testing.T) {
 // is canceled and the check UNKNOWN, saying no agent ran it.
 func TestCommandMonitors(t *testing.T) {
 	oldMin, oldGrace := commandMinTimeout, commandGrace
-	commandMinTimeout, commandGrace = 300*time.Millisecond, 300*time.Millisecond
+	commandMinTimeout, commandGrace = 2*time.Second, time.Second // room for a loaded machine
 	t.Cleanup(func() { commandMinTimeout, commandGrace = oldMin, oldGrace })
 	storetest.Engines(t, "deploys", Migrations(), func(t *testing.T, db *store.DB) {
 		h := newHarness(t, db)
